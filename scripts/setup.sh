@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what b3 and its tests need on a fresh Debian machine: Debian packages (real Nix for the
+# differential tests, bubblewrap for the sandbox, busybox-static for test builds, compression tools)
+# and the npm dependencies from the lock file (including Node 24, which npm scripts and bin/b3 run on).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(nix-bin bubblewrap busybox-static sqlite3 xz-utils zstd)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root, or install them with apt-get)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+node_modules/.bin/node --version

@@ -1,0 +1,43 @@
+/**
+ * How the CLI ends: one line on stderr (no stack trace) and an exit code a script can branch on.
+ *
+ *   0 success · 1 other failure · 2 bad input or usage · 3 not found
+ *   4 hash, size or signature mismatch · 5 build failed
+ */
+export const ExitCode = { ok: 0, failure: 1, badInput: 2, notFound: 3, mismatch: 4, buildFailed: 5 } as const
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
+
+/** Error tags that map to a specific exit code; every other failure exits 1. */
+const exitCodeByTag: Record<string, ExitCode> = {
+  InvalidEncoding: ExitCode.badInput,
+  InvalidHash: ExitCode.badInput,
+  InvalidStorePath: ExitCode.badInput,
+  InvalidContentAddress: ExitCode.badInput,
+  InvalidDerivation: ExitCode.badInput,
+  InvalidNarInfo: ExitCode.badInput,
+  InvalidKey: ExitCode.badInput,
+  BadNar: ExitCode.badInput,
+  UsageError: ExitCode.badInput,
+  BadStoreUri: ExitCode.badInput,
+  PathNotValid: ExitCode.notFound,
+  FileNotFound: ExitCode.notFound,
+  HashMismatch: ExitCode.mismatch,
+  SignatureError: ExitCode.mismatch,
+  BuildFailed: ExitCode.buildFailed
+}
+
+export const exitCodeFor = (error: unknown): ExitCode => {
+  if (typeof error === "object" && error !== null) {
+    const tag = (error as { _tag?: unknown })._tag
+    if (typeof tag === "string" && tag in exitCodeByTag) return exitCodeByTag[tag]!
+    const reason = (error as { reason?: { _tag?: unknown } }).reason
+    if (tag === "PlatformError" && reason?._tag === "NotFound") return ExitCode.notFound
+  }
+  return ExitCode.failure
+}
+
+export const messageOf = (error: unknown): string => {
+  if (error instanceof Error && error.message) return error.message
+  if (typeof error === "object" && error !== null && "message" in error) return String((error as { message: unknown }).message)
+  return String(error)
+}

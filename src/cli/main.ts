@@ -1,0 +1,46 @@
+/** The b3 command line: one root command, a file per command group under ./commands. */
+import { Cause, Console, Effect, Layer } from "effect"
+import { CliOutput, Command } from "effect/cli"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { drvCommand } from "./commands/drv.ts"
+import { hashCommand } from "./commands/hash.ts"
+import { keyCommand } from "./commands/key.ts"
+import { narCommand } from "./commands/nar.ts"
+import { narinfoCommand } from "./commands/narinfo.ts"
+import { storePathCommand } from "./commands/store-path.ts"
+import { ExitCode, exitCodeFor, messageOf } from "./exit.ts"
+
+export const b3 = Command.make("b3").pipe(
+  Command.withDescription("b3: a Nix-compatible store and build engine."),
+  Command.withSubcommands([hashCommand, storePathCommand, narCommand, drvCommand, keyCommand, narinfoCommand])
+)
+
+export const version = "0.1.0"
+
+/** Help and version go to stdout; a bad invocation is one line per problem on stderr, not the whole help page. */
+const presenter = CliOutput.layerPresenter({
+  present: (event) => {
+    if (event._tag !== "InvalidInvocation") return CliOutput.defaultPresenter.present(event)
+    const command = event.commandPath.join(" ")
+    return Effect.forEach(event.errors, (error) =>
+      Console.error(`b3: ${messageOf(error)} (see '${command} --help')`), { discard: true })
+  }
+})
+
+const program = Command.runWith(b3, { version })(process.argv.slice(2)).pipe(
+  Effect.catchCause((cause) => Effect.sync(() => {
+    if (Cause.hasInterruptsOnly(cause)) { process.exitCode = 130; return }
+    const error = Cause.squash(cause)
+    const tag = (error as { _tag?: string })?._tag ?? ""
+    if (tag === "ShowHelp") {
+      // Parse problems were already printed by the presenter; plain `b3 group` (help) is not an error.
+      process.exitCode = (error as { errors: ReadonlyArray<unknown> }).errors.length > 0 ? ExitCode.badInput : ExitCode.ok
+      return
+    }
+    process.stderr.write(`b3: ${messageOf(error)}\n`)
+    process.exitCode = exitCodeFor(error)
+  })),
+  Effect.provide(Layer.mergeAll(NodeServices.layer, presenter))
+)
+
+NodeRuntime.runMain(program, { disableErrorReporting: true })

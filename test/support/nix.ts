@@ -1,0 +1,44 @@
+/**
+ * Runs real Nix (Debian's nix-bin 2.8) for differential tests. Every call is offline
+ * (`substituters = ''`) and uses the nix-command experimental feature.
+ */
+import { execFileSync, spawnSync } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+export const nixEnv: NodeJS.ProcessEnv = {
+  ...process.env,
+  NIX_CONFIG: "experimental-features = nix-command\nsubstituters =\nsandbox = false",
+  NIX_REMOTE: ""
+}
+
+/** Runs a Nix tool and returns its stdout (trimmed of the final newline); throws with stderr on failure. */
+export const nix = (command: string, args: ReadonlyArray<string>, options: { input?: string | Uint8Array } = {}): string => {
+  const result = spawnSync(command, args, { env: nixEnv, input: options.input, maxBuffer: 1 << 30 })
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(" ")} failed (${result.status}): ${result.stderr?.toString()}`)
+  }
+  return result.stdout.toString().replace(/\n$/, "")
+}
+
+/** Runs a Nix tool and returns its raw stdout bytes. */
+export const nixBytes = (command: string, args: ReadonlyArray<string>, options: { input?: string | Uint8Array } = {}): Buffer => {
+  const result = spawnSync(command, args, { env: nixEnv, input: options.input, maxBuffer: 1 << 30 })
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(" ")} failed (${result.status}): ${result.stderr?.toString()}`)
+  }
+  return result.stdout
+}
+
+export const hasNix = (() => {
+  try { execFileSync("nix-store", ["--version"], { stdio: "ignore" }); return true } catch { return false }
+})()
+
+/** A fresh scratch directory under the OS temp dir; remove it with `removeScratch`. */
+export const makeScratch = (prefix = "b3-test-"): string => mkdtempSync(join(tmpdir(), prefix))
+export const removeScratch = (dir: string): void => {
+  // Nix makes store contents read-only; make them writable again so they can be removed.
+  spawnSync("chmod", ["-R", "u+w", dir])
+  rmSync(dir, { recursive: true, force: true })
+}
