@@ -21,3 +21,4 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
   npm ci --no-audit --no-fund
 fi
 node_modules/.bin/node --version
+node_modules/.bin/node scripts/bundle.ts
