@@ -1,4 +1,112 @@
-/** `b3 drv …`: derivation tools (filled in by the derivation work). */
-import { Command } from "effect/cli"
+/**
+ * `b3 drv show|hash|outputs|attrs`: derivation tools on `.drv` files. Input derivations are read
+ * from the directory the given `.drv` file is in (the store directory on disk, which may be a chroot
+ * store's `<root>/nix/store`), while `--store-dir` is the logical store directory paths start with.
+ */
+import { Console, Effect, FileSystem } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import * as Drv from "../../core/derivation/index.ts"
+import * as Hash from "../../core/hash.ts"
+import * as StorePath from "../../core/store-path.ts"
+import { fromResult } from "../effect-result.ts"
+import { jsonFlag, switchFlag } from "../flags.ts"
 
-export const drvCommand = Command.make("drv").pipe(Command.withDescription("Inspect derivations (.drv files)."))
+const storeDirFlag = Flag.String("store-dir").pipe(
+  Flag.withDefault(StorePath.defaultStoreDir),
+  Flag.withDescription("the logical store directory of the derivations")
+)
+const drvFile = Argument.String("drv-file").pipe(Argument.withDescription("a .drv file"))
+
+const baseNameOf = (file: string) => file.slice(file.lastIndexOf("/") + 1)
+const dirOf = (file: string) => { const i = file.lastIndexOf("/"); return i < 0 ? "." : i === 0 ? "/" : file.slice(0, i) }
+
+/** The derivation name of a file: from `<hash>-<name>.drv`, else the file name without `.drv`. */
+const drvNameOf = (file: string): string => {
+  const base = baseNameOf(file)
+  const parsed = StorePath.parseBaseName(base)
+  const name = parsed._tag === "Success" ? parsed.success.name : base
+  return name.endsWith(Drv.drvExtension) ? name.slice(0, -Drv.drvExtension.length) : name
+}
+
+const readDrv = (file: string, storeDir: string) => Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
+  const bytes = yield* fs.readFile(file)
+  const drv = yield* fromResult(Drv.parse(bytes, { name: drvNameOf(file), storeDir, source: file }))
+  return { bytes, drv }
+})
+
+/** The store path of a `.drv` with these contents: a text path referring to its inputs. */
+const drvPathOf = (bytes: Uint8Array, drv: Drv.Derivation, storeDir: string) => Effect.gen(function*() {
+  const refs = yield* Effect.forEach([...drv.inputSrcs, ...drv.inputDrvs.keys()], (p) => fromResult(StorePath.parse(p, storeDir)))
+  return StorePath.print(StorePath.makeText(drv.name + Drv.drvExtension, Hash.hashBytes("sha256", bytes), refs, storeDir), storeDir)
+})
+
+/** Reads every input derivation reachable from `drv` from `dir`, for hashing. */
+const loadInputs = (drv: Drv.Derivation, dir: string, storeDir: string) => Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
+  const loaded = new Map<string, Drv.Derivation>()
+  const todo = [...drv.inputDrvs.keys()]
+  while (todo.length > 0) {
+    const path = todo.pop()!
+    if (loaded.has(path)) continue
+    const file = `${dir}/${baseNameOf(path)}`
+    if (!(yield* fs.exists(file))) continue // hashDerivationModulo reports it as missing
+    const { drv: input } = yield* readDrv(file, storeDir)
+    loaded.set(path, input)
+    todo.push(...input.inputDrvs.keys())
+  }
+  return loaded
+})
+
+const show = Command.make("show", {
+  storeDir: storeDirFlag,
+  files: Argument.String("drv-file").pipe(Argument.withDescription("a .drv file"), Argument.variadic({ min: 1 }))
+}, (args) => Effect.gen(function*() {
+  const entries: Array<readonly [string, Drv.Derivation]> = []
+  for (const file of args.files) {
+    const { bytes, drv } = yield* readDrv(file, args.storeDir)
+    entries.push([yield* drvPathOf(bytes, drv, args.storeDir), drv])
+  }
+  yield* Effect.sync(() => process.stdout.write(Drv.printShowDerivation(entries)))
+})).pipe(Command.withDescription("Print derivations as JSON, exactly like `nix show-derivation`."))
+
+const hash = Command.make("hash", {
+  storeDir: storeDirFlag,
+  masked: switchFlag("masked", "hash with output paths masked (the hash its own output paths are made from)"),
+  base32: switchFlag("base32", "print the hash in nix-base32"),
+  sri: switchFlag("sri", "print the hash in SRI form"),
+  file: drvFile
+}, (args) => Effect.gen(function*() {
+  const { drv } = yield* readDrv(args.file, args.storeDir)
+  const inputs = yield* loadInputs(drv, dirOf(args.file), args.storeDir)
+  const result = yield* fromResult(Drv.hashDerivationModulo(drv, args.masked, { lookup: (p) => inputs.get(p), storeDir: args.storeDir }))
+  const encoding: Hash.HashEncoding = args.sri ? "sri" : args.base32 ? "base32" : "base16"
+  for (const [name, h] of [...result.hashes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    yield* Console.log(result.hashes.size === 1 && new Set(result.hashes.values()).size === 1 ? Hash.encode(h, encoding) : `${name} ${Hash.encode(h, encoding)}`)
+  }
+})).pipe(Command.withDescription("Print hashDerivationModulo of a derivation (base16; one line per output for fixed-output derivations with several); input .drv files are read from the same directory."))
+
+const outputs = Command.make("outputs", { storeDir: storeDirFlag, json: jsonFlag, file: drvFile }, (args) => Effect.gen(function*() {
+  const { drv } = yield* readDrv(args.file, args.storeDir)
+  const inputs = yield* loadInputs(drv, dirOf(args.file), args.storeDir)
+  const paths = yield* fromResult(Drv.checkOutputs(drv, { lookup: (p) => inputs.get(p), storeDir: args.storeDir }))
+  const sorted = [...paths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  if (args.json) yield* Console.log(JSON.stringify(Object.fromEntries(sorted.map(([n, p]) => [n, p ?? null]))))
+  else for (const [name, path] of sorted) yield* Console.log(`${name} ${path ?? "(known after the build: floating content-addressed)"}`)
+})).pipe(Command.withDescription("Compute a derivation's output paths (checking the ones it records); input .drv files are read from the same directory."))
+
+const attrs = Command.make("attrs", {
+  storeDir: storeDirFlag,
+  sh: switchFlag("sh", "print .attrs.sh instead of .attrs.json"),
+  file: drvFile
+}, (args) => Effect.gen(function*() {
+  const { drv } = yield* readDrv(args.file, args.storeDir)
+  const files = yield* fromResult(Drv.structuredAttrsFiles(drv))
+  if (files === undefined) return yield* Effect.fail(new Drv.InvalidDerivation({ input: args.file, offset: -1, reason: "the derivation does not use structured attributes" }))
+  yield* Effect.sync(() => process.stdout.write(args.sh ? files.shell : files.json))
+})).pipe(Command.withDescription("Print the .attrs.json (or .attrs.sh) a builder of a structured-attrs derivation gets."))
+
+export const drvCommand = Command.make("drv").pipe(
+  Command.withDescription("Inspect derivations (.drv files)."),
+  Command.withSubcommands([show, hash, outputs, attrs])
+)
