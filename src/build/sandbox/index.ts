@@ -1,0 +1,15 @@
+/**
+ * Sandboxed builds bit-identical to Nix 2.8 with `sandbox = true`: run one derivation's builder
+ * (`runInSandbox`), then put its outputs into canonical form (`canonicalise`).
+ */
+export { runInSandbox } from "./run.ts"
+export { canonicalise, canonicalMode } from "./canonicalise.ts"
+export { ensureBuildUser, findBuildUser, chooseBuildUser } from "./build-user.ts"
+export { checkHost, type HostTools } from "./host.ts"
+export { builderEnvironment, passAsFileName, sandboxBuildDir } from "./environment.ts"
+export { nixSeccompFilter, nixSeccompProgram } from "./seccomp.ts"
+export type { BuildUser, SandboxResult, SandboxSpec } from "./spec.ts"
+export {
+  BuilderFailed, BuildSilenceTimedOut, BuildTimedOut, BuildUserUnavailable, CanonicaliseFailed, OutputMissing,
+  SandboxSetupFailed, SandboxUnavailable, type SandboxError
+} from "./errors.ts"

@@ -1,0 +1,178 @@
+/**
+ * `runInSandbox`: runs one derivation's builder in a sandbox that reproduces Nix 2.8's
+ * (`sandbox = true`) and gives back where the outputs are. See command.ts for the mechanism and
+ * chroot.ts / environment.ts for what the builder sees.
+ */
+import { chmodSync, chownSync, existsSync, lstatSync, writeFileSync } from "node:fs"
+import { getSystemErrorMessage } from "node:util"
+import { Effect, Result } from "effect"
+import type { Scope } from "effect"
+import * as StorePath from "../../core/store-path.ts"
+import { ensureBuildUser } from "./build-user.ts"
+import { createSkeleton, fixedOutputHostFiles, sandboxDevices, skeleton } from "./chroot.ts"
+import { bwrapArguments, encodeArgs, sandboxCommand } from "./command.ts"
+import { builderEnvironment, sandboxBuildDir } from "./environment.ts"
+import {
+  BuilderFailed, BuildSilenceTimedOut, BuildTimedOut, OutputMissing, SandboxSetupFailed, type SandboxError
+} from "./errors.ts"
+import { execHelperElf, helperSteps } from "./exec-helper.ts"
+import { checkHost } from "./host.ts"
+import { makeLogTail } from "./log-tail.ts"
+import { nixSeccompFilter } from "./seccomp.ts"
+import type { BuildUser, SandboxResult, SandboxSpec } from "./spec.ts"
+import { startBuild, type Completion } from "./supervisor.ts"
+import { buildDirectory, workDirectory } from "./work-dirs.ts"
+
+const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
+/** Checks that every input and output is a store path directly in the store directory. */
+const checkPaths = (spec: SandboxSpec): Result.Result<void, string> => {
+  for (const [kind, paths] of [["input", spec.inputPaths], ["output", spec.outputPaths]] as const) {
+    for (const path of paths) {
+      const parsed = StorePath.parse(path, spec.storeDir)
+      if (Result.isFailure(parsed)) return Result.fail(`${kind} ${parsed.failure.message}`)
+    }
+  }
+  if (spec.builder.startsWith("builtin:")) return Result.fail(`builtin builder '${spec.builder}' does not run in a sandbox`)
+  for (const name of Object.keys(spec.extraBuildFiles ?? {})) {
+    if (name === "" || name === "." || name === ".." || name.includes("/")) {
+      return Result.fail(`invalid build directory file name '${name}'`)
+    }
+  }
+  return Result.succeed(undefined)
+}
+
+interface Prepared {
+  readonly rootDir: string
+  readonly helperPath: string
+  readonly seccompPath: string
+  readonly argsPath: string
+}
+
+/** Writes the chroot tree, the build directory's files and the helper files (as root). */
+const prepare = (spec: SandboxSpec, user: BuildUser, workDir: string, hostBuildDir: string, seccomp: Uint8Array): Prepared => {
+  const rootDir = `${workDir}/root`
+  const inputs = spec.inputPaths.map((path) => {
+    const realPath = `${spec.realStoreDir}/${path.slice(spec.storeDir.length + 1)}`
+    return { path, realPath, isDirectory: lstatSync(realPath).isDirectory() }
+  })
+  const devices = sandboxDevices(existsSync("/dev/kvm"))
+  const hostFiles = fixedOutputHostFiles.filter((file) => existsSync(file))
+  const devPts = existsSync("/dev/pts/ptmx")
+  createSkeleton(rootDir, skeleton({
+    storeDir: spec.storeDir, buildDir: sandboxBuildDir, fixedOutput: spec.fixedOutput,
+    inputs, devices, hostFiles, devPts
+  }), user.gid)
+
+  const environment = builderEnvironment({
+    storeDir: spec.storeDir, cores: spec.cores, env: spec.env, fixedOutput: spec.fixedOutput,
+    structuredAttrs: spec.structuredAttrs, hostBuildDir, hostEnv: spec.hostEnv ?? process.env
+  })
+  for (const file of environment.files) {
+    const path = `${hostBuildDir}/${file.name}`
+    writeFileSync(path, file.contents, { mode: 0o644 })
+    chmodSync(path, 0o644)
+    chownSync(path, user.uid, user.gid)
+  }
+  for (const [name, contents] of Object.entries(spec.extraBuildFiles ?? {})) {
+    writeFileSync(`${hostBuildDir}/${name}`, contents, { mode: 0o644 })
+    chmodSync(`${hostBuildDir}/${name}`, 0o644)
+  }
+
+  const write = (name: string, data: Uint8Array, mode: number) => {
+    writeFileSync(`${workDir}/${name}`, data, { mode })
+    chmodSync(`${workDir}/${name}`, mode)
+    return `${workDir}/${name}`
+  }
+  const bwrapOptions = bwrapArguments({
+    rootDir, storeDir: spec.storeDir, hostBuildDir, storeMount: `${workDir}/store`,
+    directoryInputs: inputs.filter((i) => i.isDirectory).map((i) => i.path),
+    devices, fixedOutput: spec.fixedOutput, hostFiles, env: environment.variables
+  })
+  createSkeleton(workDir, [{ kind: "dir", path: "/store", mode: 0o755 }], user.gid)
+  return {
+    rootDir,
+    helperPath: write("exec-helper", execHelperElf(), 0o555),
+    seccompPath: write("seccomp.bpf", seccomp, 0o444),
+    argsPath: write("bwrap-args", encodeArgs(bwrapOptions), 0o400)
+  }
+}
+
+/** Turns how the sandbox ended into the result or the typed error. */
+const interpret = (spec: SandboxSpec, completion: Completion, logTail: string): Result.Result<void, SandboxError> => {
+  const drvName = spec.drvName
+  if (completion.limit === "timeout") return Result.fail(new BuildTimedOut({ drvName, seconds: spec.timeoutSeconds ?? 0, logTail }))
+  if (completion.limit === "silence") {
+    return Result.fail(new BuildSilenceTimedOut({ drvName, seconds: spec.maxSilentSeconds ?? 0, logTail }))
+  }
+  const status = completion.status
+  const failedAt = status.indexOf(1)
+  if (failedAt >= 0) {
+    const step = helperSteps[status[failedAt + 1] as keyof typeof helperSteps] ?? "starting the builder"
+    const errno = status[failedAt + 2] ?? 0
+    const what = step === helperSteps[6] ? `executing '${spec.builder}'` : step
+    return Result.fail(new SandboxSetupFailed({ drvName, reason: `${what}: ${getSystemErrorMessage(-errno)}`, logTail }))
+  }
+  if (!status.includes(2)) {
+    const reason = completion.bwrapStderr.trim() || `the sandbox exited (status ${completion.exitCode ?? "unknown"}) before starting the builder`
+    return Result.fail(new SandboxSetupFailed({ drvName, reason, logTail }))
+  }
+  if (completion.exitCode === undefined) {
+    return Result.fail(new SandboxSetupFailed({ drvName, reason: "the sandbox ended without the builder's exit status", logTail }))
+  }
+  if (completion.exitCode !== 0) return Result.fail(new BuilderFailed({ drvName, exitCode: completion.exitCode, logTail }))
+  return Result.succeed(undefined)
+}
+
+/**
+ * Runs `spec.builder` in a sandbox like Nix 2.8's and returns where its outputs are. Everything it
+ * creates (directories, the process tree) belongs to the Scope: the outputs stay where they are
+ * until the scope closes; failure or interruption kills the build and removes everything.
+ */
+export const runInSandbox = (spec: SandboxSpec): Effect.Effect<SandboxResult, SandboxError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const drvName = spec.drvName
+    const setupFailed = (reason: string) => new SandboxSetupFailed({ drvName, reason, logTail: "" })
+    const tools = yield* checkHost
+    const checked = checkPaths(spec)
+    if (Result.isFailure(checked)) return yield* setupFailed(checked.failure)
+    const seccomp = nixSeccompFilter()
+    if (Result.isFailure(seccomp)) return yield* setupFailed(seccomp.failure)
+    const user = spec.buildUser ?? (yield* ensureBuildUser())
+
+    const workDir = yield* workDirectory(drvName)
+    const hostBuildDir = yield* buildDirectory(drvName, user.uid, user.gid)
+    const prepared = yield* Effect.try({
+      try: () => prepare(spec, user, workDir, hostBuildDir, seccomp.success),
+      catch: (e) => setupFailed(`preparing the sandbox: ${messageOf(e)}`)
+    })
+
+    const tail = makeLogTail()
+    const command = sandboxCommand(tools, {
+      workDir, realStoreDir: spec.realStoreDir, devShm: existsSync("/dev/shm"), devPts: existsSync("/dev/pts/ptmx"),
+      uid: user.uid, gid: user.gid, personality: spec.platform === "i686-linux" ? "i686" : "x86_64",
+      builder: spec.builder, args: spec.args
+    })
+    const running = yield* startBuild({
+      file: command.file, args: command.args,
+      helperPath: prepared.helperPath, seccompPath: prepared.seccompPath, argsPath: prepared.argsPath,
+      buildUid: user.uid, timeoutSeconds: spec.timeoutSeconds, maxSilentSeconds: spec.maxSilentSeconds,
+      onLog: (chunk) => { tail.push(chunk); spec.onLog?.(chunk) }
+    }).pipe(Effect.mapError((e) => setupFailed(`starting the sandbox: ${messageOf(e)}`)))
+    const completion = yield* running.completion
+    const logTail = tail.text()
+    const outcome = interpret(spec, completion, logTail)
+    if (Result.isFailure(outcome)) return yield* outcome.failure
+
+    const outputs: Record<string, string> = {}
+    for (const output of spec.outputPaths) {
+      const physical = prepared.rootDir + output
+      if (!existsSync(physical) && !isSymlink(physical)) return yield* new OutputMissing({ drvName, output, logTail })
+      outputs[output] = physical
+    }
+    return { outputs, logTail }
+  })
+
+const isSymlink = (path: string) => {
+  try { return lstatSync(path).isSymbolicLink() } catch { return false }
+}
