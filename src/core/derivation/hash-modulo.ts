@@ -52,7 +52,7 @@ const hashOne = (
       const hashes = new Map<string, Hash.Hash>()
       for (const [name, output] of drv.outputs) {
         if (output._tag !== "Fixed") continue
-        const path = StorePath.print(fixedOutputPath(drv.name, name, output), storeDir)
+        const path = StorePath.print(fixedOutputPath(drv.name, name, output, storeDir), storeDir)
         const algo = `${output.method === "recursive" ? "r:" : ""}${output.hash.algorithm}`
         hashes.set(name, Hash.hashBytes("sha256", `fixed:out:${algo}:${Hash.encode(output.hash, "base16")}:${path}`))
       }
