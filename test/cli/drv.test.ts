@@ -1,21 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { mkdirSync, readdirSync, writeFileSync, copyFileSync } from "node:fs"
 import { join } from "node:path"
-import { spawnSync } from "node:child_process"
 import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import { b3, runB3 } from "../support/b3.ts"
-import { makeScratch, nixEnv, removeScratch } from "../support/nix.ts"
+import { makeScratch, removeScratch } from "../support/nix.ts"
+import { runNix } from "../core/nix-helpers.ts"
 
 const scratch = makeScratch("b3-cli-drv-")
 afterAll(() => removeScratch(scratch))
 
-const env = { ...nixEnv, NIX_CONFIG: `${nixEnv.NIX_CONFIG}\nexperimental-features = nix-command ca-derivations` }
-const run = (cmd: string, args: ReadonlyArray<string>) => {
-  const r = spawnSync(cmd, args, { env, maxBuffer: 1 << 30 })
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr.toString()}`)
-  return r.stdout.toString().trim()
-}
+const run = (cmd: string, args: ReadonlyArray<string>) => runNix(cmd, args).trim()
 
 const root = join(scratch, "store")
 const storeDir = join(root, "nix/store")

@@ -8,12 +8,12 @@ import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { mkdirSync, readFileSync, writeFileSync, copyFileSync, symlinkSync } from "node:fs"
 import { join } from "node:path"
-import { spawnSync } from "node:child_process"
 import { Result } from "effect"
 import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as Drv from "../../src/core/derivation/index.ts"
-import { makeScratch, nixEnv, removeScratch } from "../support/nix.ts"
+import { makeScratch, removeScratch } from "../support/nix.ts"
+import { ok, runNix } from "./nix-helpers.ts"
 import { arbName } from "./derivation-arbitraries.ts"
 
 const seed = Date.now() % 2 ** 31
@@ -21,16 +21,7 @@ console.log(`derivation conformance seed: ${seed}`)
 const scratch = makeScratch("b3-drv-")
 afterAll(() => removeScratch(scratch))
 
-const env = { ...nixEnv, NIX_CONFIG: `${nixEnv.NIX_CONFIG}\nexperimental-features = nix-command ca-derivations` }
-const run = (cmd: string, args: ReadonlyArray<string>) => {
-  const r = spawnSync(cmd, args, { env, maxBuffer: 1 << 30 })
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr.toString()}`)
-  return r.stdout.toString()
-}
-const ok = <A, E>(r: Result.Result<A, E>): A => {
-  if (Result.isFailure(r)) throw new Error(String((r.failure as { message?: string }).message ?? r.failure))
-  return r.success
-}
+const run = runNix
 
 // ---------------------------------------------------------------------------------------------
 // A small description of derivations, rendered both as a Nix expression and as b3 API calls.

@@ -8,11 +8,7 @@ import * as Json from "../../src/core/derivation/json-value.ts"
 import { formatFixed6, formatNlohmann, formatShortest6 } from "../../src/core/derivation/number-format.ts"
 import { compareUtf8 } from "../../src/core/derivation/utf8-order.ts"
 import { arbDerivation, arbStorePath, arbText } from "./derivation-arbitraries.ts"
-
-const ok = <A, E>(r: Result.Result<A, E>): A => {
-  if (Result.isFailure(r)) throw new Error(`expected success, got ${String((r.failure as { message?: string }).message ?? r.failure)}`)
-  return r.success
-}
+import { ok } from "./nix-helpers.ts"
 
 /** Real .drv files written by nix-instantiate (Nix 2.8): a two-output input and a dependent with every kind of value. */
 const depDrv = `Derive([("dev","/nix/store/75v4s3a601c6c1lmzsl5jx1hpcdgki2s-dep-dev","",""),("out","/nix/store/7rbrabjirgjnnlyb6pa5ryqi2614j9sb-dep","","")],[],[],"x86_64-linux","/bin/sh",["-c","echo"],[("builder","/bin/sh"),("dev","/nix/store/75v4s3a601c6c1lmzsl5jx1hpcdgki2s-dep-dev"),("name","dep"),("out","/nix/store/7rbrabjirgjnnlyb6pa5ryqi2614j9sb-dep"),("outputs","out dev"),("system","x86_64-linux")])`

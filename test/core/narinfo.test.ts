@@ -8,11 +8,7 @@ import * as NarInfo from "../../src/core/narinfo.ts"
 import * as Signature from "../../src/core/signature.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import { arbStorePath } from "./derivation-arbitraries.ts"
-
-const ok = <A, E>(r: Result.Result<A, E>): A => {
-  if (Result.isFailure(r)) throw new Error(String((r.failure as { message?: string }).message ?? r.failure))
-  return r.success
-}
+import { ok } from "./nix-helpers.ts"
 
 /** Written by Nix 2.8 (`nix copy --to file://…?compression=none&secret-key=…`). */
 const nixNarInfo = `StorePath: /nix/store/k74f2v5i75lk41j37drcshrwg2pzws3s-sb

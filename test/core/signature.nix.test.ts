@@ -13,6 +13,7 @@ import * as CacheInfo from "../../src/core/cache-info.ts"
 import * as NarInfo from "../../src/core/narinfo.ts"
 import * as Signature from "../../src/core/signature.ts"
 import { makeScratch, nixEnv, removeScratch } from "../support/nix.ts"
+import { ok } from "./nix-helpers.ts"
 
 const scratch = makeScratch("b3-sig-")
 afterAll(() => removeScratch(scratch))
@@ -23,11 +24,6 @@ const run = (cmd: string, args: ReadonlyArray<string>) => {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr.toString()}`)
   return r.stdout.toString().trim()
 }
-const ok = <A, E>(r: Result.Result<A, E>): A => {
-  if (Result.isFailure(r)) throw new Error(String((r.failure as { message?: string }).message ?? r.failure))
-  return r.success
-}
-
 const store = join(scratch, "store")
 const nixKey = { secret: join(scratch, "nix.sk"), public: join(scratch, "nix.pk") }
 let top = ""

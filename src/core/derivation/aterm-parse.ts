@@ -75,6 +75,18 @@ class Reader {
     do item(); while (this.more())
   }
 
+  /** `("…","…",…)` with `n` strings. */
+  tuple(n: number): Array<string> {
+    const out: Array<string> = []
+    this.expect("(")
+    for (let i = 0; i < n; i++) {
+      if (i > 0) this.expect(",")
+      out.push(this.string())
+    }
+    this.expect(")")
+    return out
+  }
+
   string(): string {
     if (!this.ok) return ""
     const start = this.pos
@@ -145,15 +157,7 @@ const parseBytes = (bytes: Uint8Array, options: ParseOptions): Result.Result<Der
   const outputsAt = r.pos
   r.list(() => {
     const at = r.pos
-    r.expect("(")
-    const name = r.string()
-    r.expect(",")
-    const path = r.string()
-    r.expect(",")
-    const hashAlgo = r.string()
-    r.expect(",")
-    const hash = r.string()
-    r.expect(")")
+    const [name = "", path = "", hashAlgo = "", hash = ""] = r.tuple(4)
     if (!r.ok) return
     if (name === "") r.fail(at, "an output name is empty")
     else if (outputs.has(name)) r.fail(at, `output '${name}' appears twice`)
@@ -186,11 +190,7 @@ const parseBytes = (bytes: Uint8Array, options: ParseOptions): Result.Result<Der
   r.expect(",[")
   r.list(() => {
     const at = r.pos
-    r.expect("(")
-    const name = r.string()
-    r.expect(",")
-    const value = r.string()
-    r.expect(")")
+    const [name = "", value = ""] = r.tuple(2)
     if (r.ok && env.has(name)) r.fail(at, `environment variable '${name}' appears twice`)
     env.set(name, value)
   })
