@@ -13,15 +13,17 @@ import { createHash } from "node:crypto"
 import { lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect } from "effect"
-import { canonicalise, runInSandbox, type SandboxSpec } from "../../src/build/sandbox/index.ts"
+import { canonicalise, findBuildUsers, runInSandbox, type BuildUser, type SandboxSpec } from "../../src/build/sandbox/index.ts"
 import { addBusybox } from "../support/busybox.ts"
 import { makeScratch, nix, nixBytes, nixEnv, removeScratch } from "../support/nix.ts"
 
 let scratch: string
 let storeRoot: string
 let bb: string
+let buildUsers: ReadonlyArray<BuildUser>
 
-beforeAll(() => {
+beforeAll(async () => {
+  buildUsers = await Effect.runPromise(findBuildUsers)
   scratch = makeScratch("b3-sandbox-nix-")
   storeRoot = join(scratch, "root")
   bb = addBusybox(storeRoot)
@@ -181,7 +183,14 @@ describe("runInSandbox against nix-build --option sandbox true", () => {
     const file = writeDerivation("det2", `derivation {
       name = "det2"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ];
       foo = "bar"; multi = "line1\\nline2"; "with space" = "x"; empty = ""; unicode = "é😀"; }`, identityScript)
-    const { nix: theirs, ours } = await buildBoth(file)
+    // Nix takes the first build user it can lock exclusively; other tests' builds may hold nixbld1
+    // (shared), so Nix may have built as nixbld2…: build as the same host user (seen in uid_map).
+    const sameUser = (nixOutput: string) => {
+      const hostUid = Number(/^\s*1000\s+(\d+)\s+1$/m.exec(readFileSync(join(nixOutput, "identity"), "utf8"))![1])
+      const user = buildUsers.find((u) => u.uid === hostUid)!
+      return { buildUser: user }
+    }
+    const { nix: theirs, ours } = await buildBoth(file, sameUser)
     expect(ours.tree).toEqual(theirs.tree)
     expect(ours.nar).toBe(theirs.nar)
     // What Nix's own output says about its sandbox, which ours reproduced:
@@ -201,10 +210,11 @@ describe("runInSandbox against nix-build --option sandbox true", () => {
     expect(theirs.tree["/seccomp"]).toContain("chmod 4755: refused")
   })
 
-  it("passAsFile: /build/.attr-<hash> files and <name>Path variables match", async () => {
+  it("passAsFile, and variables a derivation may or may not override: same files and environment", async () => {
     const file = writeDerivation("paf", `derivation {
       name = "paf"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ];
-      passAsFile = [ "big" "other" ]; big = "hello\\nworld"; other = "x"; kept = "y"; }`, `
+      passAsFile = [ "big" "other" ]; big = "hello\\nworld"; other = "x"; kept = "y";
+      PATH = "/custom"; HOME = "/h"; NIX_BUILD_CORES = "7"; TMPDIR = "/t"; PWD = "/p"; NIX_LOG_FD = "9"; TERM = "dumb"; }`, `
 B=@bb@/bin/busybox
 $B mkdir $out
 $B tr '\\0' '\\n' < /proc/1/environ > $out/environ

@@ -1,7 +1,10 @@
 /**
- * The host account builds run as. Like Nix, b3 builds as `nixbld1` with the gid of group `nixbld`
- * when Nix's build users exist; on a machine without Nix it uses (and, as root, creates) a system
- * user and group `b3bld`. Inside the sandbox the account is always uid 1000 / gid 100.
+ * The host accounts builds run as. Like Nix, b3 builds as a member of group `nixbld` (nixbld1,
+ * nixbld2… in the group's order) with the group's gid when Nix's build users exist; each then has
+ * Nix's user-pool lock file, /nix/var/nix/userpool/<uid>, which b3 holds (shared) while building
+ * so that Nix neither picks that user nor kills its processes (see user-lock.ts). On a machine
+ * without Nix it uses (and, as root, creates) a system user and group `b3bld`. Inside the sandbox
+ * the account is always uid 1000 / gid 100.
  */
 import { execFile } from "node:child_process"
 import { readFile } from "node:fs/promises"
@@ -10,7 +13,7 @@ import { BuildUserUnavailable } from "./errors.ts"
 import type { BuildUser } from "./spec.ts"
 
 export interface PasswdEntry { readonly name: string; readonly uid: number; readonly gid: number }
-export interface GroupEntry { readonly name: string; readonly gid: number }
+export interface GroupEntry { readonly name: string; readonly gid: number; readonly members: ReadonlyArray<string> }
 
 const fields = (text: string, min: number) =>
   text.split("\n").map((line) => line.split(":")).filter((f) => f.length >= min && f[0] !== "" && !f[0]!.startsWith("#"))
@@ -28,26 +31,29 @@ export const parsePasswd = (text: string): Array<PasswdEntry> =>
 export const parseGroup = (text: string): Array<GroupEntry> =>
   fields(text, 3).flatMap((f) => {
     const gid = id(f[2])
-    return gid === undefined ? [] : [{ name: f[0]!, gid }]
+    const members = (f[3] ?? "").split(",").map((m) => m.trim()).filter((m) => m.length > 0)
+    return gid === undefined ? [] : [{ name: f[0]!, gid, members }]
   })
 
-/** Nix's build users first, then b3's own. */
-export const buildUserCandidates = [
-  { user: "nixbld1", group: "nixbld" },
-  { user: "b3bld", group: "b3bld" }
-] as const
+/** Where Nix keeps its user-pool locks (settings.nixStateDir + "/userpool"). */
+export const nixUserPoolDir = () => `${process.env["NIX_STATE_DIR"] ?? "/nix/var/nix"}/userpool`
 
-/** Picks the build user from passwd and group contents, if one exists. */
-export const chooseBuildUser = (passwd: string, group: string): BuildUser | undefined => {
+/**
+ * The build users, in the order to try them: the members of group `nixbld` (with Nix's lock
+ * files), else `b3bld`; empty if neither exists. Root is never a build user.
+ */
+export const buildUserCandidates = (passwd: string, group: string): Array<BuildUser> => {
   const users = parsePasswd(passwd), groups = parseGroup(group)
-  for (const candidate of buildUserCandidates) {
-    const user = users.find((u) => u.name === candidate.user)
-    const grp = groups.find((g) => g.name === candidate.group)
-    if (user !== undefined && grp !== undefined && user.uid !== 0) {
-      return { name: user.name, uid: user.uid, gid: grp.gid }
+  const nixbld = groups.find((g) => g.name === "nixbld")
+  if (nixbld !== undefined) {
+    const members = nixbld.members.flatMap((name) => users.filter((u) => u.name === name && u.uid !== 0))
+    if (members.length > 0) {
+      return members.map((u) => ({ name: u.name, uid: u.uid, gid: nixbld.gid, lockFile: `${nixUserPoolDir()}/${u.uid}` }))
     }
   }
-  return undefined
+  const user = users.find((u) => u.name === "b3bld" && u.uid !== 0)
+  const grp = groups.find((g) => g.name === "b3bld")
+  return user !== undefined && grp !== undefined ? [{ name: user.name, uid: user.uid, gid: grp.gid }] : []
 }
 
 const readAccounts = Effect.tryPromise({
@@ -55,9 +61,9 @@ const readAccounts = Effect.tryPromise({
   catch: (e) => new BuildUserUnavailable({ reason: `cannot read /etc/passwd or /etc/group: ${String(e)}` })
 })
 
-/** The build user if one exists; never creates one. */
-export const findBuildUser: Effect.Effect<BuildUser | undefined, BuildUserUnavailable> = readAccounts.pipe(
-  Effect.map(([passwd, group]) => chooseBuildUser(passwd, group))
+/** The build users that exist; never creates one. */
+export const findBuildUsers: Effect.Effect<Array<BuildUser>, BuildUserUnavailable> = readAccounts.pipe(
+  Effect.map(([passwd, group]) => buildUserCandidates(passwd, group))
 )
 
 const run = (file: string, args: ReadonlyArray<string>) =>
@@ -72,16 +78,16 @@ const run = (file: string, args: ReadonlyArray<string>) =>
   })
 
 /**
- * The build user, created (system group and user `b3bld`, no home, no login shell) when neither
- * Nix's nor b3's exists. Creating needs root: otherwise fails with BuildUserUnavailable.
+ * The build users (see buildUserCandidates), creating the system group and user `b3bld` (no
+ * home, no login shell) when there are none. Creating needs root: otherwise BuildUserUnavailable.
  */
-export const ensureBuildUser = (): Effect.Effect<BuildUser, BuildUserUnavailable> =>
+export const ensureBuildUsers = (): Effect.Effect<Array<BuildUser>, BuildUserUnavailable> =>
   Effect.gen(function*() {
-    const existing = yield* findBuildUser
-    if (existing !== undefined) return existing
+    const existing = yield* findBuildUsers
+    if (existing.length > 0) return existing
     if (process.getuid?.() !== 0) {
       return yield* new BuildUserUnavailable({
-        reason: "neither nixbld1/nixbld nor b3bld/b3bld exists, and creating b3bld needs root " +
+        reason: "neither Nix's build users (group nixbld) nor b3bld exists, and creating b3bld needs root " +
           "(run once as root, or: groupadd --system b3bld && useradd --system --gid b3bld --no-create-home b3bld)"
       })
     }
@@ -90,9 +96,13 @@ export const ensureBuildUser = (): Effect.Effect<BuildUser, BuildUserUnavailable
       "--system", "--gid", "b3bld", "--no-create-home", "--home-dir", "/var/empty",
       "--shell", "/usr/sbin/nologin", "--comment", "b3 build user", "b3bld"
     ])
-    const created = yield* findBuildUser
-    if (created === undefined) {
+    const created = yield* findBuildUsers
+    if (created.length === 0) {
       return yield* new BuildUserUnavailable({ reason: "created b3bld, but it is not in /etc/passwd and /etc/group" })
     }
     return created
   })
+
+/** The first build user (nixbld1 on a machine with Nix), created if need be (see ensureBuildUsers). */
+export const ensureBuildUser = (): Effect.Effect<BuildUser, BuildUserUnavailable> =>
+  Effect.map(ensureBuildUsers(), (users) => users[0]!)

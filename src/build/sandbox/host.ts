@@ -1,6 +1,6 @@
 /**
  * What the host must offer for sandboxed builds: Linux on x86_64, root, user namespaces, and the
- * programs the runner starts (bubblewrap; util-linux unshare, setpriv, setarch, mount; sh, chmod).
+ * programs the runner starts (bubblewrap; util-linux unshare, setpriv, setarch, flock, mount; sh, chmod).
  */
 import { accessSync, constants, readFileSync } from "node:fs"
 import { Effect } from "effect"
@@ -12,6 +12,7 @@ export interface HostTools {
   readonly setpriv: string
   readonly setarch: string
   readonly sh: string
+  readonly flock: string
 }
 
 /** Directories searched for the tools (the caller's PATH is not trusted for this). */
@@ -24,7 +25,7 @@ const findTool = (name: string): string | undefined =>
 
 const hint = {
   bwrap: "install bubblewrap (Debian: apt-get install bubblewrap)",
-  unshare: "install util-linux", setpriv: "install util-linux", setarch: "install util-linux",
+  unshare: "install util-linux", setpriv: "install util-linux", setarch: "install util-linux", flock: "install util-linux",
   mount: "install mount (util-linux)", sh: "a POSIX shell is needed", chmod: "install coreutils"
 } as const
 
@@ -42,13 +43,13 @@ export const checkHost: Effect.Effect<HostTools, SandboxUnavailable> = Effect.su
     return unavailable("user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0 or missing)")
   }
   const found: Record<string, string> = {}
-  for (const name of ["bwrap", "unshare", "setpriv", "setarch", "mount", "sh", "chmod"] as const) {
+  for (const name of ["bwrap", "unshare", "setpriv", "setarch", "flock", "mount", "sh", "chmod"] as const) {
     const path = findTool(name)
     if (path === undefined) return unavailable(`'${name}' not found in ${toolDirs.join(":")}: ${hint[name]}`)
     found[name] = path
   }
   return Effect.succeed({
     bwrap: found["bwrap"]!, unshare: found["unshare"]!, setpriv: found["setpriv"]!,
-    setarch: found["setarch"]!, sh: found["sh"]!
+    setarch: found["setarch"]!, sh: found["sh"]!, flock: found["flock"]!
   })
 })

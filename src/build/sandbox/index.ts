@@ -4,7 +4,8 @@
  */
 export { runInSandbox } from "./run.ts"
 export { canonicalise, canonicalMode } from "./canonicalise.ts"
-export { ensureBuildUser, findBuildUser, chooseBuildUser } from "./build-user.ts"
+export { buildUserCandidates, ensureBuildUser, ensureBuildUsers, findBuildUsers } from "./build-user.ts"
+export { lockBuildUser } from "./user-lock.ts"
 export { checkHost, type HostTools } from "./host.ts"
 export { builderEnvironment, passAsFileName, sandboxBuildDir } from "./environment.ts"
 export { nixSeccompFilter, nixSeccompProgram } from "./seccomp.ts"

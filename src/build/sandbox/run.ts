@@ -8,7 +8,7 @@ import { getSystemErrorMessage } from "node:util"
 import { Effect, Result } from "effect"
 import type { Scope } from "effect"
 import * as StorePath from "../../core/store-path.ts"
-import { ensureBuildUser } from "./build-user.ts"
+import { ensureBuildUsers } from "./build-user.ts"
 import { createSkeleton, fixedOutputHostFiles, sandboxDevices, skeleton } from "./chroot.ts"
 import { bwrapArguments, encodeArgs, sandboxCommand } from "./command.ts"
 import { builderEnvironment, sandboxBuildDir } from "./environment.ts"
@@ -21,7 +21,14 @@ import { makeLogTail } from "./log-tail.ts"
 import { nixSeccompFilter } from "./seccomp.ts"
 import type { BuildUser, SandboxResult, SandboxSpec } from "./spec.ts"
 import { startBuild, type Completion } from "./supervisor.ts"
+import { lockBuildUser } from "./user-lock.ts"
 import { buildDirectory, workDirectory } from "./work-dirs.ts"
+
+/** The C library's wording ("No such file or directory"); libuv's is the same, lower-cased. */
+const strerror = (errno: number) => {
+  const text = getSystemErrorMessage(-errno)
+  return text.charAt(0).toUpperCase() + text.slice(1)
+}
 
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
@@ -111,14 +118,15 @@ const interpret = (spec: SandboxSpec, completion: Completion, logTail: string): 
     const step = helperSteps[status[failedAt + 1] as keyof typeof helperSteps] ?? "starting the builder"
     const errno = status[failedAt + 2] ?? 0
     const what = step === helperSteps[6] ? `executing '${spec.builder}'` : step
-    return Result.fail(new SandboxSetupFailed({ drvName, reason: `${what}: ${getSystemErrorMessage(-errno)}`, logTail }))
+    return Result.fail(new SandboxSetupFailed({ drvName, reason: `${what}: ${strerror(errno)}`, logTail }))
   }
   if (!status.includes(2)) {
     const reason = completion.bwrapStderr.trim() || `the sandbox exited (status ${completion.exitCode ?? "unknown"}) before starting the builder`
     return Result.fail(new SandboxSetupFailed({ drvName, reason, logTail }))
   }
   if (completion.exitCode === undefined) {
-    return Result.fail(new SandboxSetupFailed({ drvName, reason: "the sandbox ended without the builder's exit status", logTail }))
+    const reason = `the sandbox ended without the builder's exit status (bwrap: ${completion.processExit}; status: ${completion.bwrapStatus.trim()})`
+    return Result.fail(new SandboxSetupFailed({ drvName, reason, logTail }))
   }
   if (completion.exitCode !== 0) return Result.fail(new BuilderFailed({ drvName, exitCode: completion.exitCode, logTail }))
   return Result.succeed(undefined)
@@ -138,7 +146,7 @@ export const runInSandbox = (spec: SandboxSpec): Effect.Effect<SandboxResult, Sa
     if (Result.isFailure(checked)) return yield* setupFailed(checked.failure)
     const seccomp = nixSeccompFilter()
     if (Result.isFailure(seccomp)) return yield* setupFailed(seccomp.failure)
-    const user = spec.buildUser ?? (yield* ensureBuildUser())
+    const user = yield* lockBuildUser(spec.buildUser !== undefined ? [spec.buildUser] : yield* ensureBuildUsers(), tools, drvName)
 
     const workDir = yield* workDirectory(drvName)
     const hostBuildDir = yield* buildDirectory(drvName, user.uid, user.gid)

@@ -5,6 +5,8 @@ export interface BuildUser {
   readonly name: string
   readonly uid: number
   readonly gid: number
+  /** Nix's user-pool lock file for this user; held (shared) during the build when present. */
+  readonly lockFile?: string
 }
 
 export interface SandboxSpec {
@@ -34,7 +36,7 @@ export interface SandboxSpec {
   readonly maxSilentSeconds?: number
   /** Builder stdout + stderr as it arrives (also bubblewrap's own error messages). */
   readonly onLog?: (chunk: Uint8Array) => void
-  /** Host account to build as; default: `ensureBuildUser()` (nixbld1/nixbld, else b3bld). */
+  /** Host account to build as; default: the first free of `ensureBuildUsers()` (nixbld1… else b3bld). */
   readonly buildUser?: BuildUser
   /** Extra files for the build directory, owned by root, 0644 (e.g. exportReferencesGraph files). */
   readonly extraBuildFiles?: Readonly<Record<string, string>>

@@ -41,6 +41,9 @@ export interface Completion {
   readonly status: Uint8Array
   /** bwrap's own stderr (its setup errors), and spawn errors. */
   readonly bwrapStderr: string
+  /** bwrap's --json-status-fd output and how the outer bwrap process itself ended (for diagnostics). */
+  readonly bwrapStatus: string
+  readonly processExit: string
 }
 
 export interface RunningBuild {
@@ -178,7 +181,10 @@ const launch = (o: LaunchOptions) => {
     drainPty()
     tty.destroy()
     for (const t of [timeoutTimer, silenceTimer, graceTimer]) if (t !== undefined) clearTimeout(t)
-    done = { limit, exitCode: jsonField(json, "exit-code"), status: Buffer.concat(status), bwrapStderr }
+    done = {
+      limit, exitCode: jsonField(json, "exit-code"), status: Buffer.concat(status), bwrapStderr,
+      bwrapStatus: json, processExit: `code ${proc.exitCode}, signal ${proc.signalCode}`
+    }
     for (const wake of waiters.splice(0)) wake(done)
   }
   proc.on("close", finish)

@@ -3,10 +3,10 @@
  * the work directory (chroot tree, mount points, helper files) and the build directory
  * (`nix-build-<name>.drv-N` in the temp dir, like Nix's), which the builder sees as /build.
  */
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect } from "effect"
+import { Effect, Result } from "effect"
 import type { Scope } from "effect"
 import { SandboxSetupFailed } from "./errors.ts"
 
@@ -62,13 +62,21 @@ export const workDirectory = (drvName: string): Effect.Effect<string, SandboxSet
     removeTree
   )
 
-/** Nix's build directory name: <temp dir>/nix-build-<name>.drv-<n>, the first n that is free. */
-const createBuildDir = (drvName: string): string => {
-  let n = 0
-  while (existsSync(join(tmpdir(), `nix-build-${drvName}.drv-${n}`))) n++
-  const dir = join(tmpdir(), `nix-build-${drvName}.drv-${n}`)
-  mkdirSync(dir)
-  return dir
+/**
+ * Nix's build directory name: <temp dir>/nix-build-<name>.drv-<n>, the first n that is free
+ * (mkdir decides, so concurrent builds of equally named derivations get different n).
+ */
+const createBuildDir = (drvName: string): Result.Result<string, unknown> => {
+  for (let n = 0; n < 100000; n++) {
+    const dir = join(tmpdir(), `nix-build-${drvName}.drv-${n}`)
+    try {
+      mkdirSync(dir)
+      return Result.succeed(dir)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") return Result.fail(e)
+    }
+  }
+  return Result.fail(new Error(`no free name nix-build-${drvName}.drv-<n> in ${tmpdir()}`))
 }
 
 const setupError = (drvName: string, what: string) => (e: unknown) =>
@@ -77,14 +85,13 @@ const setupError = (drvName: string, what: string) => (e: unknown) =>
 /** The build directory: mode 0700, owned by the build user. */
 export const buildDirectory = (drvName: string, uid: number, gid: number): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.try({
-      try: () => {
-        const dir = createBuildDir(drvName)
+    Effect.suspend(() => Effect.fromResult(createBuildDir(drvName))).pipe(
+      Effect.flatMap((dir) => Effect.try(() => {
         chmodSync(dir, 0o700)
         chownSync(dir, uid, gid)
         return dir
-      },
-      catch: setupError(drvName, "creating the build directory")
-    }),
+      }).pipe(Effect.onError(() => removeTree(dir)))),
+      Effect.mapError(setupError(drvName, "creating the build directory"))
+    ),
     removeTree
   )

@@ -1,0 +1,254 @@
+/**
+ * What a builder cannot do, and what is left after a build that did not finish: no network
+ * (except fixed-output derivations), nothing of the host's file system or store beyond its input
+ * closure, no writes that survive outside its outputs; interruption, time limits and failures
+ * leave no process, mount or temporary directory behind and end in the right typed error.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { spawn, spawnSync } from "node:child_process"
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { createServer, type Server } from "node:net"
+import { join } from "node:path"
+import { Cause, Effect, Exit, Fiber, Option } from "effect"
+import { findBuildUsers, runInSandbox, type SandboxError, type SandboxSpec } from "../../src/build/sandbox/index.ts"
+import { addBusybox } from "../support/busybox.ts"
+import { makeScratch, nix, removeScratch } from "../support/nix.ts"
+
+let scratch: string
+let storeRoot: string
+let bb: string
+let secret: string
+
+beforeAll(() => {
+  scratch = makeScratch("b3-sandbox-escape-")
+  storeRoot = join(scratch, "root")
+  bb = addBusybox(storeRoot)
+  writeFileSync(join(scratch, "secret"), "top secret\n")
+  secret = nix("nix-store", ["--store", storeRoot, "--add", join(scratch, "secret")])
+})
+afterAll(() => removeScratch(scratch))
+
+const base32 = "0123456789abcdfghijklmnpqrsvwxyz"
+const fakeOutput = (name: string) =>
+  `/nix/store/${Array.from({ length: 32 }, () => base32[Math.floor(Math.random() * 32)]).join("")}-${name}`
+
+/** A spec running `script` (busybox as $B) with busybox as the only input. */
+const spec = (script: string, extra: Partial<SandboxSpec> = {}): SandboxSpec => {
+  const out = fakeOutput("escape")
+  return {
+    storeDir: "/nix/store",
+    realStoreDir: join(storeRoot, "nix/store"),
+    drvName: "escape",
+    builder: `${bb}/bin/sh`,
+    args: ["-c", `B=${bb}/bin/busybox\n${script}`],
+    env: { out, name: "escape", system: "x86_64-linux", builder: `${bb}/bin/sh` },
+    inputPaths: [bb],
+    outputPaths: [out],
+    fixedOutput: false,
+    cores: 1,
+    ...extra
+  }
+}
+
+/** Runs a spec, collecting its log; returns the exit of the build and the log. */
+const run = (s: SandboxSpec) => {
+  let log = ""
+  const decoder = new TextDecoder()
+  return Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const exit = yield* Effect.exit(runInSandbox({ ...s, onLog: (chunk) => { log += decoder.decode(chunk, { stream: true }); s.onLog?.(chunk) } }))
+    return { exit, log }
+  })))
+}
+
+const errorOf = (exit: Exit.Exit<unknown, SandboxError>): SandboxError | undefined =>
+  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
+
+const processesMentioning = (marker: string): Array<string> =>
+  readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
+    try { return readFileSync(`/proc/${pid}/cmdline`, "latin1").includes(marker) } catch { return false }
+  })
+
+const listen = (onConnection: () => void): Promise<{ server: Server; port: number }> =>
+  new Promise((resolve) => {
+    const server = createServer((socket) => { onConnection(); socket.end("hello from the host\n") })
+    server.listen(0, "127.0.0.1", () => resolve({ server, port: (server.address() as { port: number }).port }))
+  })
+
+describe("sandbox isolation", () => {
+  it("has no network: a server on the host's 127.0.0.1 is unreachable, other addresses have no route", async () => {
+    let connections = 0
+    const { server, port } = await listen(() => { connections++ })
+    try {
+      const { exit, log } = await run(spec(`
+$B nc -w 5 127.0.0.1 ${port} < /dev/null && echo "connected" || echo "no connection to the host"
+$B nc -w 5 10.1.2.3 80 < /dev/null 2>&1 || true
+$B ip -o link | $B cut -d: -f2
+$B mkdir $out`))
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(log).toContain("no connection to the host")
+      expect(log).toContain("Network is unreachable")
+      expect(log).not.toContain("hello from the host")
+      expect(connections).toBe(0)
+    } finally {
+      server.close()
+    }
+  })
+
+  it("gives a fixed-output derivation the host network (it can reach the host's 127.0.0.1)", async () => {
+    let connections = 0
+    const { server, port } = await listen(() => { connections++ })
+    try {
+      const { exit, log } = await run(spec(`$B nc -w 5 127.0.0.1 ${port} < /dev/null; echo fixed > $out`, { fixedOutput: true }))
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(log).toContain("hello from the host")
+      expect(connections).toBe(1)
+    } finally {
+      server.close()
+    }
+  })
+
+  it("shows nothing of the host: no /home, /root, host /etc or /tmp, and no store path outside the closure", async () => {
+    writeFileSync("/tmp/b3-sandbox-host-file", "host\n")
+    const { exit, log } = await run(spec(`
+$B ls /home /root /etc/shadow /tmp/b3-sandbox-host-file 2>&1
+echo "etc: $($B ls /etc)"
+echo "store: $($B ls /nix/store)"
+$B cat ${secret} 2>&1
+$B ls -d ${secret} 2>&1
+echo "processes: $($B ps -o pid,comm | $B wc -l)"
+$B mkdir $out`))
+    expect(Exit.isSuccess(exit)).toBe(true)
+    expect(log).toContain("ls: /home: No such file or directory")
+    expect(log).toContain("ls: /root: No such file or directory")
+    expect(log).toContain("ls: /etc/shadow: No such file or directory")
+    expect(log).toContain("ls: /tmp/b3-sandbox-host-file: No such file or directory")
+    expect(log).toContain("etc: group\nhosts\npasswd")
+    expect(log).toContain(`store: ${bb.slice("/nix/store/".length)}\ncat:`) // the input, nothing else
+    expect(log).toContain(`cat: can't open '${secret}': No such file or directory`)
+    expect(log).not.toContain("top secret")
+  })
+
+  it("keeps no write outside the outputs: /, /etc and inputs refuse, the chroot's store and /tmp vanish", async () => {
+    const marker = `b3-escape-${process.pid}-${Date.now()}`
+    const { exit, log } = await run(spec(`
+echo x > /${marker} 2>&1 || echo "/ refused"
+echo x > /etc/${marker} 2>&1 || echo "/etc refused"
+$B rm -rf ${bb} 2>/dev/null || echo "input refused"
+$B touch ${bb}/bin/${marker} 2>/dev/null || echo "input file refused"
+echo x > /nix/store/${marker} && echo "chroot store writable"
+echo x > /tmp/${marker} && echo "chroot tmp writable"
+$B mkdir $out`))
+    expect(Exit.isSuccess(exit)).toBe(true)
+    for (const line of ["/ refused", "/etc refused", "input refused", "input file refused"]) expect(log).toContain(line)
+    expect(existsSync(join(storeRoot, "nix/store", marker))).toBe(false)
+    expect(existsSync(join("/tmp", marker))).toBe(false)
+    expect(existsSync(join(storeRoot, bb, "bin/busybox"))).toBe(true)
+    expect(readdirSync(join(storeRoot, "nix/store")).some((name) => name.includes(marker))).toBe(false)
+  })
+})
+
+/** Holds an exclusive flock on `file` (as Nix does on a build user's lock) until `release`. */
+const holdExclusive = (file: string): Promise<{ release: () => Promise<void> }> =>
+  new Promise((resolve) => {
+    const child = spawn("flock", ["--exclusive", file, "sh", "-c", "echo locked; read x"], { stdio: ["pipe", "pipe", "inherit"] })
+    const closed = new Promise<void>((done) => child.on("close", () => done()))
+    child.stdout.on("data", () => resolve({ release: () => { child.stdin.end(); return closed } }))
+  })
+
+const flockFree = (file: string) => spawnSync("flock", ["--exclusive", "--nonblock", file, "true"]).status === 0
+
+describe("build users and Nix", () => {
+  it("holds Nix's user-pool lock while building, and builds as the next user when Nix holds the first", async () => {
+    const users = await Effect.runPromise(findBuildUsers)
+    expect(users.length).toBeGreaterThan(1)
+    const [first, second] = [users[0]!, users[1]!]
+    // "Nix" builds as the first user: we must take the second.
+    const nixHolds = await holdExclusive(first.lockFile!)
+    let started: () => void = () => {}
+    const running = new Promise<void>((resolve) => { started = resolve })
+    let log = ""
+    const fiber = Effect.runFork(Effect.scoped(runInSandbox(spec(`
+$B cat /proc/self/uid_map
+echo "started"
+$B sleep 86399`, { onLog: (chunk) => { log += new TextDecoder().decode(chunk); if (log.includes("started")) started() } }))))
+    await running
+    expect(log).toMatch(new RegExp(`^\\s*1000\\s+${second.uid}\\s+1$`, "m"))
+    expect(flockFree(second.lockFile!)).toBe(false) // Nix could not take it now
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    await nixHolds.release()
+    expect(flockFree(second.lockFile!)).toBe(true) // released with the build
+  })
+})
+
+describe("ending a build", () => {
+  it("interrupting the fiber mid-build kills every process and leaves no mount or temporary directory", async () => {
+    const marker = 86400 + (process.pid % 1000)
+    let started: () => void = () => {}
+    const running = new Promise<void>((resolve) => { started = resolve })
+    let log = ""
+    const decoder = new TextDecoder()
+    // The marker is computed inside, so it is in the sleeps' command lines but not in the script's.
+    const s = spec(`
+echo "root $($B awk '$5 == "/" {print $4}' /proc/self/mountinfo)"
+echo "build $($B awk '$5 == "/build" {print $4}' /proc/self/mountinfo)"
+M=$((${marker} - 1 + 1))
+$B sleep $M &
+$B sh -c "$B sleep $M; echo never" &
+$B sleep $M &
+count() { for f in /proc/[0-9]*/cmdline; do $B tr '\\0' ' ' < $f; echo; done 2>/dev/null | $B grep -c "^[^ ]*busybox sleep $M \\$"; }
+until [ "$(count)" -ge 3 ]; do :; done
+echo "started"
+wait`, {
+      onLog: (chunk) => {
+        log += decoder.decode(chunk, { stream: true })
+        if (log.includes("started\n")) started()
+      }
+    })
+    const fiber = Effect.runFork(Effect.scoped(runInSandbox(s)))
+    await running
+    expect(processesMentioning(`sleep\0${marker}`).length).toBe(3)
+    await Effect.runPromise(Fiber.interrupt(fiber))
+
+    const root = /root (\S+)/.exec(log)![1]!
+    const build = /build (\S+)/.exec(log)![1]!
+    expect(root).toMatch(/^\/tmp\/b3-sandbox-[^/]+\/root$/)
+    expect(build).toMatch(/^\/tmp\/nix-build-escape\.drv-\d+$/)
+    expect(processesMentioning(`sleep\0${marker}`)).toEqual([])
+    expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(root.slice(0, -"/root".length))
+    expect(existsSync(root.slice(0, -"/root".length))).toBe(false)
+    expect(existsSync(build)).toBe(false)
+  })
+
+  it("kills a build that exceeds its time limit (BuildTimedOut), leaving no process", async () => {
+    const marker = `${87400 + (process.pid % 1000)}`
+    const { exit, log } = await run(spec(`echo "working"; $B sleep ${marker}`, { timeoutSeconds: 1 }))
+    expect(errorOf(exit)?._tag, errorOf(exit)?.message).toBe("BuildTimedOut")
+    expect(errorOf(exit)?.message).toContain("building 'escape' timed out after 1 seconds")
+    expect(log).toContain("working")
+    expect(processesMentioning(`sleep\0${marker}`)).toEqual([])
+  })
+
+  it("kills a build that is silent for too long (BuildSilenceTimedOut)", async () => {
+    const marker = `${88400 + (process.pid % 1000)}`
+    const { exit } = await run(spec(`echo "a line"; $B sleep ${marker}`, { maxSilentSeconds: 1 }))
+    expect(errorOf(exit)?._tag, errorOf(exit)?.message).toBe("BuildSilenceTimedOut")
+    expect(processesMentioning(`sleep\0${marker}`)).toEqual([])
+  })
+
+  it("reports a failing builder (BuilderFailed with exit code and log tail), a missing output and a missing builder", async () => {
+    const failed = errorOf((await run(spec(`for i in $($B seq 1 40); do echo "line $i"; done; exit 3`))).exit)
+    expect(failed?._tag).toBe("BuilderFailed")
+    expect(failed?._tag === "BuilderFailed" && failed.exitCode).toBe(3)
+    expect(failed?.message).toContain("builder for 'escape' failed with exit code 3")
+    expect(failed?.message).toContain("line 16\n") // the last 25 lines: 16…40
+    expect(failed?.message).toContain("line 40")
+    expect(failed?.message).not.toContain("line 15\n")
+
+    const missing = errorOf((await run(spec(`echo "made nothing"`))).exit)
+    expect(missing?._tag).toBe("OutputMissing")
+
+    const noBuilderError = errorOf((await run({ ...spec(""), builder: `${bb}/bin/nope` })).exit)
+    expect(noBuilderError?._tag).toBe("SandboxSetupFailed")
+    expect(noBuilderError?.message).toContain(`executing '${bb}/bin/nope': No such file or directory`)
+  })
+})
