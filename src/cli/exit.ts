@@ -26,7 +26,11 @@ const exitCodeByTag: Record<string, ExitCode> = {
   MissingDerivation: ExitCode.notFound,
   HashMismatch: ExitCode.mismatch,
   SignatureError: ExitCode.mismatch,
-  BuildFailed: ExitCode.buildFailed
+  BuildFailed: ExitCode.buildFailed,
+  BuilderFailed: ExitCode.buildFailed,
+  OutputMissing: ExitCode.buildFailed,
+  BuildTimedOut: ExitCode.buildFailed,
+  BuildSilenceTimedOut: ExitCode.buildFailed
 }
 
 export const exitCodeFor = (error: unknown): ExitCode => {

@@ -112,6 +112,14 @@ const buildBoth = (file: string, extra: (nixOutput: string) => Partial<SandboxSp
     }
   })))
 
+/** Builds both ways, expects the same tree and NAR hash, and returns Nix's tree for further checks. */
+const expectSameOutput = async (file: string, extra?: (nixOutput: string) => Partial<SandboxSpec>) => {
+  const { nix: theirs, ours } = await buildBoth(file, extra)
+  expect(ours.tree).toEqual(theirs.tree)
+  expect(ours.nar).toBe(theirs.nar)
+  return theirs.tree
+}
+
 /** Everything the builder sees about itself and its surroundings. */
 const identityScript = `
 B=@bb@/bin/busybox
@@ -190,24 +198,20 @@ describe("runInSandbox against nix-build --option sandbox true", () => {
       const user = buildUsers.find((u) => u.uid === hostUid)!
       return { buildUser: user }
     }
-    const { nix: theirs, ours } = await buildBoth(file, sameUser)
-    expect(ours.tree).toEqual(theirs.tree)
-    expect(ours.nar).toBe(theirs.nar)
+    const theirs = await expectSameOutput(file, sameUser)
     // What Nix's own output says about its sandbox, which ours reproduced:
-    expect(theirs.tree["/fds"]).toContain("fd 2: tty") // the log is a pseudo-terminal
-    expect(theirs.tree["/identity"]).toContain("argv0=sh pid=1 ppid=0")
-    expect(theirs.tree["/identity"]).toContain("CapBnd:\t000001ffffffffff")
-    expect(theirs.tree["/identity"]).toContain("Seccomp:\t2")
-    expect(theirs.tree["/identity"]).toContain("/dev/pts devpts")
+    expect(theirs["/fds"]).toContain("fd 2: tty") // the log is a pseudo-terminal
+    expect(theirs["/identity"]).toContain("argv0=sh pid=1 ppid=0")
+    expect(theirs["/identity"]).toContain("CapBnd:\t000001ffffffffff")
+    expect(theirs["/identity"]).toContain("Seccomp:\t2")
+    expect(theirs["/identity"]).toContain("/dev/pts devpts")
   })
 
   it("det3: seccomp (setuid/setgid chmod refused) gives the same NAR", async () => {
     const file = writeDerivation("det3", `derivation {
       name = "det3"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ]; }`, seccompScript)
-    const { nix: theirs, ours } = await buildBoth(file)
-    expect(ours.tree).toEqual(theirs.tree)
-    expect(ours.nar).toBe(theirs.nar)
-    expect(theirs.tree["/seccomp"]).toContain("chmod 4755: refused")
+    const theirs = await expectSameOutput(file)
+    expect(theirs["/seccomp"]).toContain("chmod 4755: refused")
   })
 
   it("passAsFile, and variables a derivation may or may not override: same files and environment", async () => {
@@ -223,10 +227,22 @@ $B stat -c '%n %a %u %g' /build/.attr-* >> $out/ls
 $B cat $bigPath > $out/big
 $B cat $otherPath > $out/other
 `)
-    const { nix: theirs, ours } = await buildBoth(file)
-    expect(ours.tree).toEqual(theirs.tree)
-    expect(ours.nar).toBe(theirs.nar)
-    expect(theirs.tree["/environ"]).toContain("bigPath=/build/.attr-1lak0mvllw8rv9i9ygkglvhqsq19qi9ynl4bi7gbf69ab5nzw89a")
+    const theirs = await expectSameOutput(file)
+    expect(theirs["/environ"]).toContain("bigPath=/build/.attr-1lak0mvllw8rv9i9ygkglvhqsq19qi9ynl4bi7gbf69ab5nzw89a")
+  })
+
+  it("non-directory inputs (builtins.toFile) appear in the store like in Nix", async () => {
+    const file = writeDerivation("files", `derivation {
+      name = "files"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ];
+      note = builtins.toFile "note" "a note\\n"; }`, `
+B=@bb@/bin/busybox
+$B mkdir $out
+$B ls -a /nix/store > $out/ls
+$B stat -c '%a %u %g %h %F' $note >> $out/ls
+$B cat $note > $out/note
+`)
+    const theirs = await expectSameOutput(file)
+    expect(theirs["/note"]).toBe("a note\n")
   })
 
   it("structured attrs: .attrs.json/.attrs.sh in /build and NIX_ATTRS_*_FILE match", async () => {
@@ -243,15 +259,13 @@ $B cp /build/.attrs.json /build/.attrs.sh $O/
 `)
     // The attribute files' contents are computed from the derivation by the caller (not by the
     // sandbox); take them from Nix's own build so that the test checks placement, modes and env.
-    const { nix: theirs, ours } = await buildBoth(file, (nixOutput) => ({
+    const theirs = await expectSameOutput(file, (nixOutput) => ({
       structuredAttrs: {
         json: readFileSync(join(nixOutput, ".attrs.json"), "utf8"),
         sh: readFileSync(join(nixOutput, ".attrs.sh"), "utf8")
       }
     }))
-    expect(ours.tree).toEqual(theirs.tree)
-    expect(ours.nar).toBe(theirs.nar)
-    expect(theirs.tree["/environ"]).toContain("NIX_ATTRS_JSON_FILE=/tmp/nix-build-sattrs.drv-0/.attrs.json")
+    expect(theirs["/environ"]).toContain("NIX_ATTRS_JSON_FILE=/tmp/nix-build-sattrs.drv-0/.attrs.json")
   })
 
   it("fixed-output derivation: host network namespace, /etc files, NIX_OUTPUT_CHECKED, impureEnvVars (build logs match)", async () => {
