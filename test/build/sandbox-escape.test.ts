@@ -157,6 +157,23 @@ const holdExclusive = (file: string): Promise<{ release: () => Promise<void> }> 
 
 const flockFree = (file: string) => spawnSync("flock", ["--exclusive", "--nonblock", file, "true"]).status === 0
 
+describe("store directory", () => {
+  it("can be another than /nix/store (the physical store stays where it is)", async () => {
+    const storeDir = "/b3/store"
+    const input = bb.replace("/nix/store", storeDir)
+    const out = fakeOutput("other").replace("/nix/store", storeDir)
+    const { exit, log } = await run({
+      ...spec(""), storeDir, builder: `${input}/bin/sh`, inputPaths: [input], outputPaths: [out],
+      args: ["-c", `B=${input}/bin/busybox; echo "NIX_STORE=$NIX_STORE"; $B ls -1a / /b3/store; $B mkdir $out`],
+      env: { out }
+    })
+    expect(Exit.isSuccess(exit)).toBe(true)
+    expect(log).toContain("NIX_STORE=/b3/store")
+    expect(log).toContain(`/b3/store:\n.\n..\n${input.slice(storeDir.length + 1)}\n`)
+    expect(log).not.toMatch(/^nix$/m)
+  })
+})
+
 describe("build users and Nix", () => {
   it("holds Nix's user-pool lock while building, and builds as the next user when Nix holds the first", async () => {
     const users = await Effect.runPromise(findBuildUsers)

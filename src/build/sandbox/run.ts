@@ -49,6 +49,23 @@ const checkPaths = (spec: SandboxSpec): Result.Result<void, string> => {
   return Result.succeed(undefined)
 }
 
+/** What of the host's /dev and /etc the sandbox gets (Nix decides the same way). */
+interface HostFacts {
+  readonly devices: ReadonlyArray<string>
+  /** fixedOutputHostFiles that exist. */
+  readonly hostFiles: ReadonlyArray<string>
+  /** A private devpts instance is possible (the host has /dev/pts/ptmx). */
+  readonly devPts: boolean
+  readonly devShm: boolean
+}
+
+const hostFacts = (): HostFacts => ({
+  devices: sandboxDevices(existsSync("/dev/kvm")),
+  hostFiles: fixedOutputHostFiles.filter((file) => existsSync(file)),
+  devPts: existsSync("/dev/pts/ptmx"),
+  devShm: existsSync("/dev/shm")
+})
+
 interface Prepared {
   readonly rootDir: string
   readonly helperPath: string
@@ -57,15 +74,16 @@ interface Prepared {
 }
 
 /** Writes the chroot tree, the build directory's files and the helper files (as root). */
-const prepare = (spec: SandboxSpec, user: BuildUser, workDir: string, hostBuildDir: string, seccomp: Uint8Array): Prepared => {
+const prepare = (
+  spec: SandboxSpec, user: BuildUser, host: HostFacts, workDir: string, hostBuildDir: string, seccomp: Uint8Array
+): Prepared => {
   const rootDir = `${workDir}/root`
-  const inputs = spec.inputPaths.map((path) => {
+  const { devices, hostFiles, devPts } = host
+  // Each input once; an output is never an input (Nix drops outputs from the chroot's paths too).
+  const inputs = [...new Set(spec.inputPaths)].filter((path) => !spec.outputPaths.includes(path)).map((path) => {
     const realPath = `${spec.realStoreDir}/${path.slice(spec.storeDir.length + 1)}`
     return { path, realPath, isDirectory: lstatSync(realPath).isDirectory() }
   })
-  const devices = sandboxDevices(existsSync("/dev/kvm"))
-  const hostFiles = fixedOutputHostFiles.filter((file) => existsSync(file))
-  const devPts = existsSync("/dev/pts/ptmx")
   createSkeleton(rootDir, skeleton({
     storeDir: spec.storeDir, buildDir: sandboxBuildDir, fixedOutput: spec.fixedOutput,
     inputs, devices, hostFiles, devPts
@@ -150,14 +168,15 @@ export const runInSandbox = (spec: SandboxSpec): Effect.Effect<SandboxResult, Sa
 
     const workDir = yield* workDirectory(drvName)
     const hostBuildDir = yield* buildDirectory(drvName, user.uid, user.gid)
+    const host = hostFacts()
     const prepared = yield* Effect.try({
-      try: () => prepare(spec, user, workDir, hostBuildDir, seccomp.success),
+      try: () => prepare(spec, user, host, workDir, hostBuildDir, seccomp.success),
       catch: (e) => setupFailed(`preparing the sandbox: ${messageOf(e)}`)
     })
 
     const tail = makeLogTail()
     const command = sandboxCommand(tools, {
-      workDir, realStoreDir: spec.realStoreDir, devShm: existsSync("/dev/shm"), devPts: existsSync("/dev/pts/ptmx"),
+      workDir, realStoreDir: spec.realStoreDir, devShm: host.devShm, devPts: host.devPts,
       uid: user.uid, gid: user.gid, personality: spec.platform === "i686-linux" ? "i686" : "x86_64",
       builder: spec.builder, args: spec.args
     })
@@ -175,12 +194,13 @@ export const runInSandbox = (spec: SandboxSpec): Effect.Effect<SandboxResult, Sa
     const outputs: Record<string, string> = {}
     for (const output of spec.outputPaths) {
       const physical = prepared.rootDir + output
-      if (!existsSync(physical) && !isSymlink(physical)) return yield* new OutputMissing({ drvName, output, logTail })
+      if (!exists(physical)) return yield* new OutputMissing({ drvName, output, logTail })
       outputs[output] = physical
     }
     return { outputs, logTail }
   })
 
-const isSymlink = (path: string) => {
-  try { return lstatSync(path).isSymbolicLink() } catch { return false }
+/** Exists as anything, a dangling symlink included. */
+const exists = (path: string) => {
+  try { lstatSync(path); return true } catch { return false }
 }

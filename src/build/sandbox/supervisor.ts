@@ -132,8 +132,9 @@ const launch = (o: LaunchOptions) => {
   let silenceTimer: NodeJS.Timeout | undefined
   let graceTimer: NodeJS.Timeout | undefined
 
+  let exited = false
   const kill = () => {
-    if (done !== undefined) return
+    if (done !== undefined || exited) return // (its child's pid may already belong to another process)
     const inner = jsonField(json, "child-pid")
     if (inner !== undefined) {
       killQuietly(inner)
@@ -172,7 +173,7 @@ const launch = (o: LaunchOptions) => {
       let n = 0
       try { n = readSync(masterFd, buffer) } catch { break }
       if (n <= 0) break
-      log(buffer.subarray(0, n))
+      log(Buffer.from(buffer.subarray(0, n))) // a copy: the consumer may keep it
     }
   }
 
@@ -187,6 +188,7 @@ const launch = (o: LaunchOptions) => {
     }
     for (const wake of waiters.splice(0)) wake(done)
   }
+  proc.on("exit", () => { exited = true })
   proc.on("close", finish)
   proc.on("error", (e) => {
     bwrapStderr += `cannot start ${o.file}: ${e.message}\n`
