@@ -41,11 +41,16 @@ interface ShownDerivation {
   readonly env: Record<string, string>
 }
 
-/** Writes `<name>.nix` (the script read from `<name>.sh`, @bb@ replaced) and returns its path. */
-const writeDerivation = (name: string, nixText: string, script: string): string => {
+/**
+ * Writes `<name>.nix`: a derivation running `script` (busybox's sh; @bb@ stands for busybox's store
+ * path) with the extra Nix `attributes`; returns the file's path.
+ */
+const writeDerivation = (name: string, attributes: string, script: string): string => {
   writeFileSync(join(scratch, `${name}.sh`), script.replaceAll("@bb@", bb))
   const file = join(scratch, `${name}.nix`)
-  writeFileSync(file, `let bb = builtins.storePath ${bb}; script = builtins.readFile ./${name}.sh; in ${nixText}`)
+  writeFileSync(file, `let bb = builtins.storePath ${bb}; script = builtins.readFile ./${name}.sh; in derivation {
+    name = "${name}"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ];
+    ${attributes} }`)
   return file
 }
 
@@ -188,9 +193,7 @@ true
 
 describe("runInSandbox against nix-build --option sandbox true", () => {
   it("det2: identity of the sandbox (env, ids, tty, files, mounts, caps, network…) gives the same NAR", async () => {
-    const file = writeDerivation("det2", `derivation {
-      name = "det2"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ];
-      foo = "bar"; multi = "line1\\nline2"; "with space" = "x"; empty = ""; unicode = "é😀"; }`, identityScript)
+    const file = writeDerivation("det2", `foo = "bar"; multi = "line1\\nline2"; "with space" = "x"; empty = ""; unicode = "é😀";`, identityScript)
     // Nix takes the first build user it can lock exclusively; other tests' builds may hold nixbld1
     // (shared), so Nix may have built as nixbld2…: build as the same host user (seen in uid_map).
     const sameUser = (nixOutput: string) => {
@@ -208,17 +211,14 @@ describe("runInSandbox against nix-build --option sandbox true", () => {
   })
 
   it("det3: seccomp (setuid/setgid chmod refused) gives the same NAR", async () => {
-    const file = writeDerivation("det3", `derivation {
-      name = "det3"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ]; }`, seccompScript)
+    const file = writeDerivation("det3", "", seccompScript)
     const theirs = await expectSameOutput(file)
     expect(theirs["/seccomp"]).toContain("chmod 4755: refused")
   })
 
   it("passAsFile, and variables a derivation may or may not override: same files and environment", async () => {
-    const file = writeDerivation("paf", `derivation {
-      name = "paf"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ];
-      passAsFile = [ "big" "other" ]; big = "hello\\nworld"; other = "x"; kept = "y";
-      PATH = "/custom"; HOME = "/h"; NIX_BUILD_CORES = "7"; TMPDIR = "/t"; PWD = "/p"; NIX_LOG_FD = "9"; TERM = "dumb"; }`, `
+    const file = writeDerivation("paf", `passAsFile = [ "big" "other" ]; big = "hello\\nworld"; other = "x"; kept = "y";
+      PATH = "/custom"; HOME = "/h"; NIX_BUILD_CORES = "7"; TMPDIR = "/t"; PWD = "/p"; NIX_LOG_FD = "9"; TERM = "dumb";`, `
 B=@bb@/bin/busybox
 $B mkdir $out
 $B tr '\\0' '\\n' < /proc/1/environ > $out/environ
@@ -232,9 +232,7 @@ $B cat $otherPath > $out/other
   })
 
   it("non-directory inputs (builtins.toFile) appear in the store like in Nix", async () => {
-    const file = writeDerivation("files", `derivation {
-      name = "files"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ];
-      note = builtins.toFile "note" "a note\\n"; }`, `
+    const file = writeDerivation("files", `note = builtins.toFile "note" "a note\\n";`, `
 B=@bb@/bin/busybox
 $B mkdir $out
 $B ls -a /nix/store > $out/ls
@@ -246,9 +244,7 @@ $B cat $note > $out/note
   })
 
   it("structured attrs: .attrs.json/.attrs.sh in /build and NIX_ATTRS_*_FILE match", async () => {
-    const file = writeDerivation("sattrs", `derivation {
-      name = "sattrs"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ];
-      __structuredAttrs = true; list = [ 1 "two" ]; attrs = { a = "b"; }; }`, `
+    const file = writeDerivation("sattrs", `__structuredAttrs = true; list = [ 1 "two" ]; attrs = { a = "b"; };`, `
 B=@bb@/bin/busybox
 O=$($B sed -n 's/.*"out":"\\([^"]*\\)".*/\\1/p' /build/.attrs.json)
 $B mkdir $O
@@ -271,10 +267,8 @@ $B cp /build/.attrs.json /build/.attrs.sh $O/
   it("fixed-output derivation: host network namespace, /etc files, NIX_OUTPUT_CHECKED, impureEnvVars (build logs match)", async () => {
     const content = "fixed output\n"
     const hash = createHash("sha256").update(content).digest("hex")
-    const file = writeDerivation("fod", `derivation {
-      name = "fod"; system = "x86_64-linux"; builder = "\${bb}/bin/sh"; args = [ "-c" script ];
-      outputHashAlgo = "sha256"; outputHashMode = "flat"; outputHash = "${hash}";
-      impureEnvVars = [ "B3_TEST_IMPURE" "B3_TEST_UNSET" ]; }`, `
+    const file = writeDerivation("fod", `outputHashAlgo = "sha256"; outputHashMode = "flat"; outputHash = "${hash}";
+      impureEnvVars = [ "B3_TEST_IMPURE" "B3_TEST_UNSET" ];`, `
 B=@bb@/bin/busybox
 echo "=== begin"
 $B tr '\\0' '\\n' < /proc/1/environ
