@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { spawn, spawnSync } from "node:child_process"
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { join } from "node:path"
 import { Cause, Effect, Exit, Fiber, Option } from "effect"
@@ -108,20 +108,21 @@ $B mkdir $out`))
   })
 
   it("shows nothing of the host: no /home, /root, host /etc or /tmp, and no store path outside the closure", async () => {
-    writeFileSync("/tmp/b3-sandbox-host-file", "host\n")
+    const hostFile = `/tmp/b3-sandbox-host-file-${process.pid}`
+    writeFileSync(hostFile, "host\n")
     const { exit, log } = await run(spec(`
-$B ls /home /root /etc/shadow /tmp/b3-sandbox-host-file 2>&1
+$B ls /home /root /etc/shadow ${hostFile} 2>&1
 echo "etc: $($B ls /etc)"
 echo "store: $($B ls /nix/store)"
 $B cat ${secret} 2>&1
 $B ls -d ${secret} 2>&1
 echo "processes: $($B ps -o pid,comm | $B wc -l)"
-$B mkdir $out`))
+$B mkdir $out`)).finally(() => rmSync(hostFile))
     expect(Exit.isSuccess(exit)).toBe(true)
     expect(log).toContain("ls: /home: No such file or directory")
     expect(log).toContain("ls: /root: No such file or directory")
     expect(log).toContain("ls: /etc/shadow: No such file or directory")
-    expect(log).toContain("ls: /tmp/b3-sandbox-host-file: No such file or directory")
+    expect(log).toContain(`ls: ${hostFile}: No such file or directory`)
     expect(log).toContain("etc: group\nhosts\npasswd")
     expect(log).toContain(`store: ${bb.slice("/nix/store/".length)}\ncat:`) // the input, nothing else
     expect(log).toContain(`cat: can't open '${secret}': No such file or directory`)
@@ -146,6 +147,29 @@ $B mkdir $out`))
     expect(readdirSync(join(storeRoot, "nix/store")).some((name) => name.includes(marker))).toBe(false)
   })
 })
+
+/**
+ * Starts a build in the background; `ready` resolves once its log shows "started" (or the build
+ * has ended, so that a broken build fails the test's checks instead of hanging it).
+ */
+const startInBackground = (s: SandboxSpec) => {
+  let log = ""
+  let started: () => void = () => {}
+  const startedPromise = new Promise<void>((resolve) => { started = resolve })
+  const decoder = new TextDecoder()
+  const fiber = Effect.runFork(Effect.scoped(runInSandbox({
+    ...s,
+    onLog: (chunk) => {
+      log += decoder.decode(chunk, { stream: true })
+      if (log.includes("started\n")) started()
+    }
+  })))
+  return {
+    ready: Promise.race([startedPromise, Effect.runPromiseExit(Fiber.join(fiber))]),
+    log: () => log,
+    interrupt: () => Effect.runPromise(Fiber.interrupt(fiber))
+  }
+}
 
 /** Holds an exclusive flock on `file` (as Nix does on a build user's lock) until `release`. */
 const holdExclusive = (file: string): Promise<{ release: () => Promise<void> }> =>
@@ -181,18 +205,18 @@ describe("build users and Nix", () => {
     const [first, second] = [users[0]!, users[1]!]
     // "Nix" builds as the first user: we must take the second.
     const nixHolds = await holdExclusive(first.lockFile!)
-    let started: () => void = () => {}
-    const running = new Promise<void>((resolve) => { started = resolve })
-    let log = ""
-    const fiber = Effect.runFork(Effect.scoped(runInSandbox(spec(`
+    const build = startInBackground(spec(`
 $B cat /proc/self/uid_map
 echo "started"
-$B sleep 86399`, { onLog: (chunk) => { log += new TextDecoder().decode(chunk); if (log.includes("started")) started() } }))))
-    await running
-    expect(log).toMatch(new RegExp(`^\\s*1000\\s+${second.uid}\\s+1$`, "m"))
-    expect(flockFree(second.lockFile!)).toBe(false) // Nix could not take it now
-    await Effect.runPromise(Fiber.interrupt(fiber))
-    await nixHolds.release()
+$B sleep 86399`))
+    try {
+      await build.ready
+      expect(build.log()).toMatch(new RegExp(`^\\s*1000\\s+${second.uid}\\s+1$`, "m"))
+      expect(flockFree(second.lockFile!)).toBe(false) // Nix could not take it now
+    } finally {
+      await build.interrupt()
+      await nixHolds.release()
+    }
     expect(flockFree(second.lockFile!)).toBe(true) // released with the build
   })
 })
@@ -200,12 +224,8 @@ $B sleep 86399`, { onLog: (chunk) => { log += new TextDecoder().decode(chunk); i
 describe("ending a build", () => {
   it("interrupting the fiber mid-build kills every process and leaves no mount or temporary directory", async () => {
     const marker = 86400 + (process.pid % 1000)
-    let started: () => void = () => {}
-    const running = new Promise<void>((resolve) => { started = resolve })
-    let log = ""
-    const decoder = new TextDecoder()
     // The marker is computed inside, so it is in the sleeps' command lines but not in the script's.
-    const s = spec(`
+    const running = startInBackground(spec(`
 echo "root $($B awk '$5 == "/" {print $4}' /proc/self/mountinfo)"
 echo "build $($B awk '$5 == "/build" {print $4}' /proc/self/mountinfo)"
 M=$((${marker} - 1 + 1))
@@ -215,17 +235,14 @@ $B sleep $M &
 count() { for f in /proc/[0-9]*/cmdline; do $B tr '\\0' ' ' < $f; echo; done 2>/dev/null | $B grep -c "^[^ ]*busybox sleep $M \\$"; }
 until [ "$(count)" -ge 3 ]; do :; done
 echo "started"
-wait`, {
-      onLog: (chunk) => {
-        log += decoder.decode(chunk, { stream: true })
-        if (log.includes("started\n")) started()
-      }
-    })
-    const fiber = Effect.runFork(Effect.scoped(runInSandbox(s)))
-    await running
-    expect(processesMentioning(`sleep\0${marker}`).length).toBe(3)
-    await Effect.runPromise(Fiber.interrupt(fiber))
-
+wait`))
+    try {
+      await running.ready
+      expect(processesMentioning(`sleep\0${marker}`).length).toBe(3)
+    } finally {
+      await running.interrupt()
+    }
+    const log = running.log()
     const root = /root (\S+)/.exec(log)![1]!
     const build = /build (\S+)/.exec(log)![1]!
     expect(root).toMatch(/^\/tmp\/b3-sandbox-[^/]+\/root$/)
