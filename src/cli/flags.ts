@@ -1,6 +1,22 @@
 /** Flag constructors shared by the command groups. */
 import { Flag } from "effect/cli"
+import { config } from "./config.ts"
 
 /** An on/off switch that defaults to off. */
 export const switchFlag = (name: string, description: string) =>
   Flag.Boolean(name).pipe(Flag.withDefault(false), Flag.withDescription(description))
+
+/** `--store URI`: the store a command works on (default: $B3_STORE, else the local store). */
+export const storeFlag = Flag.String("store").pipe(
+  Flag.withDefault(config.store),
+  Flag.withDescription("store URI: local, local?root=DIR, DIR, memory://, file:///DIR, http://HOST/… (default: config 'store', $B3_STORE, or local)")
+)
+
+/** `--substituters 'URI …'`: stores to take outputs from before building. */
+export const substitutersFlag = Flag.String("substituters").pipe(
+  Flag.withDefault(config.substituters.join(" ")),
+  Flag.withDescription("space-separated store URIs to substitute from (default: config 'substituters' or $B3_SUBSTITUTERS)")
+)
+
+/** `--json`: machine-readable output. */
+export const jsonFlag = switchFlag("json", "print JSON for scripts instead of text")

@@ -2,17 +2,23 @@
 import { Cause, Console, Effect, Layer } from "effect"
 import { CliOutput, Command } from "effect/cli"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { buildCommand, logCommand } from "./commands/build.ts"
+import { configCommand } from "./commands/config.ts"
+import { copyCommand } from "./commands/copy.ts"
 import { drvCommand } from "./commands/drv.ts"
 import { hashCommand } from "./commands/hash.ts"
 import { keyCommand } from "./commands/key.ts"
 import { narCommand } from "./commands/nar.ts"
 import { narinfoCommand } from "./commands/narinfo.ts"
+import { pathInfoCommand } from "./commands/path-info.ts"
+import { serveCommand } from "./commands/serve.ts"
+import { storeCommand } from "./commands/store.ts"
 import { storePathCommand } from "./commands/store-path.ts"
 import { ExitCode, exitCodeFor, messageOf } from "./exit.ts"
 
 export const b3 = Command.make("b3").pipe(
   Command.withDescription("b3: a Nix-compatible store and build engine."),
-  Command.withSubcommands([hashCommand, storePathCommand, narCommand, drvCommand, keyCommand, narinfoCommand])
+  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, buildCommand, logCommand, drvCommand, keyCommand, narinfoCommand, configCommand])
 )
 
 export const version = "0.1.0"

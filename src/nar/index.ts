@@ -1,3 +1,10 @@
-// placeholder until the streaming NAR module lands
-import { Stream } from "effect"
-export const narFromPath = (_path: string): Stream.Stream<Uint8Array, Error> => Stream.fail(new Error("not yet"))
+/** The NAR toolkit: events, strict streaming decoder and encoder, dumps, file-system dump and restore, digests, references. */
+export * from "./errors.ts"
+export * as NarEvents from "./events.ts"
+export { NarDecoder, decodeNar, decodeNarBytes } from "./decode.ts"
+export { NarEncoder, encodeNar, encodeNarBytes } from "./encode.ts"
+export * as Dump from "./dump.ts"
+export { narFromPath, narDigestOfPath, type DumpOptions } from "./from-path.ts"
+export { narHashAndSize, narHashSink, tapHash, type NarDigest } from "./digest.ts"
+export { restoreNar } from "./restore.ts"
+export { ReferenceScanner, scanReferences } from "./references.ts"

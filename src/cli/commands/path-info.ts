@@ -1,0 +1,46 @@
+/** `b3 path-info`: what a store knows about paths (like `nix path-info`). */
+import { Console, Effect } from "effect"
+import { Argument, Command } from "effect/cli"
+import * as StorePath from "../../core/store-path.ts"
+import { computeClosure } from "../../services/closure.ts"
+import { toJson, type PathInfo } from "../../services/path-info.ts"
+import { jsonFlag, storeFlag, switchFlag } from "../flags.ts"
+import { fromResult } from "../effect-result.ts"
+import { openCliStore } from "../open-store.ts"
+
+const formatSize = (n: number) => String(n).padStart(12)
+
+export const pathInfoCommand = Command.make("path-info", {
+  store: storeFlag,
+  json: jsonFlag,
+  closure: switchFlag("closure", "include everything the paths refer to, recursively (nix path-info -r)"),
+  size: switchFlag("size", "print the NAR size of each path (nix path-info -s)"),
+  closureSize: switchFlag("closure-size", "print the total NAR size of each path's closure (nix path-info -S)"),
+  paths: Argument.String("path").pipe(Argument.variadic({ min: 1 }), Argument.withDescription("store paths"))
+}, (args) => Effect.scoped(Effect.gen(function*() {
+  const store = yield* openCliStore(args.store)
+  const storeDir = store.read.storeDir
+  const roots = yield* Effect.forEach(args.paths, (p) => fromResult(StorePath.parse(p, storeDir)))
+  // sorted and deduplicated, as `nix path-info` prints them
+  const paths = args.closure ? yield* computeClosure(store.read, roots)
+    : [...new Map(roots.map((p) => [StorePath.baseName(p), p])).values()].sort(StorePath.compare)
+  const infos = yield* Effect.forEach(paths, (p) => store.read.queryPathInfo(p), { concurrency: 16 })
+  const closureSizeOf = (info: PathInfo) => args.closureSize
+    ? Effect.flatMap(computeClosure(store.read, [info.path]), (closure) =>
+      Effect.map(Effect.forEach(closure, (p) => store.read.queryPathInfo(p), { concurrency: 16 }),
+        (members) => members.reduce((sum, m) => sum + m.narSize, 0)))
+    : Effect.succeed(undefined)
+  if (args.json) {
+    const entries = yield* Effect.forEach(infos, (info) => Effect.map(closureSizeOf(info), (cs) => toJson(info, storeDir, cs)))
+    yield* Console.log(JSON.stringify(entries))
+    return
+  }
+  for (const info of infos) {
+    const cs = yield* closureSizeOf(info)
+    let line = StorePath.print(info.path, storeDir)
+    if (args.size) line += `\t${formatSize(info.narSize)}`
+    if (cs !== undefined) line += `\t${formatSize(cs)}`
+    yield* Console.log(line)
+  }
+}))).pipe(Command.withDescription("Show the NAR hash, size, references and signatures of store paths (like `nix path-info`)."))
+

@@ -1,0 +1,37 @@
+/** `b3 serve`: an HTTP binary cache over any store (like nix-serve / `nix copy --to http://`). */
+import { Console, Effect } from "effect"
+import { Command, Flag } from "effect/cli"
+import { compressions } from "../../layers/binary-cache/compression.ts"
+import { serveCache } from "../../layers/binary-cache/server.ts"
+import { BadStoreUri } from "../../services/errors.ts"
+import { storeFlag, switchFlag } from "../flags.ts"
+import { openCliStore } from "../open-store.ts"
+import { readSecretKey } from "../trust.ts"
+
+const parseListen = (listen: string) => {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen)
+  return m ? { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) } : undefined
+}
+
+export const serveCommand = Command.make("serve", {
+  store: storeFlag,
+  listen: Flag.String("listen").pipe(Flag.withDefault("127.0.0.1:5000"), Flag.withDescription("HOST:PORT to listen on (port 0 picks a free port)")),
+  secretKey: Flag.String("secret-key").pipe(Flag.optional, Flag.withDescription("sign narinfos on the fly with this secret key file")),
+  compression: Flag.Literals("compression", compressions).pipe(Flag.withDefault("none" as const), Flag.withDescription("compress NARs on the fly")),
+  quiet: switchFlag("quiet", "no access log")
+}, (args) => Effect.scoped(Effect.gen(function*() {
+  const listen = parseListen(args.listen)
+  if (!listen) return yield* new BadStoreUri({ uri: args.listen, reason: "--listen takes HOST:PORT, e.g. 127.0.0.1:5000" })
+  const store = yield* openCliStore(args.store)
+  const secretKeys = args.secretKey._tag === "Some" ? [yield* readSecretKey(args.secretKey.value)] : []
+  const address = yield* serveCache(store.read, {
+    ...listen,
+    secretKeys,
+    compression: args.compression,
+    ...(args.quiet ? {} : { accessLog: (line: string) => process.stderr.write(line + "\n") })
+  })
+  const port = address._tag === "UnixPathAddress" ? listen.port : address.port
+  const where = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${port}`
+  yield* Console.log(`serving ${store.read.uri} at ${where}`)
+  return yield* Effect.never
+}))).pipe(Command.withDescription("Serve a store as an HTTP binary cache that Nix and b3 can read (stops cleanly on Ctrl-C)."))

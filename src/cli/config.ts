@@ -1,0 +1,65 @@
+/**
+ * b3's configuration: defaults, then a config file (`./b3.json`, else
+ * `$XDG_CONFIG_HOME/b3/config.json` or `~/.config/b3/config.json`), then environment variables
+ * (`B3_STORE`, `B3_SUBSTITUTERS`, `B3_TRUSTED_PUBLIC_KEYS`), then command-line flags.
+ * Read once at start-up; a malformed file is reported and ignored.
+ */
+import { existsSync, readFileSync } from "node:fs"
+import { homedir } from "node:os"
+import { join } from "node:path"
+
+export interface B3Config {
+  /** Default store URI for commands that take `--store`. */
+  readonly store: string
+  /** Substituter store URIs, space-separated in env/flags. */
+  readonly substituters: ReadonlyArray<string>
+  /** Trusted public keys `name:base64`. */
+  readonly trustedPublicKeys: ReadonlyArray<string>
+  /** Where each setting came from. */
+  readonly sources: Readonly<Record<string, string>>
+  /** The config file read, if any, and problems with it. */
+  readonly file?: string
+  readonly problems: ReadonlyArray<string>
+}
+
+const configFiles = (): Array<string> => [
+  join(process.cwd(), "b3.json"),
+  join(process.env.XDG_CONFIG_HOME ?? join(homedir(), ".config"), "b3", "config.json")
+]
+
+const words = (s: string) => s.split(/\s+/).filter((w) => w.length > 0)
+
+export const loadConfig = (env: NodeJS.ProcessEnv = process.env): B3Config => {
+  let store = "local"
+  let substituters: ReadonlyArray<string> = []
+  let trustedPublicKeys: ReadonlyArray<string> = []
+  const sources: Record<string, string> = { store: "default", substituters: "default", trustedPublicKeys: "default" }
+  const problems: Array<string> = []
+  const file = configFiles().find((f) => existsSync(f))
+  if (file) {
+    try {
+      const json = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>
+      const stringList = (key: string, value: unknown) => {
+        if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value as Array<string>
+        if (typeof value === "string") return words(value)
+        problems.push(`${file}: '${key}' must be a string or a list of strings`)
+        return undefined
+      }
+      for (const key of Object.keys(json)) {
+        if (!["store", "substituters", "trustedPublicKeys"].includes(key)) problems.push(`${file}: unknown setting '${key}'`)
+      }
+      if (typeof json.store === "string") { store = json.store; sources.store = file } else if (json.store !== undefined) problems.push(`${file}: 'store' must be a string`)
+      if (json.substituters !== undefined) { const v = stringList("substituters", json.substituters); if (v) { substituters = v; sources.substituters = file } }
+      if (json.trustedPublicKeys !== undefined) { const v = stringList("trustedPublicKeys", json.trustedPublicKeys); if (v) { trustedPublicKeys = v; sources.trustedPublicKeys = file } }
+    } catch (e) {
+      problems.push(`${file}: not valid JSON (${(e as Error).message})`)
+    }
+  }
+  if (env.B3_STORE) { store = env.B3_STORE; sources.store = "B3_STORE" }
+  if (env.B3_SUBSTITUTERS !== undefined) { substituters = words(env.B3_SUBSTITUTERS); sources.substituters = "B3_SUBSTITUTERS" }
+  if (env.B3_TRUSTED_PUBLIC_KEYS !== undefined) { trustedPublicKeys = words(env.B3_TRUSTED_PUBLIC_KEYS); sources.trustedPublicKeys = "B3_TRUSTED_PUBLIC_KEYS" }
+  return { store, substituters, trustedPublicKeys, sources, ...(file ? { file } : {}), problems }
+}
+
+/** The configuration this process started with. */
+export const config: B3Config = loadConfig()

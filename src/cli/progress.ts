@@ -1,0 +1,24 @@
+/**
+ * Progress for long work: a single self-overwriting line on stderr when it is a terminal, and
+ * nothing at all when it is not (scripts get results, not noise). Updates are throttled.
+ */
+export interface Progress {
+  readonly update: (text: string) => void
+  readonly done: () => void
+}
+
+export const makeProgress = (label: string, stream: NodeJS.WriteStream = process.stderr): Progress => {
+  if (!stream.isTTY || process.env.B3_QUIET === "1") return { update: () => {}, done: () => {} }
+  let last = 0
+  let shown = false
+  return {
+    update: (text) => {
+      const now = Date.now()
+      if (now - last < 100) return
+      last = now
+      shown = true
+      stream.write(`\r\x1b[K${label}: ${text}`)
+    },
+    done: () => { if (shown) stream.write("\r\x1b[K") }
+  }
+}

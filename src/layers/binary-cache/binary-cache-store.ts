@@ -1,0 +1,175 @@
+/**
+ * Nix's binary-cache protocol over any blob storage: `nix-cache-info`, `<hash>.narinfo`,
+ * `nar/<filehash>.nar[.xz|.zst|.bz2]`. Reads stream the NAR through decompression and the NAR
+ * hash/size/structure checks; writes stream it through validation, compression and hashing into a
+ * spool file, upload the NAR, and write the narinfo last — so a reader never sees a narinfo whose
+ * NAR is missing or partial.
+ */
+import { Effect, Option, Result, Stream } from "effect"
+import { randomBytes } from "node:crypto"
+import { closeSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs"
+import { join } from "node:path"
+import * as CacheInfo from "../../core/cache-info.ts"
+import * as Hash from "../../core/hash.ts"
+import * as NarInfo from "../../core/narinfo.ts"
+import type * as Signature from "../../core/signature.ts"
+import * as StorePath from "../../core/store-path.ts"
+import { PathNotValid, StoreCorrupt, StoreIoError, Unsupported } from "../../services/errors.ts"
+import type { PathInfo } from "../../services/path-info.ts"
+import type { StoreError } from "../../services/store-error.ts"
+import type { StoreReadApi } from "../../services/store-read.ts"
+import type { StoreWriteApi } from "../../services/store-write.ts"
+import { verifiedNar } from "../../services/verified-nar.ts"
+import { makeStoreWrite } from "../../services/write-helpers.ts"
+import type { BlobStore } from "./blob-store.ts"
+import { compress, decompress, extension, isCompression, type Compression } from "./compression.ts"
+import { fromPathInfo, toPathInfo } from "./narinfo-convert.ts"
+
+export interface BinaryCacheOptions {
+  readonly storeDir?: string
+  /** Compression of NARs written (Nix's default: xz). */
+  readonly compression?: Compression
+  /** Sign every path written with these keys (Nix's `secret-key`). */
+  readonly secretKeys?: ReadonlyArray<Signature.SecretKey>
+  /** Compress with all cores (Nix's `parallel-compression`). */
+  readonly parallelCompression?: boolean
+  /** How long a "not in the cache" answer is remembered, in ms (Nix: narinfo-cache-negative-ttl). */
+  readonly negativeTtlMs?: number
+}
+
+export interface BinaryCacheStore {
+  readonly read: StoreReadApi
+  readonly write: StoreWriteApi
+  readonly cacheInfo: CacheInfo.CacheInfo
+}
+
+export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptions & { readonly writable: boolean }): Effect.Effect<BinaryCacheStore, StoreError> =>
+  Effect.gen(function*() {
+    const uri = blobs.uri
+    const storeDir = options.storeDir ?? StorePath.defaultStoreDir
+    const compression = options.compression ?? "xz"
+    const corrupt = (reason: string) => new StoreCorrupt({ store: uri, reason })
+
+    // nix-cache-info: read it, or create it in a writable cache that has none yet.
+    const infoBytes = yield* blobs.getBytes("nix-cache-info")
+    let cacheInfo: CacheInfo.CacheInfo = { storeDir }
+    if (Option.isSome(infoBytes)) {
+      const parsed = CacheInfo.parse(new TextDecoder().decode(infoBytes.value), `${uri}/nix-cache-info`)
+      if (Result.isFailure(parsed)) return yield* corrupt(parsed.failure.message)
+      cacheInfo = parsed.success
+      if (cacheInfo.storeDir !== undefined && cacheInfo.storeDir !== storeDir) {
+        return yield* corrupt(`it is a cache for store dir ${cacheInfo.storeDir}, not ${storeDir}`)
+      }
+    } else if (options.writable) {
+      yield* blobs.putBytes("nix-cache-info", new TextEncoder().encode(CacheInfo.print({ storeDir })), "text/x-nix-cache-info")
+    }
+
+    // narinfo lookups, remembered: hits for the life of the store, misses for a while.
+    const known = new Map<string, NarInfo.NarInfo>()
+    const missing = new Map<string, number>()
+    const negativeTtl = options.negativeTtlMs ?? 60_000
+    const print = (path: StorePath.StorePath) => StorePath.print(path, storeDir)
+    const notValid = (path: StorePath.StorePath) => new PathNotValid({ path: print(path), store: uri })
+
+    const lookup = (hashPart: string): Effect.Effect<Option.Option<NarInfo.NarInfo>, StoreError> => Effect.gen(function*() {
+      const hit = known.get(hashPart)
+      if (hit) return Option.some(hit)
+      const missedAt = missing.get(hashPart)
+      if (missedAt !== undefined && Date.now() - missedAt < negativeTtl) return Option.none()
+      const bytes = yield* blobs.getBytes(`${hashPart}.narinfo`)
+      if (Option.isNone(bytes)) { missing.set(hashPart, Date.now()); return Option.none() }
+      const parsed = NarInfo.parse(new TextDecoder().decode(bytes.value), { storeDir, source: `${uri}/${hashPart}.narinfo` })
+      if (Result.isFailure(parsed)) return yield* corrupt(parsed.failure.message)
+      const stored = StorePath.parse(parsed.success.storePath, storeDir)
+      if (Result.isFailure(stored) || stored.success.hashPart !== hashPart) {
+        return yield* corrupt(`${hashPart}.narinfo describes ${parsed.success.storePath}`)
+      }
+      known.set(hashPart, parsed.success)
+      missing.delete(hashPart)
+      return Option.some(parsed.success)
+    })
+
+    const narInfoOf = (path: StorePath.StorePath) => Effect.flatMap(lookup(path.hashPart), (found) =>
+      Option.isSome(found) && found.value.storePath === print(path) ? Effect.succeed(found.value) : Effect.fail(notValid(path)))
+
+    const queryPathInfo = (path: StorePath.StorePath): Effect.Effect<PathInfo, StoreError> =>
+      Effect.flatMap(narInfoOf(path), (ni) => {
+        const info = toPathInfo(ni, storeDir)
+        return Result.isSuccess(info) ? Effect.succeed(info.success) : Effect.fail(corrupt(info.failure.message))
+      })
+
+    const isValidPath = (path: StorePath.StorePath) => Effect.map(lookup(path.hashPart), (found) =>
+      Option.isSome(found) && found.value.storePath === print(path))
+
+    const read: StoreReadApi = {
+      uri,
+      storeDir,
+      queryPathInfo,
+      isValidPath,
+      queryValidPaths: (paths) => Effect.map(
+        Effect.forEach(paths, (p) => Effect.map(isValidPath(p), (ok) => (ok ? [p] : [])), { concurrency: 16 }),
+        (found) => found.flat()),
+      narFromPath: (path) => Stream.unwrap(Effect.gen(function*() {
+        const ni = yield* narInfoOf(path)
+        const info = yield* queryPathInfo(path)
+        if (!isCompression(ni.compression)) return yield* corrupt(`${print(path)} uses unknown compression '${ni.compression}'`)
+        const file = decompress(blobs.getStream(ni.url), ni.compression).pipe(
+          Stream.mapError((e): StoreError => e._tag === "CompressionError" ? new StoreIoError({ store: uri, operation: `read ${ni.url}`, reason: e.message }) : e))
+        return verifiedNar(info, storeDir, file)
+      })),
+      queryPathFromHashPart: (hashPart) => Effect.map(lookup(hashPart), Option.flatMap((ni) => {
+        const p = StorePath.parse(ni.storePath, storeDir)
+        return Result.isSuccess(p) ? Option.some(p.success) : Option.none()
+      })),
+      queryReferrers: () => Effect.fail(new Unsupported({ store: uri, operation: "querying referrers (binary caches do not index them)" }))
+    }
+
+    const writeNarInfo = (ni: NarInfo.NarInfo, hashPart: string) => Effect.gen(function*() {
+      const signed = (options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, storeDir), ni)
+      yield* blobs.putBytes(`${hashPart}.narinfo`, new TextEncoder().encode(NarInfo.print(signed)), "text/x-nix-narinfo")
+      known.set(hashPart, signed)
+      missing.delete(hashPart)
+    })
+
+    /** Validates, compresses and hashes the NAR into a spool file; returns its FileHash and FileSize. */
+    const spoolNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, spool: string) => Effect.gen(function*() {
+      const fd = yield* Effect.try({ try: () => { mkdirSync(blobs.spoolDir, { recursive: true }); return openSync(spool, "w") }, catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) }) })
+      const fileHasher = Hash.hasher("sha256")
+      let fileSize = 0
+      const compressed = compress(verifiedNar(info, storeDir, nar), compression, { parallel: options.parallelCompression ?? false }).pipe(
+        Stream.mapError((e): StoreError | E => (typeof e === "object" && e !== null && (e as { _tag?: string })._tag === "CompressionError")
+          ? new StoreIoError({ store: uri, operation: "compress NAR", reason: (e as Error).message }) : e as StoreError | E))
+      yield* Effect.ensuring(
+        Stream.runForEach(compressed, (chunk) => Effect.try({
+          try: () => { writeSync(fd, chunk); fileHasher.update(chunk); fileSize += chunk.length },
+          catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) })
+        })),
+        Effect.sync(() => closeSync(fd))
+      )
+      return { fileHash: fileHasher.digest(), fileSize }
+    })
+
+    const addToStore = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, StoreError | E, R> =>
+      Effect.gen(function*() {
+        if (!options.writable) return yield* new Unsupported({ store: uri, operation: "writing (it is read-only)" })
+        if (yield* isValidPath(info.path)) return
+        const spool = join(blobs.spoolDir, `nar-${process.pid}-${randomBytes(6).toString("hex")}`)
+        yield* Effect.ensuring(Effect.gen(function*() {
+          const { fileHash, fileSize } = yield* spoolNar(info, nar, spool)
+          const url = `nar/${Hash.encode(fileHash, "base32")}${extension[compression]}`
+          if (!(yield* blobs.exists(url))) yield* blobs.putFile(url, spool, "application/x-nix-nar")
+          yield* writeNarInfo(fromPathInfo(info, { url, compression, fileHash, fileSize }, storeDir), info.path.hashPart)
+        }), Effect.sync(() => rmSync(spool, { force: true })))
+      })
+
+    const write = makeStoreWrite(read, {
+      addToStore,
+      addSignatures: (path, signatures) => Effect.gen(function*() {
+        const ni = yield* narInfoOf(path)
+        yield* writeNarInfo({ ...ni, sigs: [...new Set([...ni.sigs, ...signatures])] }, path.hashPart)
+      })
+    })
+
+    return { read, write, cacheInfo }
+  })
+

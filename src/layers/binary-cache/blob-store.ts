@@ -1,0 +1,25 @@
+/**
+ * The storage under a binary cache: named blobs (`nix-cache-info`, `<hash>.narinfo`,
+ * `nar/<filehash>.nar.xz`, …). A directory, an HTTP server and an S3 bucket each implement it;
+ * binary-cache-store.ts speaks Nix's cache protocol on top of any of them.
+ */
+import type { Effect, Option, Stream } from "effect"
+import type { StoreIoError } from "../../services/errors.ts"
+
+export interface BlobStore {
+  /** Where the blobs are, for messages. */
+  readonly uri: string
+  readonly exists: (key: string) => Effect.Effect<boolean, StoreIoError>
+  /** The blob's bytes, or none when it does not exist. */
+  readonly getBytes: (key: string) => Effect.Effect<Option.Option<Uint8Array>, StoreIoError>
+  /** The blob streamed; a missing blob fails with StoreIoError. */
+  readonly getStream: (key: string) => Stream.Stream<Uint8Array, StoreIoError>
+  /**
+   * Stores a blob from a local file (moved into place when the backend allows it: the file is
+   * consumed). Readers never see a partial blob.
+   */
+  readonly putFile: (key: string, file: string, contentType: string) => Effect.Effect<void, StoreIoError>
+  readonly putBytes: (key: string, bytes: Uint8Array, contentType: string) => Effect.Effect<void, StoreIoError>
+  /** A directory for spooling uploads (on the same file system as the blobs where there is one). */
+  readonly spoolDir: string
+}

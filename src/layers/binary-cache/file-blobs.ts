@@ -1,0 +1,46 @@
+/** Blobs in a local directory (`file:///dir` caches): atomic writes by temp file + rename. */
+import { Effect, Option } from "effect"
+import { randomBytes } from "node:crypto"
+import { createReadStream, existsSync, fsyncSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { dirname, join, normalize } from "node:path"
+import { NodeStream } from "@effect/platform-node"
+import { StoreIoError } from "../../services/errors.ts"
+import type { BlobStore } from "./blob-store.ts"
+
+export const makeFileBlobs = (uri: string, dir: string): BlobStore => {
+  const spoolDir = join(dir, ".b3-spool")
+  const error = (operation: string) => (cause: unknown) =>
+    new StoreIoError({ store: uri, operation, reason: cause instanceof Error ? cause.message : String(cause) })
+  const pathOf = (key: string) => {
+    const path = normalize(join(dir, key))
+    return path.startsWith(dir + "/") ? path : join(dir, "invalid-key") // keys come from our own code; never escape the dir
+  }
+  const durable = (path: string) => { const fd = openSync(path, "r"); try { fsyncSync(fd) } finally { closeSync(fd) } }
+  const place = (key: string, write: (tmp: string) => void) => Effect.try({
+    try: () => {
+      const target = pathOf(key)
+      mkdirSync(dirname(target), { recursive: true })
+      const tmp = join(dirname(target), `.tmp-${process.pid}-${randomBytes(6).toString("hex")}`)
+      write(tmp)
+      durable(tmp)
+      renameSync(tmp, target)
+    },
+    catch: error(`write ${key}`)
+  })
+  return {
+    uri,
+    spoolDir,
+    exists: (key) => Effect.sync(() => existsSync(pathOf(key))),
+    getBytes: (key) => Effect.try({
+      try: () => existsSync(pathOf(key)) ? Option.some(new Uint8Array(readFileSync(pathOf(key)))) : Option.none(),
+      catch: error(`read ${key}`)
+    }),
+    getStream: (key) => NodeStream.fromReadable({
+      evaluate: () => createReadStream(pathOf(key), { highWaterMark: 1 << 20 }),
+      onError: error(`read ${key}`)
+    }),
+    putFile: (key, file) => place(key, (tmp) => renameSync(file, tmp)),
+    putBytes: (key, bytes) => place(key, (tmp) => writeFileSync(tmp, bytes))
+  }
+}
+

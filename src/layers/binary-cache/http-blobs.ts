@@ -1,0 +1,81 @@
+/**
+ * Blobs on an HTTP(S) server (`http://host/path` caches): GET/HEAD to read, PUT to write where
+ * the server allows it. Requests are bounded in number (a semaphore) and retried with exponential
+ * backoff on 5xx answers, resets and timeouts; 404/403 mean "not there".
+ */
+import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Semaphore, Stream } from "effect"
+import { HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
+import { NodeHttpClient } from "@effect/platform-node"
+import { createReadStream, statSync, rmSync } from "node:fs"
+import { NodeStream } from "@effect/platform-node"
+import { StoreIoError } from "../../services/errors.ts"
+import type { BlobStore } from "./blob-store.ts"
+
+export interface HttpBlobOptions {
+  /** Requests in flight at once. */
+  readonly concurrency?: number
+  /** Attempts per request (1 = no retry). */
+  readonly attempts?: number
+  /** A request that has not answered (or a body that has not moved) for this long is abandoned. */
+  readonly timeout?: Duration.Input
+  readonly spoolDir: string
+}
+
+class Retryable extends Error {}
+
+/** The blob store lives as long as the scope: its connection pool is closed with it. */
+export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOptions): Effect.Effect<BlobStore, never, Scope.Scope> => Effect.gen(function*() {
+  const client = Context.get(yield* Layer.build(NodeHttpClient.layerUndici), HttpClient.HttpClient)
+  const semaphore = yield* Semaphore.make(options.concurrency ?? 16)
+  const timeout = options.timeout ?? Duration.seconds(60)
+  const base = baseUrl.endsWith("/") ? baseUrl : baseUrl + "/"
+  const url = (key: string) => base + key.split("/").map(encodeURIComponent).join("/")
+  const failure = (operation: string, reason: string) => new StoreIoError({ store: uri, operation, reason })
+
+  /** Runs a request; retries transport errors and 5xx; returns the response for any other status. */
+  const send = (operation: string, request: () => HttpClientRequest.HttpClientRequest) =>
+    semaphore.withPermits(1)(
+      Effect.suspend(() => client.execute(request())).pipe(
+        Effect.timeout(timeout),
+        Effect.mapError((e) => new Retryable(e instanceof Error ? e.message : String(e))),
+        Effect.flatMap((res): Effect.Effect<HttpClientResponse.HttpClientResponse, Retryable> =>
+          res.status >= 500 ? Effect.fail(new Retryable(`HTTP ${res.status}`)) : Effect.succeed(res)),
+        Effect.retry({ times: (options.attempts ?? 4) - 1, schedule: Schedule.exponential(Duration.millis(100), 2) }),
+        Effect.mapError((e) => failure(operation, e.message))
+      )
+    )
+
+  const notFound = (status: number) => status === 404 || status === 403
+
+  const put = (key: string, body: () => HttpClientRequest.HttpClientRequest) =>
+    Effect.flatMap(send(`PUT ${key}`, body), (res) =>
+      res.status >= 200 && res.status < 300 ? Effect.void : Effect.fail(failure(`PUT ${key}`, `the server answered HTTP ${res.status}`)))
+
+  return {
+    uri,
+    spoolDir: options.spoolDir,
+    exists: (key) => Effect.flatMap(send(`HEAD ${key}`, () => HttpClientRequest.head(url(key))), (res) =>
+      res.status >= 200 && res.status < 300 ? Effect.succeed(true)
+        : notFound(res.status) ? Effect.succeed(false)
+        : Effect.fail(failure(`HEAD ${key}`, `HTTP ${res.status}`))),
+    getBytes: (key) => Effect.flatMap(send(`GET ${key}`, () => HttpClientRequest.get(url(key))), (res) =>
+      notFound(res.status) ? Effect.succeed(Option.none())
+        : res.status >= 200 && res.status < 300
+          ? Effect.map(Effect.mapError(res.arrayBuffer, (e) => failure(`GET ${key}`, e.message)), (b) => Option.some(new Uint8Array(b)))
+          : Effect.fail(failure(`GET ${key}`, `HTTP ${res.status}`))),
+    getStream: (key) => Stream.unwrap(Effect.flatMap(send(`GET ${key}`, () => HttpClientRequest.get(url(key))), (res) =>
+      res.status >= 200 && res.status < 300
+        ? Effect.succeed(res.stream.pipe(
+          Stream.timeoutOrElse({ duration: timeout, orElse: () => Stream.fail(new Error(`no data for ${Duration.format(Duration.fromInputUnsafe(timeout))}`)) }),
+          Stream.mapError((e) => failure(`GET ${key}`, e instanceof Error ? e.message : String(e)))))
+        : Effect.fail(failure(`GET ${key}`, notFound(res.status) ? "not found" : `HTTP ${res.status}`)))),
+    putBytes: (key, bytes, contentType) => put(key, () => HttpClientRequest.put(url(key)).pipe(HttpClientRequest.bodyUint8Array(bytes, contentType))),
+    putFile: (key, file, contentType) => Effect.ensuring(
+      put(key, () => HttpClientRequest.put(url(key)).pipe(HttpClientRequest.bodyStream(
+        NodeStream.fromReadable({ evaluate: () => createReadStream(file, { highWaterMark: 1 << 20 }), onError: (e) => e }),
+        { contentType, contentLength: statSync(file).size }
+      ))),
+      Effect.sync(() => rmSync(file, { force: true }))
+    )
+  }
+})

@@ -1,0 +1,157 @@
+/**
+ * A binary-cache HTTP server over any `StoreRead` (`b3 serve`): `/nix-cache-info`,
+ * `/<hash>.narinfo` (signed on the fly when given a key) and `/nar/<hash>.nar[.xz|.zst]`
+ * (streamed from the store, compressed on the fly, `Range` honoured for uncompressed NARs).
+ * GET and HEAD; anything that is not exactly one of these names is a 404 or 400, so no request
+ * can reach outside the store. NAR transfers are bounded in number; the server stops gracefully
+ * when its scope closes.
+ */
+import { Context, Effect, Layer, Option, Semaphore, Stream } from "effect"
+import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { NodeHttpServer } from "@effect/platform-node"
+import { createServer } from "node:http"
+import * as CacheInfo from "../../core/cache-info.ts"
+import * as NarInfo from "../../core/narinfo.ts"
+import type * as Signature from "../../core/signature.ts"
+import type { StoreReadApi } from "../../services/store-read.ts"
+import { compress, extension, type Compression } from "./compression.ts"
+import { fromPathInfo } from "./narinfo-convert.ts"
+
+export interface ServeOptions {
+  readonly host: string
+  readonly port: number
+  readonly secretKeys?: ReadonlyArray<Signature.SecretKey>
+  /** Compression applied on the fly to NARs (default none: fastest, and allows Range). */
+  readonly compression?: Compression
+  /** NAR transfers at once (default 32). */
+  readonly maxConcurrentNars?: number
+  readonly priority?: number
+  /** One line per request (method, path, status, bytes, ms); default: none. */
+  readonly accessLog?: (line: string) => void
+}
+
+const hashPartRe = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/
+const narRe = /^\/nar\/([0123456789abcdfghijklmnpqrsvwxyz]{32})\.nar(\.xz|\.zst|\.bz2)?$/
+const narinfoRe = /^\/([0123456789abcdfghijklmnpqrsvwxyz]{32})\.narinfo$/
+
+const parseRange = (header: string | undefined, size: number): { start: number; end: number } | "invalid" | undefined => {
+  if (!header) return undefined
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  if (!m || (m[1] === "" && m[2] === "")) return "invalid"
+  let start: number
+  let end: number
+  if (m[1] === "") { start = Math.max(0, size - Number(m[2])); end = size - 1 } else {
+    start = Number(m[1])
+    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1)
+  }
+  return start > end || start >= size ? "invalid" : { start, end }
+}
+
+/** The bytes [start, end] of a stream, without buffering it. */
+const slice = <E>(stream: Stream.Stream<Uint8Array, E>, start: number, end: number): Stream.Stream<Uint8Array, E> =>
+  Stream.suspend(() => {
+    let offset = 0
+    return stream.pipe(
+      Stream.map((chunk) => {
+        const from = Math.max(start - offset, 0)
+        const to = Math.min(end + 1 - offset, chunk.length)
+        offset += chunk.length
+        return from < to ? chunk.subarray(from, to) : new Uint8Array(0)
+      }),
+      Stream.filter((chunk) => chunk.length > 0),
+      Stream.takeUntil(() => offset > end)
+    )
+  })
+
+export const makeCacheHandler = (store: StoreReadApi, options: Omit<ServeOptions, "host" | "port">) => Effect.gen(function*() {
+  const semaphore = yield* Semaphore.make(options.maxConcurrentNars ?? 32)
+  const compression = options.compression ?? "none"
+  const cacheInfo = CacheInfo.print({ storeDir: store.storeDir, wantMassQuery: true, priority: options.priority ?? 30 })
+  const notFound = HttpServerResponse.text("404 not found\n", { status: 404 })
+
+  const narInfoFor = (hashPart: string) => Effect.gen(function*() {
+    const path = yield* store.queryPathFromHashPart(hashPart)
+    if (Option.isNone(path)) return Option.none<NarInfo.NarInfo>()
+    const info = yield* store.queryPathInfo(path.value)
+    const url = `nar/${hashPart}${extension[compression]}`
+    // FileHash/FileSize are optional in Nix's format; they are unknown for on-the-fly compression.
+    const base = fromPathInfo(info, { url, compression, fileHash: info.narHash, fileSize: info.narSize }, store.storeDir)
+    const { fileHash: _h, fileSize: _s, ...withoutFile } = base
+    const ni: NarInfo.NarInfo = compression === "none" ? base : withoutFile
+    return Option.some((options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, store.storeDir), ni))
+  })
+
+  const handle = (request: HttpServerRequest.HttpServerRequest) => Effect.gen(function*() {
+    const method = request.method
+    if (method !== "GET" && method !== "HEAD") {
+      return HttpServerResponse.text("405 method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } })
+    }
+    const pathname = request.url.split("?")[0]!
+    const head = method === "HEAD"
+    if (pathname === "/nix-cache-info") {
+      return HttpServerResponse.text(head ? "" : cacheInfo, { contentType: "text/x-nix-cache-info" })
+    }
+    const narinfo = narinfoRe.exec(pathname)
+    if (narinfo) {
+      const found = yield* narInfoFor(narinfo[1]!)
+      if (Option.isNone(found)) return notFound
+      const text = NarInfo.print(found.value)
+      return HttpServerResponse.text(head ? "" : text, { contentType: "text/x-nix-narinfo" })
+    }
+    const nar = narRe.exec(pathname)
+    if (nar) {
+      const wanted = (Object.entries(extension) as Array<[Compression, string]>).find(([, e]) => e === (nar[2] ? `.nar${nar[2]}` : ".nar"))
+      if (!wanted || (wanted[0] !== compression && wanted[0] !== "none")) return notFound
+      const path = yield* store.queryPathFromHashPart(nar[1]!)
+      if (Option.isNone(path)) return notFound
+      const info = yield* store.queryPathInfo(path.value)
+      const narStream = store.narFromPath(path.value)
+      const headers = { "content-type": "application/x-nix-nar", "accept-ranges": wanted[0] === "none" ? "bytes" : "none" }
+      if (wanted[0] !== "none") {
+        if (head) return HttpServerResponse.empty({ status: 200, headers })
+        return HttpServerResponse.stream(withPermit(semaphore, compress(narStream, wanted[0])), { headers })
+      }
+      const range = parseRange(request.headers["range"], info.narSize)
+      if (range === "invalid") {
+        return HttpServerResponse.empty({ status: 416, headers: { ...headers, "content-range": `bytes */${info.narSize}` } })
+      }
+      if (range) {
+        const length = range.end - range.start + 1
+        const h = { ...headers, "content-range": `bytes ${range.start}-${range.end}/${info.narSize}` }
+        if (head) return HttpServerResponse.empty({ status: 206, headers: { ...h, "content-length": String(length) } })
+        return HttpServerResponse.stream(withPermit(semaphore, slice(narStream, range.start, range.end)), { status: 206, headers: h, contentLength: length })
+      }
+      if (head) return HttpServerResponse.empty({ status: 200, headers: { ...headers, "content-length": String(info.narSize) } })
+      return HttpServerResponse.stream(withPermit(semaphore, narStream), { headers, contentLength: info.narSize })
+    }
+    if (hashPartRe.test(pathname.slice(1)) || pathname === "/" || pathname.startsWith("/nar/")) return notFound
+    return HttpServerResponse.text("400 bad request: not a binary-cache file name\n", { status: 400 })
+  }).pipe(
+    Effect.catch((error) => Effect.succeed(
+      (error as { _tag?: string })._tag === "PathNotValid" ? notFound
+        : HttpServerResponse.text(`500 ${(error as Error).message}\n`, { status: 500 })
+    ))
+  )
+
+  return (request: HttpServerRequest.HttpServerRequest) => {
+    const started = Date.now()
+    return Effect.tap(handle(request), (response) => Effect.sync(() => {
+      options.accessLog?.(`${request.method} ${request.url} ${response.status} ${Date.now() - started}ms`)
+    }))
+  }
+})
+
+/** Holds a permit of `semaphore` for as long as the stream runs. */
+const withPermit = <E>(semaphore: Semaphore.Semaphore, stream: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E> =>
+  Stream.unwrap(Effect.map(Effect.acquireRelease(semaphore.take(1), () => semaphore.release(1)), () => stream))
+
+/** Serves the store until the scope closes; gives the bound address (port 0 picks a free one). */
+export const serveCache = (store: StoreReadApi, options: ServeOptions) => Effect.gen(function*() {
+  const handler = yield* makeCacheHandler(store, options)
+  const app = HttpRouter.add("*", "/*", handler)
+  const serverLayer = HttpRouter.serve(app, { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host })))
+  const context = yield* Layer.build(serverLayer)
+  return Context.get(context, HttpServer.HttpServer).address
+})
+

@@ -1,0 +1,122 @@
+/**
+ * The local store: contents in a store dir on disk, metadata in a SQLite database with Nix's
+ * schema at the place Nix keeps it. Opened with `local`, `local?root=/tmp/r`, or a path.
+ */
+import { Context, Effect, Layer, Option, Result, type Scope, Stream } from "effect"
+import { chmodSync, mkdirSync } from "node:fs"
+import { join } from "node:path"
+import * as StorePath from "../../core/store-path.ts"
+import { narFromPath } from "../../nar/index.ts"
+import { PathNotValid, StoreCorrupt, StoreIoError } from "../../services/errors.ts"
+import type { PathInfo } from "../../services/path-info.ts"
+import type { StoreError } from "../../services/store-error.ts"
+import { StoreRead, type StoreReadApi } from "../../services/store-read.ts"
+import { StoreWrite, type StoreWriteApi } from "../../services/store-write.ts"
+import { makeStoreWrite } from "../../services/write-helpers.ts"
+import { addFromNar } from "./add.ts"
+import { StoreDatabase } from "./database.ts"
+import { ioError, trySync } from "./fs-ops.ts"
+import { makeLayout, type LocalStoreLayout } from "./layout.ts"
+import { collectGarbage } from "./gc.ts"
+import { recover } from "./recovery.ts"
+import { verifyStore } from "./verify.ts"
+import type { StoreMaintenanceApi } from "../../services/store-maintenance.ts"
+import { removeTempRoots } from "./temp-roots.ts"
+import { openDatabase } from "./schema.ts"
+
+export interface LocalStoreOptions {
+  /** Physical root of a chroot store (like `nix --store /tmp/r`); omit for the real store dir. */
+  readonly root?: string
+  /** Logical store dir; default /nix/store. */
+  readonly storeDir?: string
+  /** State dir (db, gcroots); default `<root>/nix/var/nix`. */
+  readonly stateDir?: string
+}
+
+export interface LocalStore {
+  readonly layout: LocalStoreLayout
+  readonly db: StoreDatabase
+  readonly read: StoreReadApi
+  readonly write: StoreWriteApi
+  readonly maintenance: StoreMaintenanceApi
+}
+
+/** The local store's own operations beyond read/write (verify, GC), for programs that need them. */
+export class LocalStoreHandle extends Context.Service<LocalStoreHandle, LocalStore>()("b3/LocalStore") {}
+
+const uriOf = (options: LocalStoreOptions) => {
+  const params = new URLSearchParams()
+  if (options.root) params.set("root", options.root)
+  if (options.storeDir) params.set("store", options.storeDir)
+  const query = params.toString()
+  return query ? `local?${query}` : "local"
+}
+
+const openFiles = (uri: string, layout: LocalStoreLayout) => trySync(uri, "open store", () => {
+  mkdirSync(layout.realStoreDir, { recursive: true })
+  chmodSync(layout.realStoreDir, 0o1775)
+  for (const dir of [layout.gcRootsDir, layout.tempRootsDir, join(layout.stateDir, "profiles")]) mkdirSync(dir, { recursive: true })
+  return openDatabase(layout.dbDir)
+}).pipe(Effect.flatMap((db) => typeof db === "string"
+  ? Effect.fail(new StoreCorrupt({ store: uri, reason: db }))
+  : Effect.succeed(new StoreDatabase(db, layout.storeDir))))
+
+/** Opens a local store for the lifetime of the scope (the database is closed when it ends). */
+export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore, StoreIoError | StoreCorrupt, Scope.Scope> =>
+  Effect.gen(function*() {
+    const storeDir = options.storeDir ?? StorePath.defaultStoreDir
+    const uri = uriOf(options)
+    const layout = makeLayout({ storeDir, ...(options.root ? { root: options.root } : {}), ...(options.stateDir ? { stateDir: options.stateDir } : {}) })
+    const db = yield* Effect.acquireRelease(openFiles(uri, layout), (db) => Effect.sync(() => {
+      db.close()
+      removeTempRoots(layout)
+    }))
+    yield* trySync(uri, "recover store", () => recover(layout, db))
+
+    const print = (path: StorePath.StorePath) => StorePath.print(path, storeDir)
+    const notValid = (path: StorePath.StorePath) => new PathNotValid({ path: print(path), store: uri })
+    const query = (path: StorePath.StorePath): Effect.Effect<PathInfo, StoreError> =>
+      trySync(uri, "query path info", () => db.queryPathInfo(path)).pipe(Effect.flatMap((row): Effect.Effect<PathInfo, StoreError> =>
+        row === undefined ? Effect.fail(notValid(path))
+          : Result.isSuccess(row) ? Effect.succeed(row.success)
+          : Effect.fail(new StoreCorrupt({ store: uri, reason: `row for ${row.failure.path}: ${row.failure.reason}` }))))
+    const parsePaths = (paths: ReadonlyArray<string>) => paths.flatMap((p) => {
+      const parsed = StorePath.parse(p, storeDir)
+      return Result.isSuccess(parsed) ? [parsed.success] : []
+    })
+
+    const read: StoreReadApi = {
+      uri,
+      storeDir,
+      queryPathInfo: query,
+      isValidPath: (path) => trySync(uri, "query path", () => db.isValid(path)),
+      queryValidPaths: (paths) => trySync(uri, "query paths", () => paths.filter((p) => db.isValid(p))),
+      narFromPath: (path) => Stream.unwrap(Effect.map(query(path), () =>
+        Stream.mapError(narFromPath(join(layout.realStoreDir, StorePath.baseName(path))), ioError(uri, `read ${print(path)}`)))),
+      queryPathFromHashPart: (hashPart) => trySync(uri, "query hash part", () => db.pathFromHashPart(hashPart)).pipe(
+        Effect.map((p) => Option.flatMap(Option.fromNullishOr(p), (p) => Option.fromNullishOr(parsePaths([p])[0])))),
+      queryReferrers: (path) => trySync(uri, "query referrers", () => parsePaths(db.referrers(path)).sort(StorePath.compare))
+    }
+
+    const write = makeStoreWrite(read, {
+      addToStore: (info, nar) => addFromNar({ uri, layout, db }, info, nar),
+      addSignatures: (path, signatures) => Effect.gen(function*() {
+        const info = yield* query(path)
+        yield* trySync(uri, "add signatures", () => db.setSignatures(path, [...new Set([...info.signatures, ...signatures])]))
+      })
+    })
+
+    const maintenance: StoreMaintenanceApi = {
+      verify: (options = {}) => verifyStore(layout, db, options),
+      collectGarbage: (options = {}) => trySync(uri, "collect garbage", () => collectGarbage(layout, db, options))
+    }
+
+    return { layout, db, read, write, maintenance }
+  })
+
+/** A local store providing StoreRead, StoreWrite and its own handle (verify, GC). */
+export const layer = (options: LocalStoreOptions = {}): Layer.Layer<StoreRead | StoreWrite | LocalStoreHandle, StoreIoError | StoreCorrupt> =>
+  Layer.effectContext(Effect.map(make(options), (store) =>
+    Context.make(StoreRead, store.read).pipe(Context.add(StoreWrite, store.write), Context.add(LocalStoreHandle, store))))
+
+

@@ -1,0 +1,49 @@
+/**
+ * `verify`: re-hashes every valid path's contents against the database (like
+ * `nix-store --verify --check-contents`) and reports what is missing or changed.
+ */
+import { Effect, Result, Stream } from "effect"
+import { join } from "node:path"
+import * as Hash from "../../core/hash.ts"
+import * as StorePath from "../../core/store-path.ts"
+import { narFromPath } from "../../nar/index.ts"
+import type { StoreDatabase } from "./database.ts"
+import type { LocalStoreLayout } from "./layout.ts"
+import type { VerifyProblem, VerifyReport } from "../../services/store-maintenance.ts"
+
+
+export const verifyStore = (
+  layout: LocalStoreLayout,
+  db: StoreDatabase,
+  options: { readonly onProgress?: (done: number, total: number) => void } = {}
+): Effect.Effect<VerifyReport> => Effect.gen(function*() {
+  const paths = db.allValidPaths()
+  const problems: Array<VerifyProblem> = []
+  let done = 0
+  for (const path of paths) {
+    const parsed = StorePath.parse(path, layout.storeDir)
+    const row = Result.isSuccess(parsed) ? db.queryPathInfo(parsed.success) : undefined
+    if (!row || Result.isFailure(row)) {
+      problems.push({ path, problem: "bad-row", detail: row && Result.isFailure(row) ? row.failure.reason : "unparsable path" })
+      continue
+    }
+    const info = row.success
+    const hasher = Hash.hasher(info.narHash.algorithm)
+    let size = 0
+    const physical = join(layout.realStoreDir, StorePath.baseName(info.path))
+    const outcome = yield* Effect.result(Stream.runForEach(narFromPath(physical), (chunk) => Effect.sync(() => { hasher.update(chunk); size += chunk.length })))
+    if (Result.isFailure(outcome)) {
+      const missing = outcome.failure._tag === "FileNotFound"
+      problems.push({ path, problem: missing ? "missing" : "unreadable", detail: outcome.failure.message })
+    } else {
+      const actual = hasher.digest()
+      if (!Hash.equals(actual, info.narHash)) {
+        problems.push({ path, problem: "hash-mismatch", detail: `expected ${Hash.print(info.narHash, "base32")}, got ${Hash.print(actual, "base32")}` })
+      } else if (size !== info.narSize && info.narSize !== 0) {
+        problems.push({ path, problem: "size-mismatch", detail: `expected ${info.narSize}, got ${size}` })
+      }
+    }
+    options.onProgress?.(++done, paths.length)
+  }
+  return { checked: paths.length, problems }
+})

@@ -1,0 +1,92 @@
+/**
+ * The in-memory store: full `StoreRead` + `StoreWrite` with no I/O, the mock every unit test
+ * uses. NARs are kept as the chunks they arrived in.
+ */
+import { Context, Effect, Layer, Option, Stream } from "effect"
+import * as StorePath from "../core/store-path.ts"
+import { PathNotValid, Unsupported } from "../services/errors.ts"
+import type { PathInfo } from "../services/path-info.ts"
+import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
+import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"
+import { verifiedNar } from "../services/verified-nar.ts"
+import { makeStoreWrite } from "../services/write-helpers.ts"
+
+export interface MemoryStoreOptions {
+  readonly storeDir?: string
+  /** Whether `queryReferrers` is answered (true by default; false mimics a binary cache). */
+  readonly indexReferrers?: boolean
+  /** Whether adding a path whose references are not valid fails (true by default, as in a local store). */
+  readonly checkReferences?: boolean
+}
+
+interface Entry {
+  info: PathInfo
+  readonly nar: ReadonlyArray<Uint8Array>
+}
+
+export interface MemoryStore {
+  readonly read: StoreReadApi
+  readonly write: StoreWriteApi
+}
+
+export const make = (options: MemoryStoreOptions = {}): MemoryStore => {
+  const storeDir = options.storeDir ?? StorePath.defaultStoreDir
+  const uri = "memory://"
+  const entries = new Map<string, Entry>()
+  const lookup = (path: StorePath.StorePath) => {
+    const entry = entries.get(path.hashPart)
+    return entry && entry.info.path.name === path.name ? entry : undefined
+  }
+  const notValid = (path: StorePath.StorePath) => new PathNotValid({ path: StorePath.print(path, storeDir), store: uri })
+
+  const read: StoreReadApi = {
+    uri,
+    storeDir,
+    queryPathInfo: (path) => Effect.suspend(() => {
+      const entry = lookup(path)
+      return entry ? Effect.succeed(entry.info) : Effect.fail(notValid(path))
+    }),
+    isValidPath: (path) => Effect.sync(() => lookup(path) !== undefined),
+    queryValidPaths: (paths) => Effect.sync(() => paths.filter((p) => lookup(p) !== undefined)),
+    narFromPath: (path) => Stream.suspend(() => {
+      const entry = lookup(path)
+      return entry ? Stream.fromIterable(entry.nar) : Stream.fail(notValid(path))
+    }),
+    queryPathFromHashPart: (hashPart) => Effect.sync(() => Option.map(Option.fromNullishOr(entries.get(hashPart)), (e) => e.info.path)),
+    queryReferrers: (path) => Effect.suspend(() => {
+      if (options.indexReferrers === false) return Effect.fail(new Unsupported({ store: uri, operation: "querying referrers" }))
+      const key = StorePath.baseName(path)
+      return Effect.succeed([...entries.values()]
+        .filter((e) => e.info.references.some((r) => StorePath.baseName(r) === key))
+        .map((e) => e.info.path)
+        .sort(StorePath.compare))
+    })
+  }
+
+  const write = makeStoreWrite(read, {
+    addToStore: (info, nar) => Effect.suspend(() => {
+      if (lookup(info.path)) return Effect.void
+      const missing = options.checkReferences === false ? undefined
+        : info.references.find((r) => !StorePath.equals(r, info.path) && !lookup(r))
+      if (missing) return Effect.fail(notValid(missing))
+      return Stream.runCollect(verifiedNar(info, storeDir, nar)).pipe(
+        Effect.map((chunks) => { entries.set(info.path.hashPart, { info, nar: [...chunks] }) })
+      )
+    }),
+    addSignatures: (path, signatures) => Effect.suspend(() => {
+      const entry = lookup(path)
+      if (!entry) return Effect.fail(notValid(path))
+      entry.info = { ...entry.info, signatures: [...new Set([...entry.info.signatures, ...signatures])] }
+      return Effect.void
+    })
+  })
+
+  return { read, write }
+}
+
+/** A fresh in-memory store providing both services. */
+export const layer = (options: MemoryStoreOptions = {}): Layer.Layer<StoreRead | StoreWrite> =>
+  Layer.effectContext(Effect.sync(() => {
+    const store = make(options)
+    return Context.make(StoreRead, store.read).pipe(Context.add(StoreWrite, store.write))
+  }))

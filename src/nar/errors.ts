@@ -1,0 +1,58 @@
+/**
+ * Typed errors of the NAR module. `BadNar` is the only error of the pure code (decoding, encoding
+ * events, dumps); the filesystem side adds the other three.
+ */
+import { Schema } from "effect"
+
+/** A malformed archive (or event sequence): `offset` is the byte offset in the NAR where it goes wrong. */
+export class BadNar extends Schema.TaggedError<BadNar>()("BadNar", {
+  offset: Schema.Number,
+  reason: Schema.String
+}) {
+  override get message() { return `bad NAR at byte ${this.offset}: ${this.reason}` }
+}
+
+/** The path to serialise does not exist. */
+export class FileNotFound extends Schema.TaggedError<FileNotFound>()("FileNotFound", {
+  path: Schema.String
+}) {
+  override get message() { return `path '${this.path}' does not exist` }
+}
+
+/** A file a NAR cannot represent: sockets, FIFOs, devices. */
+export class UnsupportedFileType extends Schema.TaggedError<UnsupportedFileType>()("UnsupportedFileType", {
+  path: Schema.String,
+  kind: Schema.String
+}) {
+  override get message() { return `cannot put '${this.path}' in a NAR: it is a ${this.kind} (only regular files, directories and symlinks are allowed)` }
+}
+
+/** A filesystem operation failed while dumping or restoring (`code` is the errno name, e.g. EACCES). */
+export class NarIoError extends Schema.TaggedError<NarIoError>()("NarIoError", {
+  path: Schema.String,
+  operation: Schema.String,
+  code: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() { return `${this.operation} '${this.path}' failed: ${this.reason}` }
+}
+
+/** `restoreNar` never replaces anything: the target must not exist. */
+export class TargetExists extends Schema.TaggedError<TargetExists>()("TargetExists", {
+  path: Schema.String
+}) {
+  override get message() { return `cannot restore to '${this.path}': it already exists` }
+}
+
+export type NarFsError = FileNotFound | UnsupportedFileType | NarIoError
+export type NarError = BadNar | NarFsError | TargetExists
+
+/** Turns an exception thrown by node:fs into a typed error (ENOENT on `path` becomes FileNotFound when asked). */
+export const fsError = (error: unknown, operation: string, path: string): NarIoError => {
+  const e = error as { code?: unknown; message?: unknown }
+  const code = typeof e?.code === "string" ? e.code : "EUNKNOWN"
+  const message = typeof e?.message === "string" ? e.message : String(error)
+  // node's messages repeat the syscall and path; keep the errno description only
+  const reason = message.replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "")
+  return new NarIoError({ path, operation, code, reason })
+}

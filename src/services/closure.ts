@@ -1,0 +1,78 @@
+/** Closures and closure order over any `StoreRead`. */
+import { Effect } from "effect"
+import * as StorePath from "../core/store-path.ts"
+import type { PathInfo } from "./path-info.ts"
+import type { StoreError } from "./store-error.ts"
+import type { StoreReadApi } from "./store-read.ts"
+
+export interface ClosureOptions {
+  /** `forward` (what the paths need: references) or `reverse` (what needs them: referrers). */
+  readonly direction?: "forward" | "reverse"
+  /** How many path-info queries may run at once (for network stores). */
+  readonly concurrency?: number
+}
+
+/**
+ * All paths reachable from `paths` (including them), breadth first with bounded concurrency.
+ * Forward closures fail with PathNotValid if any member is missing.
+ */
+export const computeClosure = (
+  store: StoreReadApi,
+  paths: ReadonlyArray<StorePath.StorePath>,
+  options: ClosureOptions = {}
+): Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError> => Effect.gen(function*() {
+  const seen = new Map<string, StorePath.StorePath>()
+  let frontier = paths.filter((p) => {
+    const key = StorePath.baseName(p)
+    if (seen.has(key)) return false
+    seen.set(key, p)
+    return true
+  })
+  const next = options.direction === "reverse"
+    ? (p: StorePath.StorePath) => store.queryReferrers(p)
+    : (p: StorePath.StorePath) => Effect.map(store.queryPathInfo(p), (info) => info.references)
+  while (frontier.length > 0) {
+    const found = yield* Effect.forEach(frontier, next, { concurrency: options.concurrency ?? 16 })
+    frontier = []
+    for (const refs of found) {
+      for (const ref of refs) {
+        const key = StorePath.baseName(ref)
+        if (!seen.has(key)) { seen.set(key, ref); frontier.push(ref) }
+      }
+    }
+  }
+  return [...seen.values()].sort(StorePath.compare)
+})
+
+/**
+ * Orders path infos so that every path comes after the paths it refers to (self-references
+ * ignored); references outside the given set are ignored. Ties keep a stable, sorted order.
+ */
+export const topoSortInfos = (infos: ReadonlyArray<PathInfo>): ReadonlyArray<PathInfo> => {
+  const byKey = new Map(infos.map((i) => [StorePath.baseName(i.path), i]))
+  const state = new Map<string, "visiting" | "done">()
+  const out: Array<PathInfo> = []
+  // Depth-first post-order with an explicit stack, so long reference chains cannot overflow.
+  for (const root of [...byKey.keys()].sort()) {
+    if (state.has(root)) continue
+    const stack: Array<{ key: string; refs: ReadonlyArray<string>; next: number }> = []
+    const push = (key: string) => {
+      state.set(key, "visiting")
+      const refs = byKey.get(key)!.references.map(StorePath.baseName).filter((r) => r !== key && byKey.has(r))
+      stack.push({ key, refs, next: 0 })
+    }
+    push(root)
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!
+      if (top.next < top.refs.length) {
+        const ref = top.refs[top.next++]!
+        if (!state.has(ref)) push(ref) // "visiting" would be a cycle, impossible in a valid store: skip it
+      } else {
+        stack.pop()
+        state.set(top.key, "done")
+        out.push(byKey.get(top.key)!)
+      }
+    }
+  }
+  return out
+}

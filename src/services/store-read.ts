@@ -1,0 +1,26 @@
+/**
+ * `StoreRead`: everything a program can ask of any store, writable or not.
+ * Binary caches, S3 and IPFS provide it; so do the local and in-memory stores.
+ */
+import { Context, type Effect, type Option, type Stream } from "effect"
+import type * as StorePath from "../core/store-path.ts"
+import type { StoreError } from "./store-error.ts"
+import type { PathInfo } from "./path-info.ts"
+
+export interface StoreReadApi {
+  /** The URI this store was opened from (for messages; never holds secrets). */
+  readonly uri: string
+  /** The logical store directory, e.g. `/nix/store`. */
+  readonly storeDir: string
+  readonly queryPathInfo: (path: StorePath.StorePath) => Effect.Effect<PathInfo, StoreError>
+  readonly isValidPath: (path: StorePath.StorePath) => Effect.Effect<boolean, StoreError>
+  /** The subset of `paths` that are valid, in the order given. */
+  readonly queryValidPaths: (paths: ReadonlyArray<StorePath.StorePath>) => Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError>
+  /** The NAR serialisation of a valid path, streamed. */
+  readonly narFromPath: (path: StorePath.StorePath) => Stream.Stream<Uint8Array, StoreError>
+  readonly queryPathFromHashPart: (hashPart: string) => Effect.Effect<Option.Option<StorePath.StorePath>, StoreError>
+  /** Valid paths that refer to `path`; stores that do not index referrers fail with `Unsupported`. */
+  readonly queryReferrers: (path: StorePath.StorePath) => Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError>
+}
+
+export class StoreRead extends Context.Service<StoreRead, StoreReadApi>()("b3/StoreRead") {}

@@ -1,0 +1,40 @@
+/**
+ * `StoreWrite`: adding paths. Layers that provide it always provide `StoreRead` too; read-only
+ * layers (a plain HTTP cache, an IPFS root opened by CID) do not, so a program that needs
+ * `StoreWrite` does not type-check against them.
+ */
+import { Context, type Effect, type Stream } from "effect"
+import type * as Hash from "../core/hash.ts"
+import type * as StorePath from "../core/store-path.ts"
+import type { PathInfo } from "./path-info.ts"
+import type { StoreError } from "./store-error.ts"
+
+export interface AddPathOptions {
+  /** Store path name; defaults to the base name of the file system path. */
+  readonly name?: string
+  /** `recursive` (NAR, the default, like `nix-store --add`) or `flat` (a single regular file's bytes). */
+  readonly method?: "flat" | "recursive"
+  /** Hash algorithm of the content address; default sha256. */
+  readonly algorithm?: Hash.HashAlgorithm
+  /** Store paths the contents may refer to; those that occur become references. */
+  readonly references?: ReadonlyArray<StorePath.StorePath>
+}
+
+export interface StoreWriteApi {
+  /**
+   * Adds a path from its NAR. The NAR is validated, hashed and counted while it streams; if it does
+   * not match `info.narHash`/`info.narSize` the path is rejected and nothing is left behind.
+   * Adding a path that is already valid is a no-op.
+   */
+  readonly addToStore: <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>) => Effect.Effect<void, StoreError | E, R>
+  /** Adds a file or tree from the file system as a content-addressed path (`nix-store --add[-fixed]`). */
+  readonly addPath: (fsPath: string, options?: AddPathOptions) => Effect.Effect<PathInfo, StoreError>
+  /** Adds a text file as `builtins.toFile` does. */
+  readonly addText: (name: string, text: string | Uint8Array, references?: ReadonlyArray<StorePath.StorePath>) => Effect.Effect<PathInfo, StoreError>
+  /** Adds paths given in any order; they are added dependencies first. */
+  readonly addMultiple: <E, R>(items: ReadonlyArray<{ readonly info: PathInfo; readonly nar: Stream.Stream<Uint8Array, E, R> }>) => Effect.Effect<void, StoreError | E, R>
+  /** Adds signatures to a valid path's info. */
+  readonly addSignatures: (path: StorePath.StorePath, signatures: ReadonlyArray<string>) => Effect.Effect<void, StoreError>
+}
+
+export class StoreWrite extends Context.Service<StoreWrite, StoreWriteApi>()("b3/StoreWrite") {}

@@ -1,0 +1,5 @@
+import { Effect } from "effect"
+import * as MemoryStore from "../../src/layers/memory.ts"
+import { storeConformance } from "./conformance.ts"
+
+storeConformance("memory", () => Effect.sync(() => MemoryStore.make()), { checksReferences: true })
