@@ -10,6 +10,7 @@
  * | StoreCorrupt    | the store's own data is inconsistent (DB row without contents, …)     | 1        |
  * | Unsupported     | this store cannot do that operation (e.g. reverse closure of a cache) | 1        |
  * | StoreIoError    | the backend failed (disk, network, database)                          | 1        |
+ * | FileNotFound    | a file-system path given to add does not exist (from src/nar)         | 3        |
  * | BadStoreUri     | a store URI that no layer understands, or with bad options           | 2        |
  */
 import { Schema } from "effect"

@@ -1,5 +1,5 @@
 /** The union of typed errors a store operation can fail with (see errors.ts for each). */
-import type { BadNar } from "../nar/errors.ts"
+import type { BadNar, FileNotFound } from "../nar/errors.ts"
 import type { SignatureError } from "../core/signature.ts"
 import type { HashMismatch, PathNotValid, StoreCorrupt, StoreIoError, Unsupported } from "./errors.ts"
 
@@ -11,3 +11,5 @@ export type StoreError =
   | StoreCorrupt
   | Unsupported
   | StoreIoError
+  /** A file-system path given to add does not exist. */
+  | FileNotFound

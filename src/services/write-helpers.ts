@@ -9,7 +9,8 @@ import * as ContentAddress from "../core/content-address.ts"
 import * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
 import * as Dump from "../nar/dump.ts"
-import { narFromPath, ReferenceScanner } from "../nar/index.ts"
+import { FileNotFound, NarDecoder, narFromPath, ReferenceScanner } from "../nar/index.ts"
+import type { NarEvent } from "../nar/events.ts"
 import { topoSortInfos } from "./closure.ts"
 import { StoreIoError } from "./errors.ts"
 import { sortReferences, type PathInfo } from "./path-info.ts"
@@ -25,25 +26,52 @@ const nameOf = (store: StoreReadApi, fsPath: string, options: AddPathOptions) =>
     (e) => new StoreIoError({ store: store.uri, operation: "add path", reason: e.message })
   )
 
-const fsError = (store: StoreReadApi, fsPath: string) => (e: unknown) =>
-  new StoreIoError({ store: store.uri, operation: `read ${fsPath}`, reason: e instanceof Error ? e.message : String(e) })
+/** A missing input stays `FileNotFound` (the user's mistake); any other file-system failure is a StoreIoError. */
+const fsError = (store: StoreReadApi, fsPath: string) => (e: unknown): FileNotFound | StoreIoError =>
+  e instanceof FileNotFound ? e
+    : new StoreIoError({ store: store.uri, operation: `read ${fsPath}`, reason: e instanceof Error ? e.message : String(e) })
 
-/** Hashes a stream with several algorithms at once and scans it for references. */
-const digestStream = <E>(
-  stream: Stream.Stream<Uint8Array, E>,
-  algorithms: ReadonlyArray<Hash.HashAlgorithm>,
+/**
+ * One pass over a NAR: its sha256 (and, for recursive hashing with another algorithm, that hash
+ * too), its size, the candidate references it contains, and for flat ingestion the hash of the
+ * single regular file's contents (decoded from the NAR on the way).
+ */
+const digestNar = <E>(
+  nar: Stream.Stream<Uint8Array, E>,
+  method: "flat" | "recursive",
+  algorithm: Hash.HashAlgorithm,
   candidates: ReadonlyArray<StorePath.StorePath>
 ) => Effect.gen(function*() {
-  const hashers = algorithms.map((a) => Hash.hasher(a))
+  const narHasher = Hash.hasher("sha256")
+  const caHasher = method === "flat" || algorithm !== "sha256" ? Hash.hasher(algorithm) : undefined
+  const decoder = method === "flat" ? new NarDecoder() : undefined
+  const events: Array<NarEvent> = []
+  let regularFile = true
+  let first = true
   const scanner = new ReferenceScanner(candidates.map((c) => c.hashPart))
   let size = 0
-  yield* Stream.runForEach(stream, (chunk) => Effect.sync(() => {
+  yield* Stream.runForEach(nar, (chunk) => Effect.sync(() => {
     size += chunk.length
-    for (const h of hashers) h.update(chunk)
+    narHasher.update(chunk)
     scanner.push(chunk)
+    if (!decoder) { caHasher?.update(chunk); return }
+    decoder.push(chunk, events)
+    for (const event of events) {
+      if (first && event._tag !== "File") regularFile = false
+      first = false
+      if (event._tag === "Contents") caHasher!.update(event.bytes)
+    }
+    events.length = 0
   }))
+  const narHash = narHasher.digest()
   const found = new Set(scanner.found())
-  return { hashes: hashers.map((h) => h.digest()), size, references: candidates.filter((c) => found.has(c.hashPart)) }
+  return {
+    narHash,
+    caHash: caHasher ? caHasher.digest() : narHash,
+    regularFile,
+    size,
+    references: candidates.filter((c) => found.has(c.hashPart))
+  }
 })
 
 /** `addPath` in two passes over the file system: hash (and scan) first, then add under the computed path. */
@@ -53,17 +81,12 @@ export const addPathTwoPass = (store: StoreReadApi, core: StoreWriteCore) =>
     const method = options.method ?? "recursive"
     const algorithm = options.algorithm ?? "sha256"
     const nar = Stream.mapError(narFromPath(fsPath), fsError(store, fsPath))
-    const algorithms: Array<Hash.HashAlgorithm> = algorithm === "sha256" ? ["sha256"] : ["sha256", algorithm]
-    const digest = yield* digestStream(nar, algorithms, options.references ?? [])
-    const narHash = digest.hashes[0]!
-    let caHash = digest.hashes[digest.hashes.length - 1]!
-    if (method === "flat") {
-      const file = Stream.mapError(Stream.fromAsyncIterable(
-        (async function*() { const { createReadStream } = await import("node:fs"); yield* createReadStream(fsPath) })(),
-        fsError(store, fsPath)
-      ), fsError(store, fsPath))
-      caHash = (yield* digestStream(file, [algorithm], [])).hashes[0]!
+    const digest = yield* digestNar(nar, method, algorithm, options.references ?? [])
+    if (method === "flat" && !digest.regularFile) {
+      return yield* new StoreIoError({ store: store.uri, operation: "add path", reason: `${fsPath} is not a regular file (flat ingestion takes a single file)` })
     }
+    const narHash = digest.narHash
+    const caHash = digest.caHash
     if (digest.references.length > 0 && !(method === "recursive" && algorithm === "sha256")) {
       return yield* new StoreIoError({ store: store.uri, operation: "add path", reason: "only recursive sha256 paths may have references" })
     }

@@ -41,9 +41,8 @@ export const findRoots = (layout: LocalStoreLayout): ReadonlyArray<string> => {
       if (!root) {
         // an indirect root: a link to a link (e.g. a `result` symlink) that points into the store
         try {
-          const physical = layout.root ? join(layout.root, target) : target
-          if (lstatSync(physical).isSymbolicLink()) {
-            target = resolve(dirname(target), readlinkSync(physical))
+          if (lstatSync(target).isSymbolicLink()) {
+            target = resolve(dirname(target), readlinkSync(target))
             root = storePathOf(layout, target)
           }
         } catch { /* a dangling indirect root keeps nothing */ }
