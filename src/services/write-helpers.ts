@@ -20,80 +20,86 @@ import type { AddPathOptions, StoreWriteApi } from "./store-write.ts"
 
 export type StoreWriteCore = Pick<StoreWriteApi, "addToStore" | "addSignatures">
 
-const nameOf = (store: StoreReadApi, fsPath: string, options: AddPathOptions) =>
-  Effect.mapError(
-    Effect.fromResult(StorePath.validateName(options.name ?? basename(fsPath))),
-    (e) => new StoreIoError({ store: store.uri, operation: "add path", reason: e.message })
-  )
-
-/** A missing input stays `FileNotFound` (the user's mistake); any other file-system failure is a StoreIoError. */
-const fsError = (store: StoreReadApi, fsPath: string) => (e: unknown): FileNotFound | StoreIoError =>
-  e instanceof FileNotFound ? e
-    : new StoreIoError({ store: store.uri, operation: `read ${fsPath}`, reason: e instanceof Error ? e.message : String(e) })
-
 /**
- * One pass over a NAR: its sha256 (and, for recursive hashing with another algorithm, that hash
- * too), its size, the candidate references it contains, and for flat ingestion the hash of the
- * single regular file's contents (decoded from the NAR on the way).
+ * Digests a NAR as it streams past: its sha256 (and, for recursive hashing with another
+ * algorithm, that hash too), its size, which candidate references it contains, and for flat
+ * ingestion the hash of the single regular file's contents (decoded from the NAR on the way).
  */
-const digestNar = <E>(
-  nar: Stream.Stream<Uint8Array, E>,
-  method: "flat" | "recursive",
-  algorithm: Hash.HashAlgorithm,
-  candidates: ReadonlyArray<StorePath.StorePath>
-) => Effect.gen(function*() {
+export const narDigester = (method: "flat" | "recursive", algorithm: Hash.HashAlgorithm, candidates: ReadonlyArray<StorePath.StorePath>) => {
   const narHasher = Hash.hasher("sha256")
   const caHasher = method === "flat" || algorithm !== "sha256" ? Hash.hasher(algorithm) : undefined
   const decoder = method === "flat" ? new NarDecoder() : undefined
   const events: Array<NarEvent> = []
+  const scanner = new ReferenceScanner(candidates.map((c) => c.hashPart))
   let regularFile = true
   let first = true
-  const scanner = new ReferenceScanner(candidates.map((c) => c.hashPart))
   let size = 0
-  yield* Stream.runForEach(nar, (chunk) => Effect.sync(() => {
-    size += chunk.length
-    narHasher.update(chunk)
-    scanner.push(chunk)
-    if (!decoder) { caHasher?.update(chunk); return }
-    decoder.push(chunk, events)
-    for (const event of events) {
-      if (first && event._tag !== "File") regularFile = false
-      first = false
-      if (event._tag === "Contents") caHasher!.update(event.bytes)
-    }
-    events.length = 0
-  }))
-  const narHash = narHasher.digest()
-  const found = new Set(scanner.found())
   return {
-    narHash,
-    caHash: caHasher ? caHasher.digest() : narHash,
-    regularFile,
-    size,
-    references: candidates.filter((c) => found.has(c.hashPart))
+    push: (chunk: Uint8Array) => {
+      size += chunk.length
+      narHasher.update(chunk)
+      scanner.push(chunk)
+      if (!decoder) { caHasher?.update(chunk); return }
+      decoder.push(chunk, events)
+      for (const event of events) {
+        if (first && event._tag !== "File") regularFile = false
+        first = false
+        if (event._tag === "Contents") caHasher!.update(event.bytes)
+      }
+      events.length = 0
+    },
+    result: (): NarDigestResult => {
+      const narHash = narHasher.digest()
+      const found = new Set(scanner.found())
+      return { method, narHash, caHash: caHasher ? caHasher.digest() : narHash, regularFile, size, references: candidates.filter((c) => found.has(c.hashPart)) }
+    }
   }
+}
+
+export interface NarDigestResult {
+  readonly method: "flat" | "recursive"
+  readonly narHash: Hash.Hash
+  readonly caHash: Hash.Hash
+  readonly regularFile: boolean
+  readonly size: number
+  readonly references: ReadonlyArray<StorePath.StorePath>
+}
+
+/** The NAR of a file-system path; a missing path stays FileNotFound, other failures are StoreIoError. */
+export const narFromFileSystem = (uri: string, fsPath: string): Stream.Stream<Uint8Array, FileNotFound | StoreIoError> =>
+  Stream.mapError(narFromPath(fsPath), (e): FileNotFound | StoreIoError =>
+    e instanceof FileNotFound ? e : new StoreIoError({ store: uri, operation: `read ${fsPath}`, reason: e.message }))
+
+/** The content-addressed PathInfo of a file-system path, from its NAR digest. */
+export const contentAddressedInfo = (
+  uri: string,
+  storeDir: string,
+  fsPath: string,
+  options: AddPathOptions,
+  digest: NarDigestResult
+): Effect.Effect<PathInfo, StoreIoError> => Effect.gen(function*() {
+  const name = yield* Effect.mapError(
+    Effect.fromResult(StorePath.validateName(options.name ?? basename(fsPath))),
+    (e) => new StoreIoError({ store: uri, operation: "add path", reason: e.message }))
+  if (digest.method === "flat" && !digest.regularFile) {
+    return yield* new StoreIoError({ store: uri, operation: "add path", reason: `${fsPath} is not a regular file (flat ingestion takes a single file)` })
+  }
+  if (digest.references.length > 0 && !(digest.method === "recursive" && digest.caHash.algorithm === "sha256")) {
+    return yield* new StoreIoError({ store: uri, operation: "add path", reason: "only recursive sha256 paths may have references" })
+  }
+  const ca = ContentAddress.fixed(digest.method, digest.caHash)
+  const references = sortReferences(digest.references)
+  const path = ContentAddress.storePath(ca, name, { references, storeDir })
+  return { path, narHash: digest.narHash, narSize: digest.size, references, signatures: [], ca }
 })
 
 /** `addPath` in two passes over the file system: hash (and scan) first, then add under the computed path. */
 export const addPathTwoPass = (store: StoreReadApi, core: StoreWriteCore) =>
   (fsPath: string, options: AddPathOptions = {}): Effect.Effect<PathInfo, StoreError> => Effect.gen(function*() {
-    const name = yield* nameOf(store, fsPath, options)
-    const method = options.method ?? "recursive"
-    const algorithm = options.algorithm ?? "sha256"
-    const nar = Stream.mapError(narFromPath(fsPath), fsError(store, fsPath))
-    const digest = yield* digestNar(nar, method, algorithm, options.references ?? [])
-    if (method === "flat" && !digest.regularFile) {
-      return yield* new StoreIoError({ store: store.uri, operation: "add path", reason: `${fsPath} is not a regular file (flat ingestion takes a single file)` })
-    }
-    const narHash = digest.narHash
-    const caHash = digest.caHash
-    if (digest.references.length > 0 && !(method === "recursive" && algorithm === "sha256")) {
-      return yield* new StoreIoError({ store: store.uri, operation: "add path", reason: "only recursive sha256 paths may have references" })
-    }
-    const ca = ContentAddress.fixed(method, caHash)
-    const references = sortReferences(digest.references)
-    const path = ContentAddress.storePath(ca, name, { references, storeDir: store.storeDir })
-    const info: PathInfo = { path, narHash, narSize: digest.size, references, signatures: [], ca }
+    const nar = narFromFileSystem(store.uri, fsPath)
+    const digester = narDigester(options.method ?? "recursive", options.algorithm ?? "sha256", options.references ?? [])
+    yield* Stream.runForEach(nar, (chunk) => Effect.sync(() => digester.push(chunk)))
+    const info = yield* contentAddressedInfo(store.uri, store.storeDir, fsPath, options, digester.result())
     yield* core.addToStore(info, nar)
     return info
   })

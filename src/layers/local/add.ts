@@ -19,6 +19,8 @@ import * as StorePath from "../../core/store-path.ts"
 import { NarIoError, restoreNar, TargetExists } from "../../nar/index.ts"
 import { PathNotValid, StoreIoError } from "../../services/errors.ts"
 import type { PathInfo } from "../../services/path-info.ts"
+import type { AddPathOptions } from "../../services/store-write.ts"
+import { contentAddressedInfo, narDigester, narFromFileSystem } from "../../services/write-helpers.ts"
 import type { StoreError } from "../../services/store-error.ts"
 import { verifiedNar } from "../../services/verified-nar.ts"
 import { canonicalise } from "./canonicalise.ts"
@@ -46,35 +48,65 @@ const checkReferences = (ctx: AddContext, info: PathInfo) =>
     ? Effect.fail(new PathNotValid({ path: StorePath.print(missing, ctx.layout.storeDir), store: ctx.uri }))
     : Effect.void))
 
+/** Restores a NAR into a fresh temporary tree; file-system failures become StoreIoError. */
+const restoreToTemp = <E, R>(ctx: AddContext, nar: Stream.Stream<Uint8Array, E, R>, temp: string) =>
+  restoreNar(nar, temp).pipe(
+    Effect.mapError((e): StoreError | E => e instanceof NarIoError || e instanceof TargetExists
+      ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
+      : e))
+
+/**
+ * Makes a restored temporary tree the contents of `info.path`: canonicalise, flush, then in one
+ * write transaction rename it into place and register it (unless another adder won the race).
+ */
+const commitTemp = (ctx: AddContext, info: PathInfo, temp: string): Effect.Effect<void, StoreError> => Effect.gen(function*() {
+  const finalPath = join(ctx.layout.realStoreDir, StorePath.baseName(info.path))
+  yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
+  yield* syncFileSystem(ctx.uri, ctx.layout.realStoreDir)
+  const outputs = ctx.derivationOutputsOf?.(info, temp)
+  const garbage = yield* trySync(ctx.uri, "register path", () => ctx.db.immediate(() => {
+    if (ctx.db.isValid(info.path)) return undefined // another adder won: ours is dropped on release
+    let garbage: string | undefined
+    if (existsSync(finalPath)) { garbage = tempName(ctx.layout, "trash"); rename(finalPath, garbage) }
+    rename(temp, finalPath)
+    addTempRoot(ctx.layout, StorePath.print(info.path, ctx.layout.storeDir))
+    ctx.db.register([info], Math.floor(Date.now() / 1000),
+      outputs ? new Map([[StorePath.print(info.path, ctx.layout.storeDir), outputs]]) : undefined)
+    return garbage
+  }))
+  if (garbage) yield* trySync(ctx.uri, "remove garbage", () => removeTree(garbage))
+})
+
+/** Runs `use` with a fresh temporary name in the store dir, removing whatever is left there afterwards. */
+const withTemp = <A, E, R>(ctx: AddContext, tag: string, use: (temp: string) => Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => tempName(ctx.layout, tag)),
+    use,
+    (temp) => Effect.sync(() => { try { removeTree(temp) } catch { /* recovery removes it on the next open */ } })
+  )
+
 export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, StoreError | E, R> =>
   Effect.gen(function*() {
     const valid = yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))
     if (valid) return
     yield* checkReferences(ctx, info)
-    const finalPath = join(ctx.layout.realStoreDir, StorePath.baseName(info.path))
-    const temp = tempName(ctx.layout, "add")
-    yield* Effect.acquireUseRelease(
-      Effect.succeed(temp),
-      (temp) => Effect.gen(function*() {
-        yield* restoreNar(verifiedNar(info, ctx.layout.storeDir, nar), temp).pipe(
-          Effect.mapError((e): StoreError | E => e instanceof NarIoError || e instanceof TargetExists
-            ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
-            : e))
-        yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
-        yield* syncFileSystem(ctx.uri, ctx.layout.realStoreDir)
-        const outputs = ctx.derivationOutputsOf?.(info, temp)
-        const garbage = yield* trySync(ctx.uri, "register path", () => ctx.db.immediate(() => {
-          if (ctx.db.isValid(info.path)) return undefined // another adder won: ours is dropped on release
-          let garbage: string | undefined
-          if (existsSync(finalPath)) { garbage = tempName(ctx.layout, "trash"); rename(finalPath, garbage) }
-          rename(temp, finalPath)
-          addTempRoot(ctx.layout, StorePath.print(info.path, ctx.layout.storeDir))
-          ctx.db.register([info], Math.floor(Date.now() / 1000),
-            outputs ? new Map([[StorePath.print(info.path, ctx.layout.storeDir), outputs]]) : undefined)
-          return garbage
-        }))
-        if (garbage) yield* trySync(ctx.uri, "remove garbage", () => removeTree(garbage))
-      }),
-      (temp) => Effect.sync(() => { try { removeTree(temp) } catch { /* recovery removes it on the next open */ } })
-    )
+    yield* withTemp(ctx, "add", (temp) => Effect.andThen(
+      restoreToTemp(ctx, verifiedNar(info, ctx.layout.storeDir, nar), temp),
+      commitTemp(ctx, info, temp)))
   })
+
+/**
+ * `addPath` in one pass: the file system is serialised once, and the NAR is hashed, scanned and
+ * restored into a temporary tree at the same time; the store path is known at the end, and the
+ * tree is then committed under it.
+ */
+export const addPathOnePass = (ctx: AddContext) => (fsPath: string, options: AddPathOptions = {}): Effect.Effect<PathInfo, StoreError> =>
+  withTemp(ctx, "addpath", (temp) => Effect.gen(function*() {
+    const digester = narDigester(options.method ?? "recursive", options.algorithm ?? "sha256", options.references ?? [])
+    yield* restoreToTemp(ctx, Stream.tap(narFromFileSystem(ctx.uri, fsPath), (chunk) => Effect.sync(() => digester.push(chunk))), temp)
+    const info = yield* contentAddressedInfo(ctx.uri, ctx.layout.storeDir, fsPath, options, digester.result())
+    if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return info
+    yield* checkReferences(ctx, info)
+    yield* commitTemp(ctx, info, temp)
+    return info
+  }))

@@ -13,7 +13,7 @@ import type { StoreError } from "../../services/store-error.ts"
 import { StoreRead, type StoreReadApi } from "../../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../../services/store-write.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
-import { addFromNar } from "./add.ts"
+import { addFromNar, addPathOnePass } from "./add.ts"
 import { StoreDatabase } from "./database.ts"
 import { ioError, trySync } from "./fs-ops.ts"
 import { makeLayout, type LocalStoreLayout } from "./layout.ts"
@@ -98,13 +98,14 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       queryReferrers: (path) => trySync(uri, "query referrers", () => parsePaths(db.referrers(path)).sort(StorePath.compare))
     }
 
+    const ctx = { uri, layout, db }
     const write = makeStoreWrite(read, {
-      addToStore: (info, nar) => addFromNar({ uri, layout, db }, info, nar),
+      addToStore: (info, nar) => addFromNar(ctx, info, nar),
       addSignatures: (path, signatures) => Effect.gen(function*() {
         const info = yield* query(path)
         yield* trySync(uri, "add signatures", () => db.setSignatures(path, [...new Set([...info.signatures, ...signatures])]))
       })
-    })
+    }, { addPath: addPathOnePass(ctx) })
 
     const maintenance: StoreMaintenanceApi = {
       verify: (options = {}) => verifyStore(layout, db, options),

@@ -1,0 +1,53 @@
+/**
+ * Measuring commands for the benchmarks: wall time and peak RSS of a whole process tree, via
+ * GNU time (`/usr/bin/time -f`), best of N runs. Benchmarks compare b3 with Nix in the same run,
+ * so the numbers that matter are the ratios.
+ */
+import { spawnSync } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+
+export interface Measurement {
+  readonly seconds: number
+  readonly peakRssMiB: number
+}
+
+export const nixEnv = { ...process.env, NIX_CONFIG: "experimental-features = nix-command\nsubstituters =" }
+
+/** Runs `sh -c script` `runs` times (with `before` run untimed before each), returns the fastest run and the highest peak RSS. */
+export const measure = (script: string, options: { runs?: number; before?: string; env?: NodeJS.ProcessEnv } = {}): Measurement => {
+  const dir = mkdtempSync(join(tmpdir(), "b3-bench-"))
+  const out = join(dir, "time")
+  let best = Infinity
+  let peak = 0
+  try {
+    for (let i = 0; i < (options.runs ?? 3); i++) {
+      if (options.before) spawnSync("sh", ["-c", options.before], { stdio: "ignore", env: options.env ?? nixEnv })
+      const result = spawnSync("/usr/bin/time", ["-f", "%e %M", "-o", out, "sh", "-c", script], { stdio: ["ignore", "ignore", "pipe"], env: options.env ?? nixEnv })
+      if (result.status !== 0) throw new Error(`benchmark command failed: ${script}\n${result.stderr}`)
+      const [seconds, kib] = readFileSync(out, "utf8").trim().split(/\s+/).slice(-2).map(Number)
+      best = Math.min(best, seconds!)
+      peak = Math.max(peak, kib! / 1024)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+  return { seconds: best, peakRssMiB: peak }
+}
+
+export interface Row {
+  readonly case: string
+  readonly b3: Measurement
+  readonly nix: Measurement
+}
+
+export const printTable = (title: string, rows: ReadonlyArray<Row>): void => {
+  console.log(`\n${title}\n`)
+  console.log("| case | b3 time (s) | Nix time (s) | ratio b3/Nix | b3 peak RSS (MiB) | Nix peak RSS (MiB) |")
+  console.log("|---|---|---|---|---|---|")
+  for (const r of rows) {
+    console.log(`| ${r.case} | ${r.b3.seconds.toFixed(2)} | ${r.nix.seconds.toFixed(2)} | ${(r.b3.seconds / r.nix.seconds).toFixed(2)} | ${r.b3.peakRssMiB.toFixed(0)} | ${r.nix.peakRssMiB.toFixed(0)} |`)
+  }
+  console.log("\n" + JSON.stringify({ benchmark: title, rows: rows.map((r) => ({ ...r, ratio: r.b3.seconds / r.nix.seconds })) }))
+}
