@@ -1,6 +1,8 @@
 /** The built-in store schemes. */
 import { Effect, Layer } from "effect"
 import { makeRegistry, StoreRegistry, type StoreOpener } from "../services/registry.ts"
+import { readBuildLog } from "../build/build-log.ts"
+import { makeLocalBuilder } from "../build/local-builder.ts"
 import { checkParams } from "../services/store-uri.ts"
 import { openFileCache, openHttpCache } from "./binary-cache/openers.ts"
 import * as LocalStore from "./local/index.ts"
@@ -12,7 +14,8 @@ const local: StoreOpener = (uri) => Effect.gen(function*() {
   const storeDir = uri.params.get("store")
   const stateDir = uri.params.get("state")
   const store = yield* LocalStore.make({ ...(root ? { root } : {}), ...(storeDir ? { storeDir } : {}), ...(stateDir ? { stateDir } : {}) })
-  return { read: store.read, write: store.write, maintenance: store.maintenance }
+  return { read: store.read, write: store.write, maintenance: store.maintenance, build: makeLocalBuilder(store),
+    buildLog: (drvPath) => readBuildLog(store.layout.logDir, drvPath) }
 })
 
 const memory: StoreOpener = (uri) => Effect.gen(function*() {

@@ -6,7 +6,7 @@
  * may be absent); `requireWrite` turns that into a typed `Unsupported` error. Programs that know
  * their backend statically use the backend's own layer instead and get the check at compile time.
  */
-import { Context, Effect, Result, type Scope } from "effect"
+import { Context, Effect, Result, type Scope, type Stream } from "effect"
 import { BadStoreUri, Unsupported } from "./errors.ts"
 import type { StoreBuildApi } from "./store-build.ts"
 import type { StoreMaintenanceApi } from "./store-maintenance.ts"
@@ -20,6 +20,8 @@ export interface OpenedStore {
   readonly write?: StoreWriteApi | undefined
   readonly build?: StoreBuildApi | undefined
   readonly maintenance?: StoreMaintenanceApi | undefined
+  /** The build log of a derivation, for stores that keep logs (undefined result: no log). */
+  readonly buildLog?: ((drvPath: string) => Stream.Stream<Uint8Array, Error> | undefined) | undefined
 }
 
 export type StoreOpener = (uri: StoreUri) => Effect.Effect<OpenedStore, StoreError | BadStoreUri, Scope.Scope>

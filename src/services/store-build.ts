@@ -3,8 +3,10 @@
  * provides it; caches never do.
  */
 import { Context, Schema, type Effect } from "effect"
+import type * as Signature from "../core/signature.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { StoreError } from "./store-error.ts"
+import type { StoreReadApi } from "./store-read.ts"
 
 export class BuildFailed extends Schema.TaggedError<BuildFailed>()("BuildFailed", {
   drvPath: Schema.String,
@@ -16,9 +18,45 @@ export class BuildFailed extends Schema.TaggedError<BuildFailed>()("BuildFailed"
   }
 }
 
+/** A fixed-output derivation produced contents whose hash is not the one it declared. */
+export class OutputHashMismatch extends Schema.TaggedError<OutputHashMismatch>()("OutputHashMismatch", {
+  drvPath: Schema.String,
+  output: Schema.String,
+  specified: Schema.String,
+  got: Schema.String
+}) {
+  override get message() {
+    return `hash mismatch in fixed-output derivation '${this.drvPath}':\n  specified: ${this.specified}\n  got:       ${this.got}`
+  }
+}
+
+export type BuildError = BuildFailed | OutputHashMismatch
+
+/** What happens during a build, for progress displays and scripts. */
+export type BuildEvent =
+  | { readonly type: "plan"; readonly build: ReadonlyArray<string>; readonly valid: ReadonlyArray<string> }
+  | { readonly type: "substituting"; readonly drvPath: string; readonly from: string }
+  | { readonly type: "substituted"; readonly drvPath: string; readonly from: string }
+  | { readonly type: "building"; readonly drvPath: string }
+  | { readonly type: "built"; readonly drvPath: string; readonly outputs: Readonly<Record<string, string>> }
+  | { readonly type: "failed"; readonly drvPath: string; readonly message: string }
+
 export interface BuildOptions {
-  readonly maxJobs?: number
-  readonly keepGoing?: boolean
+  /** Builds run at once (default 1). */
+  readonly maxJobs?: number | undefined
+  /** On a failure, go on with builds that do not depend on it (default false: stop at once). */
+  readonly keepGoing?: boolean | undefined
+  /** NIX_BUILD_CORES for each build (default: the number of CPUs). */
+  readonly cores?: number | undefined
+  readonly timeoutSeconds?: number | undefined
+  readonly maxSilentSeconds?: number | undefined
+  /** Stores to take outputs from instead of building them, in order. */
+  readonly substituters?: ReadonlyArray<StoreReadApi>
+  /** Keys whose signatures make substituted paths trusted. */
+  readonly trustedKeys?: ReadonlyArray<Signature.PublicKey>
+  readonly onEvent?: (event: BuildEvent) => void
+  /** Builder output as it arrives. */
+  readonly onLog?: (drvPath: string, chunk: Uint8Array) => void
 }
 
 export interface BuildResult {
@@ -30,10 +68,11 @@ export interface BuildResult {
 }
 
 export interface StoreBuildApi {
+  /** Realises the derivations (already valid in the store) and everything they need. */
   readonly buildDerivations: (
     drvPaths: ReadonlyArray<StorePath.StorePath>,
     options?: BuildOptions
-  ) => Effect.Effect<ReadonlyArray<BuildResult>, BuildFailed | StoreError>
+  ) => Effect.Effect<ReadonlyArray<BuildResult>, BuildError | StoreError>
 }
 
 export class StoreBuild extends Context.Service<StoreBuild, StoreBuildApi>()("b3/StoreBuild") {}

@@ -1,39 +1,13 @@
-/**
- * Nix's `canonicalisePathMetaData` for a freshly built output: every file, directory and symlink
- * gets mtime 1 (the epoch + 1 s), permissions 0444, or 0555 when the owner may execute it (no
- * write bits, no setuid/setgid/sticky), and — when we are root — owner root:root. Symlinks keep
- * their (meaningless) mode.
- */
-import { chmodSync, lchownSync, lstatSync, lutimesSync, readdirSync } from "node:fs"
+/** Puts a freshly built output into canonical form (see src/layers/local/canonicalise.ts). */
 import { Effect } from "effect"
+import { canonicalise as canonicaliseTree } from "../../layers/local/canonicalise.ts"
 import { CanonicaliseFailed } from "./errors.ts"
 
-/** The mode Nix gives a non-symlink: 0555 if user-executable, else 0444. */
-export const canonicalMode = (mode: number): number => (mode & 0o100 ? 0o555 : 0o444)
+export { canonicalMode } from "../../layers/local/canonicalise.ts"
 
-const canonicaliseTree = (root: string, asRoot: boolean) => {
-  // Post-order (children before their directory), so read-only directories are finished last.
-  // A directory's final mode comes from its mode before we opened it up to descend into it.
-  const pending: Array<{ path: string; originalMode?: number }> = [{ path: root }]
-  while (pending.length > 0) {
-    const top = pending[pending.length - 1]!
-    const st = lstatSync(top.path)
-    if (st.isDirectory() && top.originalMode === undefined) {
-      top.originalMode = st.mode
-      if (!asRoot) chmodSync(top.path, 0o700 | (st.mode & 0o777))
-      for (const name of readdirSync(top.path)) pending.push({ path: `${top.path}/${name}` })
-      continue
-    }
-    pending.pop()
-    if (asRoot && (st.uid !== 0 || st.gid !== 0)) lchownSync(top.path, 0, 0)
-    if (!st.isSymbolicLink()) chmodSync(top.path, canonicalMode(top.originalMode ?? st.mode))
-    lutimesSync(top.path, 1, 1)
-  }
-}
-
-/** Canonicalises an output in place (see the module comment). */
+/** Canonicalises an output in place. */
 export const canonicalise = (path: string): Effect.Effect<void, CanonicaliseFailed> =>
   Effect.try({
-    try: () => canonicaliseTree(path, process.getuid?.() === 0),
+    try: () => canonicaliseTree(path),
     catch: (e) => new CanonicaliseFailed({ path, reason: String(e) })
   })

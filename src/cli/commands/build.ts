@@ -1,5 +1,108 @@
-/** `b3 build` and `b3 log` (filled in by the builder work). */
-import { Command } from "effect/cli"
+/** `b3 build` (realise derivations in the sandbox) and `b3 log` (show a build log). */
+import { Console, Effect, Result, Stream } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import * as StorePath from "../../core/store-path.ts"
+import { StoreIoError, Unsupported } from "../../services/errors.ts"
+import { requireBuild } from "../../services/registry.ts"
+import type { BuildEvent } from "../../services/store-build.ts"
+import { BadBuildTarget, resolveTarget } from "../build-targets.ts"
+import { jsonFlag, storeFlag, substitutersFlag, switchFlag } from "../flags.ts"
+import { openCliStore } from "../open-store.ts"
+import { makeProgress } from "../progress.ts"
+import { writeStdout } from "../stdio.ts"
+import { parseTrustedKeys, trustedKeysFlag } from "../trust.ts"
 
-export const buildCommand = Command.make("build").pipe(Command.withDescription("Build derivations in the sandbox."))
-export const logCommand = Command.make("log").pipe(Command.withDescription("Show the build log of a derivation."))
+const optionalInt = (name: string, description: string) => Flag.Int(name).pipe(Flag.optional, Flag.withDescription(description))
+const drvName = (drvPath: string) => drvPath.slice(drvPath.indexOf("-") + 1).replace(/\.drv$/, "")
+
+/** A one-line summary of the builds in flight, redrawn on a terminal. */
+const buildProgress = () => {
+  const progress = makeProgress("build")
+  const running = new Set<string>()
+  let total = 0
+  let finished = 0
+  let failed = 0
+  const show = () => {
+    const names = [...running].map(drvName)
+    progress.update(`${finished}/${total} done${failed ? `, ${failed} failed` : ""}${names.length ? `, running: ${names.slice(0, 4).join(", ")}${names.length > 4 ? ` +${names.length - 4}` : ""}` : ""}`)
+  }
+  return {
+    onEvent: (event: BuildEvent) => {
+      if (event.type === "plan") total = event.build.length
+      if (event.type === "building" || event.type === "substituting") running.add(event.drvPath)
+      if (event.type === "built" || event.type === "substituted") { running.delete(event.drvPath); finished++ }
+      if (event.type === "failed") { running.delete(event.drvPath); failed++ }
+      show()
+    },
+    done: progress.done
+  }
+}
+
+export const buildCommand = Command.make("build", {
+  store: storeFlag,
+  substituters: substitutersFlag,
+  trustedPublicKeys: trustedKeysFlag,
+  maxJobs: Flag.Int("max-jobs").pipe(Flag.withDefault(1), Flag.withDescription("builds run at once")),
+  keepGoing: switchFlag("keep-going", "after a failure, go on with the builds that do not depend on it"),
+  cores: optionalInt("cores", "NIX_BUILD_CORES for each build (default: the number of CPUs)"),
+  timeout: optionalInt("timeout", "kill a build that runs longer than this many seconds"),
+  maxSilentTime: optionalInt("max-silent-time", "kill a build that prints nothing for this many seconds"),
+  printBuildLogs: switchFlag("print-build-logs", "show the builders' output on stderr, each line prefixed with the derivation name"),
+  json: jsonFlag,
+  targets: Argument.String("target").pipe(Argument.variadic({ min: 1 }),
+    Argument.withDescription(".drv store paths, .drv files, or a module (.ts/.js) exporting derivations"))
+}, (args) => Effect.scoped(Effect.gen(function*() {
+  const store = yield* openCliStore(args.store)
+  const builder = yield* requireBuild(store)
+  const substituters = yield* Effect.forEach(args.substituters.split(/\s+/).filter((s) => s.length > 0), (uri) =>
+    Effect.map(openCliStore(uri), (s) => s.read))
+  const trustedKeys = yield* parseTrustedKeys(args.trustedPublicKeys)
+  const drvPaths = (yield* Effect.forEach(args.targets, (target) => resolveTarget(store, target))).flat()
+  const progress = buildProgress()
+  const partial = new Map<string, string>()
+  const decoder = new TextDecoder()
+  const onLog = args.printBuildLogs
+    ? (drvPath: string, chunk: Uint8Array) => {
+      const text = (partial.get(drvPath) ?? "") + decoder.decode(chunk, { stream: true })
+      const lines = text.split("\n")
+      partial.set(drvPath, lines.pop()!)
+      for (const line of lines) process.stderr.write(`${drvName(drvPath)}> ${line}\n`)
+    }
+    : undefined
+  const opt = <A>(o: { _tag: "Some"; value: A } | { _tag: "None" }) => (o._tag === "Some" ? o.value : undefined)
+  const results = yield* builder.buildDerivations(drvPaths, {
+    maxJobs: args.maxJobs, keepGoing: args.keepGoing, cores: opt(args.cores), timeoutSeconds: opt(args.timeout),
+    maxSilentSeconds: opt(args.maxSilentTime), substituters, trustedKeys, onEvent: progress.onEvent,
+    ...(onLog ? { onLog } : {})
+  }).pipe(Effect.ensuring(Effect.sync(progress.done)))
+  const storeDir = store.read.storeDir
+  if (args.json) {
+    yield* Console.log(JSON.stringify(results.map((r) => ({
+      drvPath: StorePath.print(r.drvPath, storeDir),
+      outputs: Object.fromEntries(Object.entries(r.outputs).map(([name, path]) => [name, StorePath.print(path, storeDir)])),
+      status: r.status
+    }))))
+  } else {
+    for (const r of results) for (const path of Object.values(r.outputs)) yield* Console.log(StorePath.print(path, storeDir))
+  }
+}))).pipe(Command.withDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths."))
+
+export const logCommand = Command.make("log", {
+  store: storeFlag,
+  path: Argument.String("path").pipe(Argument.withDescription("a .drv path, or an output path (its deriver's log is shown)"))
+}, (args) => Effect.scoped(Effect.gen(function*() {
+  const store = yield* openCliStore(args.store)
+  const storeDir = store.read.storeDir
+  const parsed = StorePath.parse(args.path, storeDir)
+  if (Result.isFailure(parsed)) return yield* parsed.failure
+  let drvPath = args.path
+  if (!parsed.success.name.endsWith(".drv")) {
+    const info = yield* store.read.queryPathInfo(parsed.success)
+    if (!info.deriver) return yield* new BadBuildTarget({ target: args.path, reason: "the path has no known deriver" })
+    drvPath = StorePath.print(info.deriver, storeDir)
+  }
+  if (!store.buildLog) return yield* new Unsupported({ store: store.read.uri, operation: "build logs" })
+  const log = store.buildLog(drvPath)
+  if (!log) return yield* new BadBuildTarget({ target: args.path, reason: `no build log for '${drvPath}'` })
+  yield* writeStdout(Stream.mapError(log, (e) => new StoreIoError({ store: store.read.uri, operation: "read build log", reason: e.message })))
+}))).pipe(Command.withDescription("Show the build log of a derivation (or of the derivation that built a path)."))

@@ -98,6 +98,8 @@ export interface BuiltDerivation extends DerivationLike, DerivationHandle {
   readonly aterm: string
   /** Its (unmasked) hashDerivationModulo, which dependents use. */
   readonly drvHash: DrvHash
+  /** The derivations it takes outputs from. */
+  readonly inputs: ReadonlyArray<DerivationHandle>
   /** The default output's path. */
   toString(): string
 }
@@ -111,9 +113,10 @@ const makeBuilt = (
   drv: Derivation,
   aterm: string,
   drvHash: DrvHash,
-  outputNames: ReadonlyArray<string>
+  outputNames: ReadonlyArray<string>,
+  inputs: ReadonlyArray<DerivationHandle> = []
 ): BuiltDerivation => {
-  const handle: DerivationHandle = { drvPath, drvHash }
+  const handle: DerivationHandle = { drvPath, drvHash, aterm, inputs }
   const outputPaths: Record<string, string> = {}
   const outputs: Record<string, OutputRef> = {}
   for (const name of outputNames) {
@@ -124,7 +127,7 @@ const makeBuilt = (
   }
   const defaultPath = outputPaths[outputNames[0]!]!
   return {
-    [brand]: "Derivation", name: drv.name, drvPath, outputs, outputPaths, outputNames, derivation: drv, aterm, drvHash,
+    [brand]: "Derivation", name: drv.name, drvPath, outputs, outputPaths, outputNames, derivation: drv, aterm, drvHash, inputs,
     toString: () => defaultPath
   }
 }
@@ -296,7 +299,7 @@ export const derivation = (attrs: DerivationAttrs, options: DerivationOptions = 
     const drvPath = StorePath.print(StorePath.makeText(name + drvExtension, Hash.hashBytes("sha256", aterm), references, storeDir), storeDir)
     const drvHash = yield* Result.mapError(hashDerivationModulo(drv, false, { cache: new Map(inputHashes), storeDir }),
       (e) => new InvalidDerivationArgs({ name, attribute: "", reason: e.message }))
-    return makeBuilt(drvPath, drv, aterm, drvHash, outputNames)
+    return makeBuilt(drvPath, drv, aterm, drvHash, outputNames, [...ctx.outputs.values()].map((o) => o.drv))
   })
 }
 
@@ -306,3 +309,40 @@ export const derivation = (attrs: DerivationAttrs, options: DerivationOptions = 
  */
 export const fromDerivation = (drvPath: string, drv: Derivation, drvHash: DrvHash): BuiltDerivation =>
   makeBuilt(drvPath, drv, print(drv), drvHash, [...drv.outputs.keys()].sort(compareUtf8))
+
+/** A `.drv` file to write to a store: its path and contents (its references are its inputs). */
+export interface DrvFile {
+  readonly drvPath: string
+  readonly aterm: string
+}
+
+/**
+ * Every derivation the given ones need, themselves included, as `.drv` files in an order in which
+ * they can be added to a store (inputs first). Fails for a derivation whose contents are unknown
+ * (an input loaded by path only, e.g. with `fromDerivation` without its own inputs).
+ */
+export const drvFileClosure = (roots: ReadonlyArray<DerivationHandle>): Ok<ReadonlyArray<DrvFile>> => {
+  const out: Array<DrvFile> = []
+  const state = new Map<string, "visiting" | "done">()
+  for (const root of roots) {
+    const stack: Array<{ handle: DerivationHandle; expanded: boolean }> = [{ handle: root, expanded: false }]
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!
+      const path = top.handle.drvPath
+      if (state.get(path) === "done") { stack.pop(); continue }
+      if (!top.expanded) {
+        top.expanded = true
+        state.set(path, "visiting")
+        for (const input of top.handle.inputs ?? []) if (!state.has(input.drvPath)) stack.push({ handle: input, expanded: false })
+        continue
+      }
+      stack.pop()
+      state.set(path, "done")
+      if (top.handle.aterm === undefined) {
+        return Result.fail(new InvalidDerivationArgs({ name: path, attribute: "", reason: "the contents of this derivation are not known here" }))
+      }
+      out.push({ drvPath: path, aterm: top.handle.aterm })
+    }
+  }
+  return Result.succeed(out)
+}

@@ -25,6 +25,10 @@ export const brand: unique symbol = Symbol.for("b3/derivation-value") as never
 export interface DerivationHandle {
   readonly drvPath: string
   readonly drvHash: DrvHash
+  /** The `.drv` file's contents, when the derivation was made here (needed to write it to a store). */
+  readonly aterm?: string
+  /** The derivations it takes outputs from, when known (to write the whole graph to a store). */
+  readonly inputs?: ReadonlyArray<DerivationHandle>
 }
 
 /** Store paths a string refers to: source paths and derivation outputs. */

@@ -25,7 +25,7 @@ import type { StoreError } from "../../services/store-error.ts"
 import { verifiedNar } from "../../services/verified-nar.ts"
 import { canonicalise } from "./canonicalise.ts"
 import type { StoreDatabase } from "./database.ts"
-import { removeTree, rename, syncFileSystem, trySync } from "./fs-ops.ts"
+import { ioError, removeTree, rename, syncFileSystem, trySync } from "./fs-ops.ts"
 import { tempPrefix, type LocalStoreLayout } from "./layout.ts"
 import { addTempRoot } from "./temp-roots.ts"
 
@@ -56,26 +56,37 @@ const restoreToTemp = <E, R>(ctx: AddContext, nar: Stream.Stream<Uint8Array, E, 
       : e))
 
 /**
- * Makes a restored temporary tree the contents of `info.path`: canonicalise, flush, then in one
- * write transaction rename it into place and register it (unless another adder won the race).
+ * Makes restored temporary trees the contents of their paths: canonicalise, flush, then in one
+ * write transaction rename them into place and register them all (paths another adder already
+ * made valid are skipped; their temporary trees are dropped on release).
  */
-const commitTemp = (ctx: AddContext, info: PathInfo, temp: string): Effect.Effect<void, StoreError> => Effect.gen(function*() {
-  const finalPath = join(ctx.layout.realStoreDir, StorePath.baseName(info.path))
-  yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
+const commitTemps = (
+  ctx: AddContext,
+  entries: ReadonlyArray<{ readonly info: PathInfo; readonly temp: string }>
+): Effect.Effect<void, StoreError> => Effect.gen(function*() {
+  for (const { temp } of entries) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
   yield* syncFileSystem(ctx.uri, ctx.layout.realStoreDir)
-  const outputs = ctx.derivationOutputsOf?.(info, temp)
-  const garbage = yield* trySync(ctx.uri, "register path", () => ctx.db.immediate(() => {
-    if (ctx.db.isValid(info.path)) return undefined // another adder won: ours is dropped on release
-    let garbage: string | undefined
-    if (existsSync(finalPath)) { garbage = tempName(ctx.layout, "trash"); rename(finalPath, garbage) }
-    rename(temp, finalPath)
-    addTempRoot(ctx.layout, StorePath.print(info.path, ctx.layout.storeDir))
-    ctx.db.register([info], Math.floor(Date.now() / 1000),
-      outputs ? new Map([[StorePath.print(info.path, ctx.layout.storeDir), outputs]]) : undefined)
+  const outputs = new Map<string, Readonly<Record<string, string>>>()
+  for (const { info, temp } of entries) {
+    const own = ctx.derivationOutputsOf?.(info, temp)
+    if (own) outputs.set(StorePath.print(info.path, ctx.layout.storeDir), own)
+  }
+  const garbage = yield* trySync(ctx.uri, "register paths", () => ctx.db.immediate(() => {
+    const fresh = entries.filter(({ info }) => !ctx.db.isValid(info.path))
+    const garbage: Array<string> = []
+    for (const { info, temp } of fresh) {
+      const finalPath = join(ctx.layout.realStoreDir, StorePath.baseName(info.path))
+      if (existsSync(finalPath)) { const trash = tempName(ctx.layout, "trash"); rename(finalPath, trash); garbage.push(trash) }
+      rename(temp, finalPath)
+      addTempRoot(ctx.layout, StorePath.print(info.path, ctx.layout.storeDir))
+    }
+    if (fresh.length > 0) ctx.db.register(fresh.map((e) => e.info), Math.floor(Date.now() / 1000), outputs)
     return garbage
   }))
-  if (garbage) yield* trySync(ctx.uri, "remove garbage", () => removeTree(garbage))
+  for (const trash of garbage) yield* trySync(ctx.uri, "remove garbage", () => removeTree(trash))
 })
+
+const commitTemp = (ctx: AddContext, info: PathInfo, temp: string) => commitTemps(ctx, [{ info, temp }])
 
 /** Runs `use` with a fresh temporary name in the store dir, removing whatever is left there afterwards. */
 const withTemp = <A, E, R>(ctx: AddContext, tag: string, use: (temp: string) => Effect.Effect<A, E, R>) =>
@@ -110,3 +121,41 @@ export const addPathOnePass = (ctx: AddContext) => (fsPath: string, options: Add
     yield* commitTemp(ctx, info, temp)
     return info
   }))
+
+/** A freshly built path: its info (hash, references, deriver) and where its contents are now. */
+export interface BuiltPath {
+  readonly info: PathInfo
+  readonly physicalPath: string
+}
+
+/** Moves a tree to `temp`: a rename on the same file system, else a copy through its NAR. */
+const moveToTemp = (ctx: AddContext, from: string, temp: string): Effect.Effect<void, StoreError> =>
+  Effect.suspend(() => {
+    try {
+      rename(from, temp)
+      return Effect.void
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EXDEV") return Effect.fail(ioError(ctx.uri, "move built output")(e))
+      return restoreToTemp(ctx, narFromFileSystem(ctx.uri, from), temp)
+    }
+  })
+
+/**
+ * Registers the outputs of a build: each is moved into the store under a temporary name, then all
+ * are renamed into place and registered, with their references and deriver, in one transaction. References must be valid or among `built`.
+ */
+export const addBuilt = (ctx: AddContext, built: ReadonlyArray<BuiltPath>): Effect.Effect<void, StoreError> => {
+  const own = new Set(built.map((b) => StorePath.baseName(b.info.path)))
+  const step = (index: number, entries: ReadonlyArray<{ info: PathInfo; temp: string }>): Effect.Effect<void, StoreError> =>
+    index === built.length
+      ? commitTemps(ctx, entries)
+      : withTemp(ctx, "built", (temp) => Effect.andThen(
+        moveToTemp(ctx, built[index]!.physicalPath, temp),
+        step(index + 1, [...entries, { info: built[index]!.info, temp }])))
+  return Effect.gen(function*() {
+    for (const { info } of built) {
+      yield* checkReferences(ctx, { ...info, references: info.references.filter((r) => !own.has(StorePath.baseName(r))) })
+    }
+    yield* step(0, [])
+  })
+}

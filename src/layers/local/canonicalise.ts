@@ -1,34 +1,35 @@
 /**
- * Puts a tree into the canonical form Nix gives store contents: mtime 1, no write bits, regular
- * files 0444 (0555 when executable), directories 0555, owned by root when we are root.
+ * Nix's `canonicalisePathMetaData`: every file, directory and symlink gets mtime 1 (the epoch + 1 s),
+ * permissions 0444, or 0555 when the owner may execute it (no write bits, no setuid/setgid/sticky),
+ * and — when we are root — owner root:root. Symlinks keep their (meaningless) mode.
  * Synchronous and iterative (no recursion limit); call it inside `Effect.try`.
  */
 import { chmodSync, lchownSync, lstatSync, lutimesSync, readdirSync } from "node:fs"
 import { join } from "node:path"
 
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0
+/** The mode Nix gives a non-symlink: 0555 if user-executable, else 0444. */
+export const canonicalMode = (mode: number): number => (mode & 0o100 ? 0o555 : 0o444)
 
-const finish = (path: string, mode: number | undefined, uid: number, gid: number) => {
-  if (isRoot && (uid !== 0 || gid !== 0)) lchownSync(path, 0, 0)
-  if (mode !== undefined) chmodSync(path, mode)
-  lutimesSync(path, 1, 1)
-}
+const isRoot = () => typeof process.getuid === "function" && process.getuid() === 0
 
 export const canonicalise = (root: string): void => {
-  // Post-order: a directory is finished (made read-only) after everything in it.
-  const stack: Array<{ path: string; expanded: boolean }> = [{ path: root, expanded: false }]
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1]!
+  const asRoot = isRoot()
+  // Post-order (children before their directory), so read-only directories are finished last.
+  // A directory's final mode comes from its mode before we opened it up to descend into it.
+  const pending: Array<{ path: string; originalMode?: number }> = [{ path: root }]
+  while (pending.length > 0) {
+    const top = pending[pending.length - 1]!
     const st = lstatSync(top.path)
-    if (st.isDirectory() && !top.expanded) {
-      top.expanded = true
-      for (const name of readdirSync(top.path)) stack.push({ path: join(top.path, name), expanded: false })
+    if (st.isDirectory() && top.originalMode === undefined) {
+      top.originalMode = st.mode
+      if (!asRoot) chmodSync(top.path, 0o700 | (st.mode & 0o777))
+      for (const name of readdirSync(top.path)) pending.push({ path: join(top.path, name) })
       continue
     }
-    stack.pop()
-    if (st.isSymbolicLink()) finish(top.path, undefined, st.uid, st.gid)
-    else if (st.isDirectory()) finish(top.path, 0o555, st.uid, st.gid)
-    else finish(top.path, st.mode & 0o100 ? 0o555 : 0o444, st.uid, st.gid)
+    pending.pop()
+    if (asRoot && (st.uid !== 0 || st.gid !== 0)) lchownSync(top.path, 0, 0)
+    if (!st.isSymbolicLink()) chmodSync(top.path, canonicalMode(top.originalMode ?? st.mode))
+    lutimesSync(top.path, 1, 1)
   }
 }
 

@@ -3,7 +3,8 @@
  * schema at the place Nix keeps it. Opened with `local`, `local?root=/tmp/r`, or a path.
  */
 import { Context, Effect, Layer, Option, Result, type Scope, Stream } from "effect"
-import { chmodSync, mkdirSync } from "node:fs"
+import { chmodSync, mkdirSync, readFileSync } from "node:fs"
+import * as Derivation from "../../core/derivation/index.ts"
 import { join } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
 import { narFromPath } from "../../nar/index.ts"
@@ -13,7 +14,7 @@ import type { StoreError } from "../../services/store-error.ts"
 import { StoreRead, type StoreReadApi } from "../../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../../services/store-write.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
-import { addFromNar, addPathOnePass } from "./add.ts"
+import { addBuilt, addFromNar, addPathOnePass, type AddContext, type BuiltPath } from "./add.ts"
 import { StoreDatabase } from "./database.ts"
 import { ioError, trySync } from "./fs-ops.ts"
 import { makeLayout, type LocalStoreLayout } from "./layout.ts"
@@ -39,6 +40,25 @@ export interface LocalStore {
   readonly read: StoreReadApi
   readonly write: StoreWriteApi
   readonly maintenance: StoreMaintenanceApi
+  /** Registers a build's outputs (moved in from where the builder left them) in one transaction. */
+  readonly addBuilt: (built: ReadonlyArray<BuiltPath>) => Effect.Effect<void, StoreError>
+}
+
+/** Nix records a derivation's known output paths (`DerivationOutputs`) when its `.drv` is registered. */
+const derivationOutputsOf = (storeDir: string) => (info: PathInfo, realPath: string): Readonly<Record<string, string>> | undefined => {
+  if (!info.path.name.endsWith(Derivation.drvExtension)) return undefined
+  try {
+    const parsed = Derivation.parse(readFileSync(realPath), { name: Derivation.nameFromDrvPath(info.path.name), storeDir })
+    if (Result.isFailure(parsed)) return undefined
+    const outputs: Record<string, string> = {}
+    for (const [name, output] of parsed.success.outputs) {
+      const path = Derivation.outputPath(output)
+      if (path !== undefined) outputs[name] = path
+    }
+    return outputs
+  } catch {
+    return undefined
+  }
 }
 
 /** The local store's own operations beyond read/write (verify, GC), for programs that need them. */
@@ -98,7 +118,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       queryReferrers: (path) => trySync(uri, "query referrers", () => parsePaths(db.referrers(path)).sort(StorePath.compare))
     }
 
-    const ctx = { uri, layout, db }
+    const ctx: AddContext = { uri, layout, db, derivationOutputsOf: derivationOutputsOf(storeDir) }
     const write = makeStoreWrite(read, {
       addToStore: (info, nar) => addFromNar(ctx, info, nar),
       addSignatures: (path, signatures) => Effect.gen(function*() {
@@ -112,7 +132,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       collectGarbage: (options = {}) => trySync(uri, "collect garbage", () => collectGarbage(layout, db, options))
     }
 
-    return { layout, db, read, write, maintenance }
+    return { layout, db, read, write, maintenance, addBuilt: (built) => addBuilt(ctx, built) }
   })
 
 /** A local store providing StoreRead, StoreWrite and its own handle (verify, GC). */

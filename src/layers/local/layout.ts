@@ -17,9 +17,11 @@ export interface LocalStoreLayout {
   readonly dbPath: string
   readonly gcRootsDir: string
   readonly tempRootsDir: string
+  /** Build logs (`<logDir>/drvs/<2 chars>/<rest of the drv base name>`), as Nix's NIX_LOG_DIR. */
+  readonly logDir: string
 }
 
-export const makeLayout = (options: { readonly root?: string; readonly storeDir: string; readonly stateDir?: string }): LocalStoreLayout => {
+export const makeLayout = (options: { readonly root?: string; readonly storeDir: string; readonly stateDir?: string; readonly logDir?: string }): LocalStoreLayout => {
   const root = options.root ?? ""
   const stateDir = options.stateDir ?? join(root || "/", "nix/var/nix")
   const dbDir = join(stateDir, "db")
@@ -31,7 +33,8 @@ export const makeLayout = (options: { readonly root?: string; readonly storeDir:
     dbDir,
     dbPath: join(dbDir, "db.sqlite"),
     gcRootsDir: join(stateDir, "gcroots"),
-    tempRootsDir: join(stateDir, "temproots")
+    tempRootsDir: join(stateDir, "temproots"),
+    logDir: options.logDir ?? join(root || "/", "nix/var/log/nix")
   }
 }
 

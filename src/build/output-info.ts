@@ -1,0 +1,129 @@
+/**
+ * From built outputs to registrable path infos, as Nix 2.8's `registerOutputs` does it: each
+ * output's NAR hash and size, its references (the hash parts of the input closure and of the
+ * derivation's own outputs that occur in it), the fixed-output hash check, and an order in which
+ * outputs that refer to each other can be registered (a cycle between outputs is an error).
+ */
+import { lstatSync } from "node:fs"
+import { Effect, Result, Stream } from "effect"
+import * as ContentAddress from "../core/content-address.ts"
+import type * as Derivation from "../core/derivation/index.ts"
+import * as Hash from "../core/hash.ts"
+import * as StorePath from "../core/store-path.ts"
+import type { BuiltPath } from "../layers/local/add.ts"
+import { narFromPath } from "../nar/index.ts"
+import { StoreIoError } from "../services/errors.ts"
+import { sortReferences, type PathInfo } from "../services/path-info.ts"
+import { BuildFailed, OutputHashMismatch, type BuildError } from "../services/store-build.ts"
+import { narDigester, type NarDigestResult } from "../services/write-helpers.ts"
+
+export interface OutputsToRegister {
+  readonly drvPath: string
+  readonly drv: Derivation.Derivation
+  readonly storeDir: string
+  /** Output name → logical store path. */
+  readonly outputPaths: Readonly<Record<string, string>>
+  /** Logical store path → where the builder left it. */
+  readonly physical: Readonly<Record<string, string>>
+  /** The input closure (logical paths): what outputs may refer to, besides themselves. */
+  readonly inputClosure: ReadonlyArray<string>
+}
+
+const readError = (path: string) => (e: { readonly message: string }) =>
+  new StoreIoError({ store: "build", operation: `read output ${path}`, reason: e.message })
+
+/** One pass over an output's NAR: its hash and size, the references found, and the content hash. */
+const digestOf = (
+  physicalPath: string,
+  method: "flat" | "recursive",
+  algorithm: Hash.HashAlgorithm,
+  candidates: ReadonlyArray<StorePath.StorePath>
+): Effect.Effect<NarDigestResult, StoreIoError> => Effect.suspend(() => {
+  const digester = narDigester(method, algorithm, candidates)
+  return Stream.runForEach(narFromPath(physicalPath), (chunk) => Effect.sync(() => digester.push(chunk))).pipe(
+    Effect.mapError(readError(physicalPath)),
+    Effect.map(() => digester.result()))
+})
+
+const failed = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason, logTail: "" })
+
+/** Orders outputs so each comes after the outputs it refers to; a cycle fails as Nix reports it. */
+const orderOutputs = (drvPath: string, infos: ReadonlyArray<{ readonly name: string; readonly info: PathInfo }>) => {
+  const byBase = new Map(infos.map((o) => [StorePath.baseName(o.info.path), o]))
+  const order: Array<{ readonly name: string; readonly info: PathInfo }> = []
+  const state = new Map<string, "visiting" | "done">()
+  const visit = (base: string, from: string | undefined): string | undefined => {
+    const current = state.get(base)
+    if (current === "done") return undefined
+    if (current === "visiting") return `cycle detected in the references of output '${byBase.get(base)!.name}' from output '${from}'`
+    state.set(base, "visiting")
+    const node = byBase.get(base)!
+    for (const ref of node.info.references) {
+      const key = StorePath.baseName(ref)
+      if (key === base || !byBase.has(key)) continue
+      const cycle = visit(key, node.name)
+      if (cycle) return cycle
+    }
+    state.set(base, "done")
+    order.push(node)
+    return undefined
+  }
+  for (const base of [...byBase.keys()].sort()) {
+    const cycle = visit(base, undefined)
+    if (cycle) return Effect.fail(failed(drvPath, cycle))
+  }
+  return Effect.succeed(order)
+}
+
+/** Hashes, scans and checks every output; gives them in an order they can be registered in. */
+export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<ReadonlyArray<BuiltPath>, BuildError | StoreIoError> =>
+  Effect.gen(function*() {
+    const { drvPath, drv, storeDir } = outputs
+    const parse = (path: string) => StorePath.parse(path, storeDir)
+    const candidates: Array<StorePath.StorePath> = []
+    for (const path of [...outputs.inputClosure, ...Object.values(outputs.outputPaths)]) {
+      const parsed = parse(path)
+      if (Result.isSuccess(parsed)) candidates.push(parsed.success)
+    }
+    const deriver = parse(drvPath)
+    const infos: Array<{ name: string; info: PathInfo }> = []
+    for (const [name, logical] of Object.entries(outputs.outputPaths)) {
+      const physicalPath = outputs.physical[logical]!
+      const path = parse(logical)
+      if (Result.isFailure(path)) return yield* failed(drvPath, path.failure.message)
+      const output = drv.outputs.get(name)
+      const fixed = output?._tag === "Fixed" ? output : undefined
+      if (fixed?.method === "flat") {
+        const st = lstatSync(physicalPath)
+        if (!st.isFile() || (st.mode & 0o100) !== 0) {
+          return yield* failed(drvPath, `output path '${logical}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)`)
+        }
+      }
+      const digest = yield* digestOf(physicalPath, fixed?.method ?? "recursive", fixed?.hash.algorithm ?? "sha256", candidates)
+      let ca: ContentAddress.ContentAddress | undefined
+      if (fixed) {
+        if (!Hash.equals(fixed.hash, digest.caHash)) {
+          return yield* new OutputHashMismatch({
+            drvPath, output: name, specified: Hash.encode(fixed.hash, "sri"), got: Hash.encode(digest.caHash, "sri")
+          })
+        }
+        if (digest.references.length > 0) return yield* failed(drvPath, "illegal path references in fixed-output derivation")
+        ca = ContentAddress.fixed(fixed.method, digest.caHash)
+      }
+      infos.push({
+        name,
+        info: {
+          path: path.success,
+          narHash: digest.narHash,
+          narSize: digest.size,
+          references: sortReferences(digest.references),
+          deriver: Result.isSuccess(deriver) ? deriver.success : undefined,
+          signatures: [],
+          ca,
+          ultimate: true
+        }
+      })
+    }
+    const ordered = yield* orderOutputs(drvPath, infos)
+    return ordered.map(({ info }) => ({ info, physicalPath: outputs.physical[StorePath.print(info.path, storeDir)]! }))
+  })

@@ -1,0 +1,94 @@
+/**
+ * What `b3 build` accepts, turned into `.drv` store paths in the target store: a `.drv` store path
+ * already valid there, a `.drv` file on disk (added to the store as Nix's `.drv` text paths are), or a
+ * TypeScript/JavaScript module whose exports are derivations made with b3's derivation API (their
+ * whole `.drv` graph is added).
+ */
+import { existsSync, readFileSync } from "node:fs"
+import { basename, resolve } from "node:path"
+import { pathToFileURL } from "node:url"
+import { Effect, Result, Schema } from "effect"
+import * as Derivation from "../core/derivation/index.ts"
+import type { DerivationHandle } from "../core/derivation/values.ts"
+import * as StorePath from "../core/store-path.ts"
+import { addDrvFile, addDrvFiles } from "../build/add-derivations.ts"
+import type { StoreReadApi } from "../services/store-read.ts"
+import type { StoreWriteApi } from "../services/store-write.ts"
+
+export class BadBuildTarget extends Schema.TaggedError<BadBuildTarget>()("BadBuildTarget", {
+  target: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() { return `cannot build '${this.target}': ${this.reason}` }
+}
+
+const moduleExtensions = [".ts", ".mts", ".js", ".mjs"]
+const derivationBrand = Symbol.for("b3/derivation-value")
+
+const isDerivation = (value: unknown): value is Derivation.BuiltDerivation =>
+  typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[derivationBrand] === "Derivation"
+
+/** The derivations a module exports: its default export (one or a list) and named exports, in that order. */
+const exportedDerivations = (module: Record<string, unknown>): Array<Derivation.BuiltDerivation> => {
+  const found: Array<Derivation.BuiltDerivation> = []
+  const add = (value: unknown) => {
+    if (isDerivation(value)) found.push(value)
+    else if (Array.isArray(value)) value.filter(isDerivation).forEach((d) => found.push(d))
+  }
+  add(module.default)
+  for (const [name, value] of Object.entries(module)) if (name !== "default") add(value)
+  return [...new Map(found.map((d) => [d.drvPath, d])).values()]
+}
+
+const loadModule = (target: string) => Effect.tryPromise({
+  try: () => import(pathToFileURL(resolve(target)).href) as Promise<Record<string, unknown>>,
+  catch: (e) => new BadBuildTarget({ target, reason: `loading the module failed: ${e instanceof Error ? e.message : String(e)}` })
+})
+
+/** Resolves one command-line target to the `.drv` paths to build. */
+export const resolveTarget = (
+  store: { readonly read: StoreReadApi; readonly write?: StoreWriteApi | undefined },
+  target: string
+) => Effect.gen(function*() {
+  const storeDir = store.read.storeDir
+  const needWrite = () => store.write
+    ? Effect.succeed(store.write)
+    : Effect.fail(new BadBuildTarget({ target, reason: `the store ${store.read.uri} is read-only` }))
+
+  if (moduleExtensions.some((ext) => target.endsWith(ext))) {
+    if (!existsSync(target)) return yield* new BadBuildTarget({ target, reason: "no such file" })
+    const roots = exportedDerivations(yield* loadModule(target))
+    if (roots.length === 0) return yield* new BadBuildTarget({ target, reason: "the module exports no derivations (export default [drv, …])" })
+    const wrongStore = roots.find((d) => !d.drvPath.startsWith(storeDir + "/"))
+    if (wrongStore) return yield* new BadBuildTarget({ target, reason: `'${wrongStore.drvPath}' is not in the store directory ${storeDir}` })
+    const files = yield* Effect.fromResult(Result.mapError(Derivation.drvFileClosure(roots as ReadonlyArray<DerivationHandle>),
+      (e) => new BadBuildTarget({ target, reason: e.message })))
+    yield* addDrvFiles(yield* needWrite(), storeDir, files)
+    return roots.map((d) => StorePath.parse(d.drvPath, storeDir)).filter(Result.isSuccess).map((r) => r.success)
+  }
+
+  const asStorePath = StorePath.parse(target, storeDir)
+  if (Result.isSuccess(asStorePath) && (yield* store.read.isValidPath(asStorePath.success))) {
+    if (!asStorePath.success.name.endsWith(Derivation.drvExtension)) {
+      return yield* new BadBuildTarget({ target, reason: "it is a store path but not a derivation (.drv)" })
+    }
+    return [asStorePath.success]
+  }
+  if (target.endsWith(Derivation.drvExtension) && existsSync(target)) {
+    const aterm = readFileSync(target, "utf8")
+    const base = basename(target)
+    const parsedBase = StorePath.parseBaseName(base)
+    const drvPath = Result.isSuccess(parsedBase) ? `${storeDir}/${base}` : `${storeDir}/${"0".repeat(32)}-${base}`
+    if (Result.isFailure(parsedBase)) {
+      // Only the name is known: add it and take the path its contents give.
+      const name = base.slice(0, -Derivation.drvExtension.length)
+      const drv = Derivation.parse(aterm, { name, storeDir, source: target })
+      if (Result.isFailure(drv)) return yield* new BadBuildTarget({ target, reason: drv.failure.message })
+      const refs = [...drv.success.inputSrcs, ...drv.success.inputDrvs.keys()].map((p) => StorePath.parse(p, storeDir)).filter(Result.isSuccess).map((r) => r.success)
+      const info = yield* (yield* needWrite()).addText(base, aterm, refs)
+      return [info.path]
+    }
+    return [yield* addDrvFile(yield* needWrite(), storeDir, { drvPath, aterm })]
+  }
+  return yield* new BadBuildTarget({ target, reason: `not a valid derivation in ${store.read.uri}, a .drv file, or a module (${moduleExtensions.join(", ")})` })
+})
