@@ -4,7 +4,7 @@
  * dependency order, `maxJobs` at a time. Without `keepGoing` the first failure stops everything;
  * with it, everything that does not depend on a failure still finishes.
  */
-import { Deferred, Effect, Exit, Result, Semaphore } from "effect"
+import { Deferred, Effect, Exit, Result, Scope, Semaphore } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import * as StorePath from "../core/store-path.ts"
 import type { LocalStore } from "../layers/local/index.ts"
@@ -13,6 +13,7 @@ import { BuildFailed, type BuildError, type BuildOptions, type BuildResult } fro
 import type { StoreError } from "../services/store-error.ts"
 import { buildDerivation } from "./build-derivation.ts"
 import { loadDerivationGraph, type DerivationGraph } from "./read-derivation.ts"
+import { checkHost, ensureBuildUsers, lockBuildUser, type BuildUser } from "./sandbox/index.ts"
 
 type Status = BuildResult["status"]
 type Failure = BuildError | StoreError
@@ -127,6 +128,22 @@ const substitute = (store: LocalStore, node: Node, options: BuildOptions): Effec
     return false
   })
 
+/**
+ * The build user all builds of one realisation run as, locked (shared, against Nix's user pool) on
+ * first use and held until the realisation ends: one lock instead of one per build. b3's builds can
+ * share a user because each runs in its own namespaces.
+ */
+const sharedBuildUser = (scope: Scope.Scope) => {
+  let user: BuildUser | undefined
+  const once = Semaphore.makeUnsafe(1)
+  return (drvPath: string) => once.withPermits(1)(Effect.suspend(() => user !== undefined ? Effect.succeed(user) : Effect.gen(function*() {
+    const tools = yield* checkHost
+    const locked = yield* lockBuildUser(yield* ensureBuildUsers(), tools, "b3").pipe(Effect.provideService(Scope.Scope, scope))
+    user = { name: locked.name, uid: locked.uid, gid: locked.gid } // held: the sandbox need not lock it again
+    return user
+  }).pipe(Effect.mapError((e) => new BuildFailed({ drvPath, reason: e.message, logTail: "" })))))
+}
+
 const dependencyFailed = (drvPath: string, dependency: string) =>
   new BuildFailed({ drvPath, reason: `dependency '${dependency}' failed`, logTail: "" })
 
@@ -135,7 +152,7 @@ export const realise = (
   store: LocalStore,
   roots: ReadonlyArray<StorePath.StorePath>,
   options: BuildOptions = {}
-): Effect.Effect<ReadonlyArray<BuildResult>, Failure> => Effect.gen(function*() {
+): Effect.Effect<ReadonlyArray<BuildResult>, Failure> => Effect.scoped(Effect.gen(function*() {
   const storeDir = store.layout.storeDir
   const rootPaths = roots.map((r) => StorePath.print(r, storeDir))
   const graph = yield* loadDerivationGraph(store.read, roots)
@@ -147,6 +164,7 @@ export const realise = (
   })
 
   const jobs = yield* Semaphore.make(Math.max(1, options.maxJobs ?? 1))
+  const buildUserFor = sharedBuildUser(yield* Effect.scope)
   const done = new Map<string, Deferred.Deferred<Status, Failure>>()
   for (const node of plan.nodes) done.set(node.drvPath, yield* Deferred.make<Status, Failure>())
 
@@ -158,8 +176,9 @@ export const realise = (
     if (yield* substitute(store, node, options)) return "substituted" as const
     return yield* jobs.withPermits(1)(Effect.gen(function*() {
       options.onEvent?.({ type: "building", drvPath: node.drvPath })
+      const buildUser = yield* buildUserFor(node.drvPath)
       const outputs = yield* buildDerivation({
-        store, drvPath: node.drvPath, drv: node.drv, outputPaths: node.outputs, inputs: node.inputs,
+        store, drvPath: node.drvPath, buildUser, drv: node.drv, outputPaths: node.outputs, inputs: node.inputs,
         cores: options.cores, timeoutSeconds: options.timeoutSeconds, maxSilentSeconds: options.maxSilentSeconds,
         onLog: options.onLog ? (chunk) => options.onLog!(node.drvPath, chunk) : undefined
       })
@@ -203,4 +222,4 @@ export const realise = (
       // validated by knownOutputPaths
       [name, (StorePath.parse(path, storeDir) as Result.Success<StorePath.StorePath, never>).success]))
   }))
-})
+}))

@@ -35,6 +35,7 @@ const userNamespacesEnabled = (): boolean => {
 
 /** Checks the host and finds the tools, or says precisely what is missing. */
 export const checkHost: Effect.Effect<HostTools, SandboxUnavailable> = Effect.suspend(() => {
+  if (checked !== undefined) return Effect.succeed(checked)
   const unavailable = (reason: string) => Effect.fail(new SandboxUnavailable({ reason }))
   if (process.platform !== "linux") return unavailable(`sandboxed builds need Linux (this is ${process.platform})`)
   if (process.arch !== "x64") return unavailable(`sandboxed builds are implemented for x86_64 hosts only (this is ${process.arch})`)
@@ -48,8 +49,12 @@ export const checkHost: Effect.Effect<HostTools, SandboxUnavailable> = Effect.su
     if (path === undefined) return unavailable(`'${name}' not found in ${toolDirs.join(":")}: ${hint[name]}`)
     found[name] = path
   }
-  return Effect.succeed({
+  checked = {
     bwrap: found["bwrap"]!, unshare: found["unshare"]!, setpriv: found["setpriv"]!,
     setarch: found["setarch"]!, sh: found["sh"]!, flock: found["flock"]!
-  })
+  }
+  return Effect.succeed(checked)
 })
+
+/** A host that passed the check stays fit for the life of the process (tools are looked up once). */
+let checked: HostTools | undefined

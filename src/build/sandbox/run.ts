@@ -117,7 +117,7 @@ const prepare = (
   createSkeleton(workDir, [{ kind: "dir", path: "/store", mode: 0o755 }], user.gid)
   return {
     rootDir,
-    helperPath: write("exec-helper", execHelperElf(), 0o555),
+    helperPath: write("exec-helper", helperElf(), 0o555),
     seccompPath: write("seccomp.bpf", seccomp, 0o444),
     argsPath: write("bwrap-args", encodeArgs(bwrapOptions), 0o400)
   }
@@ -162,7 +162,7 @@ export const runInSandbox = (spec: SandboxSpec): Effect.Effect<SandboxResult, Sa
     const tools = yield* checkHost
     const checked = checkPaths(spec)
     if (Result.isFailure(checked)) return yield* setupFailed(checked.failure)
-    const seccomp = nixSeccompFilter()
+    const seccomp = seccompFilter()
     if (Result.isFailure(seccomp)) return yield* setupFailed(seccomp.failure)
     const user = yield* lockBuildUser(spec.buildUser !== undefined ? [spec.buildUser] : yield* ensureBuildUsers(), tools, drvName)
 
@@ -199,6 +199,12 @@ export const runInSandbox = (spec: SandboxSpec): Effect.Effect<SandboxResult, Sa
     }
     return { outputs, logTail }
   })
+
+/** The seccomp filter and the exec helper are pure; each is made once per process. */
+let seccompCache: ReturnType<typeof nixSeccompFilter> | undefined
+const seccompFilter = () => (seccompCache ??= nixSeccompFilter())
+let helperCache: Uint8Array | undefined
+const helperElf = () => (helperCache ??= execHelperElf())
 
 /** Exists as anything, a dangling symlink included. */
 const exists = (path: string) => {

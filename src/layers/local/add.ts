@@ -2,7 +2,7 @@
  * Adding a path to the local store, crash-safe and safe against concurrent adders:
  *
  * 1. the NAR is validated, hashed and restored under a temporary name in the store dir;
- * 2. the tree is canonicalised and the file system flushed (one syncfs, not an fsync per file);
+ * 2. the tree is canonicalised and flushed to disk (an fsync per entry for small trees, one syncfs for large);
  * 3. in one write transaction (BEGIN IMMEDIATE, which also serialises other processes): if another
  *    adder won the race the temporary copy is dropped; otherwise leftover garbage at the final
  *    name is moved aside, the temporary tree is renamed into place and the path registered.
@@ -25,7 +25,7 @@ import type { StoreError } from "../../services/store-error.ts"
 import { verifiedNar } from "../../services/verified-nar.ts"
 import { canonicalise } from "./canonicalise.ts"
 import type { StoreDatabase } from "./database.ts"
-import { ioError, removeTree, rename, syncFileSystem, trySync } from "./fs-ops.ts"
+import { ioError, removeTree, rename, syncTrees, trySync } from "./fs-ops.ts"
 import { tempPrefix, type LocalStoreLayout } from "./layout.ts"
 import { addTempRoot } from "./temp-roots.ts"
 
@@ -65,7 +65,7 @@ const commitTemps = (
   entries: ReadonlyArray<{ readonly info: PathInfo; readonly temp: string }>
 ): Effect.Effect<void, StoreError> => Effect.gen(function*() {
   for (const { temp } of entries) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
-  yield* syncFileSystem(ctx.uri, ctx.layout.realStoreDir)
+  yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
   const outputs = new Map<string, Readonly<Record<string, string>>>()
   for (const { info, temp } of entries) {
     const own = ctx.derivationOutputsOf?.(info, temp)

@@ -1,7 +1,8 @@
 /** File-system steps of the local store, each as an effect with a typed error. */
 import { Effect } from "effect"
 import { execFile } from "node:child_process"
-import { existsSync, renameSync, rmSync } from "node:fs"
+import { closeSync, constants, existsSync, fsyncSync, lstatSync, openSync, readdirSync, renameSync, rmSync } from "node:fs"
+import { join } from "node:path"
 import { StoreIoError } from "../../services/errors.ts"
 import { makeWritable } from "./canonicalise.ts"
 
@@ -30,3 +31,36 @@ export const syncFileSystem = (store: string, dir: string): Effect.Effect<void, 
   Effect.callback<void, StoreIoError>((resume) => {
     execFile("sync", ["-f", dir], (error) => resume(error ? Effect.fail(ioError(store, "sync")(error)) : Effect.void))
   })
+
+/** Trees up to this many entries are flushed entry by entry; larger ones with one syncfs. */
+const perFileSyncLimit = 256
+
+/** The entries of the trees (files and directories; symlinks need no fsync), or undefined past `limit`. */
+const smallTreeEntries = (roots: ReadonlyArray<string>, limit: number): Array<string> | undefined => {
+  const entries: Array<string> = []
+  const pending = [...roots]
+  while (pending.length > 0) {
+    const path = pending.pop()!
+    const st = lstatSync(path)
+    if (st.isSymbolicLink()) continue
+    entries.push(path)
+    if (entries.length > limit) return undefined
+    if (st.isDirectory()) for (const name of readdirSync(path)) pending.push(join(path, name))
+  }
+  return entries
+}
+
+/**
+ * Makes the contents of freshly written trees durable before they are registered: an fsync per
+ * file and directory for small trees (no process to start), `syncFileSystem` for large ones.
+ */
+export const syncTrees = (store: string, roots: ReadonlyArray<string>, fileSystemDir: string): Effect.Effect<void, StoreIoError> =>
+  trySync(store, "sync", () => smallTreeEntries(roots, perFileSyncLimit)).pipe(Effect.flatMap((entries) =>
+    entries === undefined
+      ? syncFileSystem(store, fileSystemDir)
+      : trySync(store, "sync", () => {
+        for (const path of entries) {
+          const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+          try { fsyncSync(fd) } finally { closeSync(fd) }
+        }
+      })))
