@@ -3,7 +3,8 @@
  * `nar/<filehash>.nar[.xz|.zst|.bz2]`. Reads stream the NAR through decompression and the NAR
  * hash/size/structure checks; writes stream it through validation, compression and hashing into a
  * spool file, upload the NAR, and write the narinfo last — so a reader never sees a narinfo whose
- * NAR is missing or partial.
+ * NAR is missing or partial. Blob stores that take streamed uploads (S3) skip the spool file: the
+ * NAR goes up as it is compressed, named `nar/<narhash>.nar[…]`.
  */
 import { Effect, Option, Result, Stream } from "effect"
 import { randomBytes } from "node:crypto"
@@ -131,16 +132,19 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       missing.delete(hashPart)
     })
 
+    /** The NAR validated and compressed, in one pass. */
+    const compressedNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>) =>
+      compress(verifiedNar(info, storeDir, nar), compression, { parallel: options.parallelCompression ?? false }).pipe(
+        Stream.mapError((e): StoreError | E => (typeof e === "object" && e !== null && (e as { _tag?: string })._tag === "CompressionError")
+          ? new StoreIoError({ store: uri, operation: "compress NAR", reason: (e as Error).message }) : e as StoreError | E))
+
     /** Validates, compresses and hashes the NAR into a spool file; returns its FileHash and FileSize. */
     const spoolNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, spool: string) => Effect.gen(function*() {
       const fd = yield* Effect.try({ try: () => { mkdirSync(blobs.spoolDir, { recursive: true }); return openSync(spool, "w") }, catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) }) })
       const fileHasher = Hash.hasher("sha256")
       let fileSize = 0
-      const compressed = compress(verifiedNar(info, storeDir, nar), compression, { parallel: options.parallelCompression ?? false }).pipe(
-        Stream.mapError((e): StoreError | E => (typeof e === "object" && e !== null && (e as { _tag?: string })._tag === "CompressionError")
-          ? new StoreIoError({ store: uri, operation: "compress NAR", reason: (e as Error).message }) : e as StoreError | E))
       yield* Effect.ensuring(
-        Stream.runForEach(compressed, (chunk) => Effect.try({
+        Stream.runForEach(compressedNar(info, nar), (chunk) => Effect.try({
           try: () => { writeSync(fd, chunk); fileHasher.update(chunk); fileSize += chunk.length },
           catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) })
         })),
@@ -149,10 +153,27 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       return { fileHash: fileHasher.digest(), fileSize }
     })
 
+    /**
+     * Validates, compresses, hashes and uploads the NAR in one pass (no spool file). The NAR is
+     * named by its NAR hash, known before it is compressed, instead of its file hash.
+     */
+    const streamNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, putStream: NonNullable<BlobStore["putStream"]>) => Effect.gen(function*() {
+      const url = `nar/${Hash.encode(info.narHash, "base32")}${extension[compression]}`
+      const fileHasher = Hash.hasher("sha256")
+      let fileSize = 0
+      const hashed = Stream.map(compressedNar(info, nar), (chunk) => { fileHasher.update(chunk); fileSize += chunk.length; return chunk })
+      yield* putStream(url, hashed, "application/x-nix-nar", info.narSize)
+      return { url, fileHash: fileHasher.digest(), fileSize }
+    })
+
     const addToStore = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, StoreError | E, R> =>
       Effect.gen(function*() {
         if (!options.writable) return yield* new Unsupported({ store: uri, operation: "writing (it is read-only)" })
         if (yield* isValidPath(info.path)) return
+        if (blobs.putStream) {
+          const { url, fileHash, fileSize } = yield* streamNar(info, nar, blobs.putStream)
+          return yield* writeNarInfo(fromPathInfo(info, { url, compression, fileHash, fileSize }, storeDir), info.path.hashPart)
+        }
         const spool = join(blobs.spoolDir, `nar-${process.pid}-${randomBytes(6).toString("hex")}`)
         yield* Effect.ensuring(Effect.gen(function*() {
           const { fileHash, fileSize } = yield* spoolNar(info, nar, spool)

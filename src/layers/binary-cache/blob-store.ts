@@ -20,6 +20,12 @@ export interface BlobStore {
    */
   readonly putFile: (key: string, file: string, contentType: string) => Effect.Effect<void, StoreIoError>
   readonly putBytes: (key: string, bytes: Uint8Array, contentType: string) => Effect.Effect<void, StoreIoError>
+  /**
+   * Stores a blob straight from a stream of unknown length, where the backend can (S3 multipart
+   * upload): readers see it only once complete; a failed or interrupted stream leaves nothing.
+   * `sizeHint` is about how big it will be (to size the parts).
+   */
+  readonly putStream?: <E, R>(key: string, body: Stream.Stream<Uint8Array, E, R>, contentType: string, sizeHint?: number) => Effect.Effect<void, StoreIoError | E, R>
   /** A directory for spooling uploads (on the same file system as the blobs where there is one). */
   readonly spoolDir: string
 }
