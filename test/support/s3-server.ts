@@ -107,8 +107,9 @@ export const startS3Server = async (dataDir: string): Promise<S3TestServer> => {
         if (sent >= truncateAfter) return
         const part = chunk.subarray(0, truncateAfter - sent)
         sent += part.length
-        res.write(part)
-        if (sent >= truncateAfter) { upRes.destroy(); res.destroy() }
+        if (sent < truncateAfter) { res.write(part); return }
+        upRes.destroy()
+        res.write(part, () => res.destroy())
       })
       upRes.on("end", () => res.end())
     })
@@ -131,6 +132,7 @@ export const startS3Server = async (dataDir: string): Promise<S3TestServer> => {
     notify(waiters, seen)
     const fault = state.fault?.(seen)
     const go = () => {
+      if (req.destroyed) return drop(req, seen) // a held request whose client went away
       const url = new URL(seen.url, "http://proxy")
       const uploadId = url.searchParams.get("uploadId")
       if (seen.method === "DELETE" && uploadId !== null) return abortUpload(req, res, seen, url.pathname.split("/")[1]!, uploadId)

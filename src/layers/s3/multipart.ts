@@ -16,10 +16,32 @@ export interface MultipartOptions {
   readonly partSlots: Semaphore.Semaphore
   /** Part size (the last part may be smaller). */
   readonly partSize: number
+  /** Where part buffers come from and go back to. */
+  readonly buffers: PartBuffers
+}
+
+/**
+ * Part buffers of the store's part size, reused: memory stays at (parts in flight + uploads
+ * filling a part) buffers instead of a new buffer per part left for the garbage collector.
+ */
+export interface PartBuffers {
+  readonly take: (size: number) => Buffer
+  readonly give: (buffer: Uint8Array) => void
+}
+
+export const makePartBuffers = (partSize: number, keep: number): PartBuffers => {
+  const free: Array<Buffer> = []
+  return {
+    take: (size) => (size === partSize ? free.pop() : undefined) ?? Buffer.allocUnsafeSlow(size),
+    give: (buffer) => {
+      if (buffer.buffer.byteLength !== partSize || free.length >= keep || free.some((b) => b.buffer === buffer.buffer)) return
+      free.push(Buffer.from(buffer.buffer, 0, partSize))
+    }
+  }
 }
 
 /** Reads a stream a part at a time: each part is `size` bytes except the last. */
-const partReader = <E, R>(body: Stream.Stream<Uint8Array, E, R>, size: number) => Effect.gen(function*() {
+const partReader = <E, R>(body: Stream.Stream<Uint8Array, E, R>, size: number, buffers: PartBuffers) => Effect.gen(function*() {
   const pull = yield* Stream.toPull(body)
   const queue: Array<Uint8Array> = []
   let ended = false
@@ -35,7 +57,7 @@ const partReader = <E, R>(body: Stream.Stream<Uint8Array, E, R>, size: number) =
         continue
       }
       const head = queue[0]!
-      part ??= Buffer.allocUnsafe(size)
+      part ??= buffers.take(size)
       const n = Math.min(head.length, size - filled)
       part.set(n === head.length ? head : head.subarray(0, n), filled)
       filled += n
@@ -51,12 +73,13 @@ export const putStream = (s3: S3Requests, options: MultipartOptions) =>
   <E, R>(key: string, body: Stream.Stream<Uint8Array, E, R>, contentType: string, sizeHint?: number): Effect.Effect<void, S3RequestError | E, R> =>
     Effect.scoped(Effect.gen(function*() {
       const { client, bucket } = s3
-      const reader = yield* partReader(body, partSizeFor(options.partSize, sizeHint))
+      const { buffers } = options
+      const reader = yield* partReader(body, partSizeFor(options.partSize, sizeHint), buffers)
       const first = (yield* reader.next) ?? new Uint8Array(0)
       if (reader.atEnd()) {
         yield* s3.run(`PUT ${key}`, (signal) => client.send(new PutObjectCommand({
           Bucket: bucket, Key: key, Body: first, ContentLength: first.length, ContentType: contentType
-        }), { abortSignal: signal }))
+        }), { abortSignal: signal })).pipe(Effect.ensuring(Effect.sync(() => buffers.give(first))))
         return
       }
 
@@ -81,13 +104,14 @@ export const putStream = (s3: S3Requests, options: MultipartOptions) =>
             ? Effect.sync(() => { etags[number - 1] = out.ETag! })
             : Effect.fail(new S3RequestError({ operation: `upload part ${number} of ${key}`, status: 200, code: "NoETag", reason: "the server gave no ETag", retryable: false }))),
           Effect.tapError((e) => Effect.sync(() => { failure ??= e })),
-          Effect.ensuring(options.partSlots.release(1))
+          Effect.ensuring(Effect.andThen(Effect.sync(() => buffers.give(bytes)), options.partSlots.release(1)))
         )
 
       let part: Uint8Array | undefined = first
       for (let number = 1; part !== undefined; number++) {
         yield* options.partSlots.take(1)
         if (failure) {
+          buffers.give(part)
           yield* options.partSlots.release(1)
           return yield* failure
         }

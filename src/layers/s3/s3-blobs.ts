@@ -12,14 +12,14 @@ import type { Readable } from "node:stream"
 import { StoreIoError } from "../../services/errors.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
 import type { S3Location } from "./location.ts"
-import { putStream } from "./multipart.ts"
+import { makePartBuffers, putStream } from "./multipart.ts"
 import { makeRequests, requestError, type RequestOptions, S3RequestError } from "./requests.ts"
 
 export interface S3BlobOptions extends RequestOptions {
   readonly spoolDir: string
   /** Create the bucket if it does not exist (as Nix does for a cache it writes to). */
   readonly createBucket: boolean
-  /** Parts in flight at once, across all uploads (default 4). */
+  /** Parts in flight at once, across all uploads (default 3). */
   readonly partsInFlight?: number
   /** How many times a download cut off midway is resumed (default 5). */
   readonly resumes?: number
@@ -29,8 +29,10 @@ export const makeS3Blobs = (uri: string, location: S3Location, options: S3BlobOp
   Effect.gen(function*() {
     const s3 = yield* makeRequests(location, options)
     const { client, bucket } = s3
-    const partSlots = yield* Semaphore.make(options.partsInFlight ?? 4)
-    const upload = putStream(s3, { partSlots, partSize: location.partSize })
+    const partsInFlight = options.partsInFlight ?? 3
+    const partSlots = yield* Semaphore.make(partsInFlight)
+    const buffers = makePartBuffers(location.partSize, partsInFlight + 1)
+    const upload = putStream(s3, { partSlots, partSize: location.partSize, buffers })
     const ioError = (e: S3RequestError) => new StoreIoError({ store: uri, operation: e.operation, reason: e.message.slice(e.operation.length + 2) })
 
     if (options.createBucket) {
