@@ -8,7 +8,7 @@
  *   report  ← out: a report that names both inputs' store paths; doc: a second output
  */
 import { Result } from "effect"
-import { derivation, storePath, str } from "../src/core/derivation/builder-api.ts"
+import { derivation, storePath, str } from "b3/derivation"
 
 const need = (name: string): string => {
   const value = process.env[name]

@@ -6,7 +6,7 @@ import { closeSync, createReadStream, existsSync, mkdirSync, openSync, writeSync
 import { dirname, join } from "node:path"
 import { Effect, Stream, type Scope } from "effect"
 import { decompress } from "../layers/binary-cache/compression.ts"
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 
 /** The log file of a derivation (without the `.bz2` Nix may add). */
 export const logPath = (logDir: string, drvPath: string): string => {

@@ -1,7 +1,8 @@
 /** The b3 command line: one root command, a file per command group under ./commands. */
 import { Cause, Console, Effect, Layer } from "effect"
 import { CliOutput, Command } from "effect/cli"
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { buildCommand, logCommand } from "./commands/build.ts"
 import { configCommand } from "./commands/config.ts"
 import { copyCommand } from "./commands/copy.ts"

@@ -1,6 +1,6 @@
 /** Streaming bytes to stdout and from stdin with back-pressure (a 1 GiB NAR never sits in memory). */
 import { Effect, Stream } from "effect"
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { StoreIoError } from "../services/errors.ts"
 
 export const writeStdout = <E, R>(stream: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, E, R> =>

@@ -5,7 +5,7 @@
  * back-pressure, and killed if the stream is interrupted.
  */
 import { Schema, Stream } from "effect"
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { spawn } from "node:child_process"
 import { Duplex, Transform } from "node:stream"
 import { constants, createZstdCompress, createZstdDecompress } from "node:zlib"

@@ -3,7 +3,7 @@ import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { createReadStream, existsSync, fsyncSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import { dirname, join, normalize } from "node:path"
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { StoreIoError } from "../../services/errors.ts"
 import type { BlobStore } from "./blob-store.ts"
 

@@ -5,9 +5,9 @@
  */
 import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Semaphore, Stream } from "effect"
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
-import { NodeHttpClient } from "@effect/platform-node"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { createReadStream, statSync, rmSync } from "node:fs"
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { StoreIoError } from "../../services/errors.ts"
 import type { BlobStore } from "./blob-store.ts"
 

@@ -8,7 +8,7 @@
  */
 import { Context, Effect, Layer, Option, Semaphore, Stream } from "effect"
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { createServer } from "node:http"
 import * as CacheInfo from "../../core/cache-info.ts"
 import * as NarInfo from "../../core/narinfo.ts"
