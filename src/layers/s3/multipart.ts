@@ -6,7 +6,6 @@
  * is interrupted, the upload is aborted, so the object never appears partially and no upload is
  * left open (while the server can be reached).
  */
-import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } from "@aws-sdk/client-s3"
 import { Effect, Exit, Fiber, Pull, type Semaphore, Stream } from "effect"
 import { partSizeFor } from "./location.ts"
 import { S3RequestError, type S3Requests } from "./requests.ts"
@@ -73,6 +72,7 @@ export const putStream = (s3: S3Requests, options: MultipartOptions) =>
   <E, R>(key: string, body: Stream.Stream<Uint8Array, E, R>, contentType: string, sizeHint?: number): Effect.Effect<void, S3RequestError | E, R> =>
     Effect.scoped(Effect.gen(function*() {
       const { client, bucket } = s3
+      const { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } = s3.sdk
       const { buffers } = options
       const reader = yield* partReader(body, partSizeFor(options.partSize, sizeHint), buffers)
       const first = (yield* reader.next) ?? new Uint8Array(0)

@@ -8,9 +8,10 @@
  * config and credentials files with `profile`, SSO, container and instance roles); they are
  * never part of a message.
  */
-import { S3Client } from "@aws-sdk/client-s3"
+import type { S3Client } from "@aws-sdk/client-s3"
 import { Duration, Effect, Schedule, Schema, type Scope, Semaphore } from "effect"
 import type { S3Location } from "./location.ts"
+import type { S3Sdk } from "./sdk.ts"
 
 export class S3RequestError extends Schema.TaggedError<S3RequestError>()("S3RequestError", {
   operation: Schema.String,
@@ -55,6 +56,7 @@ export interface RequestOptions {
 }
 
 export interface S3Requests {
+  readonly sdk: typeof S3Sdk
   readonly client: S3Client
   readonly bucket: string
   /** Runs one SDK call (given the abort signal of the effect) with the retry policy. */
@@ -63,7 +65,7 @@ export interface S3Requests {
   readonly runPersistently: <A>(operation: string, call: (signal: AbortSignal) => Promise<A>) => Effect.Effect<A, S3RequestError>
 }
 
-export const makeClient = (location: S3Location): S3Client => new S3Client({
+export const makeClient = (sdk: typeof S3Sdk, location: S3Location): S3Client => new sdk.S3Client({
   region: location.region,
   ...(location.endpoint ? { endpoint: location.endpoint } : {}),
   forcePathStyle: location.forcePathStyle,
@@ -77,14 +79,15 @@ export const makeClient = (location: S3Location): S3Client => new S3Client({
 })
 
 /** The client lives as long as the scope: its sockets are closed with it. */
-export const makeRequests = (location: S3Location, options: RequestOptions = {}): Effect.Effect<S3Requests, never, Scope.Scope> =>
+export const makeRequests = (sdk: typeof S3Sdk, location: S3Location, options: RequestOptions = {}): Effect.Effect<S3Requests, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const client = yield* Effect.acquireRelease(Effect.sync(() => makeClient(location)), (c) => Effect.sync(() => c.destroy()))
+    const client = yield* Effect.acquireRelease(Effect.sync(() => makeClient(sdk, location)), (c) => Effect.sync(() => c.destroy()))
     const semaphore = yield* Semaphore.make(options.concurrency ?? 16)
     const attempt = <A>(operation: string, call: (signal: AbortSignal) => Promise<A>) =>
       semaphore.withPermits(1)(Effect.tryPromise({ try: call, catch: (cause) => requestError(operation, cause) }))
     const backoff = Schedule.exponential(options.baseDelay ?? Duration.millis(100), 2).pipe(Schedule.jittered)
     return {
+      sdk,
       client,
       bucket: location.bucket,
       run: (operation, call) => attempt(operation, call).pipe(

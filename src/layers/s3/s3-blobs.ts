@@ -4,7 +4,6 @@
  * a Range request pinned to the same object (If-Match on its ETag), a few times at most, and the
  * byte count is checked against the object's length, so a truncated body never passes as whole.
  */
-import { CreateBucketCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3"
 import { NodeStream } from "@effect/platform-node"
 import { Effect, Option, type Scope, Semaphore, Stream } from "effect"
 import { createReadStream, rmSync } from "node:fs"
@@ -14,6 +13,7 @@ import type { BlobStore } from "../binary-cache/blob-store.ts"
 import type { S3Location } from "./location.ts"
 import { makePartBuffers, putStream } from "./multipart.ts"
 import { makeRequests, requestError, type RequestOptions, S3RequestError } from "./requests.ts"
+import type { S3Sdk } from "./sdk.ts"
 
 export interface S3BlobOptions extends RequestOptions {
   readonly spoolDir: string
@@ -25,10 +25,11 @@ export interface S3BlobOptions extends RequestOptions {
   readonly resumes?: number
 }
 
-export const makeS3Blobs = (uri: string, location: S3Location, options: S3BlobOptions): Effect.Effect<BlobStore, StoreIoError, Scope.Scope> =>
+export const makeS3Blobs = (sdk: typeof S3Sdk, uri: string, location: S3Location, options: S3BlobOptions): Effect.Effect<BlobStore, StoreIoError, Scope.Scope> =>
   Effect.gen(function*() {
-    const s3 = yield* makeRequests(location, options)
+    const s3 = yield* makeRequests(sdk, location, options)
     const { client, bucket } = s3
+    const { CreateBucketCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand } = sdk
     const partsInFlight = options.partsInFlight ?? 3
     const partSlots = yield* Semaphore.make(partsInFlight)
     const buffers = makePartBuffers(location.partSize, partsInFlight + 1)
