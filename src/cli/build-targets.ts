@@ -22,6 +22,13 @@ export class BadBuildTarget extends Schema.TaggedError<BadBuildTarget>()("BadBui
   override get message() { return `cannot build '${this.target}': ${this.reason}` }
 }
 
+/** `b3 log` found no log for the derivation. */
+export class NoBuildLog extends Schema.TaggedError<NoBuildLog>()("NoBuildLog", {
+  drvPath: Schema.String
+}) {
+  override get message() { return `no build log for '${this.drvPath}' (it was not built in this store)` }
+}
+
 const moduleExtensions = [".ts", ".mts", ".js", ".mjs"]
 const derivationBrand = Symbol.for("b3/derivation-value")
 

@@ -28,6 +28,8 @@ const exitCodeByTag: Record<string, ExitCode> = {
   SignatureError: ExitCode.mismatch,
   BuildFailed: ExitCode.buildFailed,
   BadBuildTarget: ExitCode.badInput,
+  NoBuildLog: ExitCode.notFound,
+  Unsupported: ExitCode.badInput,
   OutputHashMismatch: ExitCode.mismatch,
   SandboxSetupFailed: ExitCode.buildFailed,
   SandboxUnavailable: ExitCode.buildFailed,

@@ -5,7 +5,7 @@ import * as StorePath from "../../core/store-path.ts"
 import { StoreIoError, Unsupported } from "../../services/errors.ts"
 import { requireBuild } from "../../services/registry.ts"
 import type { BuildEvent } from "../../services/store-build.ts"
-import { BadBuildTarget, resolveTarget } from "../build-targets.ts"
+import { BadBuildTarget, NoBuildLog, resolveTarget } from "../build-targets.ts"
 import { jsonFlag, storeFlag, substitutersFlag, switchFlag } from "../flags.ts"
 import { openCliStore } from "../open-store.ts"
 import { makeProgress } from "../progress.ts"
@@ -103,6 +103,6 @@ export const logCommand = Command.make("log", {
   }
   if (!store.buildLog) return yield* new Unsupported({ store: store.read.uri, operation: "build logs" })
   const log = store.buildLog(drvPath)
-  if (!log) return yield* new BadBuildTarget({ target: args.path, reason: `no build log for '${drvPath}'` })
+  if (!log) return yield* new NoBuildLog({ drvPath })
   yield* writeStdout(Stream.mapError(log, (e) => new StoreIoError({ store: store.read.uri, operation: "read build log", reason: e.message })))
 }))).pipe(Command.withDescription("Show the build log of a derivation (or of the derivation that built a path)."))
