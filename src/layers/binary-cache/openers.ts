@@ -1,5 +1,5 @@
 /** Store URI openers for `file://` and `http(s)://` binary caches. */
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import { mkdirSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { tmpdir } from "node:os"
@@ -22,9 +22,17 @@ export const openFileCache: StoreOpener = (uri) => Effect.gen(function*() {
 })
 
 export const openHttpCache: StoreOpener = (uri) => Effect.gen(function*() {
-  const options = yield* parseBinaryCacheOptions(uri, ["read-only"])
+  const options = yield* parseBinaryCacheOptions(uri, ["read-only", "timeout"])
   const spoolDir = join(tmpdir(), "b3-upload-spool")
-  const blobs = yield* makeHttpBlobs(uri.raw, `${uri.scheme}://${uri.location}`, { spoolDir })
+  const timeoutParam = uri.params.get("timeout")
+  const seconds = timeoutParam === undefined ? undefined : Number(timeoutParam)
+  if (seconds !== undefined && !(seconds > 0)) {
+    return yield* new BadStoreUri({ uri: uri.raw, reason: `timeout must be a positive number of seconds, not '${timeoutParam}'` })
+  }
+  // `timeout`: seconds a request may wait for an answer or for more data before it fails (and is retried).
+  const blobs = yield* makeHttpBlobs(uri.raw, `${uri.scheme}://${uri.location}`, {
+    spoolDir, ...(seconds !== undefined ? { timeout: Duration.seconds(seconds) } : {})
+  })
   const writable = uri.params.get("read-only") !== "1" && uri.params.get("read-only") !== "true"
   const store = yield* makeBinaryCacheStore(blobs, { ...options, writable })
   return { read: store.read, write: writable ? store.write : undefined }
