@@ -6,15 +6,12 @@
  * partial NAR, no multipart upload is left open, no partial path lands in the target store.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Effect, Stream } from "effect"
-import { closeSync, createReadStream, openSync, readFileSync, writeSync } from "node:fs"
+import { closeSync, createReadStream, openSync, writeSync } from "node:fs"
 import { randomBytes, createHash } from "node:crypto"
 import { join } from "node:path"
-import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
-import * as Dump from "../../src/nar/dump.ts"
-import * as LocalStore from "../../src/layers/local/index.ts"
 import { b3 } from "../support/b3.ts"
+import { addClosureOver, makeCacheKey } from "../support/closure.ts"
 import { makeScratch, nix, removeScratch } from "../support/nix.ts"
 import { danglingNarInfos, runB3Async, s3Env, startB3 } from "../support/s3-cli.ts"
 import { startS3Server, type S3TestServer } from "../support/s3-server.ts"
@@ -51,25 +48,12 @@ const pick = (o: Record<string, unknown>, keys: ReadonlyArray<string>) => Object
 
 beforeAll(async () => {
   server = await startS3Server(join(scratch, "s3"))
-  sk = join(scratch, "sk")
-  nix("nix-store", ["--generate-binary-cache-key", "b3-s3-test-1", sk, join(scratch, "pk")])
-  pk = readFileSync(join(scratch, "pk"), "utf8").trim()
+  ;({ secretKeyFile: sk, publicKey: pk } = makeCacheKey(scratch, "b3-s3-test-1"))
   fillRandom(join(scratch, "big.bin"), 200)
   fillRandom(join(scratch, "mid.bin"), 24)
   big = b3(["store", "add", "--store", source, join(scratch, "big.bin")])
   mid = b3(["store", "add", "--store", source, join(scratch, "mid.bin")])
-  // The closure: an input-addressed path (needs a signature) → a text path → the 200 MiB path.
-  const made = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const store = yield* LocalStore.make({ root: source })
-    const dep = yield* Effect.fromResult(StorePath.parse(big))
-    const text = yield* store.write.addText("uses-big", `cat ${big}`, [dep])
-    const output = StorePath.makeOutput("out", Hash.hashBytes("sha256", "an s3 test derivation"), "output")
-    const nar = yield* Effect.fromResult(Dump.toNar(Dump.directory({ run: Dump.regular(`${StorePath.print(text.path)}\n`, true) })))
-    yield* store.write.addToStore({ path: output, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: [text.path], signatures: [] }, Stream.make(nar))
-    return { text: StorePath.print(text.path), top: StorePath.print(output) }
-  })))
-  top = made.top
-  closure = [big, made.text, top].sort()
+  ;({ top, all: closure } = await addClosureOver(source, big, "big"))
 }, 120_000)
 
 afterAll(async () => {

@@ -5,14 +5,10 @@
  * through s3://.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Effect, Stream } from "effect"
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import * as Hash from "../../src/core/hash.ts"
-import * as StorePath from "../../src/core/store-path.ts"
-import * as Dump from "../../src/nar/dump.ts"
-import * as LocalStore from "../../src/layers/local/index.ts"
 import { b3 } from "../support/b3.ts"
+import { addClosureOver, makeCacheKey } from "../support/closure.ts"
 import { makeScratch, nixBytes, nixEnv, removeScratch } from "../support/nix.ts"
 import { runB3Async, s3Env } from "../support/s3-cli.ts"
 import { startS3Server, type S3TestServer } from "../support/s3-server.ts"
@@ -42,9 +38,7 @@ const dumpOf = (root: string, path: string) => nixBytes("nix", ["store", "dump-p
 
 beforeAll(async () => {
   server = await startS3Server(join(scratch, "s3"))
-  sk = join(scratch, "sk")
-  await nixAsync("nix-store", ["--generate-binary-cache-key", "b3-s3-nix-1", sk, join(scratch, "pk")])
-  pk = readFileSync(join(scratch, "pk"), "utf8").trim()
+  ;({ secretKeyFile: sk, publicKey: pk } = makeCacheKey(scratch, "b3-s3-nix-1"))
   const dir = join(scratch, "tree")
   mkdirSync(join(dir, "bin"), { recursive: true })
   writeFileSync(join(dir, "bin/tool"), "#!/bin/sh\necho tool\n")
@@ -52,17 +46,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, "data"), Buffer.alloc(300_000, 42))
   symlinkSync("bin/tool", join(dir, "link"))
   tree = b3(["store", "add", "--store", source, dir])
-  const made = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const store = yield* LocalStore.make({ root: source })
-    const dep = yield* Effect.fromResult(StorePath.parse(tree))
-    const text = yield* store.write.addText("uses-tree", `exec ${tree}/bin/tool`, [dep])
-    const output = StorePath.makeOutput("out", Hash.hashBytes("sha256", "an s3 nix test derivation"), "output")
-    const nar = yield* Effect.fromResult(Dump.toNar(Dump.directory({ run: Dump.regular(`${StorePath.print(text.path)}\n`, true) })))
-    yield* store.write.addToStore({ path: output, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: [text.path], signatures: [] }, Stream.make(nar))
-    return { text: StorePath.print(text.path), top: StorePath.print(output) }
-  })))
-  top = made.top
-  closure = [tree, made.text, top].sort()
+  ;({ top, all: closure } = await addClosureOver(source, tree, "tree"))
 }, 60_000)
 
 afterAll(async () => {

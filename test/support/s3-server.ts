@@ -6,9 +6,10 @@
  *
  * s3rver 3.7.1 stores an open multipart upload as a directory `<bucket>/._S3rver_uploads/<id>/`
  * but does not implement AbortMultipartUpload (DELETE ?uploadId answers 405). The proxy answers
- * that call itself by removing the directory, and only while s3rver is up (a killed server cannot
- * abort anything). `openUploads` lists those directories: the ground truth for "no multipart
- * upload left open".
+ * that call itself by removing the directory once s3rver has answered the upload's requests in
+ * flight, and only while s3rver is up (a killed server cannot abort anything); later requests for
+ * the upload get NoSuchUpload, as from S3. `openUploads` lists those directories: the ground truth
+ * for "no multipart upload left open".
  */
 import { spawn, type ChildProcess } from "node:child_process"
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
@@ -96,8 +97,47 @@ export const startS3Server = async (dataDir: string): Promise<S3TestServer> => {
   }
   const drop = (req: IncomingMessage, seen: SeenRequest) => { answered(seen, 0); req.socket.destroy() }
 
+  // Requests of a multipart upload are forwarded only once their body is whole, and counted until
+  // s3rver has answered them, so an abort can wait for them: s3rver handles requests
+  // asynchronously and would otherwise recreate an aborted upload's directory for a late part.
+  const inFlight = new Map<string, number>()
+  const idle = new Map<string, Array<() => void>>()
+  const settled = (uploadId: string) => {
+    const n = (inFlight.get(uploadId) ?? 1) - 1
+    inFlight.set(uploadId, n)
+    if (n === 0) for (const wake of idle.get(uploadId)?.splice(0) ?? []) wake()
+  }
+  const whenIdle = (uploadId: string) => new Promise<void>((resolve) => {
+    if ((inFlight.get(uploadId) ?? 0) === 0) resolve()
+    else idle.set(uploadId, [...(idle.get(uploadId) ?? []), resolve])
+  })
+
+  const forwardUploadRequest = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest, bucket: string, uploadId: string) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (d: Buffer) => chunks.push(d))
+    req.on("end", () => {
+      if (!upstream) return drop(req, seen)
+      if (!existsSync(join(uploadsDir(bucket), uploadId))) return answer(res, seen, 404, errorXml("NoSuchUpload", "no such upload"))
+      inFlight.set(uploadId, (inFlight.get(uploadId) ?? 0) + 1)
+      let done = false
+      const settle = () => { if (!done) { done = true; settled(uploadId) } }
+      const up = request({ host: "127.0.0.1", port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
+        answered(seen, upRes.statusCode ?? 0)
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers)
+        upRes.pipe(res)
+        upRes.on("end", settle)
+        upRes.on("close", settle)
+      })
+      up.on("error", () => { settle(); drop(req, seen) })
+      up.end(Buffer.concat(chunks))
+    })
+  }
+
   const forward = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest, truncateAfter?: number) => {
     if (!upstream) return drop(req, seen)
+    const url = new URL(seen.url, "http://proxy")
+    const uploadId = url.searchParams.get("uploadId")
+    if (uploadId !== null) return forwardUploadRequest(req, res, seen, url.pathname.split("/")[1]!, uploadId)
     const up = request({ host: "127.0.0.1", port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
       answered(seen, upRes.statusCode ?? 0)
       res.writeHead(upRes.statusCode ?? 502, upRes.headers)
@@ -114,16 +154,24 @@ export const startS3Server = async (dataDir: string): Promise<S3TestServer> => {
       upRes.on("end", () => res.end())
     })
     up.on("error", () => drop(req, seen))
+    // a client that goes away mid-request takes the upstream request with it, as through any proxy
+    req.on("close", () => { if (!req.complete) up.destroy() })
     req.pipe(up)
   }
 
-  /** AbortMultipartUpload, which s3rver lacks: remove the upload's directory (only while s3rver is up). */
+  /**
+   * AbortMultipartUpload, which s3rver lacks: once s3rver has answered the upload's requests in
+   * flight, remove the upload's directory (only while s3rver is up).
+   */
   const abortUpload = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest, bucket: string, uploadId: string) => {
     if (!upstream) return drop(req, seen)
     const dir = join(uploadsDir(bucket), uploadId)
     if (!/^[0-9a-f]+$/.test(uploadId) || !existsSync(dir)) return answer(res, seen, 404, errorXml("NoSuchUpload", "no such upload"))
-    rmSync(dir, { recursive: true, force: true })
-    answer(res, seen, 204)
+    void whenIdle(uploadId).then(() => {
+      if (!upstream) return drop(req, seen)
+      rmSync(dir, { recursive: true, force: true })
+      answer(res, seen, 204)
+    })
   }
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
@@ -132,7 +180,7 @@ export const startS3Server = async (dataDir: string): Promise<S3TestServer> => {
     notify(waiters, seen)
     const fault = state.fault?.(seen)
     const go = () => {
-      if (req.destroyed) return drop(req, seen) // a held request whose client went away
+      if (req.destroyed || req.socket.destroyed) return drop(req, seen) // a held request whose client went away
       const url = new URL(seen.url, "http://proxy")
       const uploadId = url.searchParams.get("uploadId")
       if (seen.method === "DELETE" && uploadId !== null) return abortUpload(req, res, seen, url.pathname.split("/")[1]!, uploadId)

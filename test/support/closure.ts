@@ -1,0 +1,39 @@
+/**
+ * A small closure for copy tests, over a path already in a local store: an input-addressed path
+ * (like a build output: no content address, so copying it needs a signature) that refers to a
+ * text path, which refers to the given path. Plus a Nix signing key pair for the cache.
+ */
+import { Effect, Stream } from "effect"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import * as Hash from "../../src/core/hash.ts"
+import * as StorePath from "../../src/core/store-path.ts"
+import * as LocalStore from "../../src/layers/local/index.ts"
+import * as Dump from "../../src/nar/dump.ts"
+import { nix } from "./nix.ts"
+
+export interface TestClosure {
+  /** The input-addressed path at the top. */
+  readonly top: string
+  /** All three paths, sorted. */
+  readonly all: Array<string>
+}
+
+export const addClosureOver = (root: string, base: string, label: string): Promise<TestClosure> =>
+  Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const store = yield* LocalStore.make({ root })
+    const dep = yield* Effect.fromResult(StorePath.parse(base))
+    const text = yield* store.write.addText(`uses-${label}`, `uses ${base}`, [dep])
+    const output = StorePath.makeOutput("out", Hash.hashBytes("sha256", `a ${label} test derivation`), "output")
+    const nar = yield* Effect.fromResult(Dump.toNar(Dump.directory({ run: Dump.regular(`${StorePath.print(text.path)}\n`, true) })))
+    yield* store.write.addToStore({ path: output, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: [text.path], signatures: [] }, Stream.make(nar))
+    const top = StorePath.print(output)
+    return { top, all: [base, StorePath.print(text.path), top].sort() }
+  })))
+
+/** A binary-cache key pair made by Nix: the secret key file and the public key text. */
+export const makeCacheKey = (dir: string, name: string): { secretKeyFile: string; publicKey: string } => {
+  const secretKeyFile = join(dir, `${name}.sk`)
+  nix("nix-store", ["--generate-binary-cache-key", name, secretKeyFile, join(dir, `${name}.pk`)])
+  return { secretKeyFile, publicKey: readFileSync(join(dir, `${name}.pk`), "utf8").trim() }
+}
