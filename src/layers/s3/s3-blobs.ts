@@ -4,7 +4,7 @@
  * a Range request pinned to the same object (If-Match on its ETag), a few times at most, and the
  * byte count is checked against the object's length, so a truncated body never passes as whole.
  */
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Effect, Option, type Scope, Semaphore, Stream } from "effect"
 import { createReadStream, rmSync } from "node:fs"
 import type { Readable } from "node:stream"
