@@ -45,6 +45,9 @@ const describe = (state: number): string => {
   return names.length === 1 ? names[0]! : `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`
 }
 
+/** A u64 length field in decimal, exact even above 2^53. */
+const exactU64 = (lo: number, hi: number): string => ((BigInt(hi) << 32n) | BigInt(lo)).toString()
+
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
@@ -186,7 +189,7 @@ export class NarDecoder {
     this.strFill = 0
     this.view = undefined
     if (state === CONTENTS) {
-      if (hi > 0x1fffff) return this.fail(this.fieldOffset, `file size ${hi * 4294967296 + lo} is larger than 2^53 - 1`)
+      if (hi > 0x1fffff) return this.fail(this.fieldOffset, `file size ${exactU64(lo, hi)} is larger than 2^53 - 1`)
       const size = hi * 4294967296 + lo
       out.push({ _tag: "File", executable: this.executable, size })
       this.strLen = size
@@ -197,7 +200,7 @@ export class NarDecoder {
     }
     const max = state === NAME ? this.limits.maxNameLength : state === TARGET ? this.limits.maxTargetLength : maxTokenLength
     if (hi !== 0 || lo > max) {
-      const size = hi * 4294967296 + lo
+      const size = exactU64(lo, hi)
       if (state === NAME) return this.fail(this.fieldOffset, `entry name of ${size} bytes is longer than ${max}`)
       if (state === TARGET) return this.fail(this.fieldOffset, `symlink target of ${size} bytes is longer than ${max}`)
       return this.badToken(`a string of ${size} bytes`)

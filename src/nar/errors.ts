@@ -44,6 +44,13 @@ export class TargetExists extends Schema.TaggedError<TargetExists>()("TargetExis
   override get message() { return `cannot restore to '${this.path}': it already exists` }
 }
 
+/** A rewrite map that cannot be applied in place (keys and values must all have one length). */
+export class InvalidRewrite extends Schema.TaggedError<InvalidRewrite>()("InvalidRewrite", {
+  reason: Schema.String
+}) {
+  override get message() { return `invalid rewrite: ${this.reason}` }
+}
+
 export type NarFsError = FileNotFound | UnsupportedFileType | NarIoError
 export type NarError = BadNar | NarFsError | TargetExists
 

@@ -2,7 +2,7 @@
 import { Console, Effect, FileSystem, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Hash from "../../core/hash.ts"
-import { narFromPath } from "../../nar/index.ts"
+import { narDigestOfPath } from "../../nar/index.ts"
 import { fromResult } from "../effect-result.ts"
 import { switchFlag } from "../flags.ts"
 
@@ -39,7 +39,7 @@ const hashFile = Command.make("file", { type: typeFlag, ...encodingFlags, paths:
 const hashPath = Command.make("path", { type: typeFlag, ...encodingFlags, paths: Argument.String("path").pipe(Argument.variadic({ min: 1 })) },
   (args) => Effect.gen(function*() {
     for (const path of args.paths) {
-      const hash = yield* hashStream(args.type, narFromPath(path))
+      const { hash } = yield* narDigestOfPath(path, args.type)
       yield* Console.log(Hash.encode(hash, chosenEncoding(args)))
     }
   })

@@ -1,0 +1,121 @@
+/**
+ * Properties of the pure NAR code: Dump → NAR → Dump round trips, decoding independent of
+ * chunking, the decoder accepting exactly the canonical encoding, and no input (random bytes,
+ * mutated archives, random event sequences) ever making it throw or hang.
+ */
+import { Effect, Result, Stream } from "effect"
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { decodeNar, decodeNarBytes, NarDecoder } from "../../src/nar/decode.ts"
+import * as Dump from "../../src/nar/dump.ts"
+import { encodeNar, encodeNarBytes } from "../../src/nar/encode.ts"
+import { BadNar } from "../../src/nar/errors.ts"
+import * as Ev from "../../src/nar/events.ts"
+import { arbDump, chunked, NarBuilder } from "./support.ts"
+
+const magicHeader = new NarBuilder().magic().bytes()
+
+const arbNar = arbDump.map((d) => Result.getOrThrow(Dump.toNar(d)))
+const arbCuts = fc.array(fc.nat(), { maxLength: 12 })
+
+/** The outcome of decoding in chunks, as comparable data: the error, or the re-encoded archive. */
+const outcome = (chunks: ReadonlyArray<Uint8Array>) => {
+  const decoder = new NarDecoder()
+  const events: Array<Ev.NarEvent> = []
+  let error: BadNar | undefined
+  for (const chunk of chunks) if ((error = decoder.push(chunk, events))) break
+  error ??= decoder.end()
+  if (error) return { error: { offset: error.offset, reason: error.reason } }
+  return { bytes: Buffer.from(encodeNarBytes(events).bytes).toString("hex") }
+}
+
+/** Mutations of a valid archive: flipped and overwritten bytes, cuts, insertions, huge length fields. */
+const arbMutated = fc.tuple(arbNar, fc.array(fc.tuple(fc.nat(), fc.nat(), fc.integer({ min: 0, max: 4 })), { minLength: 1, maxLength: 4 })).map(([nar, edits]) => {
+  let b = Buffer.from(nar)
+  for (const [where, what, kind] of edits) {
+    const at = b.length === 0 ? 0 : where % b.length
+    if (kind === 0 && b.length > 0) b[at] = b[at]! ^ (1 << (what % 8))
+    else if (kind === 1) b = b.subarray(0, at)
+    else if (kind === 2) b = Buffer.concat([b.subarray(0, at), Buffer.from([what & 0xff]), b.subarray(at)])
+    else if (kind === 3) b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + (what % 16))])
+    else if (b.length >= 8) {
+      // overwrite an aligned u64 (most are length fields) with something large
+      const field = (at & ~7) % (b.length - 7)
+      b.writeBigUInt64LE([2n ** 62n, 2n ** 53n, 2n ** 32n + 1n, BigInt(what)][what % 4]!, field)
+    }
+  }
+  return new Uint8Array(b)
+})
+
+describe("NAR properties", () => {
+  it("Dump → NAR → Dump gives the same dump, and NAR → Dump → NAR the same bytes", () => {
+    fc.assert(fc.property(arbDump, (dump) => {
+      const nar = Result.getOrThrow(Dump.toNar(dump))
+      const back = Result.getOrThrow(Dump.fromNar(nar))
+      expect(back).toEqual(dump)
+      expect(Buffer.from(Result.getOrThrow(Dump.toNar(back))).equals(nar)).toBe(true)
+    }), { numRuns: 300 })
+  })
+
+  it("decoding does not depend on how the bytes are chunked", () => {
+    fc.assert(fc.property(arbNar, arbCuts, (nar, cuts) => {
+      expect(outcome(chunked(nar, cuts))).toEqual(outcome([nar]))
+      expect(outcome([nar]).bytes).toBe(Buffer.from(nar).toString("hex"))
+    }), { numRuns: 300 })
+  })
+
+  it("random bytes never throw: always a BadNar inside the input (or, rarely, a valid archive)", () => {
+    const arbBytes = fc.oneof(
+      fc.uint8Array({ maxLength: 300 }),
+      // random bytes behind a valid header get further into the grammar
+      fc.uint8Array({ maxLength: 300 }).map((b) => new Uint8Array(Buffer.concat([magicHeader, b])))
+    )
+    fc.assert(fc.property(arbBytes, arbCuts, (bytes, cuts) => {
+      const whole = outcome([bytes])
+      if (whole.error) {
+        expect(whole.error.offset).toBeGreaterThanOrEqual(0)
+        expect(whole.error.offset).toBeLessThanOrEqual(bytes.length)
+      }
+      expect(outcome(chunked(bytes, cuts))).toEqual(whole)
+    }), { numRuns: 1000 })
+  })
+
+  it("mutated archives never throw; what is accepted is exactly canonical (re-encodes to the same bytes)", () => {
+    fc.assert(fc.property(arbMutated, arbCuts, (bytes, cuts) => {
+      const whole = outcome([bytes])
+      if (whole.error) {
+        expect(whole.error.offset).toBeLessThanOrEqual(bytes.length)
+      } else {
+        expect(whole.bytes).toBe(Buffer.from(bytes).toString("hex"))
+      }
+      expect(outcome(chunked(bytes, cuts))).toEqual(whole)
+    }), { numRuns: 1000 })
+  })
+
+  it("the encoder never throws on arbitrary event sequences and only writes archives that decode back to them", () => {
+    const arbEvent: fc.Arbitrary<Ev.NarEvent> = fc.oneof(
+      fc.constant(Ev.directory), fc.constant(Ev.directoryEnd), fc.constant(Ev.fileEnd),
+      fc.constantFrom("a", "b", "", ".", "x/y", "é").map(Ev.entry),
+      fc.tuple(fc.integer({ min: -1, max: 4 }), fc.boolean()).map(([n, x]) => Ev.file(n, x)),
+      fc.uint8Array({ maxLength: 4 }).map(Ev.contents),
+      fc.constantFrom("t", "", "a\0b").map(Ev.symlink)
+    )
+    fc.assert(fc.property(fc.array(arbEvent, { maxLength: 12 }), (events) => {
+      const { bytes, error } = encodeNarBytes(events)
+      if (error) {
+        expect(error).toBeInstanceOf(BadNar)
+        return
+      }
+      const decoded = decodeNarBytes(bytes)
+      expect(decoded.error).toBeUndefined()
+      expect(Buffer.from(encodeNarBytes(decoded.events).bytes).equals(bytes)).toBe(true)
+    }), { numRuns: 1000 })
+  })
+
+  it("decodeNar and encodeNar as streams round-trip with random chunking", async () => {
+    await fc.assert(fc.asyncProperty(arbNar, arbCuts, async (nar, cuts) => {
+      const out = await Effect.runPromise(Stream.runCollect(encodeNar(decodeNar(Stream.fromIterable(chunked(nar, cuts))), { chunkSize: 64 })))
+      expect(Buffer.concat([...out]).equals(nar)).toBe(true)
+    }), { numRuns: 100 })
+  })
+})
