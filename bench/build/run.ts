@@ -10,18 +10,14 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { measure, nixEnv, printTable, type Row } from "../support/measure.ts"
+import { measure, printTable, runOrThrow, type Row } from "../support/measure.ts"
 
 const quick = process.argv.includes("--quick")
 const count = quick ? 20 : 100
 const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
 const work = mkdtempSync(join(tmpdir(), "b3-bench-build-"))
 
-const run = (command: string, args: ReadonlyArray<string>): string => {
-  const result = spawnSync(command, args, { env: nixEnv, encoding: "utf8", maxBuffer: 1 << 28 })
-  if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed: ${result.stderr}`)
-  return result.stdout.trim()
-}
+const run = runOrThrow
 
 try {
   const bbDir = join(work, "bb")

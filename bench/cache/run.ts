@@ -13,7 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { bigFile } from "../support/inputs.ts"
-import { measure, nixEnv, printTable, type Measurement, type Row } from "../support/measure.ts"
+import { measure, printTable, runOrThrow, type Measurement, type Row } from "../support/measure.ts"
 
 const quick = process.argv.includes("--quick")
 const bigMiB = quick ? 64 : 1024
@@ -21,11 +21,7 @@ const smallCount = quick ? 200 : 1000
 const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
 const work = mkdtempSync(join(tmpdir(), "b3-bench-cache-"))
 
-const run = (command: string, args: ReadonlyArray<string>): string => {
-  const result = spawnSync(command, args, { env: nixEnv, encoding: "utf8", maxBuffer: 1 << 28 })
-  if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed: ${result.stderr}`)
-  return result.stdout.trim()
-}
+const run = runOrThrow
 
 /** Starts a server, waits for its first stdout/stderr line matching `ready`, returns it with its port. */
 const startServer = (command: string, args: ReadonlyArray<string>, ready: RegExp): Promise<{ child: ChildProcess; port: number }> =>

@@ -15,6 +15,13 @@ export interface Measurement {
 
 export const nixEnv = { ...process.env, NIX_CONFIG: "experimental-features = nix-command\nsubstituters =" }
 
+/** Runs a setup command (untimed) and returns its trimmed stdout; throws with its stderr if it fails. */
+export const runOrThrow = (command: string, args: ReadonlyArray<string>): string => {
+  const result = spawnSync(command, args, { env: nixEnv, encoding: "utf8", maxBuffer: 1 << 28 })
+  if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed: ${result.stderr}`)
+  return result.stdout.trim()
+}
+
 /** Runs `sh -c script` `runs` times (with `before` run untimed before each), returns the fastest run and the highest peak RSS. */
 export const measure = (script: string, options: { runs?: number; before?: string; env?: NodeJS.ProcessEnv } = {}): Measurement => {
   const dir = mkdtempSync(join(tmpdir(), "b3-bench-"))

@@ -8,12 +8,9 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
-import { Effect, Stream } from "effect"
-import * as Hash from "../../src/core/hash.ts"
-import * as Dump from "../../src/nar/dump.ts"
 import * as StorePath from "../../src/core/store-path.ts"
-import * as LocalStore from "../../src/layers/local/index.ts"
 import { b3, b3Bin, runB3 } from "../support/b3.ts"
+import { addClosureOver, makeCacheKey } from "../support/closure.ts"
 import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 
 const scratch = makeScratch()
@@ -23,30 +20,16 @@ let sk: string
 let pk: string
 
 beforeAll(async () => {
-  sk = join(scratch, "sk")
-  nix("nix-store", ["--generate-binary-cache-key", "b3-test-1", sk, join(scratch, "pk")])
-  pk = readFileSync(join(scratch, "pk"), "utf8").trim()
+  const key = makeCacheKey(scratch, "b3-test-1")
+  sk = key.secretKeyFile
+  pk = key.publicKey
   const tree = join(scratch, "tree")
   mkdirSync(join(tree, "bin"), { recursive: true })
   writeFileSync(join(tree, "bin/tool"), "#!/bin/sh\necho tool\n")
   chmodSync(join(tree, "bin/tool"), 0o755)
   writeFileSync(join(tree, "data"), Buffer.alloc(300_000, 42))
   symlinkSync("bin/tool", join(tree, "link"))
-  const treePath = b3(["store", "add", "--store", source, tree])
-  // An input-addressed path (like a build output: no content address, so it needs a signature)
-  // that refers to a text path, which refers to the tree.
-  const { text, top } = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const store = yield* LocalStore.make({ root: source })
-    const dep = yield* Effect.fromResult(StorePath.parse(treePath))
-    const text = yield* store.write.addText("uses-tree", `exec ${treePath}/bin/tool`, [dep])
-    const output = StorePath.makeOutput("out", Hash.hashBytes("sha256", "a fake derivation"), "output")
-    const nar = yield* Effect.fromResult(Dump.toNar(Dump.directory({ run: Dump.regular(`${StorePath.print(text.path)}\n`, true) })))
-    yield* store.write.addToStore({
-      path: output, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: [text.path], signatures: []
-    }, Stream.make(nar))
-    return { text: StorePath.print(text.path), top: StorePath.print(output) }
-  })))
-  closure = { top, all: [treePath, text, top].sort() }
+  closure = await addClosureOver(source, b3(["store", "add", "--store", source, tree]), "tree")
 })
 afterAll(() => removeScratch(scratch))
 
