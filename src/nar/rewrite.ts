@@ -54,7 +54,7 @@ export class HashRewriter {
       if (a.length !== length || b.length !== length) {
         return Result.fail(new InvalidRewrite({ reason: `'${from}' → '${to}': every string and its replacement must be ${length} bytes long` }))
       }
-      if (a.compare(b) !== 0) pairs.push([a, b])
+      pairs.push([a, b]) // identities too: they still take their bytes out of other matches
     }
     return Result.succeed(new HashRewriter(pairs, Math.max(length, 1)))
   }

@@ -1,0 +1,124 @@
+/** restoreNar: what it writes, and that nothing escapes the target or survives a failure. */
+import { Deferred, Effect, Fiber, Result, Stream } from "effect"
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { afterAll, describe, expect, it } from "vitest"
+import * as Dump from "../../src/nar/dump.ts"
+import { BadNar, TargetExists } from "../../src/nar/errors.ts"
+import { narFromPath } from "../../src/nar/from-path.ts"
+import { restoreNar } from "../../src/nar/restore.ts"
+import { makeScratch, removeScratch } from "../support/nix.ts"
+import { chunked, collectBytes, NarBuilder } from "./support.ts"
+
+const scratch = makeScratch("b3-nar-restore-")
+afterAll(() => removeScratch(scratch))
+let counter = 0
+/** A fresh, empty parent directory: after a failed restore it must be empty again. */
+const freshParent = () => {
+  const dir = join(scratch, `case-${counter++}`)
+  mkdirSync(dir)
+  return dir
+}
+
+const restore = (nar: Uint8Array | ReadonlyArray<Uint8Array>, target: string) =>
+  Effect.runPromise(Effect.result(restoreNar(Stream.fromIterable(nar instanceof Uint8Array ? [nar] : nar), target)))
+
+const tree = Dump.directory({
+  bin: Dump.directory({ tool: Dump.regular("#!/bin/sh\n", true) }),
+  empty: Dump.directory(),
+  file: Dump.regular("hello"),
+  link: Dump.symlink("file"),
+  "é": Dump.regular(new Uint8Array(100_000).fill(3))
+})
+const treeNar = Result.getOrThrow(Dump.toNar(tree))
+
+describe("restoreNar", () => {
+  it("restores files, executables, empty directories and symlinks, in any chunking", async () => {
+    for (const cuts of [[], [1, 2, 3, 100, 101, 5000], Array.from({ length: 60 }, (_, i) => i * 97)]) {
+      const parent = freshParent()
+      const target = join(parent, "out")
+      const result = await restore(chunked(treeNar, cuts), target)
+      expect(result._tag).toBe("Success")
+      expect(readdirSync(parent)).toEqual(["out"])
+      expect(readFileSync(join(target, "file"), "utf8")).toBe("hello")
+      expect(lstatSync(join(target, "bin/tool")).mode & 0o111).toBe(0o111)
+      expect(lstatSync(join(target, "file")).mode & 0o111).toBe(0)
+      expect(readdirSync(join(target, "empty"))).toEqual([])
+      expect(readlinkSync(join(target, "link"))).toBe("file")
+      expect((await collectBytes(narFromPath(target))).equals(treeNar)).toBe(true)
+    }
+  })
+
+  it("restores a single file and a single symlink as the root", async () => {
+    const parent = freshParent()
+    expect((await restore(Result.getOrThrow(Dump.toNar(Dump.regular("x", true))), join(parent, "f")))._tag).toBe("Success")
+    expect(readFileSync(join(parent, "f"), "utf8")).toBe("x")
+    expect(lstatSync(join(parent, "f")).mode & 0o100).toBe(0o100)
+    expect((await restore(Result.getOrThrow(Dump.toNar(Dump.symlink("/etc"))), join(parent, "l")))._tag).toBe("Success")
+    expect(readlinkSync(join(parent, "l"))).toBe("/etc")
+  })
+
+  it("never replaces an existing target (a file, a directory or a dangling symlink)", async () => {
+    const parent = freshParent()
+    writeFileSync(join(parent, "file"), "keep")
+    mkdirSync(join(parent, "dir"))
+    symlinkSync("nowhere", join(parent, "dangling"))
+    for (const name of ["file", "dir", "dangling"]) {
+      const result = await restore(treeNar, join(parent, name))
+      expect(result._tag === "Failure" && result.failure).toBeInstanceOf(TargetExists)
+    }
+    expect(readFileSync(join(parent, "file"), "utf8")).toBe("keep")
+    expect(readdirSync(join(parent, "dir"))).toEqual([])
+    expect(readdirSync(parent).sort()).toEqual(["dangling", "dir", "file"])
+  })
+
+  it("a malformed archive fails with BadNar and leaves nothing behind, even after files were written", async () => {
+    const cases = [
+      treeNar.subarray(0, treeNar.length - 20), // truncated after everything was written
+      treeNar.subarray(0, 700),
+      new NarBuilder().magic().openDir().entry("a", (x) => x.file("1")).entry("..", (x) => x.file("evil")).close().bytes(),
+      new NarBuilder().magic().openDir().entry("a", (x) => x.file("1")).entry("../escape", (x) => x.file("evil")).close().bytes(),
+      new NarBuilder().magic().openDir().entry("a", (x) => x.file("1")).entry("b/c", (x) => x.file("evil")).close().bytes()
+    ]
+    for (const nar of cases) {
+      const parent = freshParent()
+      const result = await restore(chunked(nar, [200, 400]), join(parent, "out"))
+      expect(result._tag === "Failure" && result.failure).toBeInstanceOf(BadNar)
+      expect(readdirSync(parent)).toEqual([])
+    }
+    expect(readdirSync(scratch).some((n) => n.includes("escape") || n.includes("evil"))).toBe(false)
+  })
+
+  it("cannot write through a symlink it created: a second entry of the same name is rejected", async () => {
+    const outside = freshParent()
+    const parent = freshParent()
+    for (const second of [(x: NarBuilder) => x.file("evil"), (x: NarBuilder) => x.openDir().entry("f", (y) => y.file("evil")).close()]) {
+      const nar = new NarBuilder().magic().openDir().entry("link", (x) => x.symlink(outside)).entry("link", second).close().bytes()
+      const result = await restore(nar, join(parent, "out"))
+      expect(result._tag === "Failure" && result.failure).toBeInstanceOf(BadNar)
+    }
+    expect(readdirSync(outside)).toEqual([])
+    expect(readdirSync(parent)).toEqual([])
+  })
+
+  it("an interrupted restore removes its temporary tree", async () => {
+    const parent = freshParent()
+    const program = Effect.gen(function*() {
+      const firstChunkDone = yield* Deferred.make<void>()
+      // half the archive, then a signal once the restore asks for more, then nothing ever again
+      const input = Stream.concat(
+        Stream.make(treeNar.subarray(0, 600)),
+        Stream.concat(Stream.fromEffect(Deferred.succeed(firstChunkDone, undefined)).pipe(Stream.drain), Stream.never)
+      )
+      const fiber = yield* Effect.forkChild(restoreNar(input, join(parent, "out")))
+      yield* Deferred.await(firstChunkDone)
+      const during = readdirSync(parent)
+      yield* Fiber.interrupt(fiber)
+      return during
+    })
+    const during = await Effect.runPromise(program)
+    expect(during.length).toBe(1)
+    expect(during[0]).toMatch(/^\.out\.restore-/)
+    expect(readdirSync(parent)).toEqual([])
+  })
+})
