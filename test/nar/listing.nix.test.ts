@@ -10,6 +10,7 @@ import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import * as Dump from "../../src/nar/dump.ts"
 import { decodeNarBytes } from "../../src/nar/decode.ts"
+import * as Ev from "../../src/nar/events.ts"
 import { findNode, ListingBuilder, listingFile, listingJson, listingOfEvents, narListing, type ListingNode } from "../../src/nar/listing.ts"
 import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 import { arbTree, chunked, makeKitchenSink, writeDump } from "./support.ts"
@@ -98,12 +99,13 @@ describe("ListingBuilder", () => {
   })
 
   it("rejects event sequences that are not a NAR", async () => {
-    const bad = [
-      [{ _tag: "DirectoryEnd" }],
-      [{ _tag: "Directory" }, { _tag: "File", executable: false, size: 0 }],
-      [{ _tag: "Directory" }],
-      [{ _tag: "Symlink", target: new Uint8Array([1]) }, { _tag: "Symlink", target: new Uint8Array([1]) }]
-    ] as const
+    const bad: ReadonlyArray<ReadonlyArray<Ev.NarEvent>> = [
+      [Ev.directoryEnd],
+      [Ev.directory, Ev.file(0)],
+      [Ev.directory],
+      [Ev.symlink("x"), Ev.symlink("y")],
+      [Ev.contents(new Uint8Array(1))]
+    ]
     for (const events of bad) {
       const result = await Effect.runPromise(Effect.result(listingOfEvents(Stream.fromIterable(events))))
       expect(result._tag).toBe("Failure")
