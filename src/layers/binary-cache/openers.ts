@@ -25,7 +25,7 @@ export const openHttpCache: StoreOpener = (uri) => Effect.gen(function*() {
   const options = yield* parseBinaryCacheOptions(uri, ["read-only", "timeout"])
   const spoolDir = join(tmpdir(), "b3-upload-spool")
   const timeoutParam = uri.params.get("timeout")
-  const seconds = timeoutParam === undefined ? undefined : Number(timeoutParam)
+  const seconds = timeoutParam === undefined || timeoutParam === null ? undefined : Number(timeoutParam)
   if (seconds !== undefined && !(seconds > 0)) {
     return yield* new BadStoreUri({ uri: uri.raw, reason: `timeout must be a positive number of seconds, not '${timeoutParam}'` })
   }
