@@ -19,6 +19,8 @@ const exitCodeByTag: Record<string, ExitCode> = {
   InvalidCacheInfo: ExitCode.badInput,
   InvalidKey: ExitCode.badInput,
   BadNar: ExitCode.badInput,
+  TargetExists: ExitCode.badInput,
+  UnsupportedFileType: ExitCode.badInput,
   UsageError: ExitCode.badInput,
   BadStoreUri: ExitCode.badInput,
   PathNotValid: ExitCode.notFound,

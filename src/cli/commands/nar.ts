@@ -1,17 +1,21 @@
 /** `b3 nar dump|restore|ls|cat`: NAR archives on the command line (like `nix-store --dump/--restore`, `nix nar ls/cat`). */
-import { Console, Effect, Stream } from "effect"
+import { Effect, Schema, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { createReadStream } from "node:fs"
 import { resolve } from "node:path"
-import * as NodeStream from "@effect/platform-node/NodeStream"
+import { NodeStream } from "@effect/platform-node"
 import * as StorePath from "../../core/store-path.ts"
-import { decodeNar, FileNotFound, narFromPath, restoreNar } from "../../nar/index.ts"
+import { decodeNar, FileNotFound, findNode, listingJson, narFromPath, narListing, restoreNar, type ListingNode } from "../../nar/index.ts"
 import type { NarEvent } from "../../nar/events.ts"
 import { StoreIoError } from "../../services/errors.ts"
 import { fromResult } from "../effect-result.ts"
 import { jsonFlag, switchFlag } from "../flags.ts"
 import { openCliStore } from "../open-store.ts"
 import { readStdin, writeStdout } from "../stdio.ts"
+
+class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { reason: Schema.String }) {
+  override get message() { return this.reason }
+}
 
 const dump = Command.make("dump", {
   store: Flag.String("store").pipe(Flag.optional, Flag.withDescription("dump a store path of this store (any store URI) instead of a file-system path")),
@@ -34,43 +38,48 @@ const narFile = (file: string) => NodeStream.fromReadable({
     : new StoreIoError({ store: file, operation: "read", reason: e instanceof Error ? e.message : String(e) })
 })
 
-interface Entry { readonly path: string; readonly type: "regular" | "directory" | "symlink"; readonly size?: number; readonly executable?: boolean; readonly target?: string }
+const slash = Buffer.from("/")
+const newline = Buffer.from("\n")
 
-/** Walks a NAR's events, giving each node its path inside the archive ("" for the root). */
-const entries = <E>(nar: Stream.Stream<Uint8Array, E>) => Stream.suspend(() => {
-  const dirs: Array<string> = []
-  let pending = ""
-  const utf8 = new TextDecoder()
-  return decodeNar(nar).pipe(Stream.map((event: NarEvent): ReadonlyArray<Entry> => {
-    switch (event._tag) {
-      case "Directory": dirs.push(pending); return [{ path: pending, type: "directory" as const }]
-      case "Entry": pending = `${dirs[dirs.length - 1]}/${utf8.decode(event.name)}`; return []
-      case "DirectoryEnd": dirs.pop(); return []
-      case "File": return [{ path: pending, type: "regular" as const, size: event.size, executable: event.executable }]
-      case "Symlink": return [{ path: pending, type: "symlink" as const, target: utf8.decode(event.target) }]
-      default: return []
-    }
-  }), Stream.flattenIterable)
-})
+/** Text lines exactly as `nix nar ls [-l] [-R] [-d]` prints them (names are raw bytes). */
+const listText = (node: ListingNode, inside: string, options: { readonly long: boolean; readonly recursive: boolean; readonly directory: boolean }): Array<Buffer> => {
+  const lines: Array<Buffer> = []
+  const showFile = (n: ListingNode, rel: Buffer) => {
+    if (options.long) {
+      const kind = n.type === "regular" ? (n.executable ? "-r-xr-xr-x" : "-r--r--r--") : n.type === "symlink" ? "lrwxrwxrwx" : "dr-xr-xr-x"
+      const size = n.type === "regular" ? n.size : 0
+      lines.push(Buffer.from(`${kind} ${String(size).padStart(20)} `), rel)
+      if (n.type === "symlink") lines.push(Buffer.from(" -> "), Buffer.from(n.target))
+    } else lines.push(rel)
+    lines.push(newline)
+    if (options.recursive && n.type === "directory") doPath(n, rel, false)
+  }
+  const doPath = (n: ListingNode, rel: Buffer, showDirectory: boolean) => {
+    if (n.type === "directory" && !showDirectory) for (const [name, child] of n.entries) showFile(child, Buffer.concat([rel, slash, name]))
+    else showFile(n, rel)
+  }
+  const base = inside.split("/").filter((p) => p !== "").pop() ?? ""
+  doPath(node, Buffer.from(node.type === "directory" ? "." : base), options.directory)
+  return lines
+}
 
 const ls = Command.make("ls", {
   json: jsonFlag,
-  recursive: switchFlag("recursive", "list everything below the path"),
+  recursive: switchFlag("recursive", "list subdirectories recursively").pipe(Flag.withAlias("R")),
+  long: switchFlag("long", "show type, permissions and size").pipe(Flag.withAlias("l")),
+  directory: switchFlag("directory", "show directories rather than their contents").pipe(Flag.withAlias("d")),
   file: Argument.String("nar-file"),
   inside: Argument.String("path-inside").pipe(Argument.withDefault("/"))
 }, (args) => Effect.gen(function*() {
-  const prefix = args.inside === "/" ? "" : args.inside.replace(/\/$/, "")
-  const all = yield* Stream.runCollect(entries(narFile(args.file)))
-  const selected = [...all].filter((e) => e.path === prefix || (e.path.startsWith(prefix + "/") &&
-    (args.recursive || !e.path.slice(prefix.length + 1).includes("/"))))
-  if (selected.length === 0) return yield* new FileNotFound({ path: `${args.file}:${args.inside}` })
-  if (args.json) { yield* Console.log(JSON.stringify(selected)); return }
-  for (const e of selected) {
-    if (e.path === prefix && e.type === "directory" && selected.length > 1) continue
-    const kind = e.type === "directory" ? "dr-xr-xr-x" : e.type === "symlink" ? "lrwxrwxrwx" : e.executable ? "-r-xr-xr-x" : "-r--r--r--"
-    yield* Console.log(`${kind} ${String(e.size ?? 0).padStart(12)} ${e.path || "/"}${e.target !== undefined ? ` -> ${e.target}` : ""}`)
-  }
-})).pipe(Command.withDescription("List the contents of a NAR file (like `nix nar ls`)."))
+  if (args.json && args.directory) return yield* new UsageError({ reason: "'--directory' is useless with '--json'" })
+  const listing = yield* narListing(narFile(args.file))
+  const node = findNode(listing, args.inside)
+  if (node === undefined) return yield* new FileNotFound({ path: `${args.file}:${args.inside}` })
+  const out = args.json
+    ? [Buffer.from(listingJson(node, { recursive: args.recursive })), newline]
+    : listText(node, args.inside, args)
+  yield* writeStdout(Stream.make(Buffer.concat(out)))
+})).pipe(Command.withDescription("List the contents of a NAR file (like `nix nar ls`; --json prints the listing Nix publishes in binary caches)."))
 
 const cat = Command.make("cat", {
   file: Argument.String("nar-file"),
