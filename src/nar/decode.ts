@@ -6,6 +6,8 @@
  *
  * Memory is bounded by the limits, never by a length field: file contents are passed through as
  * subarrays of the input chunks, names and targets are capped, tokens are checked by length first.
+ * The decoder keeps no reference to a chunk after `push` returns (so a caller may refill it), but
+ * the `Contents` events it emitted are views of it: consume them first.
  */
 import { Stream } from "effect"
 import { BadNar } from "./errors.ts"
@@ -44,6 +46,9 @@ const describe = (state: number): string => {
   const names = expected[state]!.map((t) => `'${new TextDecoder().decode(t)}'`)
   return names.length === 1 ? names[0]! : `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`
 }
+
+/** A copy (not a view: `Buffer#slice` would share the caller's memory). */
+const copyOf = (bytes: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(bytes)
 
 /** A u64 length field in decimal, exact even above 2^53. */
 const exactU64 = (lo: number, hi: number): string => ((BigInt(hi) << 32n) | BigInt(lo)).toString()
@@ -164,6 +169,11 @@ export class NarDecoder {
         }
       }
     }
+    if (this.view !== undefined) {
+      // a string read whole from this chunk still waits for its padding: keep a copy, the caller may reuse the chunk
+      this.scratch.set(this.view, 0)
+      this.view = undefined
+    }
     this.base += n
     return undefined
   }
@@ -242,7 +252,7 @@ export class NarDecoder {
           if (order === 0) return this.fail(this.fieldOffset, `duplicate entry name '${new TextDecoder().decode(s)}'`)
           if (order > 0) return this.fail(this.fieldOffset, `entry '${new TextDecoder().decode(s)}' is out of order (names must be sorted bytewise)`)
         }
-        const name = s.slice()
+        const name = copyOf(s)
         this.prevNames[depth] = name
         out.push({ _tag: "Entry", name })
         this.state = NODE_KW
@@ -251,7 +261,7 @@ export class NarDecoder {
       case TARGET: {
         const reason = Ev.invalidTargetReason(s, this.limits.maxTargetLength)
         if (reason) return this.fail(this.fieldOffset, reason)
-        out.push({ _tag: "Symlink", target: s.slice() })
+        out.push({ _tag: "Symlink", target: copyOf(s) })
         this.state = NODE_CLOSE
         return undefined
       }

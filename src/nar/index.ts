@@ -6,7 +6,7 @@ export { NarEncoder, encodeNar, encodeNarBytes } from "./encode.ts"
 export * as Dump from "./dump.ts"
 export { narFromPath, narDigestOfPath, forEachNarChunk, type DumpOptions } from "./from-path.ts"
 export { narHashAndSize, narHashSink, tapHash, type NarDigest } from "./digest.ts"
-export { restoreNar } from "./restore.ts"
+export { restoreNar, restoreNarFromFd } from "./restore.ts"
 export { ReferenceScanner, scanReferences } from "./references.ts"
 export { HashRewriter, rewriteBytes, rewriteHashParts } from "./rewrite.ts"
 export {

@@ -28,7 +28,8 @@ export class ReferenceScanner {
       this.#scan(boundary, 0, this.#tail.length)
     }
     this.#scan(chunk, 0, chunk.length)
-    if (chunk.length >= hashLength - 1) this.#tail = chunk.slice(chunk.length - (hashLength - 1))
+    // a copy: the caller may reuse the chunk (and Buffer#slice would not copy)
+    if (chunk.length >= hashLength - 1) this.#tail = Uint8Array.prototype.slice.call(chunk, chunk.length - (hashLength - 1))
     else {
       const joined = concat(this.#tail, chunk)
       this.#tail = joined.slice(Math.max(0, joined.length - (hashLength - 1)))

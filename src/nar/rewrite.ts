@@ -89,7 +89,7 @@ export class HashRewriter {
     buf.set(chunk, this.carry.length)
     const next = this.rules.size === 0 ? Math.max(0, buf.length - this.length + 1) : this.scan(buf)
     if (next > 0) out.push(buf.subarray(0, next))
-    this.carry = buf.slice(next)
+    this.carry = buf.slice(next) // `buf` is a plain Uint8Array: slice copies
     return undefined
   }
 

@@ -55,7 +55,8 @@ export class WorkerPool {
     if (this.slots.length > 0) return
     const source = workerSource(this.limits)
     for (let i = 0; i < this.size; i++) {
-      const worker = new Worker(source, { eval: true })
+      // trackUnmanagedFds off: big files' descriptors are opened here and closed by the coordinator
+      const worker = new Worker(source, { eval: true, trackUnmanagedFds: false })
       const slot: Slot = { worker, ready: false, busy: 0 }
       worker.on("online", () => { slot.ready = true })
       worker.on("message", (msg: { id: number; result: DirJobResult }) => {
@@ -105,8 +106,11 @@ export class WorkerPool {
 
 let shared: WorkerPool | undefined
 
-/** The process-wide pool (created on first call; the limits of the first call win). */
-export const sharedPool = (limits: JobLimits, size = Math.max(1, Math.min(4, availableParallelism()))): WorkerPool => {
+/**
+ * The process-wide pool (created on first call; the limits of the first call win). One worker per
+ * core but one: the coordinating thread runs jobs too.
+ */
+export const sharedPool = (limits: JobLimits, size = Math.max(1, Math.min(4, availableParallelism() - 1))): WorkerPool => {
   shared ??= new WorkerPool(size, limits)
   return shared
 }

@@ -119,6 +119,15 @@ describe("ReferenceScanner", () => {
       for (const chunk of chunked(input, cuts)) scanner.push(chunk)
       expect([...scanner.found()].sort()).toEqual(naiveScan(input, keys).sort())
       expect([...scanReferences(input, keys)].sort()).toEqual(naiveScan(input, keys).sort())
+      // the same when every chunk arrives in one reused Buffer
+      const reused = new ReferenceScanner(keys)
+      const buffer = Buffer.alloc(input.length)
+      for (const chunk of chunked(input, cuts)) {
+        buffer.fill(0x41)
+        buffer.set(chunk)
+        reused.push(buffer.subarray(0, chunk.length))
+      }
+      expect([...reused.found()].sort()).toEqual(naiveScan(input, keys).sort())
     }), { numRuns: 1000 })
   })
 })

@@ -1,27 +1,53 @@
 /** `b3 nar dump|restore|ls|cat`: NAR archives on the command line (like `nix-store --dump/--restore`, `nix nar ls/cat`). */
 import { Effect, Schema, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { createReadStream } from "node:fs"
+import { createReadStream, writeSync } from "node:fs"
 import { resolve } from "node:path"
 import { NodeStream } from "@effect/platform-node"
 import * as StorePath from "../../core/store-path.ts"
-import { decodeNar, FileNotFound, findNode, listingJson, narFromPath, narListing, restoreNar, type ListingNode } from "../../nar/index.ts"
+import { decodeNar, FileNotFound, findNode, forEachNarChunk, listingJson, narListing, restoreNarFromFd, type ListingNode } from "../../nar/index.ts"
 import type { NarEvent } from "../../nar/events.ts"
 import { StoreIoError } from "../../services/errors.ts"
 import { fromResult } from "../effect-result.ts"
 import { jsonFlag, switchFlag } from "../flags.ts"
 import { openCliStore } from "../open-store.ts"
-import { readStdin, writeStdout } from "../stdio.ts"
+import { writeStdout } from "../stdio.ts"
 
 class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { reason: Schema.String }) {
   override get message() { return this.reason }
+}
+
+const stdoutError = (e: unknown) =>
+  new StoreIoError({
+    store: "stdout",
+    operation: "write",
+    reason: (e as NodeJS.ErrnoException).code === "EPIPE" ? "the reader closed the pipe" : e instanceof Error ? e.message : String(e)
+  })
+
+/**
+ * Writes a chunk to stdout before returning (so its buffer can be reused): plain blocking writes to
+ * fd 1, the fastest way into a pipe or file; a non-blocking stdout that is full goes through
+ * process.stdout, and the chunk is released once that write has been flushed.
+ */
+const writeToStdout = (chunk: Uint8Array): StoreIoError | undefined | Promise<StoreIoError | undefined> => {
+  let done = 0
+  while (done < chunk.length) {
+    try {
+      done += writeSync(1, chunk, done, chunk.length - done)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") return stdoutError(e)
+      const rest = chunk.subarray(done)
+      return new Promise((resolve) => process.stdout.write(rest, (error) => resolve(error ? stdoutError(error) : undefined)))
+    }
+  }
+  return undefined
 }
 
 const dump = Command.make("dump", {
   store: Flag.String("store").pipe(Flag.optional, Flag.withDescription("dump a store path of this store (any store URI) instead of a file-system path")),
   path: Argument.String("path").pipe(Argument.withDescription("file-system path, or store path with --store"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
-  if (args.store._tag === "None") return yield* writeStdout(narFromPath(resolve(args.path)))
+  if (args.store._tag === "None") return yield* forEachNarChunk(resolve(args.path), writeToStdout)
   const store = yield* openCliStore(args.store.value)
   const path = yield* fromResult(StorePath.parse(args.path, store.read.storeDir))
   yield* writeStdout(store.read.narFromPath(path))
@@ -29,7 +55,7 @@ const dump = Command.make("dump", {
 
 const restore = Command.make("restore", {
   dir: Argument.String("dir").pipe(Argument.withDescription("where to unpack; must not exist"))
-}, (args) => restoreNar(readStdin, resolve(args.dir))).pipe(
+}, (args) => restoreNarFromFd(0, resolve(args.dir))).pipe(
   Command.withDescription("Unpack a NAR from stdin into a new directory (like `nix-store --restore`); nothing is left behind on failure."))
 
 const narFile = (file: string) => NodeStream.fromReadable({
