@@ -4,10 +4,12 @@
  * devices are refused.
  *
  * How it is fast: a tree is cut into directory jobs (dir-job.ts) that worker threads run in
- * parallel (listing, opening and reading small files is syscall-bound), while this thread emits
- * their output in NAR order and streams big files with reads kept two ahead. Small trees never
- * start workers: jobs run inline until they have taken a while. Memory stays bounded: only a
- * window of jobs ahead of the output is scheduled.
+ * parallel with this one (listing, opening and reading small files is syscall-bound), while this
+ * thread emits their output in NAR order and streams big files: for consumers that keep chunks,
+ * with asynchronous reads kept two ahead; for consumers that do not (hashing, writing out), with
+ * synchronous reads into one reused buffer. Small trees never start workers: jobs run inline until
+ * they have taken a while. Memory stays bounded: only a window of jobs ahead of the output is
+ * scheduled, and their buffers are recycled.
  */
 import { Array as Arr, Cause, Channel, Effect, Pull, Scope, Stream } from "effect"
 import * as fs from "node:fs"
@@ -25,7 +27,7 @@ export interface DumpOptions {
    * memory per chunk), but only for consumers that never keep a chunk (hashing, writing out).
    */
   readonly reuseBuffers?: boolean
-  /** Maximum worker threads (default: the shared pool, up to 4); 0 runs everything on this thread. */
+  /** Worker threads (default: the shared pool, one per core but one, at most 4); 0 runs everything on this thread. */
   readonly workers?: number
 }
 
@@ -174,8 +176,12 @@ class DumpRun {
   private submit(node: JobNode): void {
     node.submitted = true
     this.ahead++
-    this.stats.worker++
-    node.promise = this.pool!.run(node.job, this.free.pop()).then((result) => { this.settle(node, result); return result })
+    node.promise = this.pool!.run(node.job, this.free.pop()).then((result) => {
+      // a worker that died (or never started) is not the tree's fault: do its job here
+      const final = result.failure?.code === "EWORKER" ? runInline(node.job) : result
+      this.settle(node, final)
+      return final
+    })
   }
 
   /** Keeps idle workers busy with the next jobs in NAR order, within the look-ahead window. */
@@ -194,7 +200,6 @@ class DumpRun {
     const t0 = performance.now()
     node.submitted = true
     this.ahead++
-    this.stats.inline++
     this.settle(node, runInline(node.job, this.free.pop()))
     this.inlineMs += performance.now() - t0
   }
@@ -307,7 +312,6 @@ class DumpRun {
     }
   }
 
-  stats = { inline: 0, worker: 0, waitMs: 0 }
   async *chunks(root: string): AsyncGenerator<Uint8Array, NarFsError | undefined> {
     let st: fs.Stats
     try {
@@ -378,7 +382,7 @@ class DumpRun {
     while (stack.length > 0) {
       const frame = stack[stack.length - 1]!
       let result = frame.node.result
-      if (!result) { const t0 = performance.now(); result = await this.need(frame.node); this.stats.waitMs += performance.now() - t0 }
+      if (!result) result = await this.need(frame.node)
       if (result.failure) return failureError(result.failure)
       const segments = result.segments
       if (frame.seg < segments.length) {
@@ -403,7 +407,6 @@ class DumpRun {
       stack.pop()
       yield NarWriter.seq.close
     }
-    if (process.env.B3_NAR_DEBUG) console.error(this.stats, this.inlineMs)
     return undefined
   }
 }

@@ -9,9 +9,10 @@ import { Worker } from "node:worker_threads"
 import { directoryJobRunner, type DirJob, type DirJobResult, type JobLimits } from "./dir-job.ts"
 import { narWriterClass } from "./nar-writer.ts"
 
+// getBuiltinModule, not require: the eval'd source is ESM when the parent runs with --input-type=module
 const workerSource = (limits: JobLimits): string => `
-const fs = require("node:fs")
-const { parentPort } = require("node:worker_threads")
+const fs = process.getBuiltinModule("node:fs")
+const { parentPort } = process.getBuiltinModule("node:worker_threads")
 const NarWriter = (${narWriterClass.toString()})()
 const run = (${directoryJobRunner.toString()})(fs, NarWriter, ${JSON.stringify(limits)})
 parentPort.on("message", ({ id, job, buffer }) => {
@@ -44,6 +45,9 @@ export class WorkerPool {
   private readonly slots: Array<Slot> = []
   private readonly waiters = new Map<number, Waiter>()
   private nextId = 0
+  /** workers that came online or failed, and who waits for all of them */
+  private settled = 0
+  private readonly readyWaiters: Array<() => void> = []
 
   constructor(size: number, limits: JobLimits) {
     this.size = size
@@ -58,7 +62,13 @@ export class WorkerPool {
       // trackUnmanagedFds off: big files' descriptors are opened here and closed by the coordinator
       const worker = new Worker(source, { eval: true, trackUnmanagedFds: false })
       const slot: Slot = { worker, ready: false, busy: 0 }
-      worker.on("online", () => { slot.ready = true })
+      let counted = false
+      const settle = () => {
+        if (counted) return
+        counted = true
+        if (++this.settled === this.size) for (const resolve of this.readyWaiters.splice(0)) resolve()
+      }
+      worker.on("online", () => { slot.ready = true; settle() })
       worker.on("message", (msg: { id: number; result: DirJobResult }) => {
         const waiter = this.waiters.get(msg.id)
         if (!waiter) return
@@ -68,6 +78,7 @@ export class WorkerPool {
       })
       const fail = (reason: string) => {
         slot.ready = false // never picked again: the coordinator runs jobs itself when no worker is idle
+        settle()
         for (const [id, waiter] of this.waiters) {
           if (waiter.slot !== slot) continue
           this.waiters.delete(id)
@@ -82,6 +93,16 @@ export class WorkerPool {
   }
 
   get started(): boolean { return this.slots.length > 0 }
+
+  /** Resolves once every worker has come online or failed (after `start`); the workers keep the process alive meanwhile. */
+  whenReady(): Promise<void> {
+    if (this.settled === this.size) return Promise.resolve()
+    for (const slot of this.slots) slot.worker.ref()
+    return new Promise((resolve) => this.readyWaiters.push(() => {
+      for (const slot of this.slots) if (slot.busy === 0) slot.worker.unref()
+      resolve()
+    }))
+  }
 
   /** A worker that can take a job now, if any. */
   private idleSlot(): Slot | undefined {
@@ -104,13 +125,17 @@ export class WorkerPool {
   }
 }
 
-let shared: WorkerPool | undefined
+const shared = new Map<number, WorkerPool>()
 
 /**
- * The process-wide pool (created on first call; the limits of the first call win). One worker per
- * core but one: the coordinating thread runs jobs too.
+ * The process-wide pool of `size` workers (made on first request; the limits of the first call
+ * win). The default is one worker per core but one: the coordinating thread runs jobs too.
  */
 export const sharedPool = (limits: JobLimits, size = Math.max(1, Math.min(4, availableParallelism() - 1))): WorkerPool => {
-  shared ??= new WorkerPool(size, limits)
-  return shared
+  let pool = shared.get(size)
+  if (pool === undefined) {
+    pool = new WorkerPool(size, limits)
+    shared.set(size, pool)
+  }
+  return pool
 }

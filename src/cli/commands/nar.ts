@@ -43,11 +43,44 @@ const writeToStdout = (chunk: Uint8Array): StoreIoError | undefined | Promise<St
   return undefined
 }
 
+/** Collects small chunks into writes of about 256 KiB (many small pipe writes cost more than copying). */
+class CoalescingStdout {
+  private readonly buffer = Buffer.allocUnsafe(256 * 1024)
+  private used = 0
+
+  write = (chunk: Uint8Array): StoreIoError | undefined | Promise<StoreIoError | undefined> => {
+    if (this.used + chunk.length <= this.buffer.length) {
+      this.buffer.set(chunk, this.used)
+      this.used += chunk.length
+      return undefined
+    }
+    const flushed = this.flush()
+    const next = () => chunk.length > this.buffer.length ? writeToStdout(chunk) : this.write(chunk)
+    if (flushed === undefined) return next()
+    return flushed instanceof Promise ? flushed.then((e) => e ?? next()) : flushed
+  }
+
+  flush(): StoreIoError | undefined | Promise<StoreIoError | undefined> {
+    const pending = this.buffer.subarray(0, this.used)
+    this.used = 0
+    return pending.length > 0 ? writeToStdout(pending) : undefined
+  }
+}
+
+/** The NAR of a file-system path to stdout, through reused buffers. */
+const dumpToStdout = (path: string) => Effect.gen(function*() {
+  const out = new CoalescingStdout()
+  yield* forEachNarChunk(path, out.write)
+  const last = out.flush()
+  const error = last instanceof Promise ? yield* Effect.promise(() => last) : last
+  if (error) return yield* error
+})
+
 const dump = Command.make("dump", {
   store: Flag.String("store").pipe(Flag.optional, Flag.withDescription("dump a store path of this store (any store URI) instead of a file-system path")),
   path: Argument.String("path").pipe(Argument.withDescription("file-system path, or store path with --store"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
-  if (args.store._tag === "None") return yield* forEachNarChunk(resolve(args.path), writeToStdout)
+  if (args.store._tag === "None") return yield* dumpToStdout(resolve(args.path))
   const store = yield* openCliStore(args.store.value)
   const path = yield* fromResult(StorePath.parse(args.path, store.read.storeDir))
   yield* writeStdout(store.read.narFromPath(path))
