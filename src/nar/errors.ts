@@ -59,7 +59,8 @@ export const fsError = (error: unknown, operation: string, path: string): NarIoE
   const e = error as { code?: unknown; message?: unknown }
   const code = typeof e?.code === "string" ? e.code : "EUNKNOWN"
   const message = typeof e?.message === "string" ? e.message : String(error)
-  // node's messages repeat the syscall and path; keep the errno description only
-  const reason = message.replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "")
-  return new NarIoError({ path, operation, code, reason })
+  return new NarIoError({ path, operation, code, reason: errnoDescription(message) })
 }
+
+/** Node's fs messages repeat the errno name, syscall and path ("ENOENT: no such file…, open '/x'"): keep the description. */
+export const errnoDescription = (message: string): string => message.replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "")

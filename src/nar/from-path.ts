@@ -17,7 +17,7 @@ import { setImmediate as nextTurn } from "node:timers/promises"
 import * as Hash from "../core/hash.ts"
 import type { NarDigest } from "./digest.ts"
 import { directoryJobRunner, type BigFileMark, type DirJob, type DirJobResult, type FsPath, type JobFailure, type JobLimits } from "./dir-job.ts"
-import { fsError, FileNotFound, NarIoError, UnsupportedFileType, type NarFsError } from "./errors.ts"
+import { errnoDescription, fsError, FileNotFound, NarIoError, UnsupportedFileType, type NarFsError } from "./errors.ts"
 import { NarWriter } from "./nar-writer.ts"
 import { sharedPool, type WorkerPool } from "./worker-pool.ts"
 
@@ -110,7 +110,7 @@ const showPath = (p: FsPath) => typeof p === "string" ? p : Buffer.from(p).toStr
 const failureError = (f: JobFailure): NarFsError =>
   f.type === "unsupported"
     ? new UnsupportedFileType({ path: f.path, kind: f.message })
-    : new NarIoError({ path: f.path, operation: f.operation, code: f.code, reason: f.message.replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "") })
+    : new NarIoError({ path: f.path, operation: f.operation, code: f.code, reason: errnoDescription(f.message) })
 
 const closeMarks = (result: DirJobResult | undefined) => {
   if (!result) return
