@@ -10,7 +10,7 @@ import { join } from "node:path"
 import { createInterface } from "node:readline"
 import * as StorePath from "../../src/core/store-path.ts"
 import { b3, b3Bin, runB3 } from "../support/b3.ts"
-import { addClosureOver, makeCacheKey } from "../support/closure.ts"
+import { addClosureOver, makeCacheKey, writeToolTree } from "../support/closure.ts"
 import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 
 const scratch = makeScratch()
@@ -23,13 +23,7 @@ beforeAll(async () => {
   const key = makeCacheKey(scratch, "b3-test-1")
   sk = key.secretKeyFile
   pk = key.publicKey
-  const tree = join(scratch, "tree")
-  mkdirSync(join(tree, "bin"), { recursive: true })
-  writeFileSync(join(tree, "bin/tool"), "#!/bin/sh\necho tool\n")
-  chmodSync(join(tree, "bin/tool"), 0o755)
-  writeFileSync(join(tree, "data"), Buffer.alloc(300_000, 42))
-  symlinkSync("bin/tool", join(tree, "link"))
-  closure = await addClosureOver(source, b3(["store", "add", "--store", source, tree]), "tree")
+  closure = await addClosureOver(source, b3(["store", "add", "--store", source, writeToolTree(join(scratch, "tree"))]), "tree")
 })
 afterAll(() => removeScratch(scratch))
 

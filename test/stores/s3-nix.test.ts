@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { b3 } from "../support/b3.ts"
-import { addClosureOver, makeCacheKey } from "../support/closure.ts"
+import { addClosureOver, makeCacheKey, writeToolTree } from "../support/closure.ts"
 import { makeScratch, nixBytes, nixEnv, removeScratch } from "../support/nix.ts"
 import { runB3Async, s3Env } from "../support/s3-cli.ts"
 import { startS3Server, type S3TestServer } from "../support/s3-server.ts"
@@ -39,13 +39,7 @@ const dumpOf = (root: string, path: string) => nixBytes("nix", ["store", "dump-p
 beforeAll(async () => {
   server = await startS3Server(join(scratch, "s3"))
   ;({ secretKeyFile: sk, publicKey: pk } = makeCacheKey(scratch, "b3-s3-nix-1"))
-  const dir = join(scratch, "tree")
-  mkdirSync(join(dir, "bin"), { recursive: true })
-  writeFileSync(join(dir, "bin/tool"), "#!/bin/sh\necho tool\n")
-  chmodSync(join(dir, "bin/tool"), 0o755)
-  writeFileSync(join(dir, "data"), Buffer.alloc(300_000, 42))
-  symlinkSync("bin/tool", join(dir, "link"))
-  tree = b3(["store", "add", "--store", source, dir])
+  tree = b3(["store", "add", "--store", source, writeToolTree(join(scratch, "tree"))])
   ;({ top, all: closure } = await addClosureOver(source, tree, "tree"))
 }, 60_000)
 

@@ -4,7 +4,7 @@
  * text path, which refers to the given path. Plus a Nix signing key pair for the cache.
  */
 import { Effect, Stream } from "effect"
-import { readFileSync } from "node:fs"
+import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
@@ -36,4 +36,14 @@ export const makeCacheKey = (dir: string, name: string): { secretKeyFile: string
   const secretKeyFile = join(dir, `${name}.sk`)
   nix("nix-store", ["--generate-binary-cache-key", name, secretKeyFile, join(dir, `${name}.pk`)])
   return { secretKeyFile, publicKey: readFileSync(join(dir, `${name}.pk`), "utf8").trim() }
+}
+
+/** A small tree with an executable, a 300 kB file and a symlink, written at `dir`; returns `dir`. */
+export const writeToolTree = (dir: string): string => {
+  mkdirSync(join(dir, "bin"), { recursive: true })
+  writeFileSync(join(dir, "bin/tool"), "#!/bin/sh\necho tool\n")
+  chmodSync(join(dir, "bin/tool"), 0o755)
+  writeFileSync(join(dir, "data"), Buffer.alloc(300_000, 42))
+  symlinkSync("bin/tool", join(dir, "link"))
+  return dir
 }
