@@ -12,26 +12,39 @@ import type { StoreWriteApi } from "../services/store-write.ts"
 
 const invalid = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason: `invalid derivation: ${reason}`, logTail: "" })
 
-/** Adds one `.drv` (its inputs must be valid already) and gives its store path. */
+/**
+ * Adds `.drv` text as the derivation `name` (without `.drv`), its inputs (valid already) as its
+ * references, and gives its store path. `source` names it in error messages.
+ */
+export const addDerivationText = (
+  write: StoreWriteApi,
+  storeDir: string,
+  name: string,
+  aterm: string,
+  source: string
+): Effect.Effect<StorePath.StorePath, StoreError | BuildFailed> => Effect.gen(function*() {
+  const drv = Derivation.parse(aterm, { name, storeDir, source })
+  if (Result.isFailure(drv)) return yield* invalid(source, drv.failure.message)
+  const references: Array<StorePath.StorePath> = []
+  for (const path of [...drv.success.inputSrcs, ...drv.success.inputDrvs.keys()]) {
+    const parsed = StorePath.parse(path, storeDir)
+    if (Result.isFailure(parsed)) return yield* invalid(source, parsed.failure.message)
+    references.push(parsed.success)
+  }
+  return (yield* write.addText(name + Derivation.drvExtension, aterm, references)).path
+})
+
+/** Adds one `.drv` and checks that it lands at the path it was declared with. */
 export const addDrvFile = (
   write: StoreWriteApi,
   storeDir: string,
   file: Derivation.DrvFile
 ): Effect.Effect<StorePath.StorePath, StoreError | BuildFailed> => Effect.gen(function*() {
   const { drvPath, aterm } = file
-  const name = Derivation.nameFromDrvPath(drvPath)
-  const drv = Derivation.parse(aterm, { name, storeDir, source: drvPath })
-  if (Result.isFailure(drv)) return yield* invalid(drvPath, drv.failure.message)
-  const references: Array<StorePath.StorePath> = []
-  for (const path of [...drv.success.inputSrcs, ...drv.success.inputDrvs.keys()]) {
-    const parsed = StorePath.parse(path, storeDir)
-    if (Result.isFailure(parsed)) return yield* invalid(drvPath, parsed.failure.message)
-    references.push(parsed.success)
-  }
-  const info = yield* write.addText(name + Derivation.drvExtension, aterm, references)
-  const added = StorePath.print(info.path, storeDir)
+  const path = yield* addDerivationText(write, storeDir, Derivation.nameFromDrvPath(drvPath), aterm, drvPath)
+  const added = StorePath.print(path, storeDir)
   if (added !== drvPath) return yield* invalid(drvPath, `its contents give the path '${added}' (was it made for another store directory?)`)
-  return info.path
+  return path
 })
 
 /** Adds `.drv` files in the given order (inputs first, as `drvFileClosure` gives them). */

@@ -14,6 +14,7 @@ import type { StoreError } from "../services/store-error.ts"
 import { openBuildLog } from "./build-log.ts"
 import { outputInfos } from "./output-info.ts"
 import { canonicalise, runInSandbox, type BuildUser, type SandboxError } from "./sandbox/index.ts"
+import { withoutTail } from "./sandbox/errors.ts"
 
 export interface DerivationBuild {
   readonly store: LocalStore
@@ -35,10 +36,7 @@ const supportedSystems = ["x86_64-linux", "i686-linux"]
 
 /** A sandbox failure as the build failure a user sees (the message without the log, which comes separately). */
 const fromSandboxError = (drvPath: string) => (e: SandboxError): BuildFailed => {
-  const logTail = "logTail" in e ? e.logTail : ""
-  const message = e.message
-  const cut = logTail.length > 0 ? message.indexOf("\nlast log lines:\n") : -1
-  return new BuildFailed({ drvPath, reason: cut >= 0 ? message.slice(0, cut) : message, logTail })
+  return new BuildFailed({ drvPath, reason: withoutTail(e.message), logTail: "logTail" in e ? e.logTail : "" })
 }
 
 const parsePaths = (paths: ReadonlyArray<string>, storeDir: string, drvPath: string) => {

@@ -13,6 +13,7 @@ import * as StorePath from "../core/store-path.ts"
 import type { BuiltPath } from "../layers/local/add.ts"
 import { narFromPath } from "../nar/index.ts"
 import { StoreIoError } from "../services/errors.ts"
+import { topoSortInfos } from "../services/closure.ts"
 import { sortReferences, type PathInfo } from "../services/path-info.ts"
 import { BuildFailed, OutputHashMismatch, type BuildError } from "../services/store-build.ts"
 import { narDigester, type NarDigestResult } from "../services/write-helpers.ts"
@@ -47,32 +48,23 @@ const digestOf = (
 
 const failed = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason, logTail: "" })
 
-/** Orders outputs so each comes after the outputs it refers to; a cycle fails as Nix reports it. */
+/**
+ * Orders outputs so each comes after the outputs it refers to (`topoSortInfos`); in that order a
+ * reference to a later output can only close a cycle, which fails as Nix reports it.
+ */
 const orderOutputs = (drvPath: string, infos: ReadonlyArray<{ readonly name: string; readonly info: PathInfo }>) => {
-  const byBase = new Map(infos.map((o) => [StorePath.baseName(o.info.path), o]))
-  const order: Array<{ readonly name: string; readonly info: PathInfo }> = []
-  const state = new Map<string, "visiting" | "done">()
-  const visit = (base: string, from: string | undefined): string | undefined => {
-    const current = state.get(base)
-    if (current === "done") return undefined
-    if (current === "visiting") return `cycle detected in the references of output '${byBase.get(base)!.name}' from output '${from}'`
-    state.set(base, "visiting")
-    const node = byBase.get(base)!
-    for (const ref of node.info.references) {
-      const key = StorePath.baseName(ref)
-      if (key === base || !byBase.has(key)) continue
-      const cycle = visit(key, node.name)
-      if (cycle) return cycle
+  const nameOf = new Map(infos.map((o) => [StorePath.baseName(o.info.path), o.name]))
+  const ordered = topoSortInfos(infos.map((o) => o.info))
+  const position = new Map(ordered.map((info, index) => [StorePath.baseName(info.path), index]))
+  for (const [index, info] of ordered.entries()) {
+    for (const ref of info.references) {
+      if ((position.get(StorePath.baseName(ref)) ?? -1) > index) {
+        return Effect.fail(failed(drvPath,
+          `cycle detected in the references of output '${nameOf.get(StorePath.baseName(ref))}' from output '${nameOf.get(StorePath.baseName(info.path))}'`))
+      }
     }
-    state.set(base, "done")
-    order.push(node)
-    return undefined
   }
-  for (const base of [...byBase.keys()].sort()) {
-    const cycle = visit(base, undefined)
-    if (cycle) return Effect.fail(failed(drvPath, cycle))
-  }
-  return Effect.succeed(order)
+  return Effect.succeed(ordered)
 }
 
 /** Hashes, scans and checks every output; gives them in an order they can be registered in. */
@@ -125,5 +117,5 @@ export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<ReadonlyA
       })
     }
     const ordered = yield* orderOutputs(drvPath, infos)
-    return ordered.map(({ info }) => ({ info, physicalPath: outputs.physical[StorePath.print(info.path, storeDir)]! }))
+    return ordered.map((info) => ({ info, physicalPath: outputs.physical[StorePath.print(info.path, storeDir)]! }))
   })

@@ -71,13 +71,10 @@ export const loadDerivationGraph = (
     const loaded = yield* Effect.forEach(frontier, (path) => Effect.flatMap(
       Effect.fromResult(Result.mapError(StorePath.parse(path, store.storeDir), (e) => invalid(path, e.message))),
       (parsed) => Effect.map(readDerivation(store, parsed), (drv) => [path, drv] as const)), { concurrency: 8 })
-    frontier = []
     for (const [path, drv] of loaded) graph.set(path, drv)
-    for (const [, drv] of loaded) {
-      for (const input of drv.inputDrvs.keys()) {
-        if (!graph.has(input) && !frontier.includes(input)) frontier.push(input)
-      }
-    }
+    const next = new Set<string>()
+    for (const [, drv] of loaded) for (const input of drv.inputDrvs.keys()) if (!graph.has(input)) next.add(input)
+    frontier = [...next]
   }
   return graph
 })

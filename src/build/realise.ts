@@ -71,22 +71,23 @@ const makePlan = (
   const visiting = new Set<string>()
   for (const root of roots) {
     if (needed.has(root) || Object.values(outputs.get(root)!).every(isValid)) continue
-    const stack: Array<{ drvPath: string; expanded: boolean }> = [{ drvPath: root, expanded: false }]
+    // `dependencies` is set when the entry is expanded (its input derivations pushed).
+    const stack: Array<{ drvPath: string; dependencies?: ReadonlyArray<string> }> = [{ drvPath: root }]
     while (stack.length > 0) {
       const top = stack[stack.length - 1]!
       const drv = graph.get(top.drvPath)!
-      const dependencies = [...drv.inputDrvs].filter(([input, names]) =>
-        !names.every((name) => { const path = outputs.get(input)?.[name]; return path !== undefined && isValid(path) }))
-        .map(([input]) => input)
-      if (!top.expanded) {
-        top.expanded = true
+      if (top.dependencies === undefined) {
+        top.dependencies = [...drv.inputDrvs].filter(([input, names]) =>
+          !names.every((name) => { const path = outputs.get(input)?.[name]; return path !== undefined && isValid(path) }))
+          .map(([input]) => input)
         visiting.add(top.drvPath)
-        for (const dep of dependencies) {
+        for (const dep of top.dependencies) {
           if (visiting.has(dep)) return yield* new BuildFailed({ drvPath: dep, reason: "the derivation graph has a cycle", logTail: "" })
-          if (!needed.has(dep)) stack.push({ drvPath: dep, expanded: false })
+          if (!needed.has(dep)) stack.push({ drvPath: dep })
         }
         continue
       }
+      const dependencies = top.dependencies
       stack.pop()
       visiting.delete(top.drvPath)
       if (needed.has(top.drvPath)) continue
@@ -147,6 +148,9 @@ const sharedBuildUser = (scope: Scope.Scope) => {
 const dependencyFailed = (drvPath: string, dependency: string) =>
   new BuildFailed({ drvPath, reason: `dependency '${dependency}' failed`, logTail: "" })
 
+/** A failure that only passes on a dependency's (reported once, where it happened). */
+const isDependencyFailure = (e: Failure) => e instanceof BuildFailed && e.reason.startsWith("dependency '")
+
 /** Realises `roots` (drv paths valid in the store); see the module comment. */
 export const realise = (
   store: LocalStore,
@@ -187,7 +191,7 @@ export const realise = (
     }))
   }).pipe(
     Effect.tapError((e) => Effect.sync(() => {
-      if (!(e instanceof BuildFailed && e.reason.startsWith("dependency '"))) {
+      if (!isDependencyFailure(e)) {
         options.onEvent?.({ type: "failed", drvPath: node.drvPath, message: e.message })
       }
     })),
@@ -201,13 +205,13 @@ export const realise = (
   exits.forEach((exit) => {
     if (Exit.isFailure(exit)) {
       const error = exit.cause.reasons.find((r) => r._tag === "Fail")
-      if (error && error._tag === "Fail" && !(error.error instanceof BuildFailed && error.error.reason.startsWith("dependency '"))) failures.push(error.error)
+      if (error && error._tag === "Fail" && !isDependencyFailure(error.error)) failures.push(error.error)
     }
   })
   if (failures.length > 0) {
     const [first] = failures
     if (failures.length === 1 || !(first instanceof BuildFailed)) return yield* Effect.fail(first!)
-    const others = failures.slice(1).map((f) => (f instanceof BuildFailed || "drvPath" in f ? (f as { drvPath: string }).drvPath : f.message))
+    const others = failures.slice(1).map((f) => ("drvPath" in f ? f.drvPath : f.message))
     return yield* new BuildFailed({ drvPath: first.drvPath, reason: `${first.reason} (${others.length} more failed: ${others.join(", ")})`, logTail: first.logTail })
   }
 

@@ -11,7 +11,8 @@ import { Effect, Result, Schema } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import type { DerivationHandle } from "../core/derivation/values.ts"
 import * as StorePath from "../core/store-path.ts"
-import { addDrvFile, addDrvFiles } from "../build/add-derivations.ts"
+import { addDerivationText, addDrvFile, addDrvFiles } from "../build/add-derivations.ts"
+import { BuildFailed } from "../services/store-build.ts"
 import type { StoreReadApi } from "../services/store-read.ts"
 import type { StoreWriteApi } from "../services/store-write.ts"
 
@@ -84,18 +85,11 @@ export const resolveTarget = (
   if (target.endsWith(Derivation.drvExtension) && existsSync(target)) {
     const aterm = readFileSync(target, "utf8")
     const base = basename(target)
-    const parsedBase = StorePath.parseBaseName(base)
-    const drvPath = Result.isSuccess(parsedBase) ? `${storeDir}/${base}` : `${storeDir}/${"0".repeat(32)}-${base}`
-    if (Result.isFailure(parsedBase)) {
-      // Only the name is known: add it and take the path its contents give.
-      const name = base.slice(0, -Derivation.drvExtension.length)
-      const drv = Derivation.parse(aterm, { name, storeDir, source: target })
-      if (Result.isFailure(drv)) return yield* new BadBuildTarget({ target, reason: drv.failure.message })
-      const refs = [...drv.success.inputSrcs, ...drv.success.inputDrvs.keys()].map((p) => StorePath.parse(p, storeDir)).filter(Result.isSuccess).map((r) => r.success)
-      const info = yield* (yield* needWrite()).addText(base, aterm, refs)
-      return [info.path]
-    }
-    return [yield* addDrvFile(yield* needWrite(), storeDir, { drvPath, aterm })]
+    const write = yield* needWrite()
+    if (Result.isSuccess(StorePath.parseBaseName(base))) return [yield* addDrvFile(write, storeDir, { drvPath: `${storeDir}/${base}`, aterm })]
+    // Only the name is known: add it and take the path its contents give.
+    const added = addDerivationText(write, storeDir, base.slice(0, -Derivation.drvExtension.length), aterm, target)
+    return [yield* Effect.mapError(added, (e) => e instanceof BuildFailed ? new BadBuildTarget({ target, reason: e.reason }) : e)]
   }
   return yield* new BadBuildTarget({ target, reason: `not a valid derivation in ${store.read.uri}, a .drv file, or a module (${moduleExtensions.join(", ")})` })
 })

@@ -4,8 +4,16 @@
  */
 import { Schema } from "effect"
 
+const tailHeading = "\nlast log lines:\n"
+
 const withTail = (text: string, logTail: string) =>
-  logTail.length > 0 ? `${text}\nlast log lines:\n${logTail}` : text
+  logTail.length > 0 ? `${text}${tailHeading}${logTail}` : text
+
+/** An error's message without the log lines `withTail` appends (for callers that show the log apart). */
+export const withoutTail = (message: string): string => {
+  const cut = message.indexOf(tailHeading)
+  return cut >= 0 ? message.slice(0, cut) : message
+}
 
 /** The host cannot run sandboxed builds at all (not root, no bubblewrap, no user namespaces…). */
 export class SandboxUnavailable extends Schema.TaggedError<SandboxUnavailable>()("SandboxUnavailable", {

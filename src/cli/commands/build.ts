@@ -1,5 +1,5 @@
 /** `b3 build` (realise derivations in the sandbox) and `b3 log` (show a build log). */
-import { Console, Effect, Result, Stream } from "effect"
+import { Console, Effect, Option, Result, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as StorePath from "../../core/store-path.ts"
 import { StoreIoError, Unsupported } from "../../services/errors.ts"
@@ -69,10 +69,9 @@ export const buildCommand = Command.make("build", {
       for (const line of lines) process.stderr.write(`${drvName(drvPath)}> ${line}\n`)
     }
     : undefined
-  const opt = <A>(o: { _tag: "Some"; value: A } | { _tag: "None" }) => (o._tag === "Some" ? o.value : undefined)
   const results = yield* builder.buildDerivations(drvPaths, {
-    maxJobs: args.maxJobs, keepGoing: args.keepGoing, cores: opt(args.cores), timeoutSeconds: opt(args.timeout),
-    maxSilentSeconds: opt(args.maxSilentTime), substituters, trustedKeys, onEvent: progress.onEvent,
+    maxJobs: args.maxJobs, keepGoing: args.keepGoing, cores: Option.getOrUndefined(args.cores), timeoutSeconds: Option.getOrUndefined(args.timeout),
+    maxSilentSeconds: Option.getOrUndefined(args.maxSilentTime), substituters, trustedKeys, onEvent: progress.onEvent,
     ...(onLog ? { onLog } : {})
   }).pipe(Effect.ensuring(Effect.sync(progress.done)))
   const storeDir = store.read.storeDir

@@ -88,13 +88,16 @@ const commitTemps = (
 
 const commitTemp = (ctx: AddContext, info: PathInfo, temp: string) => commitTemps(ctx, [{ info, temp }])
 
-/** Runs `use` with a fresh temporary name in the store dir, removing whatever is left there afterwards. */
-const withTemp = <A, E, R>(ctx: AddContext, tag: string, use: (temp: string) => Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
+/** A fresh temporary name in the store dir; whatever is left there is removed when the scope closes. */
+const scopedTemp = (ctx: AddContext, tag: string) =>
+  Effect.acquireRelease(
     Effect.sync(() => tempName(ctx.layout, tag)),
-    use,
     (temp) => Effect.sync(() => { try { removeTree(temp) } catch { /* recovery removes it on the next open */ } })
   )
+
+/** Runs `use` with a fresh temporary name in the store dir, removing whatever is left there afterwards. */
+const withTemp = <A, E, R>(ctx: AddContext, tag: string, use: (temp: string) => Effect.Effect<A, E, R>) =>
+  Effect.scoped(Effect.flatMap(scopedTemp(ctx, tag), use))
 
 export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, StoreError | E, R> =>
   Effect.gen(function*() {
@@ -146,16 +149,16 @@ const moveToTemp = (ctx: AddContext, from: string, temp: string): Effect.Effect<
  */
 export const addBuilt = (ctx: AddContext, built: ReadonlyArray<BuiltPath>): Effect.Effect<void, StoreError> => {
   const own = new Set(built.map((b) => StorePath.baseName(b.info.path)))
-  const step = (index: number, entries: ReadonlyArray<{ info: PathInfo; temp: string }>): Effect.Effect<void, StoreError> =>
-    index === built.length
-      ? commitTemps(ctx, entries)
-      : withTemp(ctx, "built", (temp) => Effect.andThen(
-        moveToTemp(ctx, built[index]!.physicalPath, temp),
-        step(index + 1, [...entries, { info: built[index]!.info, temp }])))
-  return Effect.gen(function*() {
+  return Effect.scoped(Effect.gen(function*() {
     for (const { info } of built) {
       yield* checkReferences(ctx, { ...info, references: info.references.filter((r) => !own.has(StorePath.baseName(r))) })
     }
-    yield* step(0, [])
-  })
+    const entries: Array<{ info: PathInfo; temp: string }> = []
+    for (const { info, physicalPath } of built) {
+      const temp = yield* scopedTemp(ctx, "built")
+      yield* moveToTemp(ctx, physicalPath, temp)
+      entries.push({ info, temp })
+    }
+    yield* commitTemps(ctx, entries)
+  }))
 }
