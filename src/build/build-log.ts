@@ -2,11 +2,11 @@
  * Build logs where Nix keeps them: `<logDir>/drvs/<first two characters of the drv base name>/<the
  * rest>`, written as the build runs (uncompressed; Nix's own `.bz2` logs are read as well).
  */
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, writeSync } from "node:fs"
+import { closeSync, existsSync, mkdirSync, openSync, writeSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { Effect, Stream, type Scope } from "effect"
 import { decompress } from "../layers/binary-cache/compression.ts"
-import * as NodeStream from "@effect/platform-node/NodeStream"
+import { readFileStream } from "../layers/file-stream.ts"
 
 /** The log file of a derivation (without the `.bz2` Nix may add). */
 export const logPath = (logDir: string, drvPath: string): string => {
@@ -39,10 +39,8 @@ export const openBuildLog = (logDir: string, drvPath: string): Effect.Effect<Bui
     }
   })))
 
-const fileStream = (path: string): Stream.Stream<Uint8Array, Error> => NodeStream.fromReadable({
-  evaluate: () => createReadStream(path, { highWaterMark: 1 << 20 }),
-  onError: (e) => (e instanceof Error ? e : new Error(String(e)))
-})
+const fileStream = (path: string): Stream.Stream<Uint8Array, Error> =>
+  readFileStream(path, (e) => (e instanceof Error ? e : new Error(String(e))))
 
 /** The log of a derivation as a stream, or undefined when there is none. */
 export const readBuildLog = (logDir: string, drvPath: string): Stream.Stream<Uint8Array, Error> | undefined => {

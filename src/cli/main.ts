@@ -8,6 +8,7 @@ import { configCommand } from "./commands/config.ts"
 import { copyCommand } from "./commands/copy.ts"
 import { drvCommand } from "./commands/drv.ts"
 import { hashCommand } from "./commands/hash.ts"
+import { ipfsCommand } from "./commands/ipfs.ts"
 import { keyCommand } from "./commands/key.ts"
 import { narCommand } from "./commands/nar.ts"
 import { narinfoCommand } from "./commands/narinfo.ts"
@@ -19,7 +20,7 @@ import { ExitCode, exitCodeFor, messageOf } from "./exit.ts"
 
 export const b3 = Command.make("b3").pipe(
   Command.withDescription("b3: a Nix-compatible store and build engine."),
-  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, buildCommand, logCommand, drvCommand, keyCommand, narinfoCommand, configCommand])
+  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, buildCommand, logCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand])
 )
 
 export const version = "0.1.0"

@@ -1,9 +1,9 @@
 /** `b3 nar dump|restore|ls|cat`: NAR archives on the command line (like `nix-store --dump/--restore`, `nix nar ls/cat`). */
 import { Effect, Schema, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { createReadStream, writeSync } from "node:fs"
+import { writeSync } from "node:fs"
 import { resolve } from "node:path"
-import { NodeStream } from "@effect/platform-node"
+import { readFileStream } from "../../layers/file-stream.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { decodeNar, FileNotFound, findNode, forEachNarChunk, listingJson, narListing, restoreNarFromFd, type ListingNode } from "../../nar/index.ts"
 import type { NarEvent } from "../../nar/events.ts"
@@ -91,11 +91,8 @@ const restore = Command.make("restore", {
 }, (args) => restoreNarFromFd(0, resolve(args.dir))).pipe(
   Command.withDescription("Unpack a NAR from stdin into a new directory (like `nix-store --restore`); nothing is left behind on failure."))
 
-const narFile = (file: string) => NodeStream.fromReadable({
-  evaluate: () => createReadStream(file, { highWaterMark: 1 << 20 }),
-  onError: (e) => (e as NodeJS.ErrnoException).code === "ENOENT" ? new FileNotFound({ path: file })
-    : new StoreIoError({ store: file, operation: "read", reason: e instanceof Error ? e.message : String(e) })
-})
+const narFile = (file: string) => readFileStream(file, (e) => (e as NodeJS.ErrnoException).code === "ENOENT" ? new FileNotFound({ path: file })
+  : new StoreIoError({ store: file, operation: "read", reason: e instanceof Error ? e.message : String(e) }))
 
 const slash = Buffer.from("/")
 const newline = Buffer.from("\n")

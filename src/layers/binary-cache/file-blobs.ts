@@ -1,9 +1,9 @@
 /** Blobs in a local directory (`file:///dir` caches): atomic writes by temp file + rename. */
 import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
-import { createReadStream, existsSync, fsyncSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import { dirname, join, normalize } from "node:path"
-import * as NodeStream from "@effect/platform-node/NodeStream"
+import { readFileStream } from "../file-stream.ts"
 import { StoreIoError } from "../../services/errors.ts"
 import type { BlobStore } from "./blob-store.ts"
 
@@ -35,10 +35,7 @@ export const makeFileBlobs = (uri: string, dir: string): BlobStore => {
       try: () => existsSync(pathOf(key)) ? Option.some(new Uint8Array(readFileSync(pathOf(key)))) : Option.none(),
       catch: error(`read ${key}`)
     }),
-    getStream: (key) => NodeStream.fromReadable({
-      evaluate: () => createReadStream(pathOf(key), { highWaterMark: 1 << 20 }),
-      onError: error(`read ${key}`)
-    }),
+    getStream: (key) => readFileStream(pathOf(key), error(`read ${key}`)),
     putFile: (key, file) => place(key, (tmp) => renameSync(file, tmp)),
     putBytes: (key, bytes) => place(key, (tmp) => writeFileSync(tmp, bytes))
   }

@@ -5,9 +5,8 @@
  */
 import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Semaphore, Stream } from "effect"
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { createReadStream, statSync, rmSync } from "node:fs"
-import * as NodeStream from "@effect/platform-node/NodeStream"
+import { statSync, rmSync } from "node:fs"
+import { readFileStream } from "../file-stream.ts"
 import { StoreIoError } from "../../services/errors.ts"
 import type { BlobStore } from "./blob-store.ts"
 
@@ -25,6 +24,8 @@ class Retryable extends Error {}
 
 /** The blob store lives as long as the scope: its connection pool is closed with it. */
 export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOptions): Effect.Effect<BlobStore, never, Scope.Scope> => Effect.gen(function*() {
+  // Loaded on first use: the undici client is large, and most commands never speak HTTP.
+  const NodeHttpClient = yield* Effect.promise(() => import("@effect/platform-node/NodeHttpClient"))
   const client = Context.get(yield* Layer.build(NodeHttpClient.layerUndici), HttpClient.HttpClient)
   const semaphore = yield* Semaphore.make(options.concurrency ?? 16)
   const timeout = options.timeout ?? Duration.seconds(60)
@@ -72,7 +73,7 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
     putBytes: (key, bytes, contentType) => put(key, () => HttpClientRequest.put(url(key)).pipe(HttpClientRequest.bodyUint8Array(bytes, contentType))),
     putFile: (key, file, contentType) => Effect.ensuring(
       put(key, () => HttpClientRequest.put(url(key)).pipe(HttpClientRequest.bodyStream(
-        NodeStream.fromReadable({ evaluate: () => createReadStream(file, { highWaterMark: 1 << 20 }), onError: (e) => e }),
+        readFileStream(file, (e) => e),
         { contentType, contentLength: statSync(file).size }
       ))),
       Effect.sync(() => rmSync(file, { force: true }))

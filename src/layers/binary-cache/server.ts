@@ -8,7 +8,6 @@
  */
 import { Context, Effect, Layer, Option, Semaphore, Stream } from "effect"
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { createServer } from "node:http"
 import * as CacheInfo from "../../core/cache-info.ts"
 import * as NarInfo from "../../core/narinfo.ts"
@@ -148,6 +147,8 @@ const withPermit = <E>(semaphore: Semaphore.Semaphore, stream: Stream.Stream<Uin
 /** Serves the store until the scope closes; gives the bound address (port 0 picks a free one). */
 export const serveCache = (store: StoreReadApi, options: ServeOptions) => Effect.gen(function*() {
   const handler = yield* makeCacheHandler(store, options)
+  // Loaded on first use, like the HTTP client: only `serve` needs it.
+  const NodeHttpServer = yield* Effect.promise(() => import("@effect/platform-node/NodeHttpServer"))
   const app = HttpRouter.add("*", "/*", handler)
   const serverLayer = HttpRouter.serve(app, { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host })))
