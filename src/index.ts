@@ -47,3 +47,7 @@ export * as LocalStore from "./layers/local/index.ts"
 export { builtinRegistry, registryLayer } from "./layers/registry.ts"
 export { makeBinaryCacheStore, type BinaryCacheOptions } from "./layers/binary-cache/binary-cache-store.ts"
 export { serveCache, type ServeOptions } from "./layers/binary-cache/server.ts"
+
+// pipelines (`b3 run`)
+export { Cache, pipelineContext, runPipeline, ServiceUnavailable, BadPipeline, type CacheApi, type Pipeline, type PipelineServices, type PipelineOptions } from "./cli/pipeline.ts"
+export { makeProgress, type Progress } from "./cli/progress.ts"

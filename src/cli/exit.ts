@@ -38,7 +38,9 @@ const exitCodeByTag: Record<string, ExitCode> = {
   BuilderFailed: ExitCode.buildFailed,
   OutputMissing: ExitCode.buildFailed,
   BuildTimedOut: ExitCode.buildFailed,
-  BuildSilenceTimedOut: ExitCode.buildFailed
+  BuildSilenceTimedOut: ExitCode.buildFailed,
+  BadPipeline: ExitCode.badInput,
+  ServiceUnavailable: ExitCode.badInput
 }
 
 export const exitCodeFor = (error: unknown): ExitCode => {
@@ -56,3 +58,10 @@ export const messageOf = (error: unknown): string => {
   if (typeof error === "object" && error !== null && "message" in error) return String((error as { message: unknown }).message)
   return String(error)
 }
+
+/**
+ * `NodeRuntime.runMain`'s teardown for b3's entry points: the exit code is the one the program set
+ * (`process.exitCode`), else 130 if it was interrupted (Ctrl-C, SIGTERM), else 0.
+ */
+export const exitTeardown = (exit: { readonly _tag: "Success" | "Failure" }, onExit: (code: number) => void) =>
+  onExit(Number(process.exitCode ?? (exit._tag === "Failure" ? 130 : 0)))

@@ -15,12 +15,20 @@ import { narinfoCommand } from "./commands/narinfo.ts"
 import { pathInfoCommand } from "./commands/path-info.ts"
 import { serveCommand } from "./commands/serve.ts"
 import { storeCommand } from "./commands/store.ts"
+import { runCommand } from "./commands/run.ts"
 import { storePathCommand } from "./commands/store-path.ts"
-import { ExitCode, exitCodeFor, messageOf } from "./exit.ts"
+import { ExitCode, exitCodeFor, exitTeardown, messageOf } from "./exit.ts"
+import { outputFlags } from "./output.ts"
 
 export const b3 = Command.make("b3").pipe(
   Command.withDescription("b3: a Nix-compatible store and build engine."),
-  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, buildCommand, logCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand])
+  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand]),
+  Command.withGlobalFlags(outputFlags),
+  Command.withExamples([
+    { command: "b3 store add --store /tmp/r ./src", description: "add a tree to a chroot store" },
+    { command: "b3 --json path-info --store /tmp/r /nix/store/…-src", description: "machine-readable output from any command" },
+    { command: "b3 --completions bash >> ~/.bashrc", description: "shell completion (bash, zsh, fish)" }
+  ])
 )
 
 export const version = "0.1.0"
@@ -35,9 +43,13 @@ const presenter = CliOutput.layerPresenter({
   }
 })
 
-const program = Command.runWith(b3, { version })(process.argv.slice(2)).pipe(
+const argv = process.argv.slice(2)
+/** Read here too: the failure of an invocation is reported outside its handler, where the setting is not provided. */
+const verbose = argv.slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length).includes("--verbose")
+
+const program = Command.runWith(b3, { version })(argv).pipe(
   Effect.catchCause((cause) => Effect.sync(() => {
-    if (Cause.hasInterruptsOnly(cause)) { process.exitCode = 130; return }
+    if (Cause.hasInterruptsOnly(cause)) { process.exitCode ??= 130; return }
     const error = Cause.squash(cause)
     const tag = (error as { _tag?: string })?._tag ?? ""
     if (tag === "ShowHelp") {
@@ -46,9 +58,10 @@ const program = Command.runWith(b3, { version })(process.argv.slice(2)).pipe(
       return
     }
     process.stderr.write(`b3: ${messageOf(error)}\n`)
+    if (verbose && Cause.hasDies(cause)) process.stderr.write(Cause.pretty(cause) + "\n")
     process.exitCode = exitCodeFor(error)
   })),
   Effect.provide(Layer.mergeAll(NodeServices.layer, presenter))
 )
 
-NodeRuntime.runMain(program, { disableErrorReporting: true })
+NodeRuntime.runMain(program, { disableErrorReporting: true, teardown: exitTeardown })

@@ -1,0 +1,63 @@
+/**
+ * `b3 run PIPELINE.ts`: runs a pipeline (an Effect program needing store services, see
+ * ../pipeline.ts) in a child process on the project's Node with the unbundled sources
+ * (../run-pipeline.ts), so the pipeline and its services share one copy of `effect` and of b3.
+ * stdin/stdout/stderr are the child's; its exit code is b3's. Interrupting b3 interrupts the
+ * pipeline (its finalizers run) and waits for it to end.
+ */
+import { Effect } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { dirname, join, resolve } from "node:path"
+import { constants } from "node:os"
+import { fileURLToPath } from "node:url"
+import { FileNotFound } from "../../nar/errors.ts"
+import { storeFlag } from "../flags.ts"
+import { outputMode } from "../output.ts"
+
+/** The pipeline runner's source file, found from wherever this code runs (the bundle in dist/, or src/). */
+const runnerPath = (): string | undefined => {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const candidate = join(dir, "src", "cli", "run-pipeline.ts")
+    if (existsSync(candidate)) return candidate
+    if (dirname(dir) === dir) return undefined
+  }
+}
+
+/** Runs the child to completion; interrupting this effect sends it SIGINT and waits for it to exit. */
+const runChild = (argv: ReadonlyArray<string>) => Effect.callback<number>((resume) => {
+  const child = spawn(process.execPath, argv, { stdio: "inherit" })
+  let exited = false
+  const exitCode = (code: number | null, signal: NodeJS.Signals | null) =>
+    code ?? 128 + (signal ? constants.signals[signal] : 0)
+  child.once("error", (error) => { exited = true; process.stderr.write(`b3: cannot start the pipeline runner: ${error.message}\n`); resume(Effect.succeed(1)) })
+  child.once("exit", (code, signal) => { exited = true; resume(Effect.succeed(exitCode(code, signal))) })
+  return Effect.callback<void>((done) => {
+    if (exited) return done(Effect.void)
+    child.once("exit", (code, signal) => { process.exitCode = exitCode(code, signal); done(Effect.void) })
+    child.kill("SIGINT")
+  })
+})
+
+export const runCommand = Command.make("run", {
+  store: storeFlag,
+  cache: Flag.String("cache").pipe(Flag.optional, Flag.withDescription("a second store URI the pipeline gets as the Cache service, e.g. file:///srv/cache")),
+  pipeline: Argument.String("pipeline").pipe(Argument.withDescription("a .ts/.js module whose default export is an Effect program")),
+  args: Argument.String("arg").pipe(Argument.variadic({ min: 0 }), Argument.withDescription("arguments for the pipeline (after --)"))
+}, (args) => Effect.gen(function*() {
+  const pipeline = resolve(args.pipeline)
+  if (!existsSync(pipeline)) return yield* new FileNotFound({ path: args.pipeline })
+  const runner = runnerPath()
+  if (!runner) return yield* new FileNotFound({ path: "src/cli/run-pipeline.ts (b3's sources are needed to run pipelines)" })
+  const mode = yield* outputMode
+  const options = { pipeline, store: args.store, ...(args.cache._tag === "Some" ? { cache: args.cache.value } : {}), ...mode }
+  const code = yield* runChild([runner, JSON.stringify(options), ...args.args])
+  process.exitCode = code
+})).pipe(
+  Command.withDescription("Run a pipeline: a TypeScript module whose default export is an Effect program using StoreRead/StoreWrite/StoreBuild (the --store store) and Cache (the --cache store). Its result is printed (as JSON with --json); a failure exits with the code of its error."),
+  Command.withExamples([
+    { command: "b3 run examples/push-to-cache.ts --store /tmp/r --cache file:///tmp/cache -- /nix/store/…-hello", description: "push a path's closure from a store to a file cache" },
+    { command: "b3 run --json pipeline.ts --store memory://", description: "print the pipeline's result as JSON" }
+  ])
+)

@@ -1,0 +1,63 @@
+/**
+ * The process `b3 run` starts for a pipeline: it runs on the project's Node from the unbundled
+ * sources, so the pipeline's `import … from "b3"` and `"effect"` are the very modules its services
+ * and errors come from (the CLI bundle has its own copy of both; errors from one copy are not
+ * `instanceof` the other's classes).
+ *
+ *   node src/cli/run-pipeline.ts '{"pipeline":…,"store":…,"cache":…,"json":…,"quiet":…,"verbose":…}' ARGS…
+ *
+ * A pipeline outside this package can still import "b3", "b3/derivation", "effect" and
+ * "@effect/platform-node": if they do not resolve from where it is, they resolve from here.
+ * SIGINT/SIGTERM interrupt the program, so its scopes close and its finalizers run.
+ */
+import { registerHooks } from "node:module"
+
+const packageUrl = new URL("../../package.json", import.meta.url).href
+const sharedModules = /^(b3|effect|@effect\/platform-node)(\/.*)?$/
+
+registerHooks({
+  resolve: (specifier, context, nextResolve) => {
+    try {
+      return nextResolve(specifier, context)
+    } catch (error) {
+      if (!sharedModules.test(specifier) || context.parentURL === packageUrl) throw error
+      return nextResolve(specifier, { ...context, parentURL: packageUrl })
+    }
+  }
+})
+
+const { Cause, Effect } = await import("effect")
+const NodeRuntime = await import("@effect/platform-node/NodeRuntime")
+const { exitCodeFor, exitTeardown, messageOf } = await import("./exit.ts")
+const { resultText, runPipeline } = await import("./pipeline.ts")
+
+interface RunOptions {
+  readonly pipeline: string
+  readonly store: string
+  readonly cache?: string
+  readonly json: boolean
+  readonly quiet: boolean
+  readonly verbose: boolean
+}
+
+const options = JSON.parse(process.argv[2] ?? "{}") as RunOptions
+const args = process.argv.slice(3)
+// The pipeline sees its own arguments as a script would: process.argv = [node, PIPELINE, ARGS…].
+process.argv = [process.argv[0]!, options.pipeline, ...args]
+if (options.quiet) process.env.B3_QUIET = "1"
+
+const program = runPipeline({ ...options, args }).pipe(
+  Effect.flatMap((value) => Effect.sync(() => {
+    const text = options.json ? JSON.stringify(value ?? null) : resultText(value)
+    if (text !== undefined) process.stdout.write(text + "\n")
+  })),
+  Effect.catchCause((cause) => Effect.sync(() => {
+    if (Cause.hasInterruptsOnly(cause)) { process.exitCode = 130; return }
+    const error = Cause.squash(cause)
+    process.stderr.write(`b3: ${messageOf(error)}\n`)
+    if (options.verbose && Cause.hasDies(cause)) process.stderr.write(Cause.pretty(cause) + "\n")
+    process.exitCode = exitCodeFor(error)
+  }))
+)
+
+NodeRuntime.runMain(program, { disableErrorReporting: true, teardown: exitTeardown })
