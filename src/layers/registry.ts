@@ -7,6 +7,7 @@ import { checkParams } from "../services/store-uri.ts"
 import { openFileCache, openHttpCache } from "./binary-cache/openers.ts"
 import * as LocalStore from "./local/index.ts"
 import * as MemoryStore from "./memory.ts"
+import { openIpfsStore } from "./ipfs/opener.ts"
 import { openS3Cache } from "./s3/opener.ts"
 
 const local: StoreOpener = (uri) => Effect.gen(function*() {
@@ -26,7 +27,7 @@ const memory: StoreOpener = (uri) => Effect.gen(function*() {
   return { read: store.read, write: store.write }
 })
 
-export const builtinRegistry = makeRegistry({ local, memory, file: openFileCache, http: openHttpCache, https: openHttpCache, s3: openS3Cache })
+export const builtinRegistry = makeRegistry({ local, memory, file: openFileCache, http: openHttpCache, https: openHttpCache, s3: openS3Cache, ipfs: openIpfsStore })
 
 /** Provides the built-in registry. */
 export const registryLayer = Layer.succeed(StoreRegistry, builtinRegistry)

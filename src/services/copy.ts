@@ -38,7 +38,12 @@ export interface CopyResult {
   readonly skipped: ReadonlyArray<StorePath.StorePath>
 }
 
-const checkSignature = (info: PathInfo, storeDir: string, trusted: ReadonlyArray<Signature.PublicKey>): Effect.Effect<boolean, Signature.SignatureError> => {
+/**
+ * Whether a path may be trusted: true when it is content-addressed (its contents must then be
+ * checked against the address while they stream), false when a trusted key signed it, else a
+ * SignatureError.
+ */
+export const checkSignature = (info: PathInfo, storeDir: string, trusted: ReadonlyArray<Signature.PublicKey>): Effect.Effect<boolean, Signature.SignatureError> => {
   if (pathMatchesContentAddress(info, storeDir)) return Effect.succeed(true) // verified against the contents while streaming
   const data = fingerprint(info, storeDir)
   if (info.signatures.some((sig) => Signature.verifyDetached(data, sig, trusted) !== undefined)) return Effect.succeed(false)

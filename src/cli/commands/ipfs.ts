@@ -1,12 +1,26 @@
-/** `b3 ipfs …`: commands for IPFS stores (filled in with the IPFS layer). */
-import { Effect } from "effect"
+/** `b3 ipfs …`: commands for IPFS stores (src/layers/ipfs). */
+import { Console, Effect, Result } from "effect"
 import { Command } from "effect/cli"
-import { Unsupported } from "../../services/errors.ts"
-import { jsonFlag, storeFlag } from "../flags.ts"
+import { BadStoreUri } from "../../services/errors.ts"
+import { parseStoreUri } from "../../services/store-uri.ts"
+import { ipfsOptionsFromUri, loadIpfsStore } from "../../layers/ipfs/opener.ts"
+import { storeFlag } from "../flags.ts"
+import { outputMode, printJson } from "../output.ts"
 
-const root = Command.make("root", { store: storeFlag, json: jsonFlag }, () =>
-  Effect.fail(new Unsupported({ store: "ipfs://", operation: "ipfs root" }))
-).pipe(Command.withDescription("Print the root CID of an IPFS store (its current version)."))
+const root = Command.make("root", { store: storeFlag }, ({ store }) => Effect.scoped(Effect.gen(function*() {
+  const uri = parseStoreUri(store)
+  if (Result.isFailure(uri)) return yield* uri.failure
+  if (uri.success.scheme !== "ipfs") return yield* new BadStoreUri({ uri: store, reason: "'b3 ipfs root' needs an ipfs:// store (ipfs://?repo=DIR)" })
+  const options = yield* ipfsOptionsFromUri(uri.success)
+  const module = yield* loadIpfsStore()
+  const opened = yield* module.openIpfsStore(options)
+  const cid = opened.root()
+  const mode = yield* outputMode
+  yield* mode.json ? printJson({ store, root: cid }) : Console.log(cid)
+}))).pipe(
+  Command.withDescription("Print the root CID of an IPFS store (its current version), which another node opens read-only as ipfs://<CID>."),
+  Command.withExamples([{ command: "b3 ipfs root --store 'ipfs://?repo=/var/b3/ipfs'", description: "the version to hand to a peer" }])
+)
 
 export const ipfsCommand = Command.make("ipfs").pipe(
   Command.withDescription("IPFS stores."),

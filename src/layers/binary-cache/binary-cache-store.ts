@@ -155,15 +155,16 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
 
     /**
      * Validates, compresses, hashes and uploads the NAR in one pass (no spool file). The NAR is
-     * named by its NAR hash, known before it is compressed, instead of its file hash.
+     * named by its NAR hash, known before it is compressed, instead of its file hash (or by the
+     * name a content-addressed blob store gives it).
      */
     const streamNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, putStream: NonNullable<BlobStore["putStream"]>) => Effect.gen(function*() {
       const url = `nar/${Hash.encode(info.narHash, "base32")}${extension[compression]}`
       const fileHasher = Hash.hasher("sha256")
       let fileSize = 0
       const hashed = Stream.map(compressedNar(info, nar), (chunk) => { fileHasher.update(chunk); fileSize += chunk.length; return chunk })
-      yield* putStream(url, hashed, "application/x-nix-nar", info.narSize)
-      return { url, fileHash: fileHasher.digest(), fileSize }
+      const storedAs = yield* putStream(url, hashed, "application/x-nix-nar", info.narSize)
+      return { url: storedAs ?? url, fileHash: fileHasher.digest(), fileSize }
     })
 
     const addToStore = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, StoreError | E, R> =>

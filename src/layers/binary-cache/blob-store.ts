@@ -23,9 +23,10 @@ export interface BlobStore {
   /**
    * Stores a blob straight from a stream of unknown length, where the backend can (S3 multipart
    * upload): readers see it only once complete; a failed or interrupted stream leaves nothing.
-   * `sizeHint` is about how big it will be (to size the parts).
+   * `sizeHint` is about how big it will be (to size the parts). A content-addressed backend (IPFS)
+   * may store the blob under a key of its own choosing, derived from the contents, and return it.
    */
-  readonly putStream?: <E, R>(key: string, body: Stream.Stream<Uint8Array, E, R>, contentType: string, sizeHint?: number) => Effect.Effect<void, StoreIoError | E, R>
+  readonly putStream?: <E, R>(key: string, body: Stream.Stream<Uint8Array, E, R>, contentType: string, sizeHint?: number) => Effect.Effect<string | void, StoreIoError | E, R>
   /** A directory for spooling uploads (on the same file system as the blobs where there is one). */
   readonly spoolDir: string
 }
