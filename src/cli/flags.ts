@@ -18,5 +18,8 @@ export const substitutersFlag = Flag.String("substituters").pipe(
   Flag.withDescription("space-separated store URIs to substitute from (default: config 'substituters' or $B3_SUBSTITUTERS)")
 )
 
-/** `--json`: machine-readable output. */
+/**
+ * A command's own `--json` switch. The CLI's commands read the global `--json` instead (see
+ * output.ts: `yield* outputMode`); where a command declares this, its own flag wins at its level.
+ */
 export const jsonFlag = switchFlag("json", "print JSON for scripts instead of text")

@@ -1,14 +1,16 @@
 /**
  * Progress for long work: a single self-overwriting line on stderr when it is a terminal, and
- * nothing at all when it is not (scripts get results, not noise). Updates are throttled.
+ * nothing at all when it is not (scripts get results, not noise) or with --quiet (`quiet`, or
+ * B3_QUIET=1 in the environment). Updates are throttled.
  */
 export interface Progress {
   readonly update: (text: string) => void
   readonly done: () => void
 }
 
-export const makeProgress = (label: string, stream: NodeJS.WriteStream = process.stderr): Progress => {
-  if (!stream.isTTY || process.env.B3_QUIET === "1") return { update: () => {}, done: () => {} }
+export const makeProgress = (label: string, options: { readonly quiet?: boolean; readonly stream?: NodeJS.WriteStream } = {}): Progress => {
+  const stream = options.stream ?? process.stderr
+  if (!stream.isTTY || options.quiet || process.env.B3_QUIET === "1") return { update: () => {}, done: () => {} }
   let last = 0
   let shown = false
   return {

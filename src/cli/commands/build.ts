@@ -6,7 +6,8 @@ import { StoreIoError, Unsupported } from "../../services/errors.ts"
 import { requireBuild } from "../../services/registry.ts"
 import type { BuildEvent } from "../../services/store-build.ts"
 import { BadBuildTarget, NoBuildLog, resolveTarget } from "../build-targets.ts"
-import { jsonFlag, storeFlag, substitutersFlag, switchFlag } from "../flags.ts"
+import { storeFlag, substitutersFlag, switchFlag } from "../flags.ts"
+import { outputMode, printJson, rejectJson } from "../output.ts"
 import { openCliStore } from "../open-store.ts"
 import { makeProgress } from "../progress.ts"
 import { writeStdout } from "../stdio.ts"
@@ -16,8 +17,8 @@ const optionalInt = (name: string, description: string) => Flag.Int(name).pipe(F
 const drvName = (drvPath: string) => drvPath.slice(drvPath.indexOf("-") + 1).replace(/\.drv$/, "")
 
 /** A one-line summary of the builds in flight, redrawn on a terminal. */
-const buildProgress = () => {
-  const progress = makeProgress("build")
+const buildProgress = (quiet: boolean) => {
+  const progress = makeProgress("build", { quiet })
   const running = new Set<string>()
   let total = 0
   let finished = 0
@@ -47,21 +48,21 @@ export const buildCommand = Command.make("build", {
   cores: optionalInt("cores", "NIX_BUILD_CORES for each build (default: the number of CPUs)"),
   timeout: optionalInt("timeout", "kill a build that runs longer than this many seconds"),
   maxSilentTime: optionalInt("max-silent-time", "kill a build that prints nothing for this many seconds"),
-  printBuildLogs: switchFlag("print-build-logs", "show the builders' output on stderr, each line prefixed with the derivation name"),
-  json: jsonFlag,
+  printBuildLogs: switchFlag("print-build-logs", "show the builders' output on stderr, each line prefixed with the derivation name (also with --verbose)"),
   targets: Argument.String("target").pipe(Argument.variadic({ min: 1 }),
     Argument.withDescription(".drv store paths, .drv files, or a module (.ts/.js) exporting derivations"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
+  const mode = yield* outputMode
   const store = yield* openCliStore(args.store)
   const builder = yield* requireBuild(store)
   const substituters = yield* Effect.forEach(args.substituters.split(/\s+/).filter((s) => s.length > 0), (uri) =>
     Effect.map(openCliStore(uri), (s) => s.read))
   const trustedKeys = yield* parseTrustedKeys(args.trustedPublicKeys)
   const drvPaths = (yield* Effect.forEach(args.targets, (target) => resolveTarget(store, target))).flat()
-  const progress = buildProgress()
+  const progress = buildProgress(mode.quiet)
   const partial = new Map<string, string>()
   const decoder = new TextDecoder()
-  const onLog = args.printBuildLogs
+  const onLog = args.printBuildLogs || mode.verbose
     ? (drvPath: string, chunk: Uint8Array) => {
       const text = (partial.get(drvPath) ?? "") + decoder.decode(chunk, { stream: true })
       const lines = text.split("\n")
@@ -75,21 +76,27 @@ export const buildCommand = Command.make("build", {
     ...(onLog ? { onLog } : {})
   }).pipe(Effect.ensuring(Effect.sync(progress.done)))
   const storeDir = store.read.storeDir
-  if (args.json) {
-    yield* Console.log(JSON.stringify(results.map((r) => ({
+  if (mode.json) {
+    yield* printJson(results.map((r) => ({
       drvPath: StorePath.print(r.drvPath, storeDir),
       outputs: Object.fromEntries(Object.entries(r.outputs).map(([name, path]) => [name, StorePath.print(path, storeDir)])),
       status: r.status
-    }))))
+    })))
   } else {
     for (const r of results) for (const path of Object.values(r.outputs)) yield* Console.log(StorePath.print(path, storeDir))
   }
-}))).pipe(Command.withDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths."))
+}))).pipe(
+  Command.withDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths (with --json [{\"drvPath\", \"outputs\", \"status\"}])."),
+  Command.withExamples([
+    { command: "b3 build --store /tmp/r hello.ts", description: "build the derivations a TypeScript module exports" },
+    { command: "b3 build --store /tmp/r --max-jobs 4 --substituters http://127.0.0.1:5000 /nix/store/…-hello.drv", description: "build a .drv, taking what a cache already has" }
+  ]))
 
 export const logCommand = Command.make("log", {
   store: storeFlag,
   path: Argument.String("path").pipe(Argument.withDescription("a .drv path, or an output path (its deriver's log is shown)"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
+  yield* rejectJson("b3 log", "a build log")
   const store = yield* openCliStore(args.store)
   const storeDir = store.read.storeDir
   const parsed = StorePath.parse(args.path, storeDir)
@@ -104,4 +111,6 @@ export const logCommand = Command.make("log", {
   const log = store.buildLog(drvPath)
   if (!log) return yield* new NoBuildLog({ drvPath })
   yield* writeStdout(Stream.mapError(log, (e) => new StoreIoError({ store: store.read.uri, operation: "read build log", reason: e.message })))
-}))).pipe(Command.withDescription("Show the build log of a derivation (or of the derivation that built a path)."))
+}))).pipe(
+  Command.withDescription("Show the build log of a derivation (or of the derivation that built a path)."),
+  Command.withExamples([{ command: "b3 log --store /tmp/r /nix/store/…-hello", description: "the log of the build that made a path" }]))

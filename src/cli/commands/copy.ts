@@ -6,7 +6,8 @@ import { copyPaths, type CopyEvent } from "../../services/copy.ts"
 import { requireWrite } from "../../services/registry.ts"
 import { config } from "../config.ts"
 import { fromResult } from "../effect-result.ts"
-import { jsonFlag, switchFlag } from "../flags.ts"
+import { switchFlag } from "../flags.ts"
+import { outputMode, printJson } from "../output.ts"
 import { openCliStore } from "../open-store.ts"
 import { makeProgress } from "../progress.ts"
 import { parseTrustedKeys, readSecretKey, trustedKeysFlag } from "../trust.ts"
@@ -18,27 +19,28 @@ export const copyCommand = Command.make("copy", {
   to: Flag.String("to").pipe(Flag.withDescription("target store URI")),
   closure: switchFlag("closure", "copy everything the paths refer to as well"),
   jobs: Flag.Int("jobs").pipe(Flag.withDefault(4), Flag.withDescription("paths copied at once")),
-  json: jsonFlag,
   noCheckSigs: switchFlag("no-check-sigs", "accept paths without a trusted signature"),
   trustedPublicKeys: trustedKeysFlag,
   secretKey: Flag.String("secret-key").pipe(Flag.optional, Flag.withDescription("sign the copied paths with this secret key file")),
   paths: Argument.String("path").pipe(Argument.variadic({ min: 1 }), Argument.withDescription("store paths to copy"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
+  const mode = yield* outputMode
   const from = yield* openCliStore(args.from)
   const to = yield* openCliStore(args.to)
   const write = yield* requireWrite(to)
   const paths = yield* Effect.forEach(args.paths, (p) => fromResult(StorePath.parse(p, from.read.storeDir)))
   const trustedKeys = yield* parseTrustedKeys(args.trustedPublicKeys)
   const signWith = args.secretKey._tag === "Some" ? [yield* readSecretKey(args.secretKey.value)] : []
-  const progress = makeProgress("copy")
+  const progress = makeProgress("copy", mode)
   let total = 0
   let done = 0
   let bytes = 0
   let bytesDone = 0
   const started = Date.now()
   const onEvent = (event: CopyEvent) => {
-    if (args.json) { process.stdout.write(JSON.stringify(event) + "\n"); return }
+    if (mode.json) { process.stdout.write(JSON.stringify(event) + "\n"); return }
     if (event.type === "plan") { total = event.total; bytes = event.bytes }
+    if (mode.verbose && event.type === "start") process.stderr.write(`copying ${event.path} (${mib(event.narSize)})\n`)
     if (event.type === "done") { done++; bytesDone += event.narSize }
     const rate = bytesDone / Math.max(0.001, (Date.now() - started) / 1000)
     progress.update(`${done}/${total} paths, ${mib(bytesDone)}/${mib(bytes)}, ${mib(rate)}/s`)
@@ -47,13 +49,18 @@ export const copyCommand = Command.make("copy", {
     closure: args.closure, concurrency: args.jobs, checkSigs: !args.noCheckSigs, trustedKeys, signWith, onEvent
   })
   progress.done()
-  if (args.json) {
-    yield* Console.log(JSON.stringify({
+  if (mode.json) {
+    yield* printJson({
       type: "result",
       copied: result.copied.map((p) => StorePath.print(p, from.read.storeDir)),
       skipped: result.skipped.map((p) => StorePath.print(p, from.read.storeDir))
-    }))
-  } else {
+    })
+  } else if (!mode.quiet) {
     yield* Console.error(`copied ${result.copied.length} path(s), ${result.skipped.length} already present`)
   }
-}))).pipe(Command.withDescription("Copy store paths (and with --closure everything they need) from one store to another, checking hashes and signatures."))
+}))).pipe(
+  Command.withDescription("Copy store paths (and with --closure everything they need) from one store to another, checking hashes and signatures. With --json, one event per line ({\"type\": \"plan\"|\"start\"|\"done\"}) and a final {\"type\": \"result\", \"copied\", \"skipped\"}."),
+  Command.withExamples([
+    { command: "b3 copy --from /tmp/r --to 'file:///srv/cache?compression=xz&secret-key=key.sec' --closure /nix/store/…-hello", description: "push a closure to a signed file cache" },
+    { command: "b3 copy --from http://127.0.0.1:5000 --to /tmp/fresh --closure --trusted-public-keys \"$(cat key.pub)\" /nix/store/…-hello", description: "pull it back, checking signatures" }
+  ]))

@@ -9,7 +9,8 @@ import * as Drv from "../../core/derivation/index.ts"
 import * as Hash from "../../core/hash.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { fromResult } from "../effect-result.ts"
-import { jsonFlag, switchFlag } from "../flags.ts"
+import { switchFlag } from "../flags.ts"
+import { outputMode, printJson, UsageError } from "../output.ts"
 
 const storeDirFlag = Flag.String("store-dir").pipe(
   Flag.withDefault(StorePath.defaultStoreDir),
@@ -68,7 +69,9 @@ const show = Command.make("show", {
     entries.push([yield* drvPathOf(bytes, drv, args.storeDir), drv])
   }
   yield* Effect.sync(() => process.stdout.write(Drv.printShowDerivation(entries)))
-})).pipe(Command.withDescription("Print derivations as JSON, exactly like `nix show-derivation`."))
+})).pipe(
+  Command.withDescription("Print derivations as JSON, exactly like `nix show-derivation` (the output is JSON with or without --json)."),
+  Command.withExamples([{ command: "b3 drv show /tmp/r/nix/store/…-hello.drv", description: "a .drv file as nix show-derivation prints it" }]))
 
 const hash = Command.make("hash", {
   storeDir: storeDirFlag,
@@ -81,32 +84,39 @@ const hash = Command.make("hash", {
   const inputs = yield* loadInputs(drv, dirOf(args.file), args.storeDir)
   const result = yield* fromResult(Drv.hashDerivationModulo(drv, args.masked, { lookup: (p) => inputs.get(p), storeDir: args.storeDir }))
   const encoding: Hash.HashEncoding = args.sri ? "sri" : args.base32 ? "base32" : "base16"
-  for (const [name, h] of [...result.hashes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+  const sorted = [...result.hashes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  if ((yield* outputMode).json) return yield* printJson(Object.fromEntries(sorted.map(([name, h]) => [name, Hash.encode(h, encoding)])))
+  for (const [name, h] of sorted) {
     yield* Console.log(result.hashes.size === 1 && new Set(result.hashes.values()).size === 1 ? Hash.encode(h, encoding) : `${name} ${Hash.encode(h, encoding)}`)
   }
-})).pipe(Command.withDescription("Print hashDerivationModulo of a derivation (base16; one line per output for fixed-output derivations with several); input .drv files are read from the same directory."))
+})).pipe(Command.withDescription("Print hashDerivationModulo of a derivation (base16; one line per output for fixed-output derivations with several; --json: {output: hash}); input .drv files are read from the same directory."),
+  Command.withExamples([{ command: "b3 drv hash --masked --base32 /tmp/r/nix/store/…-hello.drv", description: "the hash its output paths are computed from" }]))
 
-const outputs = Command.make("outputs", { storeDir: storeDirFlag, json: jsonFlag, file: drvFile }, (args) => Effect.gen(function*() {
+const outputs = Command.make("outputs", { storeDir: storeDirFlag, file: drvFile }, (args) => Effect.gen(function*() {
   const { drv } = yield* readDrv(args.file, args.storeDir)
   const inputs = yield* loadInputs(drv, dirOf(args.file), args.storeDir)
   const paths = yield* fromResult(Drv.checkOutputs(drv, { lookup: (p) => inputs.get(p), storeDir: args.storeDir }))
   const sorted = [...paths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  if (args.json) yield* Console.log(JSON.stringify(Object.fromEntries(sorted.map(([n, p]) => [n, p ?? null]))))
+  if ((yield* outputMode).json) yield* printJson(Object.fromEntries(sorted.map(([n, p]) => [n, p ?? null])))
   else for (const [name, path] of sorted) yield* Console.log(`${name} ${path ?? "(known after the build: floating content-addressed)"}`)
-})).pipe(Command.withDescription("Compute a derivation's output paths (checking the ones it records); input .drv files are read from the same directory."))
+})).pipe(Command.withDescription("Compute a derivation's output paths (checking the ones it records); input .drv files are read from the same directory."),
+  Command.withExamples([{ command: "b3 drv outputs --json /tmp/r/nix/store/…-hello.drv", description: "{output: path} (null for floating content-addressed outputs)" }]))
 
 const attrs = Command.make("attrs", {
   storeDir: storeDirFlag,
   sh: switchFlag("sh", "print .attrs.sh instead of .attrs.json"),
   file: drvFile
 }, (args) => Effect.gen(function*() {
+  if (args.sh && (yield* outputMode).json) return yield* new UsageError({ reason: "'--sh' prints shell code, which has no JSON form; leave out --json or --sh" })
   const { drv } = yield* readDrv(args.file, args.storeDir)
   const files = yield* fromResult(Drv.structuredAttrsFiles(drv))
   if (files === undefined) return yield* Effect.fail(new Drv.InvalidDerivation({ input: args.file, offset: -1, reason: "the derivation does not use structured attributes" }))
   yield* Effect.sync(() => process.stdout.write(args.sh ? files.shell : files.json))
-})).pipe(Command.withDescription("Print the .attrs.json (or .attrs.sh) a builder of a structured-attrs derivation gets."))
+})).pipe(Command.withDescription("Print the .attrs.json (or .attrs.sh) a builder of a structured-attrs derivation gets."),
+  Command.withExamples([{ command: "b3 drv attrs --sh /tmp/r/nix/store/…-hello.drv", description: "the .attrs.sh of a __structuredAttrs derivation" }]))
 
 export const drvCommand = Command.make("drv").pipe(
   Command.withDescription("Inspect derivations (.drv files)."),
-  Command.withSubcommands([show, hash, outputs, attrs])
+  Command.withSubcommands([show, hash, outputs, attrs]),
+  Command.withExamples([{ command: "b3 drv outputs $(nix-instantiate '<nixpkgs>' -A hello)", description: "check the output paths of a .drv made by Nix" }])
 )

@@ -3,6 +3,7 @@ import { Console, Effect, FileSystem } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Signature from "../../core/signature.ts"
 import { fromResult } from "../effect-result.ts"
+import { outputMode, printJson } from "../output.ts"
 
 const generate = Command.make("generate", {
   name: Flag.String("name").pipe(Flag.withDescription("the key name, e.g. cache.example.org-1")),
@@ -17,17 +18,26 @@ const generate = Command.make("generate", {
   yield* fs.writeFileString(args.public, Signature.printPublicKey(Signature.publicKeyOf(secret)))
   yield* fs.writeFileString(args.secret, Signature.printSecretKey(secret), { mode: 0o600 })
   yield* fs.chmod(args.secret, 0o600)
-})).pipe(Command.withDescription("Generate a key pair (like `nix-store --generate-binary-cache-key NAME SECRET PUBLIC`)."))
+  if ((yield* outputMode).json) {
+    yield* printJson({ name: args.name, publicKey: Signature.printPublicKey(Signature.publicKeyOf(secret)), secretKeyFile: args.secret, publicKeyFile: args.public })
+  }
+})).pipe(
+  Command.withDescription("Generate a key pair (like `nix-store --generate-binary-cache-key NAME SECRET PUBLIC`); prints nothing (with --json {\"name\", \"publicKey\", \"secretKeyFile\", \"publicKeyFile\"})."),
+  Command.withExamples([{ command: "b3 key generate --name cache.example.org-1 --secret key.sec --public key.pub", description: "a key pair for signing a binary cache" }]))
 
 const publicOf = Command.make("public", {
   secret: Argument.String("secret-key-file").pipe(Argument.withDescription("a secret key file"))
 }, (args) => Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
   const secret = yield* fromResult(Signature.parseSecretKey(yield* fs.readFileString(args.secret)))
-  yield* Console.log(Signature.printPublicKey(Signature.publicKeyOf(secret)))
-})).pipe(Command.withDescription("Print the public key of a secret key file."))
+  const publicKey = Signature.printPublicKey(Signature.publicKeyOf(secret))
+  yield* ((yield* outputMode).json ? printJson({ publicKey }) : Console.log(publicKey))
+})).pipe(
+  Command.withDescription("Print the public key of a secret key file."),
+  Command.withExamples([{ command: "b3 key public key.sec", description: "the 'name:base64' public key to trust" }]))
 
 export const keyCommand = Command.make("key").pipe(
   Command.withDescription("Generate and inspect binary-cache signing keys."),
-  Command.withSubcommands([generate, publicOf])
+  Command.withSubcommands([generate, publicOf]),
+  Command.withExamples([{ command: "b3 key generate --name demo-1 --secret key.sec --public key.pub && b3 key public key.sec", description: "make a key pair and show its public key" }])
 )

@@ -1,5 +1,5 @@
 /** `b3 nar dump|restore|ls|cat`: NAR archives on the command line (like `nix-store --dump/--restore`, `nix nar ls/cat`). */
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { writeSync } from "node:fs"
 import { resolve } from "node:path"
@@ -9,13 +9,10 @@ import { decodeNar, FileNotFound, findNode, forEachNarChunk, listingJson, narLis
 import type { NarEvent } from "../../nar/events.ts"
 import { StoreIoError } from "../../services/errors.ts"
 import { fromResult } from "../effect-result.ts"
-import { jsonFlag, switchFlag } from "../flags.ts"
+import { switchFlag } from "../flags.ts"
+import { outputMode, printJson, rejectJson, UsageError } from "../output.ts"
 import { openCliStore } from "../open-store.ts"
 import { writeStdout } from "../stdio.ts"
-
-class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { reason: Schema.String }) {
-  override get message() { return this.reason }
-}
 
 const stdoutError = (e: unknown) =>
   new StoreIoError({
@@ -80,16 +77,26 @@ const dump = Command.make("dump", {
   store: Flag.String("store").pipe(Flag.optional, Flag.withDescription("dump a store path of this store (any store URI) instead of a file-system path")),
   path: Argument.String("path").pipe(Argument.withDescription("file-system path, or store path with --store"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
+  yield* rejectJson("b3 nar dump", "a NAR")
   if (args.store._tag === "None") return yield* dumpToStdout(resolve(args.path))
   const store = yield* openCliStore(args.store.value)
   const path = yield* fromResult(StorePath.parse(args.path, store.read.storeDir))
   yield* writeStdout(store.read.narFromPath(path))
-}))).pipe(Command.withDescription("Write the NAR serialisation of a path to stdout (like `nix-store --dump`, or `nix store dump-path` with --store)."))
+}))).pipe(Command.withDescription("Write the NAR serialisation of a path to stdout (like `nix-store --dump`, or `nix store dump-path` with --store)."),
+  Command.withExamples([
+    { command: "b3 nar dump ./src > src.nar", description: "serialise a tree" },
+    { command: "b3 nar dump --store file:///srv/cache /nix/store/…-hello | b3 nar restore ./hello", description: "unpack a path from a binary cache" }
+  ]))
 
 const restore = Command.make("restore", {
   dir: Argument.String("dir").pipe(Argument.withDescription("where to unpack; must not exist"))
-}, (args) => restoreNarFromFd(0, resolve(args.dir))).pipe(
-  Command.withDescription("Unpack a NAR from stdin into a new directory (like `nix-store --restore`); nothing is left behind on failure."))
+}, (args) => Effect.gen(function*() {
+  const dir = resolve(args.dir)
+  yield* restoreNarFromFd(0, dir)
+  if ((yield* outputMode).json) yield* printJson({ path: dir })
+})).pipe(
+  Command.withDescription("Unpack a NAR from stdin into a new directory (like `nix-store --restore`); nothing is left behind on failure."),
+  Command.withExamples([{ command: "b3 nar restore ./out < src.nar", description: "unpack a NAR into ./out (with --json: print {\"path\"})" }]))
 
 const narFile = (file: string) => readFileStream(file, (e) => (e as NodeJS.ErrnoException).code === "ENOENT" ? new FileNotFound({ path: file })
   : new StoreIoError({ store: file, operation: "read", reason: e instanceof Error ? e.message : String(e) }))
@@ -120,27 +127,32 @@ const listText = (node: ListingNode, inside: string, options: { readonly long: b
 }
 
 const ls = Command.make("ls", {
-  json: jsonFlag,
   recursive: switchFlag("recursive", "list subdirectories recursively").pipe(Flag.withAlias("R")),
   long: switchFlag("long", "show type, permissions and size").pipe(Flag.withAlias("l")),
   directory: switchFlag("directory", "show directories rather than their contents").pipe(Flag.withAlias("d")),
   file: Argument.String("nar-file"),
   inside: Argument.String("path-inside").pipe(Argument.withDefault("/"))
 }, (args) => Effect.gen(function*() {
-  if (args.json && args.directory) return yield* new UsageError({ reason: "'--directory' is useless with '--json'" })
+  const { json } = yield* outputMode
+  if (json && args.directory) return yield* new UsageError({ reason: "'--directory' is useless with '--json'" })
   const listing = yield* narListing(narFile(args.file))
   const node = findNode(listing, args.inside)
   if (node === undefined) return yield* new FileNotFound({ path: `${args.file}:${args.inside}` })
-  const out = args.json
+  const out = json
     ? [Buffer.from(listingJson(node, { recursive: args.recursive })), newline]
     : listText(node, args.inside, args)
   yield* writeStdout(Stream.make(Buffer.concat(out)))
-})).pipe(Command.withDescription("List the contents of a NAR file (like `nix nar ls`; --json prints the listing Nix publishes in binary caches)."))
+})).pipe(Command.withDescription("List the contents of a NAR file (like `nix nar ls`; --json prints the listing Nix publishes in binary caches)."),
+  Command.withExamples([
+    { command: "b3 nar ls -lR src.nar", description: "list everything, with sizes" },
+    { command: "b3 nar ls --json --recursive src.nar", description: "the .ls listing a binary cache publishes" }
+  ]))
 
 const cat = Command.make("cat", {
   file: Argument.String("nar-file"),
   inside: Argument.String("path-inside")
 }, (args) => Effect.gen(function*() {
+  yield* rejectJson("b3 nar cat", "a file's contents")
   const target = args.inside.startsWith("/") ? args.inside : `/${args.inside}`
   let current = ""
   let inTarget = false
@@ -159,9 +171,11 @@ const cat = Command.make("cat", {
     return Effect.void
   }))
   if (!found) return yield* new FileNotFound({ path: `${args.file}:${target} (not a regular file in the NAR)` })
-})).pipe(Command.withDescription("Print a regular file inside a NAR file (like `nix nar cat`)."))
+})).pipe(Command.withDescription("Print a regular file inside a NAR file (like `nix nar cat`)."),
+  Command.withExamples([{ command: "b3 nar cat src.nar /hello.txt", description: "print one file from a NAR" }]))
 
 export const narCommand = Command.make("nar").pipe(
   Command.withDescription("Create, inspect and unpack NAR archives."),
-  Command.withSubcommands([dump, restore, ls, cat])
+  Command.withSubcommands([dump, restore, ls, cat]),
+  Command.withExamples([{ command: "b3 nar dump ./src | b3 nar restore ./copy", description: "copy a tree through a NAR" }])
 )

@@ -5,6 +5,7 @@ import * as NarInfo from "../../core/narinfo.ts"
 import * as Signature from "../../core/signature.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { fromResult } from "../effect-result.ts"
+import { outputMode, printJson } from "../output.ts"
 
 const storeDirFlag = Flag.String("store-dir").pipe(
   Flag.withDefault(StorePath.defaultStoreDir),
@@ -23,8 +24,11 @@ const verify = Command.make("verify", {
 }, (args) => Effect.gen(function*() {
   const keys = yield* Effect.forEach(args.trustedKeys, (k) => fromResult(Signature.parsePublicKey(k)))
   const info = yield* readNarInfo(args.file, args.storeDir)
-  yield* Console.log(yield* fromResult(NarInfo.verify(info, keys, args.storeDir)))
-})).pipe(Command.withDescription("Check a narinfo's signatures; print the name of the trusted key that signed it (exit 4 if none did)."))
+  const trustedKey = yield* fromResult(NarInfo.verify(info, keys, args.storeDir))
+  yield* ((yield* outputMode).json ? printJson({ file: args.file, trustedKey }) : Console.log(trustedKey))
+})).pipe(
+  Command.withDescription("Check a narinfo's signatures; print the name of the trusted key that signed it (exit 4 if none did)."),
+  Command.withExamples([{ command: "b3 narinfo verify --trusted-key \"$(cat key.pub)\" /srv/cache/….narinfo", description: "check a cache entry's signature" }]))
 
 const sign = Command.make("sign", {
   keyFile: Flag.String("key-file").pipe(Flag.withDescription("secret key file")),
@@ -37,9 +41,13 @@ const sign = Command.make("sign", {
     const info = yield* readNarInfo(file, args.storeDir)
     yield* fs.writeFileString(file, NarInfo.print(NarInfo.sign(info, key, args.storeDir)))
   }
-})).pipe(Command.withDescription("Sign narinfo files in place (like `nix store sign` on a binary cache)."))
+  if ((yield* outputMode).json) yield* printJson({ signed: args.files })
+})).pipe(
+  Command.withDescription("Sign narinfo files in place (like `nix store sign` on a binary cache); prints nothing (with --json {\"signed\": [files]})."),
+  Command.withExamples([{ command: "b3 narinfo sign --key-file key.sec /srv/cache/*.narinfo", description: "sign every entry of a file cache" }]))
 
 export const narinfoCommand = Command.make("narinfo").pipe(
   Command.withDescription("Check and sign .narinfo files."),
-  Command.withSubcommands([verify, sign])
+  Command.withSubcommands([verify, sign]),
+  Command.withExamples([{ command: "b3 narinfo sign --key-file key.sec x.narinfo && b3 narinfo verify --trusted-key \"$(cat key.pub)\" x.narinfo", description: "sign, then check" }])
 )

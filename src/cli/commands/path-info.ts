@@ -4,7 +4,8 @@ import { Argument, Command } from "effect/cli"
 import * as StorePath from "../../core/store-path.ts"
 import { computeClosure } from "../../services/closure.ts"
 import { toJson, type PathInfo } from "../../services/path-info.ts"
-import { jsonFlag, storeFlag, switchFlag } from "../flags.ts"
+import { storeFlag, switchFlag } from "../flags.ts"
+import { outputMode, printJson } from "../output.ts"
 import { fromResult } from "../effect-result.ts"
 import { openCliStore } from "../open-store.ts"
 
@@ -12,7 +13,6 @@ const formatSize = (n: number) => String(n).padStart(12)
 
 export const pathInfoCommand = Command.make("path-info", {
   store: storeFlag,
-  json: jsonFlag,
   closure: switchFlag("closure", "include everything the paths refer to, recursively (nix path-info -r)"),
   size: switchFlag("size", "print the NAR size of each path (nix path-info -s)"),
   closureSize: switchFlag("closure-size", "print the total NAR size of each path's closure (nix path-info -S)"),
@@ -30,9 +30,9 @@ export const pathInfoCommand = Command.make("path-info", {
       Effect.map(Effect.forEach(closure, (p) => store.read.queryPathInfo(p), { concurrency: 16 }),
         (members) => members.reduce((sum, m) => sum + m.narSize, 0)))
     : Effect.succeed(undefined)
-  if (args.json) {
+  if ((yield* outputMode).json) {
     const entries = yield* Effect.forEach(infos, (info) => Effect.map(closureSizeOf(info), (cs) => toJson(info, storeDir, cs)))
-    yield* Console.log(JSON.stringify(entries))
+    yield* printJson(entries)
     return
   }
   for (const info of infos) {
@@ -42,5 +42,10 @@ export const pathInfoCommand = Command.make("path-info", {
     if (cs !== undefined) line += `\t${formatSize(cs)}`
     yield* Console.log(line)
   }
-}))).pipe(Command.withDescription("Show the NAR hash, size, references and signatures of store paths (like `nix path-info`)."))
+}))).pipe(
+  Command.withDescription("Show the NAR hash, size, references and signatures of store paths (like `nix path-info`)."),
+  Command.withExamples([
+    { command: "b3 path-info --closure --size --store /tmp/r /nix/store/…-hello", description: "a path's closure with NAR sizes" },
+    { command: "b3 path-info --json --store https://cache.nixos.org /nix/store/…-hello", description: "narHash, narSize, references, signatures as JSON" }
+  ]))
 

@@ -4,7 +4,8 @@ import { Command, Flag } from "effect/cli"
 import { compressions } from "../../layers/binary-cache/compression.ts"
 import { serveCache } from "../../layers/binary-cache/server.ts"
 import { BadStoreUri } from "../../services/errors.ts"
-import { storeFlag, switchFlag } from "../flags.ts"
+import { storeFlag } from "../flags.ts"
+import { outputMode, printJson } from "../output.ts"
 import { openCliStore } from "../open-store.ts"
 import { readSecretKey } from "../trust.ts"
 
@@ -17,9 +18,9 @@ export const serveCommand = Command.make("serve", {
   store: storeFlag,
   listen: Flag.String("listen").pipe(Flag.withDefault("127.0.0.1:5000"), Flag.withDescription("HOST:PORT to listen on (port 0 picks a free port)")),
   secretKey: Flag.String("secret-key").pipe(Flag.optional, Flag.withDescription("sign narinfos on the fly with this secret key file")),
-  compression: Flag.Literals("compression", compressions).pipe(Flag.withDefault("none" as const), Flag.withDescription("compress NARs on the fly")),
-  quiet: switchFlag("quiet", "no access log")
+  compression: Flag.Literals("compression", compressions).pipe(Flag.withDefault("none" as const), Flag.withDescription("compress NARs on the fly"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
+  const mode = yield* outputMode
   const listen = parseListen(args.listen)
   if (!listen) return yield* new BadStoreUri({ uri: args.listen, reason: "--listen takes HOST:PORT, e.g. 127.0.0.1:5000" })
   const store = yield* openCliStore(args.store)
@@ -28,10 +29,15 @@ export const serveCommand = Command.make("serve", {
     ...listen,
     secretKeys,
     compression: args.compression,
-    ...(args.quiet ? {} : { accessLog: (line: string) => process.stderr.write(line + "\n") })
+    ...(mode.quiet ? {} : { accessLog: (line: string) => process.stderr.write(line + "\n") })
   })
   const port = address._tag === "UnixPathAddress" ? listen.port : address.port
   const where = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${port}`
-  yield* Console.log(`serving ${store.read.uri} at ${where}`)
+  yield* (mode.json ? printJson({ store: store.read.uri, url: where }) : Console.log(`serving ${store.read.uri} at ${where}`))
   return yield* Effect.never
-}))).pipe(Command.withDescription("Serve a store as an HTTP binary cache that Nix and b3 can read (stops cleanly on Ctrl-C)."))
+}))).pipe(
+  Command.withDescription("Serve a store as an HTTP binary cache that Nix and b3 can read (stops cleanly on Ctrl-C). Prints 'serving STORE at URL' (with --json {\"store\", \"url\"}) once it listens; --quiet turns the access log off."),
+  Command.withExamples([
+    { command: "b3 serve --store file:///srv/cache --listen 127.0.0.1:5000", description: "serve a file cache over HTTP" },
+    { command: "b3 serve --store /tmp/r --listen 127.0.0.1:0 --secret-key key.sec --quiet", description: "serve a local store on a free port, signing on the fly" }
+  ]))
