@@ -43,6 +43,14 @@ const undiciNamedExports = {
   }
 }
 
+/**
+ * The IPFS packages (Helia, libp2p, multiformats, UnixFS) stay in node_modules, loaded when an
+ * ipfs:// store is opened: src/layers/ipfs loads Helia's node class from its own file, which a
+ * bundled copy of multiformats or libp2p beside it would not share classes and errors with.
+ */
+const ipfsPackages = ["helia", "@helia/*", "libp2p", "@libp2p/*", "@chainsafe/*", "multiformats", "multiformats/*",
+  "@multiformats/*", "@ipld/*", "ipfs-unixfs", "blockstore-fs", "datastore-fs"]
+
 const result = await build({
   entryPoints: { b3: join(root, "src/cli/main.ts") },
   bundle: true,
@@ -59,6 +67,7 @@ const result = await build({
   write: false,
   logLevel: "warning",
   packages: "bundle",
+  external: ipfsPackages,
   plugins: [builtinsByRequire, undiciNamedExports],
   // CommonJS dependencies inside an ES module bundle still call require().
   banner: { js: "import { createRequire as __b3CreateRequire } from 'node:module'; const require = __b3CreateRequire(import.meta.url);" }

@@ -25,6 +25,18 @@ export const ipfsParams = ["repo", "listen", "peer", "secret-key", "trusted-publ
 
 const loopbackMultiaddrRe = /^\/ip4\/127\.\d{1,3}\.\d{1,3}\.\d{1,3}\/tcp\/\d{1,5}(\/p2p\/[1-9A-HJ-NP-Za-km-z]+)?$/
 
+/**
+ * A parameter's last value with %-escapes decoded but `+` kept: base64 keys are full of `+`,
+ * which form decoding (URLSearchParams) would turn into spaces.
+ */
+const rawParam = (uri: StoreUri, name: string): string | undefined => {
+  const query = uri.raw.includes("?") ? uri.raw.slice(uri.raw.indexOf("?") + 1) : ""
+  const values = query.split("&").filter((kv) => kv.startsWith(`${name}=`)).map((kv) => kv.slice(name.length + 1))
+  const last = values[values.length - 1]
+  if (last === undefined) return undefined
+  try { return decodeURIComponent(last) } catch { return last }
+}
+
 /** The store options a URI gives (nothing is opened). */
 export const ipfsOptionsFromUri = (uri: StoreUri): Effect.Effect<IpfsStoreOptions, BadStoreUri> => Effect.gen(function*() {
   const bad = (reason: string) => new BadStoreUri({ uri: uri.raw, reason })
@@ -45,7 +57,7 @@ export const ipfsOptionsFromUri = (uri: StoreUri): Effect.Effect<IpfsStoreOption
   if (location !== "" && listen.length > 0) return yield* bad("listen= is for the repo's own store (ipfs://?repo=DIR&listen=…), not a root opened by CID")
   if (location !== "" && secretKeys.length > 0) return yield* bad("secret-key= signs what is written, and a root opened by CID is read-only")
   const trusted: Array<Signature.PublicKey> = []
-  const trustedParam = uri.params.get("trusted-public-keys")
+  const trustedParam = rawParam(uri, "trusted-public-keys")
   for (const text of (trustedParam ?? "").split(/\s+/).filter((k) => k !== "")) {
     const key = Signature.parsePublicKey(text)
     if (Result.isFailure(key)) return yield* bad(`trusted-public-keys: ${key.failure.reason}`)
@@ -61,7 +73,7 @@ export const ipfsOptionsFromUri = (uri: StoreUri): Effect.Effect<IpfsStoreOption
     peers,
     secretKeys,
     storeDir,
-    trustedKeys: trustedParam === null ? undefined : trusted,
+    trustedKeys: trustedParam === undefined ? undefined : trusted,
     ...(timeout !== null ? { timeoutMs: Number(timeout) * 1000 } : {})
   }
 })
