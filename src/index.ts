@@ -51,3 +51,4 @@ export { serveCache, type ServeOptions } from "./layers/binary-cache/server.ts"
 // pipelines (`b3 run`)
 export { Cache, pipelineContext, runPipeline, ServiceUnavailable, BadPipeline, type CacheApi, type Pipeline, type PipelineServices, type PipelineOptions } from "./cli/pipeline.ts"
 export { makeProgress, type Progress } from "./cli/progress.ts"
+export { addDerivationClosure, addDerivations, buildDerivations } from "./cli/derivations.ts"

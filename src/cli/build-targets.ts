@@ -11,7 +11,8 @@ import { Effect, Result, Schema } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import type { DerivationHandle } from "../core/derivation/values.ts"
 import * as StorePath from "../core/store-path.ts"
-import { addDerivationText, addDrvFile, addDrvFiles } from "../build/add-derivations.ts"
+import { addDerivationText, addDrvFile } from "../build/add-derivations.ts"
+import { addDerivationClosure } from "./derivations.ts"
 import { BuildFailed } from "../services/store-build.ts"
 import type { StoreReadApi } from "../services/store-read.ts"
 import type { StoreWriteApi } from "../services/store-write.ts"
@@ -67,12 +68,8 @@ export const resolveTarget = (
     if (!existsSync(target)) return yield* new BadBuildTarget({ target, reason: "no such file" })
     const roots = exportedDerivations(yield* loadModule(target))
     if (roots.length === 0) return yield* new BadBuildTarget({ target, reason: "the module exports no derivations (export default [drv, …])" })
-    const wrongStore = roots.find((d) => !d.drvPath.startsWith(storeDir + "/"))
-    if (wrongStore) return yield* new BadBuildTarget({ target, reason: `'${wrongStore.drvPath}' is not in the store directory ${storeDir}` })
-    const files = yield* Effect.fromResult(Result.mapError(Derivation.drvFileClosure(roots as ReadonlyArray<DerivationHandle>),
-      (e) => new BadBuildTarget({ target, reason: e.message })))
-    yield* addDrvFiles(yield* needWrite(), storeDir, files)
-    return roots.map((d) => StorePath.parse(d.drvPath, storeDir)).filter(Result.isSuccess).map((r) => r.success)
+    return yield* addDerivationClosure(yield* needWrite(), storeDir, roots as ReadonlyArray<DerivationHandle>).pipe(
+      Effect.catchTag("InvalidDerivationArgs", (e) => Effect.fail(new BadBuildTarget({ target, reason: e.message }))))
   }
 
   const asStorePath = StorePath.parse(target, storeDir)

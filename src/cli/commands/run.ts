@@ -7,7 +7,7 @@
  */
 import { Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { spawn } from "node:child_process"
+import { spawn } from "node:child_process" // loaded at start-up anyway (NodeServices spawns processes)
 import { existsSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { constants } from "node:os"
@@ -29,9 +29,12 @@ const runnerPath = (): string | undefined => {
 const runChild = (argv: ReadonlyArray<string>) => Effect.callback<number>((resume) => {
   const child = spawn(process.execPath, argv, { stdio: "inherit" })
   let exited = false
-  const exitCode = (code: number | null, signal: NodeJS.Signals | null) =>
-    code ?? 128 + (signal ? constants.signals[signal] : 0)
-  child.once("error", (error) => { exited = true; process.stderr.write(`b3: cannot start the pipeline runner: ${error.message}\n`); resume(Effect.succeed(1)) })
+  const exitCode = (code: number | null, signal: NodeJS.Signals | null) => code ?? 128 + (signal ? constants.signals[signal] : 0)
+  child.once("error", (error) => {
+    exited = true
+    process.stderr.write(`b3: cannot start the pipeline runner: ${error.message}\n`)
+    resume(Effect.succeed(1))
+  })
   child.once("exit", (code, signal) => { exited = true; resume(Effect.succeed(exitCode(code, signal))) })
   return Effect.callback<void>((done) => {
     if (exited) return done(Effect.void)
