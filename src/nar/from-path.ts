@@ -48,7 +48,7 @@ interface JobNode {
   submitted: boolean
   result: DirJobResult | undefined
   promise: Promise<DirJobResult> | undefined
-  /** jobs of the subdirectories marked in the result, in mark order */
+  /** jobs of the subdirectories marked in the result, in mark order (emptied once emitted) */
   children: Array<JobNode>
   /** jobs for the rest of the same directory, in order */
   continuations: Array<JobNode>
@@ -123,6 +123,9 @@ const closeMarks = (result: DirJobResult | undefined) => {
 
 const readAt = (fd: number, buffer: Uint8Array, length: number, position: number): Promise<number | NodeJS.ErrnoException> =>
   new Promise((resolve) => fs.read(fd, buffer, 0, length, position, (error, n) => resolve(error ?? n)))
+
+/** What a job node holds once its output was emitted (its segments are no longer needed). */
+const releasedResult: DirJobResult = { segments: [] }
 
 /** One serialisation run: schedules the jobs and yields the NAR in order. */
 class DumpRun {
@@ -244,6 +247,9 @@ class DumpRun {
         }
       }
     }
+    // Emitted: drop the output, which the parent's `children` would otherwise keep to the end of the dump.
+    node.result = releasedResult
+    node.children = []
     this.dispatch()
   }
 

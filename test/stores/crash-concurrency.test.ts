@@ -38,10 +38,14 @@ const killAfter = (args: ReadonlyArray<string>, ms: number) => new Promise<void>
 const temporaries = (root: string) => readdirSync(join(root, "nix/store")).filter((n) => n.startsWith(".b3-tmp-"))
 
 describe("local store robustness", () => {
-  it("survives SIGKILL at random moments of an add", async () => {
-    const root = join(scratch, "crash")
-    const src = bigTree(join(scratch, "crash-src", "payload"), 40, 1 << 20)
-    const expected = nix("nix-store", ["--store", join(scratch, "crash-nix"), "--add", src])
+  // A tree goes through the NAR restore; a single file through the overlapped copy (copy-file.ts).
+  it.each([
+    ["a tree", () => bigTree(join(scratch, "crash-src", "payload"), 40, 1 << 20)],
+    ["one big file", () => join(bigTree(join(scratch, "crash-src-file"), 1, 48 << 20), "f0")]
+  ])("survives SIGKILL at random moments of an add of %s", async (what, makeSource) => {
+    const root = join(scratch, `crash-${what.replaceAll(" ", "-")}`)
+    const src = makeSource()
+    const expected = nix("nix-store", ["--store", join(scratch, `crash-nix-${what.replaceAll(" ", "-")}`), "--add", src])
     b3(["store", "verify", "--store", root]) // create the store
     for (let i = 0; i < 8; i++) {
       await killAfter(["store", "add", "--store", root, src], 150 + Math.floor(Math.random() * 1500))

@@ -13,10 +13,11 @@
  */
 import { Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
-import { existsSync } from "node:fs"
+import { existsSync, lstatSync } from "node:fs"
 import { join } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
 import { NarIoError, restoreNar, TargetExists } from "../../nar/index.ts"
+import { NarWriter } from "../../nar/nar-writer.ts"
 import { PathNotValid, StoreIoError } from "../../services/errors.ts"
 import type { PathInfo } from "../../services/path-info.ts"
 import type { AddPathOptions } from "../../services/store-write.ts"
@@ -24,6 +25,7 @@ import { contentAddressedInfo, narDigester, narFromFileSystem } from "../../serv
 import type { StoreError } from "../../services/store-error.ts"
 import { verifiedNar } from "../../services/verified-nar.ts"
 import { canonicalise } from "./canonicalise.ts"
+import { copyFileDurably } from "./copy-file.ts"
 import type { StoreDatabase } from "./database.ts"
 import { ioError, removeTree, rename, syncTrees, trySync } from "./fs-ops.ts"
 import { tempPrefix, type LocalStoreLayout } from "./layout.ts"
@@ -109,6 +111,38 @@ export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.St
       commitTemp(ctx, info, temp)))
   })
 
+/** The size and executable bit of `path` when it is a regular file (not a link to one), else undefined. */
+const regularFileAt = (path: string): { readonly size: number; readonly executable: boolean } | undefined => {
+  let st
+  try { st = lstatSync(path) } catch { return undefined } // narFromFileSystem reports a missing path
+  return st.isFile() ? { size: st.size, executable: (st.mode & 0o100) !== 0 } : undefined
+}
+
+/**
+ * A single regular file is copied with `copyFileDurably` (reads, hashing, writes and flushing
+ * overlap), its NAR framing given to `digest` around the contents, so the digest is the file's NAR.
+ */
+const copySingleFile = (
+  ctx: AddContext,
+  source: string,
+  file: { readonly size: number; readonly executable: boolean },
+  temp: string,
+  digest: (chunk: Uint8Array) => void
+): Effect.Effect<void, StoreIoError> => Effect.tryPromise({
+  try: async (signal) => {
+    const framing = new NarWriter(4096)
+    framing.raw(NarWriter.seq.magic)
+    framing.raw(file.executable ? NarWriter.seq.executable : NarWriter.seq.regular)
+    framing.u64(file.size)
+    for (const chunk of framing.take()) digest(chunk)
+    await copyFileDurably(source, temp, file.size, file.executable, digest, signal)
+    framing.pad(file.size)
+    framing.raw(NarWriter.seq.close)
+    for (const chunk of framing.take()) digest(chunk)
+  },
+  catch: ioError(ctx.uri, `add ${source}`)
+})
+
 /**
  * `addPath` in one pass: the file system is serialised once, and the NAR is hashed, scanned and
  * restored into a temporary tree at the same time; the store path is known at the end, and the
@@ -117,7 +151,9 @@ export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.St
 export const addPathOnePass = (ctx: AddContext) => (fsPath: string, options: AddPathOptions = {}): Effect.Effect<PathInfo, StoreError> =>
   withTemp(ctx, "addpath", (temp) => Effect.gen(function*() {
     const digester = narDigester(options.method ?? "recursive", options.algorithm ?? "sha256", options.references ?? [])
-    yield* restoreToTemp(ctx, Stream.tap(narFromFileSystem(ctx.uri, fsPath), (chunk) => Effect.sync(() => digester.push(chunk))), temp)
+    const single = yield* trySync(ctx.uri, `read ${fsPath}`, () => regularFileAt(fsPath))
+    if (single) yield* copySingleFile(ctx, fsPath, single, temp, digester.push)
+    else yield* restoreToTemp(ctx, Stream.tap(narFromFileSystem(ctx.uri, fsPath), (chunk) => Effect.sync(() => digester.push(chunk))), temp)
     const info = yield* contentAddressedInfo(ctx.uri, ctx.layout.storeDir, fsPath, options, digester.result())
     if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return info
     yield* checkReferences(ctx, info)
