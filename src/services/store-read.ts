@@ -3,6 +3,7 @@
  * Binary caches, S3 and IPFS provide it; so do the local and in-memory stores.
  */
 import { Context, type Effect, type Option, type Stream } from "effect"
+import type * as Hash from "../core/hash.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { StoreError } from "./store-error.ts"
 import type { PathInfo } from "./path-info.ts"
@@ -21,6 +22,20 @@ export interface StoreReadApi {
   readonly queryPathFromHashPart: (hashPart: string) => Effect.Effect<Option.Option<StorePath.StorePath>, StoreError>
   /** Valid paths that refer to `path`; stores that do not index referrers fail with `Unsupported`. */
   readonly queryReferrers: (path: StorePath.StorePath) => Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError>
+  /**
+   * The NAR file exactly as the store keeps it (binary caches: possibly compressed), unverified, so
+   * that a server can pass it on unchanged. Only stores that keep NAR files have it.
+   */
+  readonly storedNar?: (path: StorePath.StorePath) => Effect.Effect<StoredNar, StoreError>
+}
+
+/** A NAR file as a binary cache keeps it. */
+export interface StoredNar {
+  /** As in a narinfo: none, xz, zstd, bzip2. */
+  readonly compression: string
+  readonly fileHash?: Hash.Hash | undefined
+  readonly fileSize?: number | undefined
+  readonly bytes: Stream.Stream<Uint8Array, StoreError>
 }
 
 export class StoreRead extends Context.Service<StoreRead, StoreReadApi>()("b3/StoreRead") {}

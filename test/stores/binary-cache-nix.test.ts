@@ -79,6 +79,38 @@ describe("binary caches ↔ Nix", () => {
     }
   })
 
+  it("b3 serve passes a cache's NAR files through unchanged: Nix's xz cache, Nix's signatures, Range", async () => {
+    const nixRoot = join(scratch, "nix-source-served")
+    const added = nix("nix-store", ["--store", nixRoot, "--add", join(scratch, "tree")])
+    const cache = join(scratch, "nix-cache-served")
+    nix("nix", ["copy", "--from", nixRoot, "--to", `file://${cache}?compression=xz&secret-key=${sk}`, added])
+    const hashPart = added.slice("/nix/store/".length, "/nix/store/".length + 32)
+    const stored = readFileSync(join(cache, `${hashPart}.narinfo`), "utf8")
+    const field = (text: string, name: string) => new RegExp(`^${name}: (.*)$`, "m").exec(text)?.[1]
+    const child = spawn(b3Bin, ["serve", "--store", `file://${cache}`, "--listen", "127.0.0.1:0", "--quiet"], { stdio: ["ignore", "pipe", "pipe"] })
+    try {
+      const line = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once("line", resolve))
+      const url = /at (http:\/\/\S+)/.exec(line)![1]!
+      const served = await (await fetch(`${url}/${hashPart}.narinfo`)).text()
+      // the file as the cache keeps it: same compression, FileHash, FileSize and Nix's own signature
+      for (const name of ["Compression", "FileHash", "FileSize", "NarHash", "Sig"]) expect(field(served, name)).toBe(field(stored, name))
+      const file = readFileSync(join(cache, field(stored, "URL")!))
+      const body = Buffer.from(await (await fetch(`${url}/${field(served, "URL")}`)).arrayBuffer())
+      expect(body.equals(file)).toBe(true)
+      const part = await fetch(`${url}/${field(served, "URL")}`, { headers: { range: "bytes=10-99" } })
+      expect(part.status).toBe(206)
+      expect(Buffer.from(await part.arrayBuffer()).equals(file.subarray(10, 100))).toBe(true)
+      // the plain NAR is still there, decompressed and checked on the fly
+      const plain = Buffer.from(await (await fetch(`${url}/nar/${hashPart}.nar`)).arrayBuffer())
+      expect(plain.equals(dumpOf(nixRoot, added))).toBe(true)
+      const target = join(scratch, "served-nix-cache-target")
+      nix("nix", ["copy", "--from", url, "--to", target, "--option", "trusted-public-keys", pk, added])
+      expect(dumpOf(target, added).equals(dumpOf(nixRoot, added))).toBe(true)
+    } finally {
+      await stop(child)
+    }
+  })
+
   it("refuses tampered caches: bad NAR bytes, wrong NarHash, missing or bad signatures", () => {
     const cache = join(scratch, "tamper")
     b3(["copy", "--from", source, "--to", `file://${cache}?compression=none&secret-key=${sk}`, "--closure", "--no-check-sigs", closure.top])

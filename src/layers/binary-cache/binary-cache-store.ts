@@ -122,7 +122,9 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
         const p = StorePath.parse(ni.storePath, storeDir)
         return Result.isSuccess(p) ? Option.some(p.success) : Option.none()
       })),
-      queryReferrers: () => Effect.fail(new Unsupported({ store: uri, operation: "querying referrers (binary caches do not index them)" }))
+      queryReferrers: () => Effect.fail(new Unsupported({ store: uri, operation: "querying referrers (binary caches do not index them)" })),
+      storedNar: (path) => Effect.map(narInfoOf(path), (ni) =>
+        ({ compression: ni.compression, fileHash: ni.fileHash, fileSize: ni.fileSize, bytes: blobs.getStream(ni.url) }))
     }
 
     const writeNarInfo = (ni: NarInfo.NarInfo, hashPart: string) => Effect.gen(function*() {

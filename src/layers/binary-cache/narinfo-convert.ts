@@ -36,16 +36,17 @@ export const toPathInfo = (info: NarInfo.NarInfo, storeDir: string): Result.Resu
 export interface NarFile {
   readonly url: string
   readonly compression: string
-  readonly fileHash: Hash.Hash
-  readonly fileSize: number
+  /** Unknown for a NAR compressed on the fly (both are optional in Nix's format). */
+  readonly fileHash?: Hash.Hash | undefined
+  readonly fileSize?: number | undefined
 }
 
 export const fromPathInfo = (info: PathInfo, file: NarFile, storeDir: string): NarInfo.NarInfo => ({
   storePath: StorePath.print(info.path, storeDir),
   url: file.url,
   compression: file.compression,
-  fileHash: file.fileHash,
-  fileSize: file.fileSize,
+  ...(file.fileHash !== undefined ? { fileHash: file.fileHash } : {}),
+  ...(file.fileSize !== undefined ? { fileSize: file.fileSize } : {}),
   narHash: info.narHash,
   narSize: info.narSize,
   references: info.references.map(StorePath.baseName),

@@ -1,7 +1,9 @@
 /**
  * A binary-cache HTTP server over any `StoreRead` (`b3 serve`): `/nix-cache-info`,
- * `/<hash>.narinfo` (signed on the fly when given a key) and `/nar/<hash>.nar[.xz|.zst]`
- * (streamed from the store, compressed on the fly, `Range` honoured for uncompressed NARs).
+ * `/<hash>.narinfo` (signed on the fly when given a key) and `/nar/<hash>.nar[.xz|.zst]`: a binary
+ * cache's NAR files are passed on as they are (no decompression, no re-hashing: the client checks
+ * the NAR hash, as Nix does), other stores' NARs are made on the fly and compressed as asked.
+ * `Range` is honoured for files of known size.
  * GET and HEAD; anything that is not exactly one of these names is a 404 or 400, so no request
  * can reach outside the store. NAR transfers are bounded in number; the server stops gracefully
  * when its scope closes.
@@ -12,8 +14,13 @@ import { createServer } from "node:http"
 import * as CacheInfo from "../../core/cache-info.ts"
 import * as NarInfo from "../../core/narinfo.ts"
 import type * as Signature from "../../core/signature.ts"
+import type * as Hash from "../../core/hash.ts"
+import * as StorePath from "../../core/store-path.ts"
+import { StoreCorrupt } from "../../services/errors.ts"
+import type { PathInfo } from "../../services/path-info.ts"
+import type { StoreError } from "../../services/store-error.ts"
 import type { StoreReadApi } from "../../services/store-read.ts"
-import { compress, extension, type Compression } from "./compression.ts"
+import { compress, extension, isCompression, type Compression } from "./compression.ts"
 import { fromPathInfo } from "./narinfo-convert.ts"
 
 export interface ServeOptions {
@@ -27,6 +34,14 @@ export interface ServeOptions {
   readonly priority?: number
   /** One line per request (method, path, status, bytes, ms); default: none. */
   readonly accessLog?: (line: string) => void
+}
+
+/** A NAR file as served: its compression, its hash and size when known, its bytes. */
+interface ServedNar {
+  readonly compression: Compression
+  readonly fileHash?: Hash.Hash | undefined
+  readonly fileSize?: number | undefined
+  readonly bytes: Stream.Stream<Uint8Array, unknown>
 }
 
 const hashPartRe = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/
@@ -68,15 +83,30 @@ export const makeCacheHandler = (store: StoreReadApi, options: Omit<ServeOptions
   const cacheInfo = CacheInfo.print({ storeDir: store.storeDir, wantMassQuery: true, priority: options.priority ?? 30 })
   const notFound = HttpServerResponse.text("404 not found\n", { status: 404 })
 
+  /**
+   * The NAR file served for a path: the store's own file when it keeps one (a binary cache), passed
+   * on unchanged, else the NAR made on the fly, compressed as asked. FileHash/FileSize are optional
+   * in Nix's format; they are unknown for on-the-fly compression.
+   */
+  const servedNar = (path: StorePath.StorePath, info: PathInfo): Effect.Effect<ServedNar, StoreError> => {
+    if (store.storedNar) {
+      return Effect.flatMap(store.storedNar(path), (stored) => isCompression(stored.compression)
+        ? Effect.succeed({ ...stored, compression: stored.compression })
+        : Effect.fail(new StoreCorrupt({ store: store.uri, reason: `${StorePath.print(path, store.storeDir)} uses unknown compression '${stored.compression}'` })))
+    }
+    const nar = store.narFromPath(path)
+    return Effect.succeed(compression === "none"
+      ? { compression, fileHash: info.narHash, fileSize: info.narSize, bytes: nar }
+      : { compression, bytes: compress(nar, compression) })
+  }
+
   const narInfoFor = (hashPart: string) => Effect.gen(function*() {
     const path = yield* store.queryPathFromHashPart(hashPart)
     if (Option.isNone(path)) return Option.none<NarInfo.NarInfo>()
     const info = yield* store.queryPathInfo(path.value)
-    const url = `nar/${hashPart}${extension[compression]}`
-    // FileHash/FileSize are optional in Nix's format; they are unknown for on-the-fly compression.
-    const base = fromPathInfo(info, { url, compression, fileHash: info.narHash, fileSize: info.narSize }, store.storeDir)
-    const { fileHash: _h, fileSize: _s, ...withoutFile } = base
-    const ni: NarInfo.NarInfo = compression === "none" ? base : withoutFile
+    const served = yield* servedNar(path.value, info)
+    const url = `nar/${hashPart}${extension[served.compression]}`
+    const ni = fromPathInfo(info, { url, compression: served.compression, fileHash: served.fileHash, fileSize: served.fileSize }, store.storeDir)
     return Option.some((options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, store.storeDir), ni))
   })
 
@@ -99,29 +129,35 @@ export const makeCacheHandler = (store: StoreReadApi, options: Omit<ServeOptions
     }
     const nar = narRe.exec(pathname)
     if (nar) {
-      const wanted = (Object.entries(extension) as Array<[Compression, string]>).find(([, e]) => e === (nar[2] ? `.nar${nar[2]}` : ".nar"))
-      if (!wanted || (wanted[0] !== compression && wanted[0] !== "none")) return notFound
+      const wanted = (Object.entries(extension) as Array<[Compression, string]>).find(([, e]) => e === (nar[2] ? `.nar${nar[2]}` : ".nar"))?.[0]
+      if (!wanted) return notFound
       const path = yield* store.queryPathFromHashPart(nar[1]!)
       if (Option.isNone(path)) return notFound
       const info = yield* store.queryPathInfo(path.value)
-      const narStream = store.narFromPath(path.value)
-      const headers = { "content-type": "application/x-nix-nar", "accept-ranges": wanted[0] === "none" ? "bytes" : "none" }
-      if (wanted[0] !== "none") {
+      const served = yield* servedNar(path.value, info)
+      // The file the narinfo names; or the plain NAR, which is always there.
+      const file: ServedNar | undefined = wanted === served.compression ? served
+        : wanted === "none" ? { compression: "none", fileSize: info.narSize, bytes: store.narFromPath(path.value) }
+        : undefined
+      if (!file) return notFound
+      const size = file.fileSize
+      const headers = { "content-type": "application/x-nix-nar", "accept-ranges": size !== undefined ? "bytes" : "none" }
+      if (size === undefined) {
         if (head) return HttpServerResponse.empty({ status: 200, headers })
-        return HttpServerResponse.stream(withPermit(semaphore, compress(narStream, wanted[0])), { headers })
+        return HttpServerResponse.stream(withPermit(semaphore, file.bytes), { headers })
       }
-      const range = parseRange(request.headers["range"], info.narSize)
+      const range = parseRange(request.headers["range"], size)
       if (range === "invalid") {
-        return HttpServerResponse.empty({ status: 416, headers: { ...headers, "content-range": `bytes */${info.narSize}` } })
+        return HttpServerResponse.empty({ status: 416, headers: { ...headers, "content-range": `bytes */${size}` } })
       }
       if (range) {
         const length = range.end - range.start + 1
-        const h = { ...headers, "content-range": `bytes ${range.start}-${range.end}/${info.narSize}` }
+        const h = { ...headers, "content-range": `bytes ${range.start}-${range.end}/${size}` }
         if (head) return HttpServerResponse.empty({ status: 206, headers: { ...h, "content-length": String(length) } })
-        return HttpServerResponse.stream(withPermit(semaphore, slice(narStream, range.start, range.end)), { status: 206, headers: h, contentLength: length })
+        return HttpServerResponse.stream(withPermit(semaphore, slice(file.bytes, range.start, range.end)), { status: 206, headers: h, contentLength: length })
       }
-      if (head) return HttpServerResponse.empty({ status: 200, headers: { ...headers, "content-length": String(info.narSize) } })
-      return HttpServerResponse.stream(withPermit(semaphore, narStream), { headers, contentLength: info.narSize })
+      if (head) return HttpServerResponse.empty({ status: 200, headers: { ...headers, "content-length": String(size) } })
+      return HttpServerResponse.stream(withPermit(semaphore, file.bytes), { headers, contentLength: size })
     }
     if (hashPartRe.test(pathname.slice(1)) || pathname === "/" || pathname.startsWith("/nar/")) return notFound
     return HttpServerResponse.text("400 bad request: not a binary-cache file name\n", { status: 400 })
