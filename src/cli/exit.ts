@@ -53,7 +53,26 @@ export const exitCodeFor = (error: unknown): ExitCode => {
   return ExitCode.failure
 }
 
+/** What a file-system failure (Effect's PlatformError) means for the file, in words. */
+const systemErrorWords: Record<string, string> = {
+  NotFound: "no such file or directory",
+  PermissionDenied: "permission denied",
+  AlreadyExists: "it already exists",
+  BadResource: "not a usable file (is it a directory?)",
+  Busy: "the file is busy"
+}
+
+const platformErrorMessage = (reason: { _tag?: unknown; pathOrDescriptor?: unknown; description?: unknown }): string | undefined => {
+  if (typeof reason._tag !== "string" || reason.pathOrDescriptor === undefined) return undefined
+  const words = systemErrorWords[reason._tag] ?? (typeof reason.description === "string" && reason.description) ?? reason._tag
+  return `${String(reason.pathOrDescriptor)}: ${words}`
+}
+
 export const messageOf = (error: unknown): string => {
+  if (typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "PlatformError") {
+    const message = platformErrorMessage((error as { reason: { _tag?: unknown } }).reason ?? {})
+    if (message) return message
+  }
   if (error instanceof Error && error.message) return error.message
   if (typeof error === "object" && error !== null && "message" in error) return String((error as { message: unknown }).message)
   return String(error)

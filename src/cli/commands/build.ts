@@ -86,6 +86,7 @@ export const buildCommand = Command.make("build", {
     for (const r of results) for (const path of Object.values(r.outputs)) yield* Console.log(StorePath.print(path, storeDir))
   }
 }))).pipe(
+  Command.withShortDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths."),
   Command.withDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths (with --json [{\"drvPath\", \"outputs\", \"status\"}])."),
   Command.withExamples([
     { command: "b3 build --store /tmp/r hello.ts", description: "build the derivations a TypeScript module exports" },

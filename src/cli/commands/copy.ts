@@ -59,6 +59,7 @@ export const copyCommand = Command.make("copy", {
     yield* Console.error(`copied ${result.copied.length} path(s), ${result.skipped.length} already present`)
   }
 }))).pipe(
+  Command.withShortDescription("Copy store paths (and with --closure everything they need) from one store to another, checking hashes and signatures."),
   Command.withDescription("Copy store paths (and with --closure everything they need) from one store to another, checking hashes and signatures. With --json, one event per line ({\"type\": \"plan\"|\"start\"|\"done\"}) and a final {\"type\": \"result\", \"copied\", \"skipped\"}."),
   Command.withExamples([
     { command: "b3 copy --from /tmp/r --to 'file:///srv/cache?compression=xz&secret-key=key.sec' --closure /nix/store/…-hello", description: "push a closure to a signed file cache" },

@@ -58,6 +58,7 @@ export const runCommand = Command.make("run", {
   const code = yield* runChild([runner, JSON.stringify(options), ...args.args])
   process.exitCode = code
 })).pipe(
+  Command.withShortDescription("Run a pipeline: a TypeScript module whose default export is an Effect program using b3's store services."),
   Command.withDescription("Run a pipeline: a TypeScript module whose default export is an Effect program using StoreRead/StoreWrite/StoreBuild (the --store store) and Cache (the --cache store). Its result is printed (as JSON with --json); a failure exits with the code of its error."),
   Command.withExamples([
     { command: "b3 run examples/push-to-cache.ts --store /tmp/r --cache file:///tmp/cache -- /nix/store/…-hello", description: "push a path's closure from a store to a file cache" },

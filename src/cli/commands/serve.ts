@@ -36,6 +36,7 @@ export const serveCommand = Command.make("serve", {
   yield* (mode.json ? printJson({ store: store.read.uri, url: where }) : Console.log(`serving ${store.read.uri} at ${where}`))
   return yield* Effect.never
 }))).pipe(
+  Command.withShortDescription("Serve a store as an HTTP binary cache that Nix and b3 can read (stops cleanly on Ctrl-C)."),
   Command.withDescription("Serve a store as an HTTP binary cache that Nix and b3 can read (stops cleanly on Ctrl-C). Prints 'serving STORE at URL' (with --json {\"store\", \"url\"}) once it listens; --quiet turns the access log off."),
   Command.withExamples([
     { command: "b3 serve --store file:///srv/cache --listen 127.0.0.1:5000", description: "serve a file cache over HTTP" },
