@@ -2,17 +2,20 @@
  * Two b3 IPFS nodes in one process, talking libp2p over TCP on 127.0.0.1 only: node A adds a
  * signed closure; node B opens A's root CID read-only, fetches the blocks from A with bitswap and
  * copies the closure into a local store, byte for byte, with the signatures checked (and the copy
- * refused when the signing key is not trusted). Also: blocks tampered with on disk are caught by
- * the NAR hash check, and a file shared by two paths takes its space once in the blockstore.
+ * refused when the signing key is not trusted). Also: the root's files are a binary cache real Nix
+ * copies from; blocks tampered with on disk are caught by the NAR hash check; and a file shared by
+ * two paths takes its space once in the blockstore.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option, Stream } from "effect"
+import { CID } from "multiformats/cid"
 import { randomBytes } from "node:crypto"
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Signature from "../../src/core/signature.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as LocalStore from "../../src/layers/local/index.ts"
+import { ipfsNode } from "../../src/layers/ipfs/helia-node.ts"
 import { ipfsOptionsFromUri } from "../../src/layers/ipfs/opener.ts"
 import { openIpfsStore } from "../../src/layers/ipfs/ipfs-store.ts"
 import { builtinRegistry } from "../../src/layers/registry.ts"
@@ -21,7 +24,7 @@ import { openStore, requireWrite, StoreRegistry } from "../../src/services/regis
 import type { StoreReadApi } from "../../src/services/store-read.ts"
 import { parseStoreUri } from "../../src/services/store-uri.ts"
 import { addClosureOver } from "../support/closure.ts"
-import { makeScratch, nix, removeScratch } from "../support/nix.ts"
+import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 
 const scratchDir = Effect.acquireRelease(Effect.sync(() => makeScratch("b3-ipfs-net-")), (dir) => Effect.sync(() => removeScratch(dir)))
 
@@ -115,6 +118,50 @@ describe("ipfs:// between two nodes over loopback", () => {
     expect((yield* Effect.flip(strict.read.queryPathInfo(top)))._tag).toBe("SignatureError")
     expect((yield* Effect.flip(Stream.runDrain(strict.read.narFromPath(top))))._tag).toBe("SignatureError")
   })), 120_000)
+})
+
+describe("ipfs:// root layout", () => {
+  it.effect("the root's files are a binary cache real Nix copies from, signatures checked", () => Effect.scoped(Effect.gen(function*() {
+    const dir = yield* scratchDir
+    const sourceRoot = join(dir, "source")
+    mkdirSync(join(dir, "tree/bin"), { recursive: true })
+    writeFileSync(join(dir, "tree/bin/tool"), "#!/bin/sh\necho tool\n", { mode: 0o755 })
+    writeFileSync(join(dir, "tree/blob"), randomBytes(700_000))
+    const base = nix("nix-store", ["--store", sourceRoot, "--add", join(dir, "tree")])
+    const closure = yield* Effect.promise(() => addClosureOver(sourceRoot, base, "layout"))
+    const key = writeKey(dir, "b3-ipfs-layout-1")
+    const store = yield* openIpfs(`ipfs://?repo=${join(dir, "repo")}&secret-key=${key.file}`)
+    const source = yield* LocalStore.make({ root: sourceRoot })
+    yield* copyPaths(source.read, { read: store.read, write: store.write! }, [yield* Effect.fromResult(StorePath.parse(closure.top))], { checkSigs: false })
+
+    // Write the root's tree out as files, as an IPFS gateway would serve them under /ipfs/<root>/.
+    const reader = yield* ipfsNode("ipfs://export", { repo: join(dir, "repo"), listen: [], peers: [] })
+    const cache = join(dir, "cache")
+    const files: Array<string> = []
+    yield* Effect.promise(async () => {
+      const walk = async (cid: CID, at: string): Promise<void> => {
+        mkdirSync(at, { recursive: true })
+        for await (const entry of reader.fs.ls(cid, { offline: true })) {
+          if ((await reader.fs.stat(entry.cid, { offline: true })).type === "directory") { await walk(entry.cid, join(at, entry.name)); continue }
+          const chunks: Array<Uint8Array> = []
+          for await (const chunk of reader.fs.cat(entry.cid, { offline: true })) chunks.push(chunk)
+          writeFileSync(join(at, entry.name), Buffer.concat(chunks))
+          files.push(join(at, entry.name).slice(cache.length + 1))
+        }
+      }
+      await walk(CID.parse(store.root()), cache)
+    })
+    expect(files.filter((f) => f.endsWith(".narinfo")).length).toBe(3)
+    expect(files.filter((f) => /^nar\/bafy[a-z2-7]+\.nar$|^nar\/bafk[a-z2-7]+\.nar$/.test(f)).length).toBe(3)
+    expect(files).toContain("nix-cache-info")
+
+    const target = join(dir, "nix-target")
+    nix("nix", ["copy", "--from", `file://${cache}`, "--to", target, "--option", "trusted-public-keys", Signature.printPublicKey(key.publicKey), closure.top])
+    for (const path of closure.all) {
+      expect(nixBytes("nix", ["store", "dump-path", "--store", target, path]).equals(nixBytes("nix", ["store", "dump-path", "--store", sourceRoot, path]))).toBe(true)
+    }
+    nix("nix-store", ["--store", target, "--verify", "--check-contents"])
+  })), 60_000)
 })
 
 describe("ipfs:// blocks on disk", () => {
