@@ -72,6 +72,21 @@ describe("examples/", () => {
     expect(untrusted.stderr).toMatch(/^b3: signature check failed for '\/nix\/store\/[0-9a-z]{32}-src(-summary)?': .*\n$/)
   })
 
+  it("the README's pipeline example runs as its first line says", () => {
+    const readme = readFileSync(fileURLToPath(new URL("../README.md", import.meta.url)), "utf8")
+    const code = /\n```ts\n(\/\/ release\.ts — b3 run [\s\S]*?)```\n/.exec(readme)?.[1]
+    expect(code).toBeDefined()
+    const release = join(scratch, "release.ts")
+    writeFileSync(release, code!)
+    const uri = `file://${join(scratch, "release-cache")}?secret-key=${join(scratch, "key.sec")}`
+    const run = runB3(["run", "--json", release, "--store", join(scratch, "release-store"), "--cache", uri, "--", source])
+    expect(run.status).toBe(0)
+    expect(run.stderr).toMatch(/^added \/nix\/store\/[0-9a-z]{32}-src\n$/)
+    expect(JSON.parse(run.stdout)).toEqual({ pushed: [run.stderr.slice("added ".length).trim()] })
+    const publicKey = readFileSync(join(scratch, "key.pub"), "utf8").trim()
+    nix("nix", ["store", "verify", "--store", `file://${join(scratch, "release-cache")}`, "--trusted-public-keys", publicKey, "--all"])
+  })
+
   it("memory-store.ts runs on a real store too, with its arguments", () => {
     const paths = b3(["run", example("memory-store.ts"), "--store", join(scratch, "greetings"), "--", "alice", "bob"]).split("\n")
     expect(paths.map((p) => p.replace(/^\/nix\/store\/[0-9a-z]{32}-/, "")).sort()).toEqual(["greetings", "hello-alice", "hello-bob"])

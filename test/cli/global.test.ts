@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { b3, runB3 } from "../support/b3.ts"
-import { makeScratch, nix, removeScratch } from "../support/nix.ts"
+import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 
 const scratch = makeScratch()
 afterAll(() => removeScratch(scratch))
@@ -72,11 +72,8 @@ describe("b3 CLI: shared behaviour", () => {
     expect(key).toEqual({ name: "json-1", publicKey: expect.stringMatching(/^json-1:[A-Za-z0-9+/]{43}=$/), secretKeyFile: secret, publicKeyFile: pub })
     expect(JSON.parse(b3(["key", "public", "--json", secret]))).toEqual({ publicKey: key.publicKey })
 
-    const nar = join(scratch, "empty.nar")
-    writeFileSync(nar, Buffer.from(runB3(["nar", "dump", file]).stdout, "latin1"))
     const restored = join(scratch, "restored")
-    expect(JSON.parse(b3(["nar", "restore", "--json", restored], { input: Buffer.from(runB3(["nar", "dump", file]).stdout, "latin1") })))
-      .toEqual({ path: restored })
+    expect(JSON.parse(b3(["nar", "restore", "--json", restored], { input: nixBytes("nix-store", ["--dump", file]) }))).toEqual({ path: restored })
 
     // A file cache with one signed path: narinfo sign/verify, copy events and result.
     const cache = join(scratch, "cache")

@@ -16,16 +16,6 @@ const oneLineError = (result: { stderr: string }) => {
 }
 
 describe("b3 CLI: stores", () => {
-  it("every command has --help", () => {
-    const commands = [[], ["store"], ["store", "add"], ["store", "add-fixed"], ["store", "verify"], ["store", "gc"], ["path-info"],
-      ["copy"], ["serve"], ["config", "show"], ["hash", "path"], ["store-path", "fixed"]]
-    for (const command of commands) {
-      const result = runB3([...command, "--help"])
-      expect(result.status).toBe(0)
-      expect(result.stdout).toMatch(/USAGE/)
-    }
-  })
-
   it("store add --json and path-info --json give machine-readable results", () => {
     const root = join(scratch, "r")
     const dir = join(scratch, "src")
