@@ -18,7 +18,7 @@ export const copyCommand = Command.make("copy", {
   from: Flag.String("from").pipe(Flag.withDefault(config.store), Flag.withDescription("source store URI (default: the configured store)")),
   to: Flag.String("to").pipe(Flag.withDescription("target store URI")),
   closure: switchFlag("closure", "copy everything the paths refer to as well"),
-  jobs: Flag.Int("jobs").pipe(Flag.withDefault(4), Flag.withDescription("paths copied at once")),
+  jobs: Flag.Int("jobs").pipe(Flag.withDefault(16), Flag.withDescription("paths copied at once")),
   noCheckSigs: switchFlag("no-check-sigs", "accept paths without a trusted signature"),
   trustedPublicKeys: trustedKeysFlag,
   secretKey: Flag.String("secret-key").pipe(Flag.optional, Flag.withDescription("sign the copied paths with this secret key file")),

@@ -26,6 +26,7 @@ import type { StoreError } from "../../services/store-error.ts"
 import { verifiedNar } from "../../services/verified-nar.ts"
 import { canonicalise } from "./canonicalise.ts"
 import { copyFileDurably } from "./copy-file.ts"
+import { makeGroupCommit } from "./group-commit.ts"
 import type { StoreDatabase } from "./database.ts"
 import { ioError, removeTree, rename, syncTrees, trySync } from "./fs-ops.ts"
 import { tempPrefix, type LocalStoreLayout } from "./layout.ts"
@@ -37,7 +38,18 @@ export interface AddContext {
   readonly db: StoreDatabase
   /** Derivation outputs to record when a `.drv` is registered (path → output name → output path). */
   readonly derivationOutputsOf?: (info: PathInfo, realPath: string) => Readonly<Record<string, string>> | undefined
+  /** Commits one restored tree, sharing the flush and transaction with concurrent adders (see `withGroupCommit`). */
+  readonly commit?: (entry: TempEntry) => Effect.Effect<void, StoreError>
 }
+
+/** A restored temporary tree and the path it is to become. */
+export interface TempEntry {
+  readonly info: PathInfo
+  readonly temp: string
+}
+
+/** The context with group commit: concurrent adds share one flush to disk and one transaction. */
+export const withGroupCommit = (ctx: AddContext): AddContext => ({ ...ctx, commit: makeGroupCommit((entries) => commitTemps(ctx, entries)) })
 
 export const tempName = (layout: LocalStoreLayout, tag: string) =>
   join(layout.realStoreDir, `${tempPrefix}${process.pid}-${tag}-${randomBytes(6).toString("hex")}`)
@@ -62,10 +74,7 @@ const restoreToTemp = <E, R>(ctx: AddContext, nar: Stream.Stream<Uint8Array, E, 
  * write transaction rename them into place and register them all (paths another adder already
  * made valid are skipped; their temporary trees are dropped on release).
  */
-const commitTemps = (
-  ctx: AddContext,
-  entries: ReadonlyArray<{ readonly info: PathInfo; readonly temp: string }>
-): Effect.Effect<void, StoreError> => Effect.gen(function*() {
+const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect.Effect<void, StoreError> => Effect.gen(function*() {
   for (const { temp } of entries) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
   yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
   const outputs = new Map<string, Readonly<Record<string, string>>>()
@@ -74,7 +83,14 @@ const commitTemps = (
     if (own) outputs.set(StorePath.print(info.path, ctx.layout.storeDir), own)
   }
   const garbage = yield* trySync(ctx.uri, "register paths", () => ctx.db.immediate(() => {
-    const fresh = entries.filter(({ info }) => !ctx.db.isValid(info.path))
+    // (two adders of one path may share a batch: the first copy wins, the other's temporary tree is dropped)
+    const seen = new Set<string>()
+    const fresh = entries.filter(({ info }) => {
+      const name = StorePath.baseName(info.path)
+      if (seen.has(name) || ctx.db.isValid(info.path)) return false
+      seen.add(name)
+      return true
+    })
     const garbage: Array<string> = []
     for (const { info, temp } of fresh) {
       const finalPath = join(ctx.layout.realStoreDir, StorePath.baseName(info.path))
@@ -88,7 +104,8 @@ const commitTemps = (
   for (const trash of garbage) yield* trySync(ctx.uri, "remove garbage", () => removeTree(trash))
 })
 
-const commitTemp = (ctx: AddContext, info: PathInfo, temp: string) => commitTemps(ctx, [{ info, temp }])
+const commitTemp = (ctx: AddContext, info: PathInfo, temp: string) =>
+  ctx.commit ? ctx.commit({ info, temp }) : commitTemps(ctx, [{ info, temp }])
 
 /** A fresh temporary name in the store dir; whatever is left there is removed when the scope closes. */
 const scopedTemp = (ctx: AddContext, tag: string) =>

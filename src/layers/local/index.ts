@@ -14,7 +14,7 @@ import type { StoreError } from "../../services/store-error.ts"
 import { StoreRead, type StoreReadApi } from "../../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../../services/store-write.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
-import { addBuilt, addFromNar, addPathOnePass, type AddContext, type BuiltPath } from "./add.ts"
+import { addBuilt, addFromNar, addPathOnePass, withGroupCommit, type AddContext, type BuiltPath } from "./add.ts"
 import { StoreDatabase } from "./database.ts"
 import { ioError, trySync } from "./fs-ops.ts"
 import { makeLayout, type LocalStoreLayout } from "./layout.ts"
@@ -118,7 +118,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       queryReferrers: (path) => trySync(uri, "query referrers", () => parsePaths(db.referrers(path)).sort(StorePath.compare))
     }
 
-    const ctx: AddContext = { uri, layout, db, derivationOutputsOf: derivationOutputsOf(storeDir) }
+    const ctx: AddContext = withGroupCommit({ uri, layout, db, derivationOutputsOf: derivationOutputsOf(storeDir) })
     const write = makeStoreWrite(read, {
       addToStore: (info, nar) => addFromNar(ctx, info, nar),
       addSignatures: (path, signatures) => Effect.gen(function*() {
