@@ -4,9 +4,10 @@
  * whose exit code says what went wrong (2 bad input, 3 not found, 4 mismatch, 5 build failed).
  */
 import { afterAll, describe, expect, it } from "vitest"
+import { spawn } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { b3, runB3 } from "../support/b3.ts"
+import { b3, b3Bin, runB3 } from "../support/b3.ts"
 import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 
 const scratch = makeScratch()
@@ -88,8 +89,28 @@ describe("b3 CLI: shared behaviour", () => {
     expect(JSON.parse(b3(["narinfo", "sign", "--json", "--key-file", secret, narinfo]))).toEqual({ signed: [narinfo] })
     expect(JSON.parse(b3(["narinfo", "verify", "--json", "--trusted-key", key.publicKey, narinfo]))).toEqual({ file: narinfo, trustedKey: "json-1" })
 
+    expect(JSON.parse(b3(["store", "verify", "--json", "--store", root]))).toEqual({ checked: 1, problems: [] })
+    const drv = join(scratch, "json.drv")
+    writeFileSync(drv, 'Derive([("out","/nix/store/4xw8n979xpivdc46a9ndcvyhwgif00hz-json","","")],[],[],"x86_64-linux","/bin/sh",[],[("builder","/bin/sh"),("name","json"),("out","/nix/store/4xw8n979xpivdc46a9ndcvyhwgif00hz-json"),("system","x86_64-linux")])')
+    expect(JSON.parse(b3(["drv", "hash", "--json", drv]))).toEqual({ out: expect.stringMatching(/^[0-9a-f]{64}$/) })
+
     const config = JSON.parse(b3(["config", "show", "--json"])) as Record<string, unknown>
     expect(Object.keys(config)).toEqual(expect.arrayContaining(["store", "substituters", "trustedPublicKeys", "sources", "problems"]))
+  })
+
+  it("serve --json prints {store, url} once it listens; Ctrl-C stops it with exit 130", async () => {
+    const child = spawn(b3Bin, ["serve", "--json", "--quiet", "--store", "memory://", "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    const line = await new Promise<string>((resolve) => child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString()
+      if (stdout.includes("\n")) resolve(stdout.slice(0, stdout.indexOf("\n")))
+    }))
+    const served = JSON.parse(line) as { store: string; url: string }
+    expect(served).toEqual({ store: "memory://", url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) })
+    expect((await fetch(`${served.url}/nix-cache-info`)).status).toBe(200)
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+    child.kill("SIGINT")
+    expect(await exited).toBe(130)
   })
 
   it("commands whose output is raw data refuse --json (exit 2, one line)", () => {
