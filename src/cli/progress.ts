@@ -24,3 +24,9 @@ export const makeProgress = (label: string, options: { readonly quiet?: boolean;
     done: () => { if (shown) stream.write("\r\x1b[K") }
   }
 }
+
+/** A byte count for progress lines: `12.3 MiB`. */
+export const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`
+
+/** Bytes per second since `started` (a `Date.now()`), for progress lines: `45.6 MiB/s`. */
+export const rate = (bytes: number, started: number) => `${mib(bytes / Math.max(0.001, (Date.now() - started) / 1000))}/s`

@@ -9,10 +9,8 @@ import { fromResult } from "../effect-result.ts"
 import { switchFlag } from "../flags.ts"
 import { outputMode, printJson } from "../output.ts"
 import { openCliStore } from "../open-store.ts"
-import { makeProgress } from "../progress.ts"
+import { makeProgress, mib, rate } from "../progress.ts"
 import { parseTrustedKeys, readSecretKey, trustedKeysFlag } from "../trust.ts"
-
-const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`
 
 export const copyCommand = Command.make("copy", {
   from: Flag.String("from").pipe(Flag.withDefault(config.store), Flag.withDescription("source store URI (default: the configured store)")),
@@ -42,8 +40,7 @@ export const copyCommand = Command.make("copy", {
     if (event.type === "plan") { total = event.total; bytes = event.bytes }
     if (mode.verbose && event.type === "start") process.stderr.write(`copying ${event.path} (${mib(event.narSize)})\n`)
     if (event.type === "done") { done++; bytesDone += event.narSize }
-    const rate = bytesDone / Math.max(0.001, (Date.now() - started) / 1000)
-    progress.update(`${done}/${total} paths, ${mib(bytesDone)}/${mib(bytes)}, ${mib(rate)}/s`)
+    progress.update(`${done}/${total} paths, ${mib(bytesDone)}/${mib(bytes)}, ${rate(bytesDone, started)}`)
   }
   const result = yield* copyPaths(from.read, { read: to.read, write }, paths, {
     closure: args.closure, concurrency: args.jobs, checkSigs: !args.noCheckSigs, trustedKeys, signWith, onEvent

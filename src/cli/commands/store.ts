@@ -7,26 +7,34 @@ import * as StorePath from "../../core/store-path.ts"
 import { storeFlag, switchFlag } from "../flags.ts"
 import { outputMode, printJson } from "../output.ts"
 import { openCliStore, openWritableStore } from "../open-store.ts"
-import { makeProgress } from "../progress.ts"
+import { makeProgress, mib, rate } from "../progress.ts"
 import { requireMaintenance } from "../../services/registry.ts"
 import { StoreCorrupt } from "../../services/errors.ts"
-import type { PathInfo } from "../../services/path-info.ts"
+import type { AddPathOptions } from "../../services/store-write.ts"
 
 const pathsArg = Argument.String("path").pipe(Argument.variadic({ min: 1 }), Argument.withDescription("file system paths to add"))
 
-/** One line per added path: the store path, or with --json `{"path", "narHash", "narSize"}`. */
-const printAdded = (info: PathInfo, storeDir: string) => Effect.gen(function*() {
-  const path = StorePath.print(info.path, storeDir)
-  if ((yield* outputMode).json) yield* printJson({ path, narHash: Hash.print(info.narHash, "sri"), narSize: info.narSize })
-  else yield* Console.log(path)
-})
+/**
+ * Adds each file-system path and prints its store path as soon as it is added (with --json
+ * `{"path", "narHash", "narSize"}`), with a progress line on a terminal.
+ */
+const addAll = (storeUri: string, paths: ReadonlyArray<string>, options?: AddPathOptions) => Effect.scoped(Effect.gen(function*() {
+  const mode = yield* outputMode
+  const { store, write } = yield* openWritableStore(storeUri)
+  const progress = makeProgress("add", mode)
+  const started = Date.now()
+  let bytes = 0
+  for (const [i, file] of paths.entries()) {
+    progress.update(`${i}/${paths.length} paths, ${mib(bytes)}, ${rate(bytes, started)}: adding ${file}`)
+    const info = yield* write.addPath(resolve(file), options)
+    bytes += info.narSize
+    progress.done()
+    const path = StorePath.print(info.path, store.read.storeDir)
+    yield* (mode.json ? printJson({ path, narHash: Hash.print(info.narHash, "sri"), narSize: info.narSize }) : Console.log(path))
+  }
+}))
 
-const add = Command.make("add", { store: storeFlag, paths: pathsArg }, (args) =>
-  Effect.scoped(Effect.gen(function*() {
-    const { store, write } = yield* openWritableStore(args.store)
-    for (const path of args.paths) yield* printAdded(yield* write.addPath(resolve(path)), store.read.storeDir)
-  }))
-).pipe(
+const add = Command.make("add", { store: storeFlag, paths: pathsArg }, (args) => addAll(args.store, args.paths)).pipe(
   Command.withDescription("Add files or trees to the store and print their store paths (like `nix-store --add`)."),
   Command.withExamples([
     { command: "b3 store add --store /tmp/r ./src", description: "add a tree to a chroot store (logical /nix/store under /tmp/r)" },
@@ -38,12 +46,7 @@ const addFixed = Command.make("add-fixed", {
   recursive: switchFlag("recursive", "hash the NAR serialisation (a tree) instead of a single file's bytes"),
   type: Flag.Literals("type", Hash.hashAlgorithms).pipe(Flag.withDefault("sha256" as const), Flag.withDescription("hash algorithm")),
   paths: pathsArg
-}, (args) => Effect.scoped(Effect.gen(function*() {
-  const { store, write } = yield* openWritableStore(args.store)
-  for (const path of args.paths) {
-    yield* printAdded(yield* write.addPath(resolve(path), { method: args.recursive ? "recursive" : "flat", algorithm: args.type }), store.read.storeDir)
-  }
-}))).pipe(
+}, (args) => addAll(args.store, args.paths, { method: args.recursive ? "recursive" : "flat", algorithm: args.type })).pipe(
   Command.withDescription("Add files as fixed-output paths (like `nix-store --add-fixed [--recursive] ALGO`)."),
   Command.withExamples([{ command: "b3 store add-fixed --recursive --store /tmp/r ./busybox", description: "add a tree as a fixed-output (recursive sha256) path" }]))
 
@@ -75,7 +78,9 @@ const gc = Command.make("gc", {
   const mode = yield* outputMode
   const store = yield* openCliStore(args.store)
   const maintenance = yield* requireMaintenance(store, "garbage collection")
-  const result = yield* maintenance.collectGarbage({ dryRun: args.dryRun })
+  const progress = makeProgress("gc", mode)
+  progress.update(args.dryRun ? "finding unreachable paths" : "deleting unreachable paths")
+  const result = yield* maintenance.collectGarbage({ dryRun: args.dryRun }).pipe(Effect.ensuring(Effect.sync(progress.done)))
   if (mode.json) yield* printJson({ dryRun: args.dryRun, ...result })
   else {
     for (const path of result.deleted) yield* Console.log(args.dryRun ? `would delete ${path}` : `deleted ${path}`)
