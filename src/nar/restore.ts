@@ -8,7 +8,7 @@
  */
 import { Duration, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
-import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, symlinkSync, writeSync } from "node:fs"
+import { chmodSync, closeSync, existsSync, fdatasync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, symlinkSync, write, writeSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
 import { decodeNar, NarDecoder } from "./decode.ts"
 import { fsError, TargetExists, type BadNar, type NarIoError } from "./errors.ts"
@@ -16,18 +16,40 @@ import type { NarEvent } from "./events.ts"
 
 const slash = Buffer.from("/")
 
-/** Writes events to the file system under `root` (synchronous calls: fastest for many small files). */
+/** Contents chunks at least this big are written on the thread pool, overlapping what comes next. */
+const asyncWriteMin = 64 * 1024
+/** Background writes in flight at most. */
+const maxWritesInFlight = 16
+/** Bytes of one file written between background flushes to disk (so the final fsync has little left). */
+const flushEvery = 64 << 20
+
+const call = <A>(f: (done: (error: NodeJS.ErrnoException | null, value?: A) => void) => void): Promise<A> =>
+  new Promise((resolve, reject) => f((error, value) => (error ? reject(error) : resolve(value as A))))
+
+/**
+ * Writes events to the file system under `root`. Small things are synchronous calls (fastest for
+ * many small files). With `overlapWrites` (the contents chunks are the writer's to keep), big chunks
+ * are written on the thread pool while the caller goes on decoding and hashing, and big files are
+ * flushed in the background as they grow.
+ */
 class TreeWriter {
   readonly #stack: Array<Buffer> = []
+  readonly #overlap: boolean
   #pending: Buffer
   #fd = -1
   #executable = false
+  #position = 0
+  #writes: Array<Promise<void>> = []
+  #flushing: Promise<void> | undefined
+  #unflushed = 0
 
-  constructor(root: string) {
+  constructor(root: string, overlapWrites: boolean) {
     this.#pending = Buffer.from(root)
+    this.#overlap = overlapWrites
   }
 
-  apply(event: NarEvent): void {
+  /** Applies one event; a promise means: wait for it before the next event. */
+  apply(event: NarEvent): Promise<void> | undefined {
     switch (event._tag) {
       case "Directory":
         mkdirSync(this.#pending, { mode: 0o755 })
@@ -42,16 +64,21 @@ class TreeWriter {
       case "File":
         this.#executable = event.executable
         this.#fd = openSync(this.#pending, "wx", event.executable ? 0o755 : 0o644)
+        this.#position = 0
+        this.#unflushed = 0
         break
       case "Contents": {
+        const bytes = event.bytes
+        const at = this.#position
+        this.#position += bytes.length
+        if (this.#overlap && bytes.length >= asyncWriteMin) return this.#writeInBackground(bytes, at)
         let off = 0
-        while (off < event.bytes.length) off += writeSync(this.#fd, event.bytes, off, event.bytes.length - off)
+        while (off < bytes.length) off += writeSync(this.#fd, bytes, off, bytes.length - off, at + off)
         break
       }
       case "FileEnd":
-        closeSync(this.#fd)
-        this.#fd = -1
-        if (this.#executable) chmodSync(this.#pending, 0o755) // in case the umask removed x bits
+        if (this.#writes.length > 0 || this.#flushing) return this.#drain().then(() => this.#endFile())
+        this.#endFile()
         break
       case "Symlink":
         symlinkSync(Buffer.from(event.target), this.#pending)
@@ -59,17 +86,68 @@ class TreeWriter {
     }
   }
 
+  #endFile(): void {
+    closeSync(this.#fd)
+    this.#fd = -1
+    if (this.#executable) chmodSync(this.#pending, 0o755) // in case the umask removed x bits
+  }
+
+  #writeInBackground(bytes: Uint8Array, at: number): Promise<void> | undefined {
+    const fd = this.#fd
+    const written = (async () => {
+      for (let off = 0; off < bytes.length;) off += await call<number>((done) => write(fd, bytes, off, bytes.length - off, at + off, done))
+    })()
+    written.catch(() => undefined) // seen when awaited; never an unhandled rejection
+    this.#writes.push(written)
+    this.#unflushed += bytes.length
+    if (this.#unflushed >= flushEvery) {
+      this.#unflushed = 0
+      const before = [...this.#writes, this.#flushing]
+      this.#flushing = Promise.all(before).then(() => call<void>((done) => fdatasync(fd, done)))
+      this.#flushing.catch(() => undefined)
+    }
+    return this.#writes.length > maxWritesInFlight ? this.#writes.shift() : undefined
+  }
+
+  /** Waits for the background writes and flush of the current file; the first failure is thrown. */
+  async #drain(): Promise<void> {
+    const all = [...this.#writes, this.#flushing]
+    this.#writes = []
+    this.#flushing = undefined
+    await Promise.all(all)
+  }
+
   /** Applies a batch of events; a file-system failure comes back as a typed error. */
-  applyAll(events: ReadonlyArray<NarEvent>, target: string): NarIoError | undefined {
+  applyAll(events: ReadonlyArray<NarEvent>, target: string): NarIoError | undefined | Promise<NarIoError | undefined> {
     try {
-      for (const event of events) this.apply(event)
+      for (let i = 0; i < events.length; i++) {
+        const wait = this.apply(events[i]!)
+        if (wait) return this.#applyRest(wait, events, i + 1, target)
+      }
       return undefined
     } catch (e) {
       return fsError(e, "restore", target)
     }
   }
 
-  close(): void {
+  async #applyRest(wait: Promise<void>, events: ReadonlyArray<NarEvent>, from: number, target: string): Promise<NarIoError | undefined> {
+    try {
+      await wait
+      for (let i = from; i < events.length; i++) {
+        const next = this.apply(events[i]!)
+        if (next) await next
+      }
+      return undefined
+    } catch (e) {
+      return fsError(e, "restore", target)
+    }
+  }
+
+  /** Closes the open file once no background write can still use its descriptor. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#writes, this.#flushing])
+    this.#writes = []
+    this.#flushing = undefined
     if (this.#fd >= 0) { try { closeSync(this.#fd) } catch { /* already closed */ } }
     this.#fd = -1
   }
@@ -87,29 +165,30 @@ const isDanglingLink = (path: string) => {
  * Runs `fill` with a writer rooted at a fresh temporary name next to `target`, then renames it to
  * `target`; the temporary tree is removed if `fill` fails or is interrupted.
  */
-const restoreVia = <E, R>(target: string, fill: (writer: TreeWriter) => Effect.Effect<void, E, R>): Effect.Effect<void, E | NarIoError | TargetExists, R> =>
+const restoreVia = <E, R>(target: string, overlapWrites: boolean, fill: (writer: TreeWriter) => Effect.Effect<void, E, R>): Effect.Effect<void, E | NarIoError | TargetExists, R> =>
   Effect.gen(function*() {
     if (existsSync(target) || isDanglingLink(target)) return yield* new TargetExists({ path: target })
     const temp = join(dirname(target), `.${basename(target)}.restore-${process.pid}-${randomBytes(6).toString("hex")}`)
     yield* Effect.acquireUseRelease(
-      Effect.sync(() => new TreeWriter(temp)),
+      Effect.sync(() => new TreeWriter(temp, overlapWrites)),
       (writer) => Effect.gen(function*() {
         yield* fill(writer)
-        writer.close()
+        yield* Effect.promise(() => writer.close())
         yield* Effect.try({ try: () => renameSync(temp, target), catch: (e) => fsError(e, "rename", target) })
       }),
-      (writer, exit) => Effect.sync(() => {
-        writer.close()
+      (writer, exit) => Effect.promise(async () => {
+        await writer.close()
         if (exit._tag === "Failure") removeTree(temp)
       })
     )
   })
 
-/** Restores `nar` to `target`, which must not exist. */
+/** Restores `nar` to `target`, which must not exist (big contents chunks are written in the background). */
 export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: string): Effect.Effect<void, E | BadNar | NarIoError | TargetExists, R> =>
-  restoreVia(target, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
-    const error = writer.applyAll(events, target)
-    return error ? Effect.fail(error) : Effect.void
+  restoreVia(target, true, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
+    const outcome = writer.applyAll(events, target)
+    if (outcome instanceof Promise) return Effect.flatMap(Effect.promise(() => outcome), (error) => error ? Effect.fail(error) : Effect.void)
+    return outcome ? Effect.fail(outcome) : Effect.void
   }))
 
 /** Bytes read between yields to the scheduler (so an interruption is seen, and the temporary tree removed). */
@@ -121,7 +200,8 @@ const sliceBytes = 16 << 20
  * (the fastest path, for the CLI). A non-blocking descriptor with no data yet is polled.
  */
 export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void, BadNar | NarIoError | TargetExists> =>
-  restoreVia(target, (writer) => Effect.gen(function*() {
+  // One reused read buffer: contents are written synchronously before the next read.
+  restoreVia(target, false, (writer) => Effect.gen(function*() {
     const decoder = new NarDecoder()
     const events: Array<NarEvent> = []
     const buffer = Buffer.allocUnsafe(1 << 20)
@@ -140,7 +220,7 @@ export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void
       if (n === 0) break
       // contents events are views of `buffer`: they are written out before the next read
       const bad = decoder.push(buffer.subarray(0, n), events)
-      const failed = writer.applyAll(events, target)
+      const failed = writer.applyAll(events, target) as NarIoError | undefined // never a promise without overlapWrites
       events.length = 0
       if (failed) return yield* failed
       if (bad) return yield* bad
