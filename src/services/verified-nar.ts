@@ -16,13 +16,15 @@ import type { StoreError } from "./store-error.ts"
 export const verifiedNar = <E, R>(
   info: PathInfo,
   storeDir: string,
-  nar: Stream.Stream<Uint8Array, E, R>
+  nar: Stream.Stream<Uint8Array, E, R>,
+  /** Sees every decoded event (e.g. to build a listing on the way). */
+  onEvent?: (event: NarEvent) => void
 ): Stream.Stream<Uint8Array, E | StoreError, R> => {
   const path = StorePath.print(info.path, storeDir)
   return Stream.suspend(() => {
     const hasher = Hash.hasher(info.narHash.algorithm)
     const decoder = new NarDecoder()
-    const events: Array<NarEvent> = [] // only the validation matters here: events are dropped
+    const events: Array<NarEvent> = [] // events are dropped once `onEvent` has seen them
     let size = 0
     const checked = Stream.mapEffect(nar, (chunk): Effect.Effect<Uint8Array, HashMismatch | BadNar> => {
       size += chunk.length
@@ -31,6 +33,7 @@ export const verifiedNar = <E, R>(
       }
       hasher.update(chunk)
       const error = decoder.push(chunk, events)
+      if (onEvent) for (const event of events) onEvent(event)
       events.length = 0
       return error ? Effect.fail(error) : Effect.succeed(chunk)
     })

@@ -40,6 +40,17 @@ describe("binary caches ↔ Nix", () => {
     nix("nix-store", ["--store", target, "--verify", "--check-contents"])
   })
 
+  it("write-nar-listing writes the same <hash>.ls files as Nix", () => {
+    const nixCache = join(scratch, "ls-nix")
+    const b3Cache = join(scratch, "ls-b3")
+    nix("nix", ["copy", "--from", source, "--to", `file://${nixCache}?write-nar-listing=true&compression=xz`, "--no-check-sigs", closure.top])
+    b3(["copy", "--from", source, "--to", `file://${b3Cache}?write-nar-listing=1`, "--closure", "--no-check-sigs", closure.top])
+    const listings = readdirSync(nixCache).filter((name) => name.endsWith(".ls")).sort()
+    expect(listings.length).toBe(closure.all.length)
+    expect(readdirSync(b3Cache).filter((name) => name.endsWith(".ls")).sort()).toEqual(listings)
+    for (const name of listings) expect(readFileSync(join(b3Cache, name)).equals(readFileSync(join(nixCache, name)))).toBe(true)
+  })
+
   it("b3 reads and verifies a cache Nix wrote (xz, signed)", () => {
     const nixRoot = join(scratch, "nix-source")
     const tree = join(scratch, "tree")

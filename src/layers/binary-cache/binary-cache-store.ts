@@ -22,6 +22,7 @@ import type { StoreReadApi } from "../../services/store-read.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
 import { verifiedNar } from "../../services/verified-nar.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
+import { ListingBuilder, listingFile } from "../../nar/listing.ts"
 import type { BlobStore } from "./blob-store.ts"
 import { compress, decompress, extension, isCompression, type Compression } from "./compression.ts"
 import { fromPathInfo, toPathInfo } from "./narinfo-convert.ts"
@@ -34,6 +35,8 @@ export interface BinaryCacheOptions {
   readonly secretKeys?: ReadonlyArray<Signature.SecretKey>
   /** Compress with all cores (Nix's `parallel-compression`). */
   readonly parallelCompression?: boolean
+  /** Write `<hash>.ls`, the JSON listing of each NAR, as Nix's `write-nar-listing` does. */
+  readonly writeNarListing?: boolean
   /** How long a "not in the cache" answer is remembered, in ms (Nix: narinfo-cache-negative-ttl). */
   readonly negativeTtlMs?: number
 }
@@ -134,19 +137,25 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       missing.delete(hashPart)
     })
 
-    /** The NAR validated and compressed, in one pass. */
-    const compressedNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>) =>
-      compress(verifiedNar(info, storeDir, nar), compression, { parallel: options.parallelCompression ?? false }).pipe(
+    const writeListing = (listing: ListingBuilder, info: PathInfo) => Effect.gen(function*() {
+      const root = listing.end()
+      if (Result.isFailure(root)) return yield* new StoreIoError({ store: uri, operation: "list NAR", reason: root.failure.message })
+      yield* blobs.putBytes(`${info.path.hashPart}.ls`, listingFile(root.success), "application/json")
+    })
+
+    /** The NAR validated and compressed, in one pass (its listing built on the way, when asked). */
+    const compressedNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, listing?: ListingBuilder) =>
+      compress(verifiedNar(info, storeDir, nar, listing && ((event) => listing.push(event))), compression, { parallel: options.parallelCompression ?? false }).pipe(
         Stream.mapError((e): StoreError | E => (typeof e === "object" && e !== null && (e as { _tag?: string })._tag === "CompressionError")
           ? new StoreIoError({ store: uri, operation: "compress NAR", reason: (e as Error).message }) : e as StoreError | E))
 
     /** Validates, compresses and hashes the NAR into a spool file; returns its FileHash and FileSize. */
-    const spoolNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, spool: string) => Effect.gen(function*() {
+    const spoolNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, spool: string, listing?: ListingBuilder) => Effect.gen(function*() {
       const fd = yield* Effect.try({ try: () => { mkdirSync(blobs.spoolDir, { recursive: true }); return openSync(spool, "w") }, catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) }) })
       const fileHasher = Hash.hasher("sha256")
       let fileSize = 0
       yield* Effect.ensuring(
-        Stream.runForEach(compressedNar(info, nar), (chunk) => Effect.try({
+        Stream.runForEach(compressedNar(info, nar, listing), (chunk) => Effect.try({
           try: () => { writeSync(fd, chunk); fileHasher.update(chunk); fileSize += chunk.length },
           catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) })
         })),
@@ -160,11 +169,11 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
      * named by its NAR hash, known before it is compressed, instead of its file hash (or by the
      * name a content-addressed blob store gives it).
      */
-    const streamNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, putStream: NonNullable<BlobStore["putStream"]>) => Effect.gen(function*() {
+    const streamNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, putStream: NonNullable<BlobStore["putStream"]>, listing?: ListingBuilder) => Effect.gen(function*() {
       const url = `nar/${Hash.encode(info.narHash, "base32")}${extension[compression]}`
       const fileHasher = Hash.hasher("sha256")
       let fileSize = 0
-      const hashed = Stream.map(compressedNar(info, nar), (chunk) => { fileHasher.update(chunk); fileSize += chunk.length; return chunk })
+      const hashed = Stream.map(compressedNar(info, nar, listing), (chunk) => { fileHasher.update(chunk); fileSize += chunk.length; return chunk })
       const storedAs = yield* putStream(url, hashed, "application/x-nix-nar", info.narSize)
       return { url: storedAs ?? url, fileHash: fileHasher.digest(), fileSize }
     })
@@ -173,16 +182,19 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       Effect.gen(function*() {
         if (!options.writable) return yield* new Unsupported({ store: uri, operation: "writing (it is read-only)" })
         if (yield* isValidPath(info.path)) return
-        if (blobs.putStream) {
-          const { url, fileHash, fileSize } = yield* streamNar(info, nar, blobs.putStream)
-          return yield* writeNarInfo(fromPathInfo(info, { url, compression, fileHash, fileSize }, storeDir), info.path.hashPart)
-        }
+        const listing = options.writeNarListing ? new ListingBuilder() : undefined
+        /** The listing (when asked), then the narinfo: last, so that everything it names is there. */
+        const finish = (file: { readonly url: string; readonly fileHash: Hash.Hash; readonly fileSize: number }) => Effect.gen(function*() {
+          if (listing) yield* writeListing(listing, info)
+          yield* writeNarInfo(fromPathInfo(info, { ...file, compression }, storeDir), info.path.hashPart)
+        })
+        if (blobs.putStream) return yield* finish(yield* streamNar(info, nar, blobs.putStream, listing))
         const spool = join(blobs.spoolDir, `nar-${process.pid}-${randomBytes(6).toString("hex")}`)
         yield* Effect.ensuring(Effect.gen(function*() {
-          const { fileHash, fileSize } = yield* spoolNar(info, nar, spool)
+          const { fileHash, fileSize } = yield* spoolNar(info, nar, spool, listing)
           const url = `nar/${Hash.encode(fileHash, "base32")}${extension[compression]}`
           if (!(yield* blobs.exists(url))) yield* blobs.putFile(url, spool, "application/x-nix-nar")
-          yield* writeNarInfo(fromPathInfo(info, { url, compression, fileHash, fileSize }, storeDir), info.path.hashPart)
+          yield* finish({ url, fileHash, fileSize })
         }), Effect.sync(() => rmSync(spool, { force: true })))
       })
 

@@ -31,6 +31,7 @@ export const parseBinaryCacheOptions = (uri: StoreUri, extraParams: ReadonlyArra
       compression,
       secretKeys,
       parallelCompression: truthy(uri.params.get("parallel-compression")),
+      writeNarListing: truthy(uri.params.get("write-nar-listing")),
       ...(storeDir ? { storeDir } : {}),
       ...(ttl && /^[0-9]+$/.test(ttl) ? { negativeTtlMs: Number(ttl) * 1000 } : {})
     }
