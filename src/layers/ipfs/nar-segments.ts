@@ -29,20 +29,29 @@ export const defaultInlineBelow = 4096
 /** A leaf ready to be stored: a fresh copy, never reused by the segmenter. */
 export type Leaf = Uint8Array
 
-/** A fixed buffer that hands out a copy each time it fills (or is flushed). */
+/**
+ * A buffer of up to `size` bytes that hands out a copy each time it fills (or is flushed). It
+ * grows as needed, so a small NAR does not cost two whole leaves of memory.
+ */
 class LeafBuffer {
-  private readonly buffer: Uint8Array
+  private buffer = new Uint8Array(0)
   private fill = 0
-  constructor(size: number) { this.buffer = new Uint8Array(size) }
+  private readonly size: number
+  constructor(size: number) { this.size = size }
 
   append(bytes: Uint8Array, out: Array<Leaf>) {
     let p = 0
     while (p < bytes.length) {
-      const take = Math.min(this.buffer.length - this.fill, bytes.length - p)
+      const take = Math.min(this.size - this.fill, bytes.length - p)
+      if (this.fill + take > this.buffer.length) {
+        const grown = new Uint8Array(Math.min(this.size, Math.max(2 * this.buffer.length, this.fill + take, 4096)))
+        grown.set(this.buffer.subarray(0, this.fill))
+        this.buffer = grown
+      }
       this.buffer.set(bytes.subarray(p, p + take), this.fill)
       this.fill += take
       p += take
-      if (this.fill === this.buffer.length) this.flush(out)
+      if (this.fill === this.size) this.flush(out)
     }
   }
 
