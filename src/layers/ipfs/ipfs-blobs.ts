@@ -137,8 +137,8 @@ export const makeIpfsBlobs = (options: IpfsBlobsOptions): Effect.Effect<IpfsBlob
     (controller) => {
       const nar = narKeyRe.exec(key)
       const cid = nar ? CID.parse(nar[1]!) : root
-      const options = { ...readOptions(controller.signal), ...(nar ? {} : { path: key }) }
-      return Stream.fromAsyncIterable(fs.cat(cid, options), ioError(`read ${key}`))
+      const catOptions = { ...readOptions(controller.signal), ...(nar ? {} : { path: key }) }
+      return Stream.fromAsyncIterable(fs.cat(cid, catOptions), ioError(`read ${key}`))
     }))
 
   const getBytes = (key: string) => Effect.tryPromise({
