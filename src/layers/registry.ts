@@ -1,24 +1,14 @@
-/** The built-in store schemes. */
+/**
+ * The built-in store schemes. Each backend's module is loaded when a store of its scheme is first
+ * opened, so a command pays at start-up only for the backends it uses.
+ */
 import { Effect, Layer } from "effect"
 import { makeRegistry, StoreRegistry, type StoreOpener } from "../services/registry.ts"
-import { readBuildLog } from "../build/build-log.ts"
-import { makeLocalBuilder } from "../build/local-builder.ts"
 import { checkParams } from "../services/store-uri.ts"
-import { openFileCache, openHttpCache } from "./binary-cache/openers.ts"
-import * as LocalStore from "./local/index.ts"
 import * as MemoryStore from "./memory.ts"
-import { openIpfsStore } from "./ipfs/opener.ts"
-import { openS3Cache } from "./s3/opener.ts"
 
-const local: StoreOpener = (uri) => Effect.gen(function*() {
-  yield* Effect.fromResult(checkParams(uri, ["root", "store", "state"]))
-  const root = uri.params.get("root")
-  const storeDir = uri.params.get("store")
-  const stateDir = uri.params.get("state")
-  const store = yield* LocalStore.make({ ...(root ? { root } : {}), ...(storeDir ? { storeDir } : {}), ...(stateDir ? { stateDir } : {}) })
-  return { read: store.read, write: store.write, maintenance: store.maintenance, build: makeLocalBuilder(store),
-    buildLog: (drvPath) => readBuildLog(store.layout.logDir, drvPath) }
-})
+const loadedOnUse = <M>(load: () => Promise<M>, opener: (module: M) => StoreOpener): StoreOpener => (uri) =>
+  Effect.flatMap(Effect.promise(load), (module) => opener(module)(uri))
 
 const memory: StoreOpener = (uri) => Effect.gen(function*() {
   yield* Effect.fromResult(checkParams(uri, ["store"]))
@@ -27,7 +17,13 @@ const memory: StoreOpener = (uri) => Effect.gen(function*() {
   return { read: store.read, write: store.write }
 })
 
-export const builtinRegistry = makeRegistry({ local, memory, file: openFileCache, http: openHttpCache, https: openHttpCache, s3: openS3Cache, ipfs: openIpfsStore })
+const local = loadedOnUse(() => import("./local/opener.ts"), (m) => m.openLocalStore)
+const file = loadedOnUse(() => import("./binary-cache/openers.ts"), (m) => m.openFileCache)
+const http = loadedOnUse(() => import("./binary-cache/openers.ts"), (m) => m.openHttpCache)
+const s3 = loadedOnUse(() => import("./s3/opener.ts"), (m) => m.openS3Cache)
+const ipfs = loadedOnUse(() => import("./ipfs/opener.ts"), (m) => m.openIpfsStore)
+
+export const builtinRegistry = makeRegistry({ local, memory, file, http, https: http, s3, ipfs })
 
 /** Provides the built-in registry. */
 export const registryLayer = Layer.succeed(StoreRegistry, builtinRegistry)

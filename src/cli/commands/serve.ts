@@ -2,7 +2,6 @@
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { compressions } from "../../layers/binary-cache/compression.ts"
-import { serveCache } from "../../layers/binary-cache/server.ts"
 import { BadStoreUri } from "../../services/errors.ts"
 import { storeFlag } from "../flags.ts"
 import { outputMode, printJson } from "../output.ts"
@@ -25,6 +24,8 @@ export const serveCommand = Command.make("serve", {
   if (!listen) return yield* new BadStoreUri({ uri: args.listen, reason: "--listen takes HOST:PORT, e.g. 127.0.0.1:5000" })
   const store = yield* openCliStore(args.store)
   const secretKeys = args.secretKey._tag === "Some" ? [yield* readSecretKey(args.secretKey.value)] : []
+  // The HTTP server is loaded here, not at start-up: no other command needs it.
+  const { serveCache } = yield* Effect.promise(() => import("../../layers/binary-cache/server.ts"))
   const address = yield* serveCache(store.read, {
     ...listen,
     secretKeys,
