@@ -36,6 +36,8 @@ export interface StoredNar {
   readonly fileHash?: Hash.Hash | undefined
   readonly fileSize?: number | undefined
   readonly bytes: Stream.Stream<Uint8Array, StoreError>
+  /** A local file with exactly these bytes, when the store keeps NARs as files (a server can send it directly). */
+  readonly file?: string | undefined
 }
 
 export class StoreRead extends Context.Service<StoreRead, StoreReadApi>()("b3/StoreRead") {}

@@ -127,7 +127,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       })),
       queryReferrers: () => Effect.fail(new Unsupported({ store: uri, operation: "querying referrers (binary caches do not index them)" })),
       storedNar: (path) => Effect.map(narInfoOf(path), (ni) =>
-        ({ compression: ni.compression, fileHash: ni.fileHash, fileSize: ni.fileSize, bytes: blobs.getStream(ni.url) }))
+        ({ compression: ni.compression, fileHash: ni.fileHash, fileSize: ni.fileSize, bytes: blobs.getStream(ni.url), file: blobs.localPath?.(ni.url) }))
     }
 
     const writeNarInfo = (ni: NarInfo.NarInfo, hashPart: string) => Effect.gen(function*() {

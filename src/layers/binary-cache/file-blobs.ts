@@ -31,6 +31,7 @@ export const makeFileBlobs = (uri: string, dir: string): BlobStore => {
     uri,
     spoolDir,
     exists: (key) => Effect.sync(() => existsSync(pathOf(key))),
+    localPath: pathOf,
     getBytes: (key) => Effect.try({
       try: () => existsSync(pathOf(key)) ? Option.some(new Uint8Array(readFileSync(pathOf(key)))) : Option.none(),
       catch: error(`read ${key}`)

@@ -10,6 +10,7 @@
  */
 import { Context, Effect, Layer, Option, Semaphore, Stream } from "effect"
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { createReadStream } from "node:fs"
 import { createServer } from "node:http"
 import * as CacheInfo from "../../core/cache-info.ts"
 import * as NarInfo from "../../core/narinfo.ts"
@@ -42,6 +43,7 @@ interface ServedNar {
   readonly fileHash?: Hash.Hash | undefined
   readonly fileSize?: number | undefined
   readonly bytes: Stream.Stream<Uint8Array, unknown>
+  readonly file?: string | undefined
 }
 
 const hashPartRe = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/
@@ -150,14 +152,15 @@ export const makeCacheHandler = (store: StoreReadApi, options: Omit<ServeOptions
       if (range === "invalid") {
         return HttpServerResponse.empty({ status: 416, headers: { ...headers, "content-range": `bytes */${size}` } })
       }
-      if (range) {
-        const length = range.end - range.start + 1
-        const h = { ...headers, "content-range": `bytes ${range.start}-${range.end}/${size}` }
-        if (head) return HttpServerResponse.empty({ status: 206, headers: { ...h, "content-length": String(length) } })
-        return HttpServerResponse.stream(withPermit(semaphore, slice(file.bytes, range.start, range.end)), { status: 206, headers: h, contentLength: length })
-      }
-      if (head) return HttpServerResponse.empty({ status: 200, headers: { ...headers, "content-length": String(size) } })
-      return HttpServerResponse.stream(withPermit(semaphore, file.bytes), { headers, contentLength: size })
+      const status = range ? 206 : 200
+      const { start, end } = range ?? { start: 0, end: size - 1 }
+      const length = end - start + 1
+      const h = range ? { ...headers, "content-range": `bytes ${start}-${end}/${size}` } : headers
+      if (head) return HttpServerResponse.empty({ status, headers: { ...h, "content-length": String(length) } })
+      // A file on disk is piped to the socket by Node itself; anything else is streamed chunk by chunk.
+      if (file.file !== undefined) return HttpServerResponse.raw(yield* fileWithPermit(semaphore, file.file, start, end), { status, headers: h, contentLength: length })
+      const bytes = range ? slice(file.bytes, start, end) : file.bytes
+      return HttpServerResponse.stream(withPermit(semaphore, bytes), { status, headers: h, contentLength: length })
     }
     if (hashPartRe.test(pathname.slice(1)) || pathname === "/" || pathname.startsWith("/nar/")) return notFound
     return HttpServerResponse.text("400 bad request: not a binary-cache file name\n", { status: 400 })
@@ -175,6 +178,14 @@ export const makeCacheHandler = (store: StoreReadApi, options: Omit<ServeOptions
     }))
   }
 })
+
+/** A read stream of bytes [start, end] of a file, holding a permit of `semaphore` until it closes. */
+const fileWithPermit = (semaphore: Semaphore.Semaphore, path: string, start: number, end: number) =>
+  Effect.flatMap(semaphore.take(1), () => Effect.sync(() => {
+    const stream = createReadStream(path, { start, end, highWaterMark: 1 << 20 })
+    stream.once("close", () => Effect.runFork(semaphore.release(1)))
+    return stream
+  }))
 
 /** Holds a permit of `semaphore` for as long as the stream runs. */
 const withPermit = <E>(semaphore: Semaphore.Semaphore, stream: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E> =>
