@@ -8,7 +8,7 @@
  */
 import { Duration, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
-import { chmodSync, closeSync, existsSync, fdatasync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, symlinkSync, write, writeSync } from "node:fs"
+import { chmodSync, closeSync, existsSync, fchmodSync, fdatasync, futimesSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, symlinkSync, write, writeSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
 import { decodeNar, NarDecoder } from "./decode.ts"
 import { fsError, TargetExists, type BadNar, type NarIoError } from "./errors.ts"
@@ -30,11 +30,14 @@ const call = <A>(f: (done: (error: NodeJS.ErrnoException | null, value?: A) => v
  * Writes events to the file system under `root`. Small things are synchronous calls (fastest for
  * many small files). With `overlapWrites` (the contents chunks are the writer's to keep), big chunks
  * are written on the thread pool while the caller goes on decoding and hashing, and big files are
- * flushed in the background as they grow.
+ * flushed in the background as they grow. With `canonical`, everything is written with the metadata
+ * Nix gives store contents (mtime 1; 0444, or 0555 if executable, and directories 0555 once their
+ * last entry is in), so no second pass over the tree is needed.
  */
 class TreeWriter {
   readonly #stack: Array<Buffer> = []
   readonly #overlap: boolean
+  readonly #canonical: boolean
   #pending: Buffer
   #fd = -1
   #executable = false
@@ -43,9 +46,10 @@ class TreeWriter {
   #flushing: Promise<void> | undefined
   #unflushed = 0
 
-  constructor(root: string, overlapWrites: boolean) {
+  constructor(root: string, options: WriterOptions) {
     this.#pending = Buffer.from(root)
-    this.#overlap = overlapWrites
+    this.#overlap = options.overlapWrites
+    this.#canonical = options.canonical
   }
 
   /** Applies one event; a promise means: wait for it before the next event. */
@@ -58,12 +62,17 @@ class TreeWriter {
       case "Entry":
         this.#pending = Buffer.concat([this.#stack[this.#stack.length - 1]!, slash, event.name])
         break
-      case "DirectoryEnd":
-        this.#stack.pop()
+      case "DirectoryEnd": {
+        const dir = this.#stack.pop()!
+        if (this.#canonical) {
+          chmodSync(dir, 0o555)
+          lutimesSync(dir, 1, 1)
+        }
         break
+      }
       case "File":
         this.#executable = event.executable
-        this.#fd = openSync(this.#pending, "wx", event.executable ? 0o755 : 0o644)
+        this.#fd = openSync(this.#pending, "wx", this.#canonical ? (event.executable ? 0o555 : 0o444) : (event.executable ? 0o755 : 0o644))
         this.#position = 0
         this.#unflushed = 0
         break
@@ -82,14 +91,19 @@ class TreeWriter {
         break
       case "Symlink":
         symlinkSync(Buffer.from(event.target), this.#pending)
+        if (this.#canonical) lutimesSync(this.#pending, 1, 1)
         break
     }
   }
 
   #endFile(): void {
+    if (this.#canonical) {
+      fchmodSync(this.#fd, this.#executable ? 0o555 : 0o444) // whatever the umask took away
+      futimesSync(this.#fd, 1, 1) // after the last write
+    }
     closeSync(this.#fd)
     this.#fd = -1
-    if (this.#executable) chmodSync(this.#pending, 0o755) // in case the umask removed x bits
+    if (!this.#canonical && this.#executable) chmodSync(this.#pending, 0o755) // in case the umask removed x bits
   }
 
   #writeInBackground(bytes: Uint8Array, at: number): Promise<void> | undefined {
@@ -153,8 +167,20 @@ class TreeWriter {
   }
 }
 
+const makeDirsWritable = (path: string) => {
+  try {
+    if (!lstatSync(path).isDirectory()) return
+    chmodSync(path, 0o755)
+    for (const name of readdirSync(path)) makeDirsWritable(join(path, name))
+  } catch { /* best effort */ }
+}
+
 const removeTree = (path: string) => {
-  try { rmSync(path, { recursive: true, force: true }) } catch { /* best effort: the name is unique */ }
+  try { rmSync(path, { recursive: true, force: true }) } catch {
+    // a canonical restore leaves finished directories read-only
+    makeDirsWritable(path)
+    try { rmSync(path, { recursive: true, force: true }) } catch { /* best effort: the name is unique */ }
+  }
 }
 
 const isDanglingLink = (path: string) => {
@@ -165,12 +191,22 @@ const isDanglingLink = (path: string) => {
  * Runs `fill` with a writer rooted at a fresh temporary name next to `target`, then renames it to
  * `target`; the temporary tree is removed if `fill` fails or is interrupted.
  */
-const restoreVia = <E, R>(target: string, overlapWrites: boolean, fill: (writer: TreeWriter) => Effect.Effect<void, E, R>): Effect.Effect<void, E | NarIoError | TargetExists, R> =>
+interface WriterOptions {
+  readonly overlapWrites: boolean
+  readonly canonical: boolean
+}
+
+export interface RestoreOptions {
+  /** Write store metadata (mtime 1, read-only modes) as the tree is made, as the local store wants it. */
+  readonly canonical?: boolean
+}
+
+const restoreVia = <E, R>(target: string, options: WriterOptions, fill: (writer: TreeWriter) => Effect.Effect<void, E, R>): Effect.Effect<void, E | NarIoError | TargetExists, R> =>
   Effect.gen(function*() {
     if (existsSync(target) || isDanglingLink(target)) return yield* new TargetExists({ path: target })
     const temp = join(dirname(target), `.${basename(target)}.restore-${process.pid}-${randomBytes(6).toString("hex")}`)
     yield* Effect.acquireUseRelease(
-      Effect.sync(() => new TreeWriter(temp, overlapWrites)),
+      Effect.sync(() => new TreeWriter(temp, options)),
       (writer) => Effect.gen(function*() {
         yield* fill(writer)
         yield* Effect.promise(() => writer.close())
@@ -184,8 +220,8 @@ const restoreVia = <E, R>(target: string, overlapWrites: boolean, fill: (writer:
   })
 
 /** Restores `nar` to `target`, which must not exist (big contents chunks are written in the background). */
-export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: string): Effect.Effect<void, E | BadNar | NarIoError | TargetExists, R> =>
-  restoreVia(target, true, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
+export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: string, options: RestoreOptions = {}): Effect.Effect<void, E | BadNar | NarIoError | TargetExists, R> =>
+  restoreVia(target, { overlapWrites: true, canonical: options.canonical ?? false }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
     const outcome = writer.applyAll(events, target)
     if (outcome instanceof Promise) return Effect.flatMap(Effect.promise(() => outcome), (error) => error ? Effect.fail(error) : Effect.void)
     return outcome ? Effect.fail(outcome) : Effect.void
@@ -201,7 +237,7 @@ const sliceBytes = 16 << 20
  */
 export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void, BadNar | NarIoError | TargetExists> =>
   // One reused read buffer: contents are written synchronously before the next read.
-  restoreVia(target, false, (writer) => Effect.gen(function*() {
+  restoreVia(target, { overlapWrites: false, canonical: false }, (writer) => Effect.gen(function*() {
     const decoder = new NarDecoder()
     const events: Array<NarEvent> = []
     const buffer = Buffer.allocUnsafe(1 << 20)

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
-import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as StorePath from "../../src/core/store-path.ts"
 import * as LocalStore from "../../src/layers/local/index.ts"
 import * as MemoryStore from "../../src/layers/memory.ts"
 import { removeTree } from "../../src/layers/local/fs-ops.ts"
@@ -34,5 +35,36 @@ describe("local store group commit", () => {
     const report = yield* store.maintenance.verify()
     expect(report.problems).toEqual([])
     expect(readdirSync(join(root, "nix/store")).filter((n) => n.startsWith("."))).toEqual([])
+  })))
+})
+
+/** Every entry's metadata as Nix leaves store contents: mtime 1; 0555 for directories and executables, else 0444. */
+const expectCanonical = (path: string) => {
+  const st = lstatSync(path)
+  expect([path, st.mtimeMs]).toEqual([path, 1000])
+  if (st.isSymbolicLink()) return
+  const executable = st.isDirectory() || (st.mode & 0o100) !== 0
+  expect([path, (st.mode & 0o7777).toString(8)]).toEqual([path, executable ? "555" : "444"])
+  if (st.isDirectory()) for (const name of readdirSync(path)) expectCanonical(join(path, name))
+}
+
+describe("local store metadata", () => {
+  it.effect("paths added from a NAR, from a tree and from a single file have Nix's canonical metadata", () => Effect.scoped(Effect.gen(function*() {
+    const root = yield* scratchRoot
+    const store = yield* LocalStore.make({ root })
+    const src = join(root, "src")
+    mkdirSync(join(src, "tree/sub"), { recursive: true })
+    writeFileSync(join(src, "tree/a"), "a\n")
+    writeFileSync(join(src, "tree/sub/run"), "#!/bin/sh\n", { mode: 0o700 })
+    writeFileSync(join(src, "tree/big"), Buffer.alloc(300 * 1024, 7)) // written in the background
+    symlinkSync("a", join(src, "tree/link"))
+    writeFileSync(join(src, "single"), "just one file\n", { mode: 0o600 })
+    const fromTree = yield* store.write.addPath(join(src, "tree"))
+    const fromFile = yield* store.write.addPath(join(src, "single"))
+    // the same tree again through a NAR from another store
+    const mem = MemoryStore.make()
+    const info = yield* mem.write.addPath(join(src, "tree"), { name: "again" })
+    yield* store.write.addToStore(info, mem.read.narFromPath(info.path))
+    for (const path of [fromTree.path, fromFile.path, info.path]) expectCanonical(join(root, "nix/store", StorePath.baseName(path)))
   })))
 })

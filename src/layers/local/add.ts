@@ -46,6 +46,8 @@ export interface AddContext {
 export interface TempEntry {
   readonly info: PathInfo
   readonly temp: string
+  /** Already written with store metadata (a canonical restore): no second pass needed. */
+  readonly canonical?: boolean
 }
 
 /** The context with group commit: concurrent adds share one flush to disk and one transaction. */
@@ -64,7 +66,7 @@ const checkReferences = (ctx: AddContext, info: PathInfo) =>
 
 /** Restores a NAR into a fresh temporary tree; file-system failures become StoreIoError. */
 const restoreToTemp = <E, R>(ctx: AddContext, nar: Stream.Stream<Uint8Array, E, R>, temp: string) =>
-  restoreNar(nar, temp).pipe(
+  restoreNar(nar, temp, { canonical: true }).pipe(
     Effect.mapError((e): StoreError | E => e instanceof NarIoError || e instanceof TargetExists
       ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
       : e))
@@ -75,7 +77,7 @@ const restoreToTemp = <E, R>(ctx: AddContext, nar: Stream.Stream<Uint8Array, E, 
  * made valid are skipped; their temporary trees are dropped on release).
  */
 const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect.Effect<void, StoreError> => Effect.gen(function*() {
-  for (const { temp } of entries) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
+  for (const { temp, canonical } of entries) if (!canonical) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
   yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
   const outputs = new Map<string, Readonly<Record<string, string>>>()
   for (const { info, temp } of entries) {
@@ -104,8 +106,8 @@ const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect
   for (const trash of garbage) yield* trySync(ctx.uri, "remove garbage", () => removeTree(trash))
 })
 
-const commitTemp = (ctx: AddContext, info: PathInfo, temp: string) =>
-  ctx.commit ? ctx.commit({ info, temp }) : commitTemps(ctx, [{ info, temp }])
+const commitTemp = (ctx: AddContext, entry: TempEntry) =>
+  ctx.commit ? ctx.commit(entry) : commitTemps(ctx, [entry])
 
 /** A fresh temporary name in the store dir; whatever is left there is removed when the scope closes. */
 const scopedTemp = (ctx: AddContext, tag: string) =>
@@ -125,7 +127,7 @@ export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.St
     yield* checkReferences(ctx, info)
     yield* withTemp(ctx, "add", (temp) => Effect.andThen(
       restoreToTemp(ctx, verifiedNar(info, ctx.layout.storeDir, nar), temp),
-      commitTemp(ctx, info, temp)))
+      commitTemp(ctx, { info, temp, canonical: true })))
   })
 
 /** The size and executable bit of `path` when it is a regular file (not a link to one), else undefined. */
@@ -174,7 +176,7 @@ export const addPathOnePass = (ctx: AddContext) => (fsPath: string, options: Add
     const info = yield* contentAddressedInfo(ctx.uri, ctx.layout.storeDir, fsPath, options, digester.result())
     if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return info
     yield* checkReferences(ctx, info)
-    yield* commitTemp(ctx, info, temp)
+    yield* commitTemp(ctx, { info, temp, canonical: !single })
     return info
   }))
 
