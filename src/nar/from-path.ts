@@ -5,9 +5,9 @@
  *
  * How it is fast: a tree is cut into directory jobs (dir-job.ts) that worker threads run in
  * parallel with this one (listing, opening and reading small files is syscall-bound), while this
- * thread emits their output in NAR order and streams big files: for consumers that keep chunks,
- * with asynchronous reads kept two ahead; for consumers that do not (hashing, writing out), with
- * synchronous reads into one reused buffer. Small trees never start workers: jobs run inline until
+ * thread emits their output in NAR order and streams big files with asynchronous reads kept two
+ * chunks ahead, so that reading overlaps with hashing or writing (into three reused buffers for
+ * consumers that never keep a chunk, fresh ones for the others). Small trees never start workers: jobs run inline until
  * they have taken a while. Memory stays bounded: only a window of jobs ahead of the output is
  * scheduled, and their buffers are recycled.
  */
@@ -135,8 +135,8 @@ class DumpRun {
   private inlineMs = 0
   private aborted = false
   private readonly unreleased = new Set<JobNode>()
-  /** the one buffer big files are read into when chunks are reused */
-  private readBuffer: Buffer | undefined
+  /** the buffers big files are read into, in turn, when chunks are reused */
+  private readBuffers: Array<Buffer> | undefined
   /** output buffers of emitted jobs, for the next jobs (only when reusing buffers) */
   private readonly free: Array<ArrayBuffer> = []
   private readonly reuse: boolean
@@ -254,47 +254,23 @@ class DumpRun {
   }
 
   /**
-   * A big file's contents through one reused buffer, read synchronously: when the consumer is done
-   * with each chunk before asking for the next (hashing, writing out), this is the fastest way (no
-   * thread hop per read, no fresh memory, the bytes still in cache when hashed).
+   * Streams a big file's contents (the job already wrote its header; padding follows in the next
+   * segment), with asynchronous reads kept two chunks ahead so that reading (on libuv's threads)
+   * overlaps with whatever the consumer does with the chunk before (hashing, writing out). Consumers
+   * that never keep a chunk get three buffers reused in turn; the others get a fresh buffer a chunk.
    */
-  private *bigFileSync(mark: { readonly fd: number; readonly size: number; readonly path: FsPath }): Generator<Uint8Array, NarFsError | undefined> {
-    const { fd, size } = mark
-    const buffer = this.readBuffer ??= Buffer.allocUnsafeSlow(bigChunk)
-    try {
-      for (let done = 0; done < size;) {
-        if (this.aborted) return undefined
-        const want = Math.min(bigChunk, size - done)
-        let n: number
-        try {
-          n = fs.readSync(fd, buffer, 0, want, done)
-        } catch (error) {
-          return fsError(error, "reading", showPath(mark.path))
-        }
-        if (n === 0) {
-          return new NarIoError({ path: showPath(mark.path), operation: "reading", code: "EIO", reason: `file changed size while being read (expected ${size} bytes)` })
-        }
-        done += n
-        yield buffer.subarray(0, n)
-      }
-      return undefined
-    } finally {
-      try { fs.closeSync(fd) } catch { /* already closed */ }
-    }
-  }
-
-  /** Streams a big file's contents (the job already wrote its header; padding follows in the next segment). */
   private async *bigFile(mark: { readonly fd: number; readonly size: number; readonly path: FsPath }): AsyncGenerator<Uint8Array, NarFsError | undefined> {
-    if (this.reuse) return yield* this.bigFileSync(mark)
     const { fd, size } = mark
     const chunks = Math.ceil(size / bigChunk)
     const reads: Array<Promise<number | NodeJS.ErrnoException>> = []
     const bufferOf: Array<Buffer> = []
+    const ring = this.reuse ? (this.readBuffers ??= [0, 1, 2].map(() => Buffer.allocUnsafeSlow(bigChunk))) : undefined
     const start = (k: number) => {
       if (k >= chunks) return
-      const buffer = Buffer.allocUnsafeSlow(Math.min(bigChunk, size - k * bigChunk))
+      const length = Math.min(bigChunk, size - k * bigChunk)
+      const buffer = ring ? ring[k % 3]! : Buffer.allocUnsafeSlow(length)
       bufferOf[k % 3] = buffer
-      reads[k % 3] = readAt(fd, buffer, Math.min(bigChunk, size - k * bigChunk), k * bigChunk)
+      reads[k % 3] = readAt(fd, buffer, length, k * bigChunk)
     }
     try {
       start(0)
@@ -307,8 +283,9 @@ class DumpRun {
           return new NarIoError({ path: showPath(mark.path), operation: "reading", code: "EIO", reason: `file changed size while being read (expected ${size} bytes)` })
         }
         if (this.aborted) return undefined
-        yield bufferOf[k % 3]!.subarray(0, n)
+        // with reused buffers, the slot of chunk k+2 is the one chunk k-1 was in: free once the consumer asked for chunk k
         start(k + 2)
+        yield bufferOf[k % 3]!.subarray(0, n)
       }
       return undefined
     } finally {

@@ -37,6 +37,7 @@ const call = <A>(f: (done: (error: NodeJS.ErrnoException | null, value?: A) => v
 class TreeWriter {
   readonly #stack: Array<Buffer> = []
   readonly #overlap: boolean
+  readonly #flush: boolean
   readonly #canonical: boolean
   #pending: Buffer
   #fd = -1
@@ -49,6 +50,7 @@ class TreeWriter {
   constructor(root: string, options: WriterOptions) {
     this.#pending = Buffer.from(root)
     this.#overlap = options.overlapWrites
+    this.#flush = options.flushBigFiles
     this.#canonical = options.canonical
   }
 
@@ -114,13 +116,18 @@ class TreeWriter {
     written.catch(() => undefined) // seen when awaited; never an unhandled rejection
     this.#writes.push(written)
     this.#unflushed += bytes.length
-    if (this.#unflushed >= flushEvery) {
+    if (this.#flush && this.#unflushed >= flushEvery) {
       this.#unflushed = 0
       const before = [...this.#writes, this.#flushing]
       this.#flushing = Promise.all(before).then(() => call<void>((done) => fdatasync(fd, done)))
       this.#flushing.catch(() => undefined)
     }
     return this.#writes.length > maxWritesInFlight ? this.#writes.shift() : undefined
+  }
+
+  /** Settles once every background write started so far is done (undefined when none is in flight). */
+  writesSoFar(): Promise<unknown> | undefined {
+    return this.#writes.length > 0 ? Promise.allSettled(this.#writes) : undefined
   }
 
   /** Waits for the background writes and flush of the current file; the first failure is thrown. */
@@ -193,6 +200,8 @@ const isDanglingLink = (path: string) => {
  */
 interface WriterOptions {
   readonly overlapWrites: boolean
+  /** flush big files to disk in the background as they grow (for the store, which fsyncs them before registering) */
+  readonly flushBigFiles: boolean
   readonly canonical: boolean
 }
 
@@ -221,7 +230,7 @@ const restoreVia = <E, R>(target: string, options: WriterOptions, fill: (writer:
 
 /** Restores `nar` to `target`, which must not exist (big contents chunks are written in the background). */
 export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: string, options: RestoreOptions = {}): Effect.Effect<void, E | BadNar | NarIoError | TargetExists, R> =>
-  restoreVia(target, { overlapWrites: true, canonical: options.canonical ?? false }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
+  restoreVia(target, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
     const outcome = writer.applyAll(events, target)
     if (outcome instanceof Promise) return Effect.flatMap(Effect.promise(() => outcome), (error) => error ? Effect.fail(error) : Effect.void)
     return outcome ? Effect.fail(outcome) : Effect.void
@@ -230,19 +239,28 @@ export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: s
 /** Bytes read between yields to the scheduler (so an interruption is seen, and the temporary tree removed). */
 const sliceBytes = 16 << 20
 
+/** Read buffers the fd restore cycles through (big contents chunks are written from them in the background). */
+const readRing = 24
+
 /**
  * Restores the NAR read from a file descriptor (a file or a pipe, e.g. 0 for stdin) to `target`:
- * large synchronous reads into one reused buffer, decoded and written without a stream in between
- * (the fastest path, for the CLI). A non-blocking descriptor with no data yet is polled.
+ * large synchronous reads, decoded and applied without a stream in between (the fastest path, for
+ * the CLI). Big contents chunks are written on the thread pool while the next bytes are read, from
+ * a ring of read buffers, each reused only once the writes from its last use are done. A
+ * non-blocking descriptor with no data yet is polled.
  */
 export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void, BadNar | NarIoError | TargetExists> =>
-  // One reused read buffer: contents are written synchronously before the next read.
-  restoreVia(target, { overlapWrites: false, canonical: false }, (writer) => Effect.gen(function*() {
+  restoreVia(target, { overlapWrites: true, flushBigFiles: false, canonical: false }, (writer) => Effect.gen(function*() {
     const decoder = new NarDecoder()
     const events: Array<NarEvent> = []
-    const buffer = Buffer.allocUnsafe(1 << 20)
+    const ring = Array.from({ length: readRing }, () => Buffer.allocUnsafeSlow(1 << 20))
+    const inUse: Array<Promise<unknown> | undefined> = []
     let sinceYield = 0
-    for (;;) {
+    for (let turn = 0; ; turn++) {
+      const slot = turn % readRing
+      const busy = inUse[slot]
+      if (busy) yield* Effect.promise(() => busy)
+      const buffer = ring[slot]!
       let n: number
       try {
         n = readSync(fd, buffer, 0, buffer.length, null)
@@ -254,12 +272,14 @@ export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void
         return yield* fsError(e, "reading the NAR from", `file descriptor ${fd}`)
       }
       if (n === 0) break
-      // contents events are views of `buffer`: they are written out before the next read
+      // contents events are views of `buffer`: small ones are written before the next read, big ones in the background
       const bad = decoder.push(buffer.subarray(0, n), events)
-      const failed = writer.applyAll(events, target) as NarIoError | undefined // never a promise without overlapWrites
-      events.length = 0
+      const outcome = writer.applyAll(events, target)
+      const failed = outcome instanceof Promise ? yield* Effect.promise(() => outcome) : outcome
+      events.length = 0 // only once all were applied: a promise means some are still to go
       if (failed) return yield* failed
       if (bad) return yield* bad
+      inUse[slot] = writer.writesSoFar()
       sinceYield += n
       if (sinceYield >= sliceBytes) {
         sinceYield = 0

@@ -41,6 +41,22 @@ describe("b3 nar", () => {
     expect(again.stderr).toMatch(/already exists/)
   })
 
+  it("restore from a file (1 MiB reads, big chunks written in the background from reused buffers) gives the same tree", () => {
+    // 40 MiB of varied bytes (more reads than the ring has buffers), then small files after it
+    const src = join(scratch, "big-tree")
+    mkdirSync(join(src, "z"), { recursive: true })
+    const big = Buffer.alloc(40 << 20)
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i)
+    writeFileSync(join(src, "a-big"), big)
+    for (let i = 0; i < 50; i++) writeFileSync(join(src, "z", `f${i}`), `small ${i}\n`.repeat(i))
+    const file = join(scratch, "big-tree.nar")
+    writeFileSync(file, nixBytes("nix-store", ["--dump", src]))
+    const target = join(scratch, "big-restored")
+    const r = spawnSync("sh", ["-c", `"$0" nar restore "$1" < "$2"`, b3Bin, target, file])
+    expect(r.status).toBe(0)
+    expect(nixBytes("nix-store", ["--dump", target]).equals(nixBytes("nix-store", ["--dump", src]))).toBe(true)
+  })
+
   it("restore rejects a malformed NAR (exit 2, the byte offset in the message) and leaves nothing", () => {
     const parent = join(scratch, "bad-restore")
     mkdirSync(parent)
