@@ -208,18 +208,23 @@ interface WriterOptions {
 export interface RestoreOptions {
   /** Write store metadata (mtime 1, read-only modes) as the tree is made, as the local store wants it. */
   readonly canonical?: boolean
+  /**
+   * Write at `target` itself rather than under a temporary name renamed at the end: for a caller
+   * whose target already is a fresh temporary name of its own (it is still removed on failure).
+   */
+  readonly direct?: boolean
 }
 
-const restoreVia = <E, R>(target: string, options: WriterOptions, fill: (writer: TreeWriter) => Effect.Effect<void, E, R>): Effect.Effect<void, E | NarIoError | TargetExists, R> =>
+const restoreVia = <E, R>(target: string, options: WriterOptions & { readonly direct?: boolean }, fill: (writer: TreeWriter) => Effect.Effect<void, E, R>): Effect.Effect<void, E | NarIoError | TargetExists, R> =>
   Effect.gen(function*() {
     if (existsSync(target) || isDanglingLink(target)) return yield* new TargetExists({ path: target })
-    const temp = join(dirname(target), `.${basename(target)}.restore-${process.pid}-${randomBytes(6).toString("hex")}`)
+    const temp = options.direct ? target : join(dirname(target), `.${basename(target)}.restore-${process.pid}-${randomBytes(6).toString("hex")}`)
     yield* Effect.acquireUseRelease(
       Effect.sync(() => new TreeWriter(temp, options)),
       (writer) => Effect.gen(function*() {
         yield* fill(writer)
         yield* Effect.promise(() => writer.close())
-        yield* Effect.try({ try: () => renameSync(temp, target), catch: (e) => fsError(e, "rename", target) })
+        if (temp !== target) yield* Effect.try({ try: () => renameSync(temp, target), catch: (e) => fsError(e, "rename", target) })
       }),
       (writer, exit) => Effect.promise(async () => {
         await writer.close()
@@ -230,7 +235,7 @@ const restoreVia = <E, R>(target: string, options: WriterOptions, fill: (writer:
 
 /** Restores `nar` to `target`, which must not exist (big contents chunks are written in the background). */
 export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: string, options: RestoreOptions = {}): Effect.Effect<void, E | BadNar | NarIoError | TargetExists, R> =>
-  restoreVia(target, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
+  restoreVia(target, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false, direct: options.direct ?? false }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
     const outcome = writer.applyAll(events, target)
     if (outcome instanceof Promise) return Effect.flatMap(Effect.promise(() => outcome), (error) => error ? Effect.fail(error) : Effect.void)
     return outcome ? Effect.fail(outcome) : Effect.void

@@ -66,7 +66,7 @@ const checkReferences = (ctx: AddContext, info: PathInfo) =>
 
 /** Restores a NAR into a fresh temporary tree; file-system failures become StoreIoError. */
 const restoreToTemp = <E, R>(ctx: AddContext, nar: Stream.Stream<Uint8Array, E, R>, temp: string) =>
-  restoreNar(nar, temp, { canonical: true }).pipe(
+  restoreNar(nar, temp, { canonical: true, direct: true }).pipe(
     Effect.mapError((e): StoreError | E => e instanceof NarIoError || e instanceof TargetExists
       ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
       : e))
