@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto"
 import { chmodSync, closeSync, existsSync, fchmodSync, fdatasync, futimesSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, symlinkSync, write, writeSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
 import { decodeNar, NarDecoder } from "./decode.ts"
+import { fileWriterPool, type FileWriterPool } from "./file-writer-pool.ts"
 import { fsError, TargetExists, type BadNar, type NarIoError } from "./errors.ts"
 import type { NarEvent } from "./events.ts"
 
@@ -23,6 +24,16 @@ const maxWritesInFlight = 16
 /** Bytes of one file written between background flushes to disk (so the final fsync has little left). */
 const flushEvery = 64 << 20
 
+/** Files a restore writes itself before it hands small files to the writer pool (small trees never start it). */
+const inlineFilesMax = 256
+/** Files up to this size go to the writer pool (in batches); bigger ones are written here. */
+const pooledFileMax = 64 * 1024
+/** A batch is sent once it holds this many bytes or files. */
+const batchBytesMax = 512 * 1024
+const batchFilesMax = 256
+/** Batches of one restore in the pool at once. */
+const maxBatchesInFlight = 4
+
 const call = <A>(f: (done: (error: NodeJS.ErrnoException | null, value?: A) => void) => void): Promise<A> =>
   new Promise((resolve, reject) => f((error, value) => (error ? reject(error) : resolve(value as A))))
 
@@ -32,7 +43,9 @@ const call = <A>(f: (done: (error: NodeJS.ErrnoException | null, value?: A) => v
  * are written on the thread pool while the caller goes on decoding and hashing, and big files are
  * flushed in the background as they grow. With `canonical`, everything is written with the metadata
  * Nix gives store contents (mtime 1; 0444, or 0555 if executable, and directories 0555 once their
- * last entry is in), so no second pass over the tree is needed.
+ * last entry is in), so no second pass over the tree is needed. With `pool`, once a restore has
+ * written a few hundred files, small files are gathered into batches that worker threads create
+ * in parallel (directories are made here first; their final modes are set once all batches are in).
  */
 class TreeWriter {
   readonly #stack: Array<Buffer> = []
@@ -46,12 +59,21 @@ class TreeWriter {
   #writes: Array<Promise<void>> = []
   #flushing: Promise<void> | undefined
   #unflushed = 0
+  readonly #pool: FileWriterPool | undefined
+  #inlineFiles = 0
+  /** the small files gathered for the pool, and where the current one's contents start in it */
+  #batch: { paths: Array<Uint8Array>; executable: Array<boolean>; ends: Array<number>; bytes: Buffer; size: number } | undefined
+  #gathering = -1
+  #batches: Array<Promise<void>> = []
+  /** directories ended while batches may still write into them: made read-only at the end */
+  #endedDirs: Array<Buffer> = []
 
   constructor(root: string, options: WriterOptions) {
     this.#pending = Buffer.from(root)
     this.#overlap = options.overlapWrites
     this.#flush = options.flushBigFiles
     this.#canonical = options.canonical
+    this.#pool = options.pool
   }
 
   /** Applies one event; a promise means: wait for it before the next event. */
@@ -67,19 +89,32 @@ class TreeWriter {
       case "DirectoryEnd": {
         const dir = this.#stack.pop()!
         if (this.#canonical) {
-          chmodSync(dir, 0o555)
-          lutimesSync(dir, 1, 1)
+          if (this.#batch || this.#batches.length > 0) this.#endedDirs.push(dir)
+          else {
+            chmodSync(dir, 0o555)
+            lutimesSync(dir, 1, 1)
+          }
         }
         break
       }
       case "File":
         this.#executable = event.executable
-        this.#fd = openSync(this.#pending, "wx", this.#canonical ? (event.executable ? 0o555 : 0o444) : (event.executable ? 0o755 : 0o644))
         this.#position = 0
         this.#unflushed = 0
+        if (this.#pool && event.size <= pooledFileMax && this.#inlineFiles >= inlineFilesMax) {
+          this.#gather(event.size)
+          break
+        }
+        this.#inlineFiles++
+        this.#fd = openSync(this.#pending, "wx", this.#canonical ? (event.executable ? 0o555 : 0o444) : (event.executable ? 0o755 : 0o644))
         break
       case "Contents": {
         const bytes = event.bytes
+        if (this.#gathering >= 0) {
+          this.#batch!.bytes.set(bytes, this.#batch!.size)
+          this.#batch!.size += bytes.length
+          break
+        }
         const at = this.#position
         this.#position += bytes.length
         if (this.#overlap && bytes.length >= asyncWriteMin) return this.#writeInBackground(bytes, at)
@@ -88,6 +123,7 @@ class TreeWriter {
         break
       }
       case "FileEnd":
+        if (this.#gathering >= 0) return this.#gathered()
         if (this.#writes.length > 0 || this.#flushing) return this.#drain().then(() => this.#endFile())
         this.#endFile()
         break
@@ -96,6 +132,60 @@ class TreeWriter {
         if (this.#canonical) lutimesSync(this.#pending, 1, 1)
         break
     }
+  }
+
+  /** Starts gathering a small file (of `size` bytes) into the current batch. */
+  #gather(size: number): void {
+    if (this.#batch && this.#batch.size + size > this.#batch.bytes.length) this.#send()
+    const batch = this.#batch ??= { paths: [], executable: [], ends: [], bytes: this.#pool!.buffer(batchBytesMax + pooledFileMax), size: 0 }
+    this.#gathering = batch.size
+  }
+
+  /** The gathered file is complete: add it to the batch, and send the batch when it is full. */
+  #gathered(): Promise<void> | undefined {
+    const batch = this.#batch!
+    batch.paths.push(this.#pending)
+    batch.executable.push(this.#executable)
+    batch.ends.push(batch.size)
+    this.#gathering = -1
+    if (batch.size < batchBytesMax && batch.paths.length < batchFilesMax) return undefined
+    this.#send()
+    return this.#batches.length > maxBatchesInFlight ? this.#batches.shift() : undefined
+  }
+
+  /** Hands the current batch to the pool; a failure is thrown where the batch is awaited. */
+  #send(): void {
+    const batch = this.#batch
+    this.#batch = undefined
+    if (!batch || batch.paths.length === 0) return
+    const sent = this.#pool!.write({
+      paths: batch.paths,
+      executable: batch.executable,
+      ends: batch.ends,
+      bytes: batch.bytes.subarray(0, batch.size),
+      canonical: this.#canonical
+    }).then((failure) => {
+      if (failure) throw Object.assign(new Error(`${failure.message}`), { code: failure.code, path: failure.path })
+    })
+    sent.catch(() => undefined) // seen when awaited; never an unhandled rejection
+    this.#batches.push(sent)
+  }
+
+  /**
+   * On success: sends the last batch, waits for all of them (the first failure is thrown), then
+   * gives the directories ended meanwhile their final metadata, and closes.
+   */
+  async finish(): Promise<void> {
+    this.#send()
+    const batches = this.#batches
+    this.#batches = []
+    await Promise.all(batches)
+    for (const dir of this.#endedDirs) {
+      chmodSync(dir, 0o555)
+      lutimesSync(dir, 1, 1)
+    }
+    this.#endedDirs = []
+    await this.close()
   }
 
   #endFile(): void {
@@ -164,9 +254,10 @@ class TreeWriter {
     }
   }
 
-  /** Closes the open file once no background write can still use its descriptor. */
+  /** Closes the open file once no background write (or batch) can still use it. */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.#writes, this.#flushing])
+    await Promise.allSettled([...this.#writes, this.#flushing, ...this.#batches])
+    this.#batches = []
     this.#writes = []
     this.#flushing = undefined
     if (this.#fd >= 0) { try { closeSync(this.#fd) } catch { /* already closed */ } }
@@ -203,6 +294,8 @@ interface WriterOptions {
   /** flush big files to disk in the background as they grow (for the store, which fsyncs them before registering) */
   readonly flushBigFiles: boolean
   readonly canonical: boolean
+  /** worker threads for small files (the contents chunks may be views of reused buffers: gathered files are copied) */
+  readonly pool?: FileWriterPool
 }
 
 export interface RestoreOptions {
@@ -223,7 +316,7 @@ const restoreVia = <E, R>(target: string, options: WriterOptions & { readonly di
       Effect.sync(() => new TreeWriter(temp, options)),
       (writer) => Effect.gen(function*() {
         yield* fill(writer)
-        yield* Effect.promise(() => writer.close())
+        yield* Effect.tryPromise({ try: () => writer.finish(), catch: (e) => fsError(e, "restore", target) })
         if (temp !== target) yield* Effect.try({ try: () => renameSync(temp, target), catch: (e) => fsError(e, "rename", target) })
       }),
       (writer, exit) => Effect.promise(async () => {
@@ -235,7 +328,7 @@ const restoreVia = <E, R>(target: string, options: WriterOptions & { readonly di
 
 /** Restores `nar` to `target`, which must not exist (big contents chunks are written in the background). */
 export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: string, options: RestoreOptions = {}): Effect.Effect<void, E | BadNar | NarIoError | TargetExists, R> =>
-  restoreVia(target, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false, direct: options.direct ?? false }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
+  restoreVia(target, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false, direct: options.direct ?? false, pool: fileWriterPool() }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
     const outcome = writer.applyAll(events, target)
     if (outcome instanceof Promise) return Effect.flatMap(Effect.promise(() => outcome), (error) => error ? Effect.fail(error) : Effect.void)
     return outcome ? Effect.fail(outcome) : Effect.void
@@ -245,7 +338,7 @@ export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: s
 const sliceBytes = 16 << 20
 
 /** Read buffers the fd restore cycles through (big contents chunks are written from them in the background). */
-const readRing = 24
+const readRing = 8
 
 /**
  * Restores the NAR read from a file descriptor (a file or a pipe, e.g. 0 for stdin) to `target`:
@@ -255,7 +348,7 @@ const readRing = 24
  * non-blocking descriptor with no data yet is polled.
  */
 export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void, BadNar | NarIoError | TargetExists> =>
-  restoreVia(target, { overlapWrites: true, flushBigFiles: false, canonical: false }, (writer) => Effect.gen(function*() {
+  restoreVia(target, { overlapWrites: true, flushBigFiles: false, canonical: false, pool: fileWriterPool() }, (writer) => Effect.gen(function*() {
     const decoder = new NarDecoder()
     const events: Array<NarEvent> = []
     const ring = Array.from({ length: readRing }, () => Buffer.allocUnsafeSlow(1 << 20))

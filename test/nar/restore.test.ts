@@ -58,6 +58,36 @@ describe("restoreNar", () => {
     expect(readlinkSync(join(parent, "l"))).toBe("/etc")
   })
 
+  it("a tree of thousands of small files (written by worker threads in batches) comes out whole, plain and canonical", async () => {
+    // 40 directories of 60 files: past the files a restore writes itself, with executables, empty
+    // files, files of up to 70 KiB (some too big to batch), symlinks and nested directories between them
+    const dirs: Record<string, Dump.Dump> = {}
+    for (let d = 0; d < 40; d++) {
+      const entries: Record<string, Dump.Dump> = { [`sub${d}`]: Dump.directory({ inner: Dump.regular(`inner ${d}`) }), link: Dump.symlink(`f${d}`) }
+      for (let f = 0; f < 60; f++) {
+        const size = (d * 60 + f) % 97 === 0 ? 70_000 : ((d * 60 + f) * 7919) % 3000
+        entries[`f${f}`] = Dump.regular(new Uint8Array(size).fill((d + f) & 0xff), f % 7 === 0)
+      }
+      dirs[`d${d}`] = Dump.directory(entries)
+    }
+    const nar = Result.getOrThrow(Dump.toNar(Dump.directory(dirs)))
+    for (const canonical of [false, true]) {
+      const target = join(freshParent(), "out")
+      const result = await Effect.runPromise(Effect.result(restoreNar(Stream.fromIterable(chunked(nar, [100, 5000, 300_000])), target, { canonical })))
+      expect(result._tag).toBe("Success")
+      expect((await collectBytes(narFromPath(target))).equals(nar)).toBe(true)
+      if (!canonical) continue
+      const walk = (path: string): void => {
+        const st = lstatSync(path)
+        if (st.isSymbolicLink()) return
+        expect(st.mtimeMs, path).toBe(1000)
+        expect(st.mode & 0o777, path).toBe(st.isDirectory() || (st.mode & 0o100) !== 0 ? 0o555 : 0o444)
+        if (st.isDirectory()) for (const name of readdirSync(path)) walk(join(path, name))
+      }
+      walk(target)
+    }
+  })
+
   it("never replaces an existing target (a file, a directory or a dangling symlink)", async () => {
     const parent = freshParent()
     writeFileSync(join(parent, "file"), "keep")

@@ -1,0 +1,153 @@
+/**
+ * Worker threads that create small files in batches, so that a restore of many small files is not
+ * one thread making every open/write/chmod/utimes/close call in turn (file creation is syscall-bound:
+ * ~30 µs of kernel time a file, which threads spread over the cores). One pool per process, started
+ * on first need; idle workers do not keep the process alive. The workers run from source text (the
+ * file writer serialised with toString), so this works the same from sources, tests and the bundle.
+ */
+import * as fs from "node:fs"
+import { availableParallelism } from "node:os"
+import { Worker } from "node:worker_threads"
+
+/** A batch of small files: their paths and modes, and their contents back to back (`ends[i]` is where file i stops). */
+export interface FileBatch {
+  readonly paths: Array<Uint8Array>
+  readonly executable: Array<boolean>
+  readonly ends: Array<number>
+  readonly bytes: Uint8Array
+  /** store metadata: 0444/0555 and mtime 1 (else 0644/0755 and the current time) */
+  readonly canonical: boolean
+}
+
+/** Why a batch failed: the failing call's errno code and message, and the file. */
+export interface BatchFailure {
+  readonly code: string
+  readonly message: string
+  readonly path: string
+}
+
+/**
+ * Writes the files of a batch; the first failure stops it. Self-contained (no imports, no closure):
+ * it also runs in the workers from its source text.
+ */
+export const writeFileBatch = (fsModule: typeof fs, batch: FileBatch): BatchFailure | undefined => {
+  let start = 0
+  for (let i = 0; i < batch.paths.length; i++) {
+    const raw = batch.paths[i]!
+    const path = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)
+    const executable = batch.executable[i]!
+    const mode = batch.canonical ? (executable ? 0o555 : 0o444) : (executable ? 0o755 : 0o644)
+    const end = batch.ends[i]!
+    try {
+      const fd = fsModule.openSync(path, "wx", mode)
+      try {
+        for (let off = start; off < end;) off += fsModule.writeSync(fd, batch.bytes, off, end - off)
+        if (batch.canonical) {
+          fsModule.fchmodSync(fd, mode) // whatever the umask took away
+          fsModule.futimesSync(fd, 1, 1)
+        } else if (executable) {
+          fsModule.fchmodSync(fd, mode)
+        }
+      } finally {
+        fsModule.closeSync(fd)
+      }
+    } catch (e) {
+      const error = e as NodeJS.ErrnoException
+      return { code: String(error.code ?? "EIO"), message: String(error.message ?? error), path: path.toString() }
+    }
+    start = end
+  }
+  return undefined
+}
+
+// getBuiltinModule, not require: the eval'd source is ESM when the parent runs with --input-type=module
+const workerSource = `
+const fs = process.getBuiltinModule("node:fs")
+const { parentPort } = process.getBuiltinModule("node:worker_threads")
+const write = (${writeFileBatch.toString()})
+parentPort.on("message", ({ id, batch }) => {
+  let failure
+  try { failure = write(fs, batch) } catch (e) { failure = { code: "EIO", message: String(e && e.message || e), path: "" } }
+  // the bytes go back for the next batch: no fresh memory per batch on either side
+  parentPort.postMessage({ id, failure, bytes: batch.bytes }, [batch.bytes.buffer])
+})
+`
+
+interface Slot {
+  readonly worker: Worker
+  busy: number
+  dead: boolean
+}
+
+type Waiter = { readonly slot: Slot; readonly resolve: (failure: BatchFailure | undefined) => void }
+
+export class FileWriterPool {
+  private readonly slots: Array<Slot> = []
+  private readonly waiters = new Map<number, Waiter>()
+  private nextId = 0
+  /** batch buffers the workers gave back */
+  private readonly free: Array<Buffer> = []
+
+  readonly size: number
+
+  constructor(size: number) {
+    this.size = size
+  }
+
+  private start(): void {
+    for (let i = 0; i < this.size; i++) {
+      // a small young generation: the worker allocates little of its own, and its default heap growth cost ~10 MiB of RSS each
+      const worker = new Worker(workerSource, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 2 } })
+      const slot: Slot = { worker, busy: 0, dead: false }
+      worker.on("message", (msg: { id: number; failure: BatchFailure | undefined; bytes: Uint8Array }) => {
+        if (this.free.length < maxFreeBuffers) this.free.push(Buffer.from(msg.bytes.buffer as ArrayBuffer))
+        const waiter = this.waiters.get(msg.id)
+        if (!waiter) return
+        this.waiters.delete(msg.id)
+        if (--slot.busy === 0) worker.unref()
+        waiter.resolve(msg.failure)
+      })
+      const fail = (reason: string) => {
+        slot.dead = true
+        for (const [id, waiter] of this.waiters) {
+          if (waiter.slot !== slot) continue
+          this.waiters.delete(id)
+          waiter.resolve({ code: "EWORKER", message: `a file-writing worker stopped: ${reason}`, path: "" })
+        }
+      }
+      worker.on("error", (e) => fail(String(e?.message ?? e)))
+      worker.on("exit", (code) => fail(`exit code ${code}`))
+      worker.unref() // after the listeners: adding a message listener refs the worker again
+      this.slots.push(slot)
+    }
+  }
+
+  /** A buffer for a batch of up to `bytes` bytes (one a worker gave back, if it is big enough). */
+  buffer(bytes: number): Buffer {
+    const reused = this.free.pop()
+    return reused !== undefined && reused.length >= bytes ? reused : Buffer.allocUnsafeSlow(bytes)
+  }
+
+  /** Writes the batch on the least busy worker (its bytes are moved there); resolves with its failure, if any. */
+  write(batch: FileBatch): Promise<BatchFailure | undefined> {
+    if (this.slots.length === 0) this.start()
+    let slot: Slot | undefined
+    for (const s of this.slots) if (!s.dead && (slot === undefined || s.busy < slot.busy)) slot = s
+    if (slot === undefined) return Promise.resolve(writeFileBatch(fs, batch)) // every worker died: write here
+    const chosen = slot
+    const id = this.nextId++
+    if (chosen.busy++ === 0) chosen.worker.ref()
+    return new Promise((resolve) => {
+      this.waiters.set(id, { slot: chosen, resolve })
+      chosen.worker.postMessage({ id, batch }, [batch.bytes.buffer as ArrayBuffer])
+    })
+  }
+}
+
+/** Batch buffers kept for reuse at most (a batch is ~0.5 MiB). */
+const maxFreeBuffers = 8
+
+let shared: FileWriterPool | undefined
+
+/** The process-wide pool: one worker per core (the restoring thread mostly decodes and waits). */
+export const fileWriterPool = (): FileWriterPool => (shared ??= new FileWriterPool(Math.max(1, Math.min(4, availableParallelism()))))
