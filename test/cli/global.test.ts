@@ -39,8 +39,7 @@ describe("b3 CLI: shared behaviour", () => {
       expect(result.status, name).toBe(0)
       expect(result.stdout, name).toMatch(/USAGE/)
       expect(result.stdout, name).toMatch(/--json\s.*\n\s+--quiet, -q\s.*\n\s+--verbose\s/)
-      // (the ipfs group belongs to the IPFS store's own files; it gets its examples there)
-      if (command[0] !== "ipfs") expect(result.stdout, name).toMatch(/\nEXAMPLES\n {2}# .*\n {2}.*\bb3 /)
+      expect(result.stdout, name).toMatch(/\nEXAMPLES\n {2}# .*\n {2}.*\bb3 /)
     }
   }, 300_000)
 

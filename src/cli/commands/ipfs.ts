@@ -23,6 +23,10 @@ const root = Command.make("root", { store: storeFlag }, ({ store }) => Effect.sc
 )
 
 export const ipfsCommand = Command.make("ipfs").pipe(
-  Command.withDescription("IPFS stores."),
-  Command.withSubcommands([root])
+  Command.withDescription("IPFS stores: ipfs://?repo=DIR (read and write, on disk) and ipfs://<root CID> (read-only, fetched from peers)."),
+  Command.withSubcommands([root]),
+  Command.withExamples([
+    { command: "b3 copy --from local --to 'ipfs://?repo=/var/b3/ipfs' --secret-key key.sec /nix/store/…-hello", description: "push a closure into an IPFS store" },
+    { command: "b3 ipfs root --store 'ipfs://?repo=/var/b3/ipfs'", description: "the root CID a peer opens as ipfs://<CID>" }
+  ])
 )
