@@ -40,14 +40,14 @@ try {
     b3: measure(`${b3} --version > /dev/null`, { runs }),
     nix: measure(`nix-store --version > /dev/null`, { runs })
   }]
-  for (const { label, path } of inputs) {
+  for (const [index, { label, path }] of inputs.entries()) {
     const nar = `${path}.nar`
     output(`nix-store --dump ${path} > ${nar}`)
     // the same answers before anything is timed
     const expected = output(`sha256sum < ${nar}`).split(" ")[0]
     if (output(`${b3} nar dump ${path} | sha256sum`).split(" ")[0] !== expected) throw new Error(`b3 nar dump ${path} differs from nix-store --dump`)
     if (output(`${b3} hash path --base16 ${path}`) !== output(`nix-hash --type sha256 ${path}`)) throw new Error(`b3 hash path ${path} differs from nix-hash`)
-    const target = join(work, "restored")
+    const target = join(work, `restored-${index}`)
     output(`${b3} nar restore ${target} < ${nar}`)
     if (output(`nix-store --dump ${target} | sha256sum`).split(" ")[0] !== expected) throw new Error(`b3 nar restore of ${nar} differs`)
     rows.push(
