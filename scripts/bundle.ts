@@ -3,11 +3,17 @@
  * server, S3, ...) is split into content-hashed chunks under dist/chunks, loaded on first use, so
  * start-up parses only what every command needs.
  *
- * Concurrent b3 invocations never see a half-written bundle: each chunk is written under a
+ * Then the CLI's V8 startup snapshot, which bin/b3 starts from when it is there: a CommonJS bundle of
+ * src/cli/snapshot-entry.ts (dist/b3-snapshot.cjs, no chunks: a snapshot is one script) and the blob
+ * `node --build-snapshot` makes of it (dist/b3.blob). If the blob cannot be built, b3 runs dist/b3.mjs.
+ *
+ * Concurrent b3 invocations never see a half-written bundle or blob: each chunk is written under a
  * temporary name and renamed (its name is its content hash, so an old process that still has
- * chunks to load finds them), and the entry file is renamed into place last.
+ * chunks to load finds them), the entry file is renamed into place after them, and the blob last
+ * (bin/b3 uses a blob only if it is newer than dist/b3.mjs).
  */
-import { build } from "esbuild"
+import { build, type Plugin } from "esbuild"
+import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { basename, dirname, join } from "node:path"
@@ -51,7 +57,7 @@ const undiciNamedExports = {
 const ipfsPackages = ["helia", "@helia/*", "libp2p", "@libp2p/*", "@chainsafe/*", "multiformats", "multiformats/*",
   "@multiformats/*", "@ipld/*", "ipfs-unixfs", "blockstore-fs", "datastore-fs"]
 
-const result = await build({
+const esmBuild = build({
   entryPoints: { b3: join(root, "src/cli/main.ts") },
   bundle: true,
   splitting: true,
@@ -73,6 +79,63 @@ const result = await build({
   banner: { js: "import { createRequire as __b3CreateRequire } from 'node:module'; const require = __b3CreateRequire(import.meta.url);" }
 })
 
+/** src/cli/snapshot-runtime.ts: what the snapshot bundle has in place of import.meta.url and of imports from node_modules. */
+const snapshotRuntime = join(root, "src/cli/snapshot-runtime.ts")
+/**
+ * Packages the snapshot bundle loads from node_modules at run time: the IPFS ones (see above), and
+ * undici and ws (half the bundle's code, needed only by the HTTP client and server), which need not
+ * be in every run's heap.
+ */
+const runTimePackages = [...ipfsPackages, "undici", "ws"]
+/** As esbuild's `external` matches: the package, its subpaths, and `scope/*` for a whole scope. */
+const isRunTimePackage = (path: string) => runTimePackages.some((name) =>
+  name.endsWith("/*") ? path.startsWith(name.slice(0, -1)) : path === name || path.startsWith(`${name}/`))
+
+/**
+ * In the snapshot bundle, a static import of one of those packages (the IPFS store's modules import
+ * multiformats, @ipld/dag-pb and ipfs-unixfs) is a require() of the file esbuild resolves it to, done by
+ * snapshot-runtime.ts's requireAtRunTime when the module that imports it is first loaded. The path is
+ * kept from `node_modules/` on, so it holds wherever node_modules really is (a symlink in a worktree).
+ */
+const packagesAtRunTime: Plugin = {
+  name: "packages-at-run-time",
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, async (args) => {
+      if (!isRunTimePackage(args.path) || args.pluginData === "resolving") return undefined
+      const resolved = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "resolving" })
+      if (resolved.errors.length > 0) return { errors: resolved.errors }
+      const fromRoot = resolved.path.slice(resolved.path.indexOf("/node_modules/") + 1)
+      // Not the path itself as the name: a name ending in .mjs would make esbuild take this CommonJS stub for an ES module.
+      return { path: `${fromRoot} (at run time)`, namespace: "packages-at-run-time", pluginData: fromRoot }
+    })
+    b.onLoad({ filter: /.*/, namespace: "packages-at-run-time" }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(snapshotRuntime)}).requireAtRunTime(${JSON.stringify(args.pluginData)})`,
+      loader: "js",
+      resolveDir: root
+    }))
+  }
+}
+
+const snapshotBuild = build({
+  entryPoints: { "b3-snapshot": join(root, "src/cli/snapshot-entry.ts") },
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node24",
+  outdir,
+  outExtension: { ".js": ".cjs" },
+  minifyWhitespace: true,
+  minifySyntax: true,
+  write: false,
+  logLevel: "warning",
+  packages: "bundle",
+  plugins: [packagesAtRunTime],
+  inject: [snapshotRuntime],
+  define: { "import.meta.url": "snapshotUrl" }
+})
+
+const [result, snapshotResult] = await Promise.all([esmBuild, snapshotBuild])
+
 const place = (path: string, contents: Uint8Array) => {
   mkdirSync(dirname(path), { recursive: true })
   const tmp = `${path}.${process.pid}.tmp`
@@ -90,4 +153,29 @@ const chunkDir = join(outdir, "chunks")
 for (const name of existsSync(chunkDir) ? readdirSync(chunkDir) : []) {
   const path = join(chunkDir, name)
   if (!current.has(name) && Date.now() - statSync(path).mtimeMs > 3600_000) rmSync(path, { force: true })
+}
+
+/**
+ * The startup snapshot, from the bundle placed beside the blob (snapshot-entry.ts finds it there at run
+ * time). It is built by the project's Node, the one bin/b3 runs it with (a blob works only with the Node
+ * that made it), in an empty environment and at /, so nothing of this build's environment can be
+ * mistaken for a run's.
+ */
+const snapshotBundle = join(outdir, "b3-snapshot.cjs")
+const blob = join(outdir, "b3.blob")
+place(snapshotBundle, snapshotResult.outputFiles[0]!.contents)
+const node = join(root, "node_modules", ".bin", "node")
+const tmpBlob = `${blob}.${process.pid}.tmp`
+const built = spawnSync(node, ["--snapshot-blob", tmpBlob, "--build-snapshot", snapshotBundle], { cwd: "/", env: {}, encoding: "utf8" })
+const log = join(outdir, "b3-snapshot.log")
+if (built.status === 0 && existsSync(tmpBlob)) {
+  renameSync(tmpBlob, blob)
+  rmSync(log, { force: true })
+} else {
+  rmSync(tmpBlob, { force: true })
+  rmSync(blob, { force: true })
+  writeFileSync(log, built.error ? String(built.error) : built.stderr)
+  // an exception thrown while the modules were evaluated, or V8's reason for refusing the heap
+  const reason = built.error?.message ?? built.stderr.split("\n").find((line) => /^\w*Error\b|^# .*failed|not serialized/.test(line))?.slice(0, 200)
+  process.stderr.write(`b3: the startup snapshot could not be built (${reason ?? `exit code ${built.status}`}; see ${log}); b3 starts without it\n`)
 }

@@ -9,6 +9,7 @@ import { basename, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Effect, Result, Schema } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
+import { importModule } from "../core/import-module.ts"
 import type { DerivationHandle } from "../core/derivation/values.ts"
 import * as StorePath from "../core/store-path.ts"
 import { addDerivationText, addDrvFile } from "../build/add-derivations.ts"
@@ -50,7 +51,7 @@ const exportedDerivations = (module: Record<string, unknown>): Array<Derivation.
 }
 
 const loadModule = (target: string) => Effect.tryPromise({
-  try: () => import(pathToFileURL(resolve(target)).href) as Promise<Record<string, unknown>>,
+  try: () => importModule<Record<string, unknown>>(pathToFileURL(resolve(target)).href),
   catch: (e) => new BadBuildTarget({ target, reason: `loading the module failed: ${e instanceof Error ? e.message : String(e)}` })
 })
 

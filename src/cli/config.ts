@@ -2,8 +2,9 @@
  * b3's configuration: defaults, then a config file (`./b3.json`, else
  * `$XDG_CONFIG_HOME/b3/config.json` or `~/.config/b3/config.json`), then environment variables
  * (`B3_STORE`, `B3_SUBSTITUTERS`, `B3_TRUSTED_PUBLIC_KEYS`), then command-line flags.
- * Read once at start-up; a malformed file is reported and ignored.
+ * Read once, when first needed; a malformed file is reported and ignored.
  */
+import { Effect } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import { homedir } from "node:os"
 import { join } from "node:path"
@@ -61,5 +62,12 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): B3Config => {
   return { store, substituters, trustedPublicKeys, sources, ...(file ? { file } : {}), problems }
 }
 
-/** The configuration this process started with. */
-export const config: B3Config = loadConfig()
+let loaded: B3Config | undefined
+/**
+ * The configuration of this run, read on first call. Not a module-level constant: the CLI starts from a
+ * V8 startup snapshot (snapshot-entry.ts) in which module-level values are those of the build, so the
+ * cwd, HOME and B3_* of the run must be read at run time.
+ */
+export const config = (): B3Config => loaded ??= loadConfig()
+/** A flag default from the configuration, read when the command line is parsed (not when the flag is defined). */
+export const configDefault = <A>(get: (config: B3Config) => A): Effect.Effect<A> => Effect.sync(() => get(config()))

@@ -1,6 +1,6 @@
 /** Flag constructors shared by the command groups. */
 import { Flag } from "effect/cli"
-import { config } from "./config.ts"
+import { configDefault } from "./config.ts"
 
 /** An on/off switch that defaults to off. */
 export const switchFlag = (name: string, description: string) =>
@@ -8,13 +8,13 @@ export const switchFlag = (name: string, description: string) =>
 
 /** `--store URI`: the store a command works on (default: $B3_STORE, else the local store). */
 export const storeFlag = Flag.String("store").pipe(
-  Flag.withDefault(config.store),
+  Flag.withDefault(configDefault((c) => c.store)),
   Flag.withDescription("store URI: local, local?root=DIR, DIR, memory://, file:///DIR, http://HOST/… (default: config 'store', $B3_STORE, or local)")
 )
 
 /** `--substituters 'URI …'`: stores to take outputs from before building. */
 export const substitutersFlag = Flag.String("substituters").pipe(
-  Flag.withDefault(config.substituters.join(" ")),
+  Flag.withDefault(configDefault((c) => c.substituters.join(" "))),
   Flag.withDescription("space-separated store URIs to substitute from (default: config 'substituters' or $B3_SUBSTITUTERS)")
 )
 

@@ -3,6 +3,7 @@ import { Cause, Console, Effect, Layer } from "effect"
 import { CliOutput, Command } from "effect/cli"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
+import { startupSnapshot } from "node:v8"
 import { buildCommand, logCommand } from "./commands/build.ts"
 import { configCommand } from "./commands/config.ts"
 import { copyCommand } from "./commands/copy.ts"
@@ -43,25 +44,34 @@ const presenter = CliOutput.layerPresenter({
   }
 })
 
-const argv = process.argv.slice(2)
-/** Read here too: the failure of an invocation is reported outside its handler, where the setting is not provided. */
-const verbose = argv.slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length).includes("--verbose")
+/**
+ * Runs the CLI on this process's arguments. A function, not module-level code, so that the V8 startup
+ * snapshot (snapshot-entry.ts) can load this module when it is built and run the CLI when it starts.
+ */
+export const main = (): void => {
+  const argv = process.argv.slice(2)
+  /** Read here too: the failure of an invocation is reported outside its handler, where the setting is not provided. */
+  const verbose = argv.slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length).includes("--verbose")
 
-const program = Command.runWith(b3, { version })(argv).pipe(
-  Effect.catchCause((cause) => Effect.sync(() => {
-    if (Cause.hasInterruptsOnly(cause)) { process.exitCode ??= 130; return }
-    const error = Cause.squash(cause)
-    const tag = (error as { _tag?: string })?._tag ?? ""
-    if (tag === "ShowHelp") {
-      // Parse problems were already printed by the presenter; plain `b3 group` (help) is not an error.
-      process.exitCode = (error as { errors: ReadonlyArray<unknown> }).errors.length > 0 ? ExitCode.badInput : ExitCode.ok
-      return
-    }
-    process.stderr.write(`b3: ${messageOf(error)}\n`)
-    if (verbose && Cause.hasDies(cause)) process.stderr.write(Cause.pretty(cause) + "\n")
-    process.exitCode = exitCodeFor(error)
-  })),
-  Effect.provide(Layer.mergeAll(NodeServices.layer, presenter))
-)
+  const program = Command.runWith(b3, { version })(argv).pipe(
+    Effect.catchCause((cause) => Effect.sync(() => {
+      if (Cause.hasInterruptsOnly(cause)) { process.exitCode ??= 130; return }
+      const error = Cause.squash(cause)
+      const tag = (error as { _tag?: string })?._tag ?? ""
+      if (tag === "ShowHelp") {
+        // Parse problems were already printed by the presenter; plain `b3 group` (help) is not an error.
+        process.exitCode = (error as { errors: ReadonlyArray<unknown> }).errors.length > 0 ? ExitCode.badInput : ExitCode.ok
+        return
+      }
+      process.stderr.write(`b3: ${messageOf(error)}\n`)
+      if (verbose && Cause.hasDies(cause)) process.stderr.write(Cause.pretty(cause) + "\n")
+      process.exitCode = exitCodeFor(error)
+    })),
+    Effect.provide(Layer.mergeAll(NodeServices.layer, presenter))
+  )
 
-NodeRuntime.runMain(program, { disableErrorReporting: true, teardown: exitTeardown })
+  NodeRuntime.runMain(program, { disableErrorReporting: true, teardown: exitTeardown })
+}
+
+// Run as a program (dist/b3.mjs), not while a snapshot is being built from this module.
+if (!startupSnapshot.isBuildingSnapshot()) main()

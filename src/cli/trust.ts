@@ -3,10 +3,10 @@ import { Effect, Result } from "effect"
 import { readFileSync } from "node:fs"
 import * as Signature from "../core/signature.ts"
 import { Flag } from "effect/cli"
-import { config } from "./config.ts"
+import { configDefault } from "./config.ts"
 
 export const trustedKeysFlag = Flag.String("trusted-public-keys").pipe(
-  Flag.withDefault(config.trustedPublicKeys.join(" ")),
+  Flag.withDefault(configDefault((c) => c.trustedPublicKeys.join(" "))),
   Flag.withDescription("space-separated public keys 'name:base64' whose signatures are trusted (default: config 'trustedPublicKeys' or $B3_TRUSTED_PUBLIC_KEYS)")
 )
 

@@ -1,10 +1,11 @@
 /** `b3 config show`: the effective configuration and where each setting comes from. */
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
-import { config } from "../config.ts"
+import { config as currentConfig } from "../config.ts"
 import { outputMode, printJson } from "../output.ts"
 
 const show = Command.make("show", {}, () => Effect.gen(function*() {
+  const config = currentConfig()
   if ((yield* outputMode).json) return yield* printJson(config)
   yield* Console.log(`config file:          ${config.file ?? "(none: ./b3.json or ~/.config/b3/config.json)"}`)
   yield* Console.log(`store:                ${config.store}  (${config.sources.store})`)

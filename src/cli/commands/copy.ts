@@ -4,7 +4,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as StorePath from "../../core/store-path.ts"
 import { copyPaths, type CopyEvent } from "../../services/copy.ts"
 import { requireWrite } from "../../services/registry.ts"
-import { config } from "../config.ts"
+import { configDefault } from "../config.ts"
 import { fromResult } from "../effect-result.ts"
 import { switchFlag } from "../flags.ts"
 import { outputMode, printJson } from "../output.ts"
@@ -13,7 +13,7 @@ import { makeProgress, mib, rate } from "../progress.ts"
 import { parseTrustedKeys, readSecretKey, trustedKeysFlag } from "../trust.ts"
 
 export const copyCommand = Command.make("copy", {
-  from: Flag.String("from").pipe(Flag.withDefault(config.store), Flag.withDescription("source store URI (default: the configured store)")),
+  from: Flag.String("from").pipe(Flag.withDefault(configDefault((c) => c.store)), Flag.withDescription("source store URI (default: the configured store)")),
   to: Flag.String("to").pipe(Flag.withDescription("target store URI")),
   closure: switchFlag("closure", "copy everything the paths refer to as well"),
   jobs: Flag.Int("jobs").pipe(Flag.withDefault(16), Flag.withDescription("paths copied at once")),

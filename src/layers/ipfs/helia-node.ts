@@ -9,7 +9,8 @@
  * refuses any address outside loopback, both ways. Peers are dialled at start and kept; blocks
  * are fetched from them with bitswap (and verified against their CIDs by Helia).
  *
- * Helia is loaded from node_modules when a node starts: Helia's own class without the `helia`
+ * Helia is loaded from node_modules when a node starts (through importModule, which works in the CLI's
+ * startup snapshot too): Helia's own class without the `helia`
  * package's default libp2p configuration (whose WebRTC, DHT and relay modules take a second
  * to load), and libp2p only when networking is on.
  */
@@ -21,6 +22,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { pathToFileURL } from "node:url"
+import { importModule } from "../../core/import-module.ts"
 import { StoreIoError } from "../../services/errors.ts"
 
 export interface IpfsNodeOptions {
@@ -48,13 +50,13 @@ type HeliaClass = new (init: HeliaInit & { name: string; version: string }) => H
 /** Helia's node class, from the installed `helia` package but without its default-config entry point. */
 const loadHeliaClass = async (): Promise<HeliaClass> => {
   const entry = createRequire(import.meta.url).resolve("helia")
-  const module = await import(pathToFileURL(join(dirname(entry), "helia.js")).href) as { Helia: HeliaClass }
+  const module = await importModule<{ Helia: HeliaClass }>(pathToFileURL(join(dirname(entry), "helia.js")).href)
   return module.Helia
 }
 
 /** The node's libp2p key, kept in the repo so its peer id stays the same across runs. */
 const peerKey = async (repo: string | undefined): Promise<PrivateKey> => {
-  const keys = await import("@libp2p/crypto/keys")
+  const keys = await importModule<typeof import("@libp2p/crypto/keys")>("@libp2p/crypto/keys")
   const file = repo === undefined ? undefined : join(repo, "peer-key")
   if (file && existsSync(file)) return keys.privateKeyFromProtobuf(readFileSync(file))
   const key = await keys.generateKeyPair("Ed25519")
@@ -67,8 +69,11 @@ const peerKey = async (repo: string | undefined): Promise<PrivateKey> => {
 
 const startLibp2p = async (options: IpfsNodeOptions, helia: Helia): Promise<Libp2p> => {
   const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { identify }] = await Promise.all([
-    import("libp2p"), import("@libp2p/tcp"), import("@chainsafe/libp2p-noise"), import("@chainsafe/libp2p-yamux"),
-    import("@libp2p/identify")
+    importModule<typeof import("libp2p")>("libp2p"),
+    importModule<typeof import("@libp2p/tcp")>("@libp2p/tcp"),
+    importModule<typeof import("@chainsafe/libp2p-noise")>("@chainsafe/libp2p-noise"),
+    importModule<typeof import("@chainsafe/libp2p-yamux")>("@chainsafe/libp2p-yamux"),
+    importModule<typeof import("@libp2p/identify")>("@libp2p/identify")
   ])
   const libp2p = await createLibp2p({
     privateKey: await peerKey(options.repo),
@@ -86,16 +91,19 @@ const startLibp2p = async (options: IpfsNodeOptions, helia: Helia): Promise<Libp
   })
   // @helia/bitswap finds the node's libp2p here (as @helia/libp2p would have put it).
   Object.defineProperty(helia, "libp2p", { value: libp2p, enumerable: true })
-  const { withBitswap } = await import("@helia/bitswap")
+  const { withBitswap } = await importModule<typeof import("@helia/bitswap")>("@helia/bitswap")
   withBitswap(helia as Parameters<typeof withBitswap>[0])
   return libp2p
 }
 
 const start = async (options: IpfsNodeOptions): Promise<IpfsNode> => {
-  const [Helia, { unixfs }] = await Promise.all([loadHeliaClass(), import("@helia/unixfs")])
+  const [Helia, { unixfs }] = await Promise.all([loadHeliaClass(), importModule<typeof import("@helia/unixfs")>("@helia/unixfs")])
   const init: HeliaInit = { blockBrokers: [], routers: [] }
   if (options.repo !== undefined) {
-    const [{ FsBlockstore }, { FsDatastore }] = await Promise.all([import("blockstore-fs"), import("datastore-fs")])
+    const [{ FsBlockstore }, { FsDatastore }] = await Promise.all([
+      importModule<typeof import("blockstore-fs")>("blockstore-fs"),
+      importModule<typeof import("datastore-fs")>("datastore-fs")
+    ])
     mkdirSync(options.repo, { recursive: true })
     const blockstore = new FsBlockstore(join(options.repo, "blocks"))
     const datastore = new FsDatastore(join(options.repo, "datastore"))
@@ -110,7 +118,7 @@ const start = async (options: IpfsNodeOptions): Promise<IpfsNode> => {
     if (networked) libp2p = await startLibp2p(options, helia)
     await helia.start()
     if (libp2p) {
-      const { multiaddr } = await import("@multiformats/multiaddr")
+      const { multiaddr } = await importModule<typeof import("@multiformats/multiaddr")>("@multiformats/multiaddr")
       for (const peer of options.peers) await libp2p.dial(multiaddr(peer))
     }
   } catch (error) {
