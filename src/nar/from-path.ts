@@ -7,8 +7,8 @@
  * parallel with this one (listing, opening and reading small files is syscall-bound), while this
  * thread emits their output in NAR order and streams big files with asynchronous reads kept two
  * chunks ahead, so that reading overlaps with hashing or writing (into three reused buffers for
- * consumers that never keep a chunk, fresh ones for the others). Small trees never start workers: jobs run inline until
- * they have taken a while. Memory stays bounded: only a window of jobs ahead of the output is
+ * consumers that never keep a chunk, fresh ones for the others). Small trees never start workers:
+ * jobs run inline until they have taken a while. Memory stays bounded: only a window of jobs ahead of the output is
  * scheduled, and their buffers are recycled.
  */
 import { Array as Arr, Cause, Channel, Effect, Pull, Scope, Stream } from "effect"

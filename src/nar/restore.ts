@@ -165,7 +165,7 @@ class TreeWriter {
       bytes: batch.bytes.subarray(0, batch.size),
       canonical: this.#canonical
     }).then((failure) => {
-      if (failure) throw Object.assign(new Error(`${failure.message}`), { code: failure.code, path: failure.path })
+      if (failure) throw Object.assign(new Error(failure.message), { code: failure.code, path: failure.path })
     })
     sent.catch(() => undefined) // seen when awaited; never an unhandled rejection
     this.#batches.push(sent)
@@ -326,13 +326,16 @@ const restoreVia = <E, R>(target: string, options: WriterOptions & { readonly di
     )
   })
 
+/** Applies a batch of decoded events, waiting for the writer when it asks to; a file-system failure is the effect's error. */
+const applyEvents = (writer: TreeWriter, events: ReadonlyArray<NarEvent>, target: string): Effect.Effect<void, NarIoError> => {
+  const outcome = writer.applyAll(events, target)
+  if (outcome instanceof Promise) return Effect.flatMap(Effect.promise(() => outcome), (error) => error ? Effect.fail(error) : Effect.void)
+  return outcome ? Effect.fail(outcome) : Effect.void
+}
+
 /** Restores `nar` to `target`, which must not exist (big contents chunks are written in the background). */
 export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: string, options: RestoreOptions = {}): Effect.Effect<void, E | BadNar | NarIoError | TargetExists, R> =>
-  restoreVia(target, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false, direct: options.direct ?? false, pool: fileWriterPool() }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => {
-    const outcome = writer.applyAll(events, target)
-    if (outcome instanceof Promise) return Effect.flatMap(Effect.promise(() => outcome), (error) => error ? Effect.fail(error) : Effect.void)
-    return outcome ? Effect.fail(outcome) : Effect.void
-  }))
+  restoreVia(target, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false, direct: options.direct ?? false, pool: fileWriterPool() }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => applyEvents(writer, events, target)))
 
 /** Bytes read between yields to the scheduler (so an interruption is seen, and the temporary tree removed). */
 const sliceBytes = 16 << 20
@@ -372,10 +375,8 @@ export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void
       if (n === 0) break
       // contents events are views of `buffer`: small ones are written before the next read, big ones in the background
       const bad = decoder.push(buffer.subarray(0, n), events)
-      const outcome = writer.applyAll(events, target)
-      const failed = outcome instanceof Promise ? yield* Effect.promise(() => outcome) : outcome
-      events.length = 0 // only once all were applied: a promise means some are still to go
-      if (failed) return yield* failed
+      yield* applyEvents(writer, events, target)
+      events.length = 0 // only once all were applied: the writer may have waited halfway through
       if (bad) return yield* bad
       inUse[slot] = writer.writesSoFar()
       sinceYield += n
