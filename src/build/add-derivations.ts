@@ -7,7 +7,7 @@ import { Effect, Result } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import * as StorePath from "../core/store-path.ts"
 import { BuildFailed } from "../services/store-build.ts"
-import type { StoreError } from "../services/store-error.ts"
+import type { StoreError } from "../services/store-errors.ts"
 import type { StoreWriteApi } from "../services/store-write.ts"
 
 const invalid = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason: `invalid derivation: ${reason}`, logTail: "" })

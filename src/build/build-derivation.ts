@@ -7,14 +7,14 @@ import { cpus } from "node:os"
 import { Effect, Result } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import * as StorePath from "../core/store-path.ts"
-import type { LocalStore } from "../layers/local/index.ts"
+import type { LocalStore } from "../layers/local/local-store.ts"
 import { computeClosure } from "../services/closure.ts"
 import { BuildFailed, type BuildError } from "../services/store-build.ts"
-import type { StoreError } from "../services/store-error.ts"
+import type { StoreError } from "../services/store-errors.ts"
 import { openBuildLog } from "./build-log.ts"
 import { outputInfos } from "./output-info.ts"
-import { canonicalise, runInSandbox, type BuildUser, type SandboxError } from "./sandbox/index.ts"
-import { withoutTail } from "./sandbox/errors.ts"
+import { canonicalise, runInSandbox, type BuildUser, type SandboxError } from "../layers/sandbox/index.ts"
+import { withoutTail } from "../layers/sandbox/errors.ts"
 
 export interface DerivationBuild {
   readonly store: LocalStore

@@ -5,8 +5,8 @@
 import { closeSync, existsSync, mkdirSync, openSync, writeSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { Effect, Stream, type Scope } from "effect"
-import { decompress } from "../layers/binary-cache/compression.ts"
-import { readFileStream } from "../layers/file-stream.ts"
+import { decompress } from "../io/compression.ts"
+import { readFileStream } from "../io/file-stream.ts"
 
 /** The log file of a derivation (without the `.bz2` Nix may add). */
 export const logPath = (logDir: string, drvPath: string): string => {

@@ -4,7 +4,7 @@
  * from disk; caches and remote stores never provide it, so asking them to build does not compile.
  */
 import { Effect, Layer } from "effect"
-import { LocalStoreHandle, type LocalStore } from "../layers/local/index.ts"
+import { LocalStoreHandle, type LocalStore } from "../layers/local/local-store.ts"
 import { StoreBuild, type StoreBuildApi } from "../services/store-build.ts"
 import { realise } from "./realise.ts"
 

@@ -8,7 +8,7 @@ import * as StorePath from "../core/store-path.ts"
 import { NarDecoder } from "../nar/index.ts"
 import type { NarEvent } from "../nar/events.ts"
 import { BuildFailed } from "../services/store-build.ts"
-import type { StoreError } from "../services/store-error.ts"
+import type { StoreError } from "../services/store-errors.ts"
 import type { StoreReadApi } from "../services/store-read.ts"
 
 /** Derivations are small; a larger "derivation" is refused rather than read into memory. */

@@ -7,13 +7,13 @@
 import { Deferred, Effect, Exit, Result, Scope, Semaphore } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import * as StorePath from "../core/store-path.ts"
-import type { LocalStore } from "../layers/local/index.ts"
+import type { LocalStore } from "../layers/local/local-store.ts"
 import { copyPaths } from "../services/copy.ts"
 import { BuildFailed, type BuildError, type BuildOptions, type BuildResult } from "../services/store-build.ts"
-import type { StoreError } from "../services/store-error.ts"
+import type { StoreError } from "../services/store-errors.ts"
 import { buildDerivation } from "./build-derivation.ts"
 import { loadDerivationGraph, type DerivationGraph } from "./read-derivation.ts"
-import { checkHost, ensureBuildUsers, lockBuildUser, type BuildUser } from "./sandbox/index.ts"
+import { checkHost, ensureBuildUsers, lockBuildUser, type BuildUser } from "../layers/sandbox/index.ts"
 
 type Status = BuildResult["status"]
 type Failure = BuildError | StoreError

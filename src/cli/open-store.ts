@@ -1,6 +1,6 @@
 /** Opening stores from CLI flags, with the built-in registry. */
 import { Effect } from "effect"
-import { registryLayer } from "../layers/registry.ts"
+import { registryLayer } from "../compose/registry.ts"
 import { openStore, requireWrite } from "../services/registry.ts"
 
 /** Opens a store for the rest of the command (closed when the command's scope ends). */

@@ -29,7 +29,7 @@ registerHooks({
 const { Cause, Effect } = await import("effect")
 const NodeRuntime = await import("@effect/platform-node/NodeRuntime")
 const { exitCodeFor, exitTeardown, messageOf } = await import("./exit.ts")
-const { resultText, runPipeline } = await import("./pipeline.ts")
+const { resultText, runPipeline } = await import("../compose/pipeline.ts")
 
 interface RunOptions {
   readonly pipeline: string

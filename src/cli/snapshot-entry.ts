@@ -16,7 +16,7 @@ import { dirname, join, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { startupSnapshot } from "node:v8"
 import * as vm from "node:vm"
-import { setImporter } from "../core/import-module.ts"
+import { setImporter } from "../io/import-module.ts"
 import { main } from "./main.ts"
 import { setSnapshotUrl } from "./snapshot-runtime.ts"
 

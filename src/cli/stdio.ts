@@ -1,7 +1,7 @@
 /** Streaming bytes to stdout and from stdin with back-pressure (a 1 GiB NAR never sits in memory). */
 import { Effect, Stream } from "effect"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { StoreIoError } from "../services/errors.ts"
+import { StoreIoError } from "../services/store-errors.ts"
 
 export const writeStdout = <E, R>(stream: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, E, R> =>
   Stream.runForEach(stream, (chunk) => Effect.callback<void>((resume) => {

@@ -4,7 +4,7 @@
  */
 import { Context, Effect, Layer, Option, Stream } from "effect"
 import * as StorePath from "../core/store-path.ts"
-import { PathNotValid, Unsupported } from "../services/errors.ts"
+import { PathNotValid, Unsupported } from "../services/store-errors.ts"
 import type { PathInfo } from "../services/path-info.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"

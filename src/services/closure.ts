@@ -2,7 +2,7 @@
 import { Effect } from "effect"
 import * as StorePath from "../core/store-path.ts"
 import type { PathInfo } from "./path-info.ts"
-import type { StoreError } from "./store-error.ts"
+import type { StoreError } from "./store-errors.ts"
 import type { StoreReadApi } from "./store-read.ts"
 
 export interface ClosureOptions {

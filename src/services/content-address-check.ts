@@ -10,7 +10,7 @@ import * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
 import { NarDecoder } from "../nar/decode.ts"
 import type { NarEvent } from "../nar/events.ts"
-import { HashMismatch } from "./errors.ts"
+import { HashMismatch } from "./store-errors.ts"
 import type { PathInfo } from "./path-info.ts"
 
 /** Whether the path is the one its content address, name and references give. */

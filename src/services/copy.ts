@@ -11,7 +11,7 @@ import * as StorePath from "../core/store-path.ts"
 import { computeClosure, topoSortInfos } from "./closure.ts"
 import { checkContentAddress, pathMatchesContentAddress } from "./content-address-check.ts"
 import { fingerprint, type PathInfo } from "./path-info.ts"
-import type { StoreError } from "./store-error.ts"
+import type { StoreError } from "./store-errors.ts"
 import type { StoreReadApi } from "./store-read.ts"
 import type { StoreWriteApi } from "./store-write.ts"
 

@@ -7,10 +7,10 @@
  * their backend statically use the backend's own layer instead and get the check at compile time.
  */
 import { Context, Effect, Result, type Scope, type Stream } from "effect"
-import { BadStoreUri, Unsupported } from "./errors.ts"
+import { BadStoreUri, Unsupported } from "./store-errors.ts"
 import type { StoreBuildApi } from "./store-build.ts"
 import type { StoreMaintenanceApi } from "./store-maintenance.ts"
-import type { StoreError } from "./store-error.ts"
+import type { StoreError } from "./store-errors.ts"
 import type { StoreReadApi } from "./store-read.ts"
 import { parseStoreUri, type StoreUri } from "./store-uri.ts"
 import type { StoreWriteApi } from "./store-write.ts"

@@ -5,7 +5,7 @@
 import { Context, Schema, type Effect } from "effect"
 import type * as Signature from "../core/signature.ts"
 import type * as StorePath from "../core/store-path.ts"
-import type { StoreError } from "./store-error.ts"
+import type { StoreError } from "./store-errors.ts"
 import type { StoreReadApi } from "./store-read.ts"
 
 export class BuildFailed extends Schema.TaggedError<BuildFailed>()("BuildFailed", {

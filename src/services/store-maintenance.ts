@@ -1,6 +1,6 @@
 /** Maintenance a store may offer (the local store does): checking contents and garbage collection. */
 import type { Effect } from "effect"
-import type { StoreError } from "./store-error.ts"
+import type { StoreError } from "./store-errors.ts"
 
 export interface VerifyProblem {
   readonly path: string

@@ -5,7 +5,7 @@
 import { Context, type Effect, type Option, type Stream } from "effect"
 import type * as Hash from "../core/hash.ts"
 import type * as StorePath from "../core/store-path.ts"
-import type { StoreError } from "./store-error.ts"
+import type { StoreError } from "./store-errors.ts"
 import type { PathInfo } from "./path-info.ts"
 
 export interface StoreReadApi {

@@ -4,7 +4,7 @@
  * `ipfs://…`. Parsing only splits the URI; each layer reads its own options.
  */
 import { Result } from "effect"
-import { BadStoreUri } from "./errors.ts"
+import { BadStoreUri } from "./store-errors.ts"
 
 export interface StoreUri {
   /** The URI as given. */

@@ -7,7 +7,7 @@ import { Context, type Effect, type Stream } from "effect"
 import type * as Hash from "../core/hash.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { PathInfo } from "./path-info.ts"
-import type { StoreError } from "./store-error.ts"
+import type { StoreError } from "./store-errors.ts"
 
 export interface AddPathOptions {
   /** Store path name; defaults to the base name of the file system path. */

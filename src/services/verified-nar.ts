@@ -9,9 +9,9 @@ import * as StorePath from "../core/store-path.ts"
 import { NarDecoder } from "../nar/decode.ts"
 import type { BadNar } from "../nar/errors.ts"
 import type { NarEvent } from "../nar/events.ts"
-import { HashMismatch } from "./errors.ts"
+import { HashMismatch } from "./store-errors.ts"
 import type { PathInfo } from "./path-info.ts"
-import type { StoreError } from "./store-error.ts"
+import type { StoreError } from "./store-errors.ts"
 
 export const verifiedNar = <E, R>(
   info: PathInfo,

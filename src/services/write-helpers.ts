@@ -8,13 +8,14 @@ import { basename } from "node:path"
 import * as ContentAddress from "../core/content-address.ts"
 import * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
-import * as Dump from "../nar/dump.ts"
-import { FileNotFound, NarDecoder, narFromPath, ReferenceScanner } from "../nar/index.ts"
+import * as Tree from "../nar/tree.ts"
+import { NarDecoder, ReferenceScanner } from "../nar/index.ts"
+import { FileNotFound, narFromPath } from "../nar/fs/index.ts"
 import type { NarEvent } from "../nar/events.ts"
 import { topoSortInfos } from "./closure.ts"
-import { StoreIoError } from "./errors.ts"
+import { StoreIoError } from "./store-errors.ts"
 import { sortReferences, type PathInfo } from "./path-info.ts"
-import type { StoreError } from "./store-error.ts"
+import type { StoreError } from "./store-errors.ts"
 import type { StoreReadApi } from "./store-read.ts"
 import type { AddPathOptions, StoreWriteApi } from "./store-write.ts"
 
@@ -114,7 +115,7 @@ export const addTextVia = (store: StoreReadApi, core: StoreWriteCore) =>
       const ca = ContentAddress.text(Hash.hashBytes("sha256", contents))
       const refs = sortReferences(references)
       const path = ContentAddress.storePath(ca, valid, { references: refs, storeDir: store.storeDir })
-      const nar = yield* Effect.fromResult(Dump.toNar(Dump.regular(contents)))
+      const nar = yield* Effect.fromResult(Tree.toNar(Tree.regular(contents)))
       const info: PathInfo = { path, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: refs, signatures: [], ca }
       yield* core.addToStore(info, Stream.make(nar))
       return info

@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "no
 import { createServer, type Server } from "node:net"
 import { join } from "node:path"
 import { Cause, Effect, Exit, Fiber, Option } from "effect"
-import { findBuildUsers, runInSandbox, type SandboxError, type SandboxSpec } from "../../src/build/sandbox/index.ts"
+import { findBuildUsers, runInSandbox, type SandboxError, type SandboxSpec } from "../../src/layers/sandbox/index.ts"
 import { addBusybox } from "../support/busybox.ts"
 import { makeScratch, nix, removeScratch } from "../support/nix.ts"
 

@@ -13,7 +13,7 @@ import { createHash } from "node:crypto"
 import { lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect } from "effect"
-import { canonicalise, findBuildUsers, runInSandbox, type BuildUser, type SandboxSpec } from "../../src/build/sandbox/index.ts"
+import { canonicalise, findBuildUsers, runInSandbox, type BuildUser, type SandboxSpec } from "../../src/layers/sandbox/index.ts"
 import { addBusybox } from "../support/busybox.ts"
 import { makeScratch, nix, nixBytes, nixEnv, removeScratch } from "../support/nix.ts"
 

@@ -9,9 +9,9 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import * as Hash from "../../src/core/hash.ts"
-import * as Dump from "../../src/nar/dump.ts"
-import { narDigestOfPath, narFromPath } from "../../src/nar/from-path.ts"
-import { restoreNar } from "../../src/nar/restore.ts"
+import * as Tree from "../../src/nar/tree.ts"
+import { narDigestOfPath, narFromPath } from "../../src/nar/fs/dump-path.ts"
+import { restoreNar } from "../../src/nar/fs/restore.ts"
 import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 import { arbTree, collectBytes, makeKitchenSink, writeDump } from "./support.ts"
 
@@ -60,19 +60,19 @@ describe("NAR vs nix-store --dump / --restore / nix-hash", () => {
   it("single files (empty, small, executable, big) and symlinks as the root", async () => {
     const dir = fresh("roots")
     mkdirSync(dir)
-    const cases: Array<[string, Dump.Dump]> = [
-      ["empty", Dump.regular("")],
-      ["one", Dump.regular("x")],
-      ["nine", Dump.regular("123456789", true)],
-      ["big", Dump.regular(new Uint8Array(2 * 1024 * 1024 + 3).fill(7))],
-      ["relative", Dump.symlink("../somewhere")],
-      ["absolute", Dump.symlink("/nix/store/abc")],
-      ["dangling", Dump.symlink("does/not/exist")]
+    const cases: Array<[string, Tree.Tree]> = [
+      ["empty", Tree.regular("")],
+      ["one", Tree.regular("x")],
+      ["nine", Tree.regular("123456789", true)],
+      ["big", Tree.regular(new Uint8Array(2 * 1024 * 1024 + 3).fill(7))],
+      ["relative", Tree.symlink("../somewhere")],
+      ["absolute", Tree.symlink("/nix/store/abc")],
+      ["dangling", Tree.symlink("does/not/exist")]
     ]
     for (const [name, dump] of cases) {
       writeDump(dump, join(dir, name))
       const nar = await checkAgainstNix(join(dir, name))
-      expect(Buffer.from(Result.getOrThrow(Dump.toNar(dump))).equals(nar)).toBe(true)
+      expect(Buffer.from(Result.getOrThrow(Tree.toNar(dump))).equals(nar)).toBe(true)
     }
   })
 
@@ -82,7 +82,7 @@ describe("NAR vs nix-store --dump / --restore / nix-hash", () => {
       const path = fresh("random")
       writeDump(tree, path)
       const nar = await checkAgainstNix(path)
-      expect(Buffer.from(Result.getOrThrow(Dump.toNar(tree))).equals(nar)).toBe(true)
+      expect(Buffer.from(Result.getOrThrow(Tree.toNar(tree))).equals(nar)).toBe(true)
     }
   })
 

@@ -11,8 +11,8 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "vitest"
 import * as Hash from "../../src/core/hash.ts"
-import { FileNotFound, NarIoError, UnsupportedFileType } from "../../src/nar/errors.ts"
-import { forEachNarChunk, narDigestOfPath, narFromPath } from "../../src/nar/from-path.ts"
+import { FileNotFound, NarIoError, UnsupportedFileType } from "../../src/nar/fs/errors.ts"
+import { forEachNarChunk, narDigestOfPath, narFromPath } from "../../src/nar/fs/dump-path.ts"
 import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 import { collectBytes } from "./support.ts"
 
@@ -98,7 +98,7 @@ describe("consumers", () => {
 
 describe("worker threads never keep the process alive", () => {
   const node = fileURLToPath(new URL("../../node_modules/.bin/node", import.meta.url))
-  const fromPath = fileURLToPath(new URL("../../src/nar/from-path.ts", import.meta.url))
+  const fromPath = fileURLToPath(new URL("../../src/nar/fs/dump-path.ts", import.meta.url))
   const effect = fileURLToPath(new URL("../../node_modules/effect/dist/index.js", import.meta.url))
   /** Runs a module that uses the dumper and then just ends: it must exit by itself. */
   const child = (body: string) => spawnSync(node, ["--input-type=module", "-e", `
@@ -111,8 +111,8 @@ describe("worker threads never keep the process alive", () => {
   it("a worker runs directory jobs exactly as this thread does, also in a host run with --input-type=module", async () => {
     const compare = `
       import * as fs from "node:fs"
-      import { WorkerPool } from ${JSON.stringify(fileURLToPath(new URL("../../src/nar/worker-pool.ts", import.meta.url)))}
-      import { directoryJobRunner } from ${JSON.stringify(fileURLToPath(new URL("../../src/nar/dir-job.ts", import.meta.url)))}
+      import { WorkerPool } from ${JSON.stringify(fileURLToPath(new URL("../../src/nar/fs/worker-pool.ts", import.meta.url)))}
+      import { directoryJobRunner } from ${JSON.stringify(fileURLToPath(new URL("../../src/nar/fs/dir-job.ts", import.meta.url)))}
       import { NarWriter } from ${JSON.stringify(fileURLToPath(new URL("../../src/nar/nar-writer.ts", import.meta.url)))}
       const limits = { smallFileMax: 1024, jobBytes: 4096, jobEntries: 50 }
       const pool = new WorkerPool(1, limits)

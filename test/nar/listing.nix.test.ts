@@ -8,7 +8,7 @@ import fc from "fast-check"
 import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import * as Dump from "../../src/nar/dump.ts"
+import * as Tree from "../../src/nar/tree.ts"
 import { decodeNarBytes } from "../../src/nar/decode.ts"
 import * as Ev from "../../src/nar/events.ts"
 import { findNode, ListingBuilder, listingFile, listingJson, listingOfEvents, narListing, type ListingNode } from "../../src/nar/listing.ts"
@@ -69,7 +69,7 @@ describe("NAR listings vs Nix", () => {
   })
 
   it("a single file and a symlink as the root", async () => {
-    for (const dump of [Dump.regular("#!/bin/sh\n", true), Dump.regular(""), Dump.symlink("../x")]) {
+    for (const dump of [Tree.regular("#!/bin/sh\n", true), Tree.regular(""), Tree.symlink("../x")]) {
       const path = fresh("root")
       writeDump(dump, path)
       const { nar, ls } = nixListingFile(path)
@@ -81,11 +81,11 @@ describe("NAR listings vs Nix", () => {
 describe("ListingBuilder", () => {
   it("computes narOffset from the events alone: it points at the contents in the NAR", () => {
     fc.assert(fc.property(arbTree, (dump) => {
-      const nar = Result.getOrThrow(Dump.toNar(dump))
+      const nar = Result.getOrThrow(Tree.toNar(dump))
       const builder = new ListingBuilder()
       for (const event of decodeNarBytes(nar).events) expect(builder.push(event)).toBeUndefined()
       expect(builder.offset).toBe(nar.length)
-      const check = (node: ListingNode, d: Dump.Dump) => {
+      const check = (node: ListingNode, d: Tree.Tree) => {
         if (node.type === "regular" && d._tag === "Regular") {
           expect(Buffer.from(nar.subarray(node.narOffset, node.narOffset + node.size)).equals(d.contents)).toBe(true)
           expect(node.executable).toBe(d.executable)

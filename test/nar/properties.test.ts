@@ -7,7 +7,7 @@ import { Effect, Result, Stream } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { decodeNar, decodeNarBytes, NarDecoder } from "../../src/nar/decode.ts"
-import * as Dump from "../../src/nar/dump.ts"
+import * as Tree from "../../src/nar/tree.ts"
 import { encodeNar, encodeNarBytes, NarEncoder } from "../../src/nar/encode.ts"
 import { BadNar } from "../../src/nar/errors.ts"
 import * as Ev from "../../src/nar/events.ts"
@@ -15,7 +15,7 @@ import { arbDump, chunked, NarBuilder } from "./support.ts"
 
 const magicHeader = new NarBuilder().magic().bytes()
 
-const arbNar = arbDump.map((d) => Result.getOrThrow(Dump.toNar(d)))
+const arbNar = arbDump.map((d) => Result.getOrThrow(Tree.toNar(d)))
 const arbCuts = fc.array(fc.nat(), { maxLength: 12 })
 
 /** The outcome of decoding in chunks, as comparable data: the error, or the re-encoded archive. */
@@ -50,10 +50,10 @@ const arbMutated = fc.tuple(arbNar, fc.array(fc.tuple(fc.nat(), fc.nat(), fc.int
 describe("NAR properties", () => {
   it("Dump → NAR → Dump gives the same dump, and NAR → Dump → NAR the same bytes", () => {
     fc.assert(fc.property(arbDump, (dump) => {
-      const nar = Result.getOrThrow(Dump.toNar(dump))
-      const back = Result.getOrThrow(Dump.fromNar(nar))
+      const nar = Result.getOrThrow(Tree.toNar(dump))
+      const back = Result.getOrThrow(Tree.fromNar(nar))
       expect(back).toEqual(dump)
-      expect(Buffer.from(Result.getOrThrow(Dump.toNar(back))).equals(nar)).toBe(true)
+      expect(Buffer.from(Result.getOrThrow(Tree.toNar(back))).equals(nar)).toBe(true)
     }), { numRuns: 300 })
   })
 

@@ -3,10 +3,11 @@ import { Deferred, Effect, Fiber, Result, Stream } from "effect"
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import * as Dump from "../../src/nar/dump.ts"
-import { BadNar, TargetExists } from "../../src/nar/errors.ts"
-import { narFromPath } from "../../src/nar/from-path.ts"
-import { restoreNar } from "../../src/nar/restore.ts"
+import * as Tree from "../../src/nar/tree.ts"
+import { BadNar } from "../../src/nar/errors.ts"
+import { TargetExists } from "../../src/nar/fs/errors.ts"
+import { narFromPath } from "../../src/nar/fs/dump-path.ts"
+import { restoreNar } from "../../src/nar/fs/restore.ts"
 import { makeScratch, removeScratch } from "../support/nix.ts"
 import { chunked, collectBytes, NarBuilder } from "./support.ts"
 
@@ -23,14 +24,14 @@ const freshParent = () => {
 const restore = (nar: Uint8Array | ReadonlyArray<Uint8Array>, target: string) =>
   Effect.runPromise(Effect.result(restoreNar(Stream.fromIterable(nar instanceof Uint8Array ? [nar] : nar), target)))
 
-const tree = Dump.directory({
-  bin: Dump.directory({ tool: Dump.regular("#!/bin/sh\n", true) }),
-  empty: Dump.directory(),
-  file: Dump.regular("hello"),
-  link: Dump.symlink("file"),
-  "é": Dump.regular(new Uint8Array(100_000).fill(3))
+const tree = Tree.directory({
+  bin: Tree.directory({ tool: Tree.regular("#!/bin/sh\n", true) }),
+  empty: Tree.directory(),
+  file: Tree.regular("hello"),
+  link: Tree.symlink("file"),
+  "é": Tree.regular(new Uint8Array(100_000).fill(3))
 })
-const treeNar = Result.getOrThrow(Dump.toNar(tree))
+const treeNar = Result.getOrThrow(Tree.toNar(tree))
 
 describe("restoreNar", () => {
   it("restores files, executables, empty directories and symlinks, in any chunking", async () => {
@@ -51,26 +52,26 @@ describe("restoreNar", () => {
 
   it("restores a single file and a single symlink as the root", async () => {
     const parent = freshParent()
-    expect((await restore(Result.getOrThrow(Dump.toNar(Dump.regular("x", true))), join(parent, "f")))._tag).toBe("Success")
+    expect((await restore(Result.getOrThrow(Tree.toNar(Tree.regular("x", true))), join(parent, "f")))._tag).toBe("Success")
     expect(readFileSync(join(parent, "f"), "utf8")).toBe("x")
     expect(lstatSync(join(parent, "f")).mode & 0o100).toBe(0o100)
-    expect((await restore(Result.getOrThrow(Dump.toNar(Dump.symlink("/etc"))), join(parent, "l")))._tag).toBe("Success")
+    expect((await restore(Result.getOrThrow(Tree.toNar(Tree.symlink("/etc"))), join(parent, "l")))._tag).toBe("Success")
     expect(readlinkSync(join(parent, "l"))).toBe("/etc")
   })
 
   it("a tree of thousands of small files (written by worker threads in batches) comes out whole, plain and canonical", async () => {
     // 40 directories of 60 files: past the files a restore writes itself, with executables, empty
     // files, files of up to 70 KiB (some too big to batch), symlinks and nested directories between them
-    const dirs: Record<string, Dump.Dump> = {}
+    const dirs: Record<string, Tree.Tree> = {}
     for (let d = 0; d < 40; d++) {
-      const entries: Record<string, Dump.Dump> = { [`sub${d}`]: Dump.directory({ inner: Dump.regular(`inner ${d}`) }), link: Dump.symlink(`f${d}`) }
+      const entries: Record<string, Tree.Tree> = { [`sub${d}`]: Tree.directory({ inner: Tree.regular(`inner ${d}`) }), link: Tree.symlink(`f${d}`) }
       for (let f = 0; f < 60; f++) {
         const size = (d * 60 + f) % 97 === 0 ? 70_000 : ((d * 60 + f) * 7919) % 3000
-        entries[`f${f}`] = Dump.regular(new Uint8Array(size).fill((d + f) & 0xff), f % 7 === 0)
+        entries[`f${f}`] = Tree.regular(new Uint8Array(size).fill((d + f) & 0xff), f % 7 === 0)
       }
-      dirs[`d${d}`] = Dump.directory(entries)
+      dirs[`d${d}`] = Tree.directory(entries)
     }
-    const nar = Result.getOrThrow(Dump.toNar(Dump.directory(dirs)))
+    const nar = Result.getOrThrow(Tree.toNar(Tree.directory(dirs)))
     for (const canonical of [false, true]) {
       const target = join(freshParent(), "out")
       const result = await Effect.runPromise(Effect.result(restoreNar(Stream.fromIterable(chunked(nar, [100, 5000, 300_000])), target, { canonical })))

@@ -3,7 +3,7 @@ import { Effect, Stream } from "effect"
 import fc from "fast-check"
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import * as Dump from "../../src/nar/dump.ts"
+import * as Tree from "../../src/nar/tree.ts"
 
 /** Names whose UTF-8 byte order differs from JS (UTF-16) string order, mixed case, and odd bytes. */
 export const trickyNames = [
@@ -45,7 +45,7 @@ export const makeKitchenSink = (root: string): string => {
 }
 
 /** Writes a Dump to the file system at `path` (which must not exist). */
-export const writeDump = (dump: Dump.Dump, path: string): void => {
+export const writeDump = (dump: Tree.Tree, path: string): void => {
   switch (dump._tag) {
     case "Regular":
       writeFileSync(path, dump.contents, { mode: dump.executable ? 0o755 : 0o644 })
@@ -84,16 +84,16 @@ export const arbContents: fc.Arbitrary<Uint8Array> = fc.oneof(
   fc.integer({ min: 0, max: 70_000 }).map((n) => new Uint8Array(n).map((_, i) => (i * 31) & 0xff))
 )
 
-export const arbDump: fc.Arbitrary<Dump.Dump> = fc.letrec<{ node: Dump.Dump; file: Dump.Dump; link: Dump.Dump; dir: Dump.Dump }>((tie) => ({
+export const arbDump: fc.Arbitrary<Tree.Tree> = fc.letrec<{ node: Tree.Tree; file: Tree.Tree; link: Tree.Tree; dir: Tree.Tree }>((tie) => ({
   node: fc.oneof({ depthSize: "small", withCrossShrink: true }, tie("file"), tie("link"), tie("dir")),
-  file: fc.tuple(arbContents, fc.boolean()).map(([contents, executable]) => Dump.regular(contents, executable)),
-  link: arbTarget.map(Dump.symlink),
-  dir: fc.uniqueArray(fc.tuple(arbName, tie("node")), { maxLength: 5, selector: ([name]) => name }).map((entries) => Dump.directory(entries))
+  file: fc.tuple(arbContents, fc.boolean()).map(([contents, executable]) => Tree.regular(contents, executable)),
+  link: arbTarget.map(Tree.symlink),
+  dir: fc.uniqueArray(fc.tuple(arbName, tie("node")), { maxLength: 5, selector: ([name]) => name }).map((entries) => Tree.directory(entries))
 })).node
 
 /** A Dump whose root is a directory (what store paths usually are). */
-export const arbTree: fc.Arbitrary<Dump.Dump> = fc.uniqueArray(fc.tuple(arbName, arbDump), { minLength: 1, maxLength: 6, selector: ([name]) => name })
-  .map((entries) => Dump.directory(entries))
+export const arbTree: fc.Arbitrary<Tree.Tree> = fc.uniqueArray(fc.tuple(arbName, arbDump), { minLength: 1, maxLength: 6, selector: ([name]) => name })
+  .map((entries) => Tree.directory(entries))
 
 /** Collects a byte stream into one buffer. */
 export const collectBytes = <E>(stream: Stream.Stream<Uint8Array, E>): Promise<Buffer> =>

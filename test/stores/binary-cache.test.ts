@@ -5,9 +5,9 @@ import { join } from "node:path"
 import { makeBinaryCacheStore } from "../../src/layers/binary-cache/binary-cache-store.ts"
 import { makeFileBlobs } from "../../src/layers/binary-cache/file-blobs.ts"
 import { makeHttpBlobs } from "../../src/layers/binary-cache/http-blobs.ts"
-import { compressions } from "../../src/layers/binary-cache/compression.ts"
+import { compressions } from "../../src/io/compression.ts"
 import { startPutServer } from "../support/put-server.ts"
-import { storeConformance } from "./conformance.ts"
+import { storeConformance } from "./store-suite.ts"
 
 const scratchDir = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "b3-cache-"))),

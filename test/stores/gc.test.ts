@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as StorePath from "../../src/core/store-path.ts"
-import * as LocalStore from "../../src/layers/local/index.ts"
+import * as LocalStore from "../../src/layers/local/local-store.ts"
 import { removeTree } from "../../src/layers/local/fs-ops.ts"
 import { nix } from "../support/nix.ts"
 

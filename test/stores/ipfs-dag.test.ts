@@ -10,21 +10,21 @@ import fc from "fast-check"
 import { FileDagBuilder, rawBlock } from "../../src/layers/ipfs/file-dag.ts"
 import { ipfsNode } from "../../src/layers/ipfs/helia-node.ts"
 import { type Leaf, NarSegmenter } from "../../src/layers/ipfs/nar-segments.ts"
-import * as Dump from "../../src/nar/dump.ts"
+import * as Tree from "../../src/nar/tree.ts"
 
 // Small sizes so that generated NARs exercise every boundary.
 const options = { chunkSize: 64, inlineBelow: 16 }
 
 const nameArb = fc.stringMatching(/^[a-z]{1,6}$/)
 const contentsArb = fc.uint8Array({ minLength: 0, maxLength: 300 })
-const dumpArb: fc.Arbitrary<Dump.Dump> = fc.letrec<{ node: Dump.Dump }>((tie) => ({
+const dumpArb: fc.Arbitrary<Tree.Tree> = fc.letrec<{ node: Tree.Tree }>((tie) => ({
   node: fc.oneof({ depthSize: "small", withCrossShrink: true },
-    fc.tuple(contentsArb, fc.boolean()).map(([c, x]) => Dump.regular(c, x)),
-    nameArb.map((t) => Dump.symlink(t)),
-    fc.dictionary(nameArb, tie("node"), { maxKeys: 4 }).map((entries) => Dump.directory(entries)))
+    fc.tuple(contentsArb, fc.boolean()).map(([c, x]) => Tree.regular(c, x)),
+    nameArb.map((t) => Tree.symlink(t)),
+    fc.dictionary(nameArb, tie("node"), { maxKeys: 4 }).map((entries) => Tree.directory(entries)))
 })).node
 
-const narOf = (dump: Dump.Dump): Uint8Array => Result.getOrThrow(Dump.toNar(dump))
+const narOf = (dump: Tree.Tree): Uint8Array => Result.getOrThrow(Tree.toNar(dump))
 
 /** The NAR cut at the given offsets, pushed through a segmenter. */
 const segment = (nar: Uint8Array, cuts: ReadonlyArray<number>): Array<Leaf> => {
@@ -60,8 +60,8 @@ describe("NAR segments", () => {
     fc.assert(fc.property(fc.uint8Array({ minLength: options.inlineBelow, maxLength: 400 }), dumpArb, nameArb, (file, other, name) => {
       const chunks: Array<string> = []
       for (let p = 0; p < file.length; p += options.chunkSize) chunks.push(Buffer.from(file.subarray(p, p + options.chunkSize)).toString("hex"))
-      const alone = hex(segment(narOf(Dump.regular(file)), []))
-      const nested = hex(segment(narOf(Dump.directory({ [`${name}0`]: other, [`${name}1`]: Dump.directory({ deep: Dump.regular(file, true) }) })), [7, 100]))
+      const alone = hex(segment(narOf(Tree.regular(file)), []))
+      const nested = hex(segment(narOf(Tree.directory({ [`${name}0`]: other, [`${name}1`]: Tree.directory({ deep: Tree.regular(file, true) }) })), [7, 100]))
       for (const leaves of [alone, nested]) {
         const at = leaves.indexOf(chunks[0]!)
         expect(at).toBeGreaterThanOrEqual(0)
@@ -71,7 +71,7 @@ describe("NAR segments", () => {
   })
 
   it("reject a malformed NAR with BadNar", () => {
-    const nar = narOf(Dump.regular("hello"))
+    const nar = narOf(Tree.regular("hello"))
     const bad = nar.slice()
     bad[3] = 0x41
     const out = new NarSegmenter(options).push(bad)

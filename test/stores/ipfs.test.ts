@@ -13,9 +13,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { openStore, StoreRegistry } from "../../src/services/registry.ts"
-import { builtinRegistry } from "../../src/layers/registry.ts"
+import { builtinRegistry } from "../../src/compose/registry.ts"
 import * as StorePath from "../../src/core/store-path.ts"
-import { storeConformance } from "./conformance.ts"
+import { storeConformance } from "./store-suite.ts"
 
 const scratchDir = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "b3-ipfs-"))),

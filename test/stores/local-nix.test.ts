@@ -7,7 +7,7 @@ import { Effect, Stream } from "effect"
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as StorePath from "../../src/core/store-path.ts"
-import * as LocalStore from "../../src/layers/local/index.ts"
+import * as LocalStore from "../../src/layers/local/local-store.ts"
 import { b3 } from "../support/b3.ts"
 import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 

@@ -4,10 +4,10 @@ import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, wr
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as StorePath from "../../src/core/store-path.ts"
-import * as LocalStore from "../../src/layers/local/index.ts"
+import * as LocalStore from "../../src/layers/local/local-store.ts"
 import * as MemoryStore from "../../src/layers/memory.ts"
 import { removeTree } from "../../src/layers/local/fs-ops.ts"
-import { storeConformance } from "./conformance.ts"
+import { storeConformance } from "./store-suite.ts"
 
 const scratchRoot = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "b3-local-"))),

@@ -8,8 +8,8 @@ import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "
 import { join } from "node:path"
 import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
-import * as LocalStore from "../../src/layers/local/index.ts"
-import * as Dump from "../../src/nar/dump.ts"
+import * as LocalStore from "../../src/layers/local/local-store.ts"
+import * as Tree from "../../src/nar/tree.ts"
 import { nix } from "./nix.ts"
 
 export interface TestClosure {
@@ -25,7 +25,7 @@ export const addClosureOver = (root: string, base: string, label: string): Promi
     const dep = yield* Effect.fromResult(StorePath.parse(base))
     const text = yield* store.write.addText(`uses-${label}`, `uses ${base}`, [dep])
     const output = StorePath.makeOutput("out", Hash.hashBytes("sha256", `a ${label} test derivation`), "output")
-    const nar = yield* Effect.fromResult(Dump.toNar(Dump.directory({ run: Dump.regular(`${StorePath.print(text.path)}\n`, true) })))
+    const nar = yield* Effect.fromResult(Tree.toNar(Tree.directory({ run: Tree.regular(`${StorePath.print(text.path)}\n`, true) })))
     yield* store.write.addToStore({ path: output, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: [text.path], signatures: [] }, Stream.make(nar))
     const top = StorePath.print(output)
     return { top, all: [base, StorePath.print(text.path), top].sort() }

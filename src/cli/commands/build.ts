@@ -2,7 +2,7 @@
 import { Console, Effect, Option, Result, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as StorePath from "../../core/store-path.ts"
-import { StoreIoError, Unsupported } from "../../services/errors.ts"
+import { StoreIoError, Unsupported } from "../../services/store-errors.ts"
 import { requireBuild } from "../../services/registry.ts"
 import type { BuildEvent } from "../../services/store-build.ts"
 import { BadBuildTarget, NoBuildLog, resolveTarget } from "../build-targets.ts"

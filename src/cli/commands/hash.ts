@@ -2,7 +2,7 @@
 import { Console, Effect, FileSystem, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Hash from "../../core/hash.ts"
-import { narDigestOfPath } from "../../nar/index.ts"
+import { narDigestOfPath } from "../../nar/fs/index.ts"
 import { fromResult } from "../effect-result.ts"
 import { switchFlag } from "../flags.ts"
 import { outputMode, printJson } from "../output.ts"

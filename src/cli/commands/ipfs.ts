@@ -1,7 +1,7 @@
 /** `b3 ipfs …`: commands for IPFS stores (src/layers/ipfs). */
 import { Console, Effect, Result } from "effect"
 import { Command } from "effect/cli"
-import { BadStoreUri } from "../../services/errors.ts"
+import { BadStoreUri } from "../../services/store-errors.ts"
 import { parseStoreUri } from "../../services/store-uri.ts"
 import { ipfsOptionsFromUri, loadIpfsStore } from "../../layers/ipfs/opener.ts"
 import { storeFlag } from "../flags.ts"

@@ -12,7 +12,7 @@ import { existsSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { constants } from "node:os"
 import { fileURLToPath } from "node:url"
-import { FileNotFound } from "../../nar/errors.ts"
+import { FileNotFound } from "../../nar/fs/errors.ts"
 import { storeFlag } from "../flags.ts"
 import { outputMode } from "../output.ts"
 

@@ -1,8 +1,8 @@
 /** `b3 serve`: an HTTP binary cache over any store (like nix-serve / `nix copy --to http://`). */
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
-import { compressions } from "../../layers/binary-cache/compression.ts"
-import { BadStoreUri } from "../../services/errors.ts"
+import { compressions } from "../../io/compression.ts"
+import { BadStoreUri } from "../../services/store-errors.ts"
 import { storeFlag } from "../flags.ts"
 import { outputMode, printJson } from "../output.ts"
 import { openCliStore } from "../open-store.ts"
@@ -25,7 +25,7 @@ export const serveCommand = Command.make("serve", {
   const store = yield* openCliStore(args.store)
   const secretKeys = args.secretKey._tag === "Some" ? [yield* readSecretKey(args.secretKey.value)] : []
   // The HTTP server is loaded here, not at start-up: no other command needs it.
-  const { serveCache } = yield* Effect.promise(() => import("../../layers/binary-cache/server.ts"))
+  const { serveCache } = yield* Effect.promise(() => import("../../servers/http-cache.ts"))
   const address = yield* serveCache(store.read, {
     ...listen,
     secretKeys,

@@ -9,7 +9,7 @@ import { outputMode, printJson } from "../output.ts"
 import { openCliStore, openWritableStore } from "../open-store.ts"
 import { makeProgress, mib, rate } from "../progress.ts"
 import { requireMaintenance } from "../../services/registry.ts"
-import { StoreCorrupt } from "../../services/errors.ts"
+import { StoreCorrupt } from "../../services/store-errors.ts"
 import type { AddPathOptions } from "../../services/store-write.ts"
 
 const pathsArg = Argument.String("path").pipe(Argument.variadic({ min: 1 }), Argument.withDescription("file system paths to add"))

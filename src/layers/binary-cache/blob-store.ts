@@ -4,7 +4,7 @@
  * binary-cache-store.ts speaks Nix's cache protocol on top of any of them.
  */
 import type { Effect, Option, Stream } from "effect"
-import type { StoreIoError } from "../../services/errors.ts"
+import type { StoreIoError } from "../../services/store-errors.ts"
 
 export interface BlobStore {
   /** Where the blobs are, for messages. */

@@ -3,8 +3,8 @@ import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import { dirname, join, normalize } from "node:path"
-import { readFileStream } from "../file-stream.ts"
-import { StoreIoError } from "../../services/errors.ts"
+import { readFileStream } from "../../io/file-stream.ts"
+import { StoreIoError } from "../../services/store-errors.ts"
 import type { BlobStore } from "./blob-store.ts"
 
 export const makeFileBlobs = (uri: string, dir: string): BlobStore => {

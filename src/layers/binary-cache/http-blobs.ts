@@ -6,8 +6,8 @@
 import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Semaphore, Stream } from "effect"
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import { statSync, rmSync } from "node:fs"
-import { readFileStream } from "../file-stream.ts"
-import { StoreIoError } from "../../services/errors.ts"
+import { readFileStream } from "../../io/file-stream.ts"
+import { StoreIoError } from "../../services/store-errors.ts"
 import type { BlobStore } from "./blob-store.ts"
 
 export interface HttpBlobOptions {

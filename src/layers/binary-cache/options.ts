@@ -2,10 +2,10 @@
 import { Effect, Result } from "effect"
 import { readFileSync } from "node:fs"
 import * as Signature from "../../core/signature.ts"
-import { BadStoreUri } from "../../services/errors.ts"
+import { BadStoreUri } from "../../services/store-errors.ts"
 import { checkParams, type StoreUri } from "../../services/store-uri.ts"
 import type { BinaryCacheOptions } from "./binary-cache-store.ts"
-import { compressions, isCompression } from "./compression.ts"
+import { compressions, isCompression } from "../../io/compression.ts"
 
 export const binaryCacheParams = ["compression", "secret-key", "parallel-compression", "write-nar-listing", "store", "negative-ttl"] as const
 

@@ -22,8 +22,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { pathToFileURL } from "node:url"
-import { importModule } from "../../core/import-module.ts"
-import { StoreIoError } from "../../services/errors.ts"
+import { importModule } from "../../io/import-module.ts"
+import { StoreIoError } from "../../services/store-errors.ts"
 
 export interface IpfsNodeOptions {
   /** The repository directory; none: blocks in memory. */

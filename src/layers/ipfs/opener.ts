@@ -15,7 +15,7 @@
 import { Effect, Result } from "effect"
 import { resolve } from "node:path"
 import * as Signature from "../../core/signature.ts"
-import { BadStoreUri, StoreIoError } from "../../services/errors.ts"
+import { BadStoreUri, StoreIoError } from "../../services/store-errors.ts"
 import type { StoreOpener } from "../../services/registry.ts"
 import { checkParams, type StoreUri } from "../../services/store-uri.ts"
 import { parseBinaryCacheOptions } from "../binary-cache/options.ts"

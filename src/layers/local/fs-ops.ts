@@ -4,8 +4,8 @@ import { execFile } from "node:child_process"
 import { constants, existsSync, lstatSync, readdirSync, renameSync, rmSync } from "node:fs"
 import { open } from "node:fs/promises"
 import { join } from "node:path"
-import { StoreIoError } from "../../services/errors.ts"
-import { makeWritable } from "./canonicalise.ts"
+import { StoreIoError } from "../../services/store-errors.ts"
+import { makeWritable } from "../../io/canonicalise.ts"
 
 export const ioError = (store: string, operation: string) => (cause: unknown) =>
   new StoreIoError({ store, operation, reason: cause instanceof Error ? cause.message : String(cause) })

@@ -4,7 +4,7 @@
  * fails with the batch's error); whoever takes the lock commits everything waiting at that moment.
  */
 import { Deferred, Effect, Semaphore } from "effect"
-import type { StoreError } from "../../services/store-error.ts"
+import type { StoreError } from "../../services/store-errors.ts"
 
 export const makeGroupCommit = <T>(commitAll: (entries: ReadonlyArray<T>) => Effect.Effect<void, StoreError>) => {
   const waiting: Array<{ readonly entry: T; readonly done: Deferred.Deferred<void, StoreError> }> = []

@@ -4,7 +4,7 @@ import { readBuildLog } from "../../build/build-log.ts"
 import { makeLocalBuilder } from "../../build/local-builder.ts"
 import type { StoreOpener } from "../../services/registry.ts"
 import { checkParams } from "../../services/store-uri.ts"
-import * as LocalStore from "./index.ts"
+import * as LocalStore from "./local-store.ts"
 
 export const openLocalStore: StoreOpener = (uri) => Effect.gen(function*() {
   yield* Effect.fromResult(checkParams(uri, ["root", "store", "state"]))

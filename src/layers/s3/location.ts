@@ -5,7 +5,7 @@
  * (those come from the AWS environment variables and shared config files when the client is made).
  */
 import { Result } from "effect"
-import { BadStoreUri } from "../../services/errors.ts"
+import { BadStoreUri } from "../../services/store-errors.ts"
 import type { StoreUri } from "../../services/store-uri.ts"
 
 export const s3Params = ["region", "endpoint", "scheme", "profile", "addressing-style", "buffer-size"] as const

@@ -4,7 +4,7 @@
  * import alone): it is about 3 MB of code that every b3 start would otherwise have to parse.
  */
 import type * as S3Sdk from "@aws-sdk/client-s3"
-import { importModule } from "../../core/import-module.ts"
+import { importModule } from "../../io/import-module.ts"
 
 export type { S3Sdk }
 

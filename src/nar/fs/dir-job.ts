@@ -7,7 +7,7 @@
  * is shipped to worker threads. It gets node:fs and the NarWriter class as arguments.
  */
 import type * as NodeFs from "node:fs"
-import type { NarWriter as NarWriterClass } from "./nar-writer.ts"
+import type { NarWriter as NarWriterClass } from "../nar-writer.ts"
 
 export type FsPath = string | Buffer
 

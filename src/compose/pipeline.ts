@@ -28,7 +28,7 @@ import type { OpenedStore } from "../services/registry.ts"
 import { StoreBuild } from "../services/store-build.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"
-import { openCliStore } from "./open-store.ts"
+import { openCliStore } from "../cli/open-store.ts"
 
 /** A second store a pipeline works with, typically the binary cache it pushes to or pulls from. */
 export interface CacheApi {

@@ -14,11 +14,11 @@
 import { Array as Arr, Cause, Channel, Effect, Pull, Scope, Stream } from "effect"
 import * as fs from "node:fs"
 import { setImmediate as nextTurn } from "node:timers/promises"
-import * as Hash from "../core/hash.ts"
-import type { NarDigest } from "./digest.ts"
+import * as Hash from "../../core/hash.ts"
+import type { NarDigest } from "../digest.ts"
 import { directoryJobRunner, type BigFileMark, type DirJob, type DirJobResult, type FsPath, type JobFailure, type JobLimits } from "./dir-job.ts"
 import { errnoDescription, fsError, FileNotFound, NarIoError, UnsupportedFileType, type NarFsError } from "./errors.ts"
-import { NarWriter } from "./nar-writer.ts"
+import { NarWriter } from "../nar-writer.ts"
 import { sharedPool, type WorkerPool } from "./worker-pool.ts"
 
 export interface DumpOptions {

@@ -14,6 +14,9 @@
  * | BadStoreUri     | a store URI that no layer understands, or with bad options           | 2        |
  */
 import { Schema } from "effect"
+import type { BadNar } from "../nar/errors.ts"
+import type { FileNotFound } from "../nar/fs/errors.ts"
+import type { SignatureError } from "../core/signature.ts"
 
 export { SignatureError } from "../core/signature.ts"
 
@@ -63,3 +66,15 @@ export class BadStoreUri extends Schema.TaggedError<BadStoreUri>()("BadStoreUri"
 }) {
   override get message() { return `bad store URI '${this.uri}': ${this.reason}` }
 }
+
+/** The union of typed errors a store operation can fail with. */
+export type StoreError =
+  | PathNotValid
+  | HashMismatch
+  | SignatureError
+  | BadNar
+  | StoreCorrupt
+  | Unsupported
+  | StoreIoError
+  /** A file-system path given to add does not exist. */
+  | FileNotFound

@@ -10,10 +10,11 @@ import { Duration, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { chmodSync, closeSync, existsSync, fchmodSync, fdatasync, futimesSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, symlinkSync, write, writeSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
-import { decodeNar, NarDecoder } from "./decode.ts"
+import { decodeNar, NarDecoder } from "../decode.ts"
 import { fileWriterPool, type FileWriterPool } from "./file-writer-pool.ts"
-import { fsError, TargetExists, type BadNar, type NarIoError } from "./errors.ts"
-import type { NarEvent } from "./events.ts"
+import { type BadNar } from "../errors.ts"
+import { fsError, TargetExists, type NarIoError } from "./errors.ts"
+import type { NarEvent } from "../events.ts"
 
 const slash = Buffer.from("/")
 

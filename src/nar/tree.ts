@@ -1,5 +1,5 @@
 /**
- * Dump values: small file trees held in memory (for tests, fixtures and tiny store objects).
+ * Tree values: small file trees held in memory (for tests, fixtures and tiny store objects).
  * Names and symlink targets are JS strings (written as UTF-8); a directory's entries are kept
  * sorted the way a NAR sorts them, bytewise on the UTF-8 encoding.
  */
@@ -11,8 +11,8 @@ import * as Ev from "./events.ts"
 
 export interface Regular { readonly _tag: "Regular"; readonly executable: boolean; readonly contents: Uint8Array }
 export interface SymLink { readonly _tag: "SymLink"; readonly target: string }
-export interface Directory { readonly _tag: "Directory"; readonly entries: ReadonlyMap<string, Dump> }
-export type Dump = Regular | SymLink | Directory
+export interface Directory { readonly _tag: "Directory"; readonly entries: ReadonlyMap<string, Tree> }
+export type Tree = Regular | SymLink | Directory
 
 const utf8 = new TextEncoder()
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
@@ -25,37 +25,37 @@ export const regular = (contents: Uint8Array | string, executable = false): Regu
 
 export const symlink = (target: string): SymLink => ({ _tag: "SymLink", target })
 
-export const directory = (entries: Record<string, Dump> | Iterable<readonly [string, Dump]> = {}): Directory => {
-  const list = Symbol.iterator in entries ? [...(entries as Iterable<readonly [string, Dump]>)] : Object.entries(entries)
+export const directory = (entries: Record<string, Tree> | Iterable<readonly [string, Tree]> = {}): Directory => {
+  const list = Symbol.iterator in entries ? [...(entries as Iterable<readonly [string, Tree]>)] : Object.entries(entries)
   return { _tag: "Directory", entries: new Map(list.sort(([a], [b]) => compareNames(a, b))) }
 }
 
-/** The events of a dump, in NAR order. */
-export function* toEvents(dump: Dump): Generator<Ev.NarEvent> {
-  switch (dump._tag) {
+/** The events of a tree, in NAR order. */
+export function* toEvents(tree: Tree): Generator<Ev.NarEvent> {
+  switch (tree._tag) {
     case "Regular":
-      yield Ev.file(dump.contents.length, dump.executable)
-      if (dump.contents.length > 0) yield Ev.contents(dump.contents)
+      yield Ev.file(tree.contents.length, tree.executable)
+      if (tree.contents.length > 0) yield Ev.contents(tree.contents)
       yield Ev.fileEnd
       return
     case "SymLink":
-      yield Ev.symlink(dump.target)
+      yield Ev.symlink(tree.target)
       return
     case "Directory": {
       yield Ev.directory
-      const names = [...dump.entries.keys()].map((name) => ({ name, bytes: utf8.encode(name) }))
+      const names = [...tree.entries.keys()].map((name) => ({ name, bytes: utf8.encode(name) }))
       names.sort((a, b) => Ev.compareBytes(a.bytes, b.bytes))
       for (const { name, bytes } of names) {
         yield Ev.entry(bytes)
-        yield* toEvents(dump.entries.get(name)!)
+        yield* toEvents(tree.entries.get(name)!)
       }
       yield Ev.directoryEnd
     }
   }
 }
 
-/** Rebuilds a dump from a complete, well-formed event sequence (as `decodeNar` yields). */
-export const fromEvents = (events: Iterable<Ev.NarEvent>): Result.Result<Dump, BadNar> => {
+/** Rebuilds a tree from a complete, well-formed event sequence (as `decodeNar` yields). */
+export const fromEvents = (events: Iterable<Ev.NarEvent>): Result.Result<Tree, BadNar> => {
   const it = events[Symbol.iterator]()
   let index = 0
   const fail = (reason: string) => Result.fail(new BadNar({ offset: 0, reason: `event ${index}: ${reason}` }))
@@ -66,9 +66,9 @@ export const fromEvents = (events: Iterable<Ev.NarEvent>): Result.Result<Dump, B
     return r.value
   }
   const text = (bytes: Uint8Array, what: string): Result.Result<string, BadNar> => {
-    try { return Result.succeed(strictUtf8.decode(bytes)) } catch { return fail(`${what} is not valid UTF-8 (dump values hold text)`) }
+    try { return Result.succeed(strictUtf8.decode(bytes)) } catch { return fail(`${what} is not valid UTF-8 (trees hold text)`) }
   }
-  const node = (event: Ev.NarEvent | undefined): Result.Result<Dump, BadNar> => {
+  const node = (event: Ev.NarEvent | undefined): Result.Result<Tree, BadNar> => {
     if (event === undefined) return fail("events ended inside a node")
     switch (event._tag) {
       case "File": {
@@ -86,7 +86,7 @@ export const fromEvents = (events: Iterable<Ev.NarEvent>): Result.Result<Dump, B
       case "Symlink":
         return Result.map(text(event.target, "symlink target"), symlink)
       case "Directory": {
-        const entries: Array<readonly [string, Dump]> = []
+        const entries: Array<readonly [string, Tree]> = []
         for (let e = next(); ; e = next()) {
           if (e === undefined) return fail("events ended inside a directory")
           if (e._tag === "DirectoryEnd") break
@@ -108,24 +108,24 @@ export const fromEvents = (events: Iterable<Ev.NarEvent>): Result.Result<Dump, B
   return root
 }
 
-/** The NAR serialisation of a dump (fails on names a NAR cannot hold, e.g. "a/b" or ".."). */
-export const toNar = (dump: Dump): Result.Result<Uint8Array, BadNar> => {
-  const { bytes, error } = encodeNarBytes(toEvents(dump))
+/** The NAR serialisation of a tree (fails on names a NAR cannot hold, e.g. "a/b" or ".."). */
+export const toNar = (tree: Tree): Result.Result<Uint8Array, BadNar> => {
+  const { bytes, error } = encodeNarBytes(toEvents(tree))
   return error ? Result.fail(error) : Result.succeed(bytes)
 }
 
-/** Parses a whole NAR held in memory into a dump. */
-export const fromNar = (nar: Uint8Array): Result.Result<Dump, BadNar> => {
+/** Parses a whole NAR held in memory into a tree. */
+export const fromNar = (nar: Uint8Array): Result.Result<Tree, BadNar> => {
   const { events, error } = decodeNarBytes(nar)
   return error ? Result.fail(error) : fromEvents(events)
 }
 
-/** Collects an event stream into a dump (only for small trees: everything is held in memory). */
-export const collectDump = <E, R>(events: Stream.Stream<Ev.NarEvent, E, R>): Effect.Effect<Dump, E | BadNar, R> =>
+/** Collects an event stream into a tree (only for small trees: everything is held in memory). */
+export const collectTree = <E, R>(events: Stream.Stream<Ev.NarEvent, E, R>): Effect.Effect<Tree, E | BadNar, R> =>
   Effect.flatMap(Stream.runCollect(events), (all) => {
     const r = fromEvents(all)
     return Result.isSuccess(r) ? Effect.succeed(r.success) : Effect.fail(r.failure)
   })
 
-/** The events of a dump as a stream. */
-export const dumpStream = (dump: Dump): Stream.Stream<Ev.NarEvent> => Stream.fromIterable({ [Symbol.iterator]: () => toEvents(dump) })
+/** The events of a tree as a stream. */
+export const treeStream = (tree: Tree): Stream.Stream<Ev.NarEvent> => Stream.fromIterable({ [Symbol.iterator]: () => toEvents(tree) })

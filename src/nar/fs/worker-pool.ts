@@ -7,7 +7,7 @@
 import { availableParallelism } from "node:os"
 import { Worker } from "node:worker_threads"
 import { directoryJobRunner, type DirJob, type DirJobResult, type JobLimits } from "./dir-job.ts"
-import { narWriterClass } from "./nar-writer.ts"
+import { narWriterClass } from "../nar-writer.ts"
 
 // getBuiltinModule, not require: the eval'd source is ESM when the parent runs with --input-type=module
 const workerSource = (limits: JobLimits): string => `
