@@ -19,7 +19,7 @@ export const publishGreetings = (names: ReadonlyArray<string>) => Effect.gen(fun
     greetings.map((g) => StorePath.print(g.path, read.storeDir)).join("\n") + "\n",
     greetings.map((g) => g.path)
   )
-  const closure = yield* computeClosure(read, [index.path])
+  const closure = yield* computeClosure([index.path])
   return closure.map((path) => StorePath.print(path, read.storeDir))
 })
 

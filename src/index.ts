@@ -38,17 +38,26 @@ export * from "./services/store-errors.ts"
 export type { StoreError } from "./services/store-errors.ts"
 export { computeClosure, topoSortInfos } from "./services/closure.ts"
 export { copyPaths, type CopyOptions, type CopyEvent, type CopyResult } from "./services/copy.ts"
-export { openStore, requireWrite, requireBuild, StoreRegistry, extendRegistry, makeRegistry, type OpenedStore, type StoreOpener } from "./services/registry.ts"
+export {
+  openStore, storeLayer, writableStoreLayer, buildingStoreLayer, requireWrite, requireBuild, requireLogs, requireMaintenance,
+  readWriteContext, StoreRegistry, extendRegistry, makeRegistry, type StoreContext, type StoreServices, type StoreOpener, type BuilderLayer, type Registry
+} from "./services/registry.ts"
+export { BuildHost, type BuildHostApi, type BuiltOutput, type BuiltPath, type BuildLogSink } from "./services/build-host.ts"
+export { BuildLogs, type BuildLogsApi } from "./services/build-logs.ts"
+export { Sandbox, type SandboxApi, type SandboxSpec, type SandboxResult } from "./services/sandbox.ts"
+export { StoreMaintenance, type StoreMaintenanceApi, type VerifyReport, type GcResult } from "./services/store-maintenance.ts"
 export { parseStoreUri, type StoreUri } from "./services/store-uri.ts"
 
 // layers
 export * as MemoryStore from "./layers/memory.ts"
 export * as LocalStore from "./layers/local/local-store.ts"
-export { builtinRegistry, registryLayer } from "./compose/registry.ts"
+export { builtinRegistry, registryLayer, sandboxedBuilder } from "./compose/registry.ts"
+export { layer as BubblewrapSandbox } from "./layers/sandbox/bubblewrap.ts"
+export { builderLayer, realise } from "./build/index.ts"
 export { makeBinaryCacheStore, type BinaryCacheOptions } from "./layers/binary-cache/binary-cache-store.ts"
 export { serveCache, type ServeOptions } from "./servers/http-cache.ts"
 
 // pipelines (`b3 run`)
 export { Cache, pipelineContext, runPipeline, ServiceUnavailable, BadPipeline, type CacheApi, type Pipeline, type PipelineServices, type PipelineOptions } from "./compose/pipeline.ts"
 export { makeProgress, type Progress } from "./cli/progress.ts"
-export { addDerivationClosure, addDerivations, buildDerivations } from "./cli/derivations.ts"
+export { addDerivationClosure, addDerivations, buildDerivations } from "./build/derivation-closure.ts"

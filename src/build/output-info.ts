@@ -4,46 +4,39 @@
  * derivation's own outputs that occur in it), the fixed-output hash check, and an order in which
  * outputs that refer to each other can be registered (a cycle between outputs is an error).
  */
-import { lstatSync } from "node:fs"
-import { Effect, Result, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import * as ContentAddress from "../core/content-address.ts"
 import type * as Derivation from "../core/derivation/index.ts"
 import * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
-import type { BuiltPath } from "../layers/local/add.ts"
-import { narFromPath } from "../nar/fs/index.ts"
-import { StoreIoError } from "../services/store-errors.ts"
+import type { BuiltOutput, BuiltPath } from "../services/build-host.ts"
 import { topoSortInfos } from "../services/closure.ts"
 import { sortReferences, type PathInfo } from "../services/path-info.ts"
 import { BuildFailed, OutputHashMismatch, type BuildError } from "../services/store-build.ts"
+import type { StoreIoError } from "../services/store-errors.ts"
 import { narDigester, type NarDigestResult } from "../services/write-helpers.ts"
 
 export interface OutputsToRegister {
-  readonly drvPath: string
+  readonly drvPath: StorePath.StorePath
   readonly drv: Derivation.Derivation
   readonly storeDir: string
-  /** Output name → logical store path. */
-  readonly outputPaths: Readonly<Record<string, string>>
-  /** Logical store path → where the builder left it. */
-  readonly physical: Readonly<Record<string, string>>
-  /** The input closure (logical paths): what outputs may refer to, besides themselves. */
-  readonly inputClosure: ReadonlyArray<string>
+  /** Output name → store path. */
+  readonly outputs: Readonly<Record<string, StorePath.StorePath>>
+  /** Printed store path → the output as the sandbox left it. */
+  readonly built: Readonly<Record<string, BuiltOutput>>
+  /** The input closure: what outputs may refer to, besides themselves. */
+  readonly inputClosure: ReadonlyArray<StorePath.StorePath>
 }
-
-const readError = (path: string) => (e: { readonly message: string }) =>
-  new StoreIoError({ store: "build", operation: `read output ${path}`, reason: e.message })
 
 /** One pass over an output's NAR: its hash and size, the references found, and the content hash. */
 const digestOf = (
-  physicalPath: string,
+  output: BuiltOutput,
   method: "flat" | "recursive",
   algorithm: Hash.HashAlgorithm,
   candidates: ReadonlyArray<StorePath.StorePath>
 ): Effect.Effect<NarDigestResult, StoreIoError> => Effect.suspend(() => {
   const digester = narDigester(method, algorithm, candidates)
-  return Stream.runForEach(narFromPath(physicalPath), (chunk) => Effect.sync(() => digester.push(chunk))).pipe(
-    Effect.mapError(readError(physicalPath)),
-    Effect.map(() => digester.result()))
+  return Stream.runForEach(output.nar, (chunk) => Effect.sync(() => digester.push(chunk))).pipe(Effect.map(() => digester.result()))
 })
 
 const failed = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason, logTail: "" })
@@ -70,28 +63,20 @@ const orderOutputs = (drvPath: string, infos: ReadonlyArray<{ readonly name: str
 /** Hashes, scans and checks every output; gives them in an order they can be registered in. */
 export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<ReadonlyArray<BuiltPath>, BuildError | StoreIoError> =>
   Effect.gen(function*() {
-    const { drvPath, drv, storeDir } = outputs
-    const parse = (path: string) => StorePath.parse(path, storeDir)
-    const candidates: Array<StorePath.StorePath> = []
-    for (const path of [...outputs.inputClosure, ...Object.values(outputs.outputPaths)]) {
-      const parsed = parse(path)
-      if (Result.isSuccess(parsed)) candidates.push(parsed.success)
-    }
-    const deriver = parse(drvPath)
+    const { drv, storeDir } = outputs
+    const drvPath = StorePath.print(outputs.drvPath, storeDir)
+    const candidates = [...outputs.inputClosure, ...Object.values(outputs.outputs)]
     const infos: Array<{ name: string; info: PathInfo }> = []
-    for (const [name, logical] of Object.entries(outputs.outputPaths)) {
-      const physicalPath = outputs.physical[logical]!
-      const path = parse(logical)
-      if (Result.isFailure(path)) return yield* failed(drvPath, path.failure.message)
+    for (const [name, path] of Object.entries(outputs.outputs)) {
+      const printed = StorePath.print(path, storeDir)
+      const built = outputs.built[printed]
+      if (built === undefined) return yield* failed(drvPath, `builder for '${drvPath}' failed to produce output path '${printed}'`)
       const output = drv.outputs.get(name)
       const fixed = output?._tag === "Fixed" ? output : undefined
-      if (fixed?.method === "flat") {
-        const st = lstatSync(physicalPath)
-        if (!st.isFile() || (st.mode & 0o100) !== 0) {
-          return yield* failed(drvPath, `output path '${logical}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)`)
-        }
+      const digest = yield* digestOf(built, fixed?.method ?? "recursive", fixed?.hash.algorithm ?? "sha256", candidates)
+      if (fixed?.method === "flat" && (!digest.regularFile || digest.executable)) {
+        return yield* failed(drvPath, `output path '${printed}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)`)
       }
-      const digest = yield* digestOf(physicalPath, fixed?.method ?? "recursive", fixed?.hash.algorithm ?? "sha256", candidates)
       let ca: ContentAddress.ContentAddress | undefined
       if (fixed) {
         if (!Hash.equals(fixed.hash, digest.caHash)) {
@@ -105,11 +90,11 @@ export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<ReadonlyA
       infos.push({
         name,
         info: {
-          path: path.success,
+          path,
           narHash: digest.narHash,
           narSize: digest.size,
           references: sortReferences(digest.references),
-          deriver: Result.isSuccess(deriver) ? deriver.success : undefined,
+          deriver: outputs.drvPath,
           signatures: [],
           ca,
           ultimate: true
@@ -117,5 +102,5 @@ export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<ReadonlyA
       })
     }
     const ordered = yield* orderOutputs(drvPath, infos)
-    return ordered.map((info) => ({ info, physicalPath: outputs.physical[StorePath.print(info.path, storeDir)]! }))
+    return ordered.map((info) => ({ info, output: outputs.built[StorePath.print(info.path, storeDir)]! }))
   })

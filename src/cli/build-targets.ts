@@ -13,10 +13,10 @@ import { importModule } from "../io/import-module.ts"
 import type { DerivationHandle } from "../core/derivation/values.ts"
 import * as StorePath from "../core/store-path.ts"
 import { addDerivationText, addDrvFile } from "../build/add-derivations.ts"
-import { addDerivationClosure } from "./derivations.ts"
+import { addDerivationClosure } from "../build/derivation-closure.ts"
 import { BuildFailed } from "../services/store-build.ts"
-import type { StoreReadApi } from "../services/store-read.ts"
-import type { StoreWriteApi } from "../services/store-write.ts"
+import { StoreRead } from "../services/store-read.ts"
+import { StoreWrite } from "../services/store-write.ts"
 
 export class BadBuildTarget extends Schema.TaggedError<BadBuildTarget>()("BadBuildTarget", {
   target: Schema.String,
@@ -55,26 +55,22 @@ const loadModule = (target: string) => Effect.tryPromise({
   catch: (e) => new BadBuildTarget({ target, reason: `loading the module failed: ${e instanceof Error ? e.message : String(e)}` })
 })
 
-/** Resolves one command-line target to the `.drv` paths to build. */
-export const resolveTarget = (
-  store: { readonly read: StoreReadApi; readonly write?: StoreWriteApi | undefined },
-  target: string
-) => Effect.gen(function*() {
-  const storeDir = store.read.storeDir
-  const needWrite = () => store.write
-    ? Effect.succeed(store.write)
-    : Effect.fail(new BadBuildTarget({ target, reason: `the store ${store.read.uri} is read-only` }))
+/** Resolves one command-line target to the `.drv` paths to build in the store of the context. */
+export const resolveTarget = (target: string) => Effect.gen(function*() {
+  const read = yield* StoreRead
+  const write = yield* StoreWrite
+  const storeDir = read.storeDir
 
   if (moduleExtensions.some((ext) => target.endsWith(ext))) {
     if (!existsSync(target)) return yield* new BadBuildTarget({ target, reason: "no such file" })
     const roots = exportedDerivations(yield* loadModule(target))
     if (roots.length === 0) return yield* new BadBuildTarget({ target, reason: "the module exports no derivations (export default [drv, …])" })
-    return yield* addDerivationClosure(yield* needWrite(), storeDir, roots as ReadonlyArray<DerivationHandle>).pipe(
+    return yield* addDerivationClosure(write, storeDir, roots as ReadonlyArray<DerivationHandle>).pipe(
       Effect.catchTag("InvalidDerivationArgs", (e) => Effect.fail(new BadBuildTarget({ target, reason: e.message }))))
   }
 
   const asStorePath = StorePath.parse(target, storeDir)
-  if (Result.isSuccess(asStorePath) && (yield* store.read.isValidPath(asStorePath.success))) {
+  if (Result.isSuccess(asStorePath) && (yield* read.isValidPath(asStorePath.success))) {
     if (!asStorePath.success.name.endsWith(Derivation.drvExtension)) {
       return yield* new BadBuildTarget({ target, reason: "it is a store path but not a derivation (.drv)" })
     }
@@ -83,11 +79,10 @@ export const resolveTarget = (
   if (target.endsWith(Derivation.drvExtension) && existsSync(target)) {
     const aterm = readFileSync(target, "utf8")
     const base = basename(target)
-    const write = yield* needWrite()
     if (Result.isSuccess(StorePath.parseBaseName(base))) return [yield* addDrvFile(write, storeDir, { drvPath: `${storeDir}/${base}`, aterm })]
     // Only the name is known: add it and take the path its contents give.
     const added = addDerivationText(write, storeDir, base.slice(0, -Derivation.drvExtension.length), aterm, target)
     return [yield* Effect.mapError(added, (e) => e instanceof BuildFailed ? new BadBuildTarget({ target, reason: e.reason }) : e)]
   }
-  return yield* new BadBuildTarget({ target, reason: `not a valid derivation in ${store.read.uri}, a .drv file, or a module (${moduleExtensions.join(", ")})` })
+  return yield* new BadBuildTarget({ target, reason: `not a valid derivation in ${read.uri}, a .drv file, or a module (${moduleExtensions.join(", ")})` })
 })

@@ -20,15 +20,16 @@
  * A service the run cannot give (StoreWrite of a read-only store, Cache without --cache) fails
  * the pipeline with `ServiceUnavailable` when it is first asked for, saying which flag to change.
  */
-import { Cause, Context, Effect, Layer, Logger, type LogLevel, References, Schema } from "effect"
+import { Cause, Context, Effect, Layer, Logger, type LogLevel, Option, References, Schema } from "effect"
 import type { NodeServices } from "@effect/platform-node/NodeServices"
 import * as NodeServicesLayer from "@effect/platform-node/NodeServices"
 import { pathToFileURL } from "node:url"
-import type { OpenedStore } from "../services/registry.ts"
+import type { StoreContext } from "../services/registry.ts"
 import { StoreBuild } from "../services/store-build.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"
-import { openCliStore } from "../cli/open-store.ts"
+import { registryLayer } from "./registry.ts"
+import { openStore } from "../services/registry.ts"
 
 /** A second store a pipeline works with, typically the binary cache it pushes to or pulls from. */
 export interface CacheApi {
@@ -73,14 +74,13 @@ export interface PipelineOptions {
   readonly verbose: boolean
 }
 
+/** A second store as a pipeline's `Cache`: reading, and writing if it can. */
+export const cacheOf = (cache: StoreContext): CacheApi =>
+  ({ read: Context.get(cache, StoreRead), write: Option.getOrUndefined(Context.getOption(cache, StoreWrite)) })
+
 /** The services of the --store store and the --cache store, as far as they have them. */
-export const pipelineContext = (store: OpenedStore, cache: OpenedStore | undefined) => {
-  let context = Context.make(StoreRead, store.read)
-  if (store.write) context = Context.add(context, StoreWrite, store.write)
-  if (store.build) context = Context.add(context, StoreBuild, store.build)
-  if (cache) context = Context.add(context, Cache, { read: cache.read, write: cache.write })
-  return context as Context.Context<StoreRead | StoreWrite | StoreBuild | Cache>
-}
+export const pipelineContext = (store: StoreContext, cache: StoreContext | undefined) =>
+  (cache === undefined ? store : Context.add(store, Cache, cacheOf(cache))) as Context.Context<StoreRead | StoreWrite | StoreBuild | Cache>
 
 const unavailableBecause = (key: string, options: PipelineOptions): string | undefined => {
   switch (key) {
@@ -137,8 +137,8 @@ export const loadPipeline = (file: string, args: ReadonlyArray<string>) => Effec
  */
 export const runPipeline = (options: PipelineOptions) => Effect.scoped(Effect.gen(function*() {
   const program = yield* loadPipeline(options.pipeline, options.args)
-  const store = yield* openCliStore(options.store)
-  const cache = options.cache === undefined ? undefined : yield* openCliStore(options.cache)
+  const store = yield* openStore(options.store).pipe(Effect.provide(registryLayer))
+  const cache = options.cache === undefined ? undefined : yield* openStore(options.cache).pipe(Effect.provide(registryLayer))
   const level: LogLevel.LogLevel = options.quiet ? "Warn" : options.verbose ? "Debug" : "Info"
   return yield* program.pipe(
     Effect.provideContext(pipelineContext(store, cache)),

@@ -1,21 +1,28 @@
 /**
- * The built-in store schemes. Each backend's module is loaded when a store of its scheme is first
- * opened, so a command pays at start-up only for the backends it uses.
+ * The built-in store schemes, and the builder that makes stores hosting builds (local stores)
+ * building ones: src/build's scheduler running in the bubblewrap sandbox. Each backend's module,
+ * and the builder with the sandbox, is loaded when first needed, so a command pays at start-up only
+ * for what it uses.
  */
-import { Effect, Layer } from "effect"
-import { makeRegistry, StoreRegistry, type StoreOpener } from "../services/registry.ts"
-import { checkParams } from "../services/store-uri.ts"
+import { Context, Effect, Layer } from "effect"
 import * as MemoryStore from "../layers/memory.ts"
+import type { BuildHost } from "../services/build-host.ts"
+import { makeRegistry, StoreRegistry, type BuilderLayer, type StoreOpener } from "../services/registry.ts"
+import { StoreBuild } from "../services/store-build.ts"
+import { StoreRead } from "../services/store-read.ts"
+import { checkParams } from "../services/store-uri.ts"
+import { StoreWrite } from "../services/store-write.ts"
 
 const loadedOnUse = <M>(load: () => Promise<M>, opener: (module: M) => StoreOpener): StoreOpener => (uri) =>
-  Effect.flatMap(Effect.promise(load), (module) => opener(module)(uri))
+  Layer.unwrap(Effect.map(Effect.promise(load), (module) => opener(module)(uri)))
 
-const memory: StoreOpener = (uri) => Effect.gen(function*() {
+/** `memory://[?store=DIR]`: a fresh in-memory store (it hosts no builds: a sandbox needs store paths on disk). */
+const memory: StoreOpener = (uri) => Layer.effectContext(Effect.gen(function*() {
   yield* Effect.fromResult(checkParams(uri, ["store"]))
   const storeDir = uri.params.get("store")
   const store = MemoryStore.make(storeDir ? { storeDir } : {})
-  return { read: store.read, write: store.write }
-})
+  return MemoryStore.context(store).pipe(Context.pick(StoreRead, StoreWrite))
+}))
 
 const local = loadedOnUse(() => import("../layers/local/opener.ts"), (m) => m.openLocalStore)
 const file = loadedOnUse(() => import("../layers/binary-cache/openers.ts"), (m) => m.openFileCache)
@@ -23,7 +30,21 @@ const http = loadedOnUse(() => import("../layers/binary-cache/openers.ts"), (m) 
 const s3 = loadedOnUse(() => import("../layers/s3/opener.ts"), (m) => m.openS3Cache)
 const ipfs = loadedOnUse(() => import("../layers/ipfs/opener.ts"), (m) => m.openIpfsStore)
 
-export const builtinRegistry = makeRegistry({ local, memory, file, http, https: http, s3, ipfs })
+/**
+ * `StoreBuild` for a store that hosts builds: the scheduler (src/build) with the bubblewrap sandbox
+ * (src/layers/sandbox), both loaded on the first build and living as long as the store.
+ */
+export const sandboxedBuilder: BuilderLayer = Layer.effect(StoreBuild, Effect.gen(function*() {
+  const store = yield* Effect.context<StoreRead | StoreWrite | BuildHost>()
+  const scope = yield* Effect.scope
+  const builder = yield* Effect.cached(Effect.promise(() => Promise.all([import("../build/builder.ts"), import("../layers/sandbox/bubblewrap.ts")])).pipe(
+    Effect.flatMap(([build, sandbox]) => Layer.buildWithScope(build.layer.pipe(Layer.provide(sandbox.layer)), scope)),
+    Effect.provideContext(store),
+    Effect.map(Context.get(StoreBuild))))
+  return StoreBuild.of({ buildDerivations: (drvPaths, options) => Effect.flatMap(builder, (b) => b.buildDerivations(drvPaths, options)) })
+}))
+
+export const builtinRegistry = makeRegistry({ local, memory, file, http, https: http, s3, ipfs }, sandboxedBuilder)
 
 /** Provides the built-in registry. */
 export const registryLayer = Layer.succeed(StoreRegistry, builtinRegistry)

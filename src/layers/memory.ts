@@ -1,8 +1,11 @@
 /**
  * The in-memory store: full `StoreRead` + `StoreWrite` with no I/O, the mock every unit test
- * uses. NARs are kept as the chunks they arrived in.
+ * uses. NARs are kept as the chunks they arrived in. It also hosts builds (`BuildHost`, with
+ * `BuildLogs`): given a sandbox (a fake one in tests), the builder builds into it.
  */
 import { Context, Effect, Layer, Option, Stream } from "effect"
+import { BuildHost, type BuildHostApi } from "../services/build-host.ts"
+import { BuildLogs, type BuildLogsApi } from "../services/build-logs.ts"
 import * as StorePath from "../core/store-path.ts"
 import { PathNotValid, Unsupported } from "../services/store-errors.ts"
 import type { PathInfo } from "../services/path-info.ts"
@@ -27,6 +30,8 @@ interface Entry {
 export interface MemoryStore {
   readonly read: StoreReadApi
   readonly write: StoreWriteApi
+  readonly buildHost: BuildHostApi
+  readonly logs: BuildLogsApi
 }
 
 export const make = (options: MemoryStoreOptions = {}): MemoryStore => {
@@ -81,12 +86,35 @@ export const make = (options: MemoryStoreOptions = {}): MemoryStore => {
     })
   })
 
-  return { read, write }
+  const logs = new Map<string, Array<Uint8Array>>()
+  const buildHost: BuildHostApi = {
+    storeDir,
+    realStoreDir: storeDir,
+    openLog: (drvPath) => Effect.sync(() => {
+      const chunks: Array<Uint8Array> = []
+      logs.set(drvPath, chunks)
+      return { write: (chunk: Uint8Array) => { chunks.push(chunk.slice()) } }
+    }),
+    // Registered in the order given (outputs referring to each other come in dependency order).
+    registerBuilt: (built) => Effect.forEach(built, ({ info, output }) => write.addToStore(info, output.nar), { discard: true })
+  }
+  const buildLogs: BuildLogsApi = {
+    readLog: (drvPath) => Effect.sync(() => Option.map(Option.fromNullishOr(logs.get(drvPath)), (chunks) => Stream.fromIterable(chunks)))
+  }
+
+  return { read, write, buildHost, logs: buildLogs }
 }
 
-/** A fresh in-memory store providing both services. */
-export const layer = (options: MemoryStoreOptions = {}): Layer.Layer<StoreRead | StoreWrite> =>
-  Layer.effectContext(Effect.sync(() => {
-    const store = make(options)
-    return Context.make(StoreRead, store.read).pipe(Context.add(StoreWrite, store.write))
-  }))
+/** What the in-memory store provides. */
+export type MemoryStoreServices = StoreRead | StoreWrite | BuildHost | BuildLogs
+
+/** The services of a store made with `make`. */
+export const context = (store: MemoryStore): Context.Context<MemoryStoreServices> =>
+  Context.make(StoreRead, store.read).pipe(
+    Context.add(StoreWrite, store.write),
+    Context.add(BuildHost, store.buildHost),
+    Context.add(BuildLogs, store.logs))
+
+/** A fresh in-memory store. */
+export const layer = (options: MemoryStoreOptions = {}): Layer.Layer<MemoryStoreServices> =>
+  Layer.effectContext(Effect.sync(() => context(make(options))))

@@ -1,5 +1,5 @@
 /**
- * A binary-cache HTTP server over any `StoreRead` (`b3 serve`): `/nix-cache-info`,
+ * A binary-cache HTTP server over the `StoreRead` of the context (`b3 serve`): `/nix-cache-info`,
  * `/<hash>.narinfo` (signed on the fly when given a key) and `/nar/<hash>.nar[.xz|.zst]`: a binary
  * cache's NAR files are passed on as they are (no decompression, no re-hashing: the client checks
  * the NAR hash, as Nix does), other stores' NARs are made on the fly and compressed as asked.
@@ -20,9 +20,9 @@ import * as StorePath from "../core/store-path.ts"
 import { StoreCorrupt } from "../services/store-errors.ts"
 import type { PathInfo } from "../services/path-info.ts"
 import type { StoreError } from "../services/store-errors.ts"
-import type { StoreReadApi } from "../services/store-read.ts"
+import { StoreRead } from "../services/store-read.ts"
 import { compress, extension, isCompression, type Compression } from "../io/compression.ts"
-import { fromPathInfo } from "../layers/binary-cache/narinfo-convert.ts"
+import { fromPathInfo } from "../services/narinfo-convert.ts"
 
 export interface ServeOptions {
   readonly host: string
@@ -79,7 +79,8 @@ const slice = <E>(stream: Stream.Stream<Uint8Array, E>, start: number, end: numb
     )
   })
 
-export const makeCacheHandler = (store: StoreReadApi, options: Omit<ServeOptions, "host" | "port">) => Effect.gen(function*() {
+export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) => Effect.gen(function*() {
+  const store = yield* StoreRead
   const semaphore = yield* Semaphore.make(options.maxConcurrentNars ?? 32)
   const compression = options.compression ?? "none"
   const cacheInfo = CacheInfo.print({ storeDir: store.storeDir, wantMassQuery: true, priority: options.priority ?? 30 })
@@ -191,9 +192,9 @@ const fileWithPermit = (semaphore: Semaphore.Semaphore, path: string, start: num
 const withPermit = <E>(semaphore: Semaphore.Semaphore, stream: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E> =>
   Stream.unwrap(Effect.map(Effect.acquireRelease(semaphore.take(1), () => semaphore.release(1)), () => stream))
 
-/** Serves the store until the scope closes; gives the bound address (port 0 picks a free one). */
-export const serveCache = (store: StoreReadApi, options: ServeOptions) => Effect.gen(function*() {
-  const handler = yield* makeCacheHandler(store, options)
+/** Serves the store of the context until the scope closes; gives the bound address (port 0 picks a free one). */
+export const serveCache = (options: ServeOptions) => Effect.gen(function*() {
+  const handler = yield* makeCacheHandler(options)
   // Loaded on first use, like the HTTP client: only `serve` needs it.
   const NodeHttpServer = yield* Effect.promise(() => import("@effect/platform-node/NodeHttpServer"))
   const app = HttpRouter.add("*", "/*", handler)

@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import * as StorePath from "../core/store-path.ts"
 import type { PathInfo } from "./path-info.ts"
 import type { StoreError } from "./store-errors.ts"
-import type { StoreReadApi } from "./store-read.ts"
+import { StoreRead } from "./store-read.ts"
 
 export interface ClosureOptions {
   /** `forward` (what the paths need: references) or `reverse` (what needs them: referrers). */
@@ -13,14 +13,14 @@ export interface ClosureOptions {
 }
 
 /**
- * All paths reachable from `paths` (including them), breadth first with bounded concurrency.
- * Forward closures fail with PathNotValid if any member is missing.
+ * All paths reachable from `paths` (including them) in the store of the context, breadth first
+ * with bounded concurrency. Forward closures fail with PathNotValid if any member is missing.
  */
 export const computeClosure = (
-  store: StoreReadApi,
   paths: ReadonlyArray<StorePath.StorePath>,
   options: ClosureOptions = {}
-): Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError> => Effect.gen(function*() {
+): Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError, StoreRead> => Effect.gen(function*() {
+  const store = yield* StoreRead
   const seen = new Map<string, StorePath.StorePath>()
   let frontier = paths.filter((p) => {
     const key = StorePath.baseName(p)

@@ -12,7 +12,7 @@ import { computeClosure, topoSortInfos } from "./closure.ts"
 import { checkContentAddress, pathMatchesContentAddress } from "./content-address-check.ts"
 import { fingerprint, type PathInfo } from "./path-info.ts"
 import type { StoreError } from "./store-errors.ts"
-import type { StoreReadApi } from "./store-read.ts"
+import { StoreRead, type StoreReadApi } from "./store-read.ts"
 import type { StoreWriteApi } from "./store-write.ts"
 
 export type CopyEvent =
@@ -63,7 +63,7 @@ export const copyPaths = (
   options: CopyOptions = {}
 ): Effect.Effect<CopyResult, StoreError> => Effect.gen(function*() {
   const storeDir = from.storeDir
-  const wanted = options.closure === false ? paths : yield* computeClosure(from, paths)
+  const wanted = options.closure === false ? paths : yield* computeClosure(paths).pipe(Effect.provideService(StoreRead, from))
   const present = new Set((yield* to.read.queryValidPaths(wanted)).map(StorePath.baseName))
   const todo = wanted.filter((p) => !present.has(StorePath.baseName(p)))
   const infos = topoSortInfos(yield* Effect.forEach(todo, (p) => from.queryPathInfo(p), { concurrency: 16 }))

@@ -37,6 +37,8 @@ export type BuildEvent =
   | { readonly type: "plan"; readonly build: ReadonlyArray<string>; readonly valid: ReadonlyArray<string> }
   | { readonly type: "substituting"; readonly drvPath: string; readonly from: string }
   | { readonly type: "substituted"; readonly drvPath: string; readonly from: string }
+  /** A substituter has the outputs, but not signed by a trusted key: it is passed over. */
+  | { readonly type: "untrusted-substitute"; readonly drvPath: string; readonly from: string; readonly path: string }
   | { readonly type: "building"; readonly drvPath: string }
   | { readonly type: "built"; readonly drvPath: string; readonly outputs: Readonly<Record<string, string>> }
   | { readonly type: "failed"; readonly drvPath: string; readonly message: string }

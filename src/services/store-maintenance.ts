@@ -1,5 +1,5 @@
 /** Maintenance a store may offer (the local store does): checking contents and garbage collection. */
-import type { Effect } from "effect"
+import { Context, type Effect } from "effect"
 import type { StoreError } from "./store-errors.ts"
 
 export interface VerifyProblem {
@@ -23,3 +23,5 @@ export interface StoreMaintenanceApi {
   readonly verify: (options?: { readonly onProgress?: (done: number, total: number) => void }) => Effect.Effect<VerifyReport, StoreError>
   readonly collectGarbage: (options?: { readonly dryRun?: boolean }) => Effect.Effect<GcResult, StoreError>
 }
+
+export class StoreMaintenance extends Context.Service<StoreMaintenance, StoreMaintenanceApi>()("b3/StoreMaintenance") {}

@@ -33,6 +33,7 @@ export const narDigester = (method: "flat" | "recursive", algorithm: Hash.HashAl
   const events: Array<NarEvent> = []
   const scanner = new ReferenceScanner(candidates.map((c) => c.hashPart))
   let regularFile = true
+  let executable = false
   let first = true
   let size = 0
   return {
@@ -44,6 +45,7 @@ export const narDigester = (method: "flat" | "recursive", algorithm: Hash.HashAl
       decoder.push(chunk, events)
       for (const event of events) {
         if (first && event._tag !== "File") regularFile = false
+        if (first && event._tag === "File") executable = event.executable
         first = false
         if (event._tag === "Contents") caHasher!.update(event.bytes)
       }
@@ -52,7 +54,7 @@ export const narDigester = (method: "flat" | "recursive", algorithm: Hash.HashAl
     result: (): NarDigestResult => {
       const narHash = narHasher.digest()
       const found = new Set(scanner.found())
-      return { method, narHash, caHash: caHasher ? caHasher.digest() : narHash, regularFile, size, references: candidates.filter((c) => found.has(c.hashPart)) }
+      return { method, narHash, caHash: caHasher ? caHasher.digest() : narHash, regularFile, executable, size, references: candidates.filter((c) => found.has(c.hashPart)) }
     }
   }
 }
@@ -62,6 +64,8 @@ export interface NarDigestResult {
   readonly narHash: Hash.Hash
   readonly caHash: Hash.Hash
   readonly regularFile: boolean
+  /** For flat ingestion: whether the single file is executable. */
+  readonly executable: boolean
   readonly size: number
   readonly references: ReadonlyArray<StorePath.StorePath>
 }

@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "no
 import { createServer, type Server } from "node:net"
 import { join } from "node:path"
 import { Cause, Effect, Exit, Fiber, Option } from "effect"
-import { findBuildUsers, runInSandbox, type SandboxError, type SandboxSpec } from "../../src/layers/sandbox/index.ts"
+import { findBuildUsers, runInSandbox, type SandboxError, type RunSpec } from "../../src/layers/sandbox/index.ts"
 import { addBusybox } from "../support/busybox.ts"
 import { makeScratch, nix, removeScratch } from "../support/nix.ts"
 
@@ -33,7 +33,7 @@ const fakeOutput = (name: string) =>
   `/nix/store/${Array.from({ length: 32 }, () => base32[Math.floor(Math.random() * 32)]).join("")}-${name}`
 
 /** A spec running `script` (busybox as $B) with busybox as the only input. */
-const spec = (script: string, extra: Partial<SandboxSpec> = {}): SandboxSpec => {
+const spec = (script: string, extra: Partial<RunSpec> = {}): RunSpec => {
   const out = fakeOutput("escape")
   return {
     storeDir: "/nix/store",
@@ -51,7 +51,7 @@ const spec = (script: string, extra: Partial<SandboxSpec> = {}): SandboxSpec => 
 }
 
 /** Runs a spec, collecting its log; returns the exit of the build and the log. */
-const run = (s: SandboxSpec) => {
+const run = (s: RunSpec) => {
   let log = ""
   const decoder = new TextDecoder()
   return Effect.runPromise(Effect.scoped(Effect.gen(function*() {
@@ -152,7 +152,7 @@ $B mkdir $out`))
  * Starts a build in the background; `ready` resolves once its log shows "started" (or the build
  * has ended, so that a broken build fails the test's checks instead of hanging it).
  */
-const startInBackground = (s: SandboxSpec) => {
+const startInBackground = (s: RunSpec) => {
   let log = ""
   let started: () => void = () => {}
   const startedPromise = new Promise<void>((resolve) => { started = resolve })

@@ -13,7 +13,7 @@ import { createHash } from "node:crypto"
 import { lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect } from "effect"
-import { canonicalise, findBuildUsers, runInSandbox, type BuildUser, type SandboxSpec } from "../../src/layers/sandbox/index.ts"
+import { canonicalise, findBuildUsers, runInSandbox, type BuildUser, type RunSpec } from "../../src/layers/sandbox/index.ts"
 import { addBusybox } from "../support/busybox.ts"
 import { makeScratch, nix, nixBytes, nixEnv, removeScratch } from "../support/nix.ts"
 
@@ -71,7 +71,7 @@ const showDerivation = (file: string): ShownDerivation & { readonly name: string
   return { ...shown[drvPath]!, name: drvPath.slice("/nix/store/".length + 33, -".drv".length) }
 }
 
-const specOf = (drv: ShownDerivation & { readonly name: string }, extra: Partial<SandboxSpec> = {}): SandboxSpec => ({
+const specOf = (drv: ShownDerivation & { readonly name: string }, extra: Partial<RunSpec> = {}): RunSpec => ({
   storeDir: "/nix/store",
   realStoreDir: join(storeRoot, "nix/store"),
   drvName: drv.name,
@@ -102,7 +102,7 @@ const treeOf = (root: string): Record<string, string> => {
 }
 
 /** Builds with Nix and with runInSandbox; returns both outputs' trees and NAR hashes. */
-const buildBoth = (file: string, extra: (nixOutput: string) => Partial<SandboxSpec> = () => ({})) =>
+const buildBoth = (file: string, extra: (nixOutput: string) => Partial<RunSpec> = () => ({})) =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     nixBuild(file)
     const drv = showDerivation(file)
@@ -118,7 +118,7 @@ const buildBoth = (file: string, extra: (nixOutput: string) => Partial<SandboxSp
   })))
 
 /** Builds both ways, expects the same tree and NAR hash, and returns Nix's tree for further checks. */
-const expectSameOutput = async (file: string, extra?: (nixOutput: string) => Partial<SandboxSpec>) => {
+const expectSameOutput = async (file: string, extra?: (nixOutput: string) => Partial<RunSpec>) => {
   const { nix: theirs, ours } = await buildBoth(file, extra)
   expect(ours.tree).toEqual(theirs.tree)
   expect(ours.nar).toBe(theirs.nar)

@@ -18,9 +18,9 @@ import * as LocalStore from "../../src/layers/local/local-store.ts"
 import { ipfsNode } from "../../src/layers/ipfs/helia-node.ts"
 import { ipfsOptionsFromUri } from "../../src/layers/ipfs/opener.ts"
 import { openIpfsStore } from "../../src/layers/ipfs/ipfs-store.ts"
-import { builtinRegistry } from "../../src/compose/registry.ts"
 import { copyPaths } from "../../src/services/copy.ts"
-import { openStore, requireWrite, StoreRegistry } from "../../src/services/registry.ts"
+import { requireWrite } from "../../src/services/registry.ts"
+import { open } from "../support/stores.ts"
 import type { StoreReadApi } from "../../src/services/store-read.ts"
 import { parseStoreUri } from "../../src/services/store-uri.ts"
 import { addClosureOver } from "../support/closure.ts"
@@ -28,7 +28,6 @@ import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 
 const scratchDir = Effect.acquireRelease(Effect.sync(() => makeScratch("b3-ipfs-net-")), (dir) => Effect.sync(() => removeScratch(dir)))
 
-const open = (uri: string) => Effect.provideService(openStore(uri), StoreRegistry, builtinRegistry)
 /** The IPFS store itself (root CID and listening addresses included), opened from its URI. */
 const openIpfs = (uri: string) => Effect.gen(function*() {
   const parsed = yield* Effect.fromResult(parseStoreUri(uri))

@@ -12,17 +12,14 @@ import { base32 } from "multiformats/bases/base32"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { openStore, StoreRegistry } from "../../src/services/registry.ts"
-import { builtinRegistry } from "../../src/compose/registry.ts"
+import { open, openWritable } from "../support/stores.ts"
 import * as StorePath from "../../src/core/store-path.ts"
-import { storeConformance } from "./store-suite.ts"
+import { storeConformance, uriStore } from "./store-suite.ts"
 
 const scratchDir = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "b3-ipfs-"))),
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
-const open = (uri: string) => Effect.provideService(openStore(uri), StoreRegistry, builtinRegistry)
-const openWritable = (uri: string) => Effect.flatMap(open(uri), (s) => s.write ? Effect.succeed({ read: s.read, write: s.write }) : Effect.die("not writable"))
 
 /** Where blockstore-fs keeps a block: `B` + its multihash in base32, under a directory named by the last two characters. */
 const blockFile = (repo: string, cid: CID) => {
@@ -30,7 +27,7 @@ const blockFile = (repo: string, cid: CID) => {
   return join(repo, "blocks", name.slice(-2), `${name}.data`)
 }
 
-storeConformance("ipfs:// (repo on disk)", () => Effect.flatMap(scratchDir, (dir) => openWritable(`ipfs://?repo=${join(dir, "repo")}`)), { checksReferences: false })
+storeConformance("ipfs:// (repo on disk)", () => uriStore(Effect.map(scratchDir, (dir) => `ipfs://?repo=${join(dir, "repo")}`)), { checksReferences: false })
 
 describe("ipfs:// specifics", () => {
   it.effect("keeps paths in sharded directories across reopening; each write publishes a new root", () => Effect.gen(function*() {

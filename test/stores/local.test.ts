@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Stream } from "effect"
+import { Effect, Layer, Stream } from "effect"
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -7,15 +7,16 @@ import * as StorePath from "../../src/core/store-path.ts"
 import * as LocalStore from "../../src/layers/local/local-store.ts"
 import * as MemoryStore from "../../src/layers/memory.ts"
 import { removeTree } from "../../src/layers/local/fs-ops.ts"
-import { storeConformance } from "./store-suite.ts"
+import { storeConformance, uriStore } from "./store-suite.ts"
 
 const scratchRoot = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "b3-local-"))),
   (dir) => Effect.sync(() => { removeTree(dir); rmSync(dir, { recursive: true, force: true }) })
 )
 
-storeConformance("local (chroot store)", () => Effect.flatMap(scratchRoot, (root) => LocalStore.make({ root })), { checksReferences: true })
-storeConformance("local (non-default store dir)", () => Effect.flatMap(scratchRoot, (root) => LocalStore.make({ root, storeDir: "/b3/store" })), { checksReferences: true })
+storeConformance("local?root= (chroot store)", () => uriStore(Effect.map(scratchRoot, (root) => `local?root=${root}`)), { checksReferences: true })
+storeConformance("local (LocalStore.layer, non-default store dir)", () =>
+  Layer.unwrap(Effect.map(scratchRoot, (root) => LocalStore.layer({ root, storeDir: "/b3/store" }))), { checksReferences: true })
 
 describe("local store group commit", () => {
   it.effect("concurrent adds, some of the same path, each end valid once, with nothing left over", () => Effect.scoped(Effect.gen(function*() {

@@ -1,5 +1,6 @@
 import { Effect } from "effect"
 import * as MemoryStore from "../../src/layers/memory.ts"
-import { storeConformance } from "./store-suite.ts"
+import { storeConformance, uriStore } from "./store-suite.ts"
 
-storeConformance("memory", () => Effect.sync(() => MemoryStore.make()), { checksReferences: true })
+storeConformance("memory (MemoryStore.layer)", () => MemoryStore.layer(), { checksReferences: true })
+storeConformance("memory://", () => uriStore(Effect.succeed("memory://")), { checksReferences: true })

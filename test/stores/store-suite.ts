@@ -1,9 +1,9 @@
 /**
  * The StoreRead/StoreWrite conformance suite, written once and run against every layer.
- * `open` gives a fresh, empty store for each test (scoped: its resources end with the test).
+ * `layer` gives a fresh, empty store for each test (its resources end with the test).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Option, Result, type Scope, Stream } from "effect"
+import { Effect, Exit, Layer, Option, Result, type Scope, Stream } from "effect"
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -12,8 +12,10 @@ import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import { computeClosure } from "../../src/services/closure.ts"
 import type { PathInfo } from "../../src/services/path-info.ts"
-import type { StoreReadApi } from "../../src/services/store-read.ts"
-import type { StoreWriteApi } from "../../src/services/store-write.ts"
+import { StoreRead, type StoreReadApi } from "../../src/services/store-read.ts"
+import { StoreWrite, type StoreWriteApi } from "../../src/services/store-write.ts"
+import { writableStoreLayer } from "../../src/services/registry.ts"
+import { registryLayer } from "../../src/compose/registry.ts"
 import * as MemoryStore from "../../src/layers/memory.ts"
 
 export interface OpenedTestStore {
@@ -51,13 +53,22 @@ const sampleText = (name: string, text: string, references: ReadonlyArray<StoreP
   return { info, nar }
 })
 
+/**
+ * The store a URI names, through the built-in registry, as the suite's layer: `uri` makes the URI
+ * (e.g. of a fresh temporary directory) in the layer's scope.
+ */
+export const uriStore = (uri: Effect.Effect<string, unknown, Scope.Scope>): Layer.Layer<StoreRead | StoreWrite, unknown> =>
+  Layer.unwrap(Effect.map(uri, (u) => writableStoreLayer(u).pipe(Layer.provide(registryLayer))))
+
 export const storeConformance = (
   name: string,
-  open: () => Effect.Effect<OpenedTestStore, unknown, Scope.Scope>,
+  layer: () => Layer.Layer<StoreRead | StoreWrite, unknown>,
   options: ConformanceOptions
 ) => describe(`StoreRead/StoreWrite conformance: ${name}`, () => {
-  const withStore = <A, E>(f: (s: OpenedTestStore) => Effect.Effect<A, E, Scope.Scope>) =>
-    Effect.scoped(Effect.flatMap(open(), f))
+  const withStore = <A, E>(f: (s: OpenedTestStore) => Effect.Effect<A, E, Scope.Scope | StoreRead | StoreWrite>) =>
+    Effect.scoped(Effect.gen(function*() {
+      return yield* f({ read: yield* StoreRead, write: yield* StoreWrite })
+    })).pipe(Effect.provide(layer()))
 
   it.effect("addText gives Nix's text path and reads back byte for byte", () => withStore(({ read, write }) => Effect.gen(function*() {
     const info = yield* write.addText("greeting.txt", "hello world\n")
@@ -132,7 +143,7 @@ export const storeConformance = (
     const b = yield* write.addText("b", `I use ${StorePath.print(a.path, read.storeDir)}`, [a.path])
     const c = yield* write.addText("c", `I use ${StorePath.print(b.path, read.storeDir)}`, [b.path])
     expect((yield* read.queryPathInfo(c.path)).references.map(StorePath.baseName)).toEqual([StorePath.baseName(b.path)])
-    const closure = yield* computeClosure(read, [c.path])
+    const closure = yield* computeClosure([c.path])
     expect(closure.map(StorePath.baseName)).toEqual([a.path, b.path, c.path].sort(StorePath.compare).map(StorePath.baseName))
     const referrers = yield* Effect.result(read.queryReferrers(a.path))
     if (Result.isSuccess(referrers)) expect(referrers.success.map(StorePath.baseName)).toEqual([StorePath.baseName(b.path)])

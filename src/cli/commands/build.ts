@@ -1,14 +1,15 @@
 /** `b3 build` (realise derivations in the sandbox) and `b3 log` (show a build log). */
-import { Console, Effect, Option, Result, Stream } from "effect"
+import { Console, Context, Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as StorePath from "../../core/store-path.ts"
-import { StoreIoError, Unsupported } from "../../services/store-errors.ts"
-import { requireBuild } from "../../services/registry.ts"
+import { requireLogs } from "../../services/registry.ts"
+import { StoreBuild } from "../../services/store-build.ts"
+import { StoreRead } from "../../services/store-read.ts"
 import type { BuildEvent } from "../../services/store-build.ts"
 import { BadBuildTarget, NoBuildLog, resolveTarget } from "../build-targets.ts"
 import { storeFlag, substitutersFlag, switchFlag } from "../flags.ts"
 import { outputMode, printJson, rejectJson } from "../output.ts"
-import { openCliStore } from "../open-store.ts"
+import { cliBuildingStore, openCliStore } from "../open-store.ts"
 import { makeProgress } from "../progress.ts"
 import { writeStdout } from "../stdio.ts"
 import { parseTrustedKeys, trustedKeysFlag } from "../trust.ts"
@@ -30,6 +31,10 @@ const buildProgress = (quiet: boolean) => {
   return {
     onEvent: (event: BuildEvent) => {
       if (event.type === "plan") total = event.build.length
+      if (event.type === "untrusted-substitute" && !quiet) {
+        progress.done()
+        process.stderr.write(`warning: the substitute for '${event.path}' from '${event.from}' is not signed by any of the keys in 'trusted-public-keys'\n`)
+      }
       if (event.type === "building" || event.type === "substituting") running.add(event.drvPath)
       if (event.type === "built" || event.type === "substituted") { running.delete(event.drvPath); finished++ }
       if (event.type === "failed") { running.delete(event.drvPath); failed++ }
@@ -53,12 +58,11 @@ export const buildCommand = Command.make("build", {
     Argument.withDescription(".drv store paths, .drv files, or a module (.ts/.js) exporting derivations"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
   const mode = yield* outputMode
-  const store = yield* openCliStore(args.store)
-  const builder = yield* requireBuild(store)
+  const builder = yield* StoreBuild
   const substituters = yield* Effect.forEach(args.substituters.split(/\s+/).filter((s) => s.length > 0), (uri) =>
-    Effect.map(openCliStore(uri), (s) => s.read))
+    Effect.map(openCliStore(uri), Context.get(StoreRead)))
   const trustedKeys = yield* parseTrustedKeys(args.trustedPublicKeys)
-  const drvPaths = (yield* Effect.forEach(args.targets, (target) => resolveTarget(store, target))).flat()
+  const drvPaths = (yield* Effect.forEach(args.targets, resolveTarget)).flat()
   const progress = buildProgress(mode.quiet)
   const partial = new Map<string, string>()
   const decoder = new TextDecoder()
@@ -75,7 +79,7 @@ export const buildCommand = Command.make("build", {
     maxSilentSeconds: Option.getOrUndefined(args.maxSilentTime), substituters, trustedKeys, onEvent: progress.onEvent,
     ...(onLog ? { onLog } : {})
   }).pipe(Effect.ensuring(Effect.sync(progress.done)))
-  const storeDir = store.read.storeDir
+  const storeDir = (yield* StoreRead).storeDir
   if (mode.json) {
     yield* printJson(results.map((r) => ({
       drvPath: StorePath.print(r.drvPath, storeDir),
@@ -85,7 +89,7 @@ export const buildCommand = Command.make("build", {
   } else {
     for (const r of results) for (const path of Object.values(r.outputs)) yield* Console.log(StorePath.print(path, storeDir))
   }
-}))).pipe(
+})).pipe(Effect.provide(cliBuildingStore(args.store)))).pipe(
   Command.withShortDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths."),
   Command.withDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths (with --json [{\"drvPath\", \"outputs\", \"status\"}])."),
   Command.withExamples([
@@ -99,19 +103,19 @@ export const logCommand = Command.make("log", {
 }, (args) => Effect.scoped(Effect.gen(function*() {
   yield* rejectJson("b3 log", "a build log")
   const store = yield* openCliStore(args.store)
-  const storeDir = store.read.storeDir
+  const read = Context.get(store, StoreRead)
+  const storeDir = read.storeDir
   const parsed = StorePath.parse(args.path, storeDir)
   if (Result.isFailure(parsed)) return yield* parsed.failure
   let drvPath = args.path
   if (!parsed.success.name.endsWith(".drv")) {
-    const info = yield* store.read.queryPathInfo(parsed.success)
+    const info = yield* read.queryPathInfo(parsed.success)
     if (!info.deriver) return yield* new BadBuildTarget({ target: args.path, reason: "the path has no known deriver" })
     drvPath = StorePath.print(info.deriver, storeDir)
   }
-  if (!store.buildLog) return yield* new Unsupported({ store: store.read.uri, operation: "build logs" })
-  const log = store.buildLog(drvPath)
-  if (!log) return yield* new NoBuildLog({ drvPath })
-  yield* writeStdout(Stream.mapError(log, (e) => new StoreIoError({ store: store.read.uri, operation: "read build log", reason: e.message })))
+  const log = yield* (yield* requireLogs(store)).readLog(drvPath)
+  if (Option.isNone(log)) return yield* new NoBuildLog({ drvPath })
+  yield* writeStdout(log.value)
 }))).pipe(
   Command.withDescription("Show the build log of a derivation (or of the derivation that built a path)."),
   Command.withExamples([{ command: "b3 log --store /tmp/r /nix/store/…-hello", description: "the log of the build that made a path" }]))

@@ -1,5 +1,6 @@
 /** `b3 copy`: copy paths between any two stores (like `nix copy`). */
-import { Console, Effect } from "effect"
+import { Console, Context, Effect } from "effect"
+import { StoreRead } from "../../services/store-read.ts"
 import { Argument, Command, Flag } from "effect/cli"
 import * as StorePath from "../../core/store-path.ts"
 import { copyPaths, type CopyEvent } from "../../services/copy.ts"
@@ -23,10 +24,10 @@ export const copyCommand = Command.make("copy", {
   paths: Argument.String("path").pipe(Argument.variadic({ min: 1 }), Argument.withDescription("store paths to copy"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
   const mode = yield* outputMode
-  const from = yield* openCliStore(args.from)
+  const from = Context.get(yield* openCliStore(args.from), StoreRead)
   const to = yield* openCliStore(args.to)
-  const write = yield* requireWrite(to)
-  const paths = yield* Effect.forEach(args.paths, (p) => fromResult(StorePath.parse(p, from.read.storeDir)))
+  const target = { read: Context.get(to, StoreRead), write: yield* requireWrite(to) }
+  const paths = yield* Effect.forEach(args.paths, (p) => fromResult(StorePath.parse(p, from.storeDir)))
   const trustedKeys = yield* parseTrustedKeys(args.trustedPublicKeys)
   const signWith = args.secretKey._tag === "Some" ? [yield* readSecretKey(args.secretKey.value)] : []
   const progress = makeProgress("copy", mode)
@@ -42,15 +43,15 @@ export const copyCommand = Command.make("copy", {
     if (event.type === "done") { done++; bytesDone += event.narSize }
     progress.update(`${done}/${total} paths, ${mib(bytesDone)}/${mib(bytes)}, ${rate(bytesDone, started)}`)
   }
-  const result = yield* copyPaths(from.read, { read: to.read, write }, paths, {
+  const result = yield* copyPaths(from, target, paths, {
     closure: args.closure, concurrency: args.jobs, checkSigs: !args.noCheckSigs, trustedKeys, signWith, onEvent
   })
   progress.done()
   if (mode.json) {
     yield* printJson({
       type: "result",
-      copied: result.copied.map((p) => StorePath.print(p, from.read.storeDir)),
-      skipped: result.skipped.map((p) => StorePath.print(p, from.read.storeDir))
+      copied: result.copied.map((p) => StorePath.print(p, from.storeDir)),
+      skipped: result.skipped.map((p) => StorePath.print(p, from.storeDir))
     })
   } else if (!mode.quiet) {
     yield* Console.error(`copied ${result.copied.length} path(s), ${result.skipped.length} already present`)

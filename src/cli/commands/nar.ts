@@ -12,7 +12,8 @@ import { StoreIoError } from "../../services/store-errors.ts"
 import { fromResult } from "../effect-result.ts"
 import { switchFlag } from "../flags.ts"
 import { outputMode, printJson, rejectJson, UsageError } from "../output.ts"
-import { openCliStore } from "../open-store.ts"
+import { cliStore } from "../open-store.ts"
+import { StoreRead } from "../../services/store-read.ts"
 import { writeStdout } from "../stdio.ts"
 
 const stdoutError = (e: unknown) =>
@@ -80,9 +81,11 @@ const dump = Command.make("dump", {
 }, (args) => Effect.scoped(Effect.gen(function*() {
   yield* rejectJson("b3 nar dump", "a NAR")
   if (args.store._tag === "None") return yield* dumpToStdout(resolve(args.path))
-  const store = yield* openCliStore(args.store.value)
-  const path = yield* fromResult(StorePath.parse(args.path, store.read.storeDir))
-  yield* writeStdout(store.read.narFromPath(path))
+  yield* Effect.gen(function*() {
+    const store = yield* StoreRead
+    const path = yield* fromResult(StorePath.parse(args.path, store.storeDir))
+    yield* writeStdout(store.narFromPath(path))
+  }).pipe(Effect.provide(cliStore(args.store.value)))
 }))).pipe(Command.withDescription("Write the NAR serialisation of a path to stdout (like `nix-store --dump`, or `nix store dump-path` with --store)."),
   Command.withExamples([
     { command: "b3 nar dump ./src > src.nar", description: "serialise a tree" },

@@ -7,7 +7,8 @@ import { toJson, type PathInfo } from "../../services/path-info.ts"
 import { storeFlag, switchFlag } from "../flags.ts"
 import { outputMode, printJson } from "../output.ts"
 import { fromResult } from "../effect-result.ts"
-import { openCliStore } from "../open-store.ts"
+import { cliStore } from "../open-store.ts"
+import { StoreRead } from "../../services/store-read.ts"
 
 const formatSize = (n: number) => String(n).padStart(12)
 
@@ -17,17 +18,17 @@ export const pathInfoCommand = Command.make("path-info", {
   size: switchFlag("size", "print the NAR size of each path (nix path-info -s)"),
   closureSize: switchFlag("closure-size", "print the total NAR size of each path's closure (nix path-info -S)"),
   paths: Argument.String("path").pipe(Argument.variadic({ min: 1 }), Argument.withDescription("store paths"))
-}, (args) => Effect.scoped(Effect.gen(function*() {
-  const store = yield* openCliStore(args.store)
-  const storeDir = store.read.storeDir
+}, (args) => Effect.gen(function*() {
+  const store = yield* StoreRead
+  const storeDir = store.storeDir
   const roots = yield* Effect.forEach(args.paths, (p) => fromResult(StorePath.parse(p, storeDir)))
   // sorted and deduplicated, as `nix path-info` prints them
-  const paths = args.closure ? yield* computeClosure(store.read, roots)
+  const paths = args.closure ? yield* computeClosure(roots)
     : [...new Map(roots.map((p) => [StorePath.baseName(p), p])).values()].sort(StorePath.compare)
-  const infos = yield* Effect.forEach(paths, (p) => store.read.queryPathInfo(p), { concurrency: 16 })
+  const infos = yield* Effect.forEach(paths, (p) => store.queryPathInfo(p), { concurrency: 16 })
   const closureSizeOf = (info: PathInfo) => args.closureSize
-    ? Effect.flatMap(computeClosure(store.read, [info.path]), (closure) =>
-      Effect.map(Effect.forEach(closure, (p) => store.read.queryPathInfo(p), { concurrency: 16 }),
+    ? Effect.flatMap(computeClosure([info.path]), (closure) =>
+      Effect.map(Effect.forEach(closure, (p) => store.queryPathInfo(p), { concurrency: 16 }),
         (members) => members.reduce((sum, m) => sum + m.narSize, 0)))
     : Effect.succeed(undefined)
   if ((yield* outputMode).json) {
@@ -42,7 +43,7 @@ export const pathInfoCommand = Command.make("path-info", {
     if (cs !== undefined) line += `\t${formatSize(cs)}`
     yield* Console.log(line)
   }
-}))).pipe(
+}).pipe(Effect.provide(cliStore(args.store)))).pipe(
   Command.withDescription("Show the NAR hash, size, references and signatures of store paths (like `nix path-info`)."),
   Command.withExamples([
     { command: "b3 path-info --closure --size --store /tmp/r /nix/store/…-hello", description: "a path's closure with NAR sizes" },

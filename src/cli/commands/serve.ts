@@ -5,7 +5,8 @@ import { compressions } from "../../io/compression.ts"
 import { BadStoreUri } from "../../services/store-errors.ts"
 import { storeFlag } from "../flags.ts"
 import { outputMode, printJson } from "../output.ts"
-import { openCliStore } from "../open-store.ts"
+import { cliStore } from "../open-store.ts"
+import { StoreRead } from "../../services/store-read.ts"
 import { readSecretKey } from "../trust.ts"
 
 const parseListen = (listen: string) => {
@@ -22,11 +23,11 @@ export const serveCommand = Command.make("serve", {
   const mode = yield* outputMode
   const listen = parseListen(args.listen)
   if (!listen) return yield* new BadStoreUri({ uri: args.listen, reason: "--listen takes HOST:PORT, e.g. 127.0.0.1:5000" })
-  const store = yield* openCliStore(args.store)
+  const store = yield* StoreRead
   const secretKeys = args.secretKey._tag === "Some" ? [yield* readSecretKey(args.secretKey.value)] : []
   // The HTTP server is loaded here, not at start-up: no other command needs it.
   const { serveCache } = yield* Effect.promise(() => import("../../servers/http-cache.ts"))
-  const address = yield* serveCache(store.read, {
+  const address = yield* serveCache({
     ...listen,
     secretKeys,
     compression: args.compression,
@@ -34,9 +35,9 @@ export const serveCommand = Command.make("serve", {
   })
   const port = address._tag === "UnixPathAddress" ? listen.port : address.port
   const where = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${port}`
-  yield* (mode.json ? printJson({ store: store.read.uri, url: where }) : Console.log(`serving ${store.read.uri} at ${where}`))
+  yield* (mode.json ? printJson({ store: store.uri, url: where }) : Console.log(`serving ${store.uri} at ${where}`))
   return yield* Effect.never
-}))).pipe(
+})).pipe(Effect.provide(cliStore(args.store)))).pipe(
   Command.withShortDescription("Serve a store as an HTTP binary cache that Nix and b3 can read (stops cleanly on Ctrl-C)."),
   Command.withDescription("Serve a store as an HTTP binary cache that Nix and b3 can read (stops cleanly on Ctrl-C). Prints 'serving STORE at URL' (with --json {\"store\", \"url\"}) once it listens; --quiet turns the access log off."),
   Command.withExamples([

@@ -1,12 +1,14 @@
 /** `b3 store add|add-fixed|verify|gc`: working with a store's contents. */
-import { Console, Effect } from "effect"
+import { Console, Context, Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { resolve } from "node:path"
 import * as Hash from "../../core/hash.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { storeFlag, switchFlag } from "../flags.ts"
 import { outputMode, printJson } from "../output.ts"
-import { openCliStore, openWritableStore } from "../open-store.ts"
+import { cliWritableStore, openCliStore } from "../open-store.ts"
+import { StoreRead } from "../../services/store-read.ts"
+import { StoreWrite } from "../../services/store-write.ts"
 import { makeProgress, mib, rate } from "../progress.ts"
 import { requireMaintenance } from "../../services/registry.ts"
 import { StoreCorrupt } from "../../services/store-errors.ts"
@@ -18,9 +20,10 @@ const pathsArg = Argument.String("path").pipe(Argument.variadic({ min: 1 }), Arg
  * Adds each file-system path and prints its store path as soon as it is added (with --json
  * `{"path", "narHash", "narSize"}`), with a progress line on a terminal.
  */
-const addAll = (storeUri: string, paths: ReadonlyArray<string>, options?: AddPathOptions) => Effect.scoped(Effect.gen(function*() {
+const addAll = (storeUri: string, paths: ReadonlyArray<string>, options?: AddPathOptions) => Effect.gen(function*() {
   const mode = yield* outputMode
-  const { store, write } = yield* openWritableStore(storeUri)
+  const store = yield* StoreRead
+  const write = yield* StoreWrite
   const progress = makeProgress("add", mode)
   const started = Date.now()
   let bytes = 0
@@ -29,10 +32,10 @@ const addAll = (storeUri: string, paths: ReadonlyArray<string>, options?: AddPat
     const info = yield* write.addPath(resolve(file), options)
     bytes += info.narSize
     progress.done()
-    const path = StorePath.print(info.path, store.read.storeDir)
+    const path = StorePath.print(info.path, store.storeDir)
     yield* (mode.json ? printJson({ path, narHash: Hash.print(info.narHash, "sri"), narSize: info.narSize }) : Console.log(path))
   }
-}))
+}).pipe(Effect.provide(cliWritableStore(storeUri)))
 
 const add = Command.make("add", { store: storeFlag, paths: pathsArg }, (args) => addAll(args.store, args.paths)).pipe(
   Command.withDescription("Add files or trees to the store and print their store paths (like `nix-store --add`)."),
@@ -64,7 +67,7 @@ const verify = Command.make("verify", { store: storeFlag }, (args) =>
       yield* Console.log(`checked ${report.checked} paths, ${report.problems.length} problem(s)`)
     }
     if (report.problems.length > 0) {
-      return yield* new StoreCorrupt({ store: store.read.uri, reason: `${report.problems.length} path(s) failed verification` })
+      return yield* new StoreCorrupt({ store: Context.get(store, StoreRead).uri, reason: `${report.problems.length} path(s) failed verification` })
     }
   }))
 ).pipe(

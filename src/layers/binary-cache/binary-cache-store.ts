@@ -25,7 +25,7 @@ import { makeStoreWrite } from "../../services/write-helpers.ts"
 import { ListingBuilder, listingFile } from "../../nar/listing.ts"
 import type { BlobStore } from "./blob-store.ts"
 import { compress, decompress, extension, isCompression, type Compression } from "../../io/compression.ts"
-import { fromPathInfo, toPathInfo } from "./narinfo-convert.ts"
+import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
 
 export interface BinaryCacheOptions {
   readonly storeDir?: string

@@ -12,30 +12,21 @@
  * Helia and libp2p are loaded only here, when an ipfs:// store is opened (ipfs-store.ts is a
  * separate chunk of the CLI bundle and the IPFS packages stay in node_modules).
  */
-import { Effect, Result } from "effect"
+import { Effect, Layer, Result } from "effect"
 import { resolve } from "node:path"
 import * as Signature from "../../core/signature.ts"
 import { BadStoreUri, StoreIoError } from "../../services/store-errors.ts"
-import type { StoreOpener } from "../../services/registry.ts"
-import { checkParams, type StoreUri } from "../../services/store-uri.ts"
+import { openerLayer, readWriteContext, type StoreOpener } from "../../services/registry.ts"
+import type { StoreError } from "../../services/store-errors.ts"
+import type { StoreRead } from "../../services/store-read.ts"
+import type { StoreWrite } from "../../services/store-write.ts"
+import { checkParams, secondsOption, trustedKeysOption, type StoreUri } from "../../services/store-uri.ts"
 import { parseBinaryCacheOptions } from "../binary-cache/options.ts"
 import type { IpfsStoreOptions } from "./ipfs-store.ts"
 
 export const ipfsParams = ["repo", "listen", "peer", "secret-key", "trusted-public-keys", "store", "timeout"] as const
 
 const loopbackMultiaddrRe = /^\/ip4\/127\.\d{1,3}\.\d{1,3}\.\d{1,3}\/tcp\/\d{1,5}(\/p2p\/[1-9A-HJ-NP-Za-km-z]+)?$/
-
-/**
- * A parameter's last value with %-escapes decoded but `+` kept: base64 keys are full of `+`,
- * which form decoding (URLSearchParams) would turn into spaces.
- */
-const rawParam = (uri: StoreUri, name: string): string | undefined => {
-  const query = uri.raw.includes("?") ? uri.raw.slice(uri.raw.indexOf("?") + 1) : ""
-  const values = query.split("&").filter((kv) => kv.startsWith(`${name}=`)).map((kv) => kv.slice(name.length + 1))
-  const last = values[values.length - 1]
-  if (last === undefined) return undefined
-  try { return decodeURIComponent(last) } catch { return last }
-}
 
 /** The store options a URI gives (nothing is opened). */
 export const ipfsOptionsFromUri = (uri: StoreUri): Effect.Effect<IpfsStoreOptions, BadStoreUri> => Effect.gen(function*() {
@@ -56,15 +47,8 @@ export const ipfsOptionsFromUri = (uri: StoreUri): Effect.Effect<IpfsStoreOption
   if (location === "" && repoParam === null) return yield* bad("a writable IPFS store needs repo=DIR (or open a root read-only: ipfs://<CID>?…)")
   if (location !== "" && listen.length > 0) return yield* bad("listen= is for the repo's own store (ipfs://?repo=DIR&listen=…), not a root opened by CID")
   if (location !== "" && secretKeys.length > 0) return yield* bad("secret-key= signs what is written, and a root opened by CID is read-only")
-  const trusted: Array<Signature.PublicKey> = []
-  const trustedParam = rawParam(uri, "trusted-public-keys")
-  for (const text of (trustedParam ?? "").split(/\s+/).filter((k) => k !== "")) {
-    const key = Signature.parsePublicKey(text)
-    if (Result.isFailure(key)) return yield* bad(`trusted-public-keys: ${key.failure.reason}`)
-    trusted.push(key.success)
-  }
-  const timeout = uri.params.get("timeout")
-  if (timeout !== null && !(Number(timeout) > 0)) return yield* bad(`timeout must be a positive number of seconds, not '${timeout}'`)
+  const trustedKeys = yield* Effect.fromResult(trustedKeysOption(uri))
+  const timeout = yield* Effect.fromResult(secondsOption(uri, "timeout"))
   return {
     uri: uri.raw,
     repo: repoParam === null ? undefined : resolve(repoParam),
@@ -73,8 +57,8 @@ export const ipfsOptionsFromUri = (uri: StoreUri): Effect.Effect<IpfsStoreOption
     peers,
     secretKeys,
     storeDir,
-    trustedKeys: trustedParam === undefined ? undefined : trusted,
-    ...(timeout !== null ? { timeoutMs: Number(timeout) * 1000 } : {})
+    trustedKeys,
+    ...(timeout !== undefined ? { timeoutMs: timeout * 1000 } : {})
   }
 })
 
@@ -84,9 +68,17 @@ export const loadIpfsStore = () => Effect.tryPromise({
   catch: (e) => new StoreIoError({ store: "ipfs://", operation: "load the IPFS modules", reason: String(e) })
 })
 
-export const openIpfsStore: StoreOpener = (uri) => Effect.gen(function*() {
+export const openIpfsStore: StoreOpener = (uri) => Layer.effectContext(Effect.gen(function*() {
   const options = yield* ipfsOptionsFromUri(uri)
   const module = yield* loadIpfsStore()
   const store = yield* module.openIpfsStore(options)
-  return { read: store.read, write: store.write }
-})
+  return readWriteContext(store.read, store.write)
+}))
+
+/** The repo's own IPFS store (`ipfs://?repo=DIR&…`): reads and writes. */
+export const ipfsRepoLayer = (repo: string, query = ""): Layer.Layer<StoreRead | StoreWrite, StoreError | BadStoreUri> =>
+  openerLayer(openIpfsStore, `ipfs://?repo=${encodeURIComponent(repo)}${query === "" ? "" : `&${query}`}`)
+
+/** One version of an IPFS store, by its root CID (`ipfs://<CID>?…`): read-only. */
+export const ipfsRootLayer = (root: string, query = ""): Layer.Layer<StoreRead, StoreError | BadStoreUri> =>
+  openerLayer(openIpfsStore, `ipfs://${root}${query === "" ? "" : `?${query}`}`)

@@ -19,6 +19,7 @@ import * as StorePath from "../../core/store-path.ts"
 import { NarIoError, restoreNar, TargetExists } from "../../nar/fs/index.ts"
 import { NarWriter } from "../../nar/nar-writer.ts"
 import { PathNotValid, StoreIoError } from "../../services/store-errors.ts"
+import type { BuiltPath } from "../../services/build-host.ts"
 import type { PathInfo } from "../../services/path-info.ts"
 import type { AddPathOptions } from "../../services/store-write.ts"
 import { contentAddressedInfo, narDigester, narFromFileSystem } from "../../services/write-helpers.ts"
@@ -181,11 +182,6 @@ export const addPathOnePass = (ctx: AddContext) => (fsPath: string, options: Add
   }))
 
 /** A freshly built path: its info (hash, references, deriver) and where its contents are now. */
-export interface BuiltPath {
-  readonly info: PathInfo
-  readonly physicalPath: string
-}
-
 /** Moves a tree to `temp`: a rename on the same file system, else a copy through its NAR. */
 const moveToTemp = (ctx: AddContext, from: string, temp: string): Effect.Effect<void, StoreError> =>
   Effect.suspend(() => {
@@ -209,9 +205,9 @@ export const addBuilt = (ctx: AddContext, built: ReadonlyArray<BuiltPath>): Effe
       yield* checkReferences(ctx, { ...info, references: info.references.filter((r) => !own.has(StorePath.baseName(r))) })
     }
     const entries: Array<{ info: PathInfo; temp: string }> = []
-    for (const { info, physicalPath } of built) {
+    for (const { info, output } of built) {
       const temp = yield* scopedTemp(ctx, "built")
-      yield* moveToTemp(ctx, physicalPath, temp)
+      yield* (output.physicalPath === undefined ? restoreToTemp(ctx, output.nar, temp) : moveToTemp(ctx, output.physicalPath, temp))
       entries.push({ info, temp })
     }
     yield* commitTemps(ctx, entries)

@@ -14,14 +14,17 @@ import type { StoreError } from "../../services/store-errors.ts"
 import { StoreRead, type StoreReadApi } from "../../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../../services/store-write.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
-import { addBuilt, addFromNar, addPathOnePass, withGroupCommit, type AddContext, type BuiltPath } from "./add.ts"
+import { addBuilt, addFromNar, addPathOnePass, withGroupCommit, type AddContext } from "./add.ts"
 import { StoreDatabase } from "./database.ts"
 import { ioError, trySync } from "./fs-ops.ts"
 import { makeLayout, type LocalStoreLayout } from "./layout.ts"
 import { collectGarbage } from "./gc.ts"
 import { recover } from "./recovery.ts"
 import { verifyStore } from "./verify.ts"
-import type { StoreMaintenanceApi } from "../../services/store-maintenance.ts"
+import { StoreMaintenance, type StoreMaintenanceApi } from "../../services/store-maintenance.ts"
+import { BuildHost, type BuildHostApi } from "../../services/build-host.ts"
+import { BuildLogs, type BuildLogsApi } from "../../services/build-logs.ts"
+import { buildLogs, openBuildLog } from "./build-logs.ts"
 import { removeTempRoots } from "./temp-roots.ts"
 import { openDatabase } from "./schema.ts"
 
@@ -40,15 +43,16 @@ export interface LocalStore {
   readonly read: StoreReadApi
   readonly write: StoreWriteApi
   readonly maintenance: StoreMaintenanceApi
-  /** Registers a build's outputs (moved in from where the builder left them) in one transaction. */
-  readonly addBuilt: (built: ReadonlyArray<BuiltPath>) => Effect.Effect<void, StoreError>
+  /** Builds into this store: outputs are moved in from where the sandbox left them and registered in one transaction. */
+  readonly buildHost: BuildHostApi
+  readonly logs: BuildLogsApi
 }
 
 /** Nix records a derivation's known output paths (`DerivationOutputs`) when its `.drv` is registered. */
 const derivationOutputsOf = (storeDir: string) => (info: PathInfo, realPath: string): Readonly<Record<string, string>> | undefined => {
   if (!info.path.name.endsWith(Derivation.drvExtension)) return undefined
   try {
-    const parsed = Derivation.parse(readFileSync(realPath), { name: Derivation.nameFromDrvPath(info.path.name), storeDir })
+    const parsed = Derivation.parse(readFileSync(realPath), { name: Derivation.nameFromDrvPath(StorePath.baseName(info.path)), storeDir })
     if (Result.isFailure(parsed)) return undefined
     const outputs: Record<string, string> = {}
     for (const [name, output] of parsed.success.outputs) {
@@ -132,12 +136,27 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       collectGarbage: (options = {}) => trySync(uri, "collect garbage", () => collectGarbage(layout, db, options))
     }
 
-    return { layout, db, read, write, maintenance, addBuilt: (built) => addBuilt(ctx, built) }
+    const buildHost: BuildHostApi = {
+      storeDir,
+      realStoreDir: layout.realStoreDir,
+      openLog: (drvPath) => openBuildLog(layout.logDir, drvPath),
+      registerBuilt: (built) => addBuilt(ctx, built)
+    }
+
+    return { layout, db, read, write, maintenance, buildHost, logs: buildLogs(uri, layout.logDir) }
   })
 
-/** A local store providing StoreRead, StoreWrite and its own handle (verify, GC). */
-export const layer = (options: LocalStoreOptions = {}): Layer.Layer<StoreRead | StoreWrite | LocalStoreHandle, StoreIoError | StoreCorrupt> =>
+/** What a local store provides: reading, writing, hosting builds, its build logs, verify and GC, and its own handle. */
+export type LocalStoreServices = StoreRead | StoreWrite | BuildHost | BuildLogs | StoreMaintenance | LocalStoreHandle
+
+/** A local store as a layer (add the builder, e.g. through the registry, to make it build). */
+export const layer = (options: LocalStoreOptions = {}): Layer.Layer<LocalStoreServices, StoreIoError | StoreCorrupt> =>
   Layer.effectContext(Effect.map(make(options), (store) =>
-    Context.make(StoreRead, store.read).pipe(Context.add(StoreWrite, store.write), Context.add(LocalStoreHandle, store))))
+    Context.make(StoreRead, store.read).pipe(
+      Context.add(StoreWrite, store.write),
+      Context.add(BuildHost, store.buildHost),
+      Context.add(BuildLogs, store.logs),
+      Context.add(StoreMaintenance, store.maintenance),
+      Context.add(LocalStoreHandle, store))))
 
 

@@ -3,23 +3,31 @@
  * `read-only=true`) in an S3 bucket. The AWS SDK is loaded only when an s3:// store is opened
  * (sdk.ts), so other commands do not pay for it at start-up.
  */
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import type { StoreOpener } from "../../services/registry.ts"
+import { openerLayer, readWriteContext, type StoreOpener } from "../../services/registry.ts"
+import type { BadStoreUri, StoreError } from "../../services/store-errors.ts"
+import type { StoreRead } from "../../services/store-read.ts"
+import type { StoreWrite } from "../../services/store-write.ts"
 import { makeBinaryCacheStore } from "../binary-cache/binary-cache-store.ts"
 import { parseBinaryCacheOptions } from "../binary-cache/options.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
+import { readOnlyOption } from "../../services/store-uri.ts"
 import { parseS3Location, s3Params } from "./location.ts"
 import { makeS3Blobs } from "./s3-blobs.ts"
 import { loadSdk } from "./sdk.ts"
 
-export const openS3Cache: StoreOpener = (uri) => Effect.gen(function*() {
+export const openS3Cache: StoreOpener = (uri) => Layer.effectContext(Effect.gen(function*() {
   const options = yield* parseBinaryCacheOptions(uri, [...s3Params, "read-only"])
   const location = yield* Effect.fromResult(parseS3Location(uri))
-  const writable = uri.params.get("read-only") !== "1" && uri.params.get("read-only") !== "true"
+  const writable = !readOnlyOption(uri)
   const sdk = yield* Effect.tryPromise({ try: loadSdk, catch: (e) => new StoreIoError({ store: uri.raw, operation: "load the AWS SDK", reason: String(e) }) })
   const blobs = yield* makeS3Blobs(sdk, uri.raw, location, { spoolDir: join(tmpdir(), "b3-upload-spool"), createBucket: writable })
   const store = yield* makeBinaryCacheStore(blobs, { ...options, writable })
-  return { read: store.read, write: writable ? store.write : undefined }
-})
+  return readWriteContext(store.read, writable ? store.write : undefined)
+}))
+
+/** An `s3://BUCKET?…` cache that reads and writes (for read-only access, open its URI with `read-only=true`). */
+export const s3CacheLayer = (uri: string): Layer.Layer<StoreRead | StoreWrite, StoreError | BadStoreUri> =>
+  openerLayer(openS3Cache, uri)

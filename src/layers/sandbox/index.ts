@@ -9,8 +9,9 @@ export { lockBuildUser } from "./user-lock.ts"
 export { checkHost, type HostTools } from "./host.ts"
 export { builderEnvironment, passAsFileName, sandboxBuildDir } from "./environment.ts"
 export { nixSeccompFilter, nixSeccompProgram } from "./seccomp.ts"
-export type { BuildUser, SandboxResult, SandboxSpec } from "./spec.ts"
+export type { BuildUser, RunResult, RunSpec } from "./spec.ts"
 export {
   BuilderFailed, BuildSilenceTimedOut, BuildTimedOut, BuildUserUnavailable, CanonicaliseFailed, OutputMissing,
   SandboxSetupFailed, SandboxUnavailable, type SandboxError
 } from "./errors.ts"
+export { layer, make as makeBubblewrap, systems } from "./bubblewrap.ts"

@@ -19,7 +19,7 @@ import { execHelperElf, helperSteps } from "./exec-helper.ts"
 import { checkHost } from "./host.ts"
 import { makeLogTail } from "./log-tail.ts"
 import { nixSeccompFilter } from "./seccomp.ts"
-import type { BuildUser, SandboxResult, SandboxSpec } from "./spec.ts"
+import type { BuildUser, RunResult, RunSpec } from "./spec.ts"
 import { startBuild, type Completion } from "./supervisor.ts"
 import { lockBuildUser } from "./user-lock.ts"
 import { buildDirectory, workDirectory } from "./work-dirs.ts"
@@ -33,7 +33,7 @@ const strerror = (errno: number) => {
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
 /** Checks that every input and output is a store path directly in the store directory. */
-const checkPaths = (spec: SandboxSpec): Result.Result<void, string> => {
+const checkPaths = (spec: RunSpec): Result.Result<void, string> => {
   for (const [kind, paths] of [["input", spec.inputPaths], ["output", spec.outputPaths]] as const) {
     for (const path of paths) {
       const parsed = StorePath.parse(path, spec.storeDir)
@@ -75,7 +75,7 @@ interface Prepared {
 
 /** Writes the chroot tree, the build directory's files and the helper files (as root). */
 const prepare = (
-  spec: SandboxSpec, user: BuildUser, host: HostFacts, workDir: string, hostBuildDir: string, seccomp: Uint8Array
+  spec: RunSpec, user: BuildUser, host: HostFacts, workDir: string, hostBuildDir: string, seccomp: Uint8Array
 ): Prepared => {
   const rootDir = `${workDir}/root`
   const { devices, hostFiles, devPts } = host
@@ -124,7 +124,7 @@ const prepare = (
 }
 
 /** Turns how the sandbox ended into the result or the typed error. */
-const interpret = (spec: SandboxSpec, completion: Completion, logTail: string): Result.Result<void, SandboxError> => {
+const interpret = (spec: RunSpec, completion: Completion, logTail: string): Result.Result<void, SandboxError> => {
   const drvName = spec.drvName
   if (completion.limit === "timeout") return Result.fail(new BuildTimedOut({ drvName, seconds: spec.timeoutSeconds ?? 0, logTail }))
   if (completion.limit === "silence") {
@@ -155,7 +155,7 @@ const interpret = (spec: SandboxSpec, completion: Completion, logTail: string): 
  * creates (directories, the process tree) belongs to the Scope: the outputs stay where they are
  * until the scope closes; failure or interruption kills the build and removes everything.
  */
-export const runInSandbox = (spec: SandboxSpec): Effect.Effect<SandboxResult, SandboxError, Scope.Scope> =>
+export const runInSandbox = (spec: RunSpec): Effect.Effect<RunResult, SandboxError, Scope.Scope> =>
   Effect.gen(function*() {
     const drvName = spec.drvName
     const setupFailed = (reason: string) => new SandboxSetupFailed({ drvName, reason, logTail: "" })

@@ -3,7 +3,7 @@
  * their whole `.drv` graph is written as Nix writes `.drv` files (inputs first), then realised.
  */
 import { Effect, Result } from "effect"
-import { addDrvFiles } from "../build/add-derivations.ts"
+import { addDrvFiles } from "./add-derivations.ts"
 import * as Derivation from "../core/derivation/index.ts"
 import type { DerivationHandle } from "../core/derivation/values.ts"
 import * as StorePath from "../core/store-path.ts"

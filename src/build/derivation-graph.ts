@@ -1,0 +1,124 @@
+/**
+ * Reading `.drv` files out of any store (through their NAR, so caches work as well as the local
+ * store) and loading a derivation with its whole input graph, its store paths parsed once.
+ */
+import { Effect, Result, Stream } from "effect"
+import * as Derivation from "../core/derivation/index.ts"
+import * as StorePath from "../core/store-path.ts"
+import { NarDecoder } from "../nar/index.ts"
+import type { NarEvent } from "../nar/events.ts"
+import { BuildFailed } from "../services/store-build.ts"
+import type { StoreError } from "../services/store-errors.ts"
+import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
+
+/** Derivations are small; a larger "derivation" is refused rather than read into memory. */
+const maxDerivationSize = 64 * 1024 * 1024
+
+const invalid = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason: `invalid derivation: ${reason}`, logTail: "" })
+
+/** The bytes of a store path that is a single regular file. */
+const readRegularFile = (store: StoreReadApi, path: StorePath.StorePath): Effect.Effect<Uint8Array, StoreError | BuildFailed> =>
+  Effect.gen(function*() {
+    const printed = StorePath.print(path, store.storeDir)
+    const decoder = new NarDecoder()
+    const events: Array<NarEvent> = []
+    const parts: Array<Uint8Array> = []
+    let size = 0
+    let problem: string | undefined
+    const take = () => {
+      for (const event of events) {
+        if (event._tag === "File" && event.size > maxDerivationSize) problem = `larger than ${maxDerivationSize} bytes`
+        if (event._tag === "Directory" || event._tag === "Symlink") problem = "not a regular file"
+        if (event._tag === "Contents") { parts.push(event.bytes.slice()); size += event.bytes.length }
+      }
+      events.length = 0
+    }
+    yield* Stream.runForEach(store.narFromPath(path), (chunk) => Effect.suspend(() => {
+      if (problem !== undefined) return Effect.void
+      const bad = decoder.push(chunk, events)
+      if (bad) problem = bad.message
+      take()
+      return Effect.void
+    }))
+    if (problem === undefined) problem = decoder.end()?.message
+    if (problem !== undefined) return yield* invalid(printed, problem)
+    const bytes = new Uint8Array(size)
+    let offset = 0
+    for (const part of parts) { bytes.set(part, offset); offset += part.length }
+    return bytes
+  })
+
+/** Reads and parses one `.drv` from a store. */
+export const readDerivation = (store: StoreReadApi, drvPath: StorePath.StorePath): Effect.Effect<Derivation.Derivation, StoreError | BuildFailed> =>
+  Effect.flatMap(readRegularFile(store, drvPath), (bytes) => {
+    const printed = StorePath.print(drvPath, store.storeDir)
+    if (!drvPath.name.endsWith(Derivation.drvExtension)) return Effect.fail(invalid(printed, "the path does not end in .drv"))
+    const parsed = Derivation.parse(bytes, { name: Derivation.nameFromDrvPath(StorePath.baseName(drvPath)), storeDir: store.storeDir, source: printed })
+    return Result.isSuccess(parsed) ? Effect.succeed(parsed.success) : Effect.fail(invalid(printed, parsed.failure.message))
+  })
+
+/** A derivation with its store paths parsed once, as the builder uses them. */
+export interface LoadedDerivation {
+  readonly path: StorePath.StorePath
+  readonly drv: Derivation.Derivation
+  /** Input derivations with the output names used. */
+  readonly inputDrvs: ReadonlyArray<{ readonly path: StorePath.StorePath; readonly outputs: ReadonlyArray<string> }>
+  readonly inputSrcs: ReadonlyArray<StorePath.StorePath>
+  /** Output name → path, for outputs whose path is known before building (input-addressed, fixed). */
+  readonly outputPaths: ReadonlyMap<string, StorePath.StorePath>
+}
+
+/** A derivation graph: every derivation reachable from the roots, by `.drv` base name. */
+export type DerivationGraph = ReadonlyMap<string, LoadedDerivation>
+
+const parsePath = (path: string, storeDir: string, drvPath: string) =>
+  Result.mapError(StorePath.parse(path, storeDir), (e) => invalid(drvPath, e.message))
+
+/** Parses a derivation's store paths (inputs and known outputs) once. */
+const loaded = (path: StorePath.StorePath, drv: Derivation.Derivation, storeDir: string): Result.Result<LoadedDerivation, BuildFailed> => {
+  const printed = StorePath.print(path, storeDir)
+  const inputDrvs: Array<{ path: StorePath.StorePath; outputs: ReadonlyArray<string> }> = []
+  for (const [input, outputs] of drv.inputDrvs) {
+    const parsed = parsePath(input, storeDir, printed)
+    if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+    inputDrvs.push({ path: parsed.success, outputs })
+  }
+  const inputSrcs: Array<StorePath.StorePath> = []
+  for (const src of drv.inputSrcs) {
+    const parsed = parsePath(src, storeDir, printed)
+    if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+    inputSrcs.push(parsed.success)
+  }
+  const outputPaths = new Map<string, StorePath.StorePath>()
+  for (const [name, output] of drv.outputs) {
+    const known = Derivation.outputPath(output)
+    if (known === undefined) continue
+    const parsed = parsePath(known, storeDir, printed)
+    if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+    outputPaths.set(name, parsed.success)
+  }
+  return Result.succeed({ path, drv, inputDrvs, inputSrcs, outputPaths })
+}
+
+/** Loads the roots and all their input derivations from the store in the context (breadth first, several reads at once). */
+export const loadDerivationGraph = (
+  roots: ReadonlyArray<StorePath.StorePath>
+): Effect.Effect<DerivationGraph, StoreError | BuildFailed, StoreRead> => Effect.gen(function*() {
+  const store = yield* StoreRead
+  const graph = new Map<string, LoadedDerivation>()
+  let frontier = [...new Map(roots.map((r) => [StorePath.baseName(r), r])).values()]
+  while (frontier.length > 0) {
+    const found = yield* Effect.forEach(frontier, (path) => Effect.flatMap(readDerivation(store, path),
+      (drv) => Effect.fromResult(loaded(path, drv, store.storeDir))), { concurrency: 8 })
+    for (const node of found) graph.set(StorePath.baseName(node.path), node)
+    const next = new Map<string, StorePath.StorePath>()
+    for (const node of found) {
+      for (const input of node.inputDrvs) {
+        const key = StorePath.baseName(input.path)
+        if (!graph.has(key)) next.set(key, input.path)
+      }
+    }
+    frontier = [...next.values()]
+  }
+  return graph
+})
