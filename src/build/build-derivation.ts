@@ -37,6 +37,7 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<void, Bui
     const storeDir = host.storeDir
     const drvPath = StorePath.print(build.drvPath, storeDir)
     const closure = yield* computeClosure(build.inputs)
+    yield* host.addTempRoots([build.drvPath, ...closure])
     const attrs = yield* Effect.fromResult(Result.mapError(
       Derivation.structuredAttrsFiles(drv),
       (e) => new BuildFailed({ drvPath, reason: e.message, logTail: "" })))

@@ -10,6 +10,7 @@ import { pathToFileURL } from "node:url"
 import { Effect, Result, Schema } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import { importModule } from "../io/import-module.ts"
+import { shareModules } from "../io/shared-modules.ts"
 import type { DerivationHandle } from "../core/derivation/values.ts"
 import * as StorePath from "../core/store-path.ts"
 import { addDerivationText, addDrvFile } from "../build/add-derivations.ts"
@@ -51,7 +52,10 @@ const exportedDerivations = (module: Record<string, unknown>): Array<Derivation.
 }
 
 const loadModule = (target: string) => Effect.tryPromise({
-  try: () => importModule<Record<string, unknown>>(pathToFileURL(resolve(target)).href),
+  try: () => {
+    shareModules()
+    return importModule<Record<string, unknown>>(pathToFileURL(resolve(target)).href)
+  },
   catch: (e) => new BadBuildTarget({ target, reason: `loading the module failed: ${e instanceof Error ? e.message : String(e)}` })
 })
 

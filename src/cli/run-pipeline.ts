@@ -10,21 +10,9 @@
  * "@effect/platform-node": if they do not resolve from where it is, they resolve from here.
  * SIGINT/SIGTERM interrupt the program, so its scopes close and its finalizers run.
  */
-import { registerHooks } from "node:module"
+import { shareModules } from "../io/shared-modules.ts"
 
-const packageUrl = new URL("../../package.json", import.meta.url).href
-const sharedModules = /^(b3|effect|@effect\/platform-node)(\/.*)?$/
-
-registerHooks({
-  resolve: (specifier, context, nextResolve) => {
-    try {
-      return nextResolve(specifier, context)
-    } catch (error) {
-      if (!sharedModules.test(specifier) || context.parentURL === packageUrl) throw error
-      return nextResolve(specifier, { ...context, parentURL: packageUrl })
-    }
-  }
-})
+shareModules(new URL("../../package.json", import.meta.url).href)
 
 const { Cause, Effect } = await import("effect")
 const NodeRuntime = await import("@effect/platform-node/NodeRuntime")

@@ -90,6 +90,7 @@ export const make = (options: MemoryStoreOptions = {}): MemoryStore => {
   const buildHost: BuildHostApi = {
     storeDir,
     realStoreDir: storeDir,
+    addTempRoots: () => Effect.void, // nothing collects a memory store behind a program's back
     openLog: (drvPath) => Effect.sync(() => {
       const chunks: Array<Uint8Array> = []
       logs.set(drvPath, chunks)

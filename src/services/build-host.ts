@@ -5,6 +5,7 @@
  * every host also provides. The local store implements it on disk, the in-memory store in memory.
  */
 import { Context, type Effect, type Scope, type Stream } from "effect"
+import type * as StorePath from "../core/store-path.ts"
 import type { PathInfo } from "./path-info.ts"
 import type { StoreError, StoreIoError } from "./store-errors.ts"
 
@@ -32,6 +33,8 @@ export interface BuildHostApi {
   readonly storeDir: string
   /** Where store paths physically are (differs from storeDir for a chroot store). */
   readonly realStoreDir: string
+  /** Keeps paths (a build's inputs) from being collected while this process lives. */
+  readonly addTempRoots: (paths: ReadonlyArray<StorePath.StorePath>) => Effect.Effect<void, StoreError>
   /** Opens (truncating) the log of a build for the scope; a log that cannot be written is dropped, never fatal. */
   readonly openLog: (drvPath: string) => Effect.Effect<BuildLogSink, never, Scope.Scope>
   /**

@@ -128,10 +128,10 @@ export default Result.getOrThrow(derivation({ name: "sleepy-${Date.now()}", syst
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
     child.kill("SIGINT")
     expect(await exited).toBe(130)
-    const leftovers = readdirSync(tmpdir()).filter((name) => !before.has(name) && /^(b3-sandbox-|nix-build-sleepy)/.test(name))
+    const leftovers = readdirSync(tmpdir()).filter((name) => !before.has(name) && /^(b3-build-|nix-build-sleepy)/.test(name))
     expect(leftovers).toEqual([])
     const mounts = readFileSync("/proc/self/mountinfo", "utf8")
-    expect(mounts).not.toContain("b3-sandbox-")
+    expect(mounts).not.toContain("b3-build-")
     const sleepers = readdirSync("/proc").filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
       try { return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("sleep\x00600") } catch { return false }
     })

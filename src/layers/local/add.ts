@@ -12,7 +12,6 @@
  * contents.
  */
 import { Effect, Stream } from "effect"
-import { randomBytes } from "node:crypto"
 import { existsSync, lstatSync } from "node:fs"
 import { join } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
@@ -30,13 +29,18 @@ import { copyFileDurably } from "./copy-file.ts"
 import { makeGroupCommit } from "./group-commit.ts"
 import type { StoreDatabase } from "./database.ts"
 import { ioError, removeTree, rename, syncTrees, trySync } from "./fs-ops.ts"
-import { tempPrefix, type LocalStoreLayout } from "./layout.ts"
-import { addTempRoot } from "./temp-roots.ts"
+import type { LocalStoreLayout } from "./layout.ts"
+import type { NixLocks } from "./nix-locks.ts"
+import { tempName, type TempPlace } from "./temp-roots.ts"
 
 export interface AddContext {
   readonly uri: string
   readonly layout: LocalStoreLayout
   readonly db: StoreDatabase
+  /** Where temporary trees go. */
+  readonly temp: TempPlace
+  /** Nix's GC protocol: temporary roots. */
+  readonly locks: NixLocks
   /** Derivation outputs to record when a `.drv` is registered (path → output name → output path). */
   readonly derivationOutputsOf?: (info: PathInfo, realPath: string) => Readonly<Record<string, string>> | undefined
   /** Commits one restored tree, sharing the flush and transaction with concurrent adders (see `withGroupCommit`). */
@@ -53,9 +57,6 @@ export interface TempEntry {
 
 /** The context with group commit: concurrent adds share one flush to disk and one transaction. */
 export const withGroupCommit = (ctx: AddContext): AddContext => ({ ...ctx, commit: makeGroupCommit((entries) => commitTemps(ctx, entries)) })
-
-export const tempName = (layout: LocalStoreLayout, tag: string) =>
-  join(layout.realStoreDir, `${tempPrefix}${process.pid}-${tag}-${randomBytes(6).toString("hex")}`)
 
 /** Fails with PathNotValid if a reference (other than the path itself) is not valid yet. */
 const checkReferences = (ctx: AddContext, info: PathInfo) =>
@@ -80,6 +81,8 @@ const restoreToTemp = <E, R>(ctx: AddContext, nar: Stream.Stream<Uint8Array, E, 
 const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect.Effect<void, StoreError> => Effect.gen(function*() {
   for (const { temp, canonical } of entries) if (!canonical) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
   yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
+  // Temporary roots before the paths appear in the store: a collector (b3's or Nix's) keeps them.
+  yield* ctx.locks.addTempRoots(entries.map((e) => StorePath.print(e.info.path, ctx.layout.storeDir)))
   const outputs = new Map<string, Readonly<Record<string, string>>>()
   for (const { info, temp } of entries) {
     const own = ctx.derivationOutputsOf?.(info, temp)
@@ -97,9 +100,8 @@ const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect
     const garbage: Array<string> = []
     for (const { info, temp } of fresh) {
       const finalPath = join(ctx.layout.realStoreDir, StorePath.baseName(info.path))
-      if (existsSync(finalPath)) { const trash = tempName(ctx.layout, "trash"); rename(finalPath, trash); garbage.push(trash) }
+      if (existsSync(finalPath)) { const trash = tempName(ctx.temp, "trash"); rename(finalPath, trash); garbage.push(trash) }
       rename(temp, finalPath)
-      addTempRoot(ctx.layout, StorePath.print(info.path, ctx.layout.storeDir))
     }
     if (fresh.length > 0) ctx.db.register(fresh.map((e) => e.info), Math.floor(Date.now() / 1000), outputs)
     return garbage
@@ -113,7 +115,7 @@ const commitTemp = (ctx: AddContext, entry: TempEntry) =>
 /** A fresh temporary name in the store dir; whatever is left there is removed when the scope closes. */
 const scopedTemp = (ctx: AddContext, tag: string) =>
   Effect.acquireRelease(
-    Effect.sync(() => tempName(ctx.layout, tag)),
+    Effect.sync(() => tempName(ctx.temp, tag)),
     (temp) => Effect.sync(() => { try { removeTree(temp) } catch { /* recovery removes it on the next open */ } })
   )
 

@@ -1,20 +1,37 @@
 /**
- * Garbage collection of a local store. Roots are the symlinks under `gcroots/` (followed one
- * level further when they point at a symlink outside the store, like a `result` link) and the
- * temporary roots of live processes; everything their closure reaches is kept. The whole
- * collection runs in one write transaction, so no path can become valid (or referenced) in
- * between; dead paths are unregistered referrers first and their contents moved aside, then
- * removed after the commit.
+ * Garbage collection of a local store, by Nix's protocol so that Nix and b3 can share the store:
+ * the collector holds `gc.lock` exclusively, serves `gc-socket/socket` for roots other processes
+ * add while it runs, and reads the temporary roots of live processes (nix-locks.ts). Roots are also
+ * the symlinks under `gcroots/` (followed one level further when they point at a symlink outside
+ * the store, like a `result` link); everything their closure reaches is kept.
+ *
+ * Deciding and deleting happen in one write transaction: no path can become valid (or referenced)
+ * in between, and a root that arrives on the socket is handled either before (kept) or after (the
+ * path is already invalid, as the client then sees). Dead paths are unregistered referrers first
+ * and their contents moved aside, then removed after the commit. Store entries that are not valid
+ * and not anyone's temporary root (what a crashed adder left) are removed too; names that are not
+ * store paths (Nix's `add-*` directories while it adds, b3's own temporaries) are never touched.
  */
-import { lstatSync, readdirSync, readlinkSync } from "node:fs"
+import { Effect, Option, Result, type Scope } from "effect"
+import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync } from "node:fs"
+import { createServer, type Server } from "node:net"
 import { dirname, join, resolve } from "node:path"
-import type { StoreDatabase } from "./database.ts"
-import { removeTree, rename } from "./fs-ops.ts"
-import type { LocalStoreLayout } from "./layout.ts"
-import { readTempRoots } from "./temp-roots.ts"
-import { tempName } from "./add.ts"
+import * as StorePath from "../../core/store-path.ts"
 import type { GcResult } from "../../services/store-maintenance.ts"
+import type { StoreIoError } from "../../services/store-errors.ts"
+import type { StoreDatabase } from "./database.ts"
+import { removeTree, rename, trySync } from "./fs-ops.ts"
+import type { LocalStoreLayout } from "./layout.ts"
+import type { NixLocks } from "./nix-locks.ts"
+import { liveTempRoots, tempName, type TempPlace } from "./temp-roots.ts"
 
+export interface GcContext {
+  readonly uri: string
+  readonly layout: LocalStoreLayout
+  readonly db: StoreDatabase
+  readonly locks: NixLocks
+  readonly temp: TempPlace
+}
 
 /** The store path (logical, full) a file-system path lies in, if any. */
 const storePathOf = (layout: LocalStoreLayout, target: string): string | undefined => {
@@ -24,6 +41,7 @@ const storePathOf = (layout: LocalStoreLayout, target: string): string | undefin
   return name ? prefix + name : undefined
 }
 
+/** The permanent roots: store paths the links under `gcroots/` lead to. */
 export const findRoots = (layout: LocalStoreLayout): ReadonlyArray<string> => {
   const roots = new Set<string>()
   const stack = [layout.gcRootsDir]
@@ -50,10 +68,6 @@ export const findRoots = (layout: LocalStoreLayout): ReadonlyArray<string> => {
       if (root) roots.add(root)
     }
   }
-  for (const path of readTempRoots(layout)) {
-    const root = storePathOf(layout, path)
-    if (root) roots.add(root)
-  }
   return [...roots].sort()
 }
 
@@ -69,50 +83,107 @@ const sizeOf = (path: string): number => {
   return total
 }
 
-export const collectGarbage = (layout: LocalStoreLayout, db: StoreDatabase, options: { readonly dryRun?: boolean } = {}): GcResult => {
-  const trash: Array<string> = []
-  const result = db.immediate(() => {
-    const roots = findRoots(layout)
-    const valid = new Set(db.allValidPaths())
-    const live = new Set<string>()
-    const frontier = roots.filter((r) => valid.has(r))
-    for (const r of frontier) live.add(r)
-    while (frontier.length > 0) {
-      const path = frontier.pop()!
-      for (const ref of db.referencesOf(path)) if (!live.has(ref)) { live.add(ref); frontier.push(ref) }
-    }
-    const dead = [...valid].filter((p) => !live.has(p))
-    // Unregister referrers before what they refer to (Refs' "on delete restrict").
-    const deadSet = new Set(dead)
-    const order: Array<string> = []
-    const done = new Set<string>()
-    const visit = (start: string) => {
-      const stack: Array<{ path: string; referrers: ReadonlyArray<string>; next: number }> = []
-      const push = (p: string) => { done.add(p); stack.push({ path: p, referrers: db.referrersOfPath(p).filter((r) => deadSet.has(r) && r !== p), next: 0 }) }
-      push(start)
-      while (stack.length > 0) {
-        const top = stack[stack.length - 1]!
-        if (top.next < top.referrers.length) {
-          const r = top.referrers[top.next++]!
-          if (!done.has(r)) push(r)
-        } else { stack.pop(); order.push(top.path) }
-      }
-    }
-    for (const p of dead.sort()) if (!done.has(p)) visit(p)
-    let bytesFreed = 0
-    for (const path of order) {
-      const physical = join(layout.realStoreDir, path.slice(layout.storeDir.length + 1))
-      try { bytesFreed += sizeOf(physical) } catch { /* contents already missing */ }
-      if (options.dryRun) continue
-      db.deletePath(path)
-      try {
-        const aside = tempName(layout, "gc")
-        rename(physical, aside)
-        trash.push(aside)
-      } catch { /* contents already missing */ }
-    }
-    return { roots, deleted: order, bytesFreed }
-  })
-  for (const path of trash) removeTree(path)
-  return result
+/**
+ * The collector's socket (`gc-socket/socket`): each line a store path that a process has just made a
+ * temporary root, answered with `1`. Lines are handled between JavaScript turns, so never in the
+ * middle of the deciding-and-deleting transaction.
+ */
+const rootsServer = (layout: LocalStoreLayout, uri: string): Effect.Effect<Set<string>, StoreIoError, Scope.Scope> => {
+  const socketPath = join(layout.stateDir, "gc-socket", "socket")
+  const hashParts = new Set<string>()
+  return Effect.acquireRelease(
+    trySync(uri, "listen on the GC socket", () => {
+      mkdirSync(dirname(socketPath), { recursive: true })
+      rmSync(socketPath, { force: true })
+      const server = createServer((connection) => {
+        let pending = ""
+        connection.setEncoding("utf8")
+        connection.on("error", () => connection.destroy())
+        connection.on("data", (data: string) => {
+          pending += data
+          let end: number
+          while ((end = pending.indexOf("\n")) >= 0) {
+            const path = pending.slice(0, end)
+            pending = pending.slice(end + 1)
+            const base = path.slice(path.lastIndexOf("/") + 1)
+            hashParts.add(base.slice(0, 32))
+            connection.write("1")
+          }
+          if (pending.length > 4096) connection.destroy()
+        })
+      })
+      server.listen(socketPath)
+      return server
+    }).pipe(Effect.flatMap((server) => Effect.callback<Server, StoreIoError>((resume) => {
+      if (server.listening) return resume(Effect.succeed(server))
+      server.once("listening", () => resume(Effect.succeed(server)))
+    }))),
+    (server) => Effect.callback<void>((resume) => {
+      server.close(() => resume(Effect.void))
+      rmSync(socketPath, { force: true })
+    })
+  ).pipe(Effect.as(hashParts))
 }
+
+export const collectGarbage = (ctx: GcContext, options: { readonly dryRun?: boolean } = {}): Effect.Effect<GcResult, StoreIoError> =>
+  Effect.scoped(Effect.gen(function*() {
+    const { layout, db } = ctx
+    yield* ctx.locks.gcLock
+    const socketRoots = yield* rootsServer(layout, ctx.uri)
+    const tempRoots = new Set((yield* liveTempRoots(layout, ctx.locks)).map((p) => p.slice(layout.storeDir.length + 1, layout.storeDir.length + 33)))
+    const trash: Array<string> = []
+    const result = yield* trySync(ctx.uri, "collect garbage", () => db.immediate(() => {
+      const rooted = (hashPart: string) => tempRoots.has(hashPart) || socketRoots.has(hashPart)
+      const roots = findRoots(layout)
+      const valid = new Set(db.allValidPaths())
+      const live = new Set<string>()
+      const hashPartOf = (path: string) => path.slice(layout.storeDir.length + 1, layout.storeDir.length + 33)
+      const frontier = [...roots.filter((r) => valid.has(r)), ...[...valid].filter((p) => rooted(hashPartOf(p)))]
+      for (const r of frontier) live.add(r)
+      while (frontier.length > 0) {
+        const path = frontier.pop()!
+        for (const ref of db.referencesOf(path)) if (!live.has(ref)) { live.add(ref); frontier.push(ref) }
+      }
+      const dead = [...valid].filter((p) => !live.has(p))
+      // Unregister referrers before what they refer to (Refs' "on delete restrict").
+      const deadSet = new Set(dead)
+      const order: Array<string> = []
+      const done = new Set<string>()
+      const visit = (start: string) => {
+        const stack: Array<{ path: string; referrers: ReadonlyArray<string>; next: number }> = []
+        const push = (p: string) => { done.add(p); stack.push({ path: p, referrers: db.referrersOfPath(p).filter((r) => deadSet.has(r) && r !== p), next: 0 }) }
+        push(start)
+        while (stack.length > 0) {
+          const top = stack[stack.length - 1]!
+          if (top.next < top.referrers.length) {
+            const r = top.referrers[top.next++]!
+            if (!done.has(r)) push(r)
+          } else { stack.pop(); order.push(top.path) }
+        }
+      }
+      for (const p of dead.sort()) if (!done.has(p)) visit(p)
+      // Invalid entries nobody is adding: a store path's name, no row, no temporary root, no lock.
+      const present = readdirSync(layout.realStoreDir)
+      const names = new Set(present)
+      const invalid = present.filter((name) => {
+        if (name.startsWith(".") || names.has(`${name}.lock`) || name.endsWith(".lock")) return false
+        const parsed = StorePath.parseBaseName(name)
+        return Result.isSuccess(parsed) && !valid.has(`${layout.storeDir}/${name}`) && !rooted(parsed.success.hashPart)
+      }).map((name) => `${layout.storeDir}/${name}`)
+      let bytesFreed = 0
+      for (const path of [...order, ...invalid]) {
+        const physical = join(layout.realStoreDir, path.slice(layout.storeDir.length + 1))
+        try { bytesFreed += sizeOf(physical) } catch { /* contents already missing */ }
+        if (options.dryRun) continue
+        if (valid.has(path)) db.deletePath(path)
+        try {
+          const aside = tempName(ctx.temp, "gc")
+          rename(physical, aside)
+          trash.push(aside)
+        } catch { /* contents already missing */ }
+      }
+      return { roots, deleted: [...order, ...invalid], bytesFreed }
+    }))
+    for (const path of trash) removeTree(path)
+    return result
+  }))

@@ -37,6 +37,3 @@ export const makeLayout = (options: { readonly root?: string; readonly storeDir:
     logDir: options.logDir ?? join(root || "/", "nix/var/log/nix")
   }
 }
-
-/** Temporary entries b3 makes inside the store dir start with this (never a valid store path: it starts with a period). */
-export const tempPrefix = ".b3-tmp-"

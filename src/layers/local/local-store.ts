@@ -25,7 +25,8 @@ import { StoreMaintenance, type StoreMaintenanceApi } from "../../services/store
 import { BuildHost, type BuildHostApi } from "../../services/build-host.ts"
 import { BuildLogs, type BuildLogsApi } from "../../services/build-logs.ts"
 import { buildLogs, openBuildLog } from "./build-logs.ts"
-import { removeTempRoots } from "./temp-roots.ts"
+import { makeNixLocks } from "./nix-locks.ts"
+import { tempPlace, tempRootsFile } from "./temp-roots.ts"
 import { openDatabase } from "./schema.ts"
 
 export interface LocalStoreOptions {
@@ -91,11 +92,12 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
     const storeDir = options.storeDir ?? StorePath.defaultStoreDir
     const uri = uriOf(options)
     const layout = makeLayout({ storeDir, ...(options.root ? { root: options.root } : {}), ...(options.stateDir ? { stateDir: options.stateDir } : {}) })
-    const db = yield* Effect.acquireRelease(openFiles(uri, layout), (db) => Effect.sync(() => {
-      db.close()
-      removeTempRoots(layout)
-    }))
-    yield* trySync(uri, "recover store", () => recover(layout, db))
+    const db = yield* Effect.acquireRelease(openFiles(uri, layout), (db) => Effect.sync(() => db.close()))
+    const temp = yield* trySync(uri, "open store", () => tempPlace(layout))
+    yield* trySync(uri, "recover store", () => recover(layout, temp))
+    const locks = yield* makeNixLocks(uri, {
+      rootsFile: tempRootsFile(layout), gcLockFile: join(layout.stateDir, "gc.lock"), gcSocket: join(layout.stateDir, "gc-socket", "socket")
+    })
 
     const print = (path: StorePath.StorePath) => StorePath.print(path, storeDir)
     const notValid = (path: StorePath.StorePath) => new PathNotValid({ path: print(path), store: uri })
@@ -122,7 +124,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       queryReferrers: (path) => trySync(uri, "query referrers", () => parsePaths(db.referrers(path)).sort(StorePath.compare))
     }
 
-    const ctx: AddContext = withGroupCommit({ uri, layout, db, derivationOutputsOf: derivationOutputsOf(storeDir) })
+    const ctx: AddContext = withGroupCommit({ uri, layout, db, temp, locks, derivationOutputsOf: derivationOutputsOf(storeDir) })
     const write = makeStoreWrite(read, {
       addToStore: (info, nar) => addFromNar(ctx, info, nar),
       addSignatures: (path, signatures) => Effect.gen(function*() {
@@ -133,14 +135,15 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
 
     const maintenance: StoreMaintenanceApi = {
       verify: (options = {}) => verifyStore(layout, db, options),
-      collectGarbage: (options = {}) => trySync(uri, "collect garbage", () => collectGarbage(layout, db, options))
+      collectGarbage: (options = {}) => collectGarbage({ uri, layout, db, locks, temp }, options)
     }
 
     const buildHost: BuildHostApi = {
       storeDir,
       realStoreDir: layout.realStoreDir,
       openLog: (drvPath) => openBuildLog(layout.logDir, drvPath),
-      registerBuilt: (built) => addBuilt(ctx, built)
+      registerBuilt: (built) => addBuilt(ctx, built),
+      addTempRoots: (paths) => locks.addTempRoots(paths.map(print))
     }
 
     return { layout, db, read, write, maintenance, buildHost, logs: buildLogs(uri, layout.logDir) }

@@ -1,40 +1,31 @@
 /**
- * Startup recovery of a local store: temporary trees of b3 processes that are gone are removed,
- * and store entries without a database row (contents of an add that crashed between rename and
- * commit) are removed, inside a write transaction so no live adder is racing it. Entries Nix is
- * adding right now (it holds `<path>.lock`) are left alone.
+ * Startup recovery of a local store: the temporary trees that b3 processes which are gone left
+ * behind are removed. Nothing else is touched: every name removed is one of b3's own temporary
+ * names (`<pid>-<tag>-<random>` in b3's temporary directory, `.b3-tmp-<pid>-…` in the store
+ * directory) whose owner is provably dead (no process has that pid). Entries of other programs —
+ * Nix's `add-*` and `*.chroot` directories while it adds or builds — are never removed here; a store
+ * entry left without a database row by a crashed adder is garbage that the collector removes.
  */
-import { existsSync, readdirSync } from "node:fs"
+import { readdirSync } from "node:fs"
 import { join } from "node:path"
-import type { StoreDatabase } from "./database.ts"
 import { removeTree } from "./fs-ops.ts"
-import { tempPrefix, type LocalStoreLayout } from "./layout.ts"
-import { processAlive } from "./temp-roots.ts"
+import type { LocalStoreLayout } from "./layout.ts"
+import { processAlive, tempOwner, type TempPlace } from "./temp-roots.ts"
 
-export interface RecoveryReport {
-  readonly removedTemporaries: number
-  readonly removedUnregistered: number
-}
+/** Where b3 put temporary trees in earlier versions (and still does when b3-tmp is on another file system). */
+const legacyPlace = (layout: LocalStoreLayout): TempPlace => ({ dir: layout.realStoreDir, prefix: ".b3-tmp-" })
 
-export const recover = (layout: LocalStoreLayout, db: StoreDatabase): RecoveryReport =>
-  db.immediate(() => {
-    let removedTemporaries = 0
-    let removedUnregistered = 0
-    const entries = readdirSync(layout.realStoreDir)
-    const present = new Set(entries)
-    const valid = new Set(db.allValidPaths().map((p) => p.slice(layout.storeDir.length + 1)))
-    for (const name of entries) {
-      if (name.startsWith(tempPrefix)) {
-        const pid = Number(name.slice(tempPrefix.length).split("-")[0])
-        if (!Number.isInteger(pid) || !processAlive(pid)) { removeTree(join(layout.realStoreDir, name)); removedTemporaries++ }
-        continue
-      }
-      if (name.startsWith(".") || name.endsWith(".lock") || valid.has(name)) continue
-      if (present.has(`${name}.lock`)) continue
-      removeTree(join(layout.realStoreDir, name))
-      removedUnregistered++
+/** Removes dead processes' temporary trees; gives how many were removed. */
+export const recover = (layout: LocalStoreLayout, place: TempPlace): number => {
+  let removed = 0
+  const places = place.dir === layout.realStoreDir ? [place] : [place, legacyPlace(layout)]
+  for (const { dir, prefix } of places) {
+    for (const name of readdirSync(dir)) {
+      const owner = tempOwner({ dir, prefix }, name)
+      if (owner === undefined || processAlive(owner)) continue
+      removeTree(join(dir, name))
+      removed++
     }
-    return { removedTemporaries, removedUnregistered }
-  })
-
-export const needsStoreDir = (layout: LocalStoreLayout): boolean => !existsSync(layout.realStoreDir)
+  }
+  return removed
+}

@@ -19,6 +19,7 @@ import { checkHost } from "./host.ts"
 import { runInSandbox } from "./run.ts"
 import type { BuildUser } from "./spec.ts"
 import { lockBuildUser } from "./user-lock.ts"
+import { reclaimBuildDirectories } from "./work-dirs.ts"
 
 /** The platforms this machine builds for (x86-64 Linux, and i686 through the personality syscall). */
 export const systems = ["x86_64-linux", "i686-linux"] as const
@@ -33,6 +34,7 @@ const builtOutput = (physicalPath: string): BuiltOutput => ({
 
 export const make: Effect.Effect<SandboxApi, never, Scope.Scope> = Effect.gen(function*() {
   const scope = yield* Effect.scope
+  yield* reclaimBuildDirectories
   let user: BuildUser | undefined
   const once = Semaphore.makeUnsafe(1)
   const buildUser = (drvPath: string) => once.withPermits(1)(Effect.suspend(() => user !== undefined ? Effect.succeed(user) : Effect.gen(function*() {

@@ -22,7 +22,7 @@ import { nixSeccompFilter } from "./seccomp.ts"
 import type { BuildUser, RunResult, RunSpec } from "./spec.ts"
 import { startBuild, type Completion } from "./supervisor.ts"
 import { lockBuildUser } from "./user-lock.ts"
-import { buildDirectory, workDirectory } from "./work-dirs.ts"
+import { buildDirectory, buildParent, workDirectory } from "./work-dirs.ts"
 
 /** The C library's wording ("No such file or directory"); libuv's is the same, lower-cased. */
 const strerror = (errno: number) => {
@@ -166,8 +166,9 @@ export const runInSandbox = (spec: RunSpec): Effect.Effect<RunResult, SandboxErr
     if (Result.isFailure(seccomp)) return yield* setupFailed(seccomp.failure)
     const user = yield* lockBuildUser(spec.buildUser !== undefined ? [spec.buildUser] : yield* ensureBuildUsers(), tools, drvName)
 
-    const workDir = yield* workDirectory(drvName)
-    const hostBuildDir = yield* buildDirectory(drvName, user.uid, user.gid)
+    const parent = yield* buildParent(drvName)
+    const workDir = yield* workDirectory(parent, drvName)
+    const hostBuildDir = yield* buildDirectory(parent, drvName, user.uid, user.gid)
     const host = hostFacts()
     const prepared = yield* Effect.try({
       try: () => prepare(spec, user, host, workDir, hostBuildDir, seccomp.success),

@@ -1,12 +1,12 @@
 /**
- * The two host directories of a build, as Scope resources that are removed when the scope closes:
- * the work directory (chroot tree, mount points, helper files) and the build directory
- * (`nix-build-<name>.drv-N` in the temp dir, like Nix's), which the builder sees as /build.
+ * The host directories of a build, in one directory of its own that is removed when the scope
+ * closes: the work directory (chroot tree, mount points, helper files) and the build directory
+ * (`nix-build-<name>.drv-0`, like Nix's), which the builder sees as /build.
  */
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect, Result } from "effect"
+import { Effect } from "effect"
 import type { Scope } from "effect"
 import { SandboxSetupFailed } from "./errors.ts"
 
@@ -48,50 +48,70 @@ export const removeTree = (dir: string): Effect.Effect<void> =>
     rmSync(dir, { recursive: true, force: true })
   }).pipe(Effect.ignore)
 
-/** A fresh root-owned 0755 work directory under the temp dir. */
-export const workDirectory = (drvName: string): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> =>
+/** The prefix of each build's own directory in the temp dir: `b3-build-<pid>-<random>`. */
+const buildPrefix = "b3-build-"
+
+const processAlive = (pid: number): boolean => {
+  try { process.kill(pid, 0); return true } catch (e) { return (e as NodeJS.ErrnoException).code === "EPERM" }
+}
+
+/**
+ * Removes the build directories of b3 processes that are gone (killed before they could clean up):
+ * only `b3-build-<pid>-…` names whose pid no process has. Their mounts lived in namespaces that died
+ * with them, so nothing is mounted there any more (removeTree checks).
+ */
+export const reclaimBuildDirectories: Effect.Effect<void> = Effect.gen(function*() {
+  let names: Array<string> = []
+  try { names = readdirSync(tmpdir()) } catch { return }
+  for (const name of names) {
+    if (!name.startsWith(buildPrefix)) continue
+    const pid = Number(name.slice(buildPrefix.length).split("-")[0])
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !processAlive(pid)) yield* removeTree(join(tmpdir(), name))
+  }
+})
+
+/**
+ * A build's own directory in the temp dir, named after this process so that a later b3 can reclaim
+ * it if this one is killed: it holds the work directory and the build directory. Removed when the
+ * scope closes.
+ */
+export const buildParent = (drvName: string): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.try({
       try: () => {
-        const dir = mkdtempSync(join(tmpdir(), "b3-sandbox-"))
+        const dir = mkdtempSync(join(tmpdir(), `${buildPrefix}${process.pid}-`))
         chmodSync(dir, 0o755)
         return dir
       },
-      catch: setupError(drvName, "creating the work directory")
+      catch: setupError(drvName, "creating the build's directory")
     }),
     removeTree
   )
 
-/**
- * Nix's build directory name: <temp dir>/nix-build-<name>.drv-<n>, the first n that is free
- * (mkdir decides, so concurrent builds of equally named derivations get different n).
- */
-const createBuildDir = (drvName: string): Result.Result<string, unknown> => {
-  for (let n = 0; n < 100000; n++) {
-    const dir = join(tmpdir(), `nix-build-${drvName}.drv-${n}`)
-    try {
-      mkdirSync(dir)
-      return Result.succeed(dir)
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") return Result.fail(e)
-    }
-  }
-  return Result.fail(new Error(`no free name nix-build-${drvName}.drv-<n> in ${tmpdir()}`))
-}
+/** The root-owned 0755 work directory (chroot tree, mount points, helper files) in the build's directory. */
+export const workDirectory = (parent: string, drvName: string): Effect.Effect<string, SandboxSetupFailed> =>
+  Effect.try({
+    try: () => {
+      const dir = join(parent, "work")
+      mkdirSync(dir, { mode: 0o755 })
+      chmodSync(dir, 0o755)
+      return dir
+    },
+    catch: setupError(drvName, "creating the work directory")
+  })
 
 const setupError = (drvName: string, what: string) => (e: unknown) =>
   new SandboxSetupFailed({ drvName, reason: `${what}: ${e instanceof Error ? e.message : String(e)}`, logTail: "" })
 
-/** The build directory: mode 0700, owned by the build user. */
-export const buildDirectory = (drvName: string, uid: number, gid: number): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.suspend(() => Effect.fromResult(createBuildDir(drvName))).pipe(
-      Effect.flatMap((dir) => Effect.try(() => {
-        chmodSync(dir, 0o700)
-        chownSync(dir, uid, gid)
-        return dir
-      }).pipe(Effect.onError(() => removeTree(dir)))),
-      Effect.mapError(setupError(drvName, "creating the build directory"))
-    ),
-    removeTree
-  )
+/** The build directory, Nix's `nix-build-<name>.drv-0` (in the build's own directory): mode 0700, owned by the build user. */
+export const buildDirectory = (parent: string, drvName: string, uid: number, gid: number): Effect.Effect<string, SandboxSetupFailed> =>
+  Effect.try({
+    try: () => {
+      const dir = join(parent, `nix-build-${drvName}.drv-0`)
+      mkdirSync(dir)
+      chmodSync(dir, 0o700)
+      chownSync(dir, uid, gid)
+      return dir
+    },
+    catch: setupError(drvName, "creating the build directory")
+  })

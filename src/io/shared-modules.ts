@@ -1,0 +1,41 @@
+/**
+ * Users' modules (pipelines, build modules) import `b3`, `b3/derivation`, `effect` and
+ * `@effect/platform-node`. Where those do not resolve from the module's own directory (a module
+ * outside any project that installs them), they resolve from this package, so a module works from
+ * anywhere.
+ */
+import { existsSync, readFileSync } from "node:fs"
+import { registerHooks } from "node:module"
+import { dirname, join } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+
+const sharedModules = /^(b3|effect|@effect\/platform-node)(\/.*)?$/
+
+/** This package's package.json (found upwards from this code, in src/ or a bundle in dist/), as a URL. */
+export const packageJsonUrl = (from: string = import.meta.url): string | undefined => {
+  for (let dir = dirname(fileURLToPath(from)); ; dir = dirname(dir)) {
+    const candidate = join(dir, "package.json")
+    try {
+      if (existsSync(candidate) && (JSON.parse(readFileSync(candidate, "utf8")) as { name?: string }).name === "b3") return pathToFileURL(candidate).href
+    } catch { /* not ours */ }
+    if (dirname(dir) === dir) return undefined
+  }
+}
+
+let shared = false
+
+/** Resolves the shared modules from this package when they do not resolve from where they are imported (once a process). */
+export const shareModules = (packageUrl: string | undefined = packageJsonUrl()): void => {
+  if (shared || packageUrl === undefined) return
+  shared = true
+  registerHooks({
+    resolve: (specifier, context, nextResolve) => {
+      try {
+        return nextResolve(specifier, context)
+      } catch (error) {
+        if (!sharedModules.test(specifier) || context.parentURL === packageUrl) throw error
+        return nextResolve(specifier, { ...context, parentURL: packageUrl })
+      }
+    }
+  })
+}
