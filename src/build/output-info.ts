@@ -41,27 +41,16 @@ const digestOf = (
 
 const failed = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason, logTail: "" })
 
-/**
- * Orders outputs so each comes after the outputs it refers to (`topoSortInfos`); in that order a
- * reference to a later output can only close a cycle, which fails as Nix reports it.
- */
+/** Orders outputs so each comes after the outputs it refers to; a cycle between outputs fails as Nix reports it. */
 const orderOutputs = (drvPath: string, infos: ReadonlyArray<{ readonly name: string; readonly info: PathInfo }>) => {
   const nameOf = new Map(infos.map((o) => [StorePath.baseName(o.info.path), o.name]))
-  const ordered = topoSortInfos(infos.map((o) => o.info))
-  const position = new Map(ordered.map((info, index) => [StorePath.baseName(info.path), index]))
-  for (const [index, info] of ordered.entries()) {
-    for (const ref of info.references) {
-      if ((position.get(StorePath.baseName(ref)) ?? -1) > index) {
-        return Effect.fail(failed(drvPath,
-          `cycle detected in the references of output '${nameOf.get(StorePath.baseName(ref))}' from output '${nameOf.get(StorePath.baseName(info.path))}'`))
-      }
-    }
-  }
-  return Effect.succeed(ordered)
+  const baseName = (path: string) => path.slice(path.lastIndexOf("/") + 1)
+  return Effect.mapError(Effect.fromResult(topoSortInfos(infos.map((o) => o.info))), (cycle) => failed(drvPath,
+    `cycle detected in the references of output '${nameOf.get(baseName(cycle.path))}' from output '${nameOf.get(baseName(cycle.referrer))}'`))
 }
 
 /** Hashes, scans and checks every output; gives them in an order they can be registered in. */
-export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<ReadonlyArray<BuiltPath>, BuildError | StoreIoError> =>
+export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<ReadonlyArray<BuiltPath>, BuildError> =>
   Effect.gen(function*() {
     const { drv, storeDir } = outputs
     const drvPath = StorePath.print(outputs.drvPath, storeDir)
@@ -73,7 +62,9 @@ export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<ReadonlyA
       if (built === undefined) return yield* failed(drvPath, `builder for '${drvPath}' failed to produce output path '${printed}'`)
       const output = drv.outputs.get(name)
       const fixed = output?._tag === "Fixed" ? output : undefined
-      const digest = yield* digestOf(built, fixed?.method ?? "recursive", fixed?.hash.algorithm ?? "sha256", candidates)
+      // An output the NAR format cannot hold (a FIFO, a socket) fails the build, as in Nix.
+      const digest = yield* digestOf(built, fixed?.method ?? "recursive", fixed?.hash.algorithm ?? "sha256", candidates).pipe(
+        Effect.mapError((e) => failed(drvPath, `output '${printed}': ${e.reason}`)))
       if (fixed?.method === "flat" && (!digest.regularFile || digest.executable)) {
         return yield* failed(drvPath, `output path '${printed}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)`)
       }

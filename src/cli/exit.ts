@@ -40,6 +40,7 @@ const exitCodeByTag: Record<string, ExitCode> = {
   BuildTimedOut: ExitCode.buildFailed,
   BuildSilenceTimedOut: ExitCode.buildFailed,
   BadPipeline: ExitCode.badInput,
+  ReferenceCycle: ExitCode.failure,
   ServiceUnavailable: ExitCode.badInput
 }
 
@@ -68,7 +69,26 @@ const platformErrorMessage = (reason: { _tag?: unknown; pathOrDescriptor?: unkno
   return `${String(reason.pathOrDescriptor)}: ${words}`
 }
 
-export const messageOf = (error: unknown): string => {
+/** Longest line of an error message shown; what a cache or builder sent can be any length. */
+const maxLineLength = 500
+const maxLines = 60
+
+/**
+ * An error message safe for a terminal: control characters (ESC, BEL, …: what a hostile cache or
+ * builder may put in a field) escaped as `\xNN`, each line cut at `maxLineLength` characters and the
+ * message at `maxLines` lines, saying how much was left out.
+ */
+export const sanitizeMessage = (message: string): string => {
+  const lines = message.split("\n")
+  const shown = lines.slice(0, maxLines).map((line) => {
+    const escaped = line.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
+    return escaped.length > maxLineLength ? `${escaped.slice(0, maxLineLength)}… (${escaped.length - maxLineLength} more characters)` : escaped
+  })
+  if (lines.length > maxLines) shown.push(`… (${lines.length - maxLines} more lines)`)
+  return shown.join("\n")
+}
+
+const rawMessageOf = (error: unknown): string => {
   if (typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "PlatformError") {
     const message = platformErrorMessage((error as { reason: { _tag?: unknown } }).reason ?? {})
     if (message) return message
@@ -77,6 +97,9 @@ export const messageOf = (error: unknown): string => {
   if (typeof error === "object" && error !== null && "message" in error) return String((error as { message: unknown }).message)
   return String(error)
 }
+
+/** The one-line (or, for a build failure, few-line) message the CLI prints for an error. */
+export const messageOf = (error: unknown): string => sanitizeMessage(rawMessageOf(error))
 
 /**
  * `NodeRuntime.runMain`'s teardown for b3's entry points: the exit code is the one the program set

@@ -1,8 +1,8 @@
 /** Closures and closure order over any `StoreRead`. */
-import { Effect } from "effect"
+import { Effect, Result } from "effect"
 import * as StorePath from "../core/store-path.ts"
 import type { PathInfo } from "./path-info.ts"
-import type { StoreError } from "./store-errors.ts"
+import { ReferenceCycle, type StoreError } from "./store-errors.ts"
 import { StoreRead } from "./store-read.ts"
 
 export interface ClosureOptions {
@@ -46,9 +46,10 @@ export const computeClosure = (
 
 /**
  * Orders path infos so that every path comes after the paths it refers to (self-references
- * ignored); references outside the given set are ignored. Ties keep a stable, sorted order.
+ * ignored); references outside the given set are ignored. Ties keep a stable, sorted order. Paths
+ * that refer to each other in a cycle cannot be ordered: a `ReferenceCycle` names one of them.
  */
-export const topoSortInfos = (infos: ReadonlyArray<PathInfo>): ReadonlyArray<PathInfo> => {
+export const topoSortInfos = (infos: ReadonlyArray<PathInfo>, storeDir: string = StorePath.defaultStoreDir): Result.Result<ReadonlyArray<PathInfo>, ReferenceCycle> => {
   const byKey = new Map(infos.map((i) => [StorePath.baseName(i.path), i]))
   const state = new Map<string, "visiting" | "done">()
   const out: Array<PathInfo> = []
@@ -66,7 +67,11 @@ export const topoSortInfos = (infos: ReadonlyArray<PathInfo>): ReadonlyArray<Pat
       const top = stack[stack.length - 1]!
       if (top.next < top.refs.length) {
         const ref = top.refs[top.next++]!
-        if (!state.has(ref)) push(ref) // "visiting" would be a cycle, impossible in a valid store: skip it
+        const seen = state.get(ref)
+        if (seen === "visiting") {
+          return Result.fail(new ReferenceCycle({ path: `${storeDir}/${ref}`, referrer: `${storeDir}/${top.key}` }))
+        }
+        if (seen === undefined) push(ref)
       } else {
         stack.pop()
         state.set(top.key, "done")
@@ -74,5 +79,5 @@ export const topoSortInfos = (infos: ReadonlyArray<PathInfo>): ReadonlyArray<Pat
       }
     }
   }
-  return out
+  return Result.succeed(out)
 }

@@ -66,7 +66,7 @@ export const copyPaths = (
   const wanted = options.closure === false ? paths : yield* computeClosure(paths).pipe(Effect.provideService(StoreRead, from))
   const present = new Set((yield* to.read.queryValidPaths(wanted)).map(StorePath.baseName))
   const todo = wanted.filter((p) => !present.has(StorePath.baseName(p)))
-  const infos = topoSortInfos(yield* Effect.forEach(todo, (p) => from.queryPathInfo(p), { concurrency: 16 }))
+  const infos = yield* Effect.fromResult(topoSortInfos(yield* Effect.forEach(todo, (p) => from.queryPathInfo(p), { concurrency: 16 }), storeDir))
   const checkSigs = options.checkSigs ?? true
   const byCa = new Set<string>()
   if (checkSigs) {

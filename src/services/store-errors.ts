@@ -12,6 +12,7 @@
  * | StoreIoError    | the backend failed (disk, network, database)                          | 1        |
  * | FileNotFound    | a file-system path given to add does not exist (from src/nar)         | 3        |
  * | BadStoreUri     | a store URI that no layer understands, or with bad options           | 2        |
+ * | ReferenceCycle  | paths refer to each other in a cycle (a hostile or broken cache)      | 1        |
  */
 import { Schema } from "effect"
 import type { BadNar } from "../nar/errors.ts"
@@ -67,6 +68,14 @@ export class BadStoreUri extends Schema.TaggedError<BadStoreUri>()("BadStoreUri"
   override get message() { return `bad store URI '${this.uri}': ${this.reason}` }
 }
 
+/** Paths that refer to each other in a cycle (other than a path referring to itself): no order can add them. */
+export class ReferenceCycle extends Schema.TaggedError<ReferenceCycle>()("ReferenceCycle", {
+  path: Schema.String,
+  referrer: Schema.String
+}) {
+  override get message() { return `cycle detected in the references of '${this.path}' from '${this.referrer}'` }
+}
+
 /** The union of typed errors a store operation can fail with. */
 export type StoreError =
   | PathNotValid
@@ -76,5 +85,6 @@ export type StoreError =
   | StoreCorrupt
   | Unsupported
   | StoreIoError
+  | ReferenceCycle
   /** A file-system path given to add does not exist. */
   | FileNotFound

@@ -129,8 +129,8 @@ export const addTextVia = (store: StoreReadApi, core: StoreWriteCore) =>
 export const addMultipleVia = (core: StoreWriteCore): StoreWriteApi["addMultiple"] =>
   (items) => {
     const byKey = new Map(items.map((item) => [StorePath.baseName(item.info.path), item]))
-    return Effect.forEach(topoSortInfos(items.map((i) => i.info)),
-      (info) => core.addToStore(info, byKey.get(StorePath.baseName(info.path))!.nar), { discard: true })
+    return Effect.flatMap(Effect.fromResult(topoSortInfos(items.map((i) => i.info))), (ordered) => Effect.forEach(ordered,
+      (info) => core.addToStore(info, byKey.get(StorePath.baseName(info.path))!.nar), { discard: true }))
   }
 
 /** A full `StoreWriteApi` from a layer's core operations. */

@@ -114,3 +114,19 @@ describe("copyPaths trust policy", () => {
     expect(bad.valid).toBe(false)
   }))
 })
+
+describe("copyPaths on a cache whose paths refer to each other in a cycle", () => {
+  it.effect("fails with ReferenceCycle at once instead of waiting forever", () => Effect.gen(function*() {
+    const a = inputAddressed("cycle-a", "a\n", [])
+    const b = inputAddressed("cycle-b", "b\n", [])
+    const source = MemoryStore.make({ checkReferences: false })
+    for (const item of [a, b]) yield* source.write.addToStore(item.info, Stream.make(item.nar))
+    const refs = new Map([[StorePath.baseName(a.info.path), [b.info.path]], [StorePath.baseName(b.info.path), [a.info.path]]])
+    const cyclic = { ...source.read, queryPathInfo: (p: StorePath.StorePath) => Effect.map(source.read.queryPathInfo(p), (info) => ({ ...info, references: refs.get(StorePath.baseName(p))! })) }
+    const target = MemoryStore.make()
+    const error = yield* Effect.flip(copyPaths(cyclic, target, [a.info.path], { checkSigs: false }))
+    expect(error._tag).toBe("ReferenceCycle")
+    expect(error.message).toMatch(/^cycle detected in the references of '\/nix\/store\/.*-cycle-[ab]' from '\/nix\/store\/.*-cycle-[ab]'$/)
+    expect(yield* target.read.queryValidPaths([a.info.path, b.info.path])).toEqual([])
+  }))
+})
