@@ -1,28 +1,36 @@
 /**
  * A binary-cache HTTP server over the `StoreRead` of the context (`b3 serve`): `/nix-cache-info`,
- * `/<hash>.narinfo` (signed on the fly when given a key) and `/nar/<hash>.nar[.xz|.zst]`: a binary
- * cache's NAR files are passed on as they are (no decompression, no re-hashing: the client checks
- * the NAR hash, as Nix does), other stores' NARs are made on the fly and compressed as asked.
- * `Range` is honoured for files of known size.
- * GET and HEAD; anything that is not exactly one of these names is a 404 or 400, so no request
- * can reach outside the store. NAR transfers are bounded in number; the server stops gracefully
- * when its scope closes.
+ * `/<hash>.narinfo` (signed on the fly when given a key) and `/nar/<hash>.nar[.xz|.zst|.bz2]`: a
+ * binary cache's NAR files are passed on as they are (no decompression, no re-hashing: the client
+ * checks the NAR hash, as Nix does), other stores' NARs are made on the fly and compressed as asked.
+ * GET and HEAD; anything that is not exactly one of these names is a 404 or 400, so no request can
+ * reach outside the store. `Range` (one range) is honoured for files of known size.
+ *
+ * The server is a Scope resource, its lookups are Effect programs run with the store's services;
+ * bodies go straight to Node's sockets (a file on disk through a read stream, anything else with
+ * back-pressure), with no framework between, so the hot paths cost what Node's own do.
+ *
+ * Transfers: at most `maxConcurrentNars` NARs are sent at once. A client that stops reading cannot
+ * hold a slot: a transfer blocked on a full socket for `stallMs` gives its slot back (it goes on if
+ * the client reads again), and a connection idle for `idleTimeoutMs` is closed.
  */
-import { Context, Effect, Layer, Option, Semaphore, Stream } from "effect"
-import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { createReadStream } from "node:fs"
-import { createServer } from "node:http"
+import { Cause, Context, Effect, Exit, Option, type Scope, Semaphore, Stream } from "effect"
+import { close as closeFd, open, read } from "node:fs"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
 import * as CacheInfo from "../core/cache-info.ts"
+import type * as Hash from "../core/hash.ts"
 import * as NarInfo from "../core/narinfo.ts"
 import type * as Signature from "../core/signature.ts"
-import type * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
-import { StoreCorrupt } from "../services/store-errors.ts"
-import type { PathInfo } from "../services/path-info.ts"
-import type { StoreError } from "../services/store-errors.ts"
-import { StoreRead } from "../services/store-read.ts"
 import { compress, extension, isCompression, type Compression } from "../io/compression.ts"
 import { fromPathInfo } from "../services/narinfo-convert.ts"
+import type { PathInfo } from "../services/path-info.ts"
+import { StoreCorrupt, StoreIoError, type StoreError } from "../services/store-errors.ts"
+import { StoreRead } from "../services/store-read.ts"
+
+/** A handler mounted under a path prefix of the same listener (e.g. the web view under `/ui/`); true when it took the request. */
+export type Mount = (request: IncomingMessage, response: ServerResponse) => boolean
 
 export interface ServeOptions {
   readonly host: string
@@ -32,9 +40,15 @@ export interface ServeOptions {
   readonly compression?: Compression
   /** NAR transfers at once (default 32). */
   readonly maxConcurrentNars?: number
+  /** A transfer blocked this long on a client that does not read gives its slot back (default 2 s). */
+  readonly stallMs?: number
+  /** A connection with no traffic for this long is closed (default 60 s). */
+  readonly idleTimeoutMs?: number
   readonly priority?: number
-  /** One line per request (method, path, status, bytes, ms); default: none. */
+  /** One line per request (method, path, status, ms); default: none. */
   readonly accessLog?: (line: string) => void
+  /** Other handlers on the same listener, tried first. */
+  readonly mounts?: ReadonlyArray<Mount>
 }
 
 /** A NAR file as served: its compression, its hash and size when known, its bytes. */
@@ -43,6 +57,7 @@ interface ServedNar {
   readonly fileHash?: Hash.Hash | undefined
   readonly fileSize?: number | undefined
   readonly bytes: Stream.Stream<Uint8Array, unknown>
+  /** A file on disk with exactly these bytes. */
   readonly file?: string | undefined
 }
 
@@ -50,15 +65,27 @@ const hashPartRe = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/
 const narRe = /^\/nar\/([0123456789abcdfghijklmnpqrsvwxyz]{32})\.nar(\.xz|\.zst|\.bz2)?$/
 const narinfoRe = /^\/([0123456789abcdfghijklmnpqrsvwxyz]{32})\.narinfo$/
 
-const parseRange = (header: string | undefined, size: number): { start: number; end: number } | "invalid" | undefined => {
-  if (!header) return undefined
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
-  if (!m || (m[1] === "" && m[2] === "")) return "invalid"
+/**
+ * One byte range of a file of `size` bytes (`bytes=A-B`, `bytes=A-`, `bytes=-N`, spaces allowed);
+ * `all` for no header or several ranges (the whole file is sent then, as RFC 9110 allows),
+ * `invalid` when it cannot be satisfied.
+ */
+export const parseRange = (header: string | undefined, size: number): { start: number; end: number } | "all" | "invalid" => {
+  if (!header) return "all"
+  const m = /^\s*bytes\s*=\s*(.*)$/i.exec(header)
+  if (!m) return "all"
+  const ranges = m[1]!.split(",")
+  if (ranges.length !== 1) return "all"
+  const r = /^\s*(\d*)\s*-\s*(\d*)\s*$/.exec(ranges[0]!)
+  if (!r || (r[1] === "" && r[2] === "")) return "invalid"
   let start: number
   let end: number
-  if (m[1] === "") { start = Math.max(0, size - Number(m[2])); end = size - 1 } else {
-    start = Number(m[1])
-    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1)
+  if (r[1] === "") {
+    start = Math.max(0, size - Number(r[2]))
+    end = size - 1
+  } else {
+    start = Number(r[1])
+    end = r[2] === "" ? size - 1 : Math.min(Number(r[2]), size - 1)
   }
   return start > end || start >= size ? "invalid" : { start, end }
 }
@@ -79,18 +106,96 @@ const slice = <E>(stream: Stream.Stream<Uint8Array, E>, start: number, end: numb
     )
   })
 
-export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) => Effect.gen(function*() {
-  const store = yield* StoreRead
-  const semaphore = yield* Semaphore.make(options.maxConcurrentNars ?? 32)
-  const compression = options.compression ?? "none"
-  const cacheInfo = CacheInfo.print({ storeDir: store.storeDir, wantMassQuery: true, priority: options.priority ?? 30 })
-  const notFound = HttpServerResponse.text("404 not found\n", { status: 404 })
+/**
+ * NAR transfer slots. A transfer holds one until it ends, or until it has been blocked on its
+ * client for `stallMs`: then it gives the slot back and goes on without one.
+ */
+const makeSlots = (count: number, stallMs: number) => {
+  const semaphore = Semaphore.makeUnsafe(count)
+  return {
+    /** Waits for a slot; gives `release` (idempotent) and `blocked`/`unblocked` to call around a full socket. */
+    take: Effect.map(semaphore.take(1), () => {
+      let held = true
+      let timer: NodeJS.Timeout | undefined
+      const release = () => {
+        if (timer) { clearTimeout(timer); timer = undefined }
+        if (held) { held = false; Effect.runFork(semaphore.release(1)) }
+      }
+      return {
+        release,
+        blocked: () => { if (held && !timer) timer = setTimeout(release, stallMs) },
+        unblocked: () => { if (timer) { clearTimeout(timer); timer = undefined } }
+      }
+    })
+  }
+}
 
-  /**
-   * The NAR file served for a path: the store's own file when it keeps one (a binary cache), passed
-   * on unchanged, else the NAR made on the fly, compressed as asked. FileHash/FileSize are optional
-   * in Nix's format; they are unknown for on-the-fly compression.
-   */
+type Slot = Effect.Success<ReturnType<typeof makeSlots>["take"]>
+
+/** Writes a stream to the response with back-pressure; the slot is told when the socket is full. */
+const sendStream = <E>(stream: Stream.Stream<Uint8Array, E>, response: ServerResponse, slot: Slot): Effect.Effect<void, E> =>
+  Effect.andThen(
+    Stream.runForEach(stream, (chunk) => Effect.callback<void>((resume) => {
+      if (response.destroyed) return resume(Effect.interrupt)
+      if (response.write(chunk)) return resume(Effect.void)
+      slot.blocked()
+      const go = () => { cleanup(); slot.unblocked(); resume(Effect.void) }
+      const gone = () => { cleanup(); resume(Effect.interrupt) }
+      const cleanup = () => { response.off("drain", go); response.off("close", gone) }
+      response.once("drain", go)
+      response.once("close", gone)
+    })),
+    Effect.sync(() => { response.end() })
+  )
+
+/** Read buffers for files being sent, reused: a buffer is free again once the socket has taken its bytes. */
+const fileChunk = 1 << 20
+const freeBuffers: Array<Buffer> = []
+const takeBuffer = () => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(fileChunk)
+const giveBuffer = (buffer: Buffer) => { if (freeBuffers.length < 64) freeBuffers.push(buffer) }
+
+/**
+ * Sends bytes [start, end] of a file: reads into two reused buffers, the next read overlapping the
+ * previous write, each buffer back in the pool once the socket has it (no garbage per chunk).
+ */
+const sendFile = (file: string, start: number, end: number, response: ServerResponse, slot: Slot) => {
+  open(file, "r", (error, fd) => {
+    if (error) { response.destroy(); return }
+    let position = start
+    let buffers = 2
+    let reading = false
+    let closed = false
+    const close = () => { if (!closed) { closed = true; closeFd(fd, () => {}) } }
+    response.on("close", close)
+    response.on("drain", slot.unblocked)
+    const pump = () => {
+      if (reading || buffers === 0 || position > end || response.destroyed) return
+      reading = true
+      buffers--
+      const buffer = takeBuffer()
+      read(fd, buffer, 0, Math.min(fileChunk, end - position + 1), position, (error, n) => {
+        reading = false
+        if (error || n === 0) { giveBuffer(buffer); close(); response.destroy(); return }
+        position += n
+        const last = position > end
+        const ok = response.write(buffer.subarray(0, n), () => { giveBuffer(buffer); buffers++; pump() })
+        if (!ok) slot.blocked()
+        if (last) { response.end(); close() } else pump()
+      })
+    }
+    pump()
+  })
+}
+
+/** The request handler for the store of the context: a Node `(request, response)` function. */
+export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) => Effect.gen(function*() {
+  const context = yield* Effect.context<StoreRead>()
+  const store = Context.get(context, StoreRead)
+  const run = Effect.runCallbackWith(context)
+  const slots = makeSlots(options.maxConcurrentNars ?? 32, options.stallMs ?? 2000)
+  const compression = options.compression ?? "none"
+  const cacheInfo = Buffer.from(CacheInfo.print({ storeDir: store.storeDir, wantMassQuery: true, priority: options.priority ?? 30 }))
+
   const servedNar = (path: StorePath.StorePath, info: PathInfo): Effect.Effect<ServedNar, StoreError> => {
     if (store.storedNar) {
       return Effect.flatMap(store.storedNar(path), (stored) => isCompression(stored.compression)
@@ -103,104 +208,123 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
       : { compression, bytes: compress(nar, compression) })
   }
 
-  const narInfoFor = (hashPart: string) => Effect.gen(function*() {
-    const path = yield* store.queryPathFromHashPart(hashPart)
-    if (Option.isNone(path)) return Option.none<NarInfo.NarInfo>()
-    const info = yield* store.queryPathInfo(path.value)
-    const served = yield* servedNar(path.value, info)
+  const pathOf = (hashPart: string) => Effect.flatMap(store.queryPathFromHashPart(hashPart), (path) =>
+    Option.isNone(path) ? Effect.succeed(Option.none<{ path: StorePath.StorePath; info: PathInfo }>())
+      : Effect.map(store.queryPathInfo(path.value), (info) => Option.some({ path: path.value, info })))
+
+  const narInfoText = (hashPart: string) => Effect.gen(function*() {
+    const found = yield* pathOf(hashPart)
+    if (Option.isNone(found)) return Option.none<Buffer>()
+    const served = yield* servedNar(found.value.path, found.value.info)
     const url = `nar/${hashPart}${extension[served.compression]}`
-    const ni = fromPathInfo(info, { url, compression: served.compression, fileHash: served.fileHash, fileSize: served.fileSize }, store.storeDir)
-    return Option.some((options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, store.storeDir), ni))
+    const ni = fromPathInfo(found.value.info, { url, compression: served.compression, fileHash: served.fileHash, fileSize: served.fileSize }, store.storeDir)
+    return Option.some(Buffer.from(NarInfo.print((options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, store.storeDir), ni))))
   })
 
-  const handle = (request: HttpServerRequest.HttpServerRequest) => Effect.gen(function*() {
-    const method = request.method
-    if (method !== "GET" && method !== "HEAD") {
-      return HttpServerResponse.text("405 method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } })
+  /** The NAR file a `/nar/…` URL names: the one the narinfo names, or the plain NAR, which is always there. */
+  const narFile = (hashPart: string, wanted: Compression) => Effect.gen(function*() {
+    const found = yield* pathOf(hashPart)
+    if (Option.isNone(found)) return Option.none<ServedNar>()
+    const served = yield* servedNar(found.value.path, found.value.info)
+    if (wanted === served.compression) return Option.some(served)
+    if (wanted === "none") return Option.some<ServedNar>({ compression: "none", fileSize: found.value.info.narSize, bytes: store.narFromPath(found.value.path) })
+    return Option.none<ServedNar>()
+  })
+
+  const text = (response: ServerResponse, status: number, body: string, headers: Record<string, string> = {}) => {
+    response.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body), ...headers })
+    response.end(body)
+  }
+  const notFound = (response: ServerResponse) => text(response, 404, "404 not found\n")
+  const failed = (response: ServerResponse, error: unknown) => {
+    if (response.headersSent) { response.destroy(); return }
+    if ((error as { _tag?: string })?._tag === "PathNotValid") return notFound(response)
+    text(response, 500, `500 ${error instanceof Error ? error.message : String(error)}\n`)
+  }
+  /** Runs a lookup, then `respond` with its value; failures become 404/500. */
+  const lookup = <A>(effect: Effect.Effect<A, StoreError>, response: ServerResponse, respond: (value: A) => void) =>
+    run(effect, { onExit: (exit) => Exit.isSuccess(exit) ? respond(exit.value) : failed(response, Cause.squash(exit.cause)) })
+
+  const sendNar = (request: IncomingMessage, response: ServerResponse, file: ServedNar, head: boolean) => {
+    const size = file.fileSize
+    const headers: Record<string, string> = { "content-type": "application/x-nix-nar", "accept-ranges": size !== undefined ? "bytes" : "none" }
+    let start = 0
+    let end = -1
+    let status = 200
+    if (size !== undefined) {
+      const range = parseRange(request.headers.range, size)
+      if (range === "invalid") return text(response, 416, "416 range not satisfiable\n", { "content-range": `bytes */${size}` })
+      ;({ start, end } = range === "all" ? { start: 0, end: size - 1 } : range)
+      if (range !== "all") { status = 206; headers["content-range"] = `bytes ${start}-${end}/${size}` }
+      headers["content-length"] = String(end - start + 1)
     }
-    const pathname = request.url.split("?")[0]!
+    if (head) { response.writeHead(status, headers); response.end(); return }
+    run(slots.take, { onExit: (exit) => {
+      if (!Exit.isSuccess(exit)) return failed(response, "no transfer slot")
+      const slot = exit.value
+      response.on("close", slot.release)
+      if (response.destroyed) return slot.release()
+      response.writeHead(status, headers)
+      if (size === 0) { response.end(); return }
+      if (file.file !== undefined && size !== undefined) return sendFile(file.file, start, end, response, slot)
+      const bytes = size !== undefined && status === 206 ? slice(file.bytes, start, end) : file.bytes
+      run(sendStream(bytes, response, slot), { onExit: (sent) => { if (!Exit.isSuccess(sent)) response.destroy() } })
+    } })
+  }
+
+  return (request: IncomingMessage, response: ServerResponse): void => {
+    if (options.accessLog) {
+      const started = Date.now()
+      response.on("finish", () => options.accessLog!(`${request.method} ${request.url} ${response.statusCode} ${Date.now() - started}ms`))
+    }
+    for (const mount of options.mounts ?? []) if (mount(request, response)) return
+    const method = request.method
+    if (method !== "GET" && method !== "HEAD") return text(response, 405, "405 method not allowed\n", { allow: "GET, HEAD" })
     const head = method === "HEAD"
+    const url = request.url ?? "/"
+    const pathname = url.includes("?") ? url.slice(0, url.indexOf("?")) : url
     if (pathname === "/nix-cache-info") {
-      return HttpServerResponse.text(head ? "" : cacheInfo, { contentType: "text/x-nix-cache-info" })
+      response.writeHead(200, { "content-type": "text/x-nix-cache-info", "content-length": cacheInfo.length })
+      response.end(head ? undefined : cacheInfo)
+      return
     }
     const narinfo = narinfoRe.exec(pathname)
     if (narinfo) {
-      const found = yield* narInfoFor(narinfo[1]!)
-      if (Option.isNone(found)) return notFound
-      const text = NarInfo.print(found.value)
-      return HttpServerResponse.text(head ? "" : text, { contentType: "text/x-nix-narinfo" })
+      lookup(narInfoText(narinfo[1]!), response, (found) => {
+        if (Option.isNone(found)) return notFound(response)
+        response.writeHead(200, { "content-type": "text/x-nix-narinfo", "content-length": found.value.length })
+        response.end(head ? undefined : found.value)
+      })
+      return
     }
     const nar = narRe.exec(pathname)
     if (nar) {
-      const wanted = (Object.entries(extension) as Array<[Compression, string]>).find(([, e]) => e === (nar[2] ? `.nar${nar[2]}` : ".nar"))?.[0]
-      if (!wanted) return notFound
-      const path = yield* store.queryPathFromHashPart(nar[1]!)
-      if (Option.isNone(path)) return notFound
-      const info = yield* store.queryPathInfo(path.value)
-      const served = yield* servedNar(path.value, info)
-      // The file the narinfo names; or the plain NAR, which is always there.
-      const file: ServedNar | undefined = wanted === served.compression ? served
-        : wanted === "none" ? { compression: "none", fileSize: info.narSize, bytes: store.narFromPath(path.value) }
-        : undefined
-      if (!file) return notFound
-      const size = file.fileSize
-      const headers = { "content-type": "application/x-nix-nar", "accept-ranges": size !== undefined ? "bytes" : "none" }
-      if (size === undefined) {
-        if (head) return HttpServerResponse.empty({ status: 200, headers })
-        return HttpServerResponse.stream(withPermit(semaphore, file.bytes), { headers })
-      }
-      const range = parseRange(request.headers["range"], size)
-      if (range === "invalid") {
-        return HttpServerResponse.empty({ status: 416, headers: { ...headers, "content-range": `bytes */${size}` } })
-      }
-      const status = range ? 206 : 200
-      const { start, end } = range ?? { start: 0, end: size - 1 }
-      const length = end - start + 1
-      const h = range ? { ...headers, "content-range": `bytes ${start}-${end}/${size}` } : headers
-      if (head) return HttpServerResponse.empty({ status, headers: { ...h, "content-length": String(length) } })
-      // A file on disk is piped to the socket by Node itself; anything else is streamed chunk by chunk.
-      if (file.file !== undefined) return HttpServerResponse.raw(yield* fileWithPermit(semaphore, file.file, start, end), { status, headers: h, contentLength: length })
-      const bytes = range ? slice(file.bytes, start, end) : file.bytes
-      return HttpServerResponse.stream(withPermit(semaphore, bytes), { status, headers: h, contentLength: length })
+      const wanted = (Object.entries(extension) as Array<[Compression, string]>).find(([, e]) => e === (nar[2] ? `.nar${nar[2]}` : ".nar"))![0]
+      lookup(narFile(nar[1]!, wanted), response, (file) => Option.isNone(file) ? notFound(response) : sendNar(request, response, file.value, head))
+      return
     }
-    if (hashPartRe.test(pathname.slice(1)) || pathname === "/" || pathname.startsWith("/nar/")) return notFound
-    return HttpServerResponse.text("400 bad request: not a binary-cache file name\n", { status: 400 })
-  }).pipe(
-    Effect.catch((error) => Effect.succeed(
-      (error as { _tag?: string })._tag === "PathNotValid" ? notFound
-        : HttpServerResponse.text(`500 ${(error as Error).message}\n`, { status: 500 })
-    ))
-  )
-
-  return (request: HttpServerRequest.HttpServerRequest) => {
-    const started = Date.now()
-    return Effect.tap(handle(request), (response) => Effect.sync(() => {
-      options.accessLog?.(`${request.method} ${request.url} ${response.status} ${Date.now() - started}ms`)
-    }))
+    if (hashPartRe.test(pathname.slice(1)) || pathname === "/" || pathname.startsWith("/nar/")) return notFound(response)
+    text(response, 400, "400 bad request: not a binary-cache file name\n")
   }
 })
 
-/** A read stream of bytes [start, end] of a file, holding a permit of `semaphore` until it closes. */
-const fileWithPermit = (semaphore: Semaphore.Semaphore, path: string, start: number, end: number) =>
-  Effect.flatMap(semaphore.take(1), () => Effect.sync(() => {
-    const stream = createReadStream(path, { start, end, highWaterMark: 1 << 20 })
-    stream.once("close", () => Effect.runFork(semaphore.release(1)))
-    return stream
-  }))
-
-/** Holds a permit of `semaphore` for as long as the stream runs. */
-const withPermit = <E>(semaphore: Semaphore.Semaphore, stream: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E> =>
-  Stream.unwrap(Effect.map(Effect.acquireRelease(semaphore.take(1), () => semaphore.release(1)), () => stream))
-
 /** Serves the store of the context until the scope closes; gives the bound address (port 0 picks a free one). */
-export const serveCache = (options: ServeOptions) => Effect.gen(function*() {
+export const serveCache = (options: ServeOptions): Effect.Effect<AddressInfo, StoreIoError, StoreRead | Scope.Scope> => Effect.gen(function*() {
   const handler = yield* makeCacheHandler(options)
-  // Loaded on first use, like the HTTP client: only `serve` needs it.
-  const NodeHttpServer = yield* Effect.promise(() => import("@effect/platform-node/NodeHttpServer"))
-  const app = HttpRouter.add("*", "/*", handler)
-  const serverLayer = HttpRouter.serve(app, { disableLogger: true, disableListenLog: true }).pipe(
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host })))
-  const context = yield* Layer.build(serverLayer)
-  return Context.get(context, HttpServer.HttpServer).address
+  const idle = options.idleTimeoutMs ?? 60_000
+  const server = yield* Effect.acquireRelease(
+    Effect.callback<Server, StoreIoError>((resume) => {
+      const server = createServer({ keepAliveTimeout: idle, requestTimeout: idle }, handler)
+      server.on("connection", (socket) => socket.setTimeout(idle, () => socket.destroy()))
+      const fail = (e: Error) => resume(Effect.fail(new StoreIoError({ store: `http://${options.host}:${options.port}`, operation: "listen", reason: e.message })))
+      server.once("error", fail)
+      server.listen(options.port, options.host, () => { server.off("error", fail); resume(Effect.succeed(server)) })
+    }),
+    (server) => Effect.callback<void>((resume) => {
+      server.close(() => resume(Effect.void))
+      server.closeAllConnections()
+    })
+  )
+  return server.address() as AddressInfo
 })
 

@@ -33,7 +33,7 @@ export const serveCommand = Command.make("serve", {
     compression: args.compression,
     ...(mode.quiet ? {} : { accessLog: (line: string) => process.stderr.write(line + "\n") })
   })
-  const port = address._tag === "UnixPathAddress" ? listen.port : address.port
+  const port = address.port
   const where = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${port}`
   yield* (mode.json ? printJson({ store: store.uri, url: where }) : Console.log(`serving ${store.uri} at ${where}`))
   return yield* Effect.never

@@ -1,0 +1,201 @@
+/**
+ * bench/serve: serving a binary cache, `b3 serve` against nginx (Debian's, started here on
+ * 127.0.0.1 with sendfile) on the same generated closure: 373 paths of 1 KiB–100 MiB (log-uniform
+ * sizes, about 1.5 GiB of NARs, half of each file compressible text), 16 concurrent keep-alive
+ * clients. Cases:
+ *  - all narinfos looked up: nginx serving the file cache, b3 serving the file cache and the local store;
+ *  - all NARs downloaded: the same three;
+ *  - on-the-fly zstd from the local store (`--compression zstd`): throughput and ratio.
+ * Median of several runs each; peak RSS of the server process (nginx: its largest worker).
+ *   npm run bench:serve [-- --quick]
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
+import { Agent, request } from "node:http"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { runOrThrow } from "../support/measure.ts"
+
+const quick = process.argv.includes("--quick")
+const count = quick ? 60 : 373
+const totalBytes = quick ? 200 * 2 ** 20 : 1.5 * 2 ** 30
+const concurrency = 16
+const runs = quick ? 2 : 3
+const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
+const work = mkdtempSync(join(tmpdir(), "b3-bench-serve-"))
+
+/** A deterministic generator (xorshift32). */
+const random = (seed: number) => () => {
+  seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5
+  return (seed >>> 0) / 2 ** 32
+}
+
+/** Sizes between 1 KiB and 100 MiB, log-uniform, scaled so that they add up to about `totalBytes`. */
+const sizes = (): Array<number> => {
+  const next = random(373)
+  const raw = Array.from({ length: count }, () => Math.exp(Math.log(1024) + next() * (Math.log(100 * 2 ** 20) - Math.log(1024))))
+  const scale = totalBytes / raw.reduce((a, b) => a + b, 0)
+  return raw.map((s) => Math.max(1024, Math.min(100 * 2 ** 20, Math.round(s * scale))))
+}
+
+/** A file of `size` bytes: alternating 64 KiB blocks of random bytes and of text (so zstd has work to do). */
+const writeFile = (path: string, size: number, seed: number) => {
+  const next = random(seed + 1)
+  const fd = openSync(path, "w")
+  const block = Buffer.alloc(64 * 1024)
+  const words = ["store", "path", "derivation", "output", "closure", "narinfo", "reference", "hash"]
+  for (let written = 0, i = 0; written < size; i++) {
+    if (i % 2 === 0) for (let j = 0; j < block.length; j += 4) block.writeUInt32LE((next() * 2 ** 32) >>> 0, j)
+    else {
+      let text = ""
+      while (text.length < block.length) text += `${words[Math.floor(next() * words.length)]} ${Math.floor(next() * 1000)}\n`
+      block.write(text.slice(0, block.length), "latin1")
+    }
+    const n = Math.min(block.length, size - written)
+    writeSync(fd, block, 0, n)
+    written += n
+  }
+  closeSync(fd)
+}
+
+const startServer = (command: string, args: ReadonlyArray<string>, ready: RegExp | undefined): Promise<ChildProcess> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] })
+    if (!ready) return resolve(child)
+    let seen = ""
+    const onData = (chunk: Buffer) => { seen += chunk.toString(); if (ready.test(seen)) resolve(child) }
+    child.stdout!.on("data", onData)
+    child.stderr!.on("data", (chunk: Buffer) => { seen += chunk.toString() })
+    child.on("exit", (code) => reject(new Error(`${command} exited (${code}): ${seen}`)))
+  })
+
+const peakRssMiB = (pid: number): number => {
+  try { return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024 } catch { return 0 }
+}
+
+/** GETs every URL with `concurrency` keep-alive connections, draining bodies; returns seconds and bytes. */
+const fetchAll = (base: string, paths: ReadonlyArray<string>): Promise<{ seconds: number; bytes: number }> => new Promise((resolve, reject) => {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency })
+  const started = process.hrtime.bigint()
+  let next = 0
+  let bytes = 0
+  let active = 0
+  const go = () => {
+    if (next >= paths.length) {
+      if (active === 0) { agent.destroy(); resolve({ seconds: Number(process.hrtime.bigint() - started) / 1e9, bytes }) }
+      return
+    }
+    const path = paths[next++]!
+    active++
+    request(`${base}/${path}`, { agent }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`GET ${path}: ${res.statusCode}`))
+      res.on("data", (chunk: Buffer) => { bytes += chunk.length })
+      res.on("end", () => { active--; go() })
+    }).on("error", reject).end()
+  }
+  for (let i = 0; i < concurrency; i++) go()
+})
+
+const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
+/** The NAR URL each narinfo names. */
+const narUrls = async (base: string, hashes: ReadonlyArray<string>) => {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency })
+  const urls = await Promise.all(hashes.map((hash) => new Promise<string>((resolve, reject) => {
+    request(`${base}/${hash}.narinfo`, { agent }, (res) => {
+      let text = ""
+      res.on("data", (c: Buffer) => { text += c.toString() })
+      res.on("end", () => resolve(/^URL: (.*)$/m.exec(text)![1]!))
+    }).on("error", reject).end()
+  })))
+  agent.destroy()
+  return urls
+}
+
+interface Case { readonly name: string; readonly seconds: number; readonly bytes: number; readonly rss: number }
+
+const measureServer = async (name: string, base: string, pid: () => ReadonlyArray<number>, hashes: ReadonlyArray<string>) => {
+  const narinfos = hashes.map((h) => `${h}.narinfo`)
+  const lookups: Array<number> = []
+  for (let i = 0; i < runs + 2; i++) lookups.push((await fetchAll(base, narinfos)).seconds)
+  const nars = await narUrls(base, hashes)
+  const downloads: Array<{ seconds: number; bytes: number }> = []
+  for (let i = 0; i < runs; i++) downloads.push(await fetchAll(base, nars))
+  const rss = Math.max(...pid().map(peakRssMiB))
+  return {
+    lookup: { name, seconds: median(lookups), bytes: 0, rss } satisfies Case,
+    download: { name, seconds: median(downloads.map((d) => d.seconds)), bytes: downloads[0]!.bytes, rss } satisfies Case
+  }
+}
+
+try {
+  const files = join(work, "files")
+  mkdirSync(files)
+  const list = sizes().map((size, i) => { const path = join(files, `p${i}`); writeFile(path, size, i); return path })
+  const root = join(work, "store")
+  const store = `local?root=${root}`
+  const paths = runOrThrow(b3, ["store", "add", "--store", store, ...list]).split("\n")
+  const cache = join(work, "cache")
+  runOrThrow(b3, ["copy", "--from", store, "--to", `file://${cache}?compression=none`, "--no-check-sigs", ...paths])
+  const hashes = paths.map((p) => p.slice("/nix/store/".length, "/nix/store/".length + 32))
+  const narBytes = Number(runOrThrow("du", ["-sb", join(cache, "nar")]).split(/\s/)[0])
+  console.log(`corpus: ${paths.length} paths, ${(narBytes / 2 ** 30).toFixed(2)} GiB of NARs; ${concurrency} concurrent clients; ${runs} runs (median)`)
+
+  const nginxPort = 20000 + Math.floor(Math.random() * 20000)
+  writeFileSync(join(work, "nginx.conf"), `
+user root root; daemon off; worker_processes 2; pid ${work}/nginx.pid; error_log ${work}/nginx-error.log;
+events { worker_connections 1024; }
+http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
+  types { text/x-nix-narinfo narinfo; application/x-nix-nar nar; }
+  server { listen 127.0.0.1:${nginxPort}; root ${cache}; } }
+`)
+  const nginx = await startServer("/usr/sbin/nginx", ["-c", join(work, "nginx.conf"), "-e", join(work, "nginx-error.log")], undefined)
+  await new Promise<void>((resolve) => {
+    const poll = () => request(`http://127.0.0.1:${nginxPort}/nix-cache-info`, (res) => { res.resume(); resolve() }).on("error", () => setTimeout(poll, 50)).end()
+    poll()
+  })
+  const nginxWorkers = () => runOrThrow("pgrep", ["-P", String(nginx.pid)]).split("\n").map(Number)
+  const results: Array<{ lookup: Case; download: Case }> = []
+  results.push(await measureServer("nginx, file cache", `http://127.0.0.1:${nginxPort}`, nginxWorkers, hashes))
+  nginx.kill("SIGQUIT")
+
+  for (const [name, uri] of [["b3, file cache", `file://${cache}`], ["b3, local store", store]] as const) {
+    const child = spawn(b3, ["serve", "--store", uri, "--listen", "127.0.0.1:0", "--quiet"], { stdio: ["ignore", "pipe", "ignore"] })
+    const port = await new Promise<number>((resolve) => {
+      let seen = ""
+      child.stdout.on("data", (c: Buffer) => { seen += c.toString(); const m = /at http:\/\/127\.0\.0\.1:(\d+)/.exec(seen); if (m) resolve(Number(m[1])) })
+    })
+    results.push(await measureServer(name, `http://127.0.0.1:${port}`, () => [child.pid!], hashes))
+    child.kill("SIGTERM")
+  }
+
+  // On-the-fly zstd from the local store.
+  const zstd = spawn(b3, ["serve", "--store", store, "--listen", "127.0.0.1:0", "--compression", "zstd"], { stdio: ["ignore", "pipe", "ignore"] })
+  const zstdPort = await new Promise<number>((resolve) => {
+    let seen = ""
+    zstd.stdout.on("data", (c: Buffer) => { seen += c.toString(); const m = /at http:\/\/127\.0\.0\.1:(\d+)/.exec(seen); if (m) resolve(Number(m[1])) })
+  })
+  const zstdUrls = await narUrls(`http://127.0.0.1:${zstdPort}`, hashes)
+  const zstdRuns: Array<{ seconds: number; bytes: number }> = []
+  for (let i = 0; i < runs; i++) zstdRuns.push(await fetchAll(`http://127.0.0.1:${zstdPort}`, zstdUrls))
+  const zstdRss = peakRssMiB(zstd.pid!)
+  zstd.kill("SIGTERM")
+
+  const [reference, ...b3Rows] = results
+  console.log("\n| case | server | time (s) | ratio to nginx | MB/s | server peak RSS (MiB) |\n|---|---|---|---|---|---|")
+  for (const kind of ["lookup", "download"] as const) {
+    const ref = reference![kind]
+    for (const row of [ref, ...b3Rows.map((r) => r[kind])]) {
+      const mbps = kind === "download" ? (row.bytes / 1e6 / row.seconds).toFixed(0) : "–"
+      console.log(`| ${kind === "lookup" ? `${count} narinfo lookups` : `${count} NAR downloads`} | ${row.name} | ${row.seconds.toFixed(3)} | ${(row.seconds / ref.seconds).toFixed(2)} | ${mbps} | ${row.rss.toFixed(0)} |`)
+    }
+  }
+  const zs = median(zstdRuns.map((r) => r.seconds))
+  console.log(`| ${count} NAR downloads, zstd on the fly | b3, local store | ${zs.toFixed(3)} | ${(zs / reference!.download.seconds).toFixed(2)} | ${(narBytes / 1e6 / zs).toFixed(0)} (uncompressed) | ${zstdRss.toFixed(0)} |`)
+  console.log(`zstd ratio: ${(narBytes / zstdRuns[0]!.bytes).toFixed(2)} (${(zstdRuns[0]!.bytes / 2 ** 20).toFixed(0)} MiB for ${(narBytes / 2 ** 20).toFixed(0)} MiB of NARs)`)
+  console.log("\n" + JSON.stringify({ benchmark: "bench/serve", results, zstd: { seconds: zs, bytes: zstdRuns[0]!.bytes, narBytes, rss: zstdRss } }))
+} finally {
+  spawnSync("chmod", ["-R", "u+w", work])
+  rmSync(work, { recursive: true, force: true })
+}
