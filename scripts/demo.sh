@@ -10,7 +10,8 @@ work=$(mktemp -d /tmp/b3-demo.XXXXXX)
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# bold headings on a terminal only, plain text when piped
+if [ -t 1 ]; then step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else step() { printf '\n== %s\n' "$*"; }; fi
 
 store="$work/store"
 step "1. a local store at $store (chroot store: logical /nix/store, SQLite with Nix's schema)"

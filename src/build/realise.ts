@@ -5,17 +5,17 @@
  * Without `keepGoing` the first failure stops everything; with it, everything that does not depend
  * on a failure still finishes.
  */
-import { Deferred, Effect, Exit, Option, Semaphore } from "effect"
+import { Deferred, Effect, Exit, Semaphore } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import * as StorePath from "../core/store-path.ts"
 import type { BuildHost } from "../services/build-host.ts"
-import { checkSignature, copyPaths } from "../services/copy.ts"
 import type { Sandbox } from "../services/sandbox.ts"
 import { BuildFailed, type BuildError, type BuildOptions, type BuildResult } from "../services/store-build.ts"
 import type { StoreError } from "../services/store-errors.ts"
 import { StoreRead } from "../services/store-read.ts"
 import { StoreWrite } from "../services/store-write.ts"
 import { buildDerivation } from "./build-derivation.ts"
+import { substituteAll, substituteMissing } from "./substitute.ts"
 import { loadDerivationGraph, type DerivationGraph, type LoadedDerivation } from "./derivation-graph.ts"
 
 type Status = BuildResult["status"]
@@ -111,35 +111,6 @@ const makePlan = (graph: DerivationGraph, roots: ReadonlyArray<StorePath.StorePa
     return { nodes: order }
   })
 
-/**
- * Copies all outputs of a derivation from the first substituter that has them all, signed by a
- * trusted key or content-addressed; false if none has. A substituter whose paths are not trusted is
- * passed over, as Nix does, and the derivation is built instead.
- */
-const substitute = (node: Node, options: BuildOptions): Effect.Effect<boolean, StoreError, StoreRead | StoreWrite> =>
-  Effect.gen(function*() {
-    const target = { read: yield* StoreRead, write: yield* StoreWrite }
-    const storeDir = target.read.storeDir
-    const paths = Object.values(node.outputs)
-    const drvPath = StorePath.print(node.drvPath, storeDir)
-    for (const substituter of options.substituters ?? []) {
-      if (substituter.storeDir !== storeDir) continue
-      const present = yield* Effect.orElseSucceed(substituter.queryValidPaths(paths), () => [])
-      if (present.length !== paths.length) continue
-      const untrusted = yield* Effect.findFirst(paths, (path) => Effect.flatMap(substituter.queryPathInfo(path),
-        (info) => checkSignature(info, storeDir, options.trustedKeys ?? [])).pipe(Effect.isFailure))
-      if (Option.isSome(untrusted)) {
-        options.onEvent?.({ type: "untrusted-substitute", drvPath, from: substituter.uri, path: StorePath.print(untrusted.value, storeDir) })
-        continue
-      }
-      options.onEvent?.({ type: "substituting", drvPath, from: substituter.uri })
-      yield* copyPaths(substituter, target, paths, { checkSigs: true, trustedKeys: options.trustedKeys ?? [] })
-      options.onEvent?.({ type: "substituted", drvPath, from: substituter.uri })
-      return true
-    }
-    return false
-  })
-
 const dependencyFailed = (drvPath: string, dependency: string) =>
   new BuildFailed({ drvPath, reason: `dependency '${dependency}' failed`, logTail: "" })
 
@@ -162,6 +133,13 @@ export const realise = (
     valid: roots.filter((r) => !planned.has(StorePath.baseName(r))).map(print)
   })
 
+  const rootKeys = new Set(roots.map(StorePath.baseName))
+  const resultOf = (key: string, status: Status): BuildResult => {
+    const node = graph.get(key)!
+    return { drvPath: node.path, status, outputs: Object.fromEntries(node.outputPaths) }
+  }
+  for (const key of rootKeys) if (!planned.has(key)) options.onResult?.(resultOf(key, "already-valid"))
+
   const jobs = yield* Semaphore.make(Math.max(1, options.maxJobs ?? 1))
   const done = new Map<string, Deferred.Deferred<Status, Failure>>()
   for (const node of plan.nodes) done.set(node.key, yield* Deferred.make<Status, Failure>())
@@ -172,7 +150,9 @@ export const realise = (
       const exit = yield* Effect.exit(Deferred.await(done.get(dep)!))
       if (Exit.isFailure(exit)) return yield* dependencyFailed(drvPath, print(graph.get(dep)!.path))
     }
-    if (yield* substitute(node, options)) return "substituted" as const
+    if (yield* substituteAll(Object.values(node.outputs), drvPath, options)) return "substituted" as const
+    // sources the derivation needs that this store lacks (a fresh store, say): from the substituters too
+    yield* substituteMissing(node.drv.inputSrcs.length === 0 ? [] : graph.get(node.key)!.inputSrcs, drvPath, options)
     return yield* jobs.withPermits(1)(Effect.gen(function*() {
       options.onEvent?.({ type: "building", drvPath })
       yield* buildDerivation({
@@ -187,7 +167,9 @@ export const realise = (
     Effect.tapError((e) => Effect.sync(() => {
       if (!isDependencyFailure(e)) options.onEvent?.({ type: "failed", drvPath: print(node.drvPath), message: e.message })
     })),
-    Effect.onExit((exit) => Deferred.done(done.get(node.key)!, exit))
+    Effect.onExit((exit) => Effect.andThen(
+      Effect.sync(() => { if (Exit.isSuccess(exit) && rootKeys.has(node.key)) options.onResult?.(resultOf(node.key, exit.value)) }),
+      Deferred.done(done.get(node.key)!, exit)))
   )
 
   const exits = yield* Effect.forEach(plan.nodes, (node) => options.keepGoing ? Effect.exit(realiseNode(node)) : Effect.map(realiseNode(node), Exit.succeed), {
@@ -211,9 +193,5 @@ export const realise = (
     const exit = exits[i]!
     return [n.key, Exit.isSuccess(exit) ? exit.value : "built"] as const
   }))
-  return roots.map((root) => {
-    const key = StorePath.baseName(root)
-    const node = graph.get(key)!
-    return { drvPath: root, status: statusOf.get(key) ?? "already-valid", outputs: Object.fromEntries(node.outputPaths) }
-  })
+  return roots.map((root) => resultOf(StorePath.baseName(root), statusOf.get(StorePath.baseName(root)) ?? "already-valid"))
 })

@@ -10,11 +10,13 @@ import { pathToFileURL } from "node:url"
 import { Effect, Result, Schema } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import { importModule } from "../io/import-module.ts"
+import { FileNotFound } from "../nar/fs/errors.ts"
 import { shareModules } from "../io/shared-modules.ts"
 import type { DerivationHandle } from "../core/derivation/values.ts"
 import * as StorePath from "../core/store-path.ts"
 import { addDerivationText, addDrvFile } from "../build/add-derivations.ts"
 import { addDerivationClosure } from "../build/derivation-closure.ts"
+import { substituteMissing, type SubstituteOptions } from "../build/substitute.ts"
 import { BuildFailed } from "../services/store-build.ts"
 import { StoreRead } from "../services/store-read.ts"
 import { StoreWrite } from "../services/store-write.ts"
@@ -28,9 +30,10 @@ export class BadBuildTarget extends Schema.TaggedError<BadBuildTarget>()("BadBui
 
 /** `b3 log` found no log for the derivation. */
 export class NoBuildLog extends Schema.TaggedError<NoBuildLog>()("NoBuildLog", {
-  drvPath: Schema.String
+  drvPath: Schema.String,
+  reason: Schema.optional(Schema.String)
 }) {
-  override get message() { return `no build log for '${this.drvPath}' (it was not built in this store)` }
+  override get message() { return `no build log for '${this.drvPath}' (${this.reason ?? "it was not built in this store"})` }
 }
 
 const moduleExtensions = [".ts", ".mts", ".js", ".mjs"]
@@ -59,17 +62,37 @@ const loadModule = (target: string) => Effect.tryPromise({
   catch: (e) => new BadBuildTarget({ target, reason: `loading the module failed: ${e instanceof Error ? e.message : String(e)}` })
 })
 
-/** Resolves one command-line target to the `.drv` paths to build in the store of the context. */
-export const resolveTarget = (target: string) => Effect.gen(function*() {
+/** The input sources of a module's derivations (their `.drv` files refer to them, so they must be valid first). */
+const sourcesOf = (roots: ReadonlyArray<DerivationHandle>, storeDir: string) => Effect.gen(function*() {
+  const files = yield* Effect.fromResult(Derivation.drvFileClosure(roots))
+  const sources: Array<StorePath.StorePath> = []
+  for (const file of files) {
+    const parsed = Derivation.parse(new TextEncoder().encode(file.aterm), { name: Derivation.nameFromDrvPath(file.drvPath), storeDir })
+    if (Result.isFailure(parsed)) continue // reported when the file is added
+    for (const src of parsed.success.inputSrcs) {
+      const path = StorePath.parse(src, storeDir)
+      if (Result.isSuccess(path)) sources.push(path.success)
+    }
+  }
+  return sources
+})
+
+/**
+ * Resolves one command-line target to the `.drv` paths to build in the store of the context; a
+ * module's input sources missing from the store are taken from the substituters first.
+ */
+export const resolveTarget = (target: string, substitute: SubstituteOptions = {}) => Effect.gen(function*() {
   const read = yield* StoreRead
   const write = yield* StoreWrite
   const storeDir = read.storeDir
 
   if (moduleExtensions.some((ext) => target.endsWith(ext))) {
-    if (!existsSync(target)) return yield* new BadBuildTarget({ target, reason: "no such file" })
+    if (!existsSync(target)) return yield* new FileNotFound({ path: target })
     const roots = exportedDerivations(yield* loadModule(target))
     if (roots.length === 0) return yield* new BadBuildTarget({ target, reason: "the module exports no derivations (export default [drv, …])" })
-    return yield* addDerivationClosure(write, storeDir, roots as ReadonlyArray<DerivationHandle>).pipe(
+    const handles = roots as ReadonlyArray<DerivationHandle>
+    yield* substituteMissing(yield* sourcesOf(handles, storeDir).pipe(Effect.orElseSucceed(() => [])), target, substitute)
+    return yield* addDerivationClosure(write, storeDir, handles).pipe(
       Effect.catchTag("InvalidDerivationArgs", (e) => Effect.fail(new BadBuildTarget({ target, reason: e.message }))))
   }
 

@@ -2,7 +2,9 @@
  * b3's configuration: defaults, then a config file (`./b3.json`, else
  * `$XDG_CONFIG_HOME/b3/config.json` or `~/.config/b3/config.json`), then environment variables
  * (`B3_STORE`, `B3_SUBSTITUTERS`, `B3_TRUSTED_PUBLIC_KEYS`), then command-line flags.
- * Read once, when first needed; a malformed file is reported and ignored.
+ * Read once, when first needed. There is no default store: the machine's /nix/store is used only
+ * when asked for (`--store local` or `/nix/store`). A malformed file fails every command that opens a
+ * store (open-store.ts); `b3 config show` prints what is wrong with it.
  */
 import { Effect } from "effect"
 import { existsSync, readFileSync } from "node:fs"
@@ -10,7 +12,7 @@ import { homedir } from "node:os"
 import { join } from "node:path"
 
 export interface B3Config {
-  /** Default store URI for commands that take `--store`. */
+  /** Default store URI for commands that take `--store`; "" when none is configured. */
   readonly store: string
   /** Substituter store URIs, space-separated in env/flags. */
   readonly substituters: ReadonlyArray<string>
@@ -31,7 +33,7 @@ const configFiles = (): Array<string> => [
 const words = (s: string) => s.split(/\s+/).filter((w) => w.length > 0)
 
 export const loadConfig = (env: NodeJS.ProcessEnv = process.env): B3Config => {
-  let store = "local"
+  let store = ""
   let substituters: ReadonlyArray<string> = []
   let trustedPublicKeys: ReadonlyArray<string> = []
   const sources: Record<string, string> = { store: "default", substituters: "default", trustedPublicKeys: "default" }

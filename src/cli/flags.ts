@@ -2,14 +2,16 @@
 import { Flag } from "effect/cli"
 import { configDefault } from "./config.ts"
 
-/** An on/off switch that defaults to off. */
-export const switchFlag = (name: string, description: string) =>
-  Flag.Boolean(name).pipe(Flag.withDefault(false), Flag.withDescription(description))
+/** An on/off switch that defaults to off (a name that is already a negation, like `no-check-sigs`, gets no `--no-…` form). */
+export const switchFlag = (name: string, description: string) => {
+  const flag = Flag.Boolean(name).pipe(Flag.withDefault(false), Flag.withDescription(description))
+  return name.startsWith("no-") ? flag.pipe(Flag.withoutNegation) : flag
+}
 
 /** `--store URI`: the store a command works on (default: $B3_STORE, else the local store). */
 export const storeFlag = Flag.String("store").pipe(
   Flag.withDefault(configDefault((c) => c.store)),
-  Flag.withDescription("store URI: local, local?root=DIR, DIR, memory://, file:///DIR, http://HOST/… (default: config 'store', $B3_STORE, or local)")
+  Flag.withDescription("store URI: local (this machine's /nix/store), local?root=DIR, DIR, memory://, file:///DIR, http://HOST/… (default: config 'store' or $B3_STORE; there is no other default)")
 )
 
 /** `--substituters 'URI …'`: stores to take outputs from before building. */

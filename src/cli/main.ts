@@ -55,7 +55,14 @@ export const main = (): void => {
 
   const program = Command.runWith(b3, { version })(argv).pipe(
     Effect.catchCause((cause) => Effect.sync(() => {
-      if (Cause.hasInterruptsOnly(cause)) { process.exitCode ??= 130; return }
+      if (Cause.hasInterruptsOnly(cause)) {
+        // Every write is atomic (a path is valid whole or not at all) and every scope has closed: say so
+        // (servers are stopped this way as a matter of course: nothing to say for them).
+        const command = argv.filter((a) => !a.startsWith("-"))
+        if (process.exitCode === undefined && !["serve", "daemon", "ui"].includes(command[0] ?? "")) process.stderr.write(`b3: interrupted (b3 ${command.slice(0, 2).join(" ")}): what was complete is kept, nothing partial was\n`)
+        process.exitCode ??= 130
+        return
+      }
       const error = Cause.squash(cause)
       const tag = (error as { _tag?: string })?._tag ?? ""
       if (tag === "ShowHelp") {

@@ -14,7 +14,7 @@
  * hold a slot: a transfer blocked on a full socket for `stallMs` gives its slot back (it goes on if
  * the client reads again), and a connection idle for `idleTimeoutMs` is closed.
  */
-import { Cause, Context, Effect, Exit, Option, type Scope, Semaphore, Stream } from "effect"
+import { Cause, Context, Effect, Exit, Option, Schema, type Scope, Semaphore, Stream } from "effect"
 import { close as closeFd, open, read } from "node:fs"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -26,7 +26,7 @@ import * as StorePath from "../core/store-path.ts"
 import { compress, extension, isCompression, type Compression } from "../io/compression.ts"
 import { fromPathInfo } from "../services/narinfo-convert.ts"
 import type { PathInfo } from "../services/path-info.ts"
-import { StoreCorrupt, StoreIoError, type StoreError } from "../services/store-errors.ts"
+import { StoreCorrupt, type StoreError } from "../services/store-errors.ts"
 import { StoreRead } from "../services/store-read.ts"
 
 /** A handler mounted under a path prefix of the same listener (e.g. the web view under `/ui/`); true when it took the request. */
@@ -308,15 +308,29 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
   }
 })
 
+/** The server could not listen where it was asked to. */
+export class ListenFailed extends Schema.TaggedError<ListenFailed>()("ListenFailed", {
+  address: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() { return `cannot listen on ${this.address}: ${this.reason}` }
+}
+
 /** Serves the store of the context until the scope closes; gives the bound address (port 0 picks a free one). */
-export const serveCache = (options: ServeOptions): Effect.Effect<AddressInfo, StoreIoError, StoreRead | Scope.Scope> => Effect.gen(function*() {
+export const serveCache = (options: ServeOptions): Effect.Effect<AddressInfo, ListenFailed, StoreRead | Scope.Scope> => Effect.gen(function*() {
   const handler = yield* makeCacheHandler(options)
   const idle = options.idleTimeoutMs ?? 60_000
   const server = yield* Effect.acquireRelease(
-    Effect.callback<Server, StoreIoError>((resume) => {
+    Effect.callback<Server, ListenFailed>((resume) => {
       const server = createServer({ keepAliveTimeout: idle, requestTimeout: idle }, handler)
       server.on("connection", (socket) => socket.setTimeout(idle, () => socket.destroy()))
-      const fail = (e: Error) => resume(Effect.fail(new StoreIoError({ store: `http://${options.host}:${options.port}`, operation: "listen", reason: e.message })))
+      const fail = (e: NodeJS.ErrnoException) => resume(Effect.fail(new ListenFailed({
+        address: `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`,
+        reason: e.code === "EADDRINUSE" ? "the address is in use (another server listens there)"
+          : e.code === "EADDRNOTAVAIL" ? "no network interface of this machine has that address"
+          : e.code === "EACCES" ? "permission denied (ports below 1024 need root)"
+          : e.message
+      })))
       server.once("error", fail)
       server.listen(options.port, options.host, () => { server.off("error", fail); resume(Effect.succeed(server)) })
     }),

@@ -57,6 +57,8 @@ export interface BuildOptions {
   /** Keys whose signatures make substituted paths trusted. */
   readonly trustedKeys?: ReadonlyArray<Signature.PublicKey>
   readonly onEvent?: (event: BuildEvent) => void
+  /** Each root's result as soon as it is known (also when others fail, with `keepGoing`). */
+  readonly onResult?: (result: BuildResult) => void
   /** Builder output as it arrives. */
   readonly onLog?: (drvPath: string, chunk: Uint8Array) => void
 }

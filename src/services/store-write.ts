@@ -18,6 +18,8 @@ export interface AddPathOptions {
   readonly algorithm?: Hash.HashAlgorithm
   /** Store paths the contents may refer to; those that occur become references. */
   readonly references?: ReadonlyArray<StorePath.StorePath>
+  /** Told the NAR bytes read so far, as the add goes on (for progress displays). */
+  readonly onProgress?: (bytes: number) => void
 }
 
 export interface StoreWriteApi {
@@ -33,6 +35,12 @@ export interface StoreWriteApi {
   readonly addText: (name: string, text: string | Uint8Array, references?: ReadonlyArray<StorePath.StorePath>) => Effect.Effect<PathInfo, StoreError>
   /** Adds paths given in any order; they are added dependencies first. */
   readonly addMultiple: <E, R>(items: ReadonlyArray<{ readonly info: PathInfo; readonly nar: Stream.Stream<Uint8Array, E, R> }>) => Effect.Effect<void, StoreError | E, R>
+  /**
+   * Whether paths from elsewhere must carry a trusted signature (or a content address) to be added:
+   * true for a local store, as Nix's `require-sigs`; a binary cache keeps what it is given.
+   * Copying checks signatures by default only where the target requires them, as `nix copy` does.
+   */
+  readonly requiresSignatures?: boolean | undefined
   /** Adds signatures to a valid path's info. */
   readonly addSignatures: (path: StorePath.StorePath, signatures: ReadonlyArray<string>) => Effect.Effect<void, StoreError>
 }

@@ -103,7 +103,8 @@ export const addPathTwoPass = (store: StoreReadApi, core: StoreWriteCore) =>
   (fsPath: string, options: AddPathOptions = {}): Effect.Effect<PathInfo, StoreError> => Effect.gen(function*() {
     const nar = narFromFileSystem(store.uri, fsPath)
     const digester = narDigester(options.method ?? "recursive", options.algorithm ?? "sha256", options.references ?? [])
-    yield* Stream.runForEach(nar, (chunk) => Effect.sync(() => digester.push(chunk)))
+    let bytes = 0
+    yield* Stream.runForEach(nar, (chunk) => Effect.sync(() => { digester.push(chunk); options.onProgress?.(bytes += chunk.length) }))
     const info = yield* contentAddressedInfo(store.uri, store.storeDir, fsPath, options, digester.result())
     yield* core.addToStore(info, nar)
     return info
@@ -139,5 +140,6 @@ export const makeStoreWrite = (store: StoreReadApi, core: StoreWriteCore, overri
   addSignatures: core.addSignatures,
   addPath: overrides.addPath ?? addPathTwoPass(store, core),
   addText: overrides.addText ?? addTextVia(store, core),
-  addMultiple: overrides.addMultiple ?? addMultipleVia(core)
+  addMultiple: overrides.addMultiple ?? addMultipleVia(core),
+  ...(overrides.requiresSignatures === undefined ? {} : { requiresSignatures: overrides.requiresSignatures })
 })

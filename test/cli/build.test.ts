@@ -35,9 +35,9 @@ describe("b3 build / b3 log", () => {
   it("rejects targets that are not derivations", () => {
     const store = `local?root=${scratch}/root`
     const missing = runB3(["build", "--store", store, join(scratch, "missing.ts")])
-    expect(missing.status).toBe(2)
+    expect(missing.status).toBe(3)
     oneLine(missing.stderr)
-    expect(missing.stderr).toContain("no such file")
+    expect(missing.stderr).toContain("does not exist")
     writeFileSync(join(scratch, "empty.ts"), "export const x = 1\n")
     const empty = runB3(["build", "--store", store, join(scratch, "empty.ts")])
     expect(empty.status).toBe(2)

@@ -3,7 +3,7 @@ import { Console, Context, Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as StorePath from "../../core/store-path.ts"
 import { requireLogs } from "../../services/registry.ts"
-import { StoreBuild } from "../../services/store-build.ts"
+import { StoreBuild, type BuildResult } from "../../services/store-build.ts"
 import { StoreRead } from "../../services/store-read.ts"
 import type { BuildEvent } from "../../services/store-build.ts"
 import { BadBuildTarget, NoBuildLog, resolveTarget } from "../build-targets.ts"
@@ -62,8 +62,8 @@ export const buildCommand = Command.make("build", {
   const substituters = yield* Effect.forEach(args.substituters.split(/\s+/).filter((s) => s.length > 0), (uri) =>
     Effect.map(openCliStore(uri), Context.get(StoreRead)))
   const trustedKeys = yield* parseTrustedKeys(args.trustedPublicKeys)
-  const drvPaths = (yield* Effect.forEach(args.targets, resolveTarget)).flat()
   const progress = buildProgress(mode.quiet)
+  const drvPaths = (yield* Effect.forEach(args.targets, (target) => resolveTarget(target, { substituters, trustedKeys, onEvent: progress.onEvent }))).flat()
   const partial = new Map<string, string>()
   const decoder = new TextDecoder()
   const onLog = args.printBuildLogs || mode.verbose
@@ -74,21 +74,26 @@ export const buildCommand = Command.make("build", {
       for (const line of lines) process.stderr.write(`${drvName(drvPath)}> ${line}\n`)
     }
     : undefined
+  const storeDir = (yield* StoreRead).storeDir
+  const asJson = (r: BuildResult) => ({
+    drvPath: StorePath.print(r.drvPath, storeDir),
+    outputs: Object.fromEntries(Object.entries(r.outputs).map(([name, path]) => [name, StorePath.print(path, storeDir)])),
+    status: r.status
+  })
+  // What did finish, printed even when something else failed (with --keep-going, most of the graph may have built).
+  const finished: Array<BuildResult> = []
+  const printResults = (results: ReadonlyArray<BuildResult>) => mode.json
+    ? printJson(results.map(asJson))
+    : Effect.forEach(results, (r) => Effect.forEach(Object.values(r.outputs), (path) => Console.log(StorePath.print(path, storeDir))), { discard: true })
   const results = yield* builder.buildDerivations(drvPaths, {
     maxJobs: args.maxJobs, keepGoing: args.keepGoing, cores: Option.getOrUndefined(args.cores), timeoutSeconds: Option.getOrUndefined(args.timeout),
     maxSilentSeconds: Option.getOrUndefined(args.maxSilentTime), substituters, trustedKeys, onEvent: progress.onEvent,
+    onResult: (result) => { finished.push(result) },
     ...(onLog ? { onLog } : {})
-  }).pipe(Effect.ensuring(Effect.sync(progress.done)))
-  const storeDir = (yield* StoreRead).storeDir
-  if (mode.json) {
-    yield* printJson(results.map((r) => ({
-      drvPath: StorePath.print(r.drvPath, storeDir),
-      outputs: Object.fromEntries(Object.entries(r.outputs).map(([name, path]) => [name, StorePath.print(path, storeDir)])),
-      status: r.status
-    })))
-  } else {
-    for (const r of results) for (const path of Object.values(r.outputs)) yield* Console.log(StorePath.print(path, storeDir))
-  }
+  }).pipe(
+    Effect.ensuring(Effect.sync(progress.done)),
+    Effect.tapError(() => args.keepGoing && finished.length > 0 ? printResults(finished) : Effect.void))
+  yield* printResults(results)
 })).pipe(Effect.provide(cliBuildingStore(args.store)))).pipe(
   Command.withShortDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths."),
   Command.withDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths (with --json [{\"drvPath\", \"outputs\", \"status\"}])."),
@@ -110,7 +115,7 @@ export const logCommand = Command.make("log", {
   let drvPath = args.path
   if (!parsed.success.name.endsWith(".drv")) {
     const info = yield* read.queryPathInfo(parsed.success)
-    if (!info.deriver) return yield* new BadBuildTarget({ target: args.path, reason: "the path has no known deriver" })
+    if (!info.deriver) return yield* new NoBuildLog({ drvPath: args.path, reason: "the path has no known deriver: it was added, not built" })
     drvPath = StorePath.print(info.deriver, storeDir)
   }
   const log = yield* (yield* requireLogs(store)).readLog(drvPath)

@@ -2,18 +2,20 @@
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
 import { config as currentConfig } from "../config.ts"
-import { outputMode, printJson } from "../output.ts"
+import { outputMode, printJson, UsageError } from "../output.ts"
 
 const show = Command.make("show", {}, () => Effect.gen(function*() {
   const config = currentConfig()
-  if ((yield* outputMode).json) return yield* printJson(config)
+  if ((yield* outputMode).json) yield* printJson(config)
+  else {
   yield* Console.log(`config file:          ${config.file ?? "(none: ./b3.json or ~/.config/b3/config.json)"}`)
-  yield* Console.log(`store:                ${config.store}  (${config.sources.store})`)
+  yield* Console.log(`store:                ${config.store || "(none: give --store)"}  (${config.sources.store})`)
   yield* Console.log(`substituters:         ${config.substituters.join(" ") || "(none)"}  (${config.sources.substituters})`)
   yield* Console.log(`trusted-public-keys:  ${config.trustedPublicKeys.join(" ") || "(none)"}  (${config.sources.trustedPublicKeys})`)
-  for (const problem of config.problems) yield* Console.error(`warning: ${problem}`)
+  }
+  if (config.problems.length > 0) return yield* new UsageError({ reason: config.problems.join("; ") })
 })).pipe(
-  Command.withDescription("Print the effective configuration (defaults < config file < B3_* env vars < flags)."),
+  Command.withDescription("Print the effective configuration (defaults < config file < B3_* env vars < flags); exits 2 if the config file is malformed, saying what is wrong."),
   Command.withExamples([
     { command: "b3 config show", description: "each setting and where it comes from" },
     { command: "B3_STORE=/tmp/r b3 config show --json", description: "{\"store\", \"substituters\", \"trustedPublicKeys\", \"sources\", \"file\"?, \"problems\"}" }

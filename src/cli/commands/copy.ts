@@ -18,7 +18,7 @@ export const copyCommand = Command.make("copy", {
   to: Flag.String("to").pipe(Flag.withDescription("target store URI")),
   closure: switchFlag("closure", "copy everything the paths refer to as well"),
   jobs: Flag.Int("jobs").pipe(Flag.withDefault(16), Flag.withDescription("paths copied at once")),
-  noCheckSigs: switchFlag("no-check-sigs", "accept paths without a trusted signature"),
+  noCheckSigs: switchFlag("no-check-sigs", "accept paths without a trusted signature (checked only where the target requires them: local stores, as in Nix)"),
   trustedPublicKeys: trustedKeysFlag,
   secretKey: Flag.String("secret-key").pipe(Flag.optional, Flag.withDescription("sign the copied paths with this secret key file")),
   paths: Argument.String("path").pipe(Argument.variadic({ min: 1 }), Argument.withDescription("store paths to copy"))
@@ -44,7 +44,7 @@ export const copyCommand = Command.make("copy", {
     progress.update(`${done}/${total} paths, ${mib(bytesDone)}/${mib(bytes)}, ${rate(bytesDone, started)}`)
   }
   const result = yield* copyPaths(from, target, paths, {
-    closure: args.closure, concurrency: args.jobs, checkSigs: !args.noCheckSigs, trustedKeys, signWith, onEvent
+    closure: args.closure, concurrency: args.jobs, checkSigs: !args.noCheckSigs && (target.write.requiresSignatures ?? false), trustedKeys, signWith, onEvent
   })
   progress.done()
   if (mode.json) {

@@ -1,43 +1,48 @@
 /** `b3 serve`: an HTTP binary cache over any store (like nix-serve / `nix copy --to http://`). */
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
-import { compressions } from "../../io/compression.ts"
-import { BadStoreUri } from "../../services/store-errors.ts"
-import { storeFlag } from "../flags.ts"
-import { outputMode, printJson } from "../output.ts"
-import { cliStore } from "../open-store.ts"
+import { compressions, type Compression } from "../../io/compression.ts"
 import { StoreRead } from "../../services/store-read.ts"
+import { storeFlag } from "../flags.ts"
+import { cliStore } from "../open-store.ts"
+import { outputMode, printJson, UsageError } from "../output.ts"
 import { readSecretKey } from "../trust.ts"
 
 const parseListen = (listen: string) => {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen)
-  return m ? { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) } : undefined
+  return m && Number(m[2]) < 65536 ? { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) } : undefined
 }
+
+/** Serves the store of the context at `listen` until interrupted. */
+const serve = (listen: { readonly host: string; readonly port: number }, options: { readonly secretKey: string | undefined; readonly compression: Compression }) =>
+  Effect.scoped(Effect.gen(function*() {
+    const mode = yield* outputMode
+    const store = yield* StoreRead
+    const secretKeys = options.secretKey !== undefined ? [yield* readSecretKey(options.secretKey)] : []
+    // The HTTP server is loaded here, not at start-up: no other command needs it.
+    const { serveCache } = yield* Effect.promise(() => import("../../servers/http-cache.ts"))
+    const address = yield* serveCache({
+      ...listen,
+      secretKeys,
+      compression: options.compression,
+      ...(mode.quiet ? {} : { accessLog: (line: string) => process.stderr.write(line + "\n") })
+    })
+    const where = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${address.port}`
+    yield* (mode.json ? printJson({ store: store.uri, url: where }) : Console.log(`serving ${store.uri} at ${where}`))
+    return yield* Effect.never
+  }))
 
 export const serveCommand = Command.make("serve", {
   store: storeFlag,
   listen: Flag.String("listen").pipe(Flag.withDefault("127.0.0.1:5000"), Flag.withDescription("HOST:PORT to listen on (port 0 picks a free port)")),
   secretKey: Flag.String("secret-key").pipe(Flag.optional, Flag.withDescription("sign narinfos on the fly with this secret key file")),
   compression: Flag.Literals("compression", compressions).pipe(Flag.withDefault("none" as const), Flag.withDescription("compress NARs on the fly"))
-}, (args) => Effect.scoped(Effect.gen(function*() {
-  const mode = yield* outputMode
+}, (args) => Effect.gen(function*() {
   const listen = parseListen(args.listen)
-  if (!listen) return yield* new BadStoreUri({ uri: args.listen, reason: "--listen takes HOST:PORT, e.g. 127.0.0.1:5000" })
-  const store = yield* StoreRead
-  const secretKeys = args.secretKey._tag === "Some" ? [yield* readSecretKey(args.secretKey.value)] : []
-  // The HTTP server is loaded here, not at start-up: no other command needs it.
-  const { serveCache } = yield* Effect.promise(() => import("../../servers/http-cache.ts"))
-  const address = yield* serveCache({
-    ...listen,
-    secretKeys,
-    compression: args.compression,
-    ...(mode.quiet ? {} : { accessLog: (line: string) => process.stderr.write(line + "\n") })
-  })
-  const port = address.port
-  const where = `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${port}`
-  yield* (mode.json ? printJson({ store: store.uri, url: where }) : Console.log(`serving ${store.uri} at ${where}`))
-  return yield* Effect.never
-})).pipe(Effect.provide(cliStore(args.store)))).pipe(
+  if (!listen) return yield* new UsageError({ reason: `--listen takes HOST:PORT, e.g. 127.0.0.1:5000 (not '${args.listen}')` })
+  return yield* serve(listen, { secretKey: args.secretKey._tag === "Some" ? args.secretKey.value : undefined, compression: args.compression }).pipe(
+    Effect.provide(cliStore(args.store)))
+})).pipe(
   Command.withShortDescription("Serve a store as an HTTP binary cache that Nix and b3 can read (stops cleanly on Ctrl-C)."),
   Command.withDescription("Serve a store as an HTTP binary cache that Nix and b3 can read (stops cleanly on Ctrl-C). Prints 'serving STORE at URL' (with --json {\"store\", \"url\"}) once it listens; --quiet turns the access log off."),
   Command.withExamples([

@@ -28,8 +28,9 @@ const addAll = (storeUri: string, paths: ReadonlyArray<string>, options?: AddPat
   const started = Date.now()
   let bytes = 0
   for (const [i, file] of paths.entries()) {
-    progress.update(`${i}/${paths.length} paths, ${mib(bytes)}, ${rate(bytes, started)}: adding ${file}`)
-    const info = yield* write.addPath(resolve(file), options)
+    const show = (current: number) => progress.update(`${i}/${paths.length} paths, ${mib(bytes + current)}, ${rate(bytes + current, started)}: adding ${file}`)
+    show(0)
+    const info = yield* write.addPath(resolve(file), { ...options, onProgress: show })
     bytes += info.narSize
     progress.done()
     const path = StorePath.print(info.path, store.storeDir)

@@ -6,6 +6,7 @@
  * NAR is missing or partial. Blob stores that take streamed uploads (S3) skip the spool file: the
  * NAR goes up as it is compressed, named `nar/<narhash>.nar[…]`.
  */
+import { BadNar } from "../../nar/errors.ts"
 import { Effect, Option, Result, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs"
@@ -117,9 +118,11 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
         const ni = yield* narInfoOf(path)
         const info = yield* queryPathInfo(path)
         if (!isCompression(ni.compression)) return yield* corrupt(`${print(path)} uses unknown compression '${ni.compression}'`)
+        // Errors name the store path as well as the file: a truncated or damaged NAR says whose it is.
         const file = decompress(blobs.getStream(ni.url), ni.compression).pipe(
-          Stream.mapError((e): StoreError => e._tag === "CompressionError" ? new StoreIoError({ store: uri, operation: `read ${ni.url}`, reason: e.message }) : e))
-        return verifiedNar(info, storeDir, file)
+          Stream.mapError((e): StoreError => e._tag === "CompressionError" ? new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${ni.url})`, reason: e.message }) : e))
+        return verifiedNar(info, storeDir, file).pipe(Stream.mapError((e): StoreError =>
+          e._tag === "BadNar" ? new BadNar({ offset: e.offset, reason: `${e.reason} (in the NAR of ${print(path)}, ${uri}/${ni.url})` }) : e))
       })),
       queryPathFromHashPart: (hashPart) => Effect.map(lookup(hashPart), Option.flatMap((ni) => {
         const p = StorePath.parse(ni.storePath, storeDir)

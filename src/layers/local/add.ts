@@ -173,9 +173,12 @@ const copySingleFile = (
 export const addPathOnePass = (ctx: AddContext) => (fsPath: string, options: AddPathOptions = {}): Effect.Effect<PathInfo, StoreError> =>
   withTemp(ctx, "addpath", (temp) => Effect.gen(function*() {
     const digester = narDigester(options.method ?? "recursive", options.algorithm ?? "sha256", options.references ?? [])
+    let bytes = 0
+    const digest = options.onProgress === undefined ? digester.push
+      : (chunk: Uint8Array) => { digester.push(chunk); options.onProgress!(bytes += chunk.length) }
     const single = yield* trySync(ctx.uri, `read ${fsPath}`, () => regularFileAt(fsPath))
-    if (single) yield* copySingleFile(ctx, fsPath, single, temp, digester.push)
-    else yield* restoreToTemp(ctx, Stream.tap(narFromFileSystem(ctx.uri, fsPath), (chunk) => Effect.sync(() => digester.push(chunk))), temp)
+    if (single) yield* copySingleFile(ctx, fsPath, single, temp, digest)
+    else yield* restoreToTemp(ctx, Stream.tap(narFromFileSystem(ctx.uri, fsPath), (chunk) => Effect.sync(() => digest(chunk))), temp)
     const info = yield* contentAddressedInfo(ctx.uri, ctx.layout.storeDir, fsPath, options, digester.result())
     if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return info
     yield* checkReferences(ctx, info)

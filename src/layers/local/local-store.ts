@@ -36,6 +36,8 @@ export interface LocalStoreOptions {
   readonly storeDir?: string
   /** State dir (db, gcroots); default `<root>/nix/var/nix`. */
   readonly stateDir?: string
+  /** The URI it was opened from, for messages. */
+  readonly uri?: string
 }
 
 export interface LocalStore {
@@ -69,12 +71,11 @@ const derivationOutputsOf = (storeDir: string) => (info: PathInfo, realPath: str
 /** The local store's own operations beyond read/write (verify, GC), for programs that need them. */
 export class LocalStoreHandle extends Context.Service<LocalStoreHandle, LocalStore>()("b3/LocalStore") {}
 
+/** The store's URI for messages, as a user would write it (not percent-encoded). */
 const uriOf = (options: LocalStoreOptions) => {
-  const params = new URLSearchParams()
-  if (options.root) params.set("root", options.root)
-  if (options.storeDir) params.set("store", options.storeDir)
-  const query = params.toString()
-  return query ? `local?${query}` : "local"
+  if (options.uri !== undefined) return options.uri
+  const params = [...(options.root ? [`root=${options.root}`] : []), ...(options.storeDir ? [`store=${options.storeDir}`] : [])]
+  return params.length > 0 ? `local?${params.join("&")}` : "local"
 }
 
 const openFiles = (uri: string, layout: LocalStoreLayout) => trySync(uri, "open store", () => {
@@ -131,7 +132,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
         const info = yield* query(path)
         yield* trySync(uri, "add signatures", () => db.setSignatures(path, [...new Set([...info.signatures, ...signatures])]))
       })
-    }, { addPath: addPathOnePass(ctx) })
+    }, { addPath: addPathOnePass(ctx), requiresSignatures: true })
 
     const maintenance: StoreMaintenanceApi = {
       verify: (options = {}) => verifyStore(layout, db, options),
