@@ -20,7 +20,8 @@ import type { PathInfo } from "../../services/path-info.ts"
 import type { StoreError } from "../../services/store-errors.ts"
 import type { StoreReadApi } from "../../services/store-read.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
-import { verifiedNar } from "../../services/verified-nar.ts"
+import { expectationOf, verifiedNar } from "../../services/verified-nar.ts"
+import { checkedNar } from "../../nar/check.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
 import { ListingBuilder, listingFile } from "../../nar/listing.ts"
 import type { BlobStore } from "./blob-store.ts"
@@ -113,13 +114,14 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       queryValidPaths: (paths) => Effect.map(
         Effect.forEach(paths, (p) => Effect.map(isValidPath(p), (ok) => (ok ? [p] : [])), { concurrency: 16 }),
         (found) => found.flat()),
-      narFromPath: (path) => Stream.unwrap(Effect.gen(function*() {
+      // checked against the narinfo as it is read, or in the pass of a consumer that checks it anyway (check.ts)
+      narFromPath: (path) => checkedNar(Effect.gen(function*() {
         const ni = yield* narInfoOf(path)
         const info = yield* queryPathInfo(path)
         if (!isCompression(ni.compression)) return yield* corrupt(`${print(path)} uses unknown compression '${ni.compression}'`)
         const file = decompress(blobs.getStream(ni.url), ni.compression).pipe(
           Stream.mapError((e): StoreError => e._tag === "CompressionError" ? new StoreIoError({ store: uri, operation: `read ${ni.url}`, reason: e.message }) : e))
-        return verifiedNar(info, storeDir, file)
+        return { bytes: file, expect: [expectationOf(info, storeDir)] }
       })),
       queryPathFromHashPart: (hashPart) => Effect.map(lookup(hashPart), Option.flatMap((ni) => {
         const p = StorePath.parse(ni.storePath, storeDir)
