@@ -151,19 +151,35 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
         Stream.mapError((e): StoreError | E => (typeof e === "object" && e !== null && (e as { _tag?: string })._tag === "CompressionError")
           ? new StoreIoError({ store: uri, operation: "compress NAR", reason: (e as Error).message }) : e as StoreError | E))
 
+    /**
+     * The FileHash and FileSize of the NAR file written, fed its bytes. An uncompressed NAR's are the
+     * NAR's own hash and size, which the pass writing it checks against `info` (the file is used
+     * only once that pass has completed), so it is not hashed a second time.
+     */
+    const fileDigest = (info: PathInfo) => {
+      if (compression === "none" && info.narHash.algorithm === "sha256") {
+        return { update: (_chunk: Uint8Array) => {}, result: () => ({ fileHash: info.narHash, fileSize: info.narSize }) }
+      }
+      const hasher = Hash.hasher("sha256")
+      let size = 0
+      return {
+        update: (chunk: Uint8Array) => { hasher.update(chunk); size += chunk.length },
+        result: () => ({ fileHash: hasher.digest(), fileSize: size })
+      }
+    }
+
     /** Validates, compresses and hashes the NAR into a spool file; returns its FileHash and FileSize. */
     const spoolNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, spool: string, listing?: ListingBuilder) => Effect.gen(function*() {
       const fd = yield* Effect.try({ try: () => { mkdirSync(blobs.spoolDir, { recursive: true }); return openSync(spool, "w") }, catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) }) })
-      const fileHasher = Hash.hasher("sha256")
-      let fileSize = 0
+      const digest = fileDigest(info)
       yield* Effect.ensuring(
         Stream.runForEach(compressedNar(info, nar, listing), (chunk) => Effect.try({
-          try: () => { writeSync(fd, chunk); fileHasher.update(chunk); fileSize += chunk.length },
+          try: () => { writeSync(fd, chunk); digest.update(chunk) },
           catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) })
         })),
         Effect.sync(() => closeSync(fd))
       )
-      return { fileHash: fileHasher.digest(), fileSize }
+      return digest.result()
     })
 
     /**
@@ -173,11 +189,10 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
      */
     const streamNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, putStream: NonNullable<BlobStore["putStream"]>, listing?: ListingBuilder) => Effect.gen(function*() {
       const url = `nar/${Hash.encode(info.narHash, "base32")}${extension[compression]}`
-      const fileHasher = Hash.hasher("sha256")
-      let fileSize = 0
-      const hashed = Stream.map(compressedNar(info, nar, listing), (chunk) => { fileHasher.update(chunk); fileSize += chunk.length; return chunk })
+      const digest = fileDigest(info)
+      const hashed = Stream.map(compressedNar(info, nar, listing), (chunk) => { digest.update(chunk); return chunk })
       const storedAs = yield* putStream(url, hashed, "application/x-nix-nar", info.narSize)
-      return { url: storedAs ?? url, fileHash: fileHasher.digest(), fileSize }
+      return { url: storedAs ?? url, ...digest.result() }
     })
 
     const addToStore = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, StoreError | E, R> =>
