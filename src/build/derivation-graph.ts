@@ -5,8 +5,7 @@
 import { Effect, Result, Stream } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import * as StorePath from "../core/store-path.ts"
-import { NarDecoder } from "../nar/index.ts"
-import type { NarEvent } from "../nar/events.ts"
+import { narEvents } from "../nar/check.ts"
 import { BuildFailed } from "../services/store-build.ts"
 import type { StoreError } from "../services/store-errors.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
@@ -16,31 +15,24 @@ const maxDerivationSize = 64 * 1024 * 1024
 
 const invalid = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason: `invalid derivation: ${reason}`, logTail: "" })
 
-/** The bytes of a store path that is a single regular file. */
+/**
+ * The bytes of a store path that is a single regular file: its NAR decoded once (with whatever
+ * checks the store's stream carries, check.ts), the file's contents kept.
+ */
 const readRegularFile = (store: StoreReadApi, path: StorePath.StorePath): Effect.Effect<Uint8Array, StoreError | BuildFailed> =>
   Effect.gen(function*() {
     const printed = StorePath.print(path, store.storeDir)
-    const decoder = new NarDecoder()
-    const events: Array<NarEvent> = []
     const parts: Array<Uint8Array> = []
     let size = 0
     let problem: string | undefined
-    const take = () => {
+    yield* Stream.runForEachArray(narEvents(store.narFromPath(path)), (events) => Effect.sync(() => {
       for (const event of events) {
+        if (problem !== undefined) return
         if (event._tag === "File" && event.size > maxDerivationSize) problem = `larger than ${maxDerivationSize} bytes`
         if (event._tag === "Directory" || event._tag === "Symlink") problem = "not a regular file"
         if (event._tag === "Contents") { parts.push(event.bytes.slice()); size += event.bytes.length }
       }
-      events.length = 0
-    }
-    yield* Stream.runForEach(store.narFromPath(path), (chunk) => Effect.suspend(() => {
-      if (problem !== undefined) return Effect.void
-      const bad = decoder.push(chunk, events)
-      if (bad) problem = bad.message
-      take()
-      return Effect.void
-    }))
-    if (problem === undefined) problem = decoder.end()?.message
+    })).pipe(Effect.catchTag("BadNar", (bad) => Effect.sync(() => { problem ??= bad.message })))
     if (problem !== undefined) return yield* invalid(printed, problem)
     const bytes = new Uint8Array(size)
     let offset = 0

@@ -4,17 +4,17 @@
  * derivation's own outputs that occur in it), the fixed-output hash check, and an order in which
  * outputs that refer to each other can be registered (a cycle between outputs is an error).
  */
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
 import * as ContentAddress from "../core/content-address.ts"
 import type * as Derivation from "../core/derivation/index.ts"
 import * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
 import type { BuiltOutput, BuiltPath } from "../services/build-host.ts"
+import { checkNar, type NarCheckResult } from "../nar/check.ts"
 import { topoSortInfos } from "../services/closure.ts"
 import { sortReferences, type PathInfo } from "../services/path-info.ts"
 import { BuildFailed, OutputHashMismatch, type BuildError } from "../services/store-build.ts"
-import type { StoreIoError } from "../services/store-errors.ts"
-import { narDigester, type NarDigestResult } from "../services/write-helpers.ts"
+import { StoreIoError } from "../services/store-errors.ts"
 
 export interface OutputsToRegister {
   readonly drvPath: StorePath.StorePath
@@ -28,16 +28,18 @@ export interface OutputsToRegister {
   readonly inputClosure: ReadonlyArray<StorePath.StorePath>
 }
 
-/** One pass over an output's NAR: its hash and size, the references found, and the content hash. */
+/**
+ * One pass over an output's NAR (check.ts): its structure, hash and size, the references found,
+ * and the content hash. The NAR comes from the Sandbox service, so its structure is checked too.
+ */
 const digestOf = (
   output: BuiltOutput,
   method: "flat" | "recursive",
   algorithm: Hash.HashAlgorithm,
   candidates: ReadonlyArray<StorePath.StorePath>
-): Effect.Effect<NarDigestResult, StoreIoError> => Effect.suspend(() => {
-  const digester = narDigester(method, algorithm, candidates)
-  return Stream.runForEach(output.nar, (chunk) => Effect.sync(() => digester.push(chunk))).pipe(Effect.map(() => digester.result()))
-})
+): Effect.Effect<NarCheckResult, StoreIoError> =>
+  checkNar(output.nar, { contentHash: { method, algorithm }, references: candidates.map((c) => c.hashPart) }).pipe(
+    Effect.mapError((e) => e._tag === "StoreIoError" ? e : new StoreIoError({ store: "build", operation: "read a built output", reason: e.message })))
 
 const failed = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason, logTail: "" })
 
@@ -65,26 +67,29 @@ export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<ReadonlyA
       // An output the NAR format cannot hold (a FIFO, a socket) fails the build, as in Nix.
       const digest = yield* digestOf(built, fixed?.method ?? "recursive", fixed?.hash.algorithm ?? "sha256", candidates).pipe(
         Effect.mapError((e) => failed(drvPath, `output '${printed}': ${e.reason}`)))
-      if (fixed?.method === "flat" && (!digest.regularFile || digest.executable)) {
+      if (fixed?.method === "flat" && digest.root !== "regular") {
         return yield* failed(drvPath, `output path '${printed}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)`)
       }
+      const found = new Set(digest.references)
+      const references = candidates.filter((c) => found.has(c.hashPart))
       let ca: ContentAddress.ContentAddress | undefined
       if (fixed) {
-        if (!Hash.equals(fixed.hash, digest.caHash)) {
+        const caHash = digest.contentHash!
+        if (!Hash.equals(fixed.hash, caHash)) {
           return yield* new OutputHashMismatch({
-            drvPath, output: name, specified: Hash.encode(fixed.hash, "sri"), got: Hash.encode(digest.caHash, "sri")
+            drvPath, output: name, specified: Hash.encode(fixed.hash, "sri"), got: Hash.encode(caHash, "sri")
           })
         }
-        if (digest.references.length > 0) return yield* failed(drvPath, "illegal path references in fixed-output derivation")
-        ca = ContentAddress.fixed(fixed.method, digest.caHash)
+        if (references.length > 0) return yield* failed(drvPath, "illegal path references in fixed-output derivation")
+        ca = ContentAddress.fixed(fixed.method, caHash)
       }
       infos.push({
         name,
         info: {
           path,
           narHash: digest.narHash,
-          narSize: digest.size,
-          references: sortReferences(digest.references),
+          narSize: digest.narSize,
+          references: sortReferences(references),
           deriver: outputs.drvPath,
           signatures: [],
           ca,

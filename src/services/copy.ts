@@ -6,10 +6,11 @@
  * match its address.
  */
 import { Deferred, Effect } from "effect"
+import * as ContentAddress from "../core/content-address.ts"
 import * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
 import { computeClosure, topoSortInfos } from "./closure.ts"
-import { checkContentAddress, pathMatchesContentAddress } from "./content-address-check.ts"
+import { withContentAddressCheck } from "./verified-nar.ts"
 import { fingerprint, type PathInfo } from "./path-info.ts"
 import type { StoreError } from "./store-errors.ts"
 import { StoreRead, type StoreReadApi } from "./store-read.ts"
@@ -36,6 +37,17 @@ export interface CopyOptions {
 export interface CopyResult {
   readonly copied: ReadonlyArray<StorePath.StorePath>
   readonly skipped: ReadonlyArray<StorePath.StorePath>
+}
+
+/** Whether the path is the one its content address, name and references give. */
+export const pathMatchesContentAddress = (info: PathInfo, storeDir: string): boolean => {
+  if (!info.ca) return false
+  const self = StorePath.baseName(info.path)
+  const others = info.references.filter((r) => StorePath.baseName(r) !== self)
+  const computed = ContentAddress.storePath(info.ca, info.path.name, {
+    references: others, hasSelfReference: others.length !== info.references.length, storeDir
+  })
+  return StorePath.equals(computed, info.path)
 }
 
 /**
@@ -87,7 +99,8 @@ export const copyPaths = (
     options.onEvent?.({ type: "start", path: printed, narSize: info.narSize })
     const signatures = (options.signWith ?? []).map((k) => Signature.signDetached(k, fingerprint(info, storeDir)))
     const target: PathInfo = { ...info, signatures: [...new Set([...info.signatures, ...signatures])] }
-    const nar = byCa.has(key) ? checkContentAddress(info, storeDir, from.narFromPath(info.path)) : from.narFromPath(info.path)
+    // a content address is checked in the pass that checks the NAR hash (the target's, or the source's own)
+    const nar = byCa.has(key) ? withContentAddressCheck(info, storeDir, from.narFromPath(info.path)) : from.narFromPath(info.path)
     yield* to.write.addToStore(target, nar)
     options.onEvent?.({ type: "done", path: printed, narSize: info.narSize })
     yield* Deferred.succeed(finished.get(key)!, undefined)

@@ -15,28 +15,19 @@
  * | ReferenceCycle  | paths refer to each other in a cycle (a hostile or broken cache)      | 1        |
  */
 import { Schema } from "effect"
-import type { BadNar } from "../nar/errors.ts"
+import type { BadNar, HashMismatch } from "../nar/errors.ts"
 import type { FileNotFound } from "../nar/fs/errors.ts"
 import type { SignatureError } from "../core/signature.ts"
 
 export { SignatureError } from "../core/signature.ts"
+/** A NAR's bytes did not match the declared hash, size or content address (checked in src/nar/check.ts). */
+export { HashMismatch } from "../nar/errors.ts"
 
 export class PathNotValid extends Schema.TaggedError<PathNotValid>()("PathNotValid", {
   path: Schema.String,
   store: Schema.String
 }) {
   override get message() { return `path '${this.path}' is not valid in store ${this.store}` }
-}
-
-export class HashMismatch extends Schema.TaggedError<HashMismatch>()("HashMismatch", {
-  path: Schema.String,
-  what: Schema.String,
-  expected: Schema.String,
-  actual: Schema.String
-}) {
-  override get message() {
-    return `${this.what} mismatch for '${this.path}': expected ${this.expected}, got ${this.actual}`
-  }
 }
 
 export class StoreCorrupt extends Schema.TaggedError<StoreCorrupt>()("StoreCorrupt", {

@@ -1,53 +1,41 @@
 /**
- * Checks a NAR while it streams into a store: its structure (through the validating decoder),
- * its sha256 and its size. The checks finish with the stream: a consumer that commits only after
- * the stream has completed never commits a bad path.
+ * A NAR checked against a PathInfo while it streams into (or out of) a store: its structure, its
+ * hash and its size, in the one pass of src/nar/check.ts. The checks finish with the stream: a
+ * consumer that commits only after the stream has completed never commits a bad path. When the
+ * stream already carries checks (a NAR read from a cache, a content address added by `copy`),
+ * they run in the same pass: the NAR is decoded and hashed once however many layers check it.
  */
-import { Effect, Stream } from "effect"
-import * as Hash from "../core/hash.ts"
+import type { Stream } from "effect"
 import * as StorePath from "../core/store-path.ts"
-import { NarDecoder } from "../nar/decode.ts"
-import type { BadNar } from "../nar/errors.ts"
+import { expectNar, narBytes, narEvents, type NarExpectation, type OnResult } from "../nar/check.ts"
 import type { NarEvent } from "../nar/events.ts"
-import { HashMismatch } from "./store-errors.ts"
 import type { PathInfo } from "./path-info.ts"
 import type { StoreError } from "./store-errors.ts"
 
+/** What a path's NAR must be: its NAR hash and size. */
+export const expectationOf = (info: PathInfo, storeDir: string): NarExpectation =>
+  ({ path: StorePath.print(info.path, storeDir), narHash: info.narHash, narSize: info.narSize })
+
+/** What a content-addressed path's contents must hash to (nothing when it has no content address). */
+export const contentExpectationOf = (info: PathInfo, storeDir: string): NarExpectation =>
+  ({ path: StorePath.print(info.path, storeDir), ca: info.ca })
+
+/** The NAR's bytes passed on, checked against `info`; `onEvent` sees every decoded event (e.g. to build a listing). */
 export const verifiedNar = <E, R>(
   info: PathInfo,
   storeDir: string,
   nar: Stream.Stream<Uint8Array, E, R>,
-  /** Sees every decoded event (e.g. to build a listing on the way). */
   onEvent?: (event: NarEvent) => void
-): Stream.Stream<Uint8Array, E | StoreError, R> => {
-  const path = StorePath.print(info.path, storeDir)
-  return Stream.suspend(() => {
-    const hasher = Hash.hasher(info.narHash.algorithm)
-    const decoder = new NarDecoder()
-    const events: Array<NarEvent> = [] // events are dropped once `onEvent` has seen them
-    let size = 0
-    const checked = Stream.mapEffect(nar, (chunk): Effect.Effect<Uint8Array, HashMismatch | BadNar> => {
-      size += chunk.length
-      if (size > info.narSize) {
-        return Effect.fail(new HashMismatch({ path, what: "NAR size", expected: String(info.narSize), actual: `more than ${info.narSize}` }))
-      }
-      hasher.update(chunk)
-      const error = decoder.push(chunk, events)
-      if (onEvent) for (const event of events) onEvent(event)
-      events.length = 0
-      return error ? Effect.fail(error) : Effect.succeed(chunk)
-    })
-    const finish = Effect.gen(function*() {
-      const error = decoder.end()
-      if (error) return yield* error
-      if (size !== info.narSize) {
-        return yield* new HashMismatch({ path, what: "NAR size", expected: String(info.narSize), actual: String(size) })
-      }
-      const actual = hasher.digest()
-      if (!Hash.equals(actual, info.narHash)) {
-        return yield* new HashMismatch({ path, what: "NAR hash", expected: Hash.print(info.narHash, "base32"), actual: Hash.print(actual, "base32") })
-      }
-    })
-    return Stream.concat(checked, Stream.fromEffect(finish).pipe(Stream.drain))
-  })
-}
+): Stream.Stream<Uint8Array, E | StoreError, R> => narBytes(nar, { expect: [expectationOf(info, storeDir)] }, onEvent)
+
+/** The NAR's events, decoded once and checked against `info` in the same pass. */
+export const verifiedNarEvents = <E, R>(
+  info: PathInfo,
+  storeDir: string,
+  nar: Stream.Stream<Uint8Array, E, R>,
+  onResult?: OnResult
+): Stream.Stream<NarEvent, E | StoreError, R> => narEvents(nar, { expect: [expectationOf(info, storeDir)] }, onResult)
+
+/** The NAR stream with the check that its contents match `info.ca` added (a no-op without one). */
+export const withContentAddressCheck = <E, R>(info: PathInfo, storeDir: string, nar: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Uint8Array, E | StoreError, R> =>
+  info.ca ? expectNar(nar, contentExpectationOf(info, storeDir)) : nar

@@ -9,9 +9,8 @@ import * as ContentAddress from "../core/content-address.ts"
 import * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
 import * as Tree from "../nar/tree.ts"
-import { NarDecoder, ReferenceScanner } from "../nar/index.ts"
+import { checkNar, type NarCheckOptions, type NarCheckResult } from "../nar/check.ts"
 import { FileNotFound, narFromPath } from "../nar/fs/index.ts"
-import type { NarEvent } from "../nar/events.ts"
 import { topoSortInfos } from "./closure.ts"
 import { StoreIoError } from "./store-errors.ts"
 import { sortReferences, type PathInfo } from "./path-info.ts"
@@ -22,53 +21,17 @@ import type { AddPathOptions, StoreWriteApi } from "./store-write.ts"
 export type StoreWriteCore = Pick<StoreWriteApi, "addToStore" | "addSignatures">
 
 /**
- * Digests a NAR as it streams past: its sha256 (and, for recursive hashing with another
- * algorithm, that hash too), its size, which candidate references it contains, and for flat
- * ingestion the hash of the single regular file's contents (decoded from the NAR on the way).
+ * What adding a file-system path as a content-addressed path computes in its one pass over the
+ * NAR (check.ts): the NAR's sha256 and size, the content hash for `method` and `algorithm`
+ * (the NAR's, or for flat ingestion the single regular file's bytes) and which candidate
+ * references occur. The NAR is b3's own dump of the path, so its structure is not re-validated
+ * unless the events are needed.
  */
-export const narDigester = (method: "flat" | "recursive", algorithm: Hash.HashAlgorithm, candidates: ReadonlyArray<StorePath.StorePath>) => {
-  const narHasher = Hash.hasher("sha256")
-  const caHasher = method === "flat" || algorithm !== "sha256" ? Hash.hasher(algorithm) : undefined
-  const decoder = method === "flat" ? new NarDecoder() : undefined
-  const events: Array<NarEvent> = []
-  const scanner = new ReferenceScanner(candidates.map((c) => c.hashPart))
-  let regularFile = true
-  let executable = false
-  let first = true
-  let size = 0
-  return {
-    push: (chunk: Uint8Array) => {
-      size += chunk.length
-      narHasher.update(chunk)
-      scanner.push(chunk)
-      if (!decoder) { caHasher?.update(chunk); return }
-      decoder.push(chunk, events)
-      for (const event of events) {
-        if (first && event._tag !== "File") regularFile = false
-        if (first && event._tag === "File") executable = event.executable
-        first = false
-        if (event._tag === "Contents") caHasher!.update(event.bytes)
-      }
-      events.length = 0
-    },
-    result: (): NarDigestResult => {
-      const narHash = narHasher.digest()
-      const found = new Set(scanner.found())
-      return { method, narHash, caHash: caHasher ? caHasher.digest() : narHash, regularFile, executable, size, references: candidates.filter((c) => found.has(c.hashPart)) }
-    }
-  }
-}
-
-export interface NarDigestResult {
-  readonly method: "flat" | "recursive"
-  readonly narHash: Hash.Hash
-  readonly caHash: Hash.Hash
-  readonly regularFile: boolean
-  /** For flat ingestion: whether the single file is executable. */
-  readonly executable: boolean
-  readonly size: number
-  readonly references: ReadonlyArray<StorePath.StorePath>
-}
+export const contentDigestOptions = (options: AddPathOptions): NarCheckOptions => ({
+  contentHash: { method: options.method ?? "recursive", algorithm: options.algorithm ?? "sha256" },
+  references: (options.references ?? []).map((r) => r.hashPart),
+  validate: false
+})
 
 /** The NAR of a file-system path; a missing path stays FileNotFound, other failures are StoreIoError. */
 export const narFromFileSystem = (uri: string, fsPath: string): Stream.Stream<Uint8Array, FileNotFound | StoreIoError> =>
@@ -81,31 +44,34 @@ export const contentAddressedInfo = (
   storeDir: string,
   fsPath: string,
   options: AddPathOptions,
-  digest: NarDigestResult
+  digest: NarCheckResult
 ): Effect.Effect<PathInfo, StoreIoError> => Effect.gen(function*() {
   const name = yield* Effect.mapError(
     Effect.fromResult(StorePath.validateName(options.name ?? basename(fsPath))),
     (e) => new StoreIoError({ store: uri, operation: "add path", reason: e.message }))
-  if (digest.method === "flat" && !digest.regularFile) {
+  const method = options.method ?? "recursive"
+  if (method === "flat" && digest.root !== "regular" && digest.root !== "executable") {
     return yield* new StoreIoError({ store: uri, operation: "add path", reason: `${fsPath} is not a regular file (flat ingestion takes a single file)` })
   }
-  if (digest.references.length > 0 && !(digest.method === "recursive" && digest.caHash.algorithm === "sha256")) {
+  const found = new Set(digest.references)
+  const references = sortReferences((options.references ?? []).filter((r) => found.has(r.hashPart)))
+  const caHash = digest.contentHash!
+  if (references.length > 0 && !(method === "recursive" && caHash.algorithm === "sha256")) {
     return yield* new StoreIoError({ store: uri, operation: "add path", reason: "only recursive sha256 paths may have references" })
   }
-  const ca = ContentAddress.fixed(digest.method, digest.caHash)
-  const references = sortReferences(digest.references)
+  const ca = ContentAddress.fixed(method, caHash)
   const path = ContentAddress.storePath(ca, name, { references, storeDir })
-  return { path, narHash: digest.narHash, narSize: digest.size, references, signatures: [], ca }
+  return { path, narHash: digest.narHash, narSize: digest.narSize, references, signatures: [], ca }
 })
 
 /** `addPath` in two passes over the file system: hash (and scan) first, then add under the computed path. */
 export const addPathTwoPass = (store: StoreReadApi, core: StoreWriteCore) =>
   (fsPath: string, options: AddPathOptions = {}): Effect.Effect<PathInfo, StoreError> => Effect.gen(function*() {
     const nar = narFromFileSystem(store.uri, fsPath)
-    const digester = narDigester(options.method ?? "recursive", options.algorithm ?? "sha256", options.references ?? [])
     let bytes = 0
-    yield* Stream.runForEach(nar, (chunk) => Effect.sync(() => { digester.push(chunk); options.onProgress?.(bytes += chunk.length) }))
-    const info = yield* contentAddressedInfo(store.uri, store.storeDir, fsPath, options, digester.result())
+    const counted = options.onProgress ? Stream.tap(nar, (chunk) => Effect.sync(() => options.onProgress!(bytes += chunk.length))) : nar
+    const digest = yield* checkNar(counted, contentDigestOptions(options))
+    const info = yield* contentAddressedInfo(store.uri, store.storeDir, fsPath, options, digest)
     yield* core.addToStore(info, nar)
     return info
   })

@@ -6,7 +6,6 @@
  * NAR is missing or partial. Blob stores that take streamed uploads (S3) skip the spool file: the
  * NAR goes up as it is compressed, named `nar/<narhash>.nar[…]`.
  */
-import { BadNar } from "../../nar/errors.ts"
 import { Effect, Option, Result, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs"
@@ -21,7 +20,8 @@ import type { PathInfo } from "../../services/path-info.ts"
 import type { StoreError } from "../../services/store-errors.ts"
 import type { StoreReadApi } from "../../services/store-read.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
-import { verifiedNar } from "../../services/verified-nar.ts"
+import { expectationOf, verifiedNar } from "../../services/verified-nar.ts"
+import { checkedNar } from "../../nar/check.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
 import { ListingBuilder, listingFile } from "../../nar/listing.ts"
 import type { BlobStore } from "./blob-store.ts"
@@ -114,15 +114,15 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       queryValidPaths: (paths) => Effect.map(
         Effect.forEach(paths, (p) => Effect.map(isValidPath(p), (ok) => (ok ? [p] : [])), { concurrency: 16 }),
         (found) => found.flat()),
-      narFromPath: (path) => Stream.unwrap(Effect.gen(function*() {
+      // checked against the narinfo as it is read, or in the pass of a consumer that checks it anyway (check.ts)
+      narFromPath: (path) => checkedNar(Effect.gen(function*() {
         const ni = yield* narInfoOf(path)
         const info = yield* queryPathInfo(path)
         if (!isCompression(ni.compression)) return yield* corrupt(`${print(path)} uses unknown compression '${ni.compression}'`)
         // Errors name the store path as well as the file: a truncated or damaged NAR says whose it is.
         const file = decompress(blobs.getStream(ni.url), ni.compression).pipe(
           Stream.mapError((e): StoreError => e._tag === "CompressionError" ? new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${ni.url})`, reason: e.message }) : e))
-        return verifiedNar(info, storeDir, file).pipe(Stream.mapError((e): StoreError =>
-          e._tag === "BadNar" ? new BadNar({ offset: e.offset, reason: `${e.reason} (in the NAR of ${print(path)}, ${uri}/${ni.url})` }) : e))
+        return { bytes: file, expect: [expectationOf(info, storeDir)] }
       })),
       queryPathFromHashPart: (hashPart) => Effect.map(lookup(hashPart), Option.flatMap((ni) => {
         const p = StorePath.parse(ni.storePath, storeDir)
@@ -152,19 +152,35 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
         Stream.mapError((e): StoreError | E => (typeof e === "object" && e !== null && (e as { _tag?: string })._tag === "CompressionError")
           ? new StoreIoError({ store: uri, operation: "compress NAR", reason: (e as Error).message }) : e as StoreError | E))
 
+    /**
+     * The FileHash and FileSize of the NAR file written, fed its bytes. An uncompressed NAR's are the
+     * NAR's own hash and size, which the pass writing it checks against `info` (the file is used
+     * only once that pass has completed), so it is not hashed a second time.
+     */
+    const fileDigest = (info: PathInfo) => {
+      if (compression === "none" && info.narHash.algorithm === "sha256") {
+        return { update: (_chunk: Uint8Array) => {}, result: () => ({ fileHash: info.narHash, fileSize: info.narSize }) }
+      }
+      const hasher = Hash.hasher("sha256")
+      let size = 0
+      return {
+        update: (chunk: Uint8Array) => { hasher.update(chunk); size += chunk.length },
+        result: () => ({ fileHash: hasher.digest(), fileSize: size })
+      }
+    }
+
     /** Validates, compresses and hashes the NAR into a spool file; returns its FileHash and FileSize. */
     const spoolNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, spool: string, listing?: ListingBuilder) => Effect.gen(function*() {
       const fd = yield* Effect.try({ try: () => { mkdirSync(blobs.spoolDir, { recursive: true }); return openSync(spool, "w") }, catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) }) })
-      const fileHasher = Hash.hasher("sha256")
-      let fileSize = 0
+      const digest = fileDigest(info)
       yield* Effect.ensuring(
         Stream.runForEach(compressedNar(info, nar, listing), (chunk) => Effect.try({
-          try: () => { writeSync(fd, chunk); fileHasher.update(chunk); fileSize += chunk.length },
+          try: () => { writeSync(fd, chunk); digest.update(chunk) },
           catch: (e) => new StoreIoError({ store: uri, operation: "spool NAR", reason: String(e) })
         })),
         Effect.sync(() => closeSync(fd))
       )
-      return { fileHash: fileHasher.digest(), fileSize }
+      return digest.result()
     })
 
     /**
@@ -174,11 +190,10 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
      */
     const streamNar = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, putStream: NonNullable<BlobStore["putStream"]>, listing?: ListingBuilder) => Effect.gen(function*() {
       const url = `nar/${Hash.encode(info.narHash, "base32")}${extension[compression]}`
-      const fileHasher = Hash.hasher("sha256")
-      let fileSize = 0
-      const hashed = Stream.map(compressedNar(info, nar, listing), (chunk) => { fileHasher.update(chunk); fileSize += chunk.length; return chunk })
+      const digest = fileDigest(info)
+      const hashed = Stream.map(compressedNar(info, nar, listing), (chunk) => { digest.update(chunk); return chunk })
       const storedAs = yield* putStream(url, hashed, "application/x-nix-nar", info.narSize)
-      return { url: storedAs ?? url, fileHash: fileHasher.digest(), fileSize }
+      return { url: storedAs ?? url, ...digest.result() }
     })
 
     const addToStore = <E, R>(info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, StoreError | E, R> =>

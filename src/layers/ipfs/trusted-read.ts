@@ -7,8 +7,8 @@
  */
 import { Effect, Stream } from "effect"
 import type * as Signature from "../../core/signature.ts"
-import { checkContentAddress } from "../../services/content-address-check.ts"
 import { checkSignature } from "../../services/copy.ts"
+import { withContentAddressCheck } from "../../services/verified-nar.ts"
 import type { StoreReadApi } from "../../services/store-read.ts"
 
 export const trustedRead = (read: StoreReadApi, trusted: ReadonlyArray<Signature.PublicKey>): StoreReadApi => {
@@ -18,6 +18,6 @@ export const trustedRead = (read: StoreReadApi, trusted: ReadonlyArray<Signature
     ...read,
     queryPathInfo: (path) => Effect.map(checked(path), ({ info }) => info),
     narFromPath: (path) => Stream.unwrap(Effect.map(checked(path), ({ info, byContentAddress }) =>
-      byContentAddress ? checkContentAddress(info, read.storeDir, read.narFromPath(path)) : read.narFromPath(path)))
+      byContentAddress ? withContentAddressCheck(info, read.storeDir, read.narFromPath(path)) : read.narFromPath(path)))
   }
 }

@@ -15,15 +15,18 @@ import { Effect, Stream } from "effect"
 import { existsSync, lstatSync } from "node:fs"
 import { join } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
-import { NarIoError, restoreNar, TargetExists } from "../../nar/fs/index.ts"
+import { NarChecker, narEvents, type NarCheckResult } from "../../nar/check.ts"
+import { decodeNar } from "../../nar/decode.ts"
+import type { NarEvent } from "../../nar/events.ts"
+import { NarIoError, restoreNarEvents, TargetExists } from "../../nar/fs/index.ts"
 import { NarWriter } from "../../nar/nar-writer.ts"
 import { PathNotValid, StoreIoError } from "../../services/store-errors.ts"
 import type { BuiltPath } from "../../services/build-host.ts"
 import type { PathInfo } from "../../services/path-info.ts"
 import type { AddPathOptions } from "../../services/store-write.ts"
-import { contentAddressedInfo, narDigester, narFromFileSystem } from "../../services/write-helpers.ts"
+import { contentAddressedInfo, contentDigestOptions, narFromFileSystem } from "../../services/write-helpers.ts"
 import type { StoreError } from "../../services/store-errors.ts"
-import { verifiedNar } from "../../services/verified-nar.ts"
+import { verifiedNarEvents } from "../../services/verified-nar.ts"
 import { canonicalise } from "../../io/canonicalise.ts"
 import { copyFileDurably } from "./copy-file.ts"
 import { makeGroupCommit } from "./group-commit.ts"
@@ -66,9 +69,9 @@ const checkReferences = (ctx: AddContext, info: PathInfo) =>
     ? Effect.fail(new PathNotValid({ path: StorePath.print(missing, ctx.layout.storeDir), store: ctx.uri }))
     : Effect.void))
 
-/** Restores a NAR into a fresh temporary tree; file-system failures become StoreIoError. */
-const restoreToTemp = <E, R>(ctx: AddContext, nar: Stream.Stream<Uint8Array, E, R>, temp: string) =>
-  restoreNar(nar, temp, { canonical: true, direct: true }).pipe(
+/** Restores NAR events (decoded and checked in one pass) into a fresh temporary tree; file-system failures become StoreIoError. */
+const restoreToTemp = <E, R>(ctx: AddContext, events: Stream.Stream<NarEvent, E, R>, temp: string) =>
+  restoreNarEvents(events, temp, { canonical: true, direct: true }).pipe(
     Effect.mapError((e): StoreError | E => e instanceof NarIoError || e instanceof TargetExists
       ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
       : e))
@@ -128,8 +131,9 @@ export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.St
     const valid = yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))
     if (valid) return
     yield* checkReferences(ctx, info)
+    // one pass: decoded, hashed and checked (with any checks the stream carries) while it is restored
     yield* withTemp(ctx, "add", (temp) => Effect.andThen(
-      restoreToTemp(ctx, verifiedNar(info, ctx.layout.storeDir, nar), temp),
+      restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, nar), temp),
       commitTemp(ctx, { info, temp, canonical: true })))
   })
 
@@ -142,7 +146,7 @@ const regularFileAt = (path: string): { readonly size: number; readonly executab
 
 /**
  * A single regular file is copied with `copyFileDurably` (reads, hashing, writes and flushing
- * overlap), its NAR framing given to `digest` around the contents, so the digest is the file's NAR.
+ * overlap), its NAR framing given to `digest` around the contents, so `digest` sees the file's NAR.
  */
 const copySingleFile = (
   ctx: AddContext,
@@ -172,14 +176,23 @@ const copySingleFile = (
  */
 export const addPathOnePass = (ctx: AddContext) => (fsPath: string, options: AddPathOptions = {}): Effect.Effect<PathInfo, StoreError> =>
   withTemp(ctx, "addpath", (temp) => Effect.gen(function*() {
-    const digester = narDigester(options.method ?? "recursive", options.algorithm ?? "sha256", options.references ?? [])
-    let bytes = 0
-    const digest = options.onProgress === undefined ? digester.push
-      : (chunk: Uint8Array) => { digester.push(chunk); options.onProgress!(bytes += chunk.length) }
+    const check = contentDigestOptions(options)
     const single = yield* trySync(ctx.uri, `read ${fsPath}`, () => regularFileAt(fsPath))
-    if (single) yield* copySingleFile(ctx, fsPath, single, temp, digest)
-    else yield* restoreToTemp(ctx, Stream.tap(narFromFileSystem(ctx.uri, fsPath), (chunk) => Effect.sync(() => digest(chunk))), temp)
-    const info = yield* contentAddressedInfo(ctx.uri, ctx.layout.storeDir, fsPath, options, digester.result())
+    let digest: NarCheckResult | undefined
+    let bytes = 0
+    const progress = (chunk: Uint8Array) => options.onProgress?.(bytes += chunk.length)
+    if (single) {
+      const checker = new NarChecker(check)
+      let bad: StoreError | undefined
+      yield* copySingleFile(ctx, fsPath, single, temp, (chunk) => { progress(chunk); bad ??= checker.push(chunk) })
+      bad ??= checker.end()
+      if (bad) return yield* bad
+      digest = checker.result()
+    } else {
+      const nar = narFromFileSystem(ctx.uri, fsPath)
+      yield* restoreToTemp(ctx, narEvents(options.onProgress ? Stream.tap(nar, (chunk) => Effect.sync(() => progress(chunk))) : nar, check, (result) => { digest = result }), temp)
+    }
+    const info = yield* contentAddressedInfo(ctx.uri, ctx.layout.storeDir, fsPath, options, digest!)
     if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return info
     yield* checkReferences(ctx, info)
     yield* commitTemp(ctx, { info, temp, canonical: !single })
@@ -195,7 +208,7 @@ const moveToTemp = (ctx: AddContext, from: string, temp: string): Effect.Effect<
       return Effect.void
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EXDEV") return Effect.fail(ioError(ctx.uri, "move built output")(e))
-      return restoreToTemp(ctx, narFromFileSystem(ctx.uri, from), temp)
+      return restoreToTemp(ctx, decodeNar(narFromFileSystem(ctx.uri, from)), temp)
     }
   })
 
@@ -212,7 +225,10 @@ export const addBuilt = (ctx: AddContext, built: ReadonlyArray<BuiltPath>): Effe
     const entries: Array<{ info: PathInfo; temp: string }> = []
     for (const { info, output } of built) {
       const temp = yield* scopedTemp(ctx, "built")
-      yield* (output.physicalPath === undefined ? restoreToTemp(ctx, output.nar, temp) : moveToTemp(ctx, output.physicalPath, temp))
+      // a NAR read again from the sandbox must be the one its info was computed from
+      yield* (output.physicalPath === undefined
+        ? restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, output.nar), temp)
+        : moveToTemp(ctx, output.physicalPath, temp))
       entries.push({ info, temp })
     }
     yield* commitTemps(ctx, entries)

@@ -2,11 +2,11 @@
  * `verify`: re-hashes every valid path's contents against the database (like
  * `nix-store --verify --check-contents`) and reports what is missing or changed.
  */
-import { Effect, Result, Stream } from "effect"
+import { Effect, Result } from "effect"
 import { join } from "node:path"
 import * as Hash from "../../core/hash.ts"
 import * as StorePath from "../../core/store-path.ts"
-import { narFromPath } from "../../nar/fs/index.ts"
+import { narDigestOfPath } from "../../nar/fs/index.ts"
 import type { StoreDatabase } from "./database.ts"
 import type { LocalStoreLayout } from "./layout.ts"
 import type { VerifyProblem, VerifyReport } from "../../services/store-maintenance.ts"
@@ -28,15 +28,13 @@ export const verifyStore = (
       continue
     }
     const info = row.success
-    const hasher = Hash.hasher(info.narHash.algorithm)
-    let size = 0
     const physical = join(layout.realStoreDir, StorePath.baseName(info.path))
-    const outcome = yield* Effect.result(Stream.runForEach(narFromPath(physical), (chunk) => Effect.sync(() => { hasher.update(chunk); size += chunk.length })))
+    const outcome = yield* Effect.result(narDigestOfPath(physical, info.narHash.algorithm))
     if (Result.isFailure(outcome)) {
       const missing = outcome.failure._tag === "FileNotFound"
       problems.push({ path, problem: missing ? "missing" : "unreadable", detail: outcome.failure.message })
     } else {
-      const actual = hasher.digest()
+      const { hash: actual, size } = outcome.success
       if (!Hash.equals(actual, info.narHash)) {
         problems.push({ path, problem: "hash-mismatch", detail: `expected ${Hash.print(info.narHash, "base32")}, got ${Hash.print(actual, "base32")}` })
       } else if (size !== info.narSize && info.narSize !== 0) {

@@ -15,7 +15,7 @@ import { Array as Arr, Cause, Channel, Effect, Pull, Scope, Stream } from "effec
 import * as fs from "node:fs"
 import { setImmediate as nextTurn } from "node:timers/promises"
 import * as Hash from "../../core/hash.ts"
-import type { NarDigest } from "../digest.ts"
+import { NarChecker } from "../check.ts"
 import { directoryJobRunner, type BigFileMark, type DirJob, type DirJobResult, type FsPath, type JobFailure, type JobLimits } from "./dir-job.ts"
 import { errnoDescription, fsError, FileNotFound, NarIoError, UnsupportedFileType, type NarFsError } from "./errors.ts"
 import { NarWriter } from "../nar-writer.ts"
@@ -450,13 +450,26 @@ export const forEachNarChunk = <E = never>(
     (error) => error !== undefined ? Effect.fail(error) : Effect.void
   )
 
-/** The NAR hash and size of `path` in one pass (what `nix hash path` and `nix-store --dump | sha256sum` compute). */
+/** A NAR's hash and size. */
+export interface NarDigest {
+  readonly hash: Hash.Hash
+  readonly size: number
+}
+
+/**
+ * The NAR hash and size of `path` in one pass (what `nix hash path` and `nix-store --dump | sha256sum`
+ * compute), through the checker (check.ts) with nothing expected: the NAR is our own dump, so it is
+ * hashed and counted, not decoded.
+ */
 export const narDigestOfPath = (path: string, algorithm: Hash.HashAlgorithm = "sha256", options: Omit<DumpOptions, "reuseBuffers"> = {}): Effect.Effect<NarDigest, NarFsError> =>
   Effect.suspend(() => {
-    const hasher = Hash.hasher(algorithm)
-    let size = 0
+    const checker = new NarChecker({ narHash: algorithm, validate: false })
     return Effect.map(
-      forEachNarChunk<never>(path, (chunk) => { hasher.update(chunk); size += chunk.length }, options),
-      () => ({ hash: hasher.digest(), size })
+      forEachNarChunk<never>(path, (chunk) => { checker.push(chunk) }, options),
+      () => {
+        checker.end() // nothing expected and nothing decoded: it cannot fail
+        const { narHash, narSize } = checker.result()
+        return { hash: narHash, size: narSize }
+      }
     )
   })

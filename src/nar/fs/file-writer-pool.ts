@@ -2,12 +2,13 @@
  * Worker threads that create small files in batches, so that a restore of many small files is not
  * one thread making every open/write/chmod/utimes/close call in turn (file creation is syscall-bound:
  * ~30 µs of kernel time a file, which threads spread over the cores). One pool per process, started
- * on first need; idle workers do not keep the process alive. The workers run from source text (the
- * file writer serialised with toString), so this works the same from sources, tests and the bundle.
+ * on first need; idle workers do not keep the process alive (thread-pool.ts). The workers run from
+ * source text (the file writer serialised with toString), so this works the same from sources,
+ * tests and the bundle.
  */
 import * as fs from "node:fs"
 import { availableParallelism } from "node:os"
-import { Worker } from "node:worker_threads"
+import { ThreadPool } from "./thread-pool.ts"
 
 /** A batch of small files: their paths and modes, and their contents back to back (`ends[i]` is where file i stops). */
 export interface FileBatch {
@@ -73,53 +74,25 @@ parentPort.on("message", ({ id, batch }) => {
 })
 `
 
-interface Slot {
-  readonly worker: Worker
-  busy: number
-  dead: boolean
-}
+type Reply = { readonly id: number; readonly failure: BatchFailure | undefined; readonly bytes: Uint8Array }
 
-type Waiter = { readonly slot: Slot; readonly resolve: (failure: BatchFailure | undefined) => void }
-
+/** Batches of small files on worker threads (the mechanism is thread-pool.ts's; the protocol is `{ id, batch }` → `{ id, failure, bytes }`). */
 export class FileWriterPool {
-  private readonly slots: Array<Slot> = []
-  private readonly waiters = new Map<number, Waiter>()
-  private nextId = 0
+  readonly size: number
+  private readonly threads: ThreadPool<Reply>
   /** batch buffers the workers gave back */
   private readonly free: Array<Buffer> = []
 
-  readonly size: number
-
   constructor(size: number) {
     this.size = size
-  }
-
-  private start(): void {
-    for (let i = 0; i < this.size; i++) {
+    this.threads = new ThreadPool<Reply>({
+      size,
+      source: workerSource,
+      failed: (reason) => ({ id: -1, failure: { code: "EWORKER", message: `a file-writing worker stopped: ${reason}`, path: "" }, bytes: new Uint8Array(0) }),
+      onReply: (reply) => { if (this.free.length < maxFreeBuffers && reply.bytes.length > 0) this.free.push(Buffer.from(reply.bytes.buffer as ArrayBuffer)) },
       // a small young generation: the worker allocates little of its own, and its default heap growth cost ~10 MiB of RSS each
-      const worker = new Worker(workerSource, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 2 } })
-      const slot: Slot = { worker, busy: 0, dead: false }
-      worker.on("message", (msg: { id: number; failure: BatchFailure | undefined; bytes: Uint8Array }) => {
-        if (this.free.length < maxFreeBuffers) this.free.push(Buffer.from(msg.bytes.buffer as ArrayBuffer))
-        const waiter = this.waiters.get(msg.id)
-        if (!waiter) return
-        this.waiters.delete(msg.id)
-        if (--slot.busy === 0) worker.unref()
-        waiter.resolve(msg.failure)
-      })
-      const fail = (reason: string) => {
-        slot.dead = true
-        for (const [id, waiter] of this.waiters) {
-          if (waiter.slot !== slot) continue
-          this.waiters.delete(id)
-          waiter.resolve({ code: "EWORKER", message: `a file-writing worker stopped: ${reason}`, path: "" })
-        }
-      }
-      worker.on("error", (e) => fail(String(e?.message ?? e)))
-      worker.on("exit", (code) => fail(`exit code ${code}`))
-      worker.unref() // after the listeners: adding a message listener refs the worker again
-      this.slots.push(slot)
-    }
+      resourceLimits: { maxYoungGenerationSizeMb: 2 }
+    })
   }
 
   /** A buffer for a batch of up to `bytes` bytes (one a worker gave back, if it is big enough). */
@@ -130,17 +103,10 @@ export class FileWriterPool {
 
   /** Writes the batch on the least busy worker (its bytes are moved there); resolves with its failure, if any. */
   write(batch: FileBatch): Promise<BatchFailure | undefined> {
-    if (this.slots.length === 0) this.start()
-    let slot: Slot | undefined
-    for (const s of this.slots) if (!s.dead && (slot === undefined || s.busy < slot.busy)) slot = s
+    this.threads.start()
+    const slot = this.threads.pick()
     if (slot === undefined) return Promise.resolve(writeFileBatch(fs, batch)) // every worker died: write here
-    const chosen = slot
-    const id = this.nextId++
-    if (chosen.busy++ === 0) chosen.worker.ref()
-    return new Promise((resolve) => {
-      this.waiters.set(id, { slot: chosen, resolve })
-      chosen.worker.postMessage({ id, batch }, [batch.bytes.buffer as ArrayBuffer])
-    })
+    return this.threads.send(slot, { batch }, [batch.bytes.buffer as ArrayBuffer]).then((reply) => reply.failure)
   }
 }
 

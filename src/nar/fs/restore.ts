@@ -334,9 +334,17 @@ const applyEvents = (writer: TreeWriter, events: ReadonlyArray<NarEvent>, target
   return outcome ? Effect.fail(outcome) : Effect.void
 }
 
+/**
+ * Restores a stream of NAR events (e.g. decoded and checked in one pass by `narEvents`, check.ts)
+ * to `target`, which must not exist; a failure of the stream, even at its very end, removes what
+ * was written. Contents chunks are the writer's to keep: big ones are written in the background.
+ */
+export const restoreNarEvents = <E, R>(events: Stream.Stream<NarEvent, E, R>, target: string, options: RestoreOptions = {}): Effect.Effect<void, E | NarIoError | TargetExists, R> =>
+  restoreVia(target, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false, direct: options.direct ?? false, pool: fileWriterPool() }, (writer) => Stream.runForEachArray(events, (batch) => applyEvents(writer, batch, target)))
+
 /** Restores `nar` to `target`, which must not exist (big contents chunks are written in the background). */
 export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: string, options: RestoreOptions = {}): Effect.Effect<void, E | BadNar | NarIoError | TargetExists, R> =>
-  restoreVia(target, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false, direct: options.direct ?? false, pool: fileWriterPool() }, (writer) => Stream.runForEachArray(decodeNar(nar), (events) => applyEvents(writer, events, target)))
+  restoreNarEvents(decodeNar(nar), target, options)
 
 /** Bytes read between yields to the scheduler (so an interruption is seen, and the temporary tree removed). */
 const sliceBytes = 16 << 20
