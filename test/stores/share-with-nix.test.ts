@@ -14,7 +14,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { spawn, spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { randomBytes } from "node:crypto"
@@ -166,7 +166,6 @@ in derivation { name = "slow"; system = "x86_64-linux"; builder = "\${bb}/bin/sh
     const dir = join(scratch, "killed")
     mkdirSync(dir)
     writeFileSync(join(dir, "sleepy.ts"), derivationModule("sleepy", "echo started; \${bb}/bin/busybox sleep 600"))
-    const before = new Set(readdirSync(tmpdir()))
     const child = spawn(b3Bin, ["build", "--store", `local?root=${root}`, "--print-build-logs", join(dir, "sleepy.ts")], { stdio: ["ignore", "ignore", "pipe"] })
     await new Promise<void>((resolve) => {
       let stderr = ""
@@ -175,11 +174,15 @@ in derivation { name = "slow"; system = "x86_64-linux"; builder = "\${bb}/bin/sh
     const exited = new Promise((resolve) => child.on("exit", resolve))
     child.kill("SIGKILL")
     await exited
-    const left = readdirSync(tmpdir()).filter((n) => !before.has(n) && n.startsWith("b3-build-"))
-    expect(left.length).toBe(1)
+    const mine = readdirSync(tmpdir()).filter((n) => n.startsWith(`b3-build-${child.pid}-`))
+    expect(mine.length).toBe(1)
+    const buildDir = readFileSync(join(tmpdir(), mine[0]!, "build-dir"), "utf8")
+    expect(buildDir).toMatch(/\/nix-build-sleepy\.drv-\d+$/)
+    const left = [join(tmpdir(), mine[0]!), buildDir]
+    for (const path of left) expect(existsSync(path)).toBe(true)
     writeFileSync(join(dir, "quick.ts"), derivationModule("quick-after-kill"))
     const next = runB3(["build", "--store", `local?root=${root}`, join(dir, "quick.ts")])
     expect(next.status).toBe(0)
-    expect(existsSync(join(tmpdir(), left[0]!))).toBe(false)
+    for (const path of left) expect(existsSync(path)).toBe(false)
   }, 120_000)
 })

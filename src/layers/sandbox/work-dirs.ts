@@ -1,9 +1,10 @@
 /**
- * The host directories of a build, in one directory of its own that is removed when the scope
- * closes: the work directory (chroot tree, mount points, helper files) and the build directory
- * (`nix-build-<name>.drv-0`, like Nix's), which the builder sees as /build.
+ * The host directories of a build, removed when the scope closes: a directory of its own
+ * (`b3-build-<pid>-…`, reclaimable after a SIGKILL) with the work directory (chroot tree, mount
+ * points, helper files), and the build directory `nix-build-<name>.drv-<n>` in the temp dir, as Nix
+ * names it, which the builder sees as /build.
  */
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect } from "effect"
@@ -55,10 +56,14 @@ const processAlive = (pid: number): boolean => {
   try { process.kill(pid, 0); return true } catch (e) { return (e as NodeJS.ErrnoException).code === "EPERM" }
 }
 
+/** The file in a build's own directory that names its build directory (which lives beside it, as Nix names it). */
+const buildDirMarker = "build-dir"
+
 /**
- * Removes the build directories of b3 processes that are gone (killed before they could clean up):
- * only `b3-build-<pid>-…` names whose pid no process has. Their mounts lived in namespaces that died
- * with them, so nothing is mounted there any more (removeTree checks).
+ * Removes the directories of builds whose b3 process is gone (killed before it could clean up):
+ * only `b3-build-<pid>-…` directories whose pid no process has, and the build directory each one's
+ * marker names. Their mounts lived in namespaces that died with them, so nothing is mounted there
+ * any more (removeTree checks).
  */
 export const reclaimBuildDirectories: Effect.Effect<void> = Effect.gen(function*() {
   let names: Array<string> = []
@@ -66,14 +71,19 @@ export const reclaimBuildDirectories: Effect.Effect<void> = Effect.gen(function*
   for (const name of names) {
     if (!name.startsWith(buildPrefix)) continue
     const pid = Number(name.slice(buildPrefix.length).split("-")[0])
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !processAlive(pid)) yield* removeTree(join(tmpdir(), name))
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue
+    const parent = join(tmpdir(), name)
+    let buildDir: string | undefined
+    try { buildDir = readFileSync(join(parent, buildDirMarker), "utf8") } catch { /* killed before it made one */ }
+    if (buildDir !== undefined && buildDir.startsWith(join(tmpdir(), "nix-build-"))) yield* removeTree(buildDir)
+    yield* removeTree(parent)
   }
 })
 
 /**
  * A build's own directory in the temp dir, named after this process so that a later b3 can reclaim
- * it if this one is killed: it holds the work directory and the build directory. Removed when the
- * scope closes.
+ * it if this one is killed: it holds the work directory and names the build directory. Removed when
+ * the scope closes.
  */
 export const buildParent = (drvName: string): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> =>
   Effect.acquireRelease(
@@ -103,15 +113,39 @@ export const workDirectory = (parent: string, drvName: string): Effect.Effect<st
 const setupError = (drvName: string, what: string) => (e: unknown) =>
   new SandboxSetupFailed({ drvName, reason: `${what}: ${e instanceof Error ? e.message : String(e)}`, logTail: "" })
 
-/** The build directory, Nix's `nix-build-<name>.drv-0` (in the build's own directory): mode 0700, owned by the build user. */
-export const buildDirectory = (parent: string, drvName: string, uid: number, gid: number): Effect.Effect<string, SandboxSetupFailed> =>
-  Effect.try({
-    try: () => {
-      const dir = join(parent, `nix-build-${drvName}.drv-0`)
+/**
+ * Nix's build directory name: <temp dir>/nix-build-<name>.drv-<n>, the first n that is free
+ * (mkdir decides, so concurrent builds of equally named derivations get different n). The path is
+ * visible to builders (Nix 2.8 puts it in NIX_ATTRS_*_FILE), so it must be Nix's.
+ */
+const createBuildDir = (drvName: string): string => {
+  for (let n = 0; n < 100000; n++) {
+    const dir = join(tmpdir(), `nix-build-${drvName}.drv-${n}`)
+    try {
       mkdirSync(dir)
-      chmodSync(dir, 0o700)
-      chownSync(dir, uid, gid)
       return dir
-    },
-    catch: setupError(drvName, "creating the build directory")
-  })
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+    }
+  }
+  throw new Error(`no free name nix-build-${drvName}.drv-<n> in ${tmpdir()}`)
+}
+
+/**
+ * The build directory (mode 0700, owned by the build user), named in the build's own directory so
+ * that it is reclaimed with it; removed when the scope closes.
+ */
+export const buildDirectory = (parent: string, drvName: string, uid: number, gid: number): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const dir = createBuildDir(drvName)
+        writeFileSync(join(parent, buildDirMarker), dir)
+        chmodSync(dir, 0o700)
+        chownSync(dir, uid, gid)
+        return dir
+      },
+      catch: setupError(drvName, "creating the build directory")
+    }),
+    removeTree
+  )
