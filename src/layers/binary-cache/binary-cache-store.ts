@@ -48,6 +48,9 @@ export interface BinaryCacheStore {
   readonly cacheInfo: CacheInfo.CacheInfo
 }
 
+/** A narinfo is a few hundred bytes; a cache that sends more than this is broken or hostile. */
+const maxNarInfoSize = 16 * 1024 * 1024
+
 export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptions & { readonly writable: boolean }): Effect.Effect<BinaryCacheStore, StoreError> =>
   Effect.gen(function*() {
     const uri = blobs.uri
@@ -83,6 +86,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       if (missedAt !== undefined && Date.now() - missedAt < negativeTtl) return Option.none()
       const bytes = yield* blobs.getBytes(`${hashPart}.narinfo`)
       if (Option.isNone(bytes)) { missing.set(hashPart, Date.now()); return Option.none() }
+      if (bytes.value.length > maxNarInfoSize) return yield* corrupt(`${hashPart}.narinfo is larger than ${maxNarInfoSize} bytes`)
       const parsed = NarInfo.parse(new TextDecoder().decode(bytes.value), { storeDir, source: `${uri}/${hashPart}.narinfo` })
       if (Result.isFailure(parsed)) return yield* corrupt(parsed.failure.message)
       const stored = StorePath.parse(parsed.success.storePath, storeDir)
