@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto"
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import { StoreIoError } from "../../services/store-errors.ts"
+import { processAlive } from "../../io/process-alive.ts"
 
 const rootFile = (repo: string) => join(repo, "root")
 
@@ -41,9 +42,6 @@ export const publishRoot = (uri: string, repo: string, cid: string): Effect.Effe
     catch: (e) => new StoreIoError({ store: uri, operation: "publish the root pointer", reason: String(e) })
   })
 
-const processAlive = (pid: number) => {
-  try { process.kill(pid, 0); return true } catch (e) { return (e as NodeJS.ErrnoException).code === "EPERM" }
-}
 
 const takeLock = (uri: string, repo: string): Effect.Effect<string, StoreIoError> => Effect.try({
   try: () => {

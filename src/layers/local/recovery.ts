@@ -10,7 +10,8 @@ import { readdirSync } from "node:fs"
 import { join } from "node:path"
 import { removeTree } from "./fs-ops.ts"
 import type { LocalStoreLayout } from "./layout.ts"
-import { processAlive, tempOwner, type TempPlace } from "./temp-roots.ts"
+import { processAlive } from "../../io/process-alive.ts"
+import { tempOwner, type TempPlace } from "./temp-roots.ts"
 
 /** Where b3 put temporary trees in earlier versions (and still does when b3-tmp is on another file system). */
 const legacyPlace = (layout: LocalStoreLayout): TempPlace => ({ dir: layout.realStoreDir, prefix: ".b3-tmp-" })

@@ -18,11 +18,8 @@ import { join } from "node:path"
 import type { StoreIoError } from "../../services/store-errors.ts"
 import type { LocalStoreLayout } from "./layout.ts"
 import type { NixLocks } from "./nix-locks.ts"
+import { processAlive } from "../../io/process-alive.ts"
 
-export const processAlive = (pid: number): boolean => {
-  if (pid === process.pid) return true
-  try { process.kill(pid, 0); return true } catch (e) { return (e as NodeJS.ErrnoException).code === "EPERM" }
-}
 
 export const tempRootsFile = (layout: LocalStoreLayout, pid = process.pid) => join(layout.tempRootsDir, String(pid))
 

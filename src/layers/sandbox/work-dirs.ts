@@ -10,6 +10,7 @@ import { join } from "node:path"
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { SandboxSetupFailed } from "./errors.ts"
+import { processAlive } from "../../io/process-alive.ts"
 
 /** Paths under which something is mounted, seen from this process. */
 const mountPointsUnder = (dir: string): Array<string> => {
@@ -52,9 +53,6 @@ export const removeTree = (dir: string): Effect.Effect<void> =>
 /** The prefix of each build's own directory in the temp dir: `b3-build-<pid>-<random>`. */
 const buildPrefix = "b3-build-"
 
-const processAlive = (pid: number): boolean => {
-  try { process.kill(pid, 0); return true } catch (e) { return (e as NodeJS.ErrnoException).code === "EPERM" }
-}
 
 /** The file in a build's own directory that names its build directory (which lives beside it, as Nix names it). */
 const buildDirMarker = "build-dir"
