@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { spawn, spawnSync } from "node:child_process"
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { join } from "node:path"
 import { Cause, Effect, Exit, Fiber, Option } from "effect"
@@ -181,6 +181,16 @@ const holdExclusive = (file: string): Promise<{ release: () => Promise<void> }> 
 
 const flockFree = (file: string) => spawnSync("flock", ["--exclusive", "--nonblock", file, "true"]).status === 0
 
+/** How many flocks on `file` processes started by this test process hold (from /proc/locks), whatever others hold. */
+const locksHeldByOurChildren = (file: string): number => {
+  const inode = statSync(file).ino
+  const parentOf = (pid: string) => { try { return /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] } catch { return undefined } }
+  return readFileSync("/proc/locks", "utf8").split("\n").filter((line) => {
+    const fields = line.trim().split(/\s+/)
+    return fields[1] === "FLOCK" && Number(fields[5]?.split(":")[2]) === inode && parentOf(fields[4]!) === String(process.pid)
+  }).length
+}
+
 describe("store directory", () => {
   it("can be another than /nix/store (the physical store stays where it is)", async () => {
     const storeDir = "/b3/store"
@@ -199,25 +209,29 @@ describe("store directory", () => {
 })
 
 describe("build users and Nix", () => {
-  it("holds Nix's user-pool lock while building, and builds as the next user when Nix holds the first", async () => {
+  it("holds Nix's user-pool lock while building, and builds as another user when Nix holds one", async () => {
     const users = await Effect.runPromise(findBuildUsers)
     expect(users.length).toBeGreaterThan(1)
-    const [first, second] = [users[0]!, users[1]!]
-    // "Nix" builds as the first user: we must take the second.
-    const nixHolds = await holdExclusive(first.lockFile!)
+    // "Nix" builds as a user (the first whose lock nobody holds right now: other builds may run on this machine)
+    const held = users.find((u) => flockFree(u.lockFile!))!
+    const nixHolds = await holdExclusive(held.lockFile!)
     const build = startInBackground(spec(`
 $B cat /proc/self/uid_map
 echo "started"
 $B sleep 86399`))
+    let taken: (typeof users)[number] | undefined
     try {
       await build.ready
-      expect(build.log()).toMatch(new RegExp(`^\\s*1000\\s+${second.uid}\\s+1$`, "m"))
-      expect(flockFree(second.lockFile!)).toBe(false) // Nix could not take it now
+      const uid = Number(/^\s*1000\s+(\d+)\s+1$/m.exec(build.log())?.[1])
+      taken = users.find((u) => u.uid === uid)
+      expect(taken).toBeDefined()
+      expect(taken!.uid).not.toBe(held.uid)
+      expect(locksHeldByOurChildren(taken!.lockFile!)).toBe(1) // Nix could not take it now
     } finally {
       await build.interrupt()
       await nixHolds.release()
     }
-    expect(flockFree(second.lockFile!)).toBe(true) // released with the build
+    expect(locksHeldByOurChildren(taken!.lockFile!)).toBe(0) // released with the build
   })
 })
 
