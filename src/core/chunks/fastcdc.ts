@@ -142,15 +142,23 @@ const wasmBytes = (): Uint8Array<ArrayBuffer> => {
   ])
 }
 
-let compiled: WebAssembly.Module | undefined
+/** The few WebAssembly APIs used (the project's type libraries do not declare them). */
+interface WasmMemory { readonly buffer: ArrayBuffer; grow(pages: number): number }
+interface WasmApi {
+  readonly Module: new (bytes: Uint8Array<ArrayBuffer>) => object
+  readonly Instance: new (module: object) => { readonly exports: Record<string, unknown> }
+}
+const wasm = (): WasmApi => (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
+
+let compiled: object | undefined
 
 /** The cutter in WebAssembly: its window lives in the module's memory. */
 export const makeWasmCutter = (params: ChunkParams): Result.Result<Cutter, InvalidChunkParams> =>
   Result.map(checkParams(params), ({ maskS, maskL }) => {
     const { min, avg, max } = params
-    compiled ??= new WebAssembly.Module(wasmBytes())
-    const instance = new WebAssembly.Instance(compiled)
-    const memory = instance.exports["mem"] as WebAssembly.Memory
+    compiled ??= new (wasm().Module)(wasmBytes())
+    const instance = new (wasm().Instance)(compiled)
+    const memory = instance.exports["mem"] as WasmMemory
     const run = instance.exports["cut"] as (i: number, normal: number, stop: number, maskS: number, maskL: number) => number
     const size = windowSize(max)
     memory.grow(Math.ceil((DATA + size) / 65536))
