@@ -24,9 +24,11 @@ export interface StoreReadApi {
   readonly queryReferrers: (path: StorePath.StorePath) => Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError>
   /**
    * The NAR file exactly as the store keeps it (binary caches: possibly compressed), unverified, so
-   * that a server can pass it on unchanged. Only stores that keep NAR files have it.
+   * that a server can pass it on unchanged. Only stores that keep NAR files have it. `prefer`: the
+   * compression the caller would like, for stores that can give it without recompressing (a chunk
+   * store's zstd frames); others ignore it.
    */
-  readonly storedNar?: (path: StorePath.StorePath) => Effect.Effect<StoredNar, StoreError>
+  readonly storedNar?: (path: StorePath.StorePath, prefer?: string) => Effect.Effect<StoredNar, StoreError>
 }
 
 /** A NAR file as a binary cache keeps it. */

@@ -27,6 +27,13 @@ export interface BlobStore {
    * may store the blob under a key of its own choosing, derived from the contents, and return it.
    */
   readonly putStream?: <E, R>(key: string, body: Stream.Stream<Uint8Array, E, R>, contentType: string, sizeHint?: number) => Effect.Effect<string | void, StoreIoError | E, R>
+  /**
+   * Bytes [start, start + length) of a blob (the chunk store reads packs this way); fails with
+   * StoreIoError when the blob is missing or shorter.
+   */
+  readonly getRange?: (key: string, start: number, length: number) => Effect.Effect<Uint8Array, StoreIoError>
+  /** Deletes a blob (a missing one is not an error). */
+  readonly remove?: (key: string) => Effect.Effect<void, StoreIoError>
   /** The local file holding a blob, for backends that keep blobs as files (a server can send it directly). */
   readonly localPath?: (key: string) => string
   /** A directory for spooling uploads (on the same file system as the blobs where there is one). */

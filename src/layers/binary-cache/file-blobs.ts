@@ -1,7 +1,8 @@
 /** Blobs in a local directory (`file:///dir` caches): atomic writes by temp file + rename. */
 import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
-import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { open } from "node:fs/promises"
 import { dirname, join, normalize } from "node:path"
 import { readFileStream } from "../../io/file-stream.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
@@ -37,6 +38,25 @@ export const makeFileBlobs = (uri: string, dir: string): BlobStore => {
       catch: error(`read ${key}`)
     }),
     getStream: (key) => readFileStream(pathOf(key), error(`read ${key}`)),
+    getRange: (key, start, length) => Effect.tryPromise({
+      try: async () => {
+        const handle = await open(pathOf(key), "r")
+        try {
+          const out = new Uint8Array(length)
+          let got = 0
+          while (got < length) {
+            const { bytesRead } = await handle.read(out, got, length - got, start + got)
+            if (bytesRead === 0) throw new Error(`the blob ends before byte ${start + length}`)
+            got += bytesRead
+          }
+          return out
+        } finally {
+          await handle.close()
+        }
+      },
+      catch: error(`read ${key} [${start}, +${length})`)
+    }),
+    remove: (key) => Effect.try({ try: () => rmSync(pathOf(key), { force: true }), catch: error(`delete ${key}`) }),
     putFile: (key, file) => place(key, (tmp) => renameSync(file, tmp)),
     putBytes: (key, bytes) => place(key, (tmp) => writeFileSync(tmp, bytes))
   }

@@ -70,6 +70,18 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
           Stream.timeoutOrElse({ duration: timeout, orElse: () => Stream.fail(new Error(`no data for ${Duration.format(Duration.fromInputUnsafe(timeout))}`)) }),
           Stream.mapError((e) => failure(`GET ${key}`, e instanceof Error ? e.message : String(e)))))
         : Effect.fail(failure(`GET ${key}`, notFound(res.status) ? "not found" : `HTTP ${res.status}`)))),
+    getRange: (key, start, length) => Effect.flatMap(
+      send(`GET ${key}`, () => HttpClientRequest.get(url(key)).pipe(HttpClientRequest.setHeader("range", `bytes=${start}-${start + length - 1}`))),
+      (res) => {
+        if (res.status !== 206 && res.status !== 200) return Effect.fail(failure(`GET ${key}`, notFound(res.status) ? "not found" : `HTTP ${res.status}`))
+        return Effect.flatMap(Effect.mapError(res.arrayBuffer, (e) => failure(`GET ${key}`, e.message)), (body) => {
+          // a server that ignores Range sends the whole blob
+          const bytes = res.status === 200 ? new Uint8Array(body, start, Math.max(0, Math.min(length, body.byteLength - start))) : new Uint8Array(body)
+          return bytes.length === length ? Effect.succeed(bytes) : Effect.fail(failure(`GET ${key}`, `got ${bytes.length} of ${length} bytes`))
+        })
+      }),
+    remove: (key) => Effect.flatMap(send(`DELETE ${key}`, () => HttpClientRequest.delete(url(key))), (res) =>
+      (res.status >= 200 && res.status < 300) || notFound(res.status) ? Effect.void : Effect.fail(failure(`DELETE ${key}`, `the server answered HTTP ${res.status}`))),
     putBytes: (key, bytes, contentType) => put(key, () => HttpClientRequest.put(url(key)).pipe(HttpClientRequest.bodyUint8Array(bytes, contentType))),
     putFile: (key, file, contentType) => Effect.ensuring(
       put(key, () => HttpClientRequest.put(url(key)).pipe(HttpClientRequest.bodyStream(

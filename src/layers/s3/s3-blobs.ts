@@ -29,7 +29,7 @@ export const makeS3Blobs = (sdk: typeof S3Sdk, uri: string, location: S3Location
   Effect.gen(function*() {
     const s3 = yield* makeRequests(sdk, location, options)
     const { client, bucket } = s3
-    const { CreateBucketCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand } = sdk
+    const { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand } = sdk
     const partsInFlight = options.partsInFlight ?? 3
     const partSlots = yield* Semaphore.make(partsInFlight)
     const buffers = makePartBuffers(location.partSize, partsInFlight + 1)
@@ -93,6 +93,15 @@ export const makeS3Blobs = (sdk: typeof S3Sdk, uri: string, location: S3Location
         Effect.catchIf(missing, () => Effect.succeed(Option.none())),
         Effect.mapError(ioError)),
       getStream,
+      getRange: (key, start, length) => s3.run(`GET ${key}`, async (signal) => {
+        const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${start + length - 1}` }), { abortSignal: signal })
+        return out.Body ? await out.Body.transformToByteArray() : new Uint8Array(0)
+      }).pipe(
+        Effect.mapError(ioError),
+        Effect.flatMap((bytes) => bytes.length === length ? Effect.succeed(bytes)
+          : Effect.fail(new StoreIoError({ store: uri, operation: `GET ${key}`, reason: `got ${bytes.length} of ${length} bytes` })))),
+      remove: (key) => Effect.asVoid(Effect.mapError(s3.run(`DELETE ${key}`, (signal) =>
+        client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal })), ioError)),
       putBytes,
       putStream: (key, body, contentType, sizeHint) => Effect.mapError(upload(key, body, contentType, sizeHint),
         (e) => e instanceof S3RequestError ? ioError(e) : e),

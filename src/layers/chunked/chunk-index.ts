@@ -1,0 +1,331 @@
+/**
+ * The chunk index: what the writers of a chunk store agree on, in SQLite or PostgreSQL.
+ *
+ * - `chunks`: chunk id → (pack, offset, stored and raw length, codec), its reference count (how many
+ *   valid paths use it) and `dead_since`. A chunk is *pending* (refs 0, not dead) from the moment
+ *   its pack is sealed until a path using it commits; *live* (refs > 0); or *dead* (refs 0,
+ *   `dead_since` set: its last path was deleted, or the ingest that wrote it failed or died).
+ *   Lookups for deduplication see live and pending chunks, never dead ones.
+ * - `writers`: one row per ingest in progress (when it started, and by whom). A dead chunk is deleted
+ *   only once every ingest that was running when it died has ended (`dead_since` before the oldest
+ *   writer's start): an ingest that found the chunk while it was still alive may yet commit a path
+ *   that uses it, which brings it back to life.
+ * - `packs`: pack name → current version, size, the bytes of its chunks that still have rows
+ *   (`rows_bytes`: what a repack would keep) and of live ones (`live`), and the state of a rewrite
+ *   in progress (`next_version`, `stale_version`) so a killed repack is finished or undone.
+ * - `paths`: store path → narinfo and manifest, `state` 0 committed but its record not yet
+ *   published to the blob store, 1 published, 2 being deleted.
+ *
+ * Every change of reference counts happens in the same transaction as the path row it is for.
+ */
+import { Effect, Option } from "effect"
+import { hex } from "../../core/chunks/binary.ts"
+import type { PackEntry } from "../../core/chunks/formats.ts"
+import { StoreCorrupt, type StoreIoError } from "../../services/store-errors.ts"
+import type { Db, Sql, SqlValue } from "./db.ts"
+
+const schema = `
+create table if not exists meta (key text primary key, value text not null);
+create table if not exists packs (
+  name text primary key, version integer not null, state text not null, owner text not null,
+  size bigint not null, rows_bytes bigint not null, live bigint not null, created bigint not null,
+  next_version integer, stale_version integer);
+create table if not exists chunks (
+  id BLOB primary key, pack text not null, off bigint not null, stored integer not null, raw integer not null,
+  codec integer not null, refs integer not null, writer text, dead_since bigint) WITHOUT ROWID;
+create index if not exists chunks_by_pack on chunks (pack);
+create index if not exists chunks_dead on chunks (dead_since) where dead_since is not null;
+create index if not exists chunks_pending on chunks (writer) where refs = 0 and dead_since is null;
+create table if not exists paths (
+  hash_part text primary key, store_path text not null, nar_info text not null, manifest BLOB not null,
+  nar_size bigint not null, state integer not null, registered bigint not null);
+create index if not exists paths_unsettled on paths (state) where state <> 1;
+create table if not exists refs (reference text not null, referrer text not null, primary key (reference, referrer));
+create table if not exists writers (id text primary key, owner text not null, started bigint not null, heartbeat bigint not null);
+`
+
+export interface ChunkLocation {
+  readonly pack: string
+  readonly version: number
+  readonly offset: number
+  readonly stored: number
+  readonly raw: number
+  readonly codec: 0 | 1
+}
+
+export interface PackRow {
+  readonly name: string
+  readonly version: number
+  readonly state: string
+  readonly owner: string
+  readonly size: number
+  readonly rows_bytes: number
+  readonly live: number
+  readonly created: number
+  readonly next_version: number | null
+  readonly stale_version: number | null
+}
+
+export interface PathRow {
+  readonly hash_part: string
+  readonly store_path: string
+  readonly nar_info: string
+  readonly manifest: Uint8Array
+  readonly nar_size: number
+  readonly state: number
+}
+
+export interface CommitPath {
+  readonly hashPart: string
+  readonly storePath: string
+  readonly narInfo: string
+  readonly manifest: Uint8Array
+  readonly narSize: number
+  /** The distinct chunks (hex id) the manifest uses, and the pack it names for each. */
+  readonly chunks: ReadonlyMap<string, string>
+  readonly references: ReadonlyArray<string>
+}
+
+export interface IndexStats {
+  readonly paths: number
+  readonly logicalBytes: number
+  readonly chunks: number
+  readonly packs: number
+  readonly packBytes: number
+  readonly rowBytes: number
+  readonly liveBytes: number
+  readonly recordBytes: number
+}
+
+const BATCH = 400
+
+const chunked = <A>(items: ReadonlyArray<A>, size = BATCH): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+const marks = (n: number) => Array.from({ length: n }, () => "?").join(", ")
+const idBytes = (h: string) => new Uint8Array(Buffer.from(h, "hex"))
+
+export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
+  yield* db.migrate(schema)
+  const corrupt = (reason: string) => new StoreCorrupt({ store: uri, reason })
+
+  /** Adds `delta` to the reference count of each chunk; returns the bytes that became live (or dead) per pack. */
+  const bumpRefs = (tx: Sql, ids: ReadonlyArray<string>, delta: 1 | -1, now: number) => Effect.gen(function*() {
+    const changed = new Map<string, number>()
+    const sorted = [...ids].sort()
+    const rows: Array<{ id: Uint8Array; refs: number; pack: string; stored: number }> = []
+    if (db.dialect === "postgres") {
+      for (const batch of chunked(sorted, 2000)) {
+        rows.push(...yield* tx.all<{ id: Uint8Array; refs: number; pack: string; stored: number }>(
+          delta === 1
+            ? `update chunks set refs = refs + 1, dead_since = null where id in (${marks(batch.length)}) returning id, refs, pack, stored`
+            : `update chunks set refs = refs - 1, dead_since = case when refs = 1 then ? else dead_since end where id in (${marks(batch.length)}) returning id, refs, pack, stored`,
+          delta === 1 ? batch.map(idBytes) : [now, ...batch.map(idBytes)]))
+      }
+    } else {
+      for (const id of sorted) {
+        rows.push(...yield* tx.all<{ id: Uint8Array; refs: number; pack: string; stored: number }>(
+          delta === 1
+            ? "update chunks set refs = refs + 1, dead_since = null where id = ? returning id, refs, pack, stored"
+            : "update chunks set refs = refs - 1, dead_since = case when refs = 1 then ? else dead_since end where id = ? returning id, refs, pack, stored",
+          delta === 1 ? [idBytes(id)] : [now, idBytes(id)]))
+      }
+    }
+    if (rows.length !== sorted.length) {
+      const found = new Set(rows.map((r) => hex(r.id)))
+      const missing = sorted.find((id) => !found.has(id))
+      return { missing, rows }
+    }
+    for (const r of rows) {
+      if ((delta === 1 && r.refs === 1) || (delta === -1 && r.refs === 0)) changed.set(r.pack, (changed.get(r.pack) ?? 0) + r.stored)
+    }
+    for (const [pack, bytes] of changed) yield* tx.run("update packs set live = live + ? where name = ?", [delta * bytes, pack])
+    return { missing: undefined, rows }
+  })
+
+  return {
+    db,
+
+    // ---- writers ------------------------------------------------------------------------
+    registerWriter: (id: string, owner: string, now: number) =>
+      db.run("insert into writers (id, owner, started, heartbeat) values (?, ?, ?, ?)", [id, owner, now, now]),
+    /** Ends an ingest: chunks it wrote that no path took are dead from now. */
+    unregisterWriter: (id: string, now: number) => db.transaction((tx) => Effect.gen(function*() {
+      yield* tx.run("update chunks set dead_since = ? where writer = ? and refs = 0 and dead_since is null", [now, id])
+      yield* tx.run("delete from writers where id = ?", [id])
+    })),
+    heartbeat: (ids: ReadonlyArray<string>, now: number) =>
+      ids.length === 0 ? Effect.void : db.run(`update writers set heartbeat = ? where id in (${marks(ids.length)})`, [now, ...ids]),
+    writers: () => db.all<{ id: string; owner: string; started: number; heartbeat: number }>("select id, owner, started, heartbeat from writers"),
+
+    // ---- chunks -------------------------------------------------------------------------
+    /** Which of these chunks (hex ids) are live or pending, and in which pack. */
+    lookup: (ids: ReadonlyArray<string>) => Effect.gen(function*() {
+      const found = new Map<string, string>()
+      for (const batch of chunked(ids)) {
+        const rows = yield* db.all<{ id: Uint8Array; pack: string }>(
+          `select id, pack from chunks where id in (${marks(batch.length)}) and dead_since is null`, batch.map(idBytes))
+        for (const r of rows) found.set(hex(r.id), r.pack)
+      }
+      return found
+    }),
+    locate: (ids: ReadonlyArray<string>) => Effect.gen(function*() {
+      const found = new Map<string, ChunkLocation>()
+      for (const batch of chunked(ids)) {
+        const rows = yield* db.all<{ id: Uint8Array; pack: string; version: number; off: number; stored: number; raw: number; codec: 0 | 1 }>(
+          `select c.id, c.pack, p.version, c.off, c.stored, c.raw, c.codec from chunks c join packs p on p.name = c.pack where c.id in (${marks(batch.length)})`,
+          batch.map(idBytes))
+        for (const r of rows) found.set(hex(r.id), { pack: r.pack, version: r.version, offset: r.off, stored: r.stored, raw: r.raw, codec: r.codec })
+      }
+      return found
+    }),
+
+    // ---- packs --------------------------------------------------------------------------
+    /** A pack about to be uploaded: known before its blob exists, so a crash leaves nothing untracked. */
+    beginPack: (name: string, owner: string, now: number) =>
+      db.run("insert into packs (name, version, state, owner, size, rows_bytes, live, created) values (?, 1, 'writing', ?, 0, 0, 0, ?)", [name, owner, now]),
+    /**
+     * The pack's blob and index are stored: its chunks get rows (pending, owned by their writers).
+     * A chunk that already has a row keeps it, unless that row is dead: then it moves here (the new
+     * copy is as good, and the dead one will go).
+     */
+    sealPack: (name: string, size: number, entries: ReadonlyArray<PackEntry & { readonly writer: string }>) => db.transaction((tx) => Effect.gen(function*() {
+      let rowsBytes = 0
+      const moved = new Map<string, number>()
+      for (const e of entries) {
+        const id = e.id
+        const old = yield* tx.all<{ pack: string; stored: number; dead: number | null }>(
+          "select pack, stored, dead_since as dead from chunks where id = ?", [id])
+        if (old.length === 0) {
+          yield* tx.run("insert into chunks (id, pack, off, stored, raw, codec, refs, writer, dead_since) values (?, ?, ?, ?, ?, ?, 0, ?, null)",
+            [id, name, e.offset, e.stored, e.raw, e.codec, e.writer])
+          rowsBytes += e.stored
+        } else if (old[0]!.dead !== null) {
+          yield* tx.run("update chunks set pack = ?, off = ?, stored = ?, raw = ?, codec = ?, writer = ?, dead_since = null where id = ?",
+            [name, e.offset, e.stored, e.raw, e.codec, e.writer, id])
+          moved.set(old[0]!.pack, (moved.get(old[0]!.pack) ?? 0) + old[0]!.stored)
+          rowsBytes += e.stored
+        }
+      }
+      for (const [pack, bytes] of moved) yield* tx.run("update packs set rows_bytes = rows_bytes - ? where name = ?", [bytes, pack])
+      yield* tx.run("update packs set state = 'sealed', size = ?, rows_bytes = ? where name = ?", [size, rowsBytes, name])
+    })),
+    pack: (name: string) => Effect.map(db.all<PackRow>("select * from packs where name = ?", [name]), (rows) => Option.fromNullishOr(rows[0])),
+    packs: () => db.all<PackRow>("select * from packs"),
+    /** Packs not fully settled: uploads that may have died, rewrites to finish or undo. */
+    unsettledPacks: () => db.all<PackRow>("select * from packs where state <> 'sealed' or next_version is not null or stale_version is not null"),
+    packChunks: (name: string) =>
+      db.all<{ id: Uint8Array; off: number; stored: number; raw: number; codec: 0 | 1 }>("select id, off, stored, raw, codec from chunks where pack = ? order by off", [name]),
+    dropPack: (name: string) => db.transaction((tx) => Effect.gen(function*() {
+      const left = yield* tx.all<{ n: number }>("select count(*) as n from chunks where pack = ?", [name])
+      if (Number(left[0]?.n ?? 0) > 0) return false
+      yield* tx.run("delete from packs where name = ?", [name])
+      return true
+    })),
+    setNextVersion: (name: string, version: number | null) => db.run("update packs set next_version = ? where name = ?", [version, name]),
+    clearStale: (name: string) => db.run("update packs set stale_version = null where name = ?", [name]),
+    /** The rewrite is stored: its chunks' new offsets, the pack's new version and size, in one go. */
+    finishRepack: (name: string, version: number, size: number, offsets: ReadonlyArray<{ readonly id: Uint8Array; readonly offset: number }>) =>
+      db.transaction((tx) => Effect.gen(function*() {
+        for (const o of offsets) yield* tx.run("update chunks set off = ? where id = ? and pack = ?", [o.offset, o.id, name])
+        const sums = yield* tx.all<{ n_rows: number | null; n_live: number | null }>(
+          "select sum(stored) as n_rows, sum(case when refs > 0 then stored else 0 end) as n_live from chunks where pack = ?", [name])
+        yield* tx.run("update packs set stale_version = version, version = ?, next_version = null, size = ?, rows_bytes = ?, live = ? where name = ?",
+          [version, size, Number(sums[0]?.n_rows ?? 0), Number(sums[0]?.n_live ?? 0), name])
+      })),
+
+    // ---- paths --------------------------------------------------------------------------
+    path: (hashPart: string) => Effect.map(db.all<PathRow>("select * from paths where hash_part = ?", [hashPart]), (rows) => Option.fromNullishOr(rows[0])),
+    /**
+     * Makes a path valid: its row and its chunks' reference counts, in one transaction. Fails with
+     * StoreCorrupt when a chunk it needs has gone (it was deleted by a GC: the add must be retried).
+     * A chunk whose row moved to another pack since the ingest found it (a dead row replaced by a
+     * new copy) is named by its current pack: `rewrite` re-encodes the manifest with those.
+     * Returns undefined when the path was already there (nothing counted twice), else its manifest.
+     */
+    commitPath: (p: CommitPath, now: number, rewrite: (moved: ReadonlyMap<string, string>) => Uint8Array) => db.transaction((tx) => Effect.gen(function*() {
+      const existing = yield* tx.all<{ state: number }>("select state from paths where hash_part = ?", [p.hashPart])
+      if (existing.length > 0) return undefined
+      const { missing, rows } = yield* bumpRefs(tx, [...p.chunks.keys()], 1, now)
+      if (missing !== undefined) return yield* corrupt(`chunk ${missing} of ${p.storePath} disappeared while it was being added (a garbage collection ran); add it again`)
+      const moved = new Map<string, string>()
+      for (const r of rows) { const id = hex(r.id); if (p.chunks.get(id) !== r.pack) moved.set(id, r.pack) }
+      const manifest = moved.size > 0 ? rewrite(moved) : p.manifest
+      yield* tx.run("insert into paths (hash_part, store_path, nar_info, manifest, nar_size, state, registered) values (?, ?, ?, ?, ?, 0, ?)",
+        [p.hashPart, p.storePath, p.narInfo, manifest, p.narSize, Math.floor(now / 1000)])
+      for (const r of new Set(p.references)) yield* tx.run("insert into refs (reference, referrer) values (?, ?) on conflict do nothing", [r, p.hashPart])
+      return manifest
+    })),
+    setState: (hashPart: string, state: number) => db.run("update paths set state = ? where hash_part = ?", [state, hashPart]),
+    setNarInfo: (hashPart: string, narInfo: string) => db.run("update paths set nar_info = ?, state = 0 where hash_part = ? and state <> 2", [narInfo, hashPart]),
+    unsettledPaths: () => db.all<PathRow>("select * from paths where state <> 1"),
+    referrers: (hashPart: string) => Effect.map(
+      db.all<{ referrer: string; store_path: string }>("select r.referrer, p.store_path from refs r join paths p on p.hash_part = r.referrer where r.reference = ? and p.state <> 2", [hashPart]),
+      (rows) => rows.map((r) => r.store_path)),
+    /** Removes a path whose record is already gone from the blob store: its chunks lose a reference each. */
+    finishDelete: (hashPart: string, chunks: ReadonlyArray<string>, now: number) => db.transaction((tx) => Effect.gen(function*() {
+      const row = yield* tx.all<{ state: number }>("select state from paths where hash_part = ?", [hashPart])
+      if (row.length === 0) return
+      const { missing } = yield* bumpRefs(tx, chunks, -1, now)
+      if (missing !== undefined) return yield* corrupt(`chunk ${missing} of deleted path ${hashPart} had no row`)
+      yield* tx.run("delete from paths where hash_part = ?", [hashPart])
+      yield* tx.run("delete from refs where referrer = ?", [hashPart])
+    })),
+
+    // ---- garbage ------------------------------------------------------------------------
+    /** Marks the pending chunks of ingests that died as dead, and forgets those ingests. */
+    reapWriters: (dead: ReadonlyArray<string>, now: number) => Effect.forEach(dead, (id) => db.transaction((tx) => Effect.gen(function*() {
+      yield* tx.run("update chunks set dead_since = ? where writer = ? and refs = 0 and dead_since is null", [now, id])
+      yield* tx.run("delete from writers where id = ?", [id])
+    })), { discard: true }),
+    /** Deletes the rows of chunks dead since before `horizon`, a batch at a time; bytes per pack. */
+    deleteDead: (horizon: number) => db.transaction((tx) => Effect.gen(function*() {
+      const rows = yield* tx.all<{ id: Uint8Array; pack: string; stored: number }>(
+        "select id, pack, stored from chunks where dead_since is not null and dead_since < ? and refs = 0 limit 5000", [horizon])
+      const perPack = new Map<string, number>()
+      for (const r of rows) {
+        yield* tx.run("delete from chunks where id = ? and refs = 0 and dead_since is not null", [r.id])
+        perPack.set(r.pack, (perPack.get(r.pack) ?? 0) + r.stored)
+      }
+      for (const [pack, bytes] of perPack) yield* tx.run("update packs set rows_bytes = rows_bytes - ? where name = ?", [bytes, pack])
+      return { count: rows.length, packs: [...perPack.keys()] }
+    })),
+    meta: (key: string) => Effect.map(db.all<{ value: string }>("select value from meta where key = ?", [key]), (rows) => Option.fromNullishOr(rows[0]?.value)),
+    setMeta: (key: string, value: string) => db.run("insert into meta (key, value) values (?, ?) on conflict (key) do update set value = excluded.value", [key, value]),
+    /** Takes the store's maintenance lease if it is free or its holder is gone; true when taken. */
+    takeLease: (owner: string, now: number, isGone: (holder: string, at: number) => boolean) => db.transaction((tx) => Effect.gen(function*() {
+      const rows = yield* tx.all<{ value: string }>("select value from meta where key = 'gc-lease'")
+      if (rows.length > 0) {
+        const [holder, at] = rows[0]!.value.split("@")
+        if (holder !== owner && !isGone(holder!, Number(at))) return false
+      }
+      yield* tx.run("insert into meta (key, value) values ('gc-lease', ?) on conflict (key) do update set value = excluded.value", [`${owner}@${now}`])
+      return true
+    })),
+    dropLease: (owner: string) => db.run("delete from meta where key = 'gc-lease' and value like ?", [`${owner}@%`]),
+
+    stats: () => Effect.gen(function*() {
+      const p = yield* db.all<{ n: number; n_bytes: number | null; n_records: number | null }>(
+        "select count(*) as n, sum(nar_size) as n_bytes, sum(length(manifest) + length(nar_info)) as n_records from paths where state <> 2")
+      const c = yield* db.all<{ n: number }>("select count(*) as n from chunks")
+      const k = yield* db.all<{ n: number; n_size: number | null; n_rows: number | null; n_live: number | null }>(
+        "select count(*) as n, sum(size) as n_size, sum(rows_bytes) as n_rows, sum(live) as n_live from packs")
+      return {
+        paths: Number(p[0]?.n ?? 0),
+        logicalBytes: Number(p[0]?.n_bytes ?? 0),
+        recordBytes: Number(p[0]?.n_records ?? 0),
+        chunks: Number(c[0]?.n ?? 0),
+        packs: Number(k[0]?.n ?? 0),
+        packBytes: Number(k[0]?.n_size ?? 0),
+        rowBytes: Number(k[0]?.n_rows ?? 0),
+        liveBytes: Number(k[0]?.n_live ?? 0)
+      } satisfies IndexStats
+    })
+  }
+})
+
+export type ChunkIndex = Effect.Success<ReturnType<typeof makeChunkIndex>>
+export type { SqlValue, StoreIoError }

@@ -1,0 +1,493 @@
+/**
+ * A deduplicating chunk store over any blob store (a directory, S3, or — for reading — HTTP).
+ *
+ * Ingest is one streaming pass: the NAR is validated (structure, hash, size) while the hash parts
+ * of the path and its references are replaced with a filler (position table kept), cut by FastCDC,
+ * each chunk hashed (sha256) and looked up; only new chunks are compressed (zstd, on libuv's
+ * threads) and appended to the shared open pack. When the NAR ends, the packs holding its new
+ * chunks are sealed, the path is committed to the index (reference counts, in one transaction),
+ * and its record (narinfo + manifest) is published to the blob store, which is what readers see.
+ *
+ * Blob layout: `chunk-store-info` (JSON: format, store dir, chunking), `paths/<hash>.b3p` (path
+ * records), `packs/<name>-<version>.pack` (chunks) and `packs/<name>.idx` (the current version and
+ * each chunk's place). Reads need only these blobs (a reader over HTTP has no database); writers,
+ * the garbage collector and the repacker also use the index (SQLite or PostgreSQL).
+ */
+import { Effect, Option, Result, type Scope, Stream } from "effect"
+import { createHash, randomBytes } from "node:crypto"
+import { hostname } from "node:os"
+import { hex } from "../../core/chunks/binary.ts"
+import { Chunker, type ChunkParams, makeCutter } from "../../core/chunks/fastcdc.ts"
+import { CODEC_RAW, CODEC_ZSTD, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk } from "../../core/chunks/formats.ts"
+import { Normaliser } from "../../core/chunks/normalise.ts"
+import * as Hash from "../../core/hash.ts"
+import * as NarInfo from "../../core/narinfo.ts"
+import type * as Signature from "../../core/signature.ts"
+import * as StorePath from "../../core/store-path.ts"
+import type { PathInfo } from "../../services/path-info.ts"
+import { BadStoreUri, PathNotValid, StoreCorrupt, StoreIoError, Unsupported, type StoreError } from "../../services/store-errors.ts"
+import type { GcResult, RepackResult, StoreMaintenanceApi, VerifyProblem } from "../../services/store-maintenance.ts"
+import type { StoreReadApi, StoredNar } from "../../services/store-read.ts"
+import type { StoreWriteApi } from "../../services/store-write.ts"
+import { verifiedNar } from "../../services/verified-nar.ts"
+import { makeStoreWrite } from "../../services/write-helpers.ts"
+import type { BlobStore } from "../binary-cache/blob-store.ts"
+import { fromPathInfo, toPathInfo } from "../binary-cache/narinfo-convert.ts"
+import type { ChunkIndex } from "./chunk-index.ts"
+import { makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, zstd, zstdNarStream } from "./packs.ts"
+
+/** 16/64/256 KiB: see bench/chunks (dedup against size of the index and of manifests). */
+export const defaultChunking: ChunkParams = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
+
+export interface ChunkedStoreOptions {
+  readonly storeDir?: string
+  /** Sign every path written with these keys. */
+  readonly secretKeys?: ReadonlyArray<Signature.SecretKey>
+  /** Chunk sizes for a new store (an existing one keeps those it was made with). */
+  readonly chunking?: ChunkParams
+  /** Target pack size in bytes (default 32 MiB). */
+  readonly packSize?: number
+  readonly zstdLevel?: number
+  /** Repack a pack when less than this fraction of it is still kept (default 0.5). */
+  readonly repackThreshold?: number
+  /** The index; without one the store is read-only. */
+  readonly index?: ChunkIndex
+}
+
+export interface ChunkedStore {
+  readonly read: StoreReadApi
+  readonly write: StoreWriteApi | undefined
+  readonly maintenance: StoreMaintenanceApi | undefined
+}
+
+interface StoreInfo { readonly format: 1; readonly storeDir: string; readonly chunking: ChunkParams }
+
+const INFO_KEY = "chunk-store-info"
+
+/** `host:pid`: who is writing, to tell later whether it is still alive. */
+export const processOwner = () => `${hostname()}:${process.pid}`
+
+/** Whether the process that wrote `owner` (host:pid) is gone: dead here, or silent for 10 minutes elsewhere. */
+export const ownerGone = (owner: string, heartbeat: number, now = Date.now()): boolean => {
+  const [host, pid] = owner.split(":")
+  if (host === hostname() && pid !== undefined && /^\d+$/.test(pid)) {
+    if (Number(pid) === process.pid) return false
+    try { process.kill(Number(pid), 0); return false } catch (e) { return (e as { code?: string }).code !== "EPERM" }
+  }
+  return now - heartbeat > 10 * 60_000
+}
+
+export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions): Effect.Effect<ChunkedStore, StoreError | BadStoreUri, Scope.Scope> =>
+  Effect.gen(function*() {
+    const uri = blobs.uri
+    const index = options.index
+    const corrupt = (reason: string) => new StoreCorrupt({ store: uri, reason })
+    const ioError = (operation: string) => (e: unknown) => new StoreIoError({ store: uri, operation, reason: e instanceof Error ? e.message : String(e) })
+
+    // The store's description: made by the first writer, then fixed (chunking decides dedup).
+    const infoBytes = yield* blobs.getBytes(INFO_KEY)
+    let info: StoreInfo
+    if (Option.isSome(infoBytes)) {
+      const parsed = yield* Effect.try({ try: () => JSON.parse(new TextDecoder().decode(infoBytes.value)) as StoreInfo, catch: () => corrupt(`${INFO_KEY} is not JSON`) })
+      if (parsed.format !== 1 || typeof parsed.storeDir !== "string" || typeof parsed.chunking?.avg !== "number") return yield* corrupt(`${INFO_KEY}: unknown format`)
+      info = parsed
+      if (options.storeDir !== undefined && options.storeDir !== info.storeDir) return yield* corrupt(`it is a store for ${info.storeDir}, not ${options.storeDir}`)
+    } else {
+      info = { format: 1, storeDir: options.storeDir ?? StorePath.defaultStoreDir, chunking: options.chunking ?? defaultChunking }
+      if (index) yield* blobs.putBytes(INFO_KEY, new TextEncoder().encode(JSON.stringify(info) + "\n"), "application/json")
+    }
+    const storeDir = info.storeDir
+    const cutterCheck = makeCutter(info.chunking)
+    if (Result.isFailure(cutterCheck)) return yield* new BadStoreUri({ uri, reason: cutterCheck.failure.message })
+    const print = (path: StorePath.StorePath) => StorePath.print(path, storeDir)
+    const notValid = (path: StorePath.StorePath) => new PathNotValid({ path: print(path), store: uri })
+
+    // ---- reading ------------------------------------------------------------------------
+    interface Record { readonly narInfo: NarInfo.NarInfo; readonly info: PathInfo; readonly manifest: Manifest }
+    const records = new Map<string, Record>()
+    const recordOf = (hashPart: string): Effect.Effect<Option.Option<Record>, StoreError> => Effect.gen(function*() {
+      const cached = records.get(hashPart)
+      if (cached) return Option.some(cached)
+      const bytes = yield* blobs.getBytes(pathKey(hashPart))
+      if (Option.isNone(bytes)) return Option.none()
+      const decoded = decodePathRecord(bytes.value)
+      if (Result.isFailure(decoded)) return yield* corrupt(`${pathKey(hashPart)}: ${decoded.failure.message}`)
+      const ni = NarInfo.parse(decoded.success.narInfo, { storeDir, source: pathKey(hashPart) })
+      if (Result.isFailure(ni)) return yield* corrupt(ni.failure.message)
+      const pi = toPathInfo(ni.success, storeDir)
+      if (Result.isFailure(pi)) return yield* corrupt(pi.failure.message)
+      if (pi.success.path.hashPart !== hashPart) return yield* corrupt(`${pathKey(hashPart)} describes ${ni.success.storePath}`)
+      if (decoded.success.manifest.narSize !== pi.success.narSize) return yield* corrupt(`${pathKey(hashPart)}: the manifest is for ${decoded.success.manifest.narSize} bytes, the NAR has ${pi.success.narSize}`)
+      const record = { narInfo: ni.success, info: pi.success, manifest: decoded.success.manifest }
+      if (records.size > 10_000) records.clear()
+      records.set(hashPart, record)
+      return Option.some(record)
+    })
+    const recordFor = (path: StorePath.StorePath) => Effect.flatMap(recordOf(path.hashPart), (r) =>
+      Option.isSome(r) && r.value.narInfo.storePath === print(path) ? Effect.succeed(r.value) : Effect.fail(notValid(path)))
+
+    const locator = makePackLocator(uri, blobs)
+    const readOptions = (manifest: Manifest) => ({
+      uri, blobs,
+      relocate: () => { for (const p of manifest.packs) locator.forget(hex(p)); return locator.places(manifest) }
+    })
+    const rawNar = (record: Record) => Stream.unwrap(Effect.map(locator.places(record.manifest), (places) => narStream(readOptions(record.manifest), record.manifest, places)))
+
+    const isValidPath = (path: StorePath.StorePath) => Effect.map(recordOf(path.hashPart), (r) => Option.isSome(r) && r.value.narInfo.storePath === print(path))
+
+    const read: StoreReadApi = {
+      uri,
+      storeDir,
+      queryPathInfo: (path) => Effect.map(recordFor(path), (r) => r.info),
+      isValidPath,
+      queryValidPaths: (paths) => Effect.map(
+        Effect.forEach(paths, (p) => Effect.map(isValidPath(p), (ok) => (ok ? [p] : [])), { concurrency: 16 }),
+        (found) => found.flat()),
+      narFromPath: (path) => Stream.unwrap(Effect.map(recordFor(path), (r) => verifiedNar(r.info, storeDir, rawNar(r)))),
+      queryPathFromHashPart: (hashPart) => Effect.map(recordOf(hashPart), Option.map((r) => r.info.path)),
+      queryReferrers: (path) => index
+        ? Effect.flatMap(index.referrers(path.hashPart), (paths) => Effect.forEach(paths, (p) => Effect.mapError(Effect.fromResult(StorePath.parse(p, storeDir)), (e) => corrupt(e.message))))
+        : Effect.fail(new Unsupported({ store: uri, operation: "querying referrers (a chunk store read without its index)" })),
+      storedNar: (path, prefer) => Effect.map(recordFor(path), (r): StoredNar => prefer === "zstd"
+        ? { compression: "zstd", bytes: Stream.unwrap(Effect.map(locator.places(r.manifest), (places) => zstdNarStream(readOptions(r.manifest), r.manifest, places))) }
+        : { compression: "none", fileHash: r.info.narHash, fileSize: r.info.narSize, bytes: rawNar(r) })
+    }
+
+    if (!index) return { read, write: undefined, maintenance: undefined }
+
+    // ---- writing ------------------------------------------------------------------------
+    const owner = processOwner()
+    const packWriter = yield* makePackWriter({ uri, blobs, index, owner, packSize: options.packSize ?? 32 << 20 })
+    yield* Effect.addFinalizer(() => packWriter.flush)
+    const level = options.zstdLevel ?? 3
+    const activeWriters = new Set<string>()
+    // Ingests that run long say they are alive (for writers on other hosts sharing a PostgreSQL index).
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep("60 seconds"), Effect.ignore(index.heartbeat([...activeWriters], Date.now())))))
+
+    const narInfoText = (pi: PathInfo) => {
+      const ni = fromPathInfo(pi, { url: pathKey(pi.path.hashPart), compression: "none" }, storeDir)
+      return NarInfo.print((options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, storeDir), ni))
+    }
+
+    /** Publishes a committed path's record (what readers see), then marks it published. */
+    const publish = (hashPart: string, narInfo: string, manifest: Uint8Array) => Effect.gen(function*() {
+      const decoded = decodeManifest(manifest)
+      if (Result.isFailure(decoded)) return yield* corrupt(`manifest of ${hashPart}: ${decoded.failure.message}`)
+      records.delete(hashPart)
+      yield* blobs.putBytes(pathKey(hashPart), encodePathRecord({ narInfo, manifest: decoded.success }), "application/octet-stream")
+      yield* index.setState(hashPart, 1)
+    })
+
+    /** Chunks, hashes, dedups, compresses and packs one NAR; returns its manifest (not yet committed). */
+    const ingest = <E, R>(pi: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, writer: string) => Effect.gen(function*() {
+      const cutter = Result.getOrThrow(makeCutter(info.chunking))
+      const chunker = new Chunker(cutter)
+      const normaliser = new Normaliser([pi.path.hashPart, ...pi.references.map((r) => r.hashPart)])
+      const chunks: Array<{ id: Uint8Array; idHex: string; length: number; pack: string }> = []
+      const known = new Map<string, string>()
+      let batch: Array<Uint8Array> = []
+      let batchBytes = 0
+
+      const processBatch = (pieces: ReadonlyArray<Uint8Array>) => Effect.gen(function*() {
+        const ids = pieces.map((c) => createHash("sha256").update(c).digest())
+        const hexes = ids.map((id) => id.toString("hex"))
+        const ask = [...new Set(hexes.filter((h) => !known.has(h) && packWriter.pendingPack(h) === undefined))]
+        const found = ask.length > 0 ? yield* index.lookup(ask) : new Map<string, string>()
+        for (const [h, pack] of found) known.set(h, pack)
+        // Where each chunk already is (decided now: a pending pack keeps its name once sealed);
+        // what is new is compressed in parallel on libuv's threads, then appended in order.
+        const assigned = hexes.map((h) => known.get(h) ?? packWriter.pendingPack(h))
+        const firstOf = new Map<string, number>()
+        hexes.forEach((h, i) => { if (assigned[i] === undefined && !firstOf.has(h)) firstOf.set(h, i) })
+        const payloads = new Map(yield* Effect.forEach([...firstOf.values()], (i) => Effect.map(zstd(uri, pieces[i]!, level), (z) => [i, z] as const), { concurrency: 4 }))
+        for (const [i, piece] of pieces.entries()) {
+          const h = hexes[i]!
+          let pack = assigned[i] ?? known.get(h)
+          if (pack === undefined) {
+            const z = payloads.get(i)!
+            const useRaw = z.length >= piece.length * 0.97
+            pack = yield* packWriter.append(writer, ids[i]!, useRaw ? piece : z, piece.length, useRaw ? CODEC_RAW : CODEC_ZSTD)
+            known.set(h, pack)
+          }
+          chunks.push({ id: ids[i]!, idHex: h, length: piece.length, pack })
+        }
+      })
+      const flush = Effect.suspend(() => {
+        const pieces = batch
+        batch = []
+        batchBytes = 0
+        return pieces.length > 0 ? processBatch(pieces) : Effect.void
+      })
+      const feed = (bytes: Uint8Array) => Effect.suspend(() => {
+        chunker.push(bytes, (c) => { batch.push(c); batchBytes += c.length })
+        return batchBytes >= 4 << 20 ? flush : Effect.void
+      })
+      yield* Stream.runForEach(verifiedNar(pi, storeDir, nar), (piece) => feed(normaliser.push(piece)))
+      yield* feed(normaliser.end())
+      chunker.end((c) => batch.push(c))
+      yield* flush
+
+      const packNames = [...new Set(chunks.map((c) => c.pack))]
+      yield* packWriter.awaitSealed(packNames)
+      const packIndex = new Map(packNames.map((p, i) => [p, i]))
+      const manifest: Manifest = {
+        narSize: pi.narSize,
+        hashes: normaliser.hashes,
+        positions: normaliser.positions,
+        packs: packNames.map((p) => new Uint8Array(Buffer.from(p, "hex"))),
+        chunks: chunks.map((c): ManifestChunk => ({ id: c.id, length: c.length, pack: packIndex.get(c.pack)! }))
+      }
+      return { manifest, packOf: new Map(chunks.map((c) => [c.idHex, c.pack])) }
+    })
+
+    /** The manifest naming the packs the chunks are in now. */
+    const withPacks = (manifest: Manifest, packOf: ReadonlyMap<string, string>, moved: ReadonlyMap<string, string>): Manifest => {
+      const names = [...new Set(manifest.chunks.map((c) => { const h = hex(c.id); return moved.get(h) ?? packOf.get(h)! }))]
+      const at = new Map(names.map((n, i) => [n, i]))
+      return {
+        ...manifest,
+        packs: names.map((n) => new Uint8Array(Buffer.from(n, "hex"))),
+        chunks: manifest.chunks.map((c) => { const h = hex(c.id); return { ...c, pack: at.get(moved.get(h) ?? packOf.get(h)!)! } })
+      }
+    }
+
+    const addToStore = <E, R>(pi: PathInfo, nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, StoreError | E, R> => Effect.gen(function*() {
+      if (yield* isValidPath(pi.path)) return
+      const hashPart = pi.path.hashPart
+      // Committed by an add that died before publishing: publish it now.
+      const row = yield* index.path(hashPart)
+      if (Option.isSome(row) && row.value.state === 0 && row.value.store_path === print(pi.path)) {
+        return yield* publish(hashPart, row.value.nar_info, row.value.manifest)
+      }
+      const writer = randomBytes(8).toString("hex")
+      yield* index.registerWriter(writer, owner, Date.now())
+      activeWriters.add(writer)
+      yield* Effect.gen(function*() {
+        const { manifest, packOf } = yield* ingest(pi, nar, writer)
+        const narInfo = narInfoText(pi)
+        const committed = yield* index.commitPath({
+          hashPart, storePath: print(pi.path), narInfo, manifest: encodeManifest(manifest), narSize: pi.narSize,
+          chunks: packOf, references: pi.references.map((r) => r.hashPart)
+        }, Date.now(), (moved) => encodeManifest(withPacks(manifest, packOf, moved)))
+        if (committed === undefined) return
+        yield* publish(hashPart, narInfo, committed)
+      }).pipe(Effect.ensuring(Effect.andThen(Effect.sync(() => activeWriters.delete(writer)), Effect.ignore(index.unregisterWriter(writer, Date.now())))))
+    })
+
+    const addSignatures = (path: StorePath.StorePath, signatures: ReadonlyArray<string>) => Effect.gen(function*() {
+      const record = yield* recordFor(path)
+      const ni = { ...record.narInfo, sigs: [...new Set([...record.narInfo.sigs, ...signatures])] }
+      const text = NarInfo.print(ni)
+      yield* index.setNarInfo(path.hashPart, text)
+      const row = yield* index.path(path.hashPart)
+      if (Option.isNone(row)) return yield* notValid(path)
+      yield* publish(path.hashPart, text, row.value.manifest)
+    })
+
+    const write = makeStoreWrite(read, { addToStore, addSignatures })
+
+    // ---- maintenance --------------------------------------------------------------------
+    const remove = (key: string) => blobs.remove ? blobs.remove(key) : Effect.fail(new Unsupported({ store: uri, operation: "deleting blobs" }))
+
+    /** Finishes what killed writers, deleters and repackers left half done. */
+    const settle = Effect.gen(function*() {
+      for (const p of yield* index.unsettledPaths()) {
+        if (p.state === 0) yield* publish(p.hash_part, p.nar_info, p.manifest)
+        else if (p.state === 2) yield* finishDelete(p.hash_part, p.manifest)
+      }
+      for (const pack of yield* index.unsettledPacks()) {
+        if (pack.state === "writing") {
+          if (!ownerGone(pack.owner, pack.created)) continue
+          yield* remove(packKey(pack.name, 1))
+          yield* remove(packIndexKey(pack.name))
+          yield* index.dropPack(pack.name)
+          continue
+        }
+        if (pack.next_version !== null) {
+          // a rewrite that did not finish: the current version stays; put its index back
+          yield* writePackIndex(pack.name, pack.version)
+          yield* remove(packKey(pack.name, pack.next_version))
+          yield* index.setNextVersion(pack.name, null)
+        }
+        if (pack.stale_version !== null) {
+          yield* remove(packKey(pack.name, pack.stale_version))
+          yield* index.clearStale(pack.name)
+        }
+      }
+    })
+
+    const writePackIndex = (name: string, version: number) => Effect.gen(function*() {
+      const rows = yield* index.packChunks(name)
+      const entries = rows.map((r) => ({ id: r.id, offset: r.off, stored: r.stored, raw: r.raw, codec: r.codec }))
+      yield* blobs.putBytes(packIndexKey(name), encodePackIndex({ name: Buffer.from(name, "hex"), version, entries }), "application/octet-stream")
+    })
+
+    const finishDelete = (hashPart: string, manifestBytes: Uint8Array) => Effect.gen(function*() {
+      const manifest = decodeManifest(manifestBytes)
+      if (Result.isFailure(manifest)) return yield* corrupt(`manifest of ${hashPart}: ${manifest.failure.message}`)
+      records.delete(hashPart)
+      yield* remove(pathKey(hashPart))
+      yield* index.finishDelete(hashPart, [...new Set(manifest.success.chunks.map((c) => hex(c.id)))], Date.now())
+    })
+
+    const deletePaths = (paths: ReadonlyArray<StorePath.StorePath>) => Effect.gen(function*() {
+      const doomed = new Set(paths.map((p) => p.hashPart))
+      const rows = yield* Effect.forEach(paths, (p) => Effect.flatMap(index.path(p.hashPart), (row) =>
+        Option.isSome(row) && row.value.store_path === print(p) && row.value.state !== 2 ? Effect.succeed(row.value) : Effect.fail(notValid(p))))
+      for (const p of paths) {
+        const users = (yield* index.referrers(p.hashPart)).filter((r) => !doomed.has(StorePath.parse(r, storeDir).pipe(Result.map((x) => x.hashPart), Result.getOrElse(() => ""))))
+        if (users.length > 0) return yield* new StoreIoError({ store: uri, operation: `delete ${print(p)}`, reason: `it is still referenced by ${users[0]}` })
+      }
+      for (const row of rows) {
+        yield* index.setState(row.hash_part, 2)
+        yield* finishDelete(row.hash_part, row.manifest)
+      }
+      return rows.map((r) => r.store_path)
+    })
+
+    /** Holds the store's maintenance lease (one GC or repack at a time, across processes) while `body` runs. */
+    const withLease = <A>(body: Effect.Effect<A, StoreError>) => Effect.acquireUseRelease(
+      Effect.flatMap(index.takeLease(owner, Date.now(), (holder, at) => ownerGone(holder, at)), (taken) => taken
+        ? Effect.void : Effect.fail(new StoreIoError({ store: uri, operation: "garbage collection", reason: "another garbage collection or repack is running on this store" }))),
+      () => body,
+      () => Effect.ignore(index.dropLease(owner)))
+
+    const threshold = options.repackThreshold ?? 0.5
+
+    /** Rewrites the pack without the chunks that lost their rows (or deletes it when none is left). */
+    const repackOne = (name: string) => Effect.gen(function*() {
+      const pack = yield* index.pack(name)
+      if (Option.isNone(pack)) return { copied: 0, freed: 0, deleted: false }
+      const { version, size } = pack.value
+      const rows = yield* index.packChunks(name)
+      if (rows.length === 0) {
+        yield* remove(packIndexKey(name))
+        yield* remove(packKey(name, version))
+        const dropped = yield* index.dropPack(name)
+        return { copied: 0, freed: dropped ? size : 0, deleted: dropped }
+      }
+      const getRange = blobs.getRange
+      if (!getRange) return yield* new Unsupported({ store: uri, operation: "reading pack ranges" })
+      const next = version + 1
+      yield* index.setNextVersion(name, next)
+      const parts: Array<Uint8Array> = []
+      const offsets: Array<{ id: Uint8Array; offset: number }> = []
+      const entries: Array<{ id: Uint8Array; offset: number; stored: number; raw: number; codec: 0 | 1 }> = []
+      let at = 0
+      // neighbouring kept chunks are read together
+      for (let i = 0; i < rows.length;) {
+        let j = i + 1
+        let length = rows[i]!.stored
+        while (j < rows.length && rows[j]!.off === rows[j - 1]!.off + rows[j - 1]!.stored && length < 8 << 20) { length += rows[j]!.stored; j++ }
+        parts.push(yield* getRange(packKey(name, version), rows[i]!.off, length))
+        for (let k = i; k < j; k++) {
+          const r = rows[k]!
+          offsets.push({ id: r.id, offset: at })
+          entries.push({ id: r.id, offset: at, stored: r.stored, raw: r.raw, codec: r.codec })
+          at += r.stored
+        }
+        i = j
+      }
+      const body = new Uint8Array(at)
+      let o = 0
+      for (const p of parts) { body.set(p, o); o += p.length }
+      yield* blobs.putBytes(packKey(name, next), body, "application/octet-stream")
+      yield* blobs.putBytes(packIndexKey(name), encodePackIndex({ name: Buffer.from(name, "hex"), version: next, entries }), "application/octet-stream")
+      yield* index.finishRepack(name, next, at, offsets)
+      yield* remove(packKey(name, version))
+      yield* index.clearStale(name)
+      return { copied: at, freed: size - at, deleted: false }
+    })
+
+    const candidates = (extraDead: ReadonlyMap<string, number> = new Map()) => Effect.map(index.packs(), (packs) =>
+      packs.filter((p) => p.state === "sealed" && p.size > 0 && (p.rows_bytes - (extraDead.get(p.name) ?? 0)) / p.size < threshold))
+
+    const repackAll = (dryRun: boolean, extraDead?: ReadonlyMap<string, number>) => Effect.gen(function*() {
+      const packs = yield* candidates(extraDead)
+      if (dryRun) {
+        const freed = packs.reduce((n, p) => n + p.size - Math.max(0, p.rows_bytes - (extraDead?.get(p.name) ?? 0)), 0)
+        const kept = packs.reduce((n, p) => n + Math.max(0, p.rows_bytes - (extraDead?.get(p.name) ?? 0)), 0)
+        return { dryRun, packsRewritten: packs.filter((p) => p.rows_bytes - (extraDead?.get(p.name) ?? 0) > 0).length, packsDeleted: packs.filter((p) => p.rows_bytes - (extraDead?.get(p.name) ?? 0) <= 0).length, bytesCopied: kept, bytesFreed: freed } satisfies RepackResult
+      }
+      let rewritten = 0, deleted = 0, copied = 0, freed = 0
+      for (const p of packs) {
+        const r = yield* repackOne(p.name)
+        if (r.deleted) deleted++
+        else if (r.copied > 0) rewritten++
+        copied += r.copied
+        freed += r.freed
+      }
+      return { dryRun, packsRewritten: rewritten, packsDeleted: deleted, bytesCopied: copied, bytesFreed: freed } satisfies RepackResult
+    })
+
+    /** Dead chunks that no running ingest can still want: their rows go (their bytes, at the next repack). */
+    const horizon = Effect.gen(function*() {
+      const now = Date.now()
+      const writers = yield* index.writers()
+      const gone = writers.filter((w) => ownerGone(w.owner, w.heartbeat, now))
+      yield* index.reapWriters(gone.map((w) => w.id), now)
+      const live = writers.filter((w) => !gone.includes(w))
+      return live.length === 0 ? now + 1 : Math.min(...live.map((w) => w.started))
+    })
+
+    const collectGarbage = (gcOptions: { readonly dryRun?: boolean } = {}): Effect.Effect<GcResult & { readonly repack: RepackResult }, StoreError> => withLease(Effect.gen(function*() {
+      if (gcOptions.dryRun) {
+        const limit = yield* horizon
+        const dead = yield* index.db.all<{ pack: string; n_bytes: number }>(
+          "select pack, sum(stored) as n_bytes from chunks where dead_since is not null and dead_since < ? and refs = 0 group by pack", [limit])
+        const repack = yield* repackAll(true, new Map(dead.map((d) => [d.pack, Number(d.n_bytes)])))
+        return { roots: [], deleted: [], bytesFreed: repack.bytesFreed, repack }
+      }
+      yield* settle
+      const limit = yield* horizon
+      while ((yield* index.deleteDead(limit)).count > 0) { /* a batch at a time */ }
+      const repack = yield* repackAll(false)
+      return { roots: [], deleted: [], bytesFreed: repack.bytesFreed, repack }
+    }))
+
+    const verify: StoreMaintenanceApi["verify"] = (verifyOptions) => Effect.gen(function*() {
+      const rows = yield* index.db.all<{ store_path: string }>("select store_path from paths where state = 1 order by store_path")
+      const problems: Array<VerifyProblem> = []
+      for (const [i, row] of rows.entries()) {
+        verifyOptions?.onProgress?.(i, rows.length)
+        const path = StorePath.parse(row.store_path, storeDir)
+        if (Result.isFailure(path)) { problems.push({ path: row.store_path, problem: "bad-row", detail: path.failure.message }); continue }
+        const result = yield* Effect.result(Stream.runDrain(read.narFromPath(path.success)))
+        if (Result.isFailure(result)) {
+          const e = result.failure
+          problems.push({ path: row.store_path, problem: e._tag === "HashMismatch" ? (e.what.includes("size") ? "size-mismatch" : "hash-mismatch") : e._tag === "PathNotValid" ? "missing" : "unreadable", detail: e.message })
+        }
+      }
+      return { checked: rows.length, problems }
+    })
+
+    const stats = () => Effect.gen(function*() {
+      const s = yield* index.stats()
+      const stored = s.packBytes + s.recordBytes
+      return {
+        paths: s.paths,
+        logicalBytes: s.logicalBytes,
+        storedBytes: stored,
+        packBytes: s.packBytes,
+        recordBytes: s.recordBytes,
+        dedupRatio: stored > 0 ? s.logicalBytes / stored : 0,
+        chunks: s.chunks,
+        packs: s.packs,
+        liveBytes: s.liveBytes,
+        liveFraction: s.packBytes > 0 ? s.liveBytes / s.packBytes : 1,
+        reclaimableBytes: s.packBytes - s.rowBytes
+      }
+    })
+
+    // What a killed writer committed but did not publish is published now.
+    yield* Effect.ignore(Effect.forEach(yield* index.unsettledPaths(), (p) => p.state === 0 ? publish(p.hash_part, p.nar_info, p.manifest) : Effect.void, { discard: true }))
+
+    const maintenance: StoreMaintenanceApi = {
+      verify,
+      collectGarbage,
+      deletePaths,
+      repack: (o) => withLease(Effect.andThen(settle, repackAll(o?.dryRun ?? false))),
+      stats
+    }
+    return { read, write, maintenance }
+  })

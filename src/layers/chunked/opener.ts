@@ -1,0 +1,145 @@
+/**
+ * Chunk store URIs and layers:
+ *
+ *   chunked+file:///dir[?index=postgresql://…][&…]    blobs in a directory, index in dir/index/chunks.sqlite
+ *   chunked+s3://bucket?region=…&endpoint=…&index=FILE|postgresql://…
+ *   chunked+http(s)://host/path                         read-only: the blobs as an HTTP server serves them
+ *
+ * Options: `secret-key=FILE` (sign paths written), `store=/nix/store`, `pack-size=MiB` (default 32),
+ * `zstd-level=N` (default 3), `repack-threshold=F` (default 0.5), `chunk-size=MIN/AVG/MAX` in KiB
+ * (a new store only), `read-only=1`, and for S3 the `s3://` options.
+ */
+import { Context, Duration, Effect, Layer, Result, type Scope } from "effect"
+import { createHash } from "node:crypto"
+import { mkdirSync, readFileSync } from "node:fs"
+import { homedir, tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import * as Signature from "../../core/signature.ts"
+import type { StoreOpener } from "../../services/registry.ts"
+import { BadStoreUri, type StoreError } from "../../services/store-errors.ts"
+import { StoreRead } from "../../services/store-read.ts"
+import { checkParams, type StoreUri } from "../../services/store-uri.ts"
+import { StoreWrite } from "../../services/store-write.ts"
+import type { BlobStore } from "../binary-cache/blob-store.ts"
+import { makeFileBlobs } from "../binary-cache/file-blobs.ts"
+import { makeHttpBlobs } from "../binary-cache/http-blobs.ts"
+import { makeChunkIndex } from "./chunk-index.ts"
+import { type ChunkedStore, type ChunkedStoreOptions, makeChunkedStore } from "./chunked-store.ts"
+import { openPostgres, openSqlite } from "./db.ts"
+
+export { makeChunkedStore, type ChunkedStore, type ChunkedStoreOptions } from "./chunked-store.ts"
+
+const params = ["index", "secret-key", "store", "pack-size", "zstd-level", "repack-threshold", "chunk-size", "read-only"] as const
+
+/** The index a store URI names: a PostgreSQL URL, or an SQLite file. */
+export const openIndex = (uri: string, index: string) => Effect.gen(function*() {
+  const db = /^postgres(ql)?:\/\//.test(index) ? yield* openPostgres(uri, index) : yield* Effect.gen(function*() {
+    yield* Effect.sync(() => mkdirSync(resolve(index, ".."), { recursive: true }))
+    return yield* openSqlite(uri, index)
+  })
+  return yield* makeChunkIndex(db, uri)
+})
+
+const parseOptions = (uri: StoreUri, extra: ReadonlyArray<string>) => Effect.gen(function*() {
+  const bad = (reason: string) => new BadStoreUri({ uri: uri.raw, reason })
+  yield* Effect.fromResult(checkParams(uri, [...params, ...extra]))
+  const number = (name: string, min: number, max: number) => {
+    const v = uri.params.get(name)
+    if (v === null) return Effect.succeed(undefined)
+    const n = Number(v)
+    return Number.isFinite(n) && n >= min && n <= max ? Effect.succeed(n) : Effect.fail(bad(`${name} must be a number from ${min} to ${max}, not '${v}'`))
+  }
+  const secretKeys: Array<Signature.SecretKey> = []
+  const keyFile = uri.params.get("secret-key")
+  if (keyFile) {
+    const text = yield* Effect.try({ try: () => readFileSync(keyFile, "utf8").trim(), catch: () => bad(`cannot read secret key file '${keyFile}'`) })
+    const key = Signature.parseSecretKey(text)
+    if (Result.isFailure(key)) return yield* bad(`secret key file '${keyFile}': ${key.failure.reason}`)
+    secretKeys.push(key.success)
+  }
+  const packSize = yield* number("pack-size", 0.0625, 1024)
+  const zstdLevel = yield* number("zstd-level", 1, 19)
+  const repackThreshold = yield* number("repack-threshold", 0, 1)
+  const sizes = uri.params.get("chunk-size")
+  let chunking: ChunkedStoreOptions["chunking"]
+  if (sizes !== null) {
+    const m = /^(\d+)\/(\d+)\/(\d+)$/.exec(sizes)
+    if (!m) return yield* bad("chunk-size is MIN/AVG/MAX in KiB, e.g. 16/64/256")
+    chunking = { min: Number(m[1]) * 1024, avg: Number(m[2]) * 1024, max: Number(m[3]) * 1024 }
+  }
+  const storeDir = uri.params.get("store")
+  const readOnly = uri.params.get("read-only") === "1" || uri.params.get("read-only") === "true"
+  return {
+    readOnly,
+    options: {
+      secretKeys,
+      ...(storeDir ? { storeDir } : {}),
+      ...(packSize !== undefined ? { packSize: Math.round(packSize * 1048576) } : {}),
+      ...(zstdLevel !== undefined ? { zstdLevel } : {}),
+      ...(repackThreshold !== undefined ? { repackThreshold } : {}),
+      ...(chunking ? { chunking } : {})
+    } satisfies ChunkedStoreOptions
+  }
+})
+
+/** A chunk store in a local directory, its index in `dir/index/chunks.sqlite` unless told otherwise. */
+export interface FileChunkStoreOptions extends Omit<ChunkedStoreOptions, "index"> {
+  /** SQLite file or PostgreSQL URL of the index (default dir/index/chunks.sqlite). */
+  readonly index?: string
+  readonly readOnly?: boolean
+  readonly uri?: string
+}
+
+export const openFileChunkStore = (dir: string, options: FileChunkStoreOptions = {}): Effect.Effect<ChunkedStore, StoreError | BadStoreUri, Scope.Scope> =>
+  Effect.gen(function*() {
+    const uri = options.uri ?? `chunked+file://${dir}`
+    yield* Effect.try({ try: () => mkdirSync(dir, { recursive: true }), catch: () => new BadStoreUri({ uri, reason: `cannot create ${dir}` }) })
+    const { index: indexLocation, readOnly, ...rest } = options
+    const index = readOnly ? undefined : yield* openIndex(uri, indexLocation ?? join(dir, "index", "chunks.sqlite"))
+    return yield* makeChunkedStore(makeFileBlobs(uri, dir), { ...rest, ...(index ? { index } : {}) })
+  })
+
+const opened = (store: ChunkedStore) => ({ read: store.read, write: store.write, maintenance: store.maintenance })
+
+export const openChunkedFile: StoreOpener = (uri) => Effect.gen(function*() {
+  const { readOnly, options } = yield* parseOptions(uri, [])
+  if (!uri.location.startsWith("/")) return yield* new BadStoreUri({ uri: uri.raw, reason: "a chunk store in a directory needs an absolute path: chunked+file:///path" })
+  const dir = resolve(decodeURIComponent(uri.location))
+  const index = uri.params.get("index")
+  return opened(yield* openFileChunkStore(dir, { ...options, readOnly, uri: uri.raw, ...(index ? { index } : {}) }))
+})
+
+export const openChunkedHttp: StoreOpener = (uri) => Effect.gen(function*() {
+  const { options } = yield* parseOptions(uri, ["timeout"])
+  const scheme = uri.scheme.replace(/^chunked\+/, "")
+  const seconds = uri.params.get("timeout")
+  const blobs = yield* makeHttpBlobs(uri.raw, `${scheme}://${uri.location}`, {
+    spoolDir: join(tmpdir(), "b3-upload-spool"), ...(seconds ? { timeout: Duration.seconds(Number(seconds)) } : {})
+  })
+  return opened(yield* makeChunkedStore(blobs, options))
+})
+
+export const openChunkedS3: StoreOpener = (uri) => Effect.gen(function*() {
+  const [{ parseS3Location, s3Params }, { makeS3Blobs }, { loadSdk }] = yield* Effect.promise(() =>
+    Promise.all([import("../s3/location.ts"), import("../s3/s3-blobs.ts"), import("../s3/sdk.ts")]))
+  const { readOnly, options } = yield* parseOptions(uri, s3Params)
+  const s3Uri: StoreUri = { ...uri, scheme: "s3", params: new URLSearchParams([...uri.params].filter(([k]) => (s3Params as ReadonlyArray<string>).includes(k))) }
+  const location = yield* Effect.fromResult(parseS3Location(s3Uri))
+  const sdk = yield* Effect.tryPromise({ try: loadSdk, catch: (e) => new BadStoreUri({ uri: uri.raw, reason: `cannot load the AWS SDK: ${String(e)}` }) })
+  const blobs: BlobStore = yield* makeS3Blobs(sdk, uri.raw, location, { spoolDir: join(tmpdir(), "b3-upload-spool"), createBucket: !readOnly })
+  // The index of a bucket lives with the writer: ~/.cache/b3/chunked/<bucket+endpoint>.sqlite unless given.
+  const indexLocation = uri.params.get("index")
+    ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "b3", "chunked", `${createHash("sha256").update(uri.raw.split("?")[0] + (uri.params.get("endpoint") ?? "")).digest("hex").slice(0, 16)}.sqlite`)
+  const index = readOnly ? undefined : yield* openIndex(uri.raw, indexLocation)
+  return opened(yield* makeChunkedStore(blobs, { ...options, ...(index ? { index } : {}) }))
+})
+
+/**
+ * A chunk store in a directory as a layer: StoreRead and StoreWrite (its maintenance is in the
+ * store itself: `openFileChunkStore`).
+ */
+export const layer = (dir: string, options: FileChunkStoreOptions = {}): Layer.Layer<StoreRead | StoreWrite, StoreError | BadStoreUri> =>
+  Layer.effectContext(Effect.gen(function*() {
+    const store = yield* openFileChunkStore(dir, options)
+    return Context.make(StoreRead, store.read).pipe(Context.add(StoreWrite, store.write!))
+  }))

@@ -1,0 +1,297 @@
+/**
+ * Packs: chunks are appended to one open pack shared by every ingest of the store (so small paths
+ * share packs); a pack is sealed — uploaded as one blob, then its index blob, then recorded in the
+ * chunk index — when it reaches its target size, or sooner when an ingest that put a chunk in it
+ * needs it durable to commit. At most a few packs are held in memory (the open one and those being
+ * uploaded), so memory stays flat whatever the size of the NARs.
+ *
+ * Reading: a path's chunks are located through each pack's index blob (cached, and fetched again
+ * when a pack was rewritten under us), read with ranged reads that take runs of neighbouring
+ * chunks at once, a few runs ahead, and decompressed on libuv's threads.
+ */
+import { Deferred, Effect, Exit, Option, Semaphore, Stream } from "effect"
+import { randomBytes } from "node:crypto"
+import { constants, zstdCompress, zstdDecompress } from "node:zlib"
+import { hex } from "../../core/chunks/binary.ts"
+import { CODEC_RAW, CODEC_ZSTD, type Codec, decodePackIndex, encodePackIndex, type Manifest, type PackEntry, rawZstdFrame } from "../../core/chunks/formats.ts"
+import { Denormaliser } from "../../core/chunks/normalise.ts"
+import { StoreCorrupt, StoreIoError, type StoreError } from "../../services/store-errors.ts"
+import type { BlobStore } from "../binary-cache/blob-store.ts"
+import type { ChunkIndex } from "./chunk-index.ts"
+
+export const packKey = (name: string, version: number) => `packs/${name}-${version}.pack`
+export const packIndexKey = (name: string) => `packs/${name}.idx`
+export const pathKey = (hashPart: string) => `paths/${hashPart}.b3p`
+
+const io = (uri: string, operation: string) => (e: unknown) =>
+  new StoreIoError({ store: uri, operation, reason: e instanceof Error ? e.message : String(e) })
+
+export const zstd = (uri: string, bytes: Uint8Array, level: number): Effect.Effect<Uint8Array, StoreIoError> =>
+  Effect.callback<Uint8Array, StoreIoError>((resume) => {
+    zstdCompress(bytes, { params: { [constants.ZSTD_c_compressionLevel]: level } }, (error, out) =>
+      resume(error ? Effect.fail(io(uri, "compress a chunk")(error)) : Effect.succeed(new Uint8Array(out.buffer, out.byteOffset, out.length))))
+  })
+
+export const unzstd = (uri: string, bytes: Uint8Array, size: number): Effect.Effect<Uint8Array, StoreIoError> =>
+  Effect.callback<Uint8Array, StoreIoError>((resume) => {
+    zstdDecompress(bytes, { maxOutputLength: Math.max(size, 1) }, (error, out) =>
+      resume(error ? Effect.fail(io(uri, "decompress chunks")(error))
+        : out.length !== size ? Effect.fail(io(uri, "decompress chunks")(`got ${out.length} bytes, expected ${size}`))
+        : Effect.succeed(new Uint8Array(out.buffer, out.byteOffset, out.length))))
+  })
+
+interface OpenPack {
+  readonly name: string
+  readonly parts: Array<Uint8Array>
+  readonly entries: Array<PackEntry & { readonly writer: string }>
+  size: number
+  readonly done: Deferred.Deferred<void, StoreError>
+}
+
+export interface PackWriterOptions {
+  readonly uri: string
+  readonly blobs: BlobStore
+  readonly index: ChunkIndex
+  /** Who writes (host:pid), recorded with each pack being uploaded. */
+  readonly owner: string
+  /** Seal a pack once it holds this many bytes. */
+  readonly packSize: number
+  /** Packs being uploaded at once (each held in memory until stored). */
+  readonly uploads?: number
+}
+
+export const makePackWriter = (options: PackWriterOptions) => Effect.gen(function*() {
+  const { uri, blobs, index } = options
+  let current: OpenPack | undefined
+  /** Packs not yet sealed (open or uploading), by name. */
+  const unsealed = new Map<string, OpenPack>()
+  /** Packs whose seal failed: an ingest that used them must fail too. */
+  const failed = new Map<string, StoreError>()
+  /** Chunks in unsealed packs: another ingest here may use them (and then waits for the seal). */
+  const pending = new Map<string, string>()
+  const uploadSlots = yield* Semaphore.make(options.uploads ?? 2)
+
+  const seal = (pack: OpenPack): Effect.Effect<void, StoreError> => Effect.gen(function*() {
+    yield* index.beginPack(pack.name, options.owner, Date.now())
+    const body = new Uint8Array(pack.size)
+    let at = 0
+    for (const part of pack.parts) { body.set(part, at); at += part.length }
+    pack.parts.length = 0
+    yield* blobs.putBytes(packKey(pack.name, 1), body, "application/octet-stream")
+    yield* blobs.putBytes(packIndexKey(pack.name), encodePackIndex({ name: Buffer.from(pack.name, "hex"), version: 1, entries: pack.entries }), "application/octet-stream")
+    yield* index.sealPack(pack.name, pack.size, pack.entries)
+  })
+
+  /** Starts sealing a pack in the background (holding an upload slot); its `done` says how it went. */
+  const startSeal = (pack: OpenPack) => Effect.gen(function*() {
+    if (current === pack) current = undefined
+    yield* uploadSlots.take(1)
+    yield* Effect.forkDetach(seal(pack).pipe(
+      Effect.onExit((exit) => Effect.gen(function*() {
+        for (const e of pack.entries) if (pending.get(hex(e.id)) === pack.name) pending.delete(hex(e.id))
+        unsealed.delete(pack.name)
+        if (Exit.isFailure(exit)) {
+          const error = Option.getOrUndefined(Exit.findErrorOption(exit)) ?? new StoreIoError({ store: uri, operation: `store pack ${pack.name}`, reason: "interrupted" })
+          failed.set(pack.name, error)
+        }
+        yield* Deferred.done(pack.done, Exit.isFailure(exit) ? Exit.fail(failed.get(pack.name)!) : Exit.void)
+        yield* uploadSlots.release(1)
+      }))))
+  })
+
+  return {
+    /** Where a chunk already written here (maybe not yet sealed) is: its pack's name. */
+    pendingPack: (id: string) => pending.get(id),
+    /** Appends a chunk to the open pack; returns the pack's name. May wait for an upload slot. */
+    append: (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec) => Effect.gen(function*() {
+      const idHex = hex(id)
+      const already = pending.get(idHex)
+      if (already !== undefined) return already
+      if (!current) {
+        const done = yield* Deferred.make<void, StoreError>()
+        current = { name: randomBytes(8).toString("hex"), parts: [], entries: [], size: 0, done }
+        unsealed.set(current.name, current)
+      }
+      const pack = current
+      pack.entries.push({ id, offset: pack.size, stored: payload.length, raw, codec, writer })
+      pack.parts.push(payload)
+      pack.size += payload.length
+      pending.set(idHex, pack.name)
+      if (pack.size >= options.packSize) yield* startSeal(pack)
+      return pack.name
+    }),
+    /** Waits until these packs are sealed (sealing the open one now if it is among them). */
+    awaitSealed: (names: Iterable<string>) => Effect.gen(function*() {
+      for (const name of names) {
+        const error = failed.get(name)
+        if (error) return yield* error
+        const pack = unsealed.get(name)
+        if (!pack) continue
+        if (pack === current) yield* startSeal(pack)
+        yield* Deferred.await(pack.done)
+      }
+    }),
+    /** Seals what is open and waits for every upload (when the store closes). */
+    flush: Effect.gen(function*() {
+      if (current) yield* startSeal(current)
+      for (const pack of [...unsealed.values()]) yield* Effect.ignore(Deferred.await(pack.done))
+    })
+  }
+})
+
+export type PackWriter = Effect.Success<ReturnType<typeof makePackWriter>>
+
+/** Where a chunk is for reading. */
+export interface ChunkPlace {
+  readonly pack: string
+  readonly version: number
+  readonly offset: number
+  readonly stored: number
+  readonly raw: number
+  readonly codec: Codec
+}
+
+interface CachedIndex { readonly version: number; readonly byId: Map<string, PackEntry> }
+
+/** Locates chunks through the packs' index blobs (what a reader without the database has). */
+export const makePackLocator = (uri: string, blobs: BlobStore) => {
+  const cache = new Map<string, CachedIndex>()
+  const load = (name: string): Effect.Effect<CachedIndex, StoreError> => Effect.gen(function*() {
+    const bytes = yield* blobs.getBytes(packIndexKey(name))
+    if (Option.isNone(bytes)) return yield* new StoreCorrupt({ store: uri, reason: `pack ${name} has no index` })
+    const decoded = decodePackIndex(bytes.value)
+    if (decoded._tag === "Failure") return yield* new StoreCorrupt({ store: uri, reason: `pack ${name}: ${decoded.failure.message}` })
+    const entry: CachedIndex = { version: decoded.success.version, byId: new Map(decoded.success.entries.map((e) => [hex(e.id), e])) }
+    if (cache.size > 4096) cache.clear()
+    cache.set(name, entry)
+    return entry
+  })
+  return {
+    forget: (name: string) => { cache.delete(name) },
+    /** Places of the manifest's chunks, in order. */
+    places: (manifest: Manifest): Effect.Effect<Array<ChunkPlace>, StoreError> => Effect.gen(function*() {
+      const names = manifest.packs.map((p) => hex(p))
+      const indexes = yield* Effect.forEach(names, (n) => { const c = cache.get(n); return c ? Effect.succeed(c) : load(n) }, { concurrency: 8 })
+      const out: Array<ChunkPlace> = []
+      for (const c of manifest.chunks) {
+        const id = hex(c.id)
+        let idx = indexes[c.pack]!
+        let e = idx.byId.get(id)
+        if (!e) { idx = indexes[c.pack] = yield* load(names[c.pack]!); e = idx.byId.get(id) }
+        if (!e) return yield* new StoreCorrupt({ store: uri, reason: `chunk ${id} is not in pack ${names[c.pack]}` })
+        if (e.raw !== c.length) return yield* new StoreCorrupt({ store: uri, reason: `chunk ${id} is ${e.raw} bytes in pack ${names[c.pack]}, the manifest says ${c.length}` })
+        out.push({ pack: names[c.pack]!, version: idx.version, offset: e.offset, stored: e.stored, raw: e.raw, codec: e.codec })
+      }
+      return out
+    })
+  }
+}
+
+export type PackLocator = ReturnType<typeof makePackLocator>
+
+/** A run of chunks next to each other in one pack version: one ranged read. */
+interface Run {
+  readonly pack: string
+  readonly version: number
+  readonly offset: number
+  length: number
+  /** Index (in the manifest) of the run's first chunk. */
+  readonly first: number
+  readonly chunks: Array<ChunkPlace>
+}
+
+const runsOf = (places: ReadonlyArray<ChunkPlace>, maxRun: number, base = 0): Array<Run> => {
+  const runs: Array<Run> = []
+  let run: Run | undefined
+  places.forEach((p, i) => {
+    if (run && run.pack === p.pack && run.version === p.version && run.offset + run.length === p.offset && run.length + p.stored <= maxRun) {
+      run.chunks.push(p)
+      run.length += p.stored
+    } else {
+      run = { pack: p.pack, version: p.version, offset: p.offset, length: p.stored, first: base + i, chunks: [p] }
+      runs.push(run)
+    }
+  })
+  return runs
+}
+
+export interface ReadOptions {
+  readonly uri: string
+  readonly blobs: BlobStore
+  /** Finds the chunks again (fresh pack indexes) when a pack was rewritten while we read. */
+  readonly relocate: () => Effect.Effect<Array<ChunkPlace>, StoreError>
+  /** Runs read ahead. */
+  readonly readAhead?: number
+}
+
+const MAX_RUN = 8 << 20
+
+const readRun = (options: ReadOptions, run: Run): Effect.Effect<Array<{ place: ChunkPlace; payload: Uint8Array }>, StoreError> => {
+  const getRange = options.blobs.getRange
+  if (!getRange) return Effect.fail(new StoreIoError({ store: options.uri, operation: "read a pack", reason: "this blob store cannot read ranges" }))
+  return Effect.map(getRange(packKey(run.pack, run.version), run.offset, run.length), (bytes) => {
+    const out: Array<{ place: ChunkPlace; payload: Uint8Array }> = []
+    let at = 0
+    for (const c of run.chunks) { out.push({ place: c, payload: bytes.subarray(at, at + c.stored) }); at += c.stored }
+    return out
+  })
+}
+
+/**
+ * The manifest's chunks, in order, with their stored payloads (a zstd frame or the raw bytes).
+ * A pack version that vanished under us (rewritten by a repack) makes us locate the chunks again,
+ * once, and read the rest from where they are now.
+ */
+const storedChunks = (options: ReadOptions, places: ReadonlyArray<ChunkPlace>) => Stream.suspend(() => {
+  let fresh: Effect.Effect<Array<ChunkPlace>, StoreError> | undefined
+  const runs = runsOf(places, MAX_RUN)
+  const fetch = (run: Run) => Effect.catch(readRun(options, run), (error) => Effect.gen(function*() {
+    if (!fresh) fresh = yield* Effect.cached(options.relocate())
+    else if (!(error instanceof StoreIoError)) return yield* error
+    const now = (yield* fresh).slice(run.first, run.first + run.chunks.length)
+    const parts = yield* Effect.forEach(runsOf(now, MAX_RUN, run.first), (r) => readRun(options, r))
+    return parts.flat()
+  }))
+  return Stream.fromIterable(runs).pipe(
+    Stream.mapEffect(fetch, { concurrency: options.readAhead ?? 3 }),
+    Stream.flatMap((chunks) => Stream.fromIterable(chunks)))
+})
+
+/** The manifest's normalised bytes, chunk by chunk (zstd chunks of a run decompressed in one call). */
+const normalisedChunks = (options: ReadOptions, places: ReadonlyArray<ChunkPlace>) =>
+  storedChunks(options, places).pipe(
+    Stream.mapEffect(({ place, payload }) => place.codec === CODEC_RAW ? Effect.succeed(payload) : unzstd(options.uri, payload, place.raw), { concurrency: 4 }))
+
+/** The exact NAR: chunks read, decompressed and denormalised, in order. */
+export const narStream = (options: ReadOptions, manifest: Manifest, places: ReadonlyArray<ChunkPlace>): Stream.Stream<Uint8Array, StoreError> =>
+  Stream.suspend(() => {
+    const denormaliser = new Denormaliser(manifest.hashes, manifest.positions)
+    return Stream.map(normalisedChunks(options, places), (bytes) => denormaliser.apply(bytes))
+  })
+
+/**
+ * The NAR as zstd frames: a chunk stored compressed and holding no normalised hash is passed on as
+ * stored; a raw one is wrapped in a frame of raw blocks; one holding hashes is decompressed,
+ * patched and compressed again (level 1).
+ */
+export const zstdNarStream = (options: ReadOptions, manifest: Manifest, places: ReadonlyArray<ChunkPlace>): Stream.Stream<Uint8Array, StoreError> =>
+  Stream.suspend(() => {
+    const denormaliser = new Denormaliser(manifest.hashes, manifest.positions)
+    let offset = 0
+    let next = 0
+    return storedChunks(options, places).pipe(
+      Stream.map(({ place, payload }) => {
+        const start = offset
+        offset += place.raw
+        while (next < manifest.positions.length && manifest.positions[next]!.offset + 32 <= start) next++
+        return { place, payload, touched: Denormaliser.touches(manifest.positions, start, start + place.raw, next) }
+      }),
+      Stream.mapEffect(({ place, payload, touched }) => Effect.gen(function*() {
+        if (!touched) {
+          denormaliser.skip(place.raw)
+          return place.codec === CODEC_ZSTD ? payload : rawZstdFrame(payload)
+        }
+        const raw = place.codec === CODEC_RAW ? payload : yield* unzstd(options.uri, payload, place.raw)
+        return yield* zstd(options.uri, denormaliser.apply(raw), 1)
+      }), { concurrency: 1 }))
+  })
