@@ -227,3 +227,20 @@ export const chunkLengths = (cutter: Cutter, data: Uint8Array): Array<number> =>
   chunker.end((c) => out.push(c.length))
   return out
 }
+
+/**
+ * Whether compressing these bytes is not worth trying: the order-0 entropy of a sample (up to
+ * 8 KiB taken across the whole array) is above 7.5 bits per byte, as for random, encrypted or
+ * already-compressed data. Cheap next to zstd, which is slow on such data and gains nothing.
+ */
+export const looksIncompressible = (bytes: Uint8Array): boolean => {
+  if (bytes.length < 4096) return false
+  const counts = new Uint32Array(256)
+  const samples = 8192
+  const stride = Math.max(1, Math.floor(bytes.length / samples))
+  let n = 0
+  for (let i = 0; i < bytes.length && n < samples; i += stride, n++) counts[bytes[i]!]!++
+  let entropy = 0
+  for (const c of counts) if (c > 0) { const p = c / n; entropy -= p * Math.log2(p) }
+  return entropy > 7.5
+}

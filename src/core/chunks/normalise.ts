@@ -34,6 +34,7 @@ export class Normaliser {
   readonly hashes: Array<string> = []
   readonly #indexOf = new Map<string, number>()
   readonly positions: Array<Position> = []
+  /** The last bytes seen (fewer than 32), held back: a hash may start in them. */
   #carry = new Uint8Array(0)
   /** Absolute offset of the first byte of `#carry`. */
   #base = 0
@@ -45,18 +46,53 @@ export class Normaliser {
     this.#candidates = new Map([...hashParts].filter(isHashPart).map((h, i) => [h, i]))
   }
 
-  /** Normalises the next piece; returns the bytes that are final (all but the last 31 seen). */
-  push(chunk: Uint8Array): Uint8Array {
-    if (this.#candidates.size === 0) return chunk
-    const buf = new Uint8Array(this.#carry.length + chunk.length)
-    buf.set(this.#carry, 0)
-    buf.set(chunk, this.#carry.length)
-    this.#scan(buf)
-    const keep = Math.min(HASH_LENGTH - 1, buf.length)
-    this.#carry = buf.slice(buf.length - keep)
-    const out = buf.subarray(0, buf.length - keep)
-    this.#base += out.length
-    return out
+  /**
+   * Normalises the next piece; returns the bytes that are final (all but the last 31 seen), as
+   * pieces: views of the input where nothing was replaced, copies where something was (the input
+   * is never modified).
+   */
+  push(chunk: Uint8Array): Array<Uint8Array> {
+    if (this.#candidates.size === 0) return chunk.length > 0 ? [chunk] : []
+    const keep = HASH_LENGTH - 1
+    if (chunk.length < HASH_LENGTH) {
+      // a short piece: joined with what is held back (rare)
+      const joined = new Uint8Array(this.#carry.length + chunk.length)
+      joined.set(this.#carry, 0)
+      joined.set(chunk, this.#carry.length)
+      const ready = Math.max(0, joined.length - keep)
+      this.#scan(joined, this.#base, ready, (i) => joined.set(FILLER, i))
+      this.#carry = joined.slice(ready)
+      this.#base += ready
+      return ready > 0 ? [joined.subarray(0, ready)] : []
+    }
+    const out: Array<Uint8Array> = []
+    let piece = chunk
+    let owned = false
+    if (this.#carry.length > 0) {
+      // windows that start in the held-back bytes, looked at in a small joined buffer
+      const joined = new Uint8Array(this.#carry.length + keep)
+      joined.set(this.#carry, 0)
+      joined.set(chunk.subarray(0, keep), this.#carry.length)
+      const before = this.positions.length
+      this.#scan(joined, this.#base, this.#carry.length, (i) => joined.set(FILLER, i))
+      if (this.positions.length > before) {
+        // a hash across the boundary: its tail lies in the piece, which is copied and patched
+        piece = chunk.slice()
+        owned = true
+        piece.set(joined.subarray(this.#carry.length), 0)
+      }
+      out.push(joined.subarray(0, this.#carry.length))
+    }
+    const base = this.#base + this.#carry.length
+    const source = piece
+    this.#scan(source, base, source.length, (i) => {
+      if (!owned) { piece = source.slice(); owned = true }
+      piece.set(FILLER, i)
+    })
+    out.push(piece.subarray(0, piece.length - keep))
+    this.#carry = piece.slice(piece.length - keep)
+    this.#base = base + piece.length - keep
+    return out.filter((p) => p.length > 0)
   }
 
   /** The bytes still held back. */
@@ -67,10 +103,14 @@ export class Normaliser {
     return out
   }
 
-  #scan(buf: Uint8Array): void {
+  /**
+   * Looks at the windows of `buf` (at absolute offset `base`) that start before `limit` and fit in
+   * it; `replace(i)` puts the filler at `i` (into `buf` or a copy: `buf` is read as it was).
+   */
+  #scan(buf: Uint8Array, base: number, limit: number, replace: (i: number) => void): void {
     const text = Buffer.from(buf.buffer, buf.byteOffset, buf.length)
-    let i = Math.max(0, this.#next - this.#base)
-    while (i + HASH_LENGTH <= buf.length) {
+    let i = Math.max(0, this.#next - base)
+    while (i < limit && i + HASH_LENGTH <= buf.length) {
       let j = HASH_LENGTH - 1
       while (j >= 0 && isBase32[buf[i + j]!] === 1) j--
       if (j >= 0) { i += j + 1; continue }
@@ -82,10 +122,10 @@ export class Normaliser {
           this.hashes.push(candidate)
           this.#indexOf.set(candidate, index)
         }
-        this.positions.push({ offset: this.#base + i, index })
-        buf.set(FILLER, i)
+        this.positions.push({ offset: base + i, index })
+        replace(i)
         i += HASH_LENGTH
-        this.#next = this.#base + i
+        this.#next = base + i
         continue
       }
       i++

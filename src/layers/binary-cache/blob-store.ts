@@ -32,6 +32,11 @@ export interface BlobStore {
    * StoreIoError when the blob is missing or shorter.
    */
   readonly getRange?: (key: string, start: number, length: number) => Effect.Effect<Uint8Array, StoreIoError>
+  /**
+   * Stores a blob made of these byte arrays, written without joining them (and off the main
+   * thread where the backend can). Readers never see a partial blob.
+   */
+  readonly putParts?: (key: string, parts: ReadonlyArray<Uint8Array>, contentType: string) => Effect.Effect<void, StoreIoError>
   /** Deletes a blob (a missing one is not an error). */
   readonly remove?: (key: string) => Effect.Effect<void, StoreIoError>
   /** The local file holding a blob, for backends that keep blobs as files (a server can send it directly). */

@@ -2,7 +2,7 @@
 import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
-import { open } from "node:fs/promises"
+import { mkdir, open, rename, rm } from "node:fs/promises"
 import { dirname, join, normalize } from "node:path"
 import { readFileStream } from "../../io/file-stream.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
@@ -55,6 +55,33 @@ export const makeFileBlobs = (uri: string, dir: string): BlobStore => {
         }
       },
       catch: error(`read ${key} [${start}, +${length})`)
+    }),
+    putParts: (key, parts) => Effect.tryPromise({
+      try: async () => {
+        const target = pathOf(key)
+        await mkdir(dirname(target), { recursive: true })
+        const tmp = join(dirname(target), `.tmp-${process.pid}-${randomBytes(6).toString("hex")}`)
+        try {
+          const handle = await open(tmp, "w")
+          try {
+            // writev takes at most IOV_MAX (1024) buffers at a time
+            for (let i = 0; i < parts.length; i += 1024) {
+              const batch = parts.slice(i, i + 1024)
+              const size = batch.reduce((n, p) => n + p.length, 0)
+              const { bytesWritten } = await handle.writev(batch as Array<Uint8Array>)
+              if (bytesWritten !== size) throw new Error(`short write (${bytesWritten} of ${size} bytes)`)
+            }
+            await handle.datasync()
+          } finally {
+            await handle.close()
+          }
+          await rename(tmp, target)
+        } catch (e) {
+          await rm(tmp, { force: true })
+          throw e
+        }
+      },
+      catch: error(`write ${key}`)
     }),
     remove: (key) => Effect.try({ try: () => rmSync(pathOf(key), { force: true }), catch: error(`delete ${key}`) }),
     putFile: (key, file) => place(key, (tmp) => renameSync(file, tmp)),

@@ -17,7 +17,7 @@ import { Effect, Option, Result, type Scope, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import { hex } from "../../core/chunks/binary.ts"
-import { Chunker, type ChunkParams, makeCutter } from "../../core/chunks/fastcdc.ts"
+import { Chunker, type ChunkParams, looksIncompressible, makeCutter } from "../../core/chunks/fastcdc.ts"
 import { CODEC_RAW, CODEC_ZSTD, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk } from "../../core/chunks/formats.ts"
 import { Normaliser } from "../../core/chunks/normalise.ts"
 import * as Hash from "../../core/hash.ts"
@@ -34,7 +34,7 @@ import { makeStoreWrite } from "../../services/write-helpers.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
 import { fromPathInfo, toPathInfo } from "../binary-cache/narinfo-convert.ts"
 import type { ChunkIndex } from "./chunk-index.ts"
-import { makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, zstd, zstdNarStream } from "./packs.ts"
+import { makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstd, zstdNarStream } from "./packs.ts"
 
 /** 16/64/256 KiB: see bench/chunks (dedup against size of the index and of manifests). */
 export const defaultChunking: ChunkParams = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
@@ -199,7 +199,9 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         const assigned = hexes.map((h) => known.get(h) ?? packWriter.pendingPack(h))
         const firstOf = new Map<string, number>()
         hexes.forEach((h, i) => { if (assigned[i] === undefined && !firstOf.has(h)) firstOf.set(h, i) })
-        const payloads = new Map(yield* Effect.forEach([...firstOf.values()], (i) => Effect.map(zstd(uri, pieces[i]!, level), (z) => [i, z] as const), { concurrency: 4 }))
+        const payloads = new Map(yield* Effect.forEach([...firstOf.values()], (i) => looksIncompressible(pieces[i]!)
+          ? Effect.succeed([i, pieces[i]!] as const)
+          : Effect.map(zstd(uri, pieces[i]!, level), (z) => [i, z] as const), { concurrency: 4 }))
         for (const [i, piece] of pieces.entries()) {
           const h = hexes[i]!
           let pack = assigned[i] ?? known.get(h)
@@ -222,7 +224,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         chunker.push(bytes, (c) => { batch.push(c); batchBytes += c.length })
         return batchBytes >= 4 << 20 ? flush : Effect.void
       })
-      yield* Stream.runForEach(verifiedNar(pi, storeDir, nar), (piece) => feed(normaliser.push(piece)))
+      yield* Stream.runForEach(verifiedNar(pi, storeDir, nar), (piece) => Effect.forEach(normaliser.push(piece), feed, { discard: true }))
       yield* feed(normaliser.end())
       chunker.end((c) => batch.push(c))
       yield* flush
@@ -388,10 +390,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         }
         i = j
       }
-      const body = new Uint8Array(at)
-      let o = 0
-      for (const p of parts) { body.set(p, o); o += p.length }
-      yield* blobs.putBytes(packKey(name, next), body, "application/octet-stream")
+      yield* putParts(blobs, packKey(name, next), parts)
       yield* blobs.putBytes(packIndexKey(name), encodePackIndex({ name: Buffer.from(name, "hex"), version: next, entries }), "application/octet-stream")
       yield* index.finishRepack(name, next, at, offsets)
       yield* remove(packKey(name, version))

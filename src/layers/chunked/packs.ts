@@ -40,6 +40,15 @@ export const unzstd = (uri: string, bytes: Uint8Array, size: number): Effect.Eff
         : Effect.succeed(new Uint8Array(out.buffer, out.byteOffset, out.length))))
   })
 
+/** Stores a blob from parts: written as they are where the blob store can, else joined first (one PUT). */
+export const putParts = (blobs: BlobStore, key: string, parts: ReadonlyArray<Uint8Array>) => {
+  if (blobs.putParts) return blobs.putParts(key, parts, "application/octet-stream")
+  const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const part of parts) { body.set(part, at); at += part.length }
+  return blobs.putBytes(key, body, "application/octet-stream")
+}
+
 interface OpenPack {
   readonly name: string
   readonly parts: Array<Uint8Array>
@@ -73,11 +82,8 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
 
   const seal = (pack: OpenPack): Effect.Effect<void, StoreError> => Effect.gen(function*() {
     yield* index.beginPack(pack.name, options.owner, Date.now())
-    const body = new Uint8Array(pack.size)
-    let at = 0
-    for (const part of pack.parts) { body.set(part, at); at += part.length }
+    yield* putParts(blobs, packKey(pack.name, 1), pack.parts)
     pack.parts.length = 0
-    yield* blobs.putBytes(packKey(pack.name, 1), body, "application/octet-stream")
     yield* blobs.putBytes(packIndexKey(pack.name), encodePackIndex({ name: Buffer.from(pack.name, "hex"), version: 1, entries: pack.entries }), "application/octet-stream")
     yield* index.sealPack(pack.name, pack.size, pack.entries)
   })
