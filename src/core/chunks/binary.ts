@@ -94,7 +94,7 @@ export class ByteReader {
   bytes(n: number): Uint8Array {
     if (this.error !== undefined) return new Uint8Array(0)
     if (n > this.remaining) { this.fail(`wanted ${n} bytes, ${this.remaining} left`); return new Uint8Array(0) }
-    const out = this.#data.slice(this.#at, this.#at + n)
+    const out = Uint8Array.prototype.slice.call(this.#data, this.#at, this.#at + n)
     this.#at += n
     return out
   }

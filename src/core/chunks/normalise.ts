@@ -13,6 +13,9 @@ import { alphabet } from "../nixbase32.ts"
 
 export const HASH_LENGTH = 32
 
+/** A copy (Buffer#slice would give a view of a Buffer, not a copy). */
+const copyOf = (bytes: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(bytes)
+
 /** What replaces each hash: 'e' is not a nix-base32 character, so the filler is never a hash. */
 export const FILLER = new Uint8Array(HASH_LENGTH).fill("e".charCodeAt(0))
 
@@ -35,7 +38,7 @@ export class Normaliser {
   readonly #indexOf = new Map<string, number>()
   readonly positions: Array<Position> = []
   /** The last bytes seen (fewer than 32), held back: a hash may start in them. */
-  #carry = new Uint8Array(0)
+  #carry: Uint8Array = new Uint8Array(0)
   /** Absolute offset of the first byte of `#carry`. */
   #base = 0
   /** No match may start before this absolute offset (the end of the last one). */
@@ -77,7 +80,7 @@ export class Normaliser {
       this.#scan(joined, this.#base, this.#carry.length, (i) => joined.set(FILLER, i))
       if (this.positions.length > before) {
         // a hash across the boundary: its tail lies in the piece, which is copied and patched
-        piece = chunk.slice()
+        piece = copyOf(chunk)
         owned = true
         piece.set(joined.subarray(this.#carry.length), 0)
       }
@@ -86,11 +89,11 @@ export class Normaliser {
     const base = this.#base + this.#carry.length
     const source = piece
     this.#scan(source, base, source.length, (i) => {
-      if (!owned) { piece = source.slice(); owned = true }
+      if (!owned) { piece = copyOf(source); owned = true }
       piece.set(FILLER, i)
     })
     out.push(piece.subarray(0, piece.length - keep))
-    this.#carry = piece.slice(piece.length - keep)
+    this.#carry = copyOf(piece.subarray(piece.length - keep))
     this.#base = base + piece.length - keep
     return out.filter((p) => p.length > 0)
   }
@@ -176,7 +179,7 @@ export class Denormaliser {
       const from = Math.max(p.offset, start)
       const to = Math.min(p.offset + HASH_LENGTH, end)
       if (from < to) {
-        if (out === piece) out = piece.slice()
+        if (out === piece) out = copyOf(piece)
         out.set(hash.subarray(from - p.offset, to - p.offset), from - start)
       }
       if (p.offset + HASH_LENGTH <= end) k++
