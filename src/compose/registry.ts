@@ -29,6 +29,9 @@ const file = loadedOnUse(() => import("../layers/binary-cache/openers.ts"), (m) 
 const http = loadedOnUse(() => import("../layers/binary-cache/openers.ts"), (m) => m.openHttpCache)
 const s3 = loadedOnUse(() => import("../layers/s3/opener.ts"), (m) => m.openS3Cache)
 const ipfs = loadedOnUse(() => import("../layers/ipfs/opener.ts"), (m) => m.openIpfsStore)
+const chunkedFile = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedFile)
+const chunkedS3 = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedS3)
+const chunkedHttp = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedHttp)
 
 /**
  * `StoreBuild` for a store that hosts builds: the scheduler (src/build) with the bubblewrap sandbox
@@ -44,7 +47,10 @@ export const sandboxedBuilder: BuilderLayer = Layer.effect(StoreBuild, Effect.ge
   return StoreBuild.of({ buildDerivations: (drvPaths, options) => Effect.flatMap(builder, (b) => b.buildDerivations(drvPaths, options)) })
 }))
 
-export const builtinRegistry = makeRegistry({ local, memory, file, http, https: http, s3, ipfs }, sandboxedBuilder)
+export const builtinRegistry = makeRegistry({
+  local, memory, file, http, https: http, s3, ipfs,
+  "chunked+file": chunkedFile, "chunked+s3": chunkedS3, "chunked+http": chunkedHttp, "chunked+https": chunkedHttp
+}, sandboxedBuilder)
 
 /** Provides the built-in registry. */
 export const registryLayer = Layer.succeed(StoreRegistry, builtinRegistry)

@@ -198,7 +198,7 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
 
   const servedNar = (path: StorePath.StorePath, info: PathInfo): Effect.Effect<ServedNar, StoreError> => {
     if (store.storedNar) {
-      return Effect.flatMap(store.storedNar(path), (stored) => isCompression(stored.compression)
+      return Effect.flatMap(store.storedNar(path, compression), (stored) => isCompression(stored.compression)
         ? Effect.succeed({ ...stored, compression: stored.compression })
         : Effect.fail(new StoreCorrupt({ store: store.uri, reason: `${StorePath.print(path, store.storeDir)} uses unknown compression '${stored.compression}'` })))
     }

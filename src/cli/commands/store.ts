@@ -5,13 +5,14 @@ import { resolve } from "node:path"
 import * as Hash from "../../core/hash.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { storeFlag, switchFlag } from "../flags.ts"
-import { outputMode, printJson } from "../output.ts"
+import { outputMode, printJson, UsageError } from "../output.ts"
 import { cliWritableStore, openCliStore } from "../open-store.ts"
 import { StoreRead } from "../../services/store-read.ts"
 import { StoreWrite } from "../../services/store-write.ts"
 import { makeProgress, mib, rate } from "../progress.ts"
 import { requireMaintenance } from "../../services/registry.ts"
-import { StoreCorrupt } from "../../services/store-errors.ts"
+import { StoreCorrupt, Unsupported } from "../../services/store-errors.ts"
+import type { RepackResult } from "../../services/store-maintenance.ts"
 import type { AddPathOptions } from "../../services/store-write.ts"
 
 const pathsArg = Argument.String("path").pipe(Argument.variadic({ min: 1 }), Argument.withDescription("file system paths to add"))
@@ -88,14 +89,62 @@ const gc = Command.make("gc", {
   if (mode.json) yield* printJson({ dryRun: args.dryRun, ...result })
   else {
     for (const path of result.deleted) yield* Console.log(args.dryRun ? `would delete ${path}` : `deleted ${path}`)
-    if (!mode.quiet) yield* Console.error(`${result.deleted.length} store paths ${args.dryRun ? "would be " : ""}deleted, ${(result.bytesFreed / 1048576).toFixed(2)} MiB freed`)
+    const repacked = (result as { repack?: RepackResult }).repack
+    if (repacked) yield* Console.log(repackSummary(repacked))
+    else if (!mode.quiet) yield* Console.error(`${result.deleted.length} store paths ${args.dryRun ? "would be " : ""}deleted, ${(result.bytesFreed / 1048576).toFixed(2)} MiB freed`)
   }
 }))).pipe(
-  Command.withDescription("Delete store paths not reachable from a GC root (like `nix-store --gc`)."),
+  Command.withDescription("Delete store paths not reachable from a GC root (like `nix-store --gc`); on a chunk store, drop chunks no path uses and repack the packs they leave mostly empty (bytes freed)."),
   Command.withExamples([{ command: "b3 store gc --dry-run --store /tmp/r", description: "list what would be deleted" }]))
+
+const repackSummary = (r: RepackResult) =>
+  `${r.dryRun ? "would rewrite" : "rewrote"} ${r.packsRewritten} pack(s) (${mib(r.bytesCopied)} kept), ${r.dryRun ? "would delete" : "deleted"} ${r.packsDeleted}; ${mib(r.bytesFreed)} ${r.dryRun ? "would be " : ""}freed (${r.bytesFreed} bytes)`
+
+const repack = Command.make("repack", {
+  store: storeFlag,
+  dryRun: switchFlag("dry-run", "only report what would be rewritten and freed")
+}, (args) => Effect.scoped(Effect.gen(function*() {
+  const mode = yield* outputMode
+  const store = yield* openCliStore(args.store)
+  const maintenance = yield* requireMaintenance(store, "repacking")
+  if (!maintenance.repack) return yield* new Unsupported({ store: Context.get(store, StoreRead).uri, operation: "repacking (only chunk stores have packs)" })
+  const result = yield* maintenance.repack({ dryRun: args.dryRun })
+  yield* (mode.json ? printJson(result) : Console.log(repackSummary(result)))
+}))).pipe(
+  Command.withDescription("Rewrite a chunk store's packs whose live fraction fell below its threshold, without their garbage."),
+  Command.withExamples([{ command: "b3 store repack --dry-run --store chunked+file:///srv/chunks", description: "how much a repack would free" }]))
+
+const stats = Command.make("stats", { store: storeFlag }, (args) => Effect.scoped(Effect.gen(function*() {
+  const mode = yield* outputMode
+  const store = yield* openCliStore(args.store)
+  const maintenance = yield* requireMaintenance(store, "statistics")
+  if (!maintenance.stats) return yield* new Unsupported({ store: Context.get(store, StoreRead).uri, operation: "statistics (only chunk stores keep them)" })
+  const s = yield* maintenance.stats()
+  if (mode.json) return yield* printJson(s)
+  for (const [key, value] of Object.entries(s)) {
+    yield* Console.log(`${key.padEnd(18)} ${key.endsWith("Bytes") ? `${value} (${mib(value)})` : Number.isInteger(value) ? value : value.toFixed(3)}`)
+  }
+}))).pipe(
+  Command.withDescription("Sizes of a chunk store: logical and stored bytes, dedup ratio, chunks, packs, live fraction."),
+  Command.withExamples([{ command: "b3 store stats --json --store chunked+file:///srv/chunks", description: "as JSON" }]))
+
+const remove = Command.make("delete", {
+  store: storeFlag,
+  paths: Argument.String("path").pipe(Argument.variadic({ min: 1 }), Argument.withDescription("store paths to delete"))
+}, (args) => Effect.scoped(Effect.gen(function*() {
+  const mode = yield* outputMode
+  const store = yield* openCliStore(args.store)
+  const maintenance = yield* requireMaintenance(store, "deleting paths")
+  if (!maintenance.deletePaths) return yield* new Unsupported({ store: Context.get(store, StoreRead).uri, operation: "deleting given paths" })
+  const paths = yield* Effect.forEach(args.paths, (p) => Effect.mapError(Effect.fromResult(StorePath.parse(p, Context.get(store, StoreRead).storeDir)), (e) => new UsageError({ reason: e.message })))
+  const deleted = yield* maintenance.deletePaths(paths)
+  for (const p of deleted) yield* (mode.json ? printJson({ deleted: p }) : Console.log(`deleted ${p}`))
+}))).pipe(
+  Command.withDescription("Delete paths from a chunk store (their chunks are freed by the next `b3 store gc`)."),
+  Command.withExamples([{ command: "b3 store delete --store chunked+file:///srv/chunks /nix/store/…-old", description: "delete a path, then `b3 store gc` frees its chunks" }]))
 
 export const storeCommand = Command.make("store").pipe(
   Command.withDescription("Add to, verify and clean a store."),
-  Command.withSubcommands([add, addFixed, verify, gc]),
+  Command.withSubcommands([add, addFixed, verify, gc, remove, repack, stats]),
   Command.withExamples([{ command: "b3 store add --store 'local?root=/tmp/r' ./src && b3 store verify --store /tmp/r", description: "add, then verify" }])
 )
