@@ -15,7 +15,9 @@
  */
 import { Effect, Option, Result, type Scope, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
+import { readdirSync, rmSync } from "node:fs"
 import { hostname } from "node:os"
+import { dirname, join } from "node:path"
 import { hex } from "../../core/chunks/binary.ts"
 import { Chunker, type ChunkParams, looksIncompressible, makeCutter } from "../../core/chunks/fastcdc.ts"
 import { CODEC_RAW, CODEC_ZSTD, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk } from "../../core/chunks/formats.ts"
@@ -291,8 +293,23 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
     // ---- maintenance --------------------------------------------------------------------
     const remove = (key: string) => blobs.remove ? blobs.remove(key) : Effect.fail(new Unsupported({ store: uri, operation: "deleting blobs" }))
 
+    /** Temporary files that killed writers left in a directory store (`.tmp-<pid>-…` of a dead pid). */
+    const removeDeadTemporaries = Effect.sync(() => {
+      if (!blobs.localPath) return
+      for (const sub of ["packs", "paths"]) {
+        const dir = dirname(blobs.localPath(`${sub}/x`))
+        let names: Array<string> = []
+        try { names = readdirSync(dir) } catch { continue }
+        for (const name of names) {
+          const m = /^\.tmp-(\d+)-/.exec(name)
+          if (m && ownerGone(`${hostname()}:${m[1]}`, 0)) rmSync(join(dir, name), { force: true })
+        }
+      }
+    })
+
     /** Finishes what killed writers, deleters and repackers left half done. */
     const settle = Effect.gen(function*() {
+      yield* removeDeadTemporaries
       for (const p of yield* index.unsettledPaths()) {
         if (p.state === 0) yield* publish(p.hash_part, p.nar_info, p.manifest)
         else if (p.state === 2) yield* finishDelete(p.hash_part, p.manifest)
