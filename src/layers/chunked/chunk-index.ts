@@ -197,13 +197,14 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
       const moved = new Map<string, number>()
       for (const e of entries) {
         const id = e.id
+        // a writer sealing the same chunk at the same moment waits here for the other's commit
+        const inserted = yield* tx.all<{ id: Uint8Array }>(
+          "insert into chunks (id, pack, off, stored, raw, codec, refs, writer, dead_since) values (?, ?, ?, ?, ?, ?, 0, ?, null) on conflict (id) do nothing returning id",
+          [id, name, e.offset, e.stored, e.raw, e.codec, e.writer])
+        if (inserted.length > 0) { rowsBytes += e.stored; continue }
         const old = yield* tx.all<{ pack: string; stored: number; dead: number | null }>(
-          "select pack, stored, dead_since as dead from chunks where id = ?", [id])
-        if (old.length === 0) {
-          yield* tx.run("insert into chunks (id, pack, off, stored, raw, codec, refs, writer, dead_since) values (?, ?, ?, ?, ?, ?, 0, ?, null)",
-            [id, name, e.offset, e.stored, e.raw, e.codec, e.writer])
-          rowsBytes += e.stored
-        } else if (old[0]!.dead !== null) {
+          `select pack, stored, dead_since as dead from chunks where id = ?${db.dialect === "postgres" ? " for update" : ""}`, [id])
+        if (old.length > 0 && old[0]!.dead !== null) {
           yield* tx.run("update chunks set pack = ?, off = ?, stored = ?, raw = ?, codec = ?, writer = ?, dead_since = null where id = ?",
             [name, e.offset, e.stored, e.raw, e.codec, e.writer, id])
           moved.set(old[0]!.pack, (moved.get(old[0]!.pack) ?? 0) + old[0]!.stored)
