@@ -21,6 +21,8 @@ export interface GcResult {
   readonly roots: ReadonlyArray<string>
   readonly deleted: ReadonlyArray<string>
   readonly bytesFreed: number
+  /** A chunk store's GC: what its repack did. */
+  readonly repack?: RepackResult
 }
 
 export interface RepackResult {

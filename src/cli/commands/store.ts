@@ -89,7 +89,7 @@ const gc = Command.make("gc", {
   if (mode.json) yield* printJson({ dryRun: args.dryRun, ...result })
   else {
     for (const path of result.deleted) yield* Console.log(args.dryRun ? `would delete ${path}` : `deleted ${path}`)
-    const repacked = (result as { repack?: RepackResult }).repack
+    const repacked = result.repack
     if (repacked) yield* Console.log(repackSummary(repacked))
     else if (!mode.quiet) yield* Console.error(`${result.deleted.length} store paths ${args.dryRun ? "would be " : ""}deleted, ${(result.bytesFreed / 1048576).toFixed(2)} MiB freed`)
   }
