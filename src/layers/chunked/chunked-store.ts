@@ -187,6 +187,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       const normaliser = new Normaliser([pi.path.hashPart, ...pi.references.map((r) => r.hashPart)])
       const chunks: Array<{ id: Uint8Array; idHex: string; length: number; pack: string }> = []
       const known = new Map<string, string>()
+      let poorRun = 0
       let batch: Array<Uint8Array> = []
       let batchBytes = 0
 
@@ -201,9 +202,19 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         const assigned = hexes.map((h) => known.get(h) ?? packWriter.pendingPack(h))
         const firstOf = new Map<string, number>()
         hexes.forEach((h, i) => { if (assigned[i] === undefined && !firstOf.has(h)) firstOf.set(h, i) })
-        const payloads = new Map(yield* Effect.forEach([...firstOf.values()], (i) => looksIncompressible(pieces[i]!)
-          ? Effect.succeed([i, pieces[i]!] as const)
-          : Effect.map(zstd(uri, pieces[i]!, level), (z) => [i, z] as const), { concurrency: 4 }))
+        // After a run of chunks zstd could not shrink, a chunk is first tried by its first 16 KiB
+        // at level 1: data that does not compress costs little to skip.
+        const probing = poorRun >= 4
+        const compressOne = (piece: Uint8Array): Effect.Effect<Uint8Array, StoreError> => Effect.gen(function*() {
+          if (looksIncompressible(piece)) return piece
+          if (probing && piece.length > 32 * 1024) {
+            const sample = piece.subarray(0, 16 * 1024)
+            if ((yield* zstd(uri, sample, 1)).length >= sample.length * 0.95) return piece
+          }
+          return yield* zstd(uri, piece, level)
+        })
+        const payloads = new Map(yield* Effect.forEach([...firstOf.values()], (i) => Effect.map(compressOne(pieces[i]!), (z) => [i, z] as const), { concurrency: 4 }))
+        for (const [i, z] of payloads) poorRun = z.length >= pieces[i]!.length * 0.97 ? poorRun + 1 : 0
         for (const [i, piece] of pieces.entries()) {
           const h = hexes[i]!
           let pack = assigned[i] ?? known.get(h)

@@ -228,6 +228,8 @@ export interface ReadOptions {
   readonly relocate: () => Effect.Effect<Array<ChunkPlace>, StoreError>
   /** Runs read ahead. */
   readonly readAhead?: number
+  /** Give neighbouring raw chunks as one piece (not for the zstd stream, which frames each chunk). */
+  readonly mergeRaw?: boolean
 }
 
 const MAX_RUN = 8 << 20
@@ -239,8 +241,21 @@ const readRun = (options: ReadOptions, run: Run): Effect.Effect<Array<{ place: C
     const out: Array<{ place: ChunkPlace; payload: Uint8Array }> = []
     let at = 0
     for (const c of run.chunks) { out.push({ place: c, payload: bytes.subarray(at, at + c.stored) }); at += c.stored }
-    return out
+    return options.mergeRaw ? mergeRaw(out) : out
   })
+}
+
+/** Neighbouring raw chunks as one (a view over both): fewer, larger pieces downstream. */
+const mergeRaw = (chunks: Array<{ place: ChunkPlace; payload: Uint8Array }>) => {
+  const out: Array<{ place: ChunkPlace; payload: Uint8Array }> = []
+  for (const c of chunks) {
+    const last = out[out.length - 1]
+    if (last && last.place.codec === CODEC_RAW && c.place.codec === CODEC_RAW && last.payload.buffer === c.payload.buffer && last.payload.byteOffset + last.payload.length === c.payload.byteOffset) {
+      const payload = new Uint8Array(c.payload.buffer, last.payload.byteOffset, last.payload.length + c.payload.length)
+      out[out.length - 1] = { place: { ...last.place, stored: payload.length, raw: payload.length }, payload }
+    } else out.push(c)
+  }
+  return out
 }
 
 /**
@@ -263,8 +278,11 @@ const storedChunks = (options: ReadOptions, places: ReadonlyArray<ChunkPlace>) =
     Stream.flatMap((chunks) => Stream.fromIterable(chunks)))
 })
 
-/** The manifest's normalised bytes, chunk by chunk (zstd chunks of a run decompressed in one call). */
-const normalisedChunks = (options: ReadOptions, places: ReadonlyArray<ChunkPlace>) =>
+/**
+ * The manifest's normalised bytes in order: neighbouring raw chunks of a run as one piece (a view
+ * of the bytes read), each zstd chunk decompressed on libuv's threads, a few at once.
+ */
+const normalisedPieces = (options: ReadOptions, places: ReadonlyArray<ChunkPlace>) =>
   storedChunks(options, places).pipe(
     Stream.mapEffect(({ place, payload }) => place.codec === CODEC_RAW ? Effect.succeed(payload) : unzstd(options.uri, payload, place.raw), { concurrency: 4 }))
 
@@ -272,7 +290,7 @@ const normalisedChunks = (options: ReadOptions, places: ReadonlyArray<ChunkPlace
 export const narStream = (options: ReadOptions, manifest: Manifest, places: ReadonlyArray<ChunkPlace>): Stream.Stream<Uint8Array, StoreError> =>
   Stream.suspend(() => {
     const denormaliser = new Denormaliser(manifest.hashes, manifest.positions)
-    return Stream.map(normalisedChunks(options, places), (bytes) => denormaliser.apply(bytes))
+    return Stream.map(normalisedPieces({ ...options, mergeRaw: true }, places), (bytes) => denormaliser.apply(bytes))
   })
 
 /**
