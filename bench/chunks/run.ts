@@ -253,7 +253,7 @@ const s3Puts = (paths: ReadonlyArray<CorpusPath>) => Effect.scoped(Effect.gen(fu
   Object.assign(process.env, s3Credentials, { AWS_EC2_METADATA_DISABLED: "true", AWS_CONFIG_FILE: join(work, "none"), AWS_SHARED_CREDENTIALS_FILE: join(work, "none") })
   const server = yield* Effect.acquireRelease(Effect.promise(() => startS3Server(join(work, "s3"))), (s) => Effect.promise(() => s.close()))
   const { builtinRegistry } = yield* Effect.promise(() => import("../../src/compose/registry.ts"))
-  const { openStore, StoreRegistry } = yield* Effect.promise(() => import("../../src/services/registry.ts"))
+  const { openStore, requireWrite, StoreRegistry } = yield* Effect.promise(() => import("../../src/services/registry.ts"))
   const logical = paths.reduce((n, p) => n + p.info.narSize, 0)
   const rows: Array<Array<string>> = []
   for (const [name, uri] of [
@@ -263,7 +263,7 @@ const s3Puts = (paths: ReadonlyArray<CorpusPath>) => Effect.scoped(Effect.gen(fu
     const before = server.requests.length
     yield* Effect.scoped(Effect.gen(function*() {
       const store = yield* Effect.provideService(openStore(uri), StoreRegistry, builtinRegistry)
-      yield* ingestAll(store.write!, paths)
+      yield* ingestAll(yield* requireWrite(store), paths)
     }))
     const puts = server.requests.slice(before).filter((r) => r.method === "PUT" || r.method === "POST").length
     rows.push([name, String(puts), (puts / (logical / 1073741824)).toFixed(0)])

@@ -12,7 +12,7 @@ import { join } from "node:path"
 import { openFileChunkStore } from "../../src/layers/chunked/opener.ts"
 import { crashPath } from "../support/chunked-crash-worker.ts"
 import { startPostgres, type TestPostgres } from "../support/postgres.ts"
-import { storeConformance } from "./store-suite.ts"
+import { storeConformance, uriStore } from "./store-suite.ts"
 
 const scratch = mkdtempSync(join(tmpdir(), "b3-chunked-pg-"))
 const scope = Effect.runSync(Scope.make())
@@ -31,11 +31,8 @@ const fresh = () => Effect.gen(function*() {
   return { dir, index }
 })
 
-storeConformance("chunked+file (PostgreSQL index)", () => Effect.gen(function*() {
-  const { dir, index } = yield* fresh()
-  const s = yield* openFileChunkStore(dir, { index, chunking: { min: 1024, avg: 4096, max: 16384 }, packSize: 256 * 1024 })
-  return { read: s.read, write: s.write! }
-}), { checksReferences: false })
+storeConformance("chunked+file (PostgreSQL index)", () => uriStore(Effect.map(fresh(), ({ dir, index }) =>
+  `chunked+file://${dir}?index=${encodeURIComponent(index)}&pack-size=0.25`)), { checksReferences: false })
 
 const collect = (s: Stream.Stream<Uint8Array, unknown>) => Effect.map(Stream.runCollect(s), (c) => Buffer.concat([...c]))
 const options = { chunking: { min: 1024, avg: 4096, max: 16384 }, packSize: 128 * 1024 }

@@ -11,10 +11,11 @@ import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import { builtinRegistry } from "../../src/compose/registry.ts"
-import { openStore, StoreRegistry } from "../../src/services/registry.ts"
+import { openStore, requireMaintenance, requireWrite, StoreRegistry } from "../../src/services/registry.ts"
 import { s3Credentials, startS3Server, type S3TestServer } from "../support/s3-server.ts"
-import { storeConformance } from "./store-suite.ts"
-import { Result } from "effect"
+import { storeConformance, uriStore } from "./store-suite.ts"
+import { Context, Result } from "effect"
+import { StoreRead } from "../../src/services/store-read.ts"
 
 const scratch = mkdtempSync(join(tmpdir(), "b3-chunked-s3-"))
 let server: S3TestServer
@@ -32,10 +33,12 @@ const uriFor = (bucket: string, params: Record<string, string> = {}) => {
   const base = server.storeUri(bucket, { index: join(scratch, `${bucket}.sqlite`), ...params })
   return base.replace(/^s3:/, "chunked+s3:")
 }
-const open = (uri: string) => Effect.provideService(openStore(uri), StoreRegistry, builtinRegistry)
-const openWritable = (uri: string) => Effect.flatMap(open(uri), (s) => s.write ? Effect.succeed({ read: s.read, write: s.write, maintenance: s.maintenance }) : Effect.die("not writable"))
+const openWritable = (uri: string) => Effect.gen(function*() {
+  const s = yield* Effect.provideService(openStore(uri), StoreRegistry, builtinRegistry)
+  return { read: Context.get(s, StoreRead), write: yield* requireWrite(s), maintenance: yield* requireMaintenance(s, "garbage collection") }
+})
 
-storeConformance("chunked+s3 (SQLite index)", () => openWritable(uriFor(freshBucket())), { checksReferences: false })
+storeConformance("chunked+s3 (SQLite index)", () => uriStore(Effect.sync(() => uriFor(freshBucket()))), { checksReferences: false })
 
 describe("chunked+s3 specifics", () => {
   it.effect("a path's packs go up as single PUTs; GC deletes objects", () => Effect.scoped(Effect.gen(function*() {
@@ -54,8 +57,8 @@ describe("chunked+s3 specifics", () => {
     expect(puts.some((r) => r.url.includes("uploadId") || r.url.includes("uploads"))).toBe(false)
     const back = Buffer.concat([...yield* Stream.runCollect(read.narFromPath(path))])
     expect(Buffer.compare(back, nar)).toBe(0)
-    yield* maintenance!.deletePaths!([path])
-    const gc = yield* maintenance!.collectGarbage()
+    yield* maintenance.deletePaths!([path])
+    const gc = yield* maintenance.collectGarbage()
     expect(gc.bytesFreed).toBeGreaterThan(5 << 20)
     const xml = yield* Effect.promise(async () => (await fetch(`${server.directUrl()}/${bucket}?list-type=2`)).text())
     expect([...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1])).toEqual(["chunk-store-info"])

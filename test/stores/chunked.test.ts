@@ -4,7 +4,7 @@
  * with only the blobs (no index), deletion, GC and repack, and zstd frames served as stored.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option, Result, Stream } from "effect"
+import { Effect, Layer, Option, Result, Stream } from "effect"
 import fc from "fast-check"
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -14,9 +14,10 @@ import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import type { PathInfo } from "../../src/services/path-info.ts"
 import * as Tree from "../../src/nar/tree.ts"
+import * as ChunkStore from "../../src/layers/chunked/opener.ts"
 import { openFileChunkStore } from "../../src/layers/chunked/opener.ts"
 import { makeKitchenSink } from "../nar/support.ts"
-import { storeConformance } from "./store-suite.ts"
+import { storeConformance, uriStore } from "./store-suite.ts"
 
 const scratchDir = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "b3-chunked-"))),
@@ -25,8 +26,8 @@ const scratchDir = Effect.acquireRelease(
 /** Small chunks and packs, so that small test NARs still make several of each. */
 const small = { chunking: { min: 256, avg: 1024, max: 4096 }, packSize: 512 * 1024 }
 
-storeConformance("chunked+file (SQLite index)", () => Effect.flatMap(scratchDir, (dir) => Effect.map(openFileChunkStore(dir, small), (s) => ({ read: s.read, write: s.write! }))), { checksReferences: false })
-storeConformance("chunked+file (default sizes)", () => Effect.flatMap(scratchDir, (dir) => Effect.map(openFileChunkStore(dir), (s) => ({ read: s.read, write: s.write! }))), { checksReferences: false })
+storeConformance("chunked+file (SQLite index, small chunks)", () => Layer.unwrap(Effect.map(scratchDir, (dir) => ChunkStore.layer(dir, small))), { checksReferences: false })
+storeConformance("chunked+file (URI, default sizes)", () => uriStore(Effect.map(scratchDir, (dir) => `chunked+file://${dir}`)), { checksReferences: false })
 
 /** zstd -d (Node's zstd decompresses only the first of several frames; Nix and zstd read them all). */
 const unzstd = (bytes: Uint8Array) => spawnSync("zstd", ["-dcq"], { input: bytes, maxBuffer: 1 << 30 }).stdout

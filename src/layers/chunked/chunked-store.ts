@@ -34,7 +34,7 @@ import type { StoreWriteApi } from "../../services/store-write.ts"
 import { verifiedNar } from "../../services/verified-nar.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
-import { fromPathInfo, toPathInfo } from "../binary-cache/narinfo-convert.ts"
+import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
 import type { ChunkIndex } from "./chunk-index.ts"
 import { makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstd, zstdNarStream } from "./packs.ts"
 

@@ -10,12 +10,13 @@
  * (a new store only), `read-only=1`, and for S3 the `s3://` options.
  */
 import { Context, Duration, Effect, Layer, Result, type Scope } from "effect"
+import { StoreMaintenance } from "../../services/store-maintenance.ts"
 import { createHash } from "node:crypto"
 import { mkdirSync, readFileSync } from "node:fs"
 import { homedir, tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import * as Signature from "../../core/signature.ts"
-import type { StoreOpener } from "../../services/registry.ts"
+import { openerLayer, type StoreOpener } from "../../services/registry.ts"
 import { BadStoreUri, type StoreError } from "../../services/store-errors.ts"
 import { StoreRead } from "../../services/store-read.ts"
 import { checkParams, type StoreUri } from "../../services/store-uri.ts"
@@ -99,17 +100,24 @@ export const openFileChunkStore = (dir: string, options: FileChunkStoreOptions =
     return yield* makeChunkedStore(makeFileBlobs(uri, dir), { ...rest, ...(index ? { index } : {}) })
   })
 
-const opened = (store: ChunkedStore) => ({ read: store.read, write: store.write, maintenance: store.maintenance })
+/** The store's services: StoreRead, and StoreWrite and StoreMaintenance when it has its index. */
+export const storeContext = (store: ChunkedStore): Context.Context<StoreRead> => {
+  const read = Context.make(StoreRead, store.read)
+  if (!store.write || !store.maintenance) return read
+  return read.pipe(Context.add(StoreWrite, store.write), Context.add(StoreMaintenance, store.maintenance)) as Context.Context<StoreRead>
+}
 
-export const openChunkedFile: StoreOpener = (uri) => Effect.gen(function*() {
+const opened = storeContext
+
+export const openChunkedFile: StoreOpener = (uri) => Layer.effectContext(Effect.gen(function*() {
   const { readOnly, options } = yield* parseOptions(uri, [])
   if (!uri.location.startsWith("/")) return yield* new BadStoreUri({ uri: uri.raw, reason: "a chunk store in a directory needs an absolute path: chunked+file:///path" })
   const dir = resolve(decodeURIComponent(uri.location))
   const index = uri.params.get("index")
   return opened(yield* openFileChunkStore(dir, { ...options, readOnly, uri: uri.raw, ...(index ? { index } : {}) }))
-})
+}))
 
-export const openChunkedHttp: StoreOpener = (uri) => Effect.gen(function*() {
+export const openChunkedHttp: StoreOpener = (uri) => Layer.effectContext(Effect.gen(function*() {
   const { options } = yield* parseOptions(uri, ["timeout"])
   const scheme = uri.scheme.replace(/^chunked\+/, "")
   const seconds = uri.params.get("timeout")
@@ -117,9 +125,9 @@ export const openChunkedHttp: StoreOpener = (uri) => Effect.gen(function*() {
     spoolDir: join(tmpdir(), "b3-upload-spool"), ...(seconds ? { timeout: Duration.seconds(Number(seconds)) } : {})
   })
   return opened(yield* makeChunkedStore(blobs, options))
-})
+}))
 
-export const openChunkedS3: StoreOpener = (uri) => Effect.gen(function*() {
+export const openChunkedS3: StoreOpener = (uri) => Layer.effectContext(Effect.gen(function*() {
   const [{ parseS3Location, s3Params }, { makeS3Blobs }, { loadSdk }] = yield* Effect.promise(() =>
     Promise.all([import("../s3/location.ts"), import("../s3/s3-blobs.ts"), import("../s3/sdk.ts")]))
   const { readOnly, options } = yield* parseOptions(uri, s3Params)
@@ -132,14 +140,12 @@ export const openChunkedS3: StoreOpener = (uri) => Effect.gen(function*() {
     ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "b3", "chunked", `${createHash("sha256").update(uri.raw.split("?")[0] + (uri.params.get("endpoint") ?? "")).digest("hex").slice(0, 16)}.sqlite`)
   const index = readOnly ? undefined : yield* openIndex(uri.raw, indexLocation)
   return opened(yield* makeChunkedStore(blobs, { ...options, ...(index ? { index } : {}) }))
-})
+}))
 
-/**
- * A chunk store in a directory as a layer: StoreRead and StoreWrite (its maintenance is in the
- * store itself: `openFileChunkStore`).
- */
-export const layer = (dir: string, options: FileChunkStoreOptions = {}): Layer.Layer<StoreRead | StoreWrite, StoreError | BadStoreUri> =>
-  Layer.effectContext(Effect.gen(function*() {
-    const store = yield* openFileChunkStore(dir, options)
-    return Context.make(StoreRead, store.read).pipe(Context.add(StoreWrite, store.write!))
-  }))
+/** A chunk store in a directory (index in it, or `options.index`): reads, writes, deletes, collects and repacks. */
+export const layer = (dir: string, options: Omit<FileChunkStoreOptions, "readOnly"> = {}): Layer.Layer<StoreRead | StoreWrite | StoreMaintenance, StoreError | BadStoreUri> =>
+  Layer.effectContext(Effect.map(openFileChunkStore(dir, options), (store) => storeContext(store) as Context.Context<StoreRead | StoreWrite | StoreMaintenance>))
+
+/** The blobs of a chunk store as an HTTP server serves them: read-only. */
+export const httpLayer = (url: string): Layer.Layer<StoreRead, StoreError | BadStoreUri> =>
+  openerLayer(openChunkedHttp, `chunked+${url}`)
