@@ -42,7 +42,7 @@ export const makeFileBlobs = (uri: string, dir: string): BlobStore => {
       try: async () => {
         const handle = await open(pathOf(key), "r")
         try {
-          const out = new Uint8Array(length)
+          const out = Buffer.allocUnsafe(length) // every byte is read into it (no need to zero it first)
           let got = 0
           while (got < length) {
             const { bytesRead } = await handle.read(out, got, length - got, start + got)
