@@ -32,6 +32,7 @@ import type { GcResult, RepackResult, StoreMaintenanceApi, VerifyProblem } from 
 import type { StoreReadApi, StoredNar } from "../../services/store-read.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
 import { verifiedNar } from "../../services/verified-nar.ts"
+import { processAlive } from "../../io/process-alive.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
 import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
@@ -72,10 +73,7 @@ export const processOwner = () => `${hostname()}:${process.pid}`
 /** Whether the process that wrote `owner` (host:pid) is gone: dead here, or silent for 10 minutes elsewhere. */
 export const ownerGone = (owner: string, heartbeat: number, now = Date.now()): boolean => {
   const [host, pid] = owner.split(":")
-  if (host === hostname() && pid !== undefined && /^\d+$/.test(pid)) {
-    if (Number(pid) === process.pid) return false
-    try { process.kill(Number(pid), 0); return false } catch (e) { return (e as { code?: string }).code !== "EPERM" }
-  }
+  if (host === hostname() && pid !== undefined && /^\d+$/.test(pid)) return !processAlive(Number(pid))
   return now - heartbeat > 10 * 60_000
 }
 
