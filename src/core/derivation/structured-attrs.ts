@@ -74,7 +74,7 @@ export const attrsShell = (json: ReadonlyMap<string, Json.JsonValue>): string =>
 }
 
 /** Nix's `rewriteStrings`: each replacement in turn, in key order. */
-const rewrite = (s: string, rewrites: ReadonlyMap<string, string>): string => {
+export const rewriteStrings = (s: string, rewrites: ReadonlyMap<string, string>): string => {
   let out = s
   for (const [from, to] of [...rewrites].sort(([a], [b]) => compareUtf8(a, b))) {
     if (from !== to && from !== "") out = out.split(from).join(to)
@@ -98,8 +98,8 @@ export const structuredAttrsFiles = (
     const path = options.outputPaths?.get(name) ?? outputPath(output)
     if (path !== undefined) rewrites.set(hashPlaceholder(name), path)
   }
-  const outputs = new Map<string, Json.JsonValue>(sortedEntries(drv.outputs).map(([name]) => [name, rewrite(hashPlaceholder(name), rewrites)]))
+  const outputs = new Map<string, Json.JsonValue>(sortedEntries(drv.outputs).map(([name]) => [name, rewriteStrings(hashPlaceholder(name), rewrites)]))
   const json = new Map(parsed.success)
   json.set("outputs", outputs)
-  return Result.succeed({ json: rewrite(Json.printNlohmann(json), rewrites), shell: rewrite(attrsShell(json), rewrites) })
+  return Result.succeed({ json: rewriteStrings(Json.printNlohmann(json), rewrites), shell: rewriteStrings(attrsShell(json), rewrites) })
 }
