@@ -68,6 +68,20 @@ const toJsonValue = (r: Realisation, withSignatures: boolean): Json.JsonValue =>
   return out
 }
 
+/**
+ * Why a store that has `old` must refuse `r` for the same id (Nix's `isCompatibleWith`: the same
+ * output path, and the same dependencies unless one side has none), or undefined if it may take it.
+ */
+export const conflict = (old: Realisation | undefined, r: Realisation, print: (p: StorePath.StorePath) => string): string | undefined => {
+  if (old === undefined) return undefined
+  const same = StorePath.equals(old.outPath, r.outPath) && (
+    (old.dependentRealisations.size === 0) !== (r.dependentRealisations.size === 0) ||
+    (old.dependentRealisations.size === r.dependentRealisations.size &&
+      [...old.dependentRealisations].every(([k, p]) => { const q = r.dependentRealisations.get(k); return q !== undefined && StorePath.equals(p, q) })))
+  return same ? undefined
+    : `trying to register a realisation of '${printDrvOutput(r.id)}', but there is already another one: ${print(old.outPath)} (registered) vs ${print(r.outPath)}`
+}
+
 /** The `.doi` JSON, byte for byte as Nix 2.8 writes it. */
 export const print = (r: Realisation): string => Json.printNlohmann(toJsonValue(r, true))
 

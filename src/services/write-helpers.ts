@@ -108,5 +108,6 @@ export const makeStoreWrite = (store: StoreReadApi, core: StoreWriteCore, overri
   addPath: overrides.addPath ?? addPathTwoPass(store, core),
   addText: overrides.addText ?? addTextVia(store, core),
   addMultiple: overrides.addMultiple ?? addMultipleVia(core),
-  ...(overrides.requiresSignatures === undefined ? {} : { requiresSignatures: overrides.requiresSignatures })
+  ...(overrides.requiresSignatures === undefined ? {} : { requiresSignatures: overrides.requiresSignatures }),
+  ...(overrides.registerRealisation ? { registerRealisation: overrides.registerRealisation } : {})
 })
