@@ -14,6 +14,8 @@ export interface EnvironmentInput {
   readonly cores: number
   readonly env: Readonly<Record<string, string>>
   readonly fixedOutput: boolean
+  /** An impure derivation: impureEnvVars pass through as for fixed-output ones, without NIX_OUTPUT_CHECKED. */
+  readonly impure?: boolean | undefined
   readonly structuredAttrs?: { readonly json: string; readonly sh: string } | undefined
   /** The build directory's path on the host (Nix 2.8 puts it, not /build, in NIX_ATTRS_*_FILE). */
   readonly hostBuildDir: string
@@ -73,8 +75,8 @@ export const builderEnvironment = (input: EnvironmentInput): BuilderEnvironment 
   }
   env.set("NIX_BUILD_TOP", sandboxBuildDir)
   for (const name of ["TMPDIR", "TEMPDIR", "TMP", "TEMP", "PWD"]) env.set(name, sandboxBuildDir)
-  if (input.fixedOutput) {
-    env.set("NIX_OUTPUT_CHECKED", "1")
+  if (input.fixedOutput) env.set("NIX_OUTPUT_CHECKED", "1")
+  if (input.fixedOutput || input.impure) {
     for (const name of impureEnvVars(input)) env.set(name, input.hostEnv[name] ?? "")
   }
   env.set("NIX_LOG_FD", "2")

@@ -84,13 +84,15 @@ const prepare = (
     const realPath = `${spec.realStoreDir}/${path.slice(spec.storeDir.length + 1)}`
     return { path, realPath, isDirectory: lstatSync(realPath).isDirectory() }
   })
+  // Fixed-output and impure derivations are not sandboxed from the network (Nix: !isSandboxed()).
+  const unsandboxed = spec.fixedOutput || spec.impure === true
   createSkeleton(rootDir, skeleton({
-    storeDir: spec.storeDir, buildDir: sandboxBuildDir, fixedOutput: spec.fixedOutput,
+    storeDir: spec.storeDir, buildDir: sandboxBuildDir, fixedOutput: unsandboxed,
     inputs, devices, hostFiles, devPts
   }), user.gid)
 
   const environment = builderEnvironment({
-    storeDir: spec.storeDir, cores: spec.cores, env: spec.env, fixedOutput: spec.fixedOutput,
+    storeDir: spec.storeDir, cores: spec.cores, env: spec.env, fixedOutput: spec.fixedOutput, impure: spec.impure,
     structuredAttrs: spec.structuredAttrs, hostBuildDir, hostEnv: spec.hostEnv ?? process.env
   })
   for (const file of environment.files) {
@@ -112,7 +114,7 @@ const prepare = (
   const bwrapOptions = bwrapArguments({
     rootDir, storeDir: spec.storeDir, hostBuildDir, storeMount: `${workDir}/store`,
     directoryInputs: inputs.filter((i) => i.isDirectory).map((i) => i.path),
-    devices, fixedOutput: spec.fixedOutput, hostFiles, env: environment.variables
+    devices, fixedOutput: unsandboxed, hostFiles, env: environment.variables
   })
   createSkeleton(workDir, [{ kind: "dir", path: "/store", mode: 0o755 }], user.gid)
   return {
