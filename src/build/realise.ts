@@ -18,7 +18,7 @@
  * Without `keepGoing` the first failure stops everything; with it, everything that does not depend
  * on a failure still finishes.
  */
-import { Deferred, Effect, Exit, Option, Result, Semaphore } from "effect"
+import { Deferred, Effect, Exit, Option, Result, Scope, Semaphore } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
 import * as Parsed from "../core/derivation/parsed.ts"
 import { tryResolve } from "../core/derivation/resolve.ts"
@@ -161,9 +161,23 @@ export const realise = (
   })
 
   const jobs = yield* Semaphore.make(Math.max(1, options.maxJobs ?? 1))
-  const done = new Map<string, Deferred.Deferred<Outcome, Failure>>()
-  for (const node of order) done.set(node.key, yield* Deferred.make<Outcome, Failure>())
   const results = new Map<string, Outcome>()
+  // Derivations are realised when first needed, each once: a root, then (only if it cannot be
+  // substituted) its inputs, as Nix's goals do. Each runs in a fiber of this scope.
+  const scope = yield* Scope.make()
+  const done = new Map<string, Deferred.Deferred<Outcome, Failure>>()
+  const demand = (key: string): Effect.Effect<Outcome, Failure> => Effect.suspend(() => {
+    const existing = done.get(key)
+    if (existing !== undefined) return Deferred.await(existing)
+    const deferred = Deferred.makeUnsafe<Outcome, Failure>()
+    done.set(key, deferred)
+    return realiseNode(planned.get(key)!).pipe(
+      Effect.exit,
+      Effect.flatMap((exit) => Deferred.done(deferred, exit)),
+      Effect.provideContext(context),
+      Effect.forkIn(scope),
+      Effect.flatMap(() => Deferred.await(deferred)))
+  })
 
   /** The path of an input derivation's output: built in this run, or valid before it. */
   const outputOf = (inputKey: string, name: string) => results.get(inputKey)?.outputs.get(name) ?? validity.get(inputKey)?.get(name)
@@ -209,16 +223,16 @@ export const realise = (
 
   const realiseNode = (node: Node): Effect.Effect<Outcome, Failure, RealiseServices> => Effect.gen(function*() {
     const drvPath = print(node.loaded.path)
-    for (const dep of node.dependencies) {
-      const exit = yield* Effect.exit(Deferred.await(done.get(dep)!))
-      if (Exit.isFailure(exit)) return yield* dependencyFailed(drvPath, print(info(dep).loaded.path))
-    }
     const parsed = yield* Effect.mapError(Effect.fromResult(Parsed.parseDerivation(node.loaded.drv, drvPath)), (e) => failure(node.loaded.path, storeDir, e.reason))
     const substitutesAllowed = yield* Effect.mapError(Effect.fromResult(Parsed.substitutesAllowed(parsed)), (e) => failure(node.loaded.path, storeDir, e.reason))
     if (isPure(node.type) && substitutesAllowed) {
       const substituted = hasKnownOutputs(node.type) ? yield* substitute(node, options) : yield* substituteRealisations(node, options)
       if (substituted !== undefined) return { status: "substituted" as const, outputs: substituted }
     }
+    // Not substituted: its inputs are needed (all of them run; with keepGoing the others finish first).
+    const depExits = yield* Effect.forEach(node.dependencies, (dep) => Effect.exit(demand(dep)), { concurrency: "unbounded" })
+    const failedDep = depExits.findIndex(Exit.isFailure)
+    if (failedDep >= 0) return yield* dependencyFailed(drvPath, print(info(node.dependencies[failedDep]!).loaded.path))
 
     const inputs: Array<StorePath.StorePath> = [...node.loaded.inputSrcs]
     for (const input of node.loaded.inputDrvs) {
@@ -284,24 +298,24 @@ export const realise = (
     Effect.tap((outcome) => Effect.sync(() => { results.set(node.key, outcome) })),
     Effect.tapError((e) => Effect.sync(() => {
       if (!isDependencyFailure(e)) options.onEvent?.({ type: "failed", drvPath: print(node.loaded.path), message: e.message })
-    })),
-    Effect.onExit((exit) => Deferred.done(done.get(node.key)!, exit))
+      failures.push(e)
+    }))
   )
 
-  const exits = yield* Effect.forEach(order, (node) => options.keepGoing ? Effect.exit(realiseNode(node)) : Effect.map(realiseNode(node), Exit.succeed), {
-    concurrency: "unbounded"
-  })
+  const context = yield* Effect.context<RealiseServices>()
   const failures: Array<Failure> = []
-  exits.forEach((exit) => {
-    if (Exit.isFailure(exit)) {
-      const error = exit.cause.reasons.find((r) => r._tag === "Fail")
-      if (error && error._tag === "Fail" && !isDependencyFailure(error.error)) failures.push(error.error)
-    }
-  })
-  if (failures.length > 0) {
-    const [first] = failures
-    if (failures.length === 1 || !(first instanceof BuildFailed)) return yield* Effect.fail(first!)
-    const others = failures.slice(1).map((f) => ("drvPath" in f ? f.drvPath : f.message))
+  const rootKeys = [...new Set(roots.map(StorePath.baseName))].filter((key) => planned.has(key))
+  // Without keepGoing the first failure ends everything (the scope's fibers are interrupted).
+  yield* Effect.forEach(rootKeys, (key) => options.keepGoing ? Effect.ignore(demand(key)) : demand(key), { concurrency: "unbounded", discard: true }).pipe(
+    Effect.ensuring(Scope.close(scope, Exit.void)),
+    Effect.catch(() => Effect.void))
+  // Failures that happened where they are reported (not passed on from a dependency), in the order they happened.
+  const real = failures.filter((f) => !isDependencyFailure(f))
+  const failuresReported = real.length > 0 ? real : failures
+  if (failuresReported.length > 0) {
+    const [first] = failuresReported
+    if (failuresReported.length === 1 || !(first instanceof BuildFailed)) return yield* Effect.fail(first!)
+    const others = failuresReported.slice(1).map((f) => ("drvPath" in f ? f.drvPath : f.message))
     return yield* new BuildFailed({ drvPath: first.drvPath, reason: `${first.reason} (${others.length} more failed: ${others.join(", ")})`, logTail: first.logTail })
   }
 
