@@ -165,14 +165,14 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<ReadonlyM
     // exportReferencesGraph: files in the build directory, or JSON in .attrs.json.
     const exports = yield* Effect.mapError(Effect.fromResult(Parsed.exportReferencesGraph(parsed)), attributeError(drvPath))
     const extraBuildFiles: Record<string, string> = {}
+    // With structured attributes Nix 2.8 puts each closure at the top level of .attrs.json, under
+    // its name (`json[i.key()]`), and leaves exportReferencesGraph as it was.
     const replace = new Map<string, Json.JsonValue>()
-    const exportedJson = new Map<string, Json.JsonValue>()
     for (const { name, paths } of exports) {
       const infos = yield* exportReferences(drvPath, paths, closure)
-      if (parsed.structuredAttrs !== undefined) exportedJson.set(name, pathInfosJson(infos, storeDir))
+      if (parsed.structuredAttrs !== undefined) replace.set(name, pathInfosJson(infos, storeDir))
       else extraBuildFiles[name] = validityRegistration(infos, storeDir)
     }
-    if (exportedJson.size > 0) replace.set("exportReferencesGraph", exportedJson)
     const attrs = yield* Effect.fromResult(Result.mapError(
       Derivation.structuredAttrsFiles(drv, { outputPaths: new Map(outputs.map((o) => [o.name, StorePath.print(o.scratch, storeDir)])), replace }),
       (e) => new BuildFailed({ drvPath, reason: e.message, logTail: "" })))
