@@ -4,6 +4,7 @@
  * directory (passAsFile, .attrs.json/.attrs.sh). Pure: the runner writes the files and passes the
  * variables in this order (Nix's std::map order: byte-wise by key).
  */
+import * as ByteString from "../../core/byte-string.ts"
 import * as Hash from "../../core/hash.ts"
 import * as NixBase32 from "../../core/nixbase32.ts"
 
@@ -40,8 +41,7 @@ const tokenize = (s: string): Array<string> => s.split(/[ \t\n\r]+/).filter((t) 
 export const passAsFileName = (attribute: string): string =>
   `.attr-${NixBase32.encode(Hash.hashBytes("sha256", attribute).bytes)}`
 
-const utf8 = new TextEncoder()
-const byteOrder = (a: string, b: string) => Buffer.compare(utf8.encode(a), utf8.encode(b))
+const byteOrder = ByteString.compare
 
 /** The impureEnvVars attribute: a whitespace-separated string, or a JSON list with structured attrs. */
 const impureEnvVars = (input: EnvironmentInput): Array<string> => {

@@ -7,6 +7,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, writeFileSync } from "node
 import { getSystemErrorMessage } from "node:util"
 import { Effect, Result } from "effect"
 import type { Scope } from "effect"
+import * as ByteString from "../../core/byte-string.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { ensureBuildUsers } from "./build-user.ts"
 import { createSkeleton, fixedOutputHostFiles, sandboxDevices, skeleton } from "./chroot.ts"
@@ -97,12 +98,12 @@ const prepare = (
   })
   for (const file of environment.files) {
     const path = `${hostBuildDir}/${file.name}`
-    writeFileSync(path, file.contents, { mode: 0o644 })
+    writeFileSync(path, ByteString.encode(file.contents), { mode: 0o644 })
     chmodSync(path, 0o644)
     chownSync(path, user.uid, user.gid)
   }
   for (const [name, contents] of Object.entries(spec.extraBuildFiles ?? {})) {
-    writeFileSync(`${hostBuildDir}/${name}`, contents, { mode: 0o644 })
+    writeFileSync(`${hostBuildDir}/${name}`, ByteString.encode(contents), { mode: 0o644 })
     chmodSync(`${hostBuildDir}/${name}`, 0o644)
   }
 
