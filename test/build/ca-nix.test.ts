@@ -15,7 +15,7 @@
  *   a cache Nix wrote (realisations signed with Nix's secret-key-files).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
@@ -202,6 +202,7 @@ describe("floating content-addressed derivations: b3 build vs nix-build (sandbox
     expect(unkeyed.stderr).not.toMatch(/BUILT-fod/)
 
     // Nix signs the realisations it builds with secret-key-files; b3 substitutes from the cache Nix copies them to.
+    // (b3 serve is checked in the next test.)
     const nixSigned = join(scratch, "nix-signed")
     addBusybox(nixSigned)
     nixBuild(nixSigned, "1", ["--option", "secret-key-files", join(keys, "sk")])
@@ -214,4 +215,33 @@ describe("floating content-addressed derivations: b3 build vs nix-build (sandbox
     expect(taken.builds).toBe(0)
     expect(taken.results.flatMap((r) => Object.values(r.outputs)).sort()).toEqual(outputs)
   }, 600_000)
+
+  it("b3 serve over b3's store: Nix substitutes the graph through realisations served over HTTP", async () => {
+    const keys = join(scratch, "keys")
+    const pk = run("cat", [join(keys, "pk")]).stdout.trim()
+    const server = spawn(b3Bin, ["--json", "--quiet", "serve", "--store", `local?root=${b3Root()}`, "--listen", "127.0.0.1:0", "--secret-key", join(keys, "sk")],
+      { stdio: ["ignore", "pipe", "inherit"] })
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        server.stdout!.once("data", (chunk: Buffer) => resolve((JSON.parse(chunk.toString().split("\n")[0]!) as { url: string }).url))
+        server.once("exit", (code) => reject(new Error(`b3 serve exited (${code})`)))
+      })
+      const nixFresh = join(scratch, "nix-over-http")
+      addBusybox(nixFresh)
+      const theirs = await new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn("nix-build", [graphFile(), "-A", "roots", ...args("1"), "--store", nixFresh, "--no-out-link",
+          "--option", "sandbox", "true", "--option", "substituters", url, "--option", "trusted-public-keys", pk], { env: nixCaEnv })
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (c: Buffer) => { stdout += c.toString() })
+        child.stderr.on("data", (c: Buffer) => { stderr += c.toString() })
+        child.on("exit", (code) => resolve({ status: code ?? -1, stdout, stderr }))
+      })
+      expect(theirs.status, theirs.stderr).toBe(0)
+      expect(theirs.stderr).not.toMatch(/^building '/m)
+      expect(theirs.stdout.trim().split("\n").every((o) => outputs.includes(o))).toBe(true)
+    } finally {
+      server.kill()
+    }
+  }, 300_000)
 })
