@@ -19,7 +19,7 @@ import { checkHost } from "./host.ts"
 import { runInSandbox } from "./run.ts"
 import type { BuildUser } from "./spec.ts"
 import { lockBuildUser } from "./user-lock.ts"
-import { reclaimBuildDirectories, workDirectory } from "./work-dirs.ts"
+import { buildParent, reclaimBuildDirectories, workDirectory } from "./work-dirs.ts"
 import { runBuiltin } from "./builtins.ts"
 import { existsSync } from "node:fs"
 
@@ -80,7 +80,8 @@ const builtin = (spec: SandboxSpec) => Effect.gen(function*() {
   if (out === undefined || outPath === undefined || spec.outputPaths.length !== 1) {
     return yield* failed(drvPath, `builtin builder '${spec.builder}' makes exactly one output, 'out'`)
   }
-  const workDir = yield* workDirectory(spec.drvName).pipe(Effect.mapError((e) => failed(drvPath, e.message)))
+  const parent = yield* buildParent(spec.drvName).pipe(Effect.mapError((e) => failed(drvPath, e.message)))
+  const workDir = yield* workDirectory(parent, spec.drvName).pipe(Effect.mapError((e) => failed(drvPath, e.message)))
   const outputPhysical = `${workDir}/${StorePath.baseName(outPath)}`
   const lines: Array<string> = []
   const log = (line: string) => {
