@@ -23,7 +23,7 @@ import type { BuiltOutput, BuiltPath } from "../services/build-host.ts"
 import { sortReferences, type PathInfo } from "../services/path-info.ts"
 import { BuildFailed, OutputHashMismatch, type BuildError } from "../services/store-build.ts"
 import { StoreIoError } from "../services/store-errors.ts"
-import { narDigester, type NarDigestResult } from "../services/write-helpers.ts"
+import { checkNar, type NarCheckResult } from "../nar/check.ts"
 
 export interface OutputToRegister {
   readonly name: string
@@ -50,16 +50,36 @@ export interface RegisteredOutputs {
   readonly infos: ReadonlyMap<string, PathInfo>
 }
 
-/** One pass over an output's NAR: its hash and size, the references found, and the content hash. */
+/** What the builder needs of one pass over an output's NAR. */
+interface Digest {
+  readonly narHash: Hash.Hash
+  readonly size: number
+  readonly caHash: Hash.Hash
+  readonly regularFile: boolean
+  readonly executable: boolean
+  readonly references: ReadonlyArray<StorePath.StorePath>
+}
+
+/**
+ * One pass over an output's NAR (../nar/check.ts): its structure, hash and size, the references
+ * found, and the content hash. The NAR comes from the Sandbox service, so its structure is checked too.
+ */
 const digestOf = (
   nar: Stream.Stream<Uint8Array, StoreIoError>,
   method: "flat" | "recursive",
   algorithm: Hash.HashAlgorithm,
   candidates: ReadonlyArray<StorePath.StorePath>
-) => Effect.suspend(() => {
-  const digester = narDigester(method, algorithm, candidates)
-  return Stream.runForEach(nar, (chunk) => Effect.sync(() => digester.push(chunk))).pipe(Effect.map(() => digester.result()))
-})
+): Effect.Effect<Digest, StoreIoError> =>
+  checkNar(nar, { contentHash: { method, algorithm }, references: candidates.map((c) => c.hashPart) }).pipe(
+    Effect.mapError((e) => e._tag === "StoreIoError" ? e : new StoreIoError({ store: "build", operation: "read a built output", reason: e.message })),
+    Effect.map((r: NarCheckResult): Digest => {
+      const found = new Set(r.references)
+      return {
+        narHash: r.narHash, size: r.narSize, caHash: r.contentHash!,
+        regularFile: r.root === "regular" || r.root === "executable", executable: r.root === "executable",
+        references: candidates.filter((c) => found.has(c.hashPart))
+      }
+    }))
 
 /** The content hash of an output modulo its own hash part: of the NAR, or (flat) of the single file's contents. */
 const hashModuloOf = <E>(nar: Stream.Stream<Uint8Array, E>, method: "flat" | "recursive", algorithm: Hash.HashAlgorithm, modulus: string) =>
@@ -112,7 +132,7 @@ export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<Registere
     const drvPath = StorePath.print(outputs.drvPath, storeDir)
     const scratchOf = new Map(outputs.outputs.map((o) => [o.name, o.scratch]))
     const candidates = [...outputs.inputClosure, ...outputs.outputs.map((o) => o.scratch)]
-    const digests = new Map<string, { readonly digest: NarDigestResult; readonly built: BuiltOutput }>()
+    const digests = new Map<string, { readonly digest: Digest; readonly built: BuiltOutput }>()
     for (const o of outputs.outputs) {
       const printed = StorePath.print(o.scratch, storeDir)
       const built = outputs.built[printed]

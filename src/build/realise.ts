@@ -26,7 +26,7 @@ import * as Hash from "../core/hash.ts"
 import * as Realisation from "../core/realisation.ts"
 import * as StorePath from "../core/store-path.ts"
 import type { BuildHost } from "../services/build-host.ts"
-import { checkSignature, copyPaths } from "../services/copy.ts"
+import { copyPaths } from "../services/copy.ts"
 import { keepsRealisations, queryRealisation, realisationClosure, registerRealisation } from "../services/realisations.ts"
 import type { Sandbox } from "../services/sandbox.ts"
 import { BuildFailed, type BuildError, type BuildOptions, type BuildResult } from "../services/store-build.ts"
@@ -36,6 +36,7 @@ import { StoreWrite } from "../services/store-write.ts"
 import { addDerivationText } from "./add-derivations.ts"
 import { buildDerivation } from "./build-derivation.ts"
 import { loadDerivationGraph, type DerivationGraph, type LoadedDerivation } from "./derivation-graph.ts"
+import { substituteAll, substituteMissing } from "./substitute.ts"
 
 type Status = BuildResult["status"]
 type Failure = BuildError | StoreError
@@ -159,6 +160,10 @@ export const realise = (
     build: order.map((n) => print(n.loaded.path)),
     valid: roots.filter((r) => !planned.has(StorePath.baseName(r))).map(print)
   })
+  const rootKeySet = new Set(roots.map(StorePath.baseName))
+  const resultOf = (key: string, status: Status, outputs: ReadonlyMap<string, StorePath.StorePath>): BuildResult =>
+    ({ drvPath: info(key).loaded.path, status, outputs: Object.fromEntries(outputs) })
+  for (const key of rootKeySet) if (!planned.has(key)) options.onResult?.(resultOf(key, "already-valid", validity.get(key) ?? new Map()))
 
   const jobs = yield* Semaphore.make(Math.max(1, options.maxJobs ?? 1))
   const results = new Map<string, Outcome>()
@@ -234,6 +239,8 @@ export const realise = (
     const failedDep = depExits.findIndex(Exit.isFailure)
     if (failedDep >= 0) return yield* dependencyFailed(drvPath, print(info(node.dependencies[failedDep]!).loaded.path))
 
+    // Sources the derivation needs that this store lacks (a fresh store, say): from the substituters too.
+    yield* substituteMissing(node.loaded.inputSrcs, drvPath, options)
     const inputs: Array<StorePath.StorePath> = [...node.loaded.inputSrcs]
     for (const input of node.loaded.inputDrvs) {
       for (const name of input.outputs) {
@@ -295,7 +302,10 @@ export const realise = (
     }
     return { status, outputs }
   }).pipe(
-    Effect.tap((outcome) => Effect.sync(() => { results.set(node.key, outcome) })),
+    Effect.tap((outcome) => Effect.sync(() => {
+      results.set(node.key, outcome)
+      if (rootKeySet.has(node.key)) options.onResult?.(resultOf(node.key, outcome.status, outcome.outputs))
+    })),
     Effect.tapError((e) => Effect.sync(() => {
       if (!isDependencyFailure(e)) options.onEvent?.({ type: "failed", drvPath: print(node.loaded.path), message: e.message })
       failures.push(e)
@@ -326,34 +336,14 @@ export const realise = (
     return { drvPath: root, status: outcome?.status ?? "already-valid", outputs: Object.fromEntries(outputs) }
   })
 
-  /**
-   * Copies all outputs of a derivation with known output paths from the first substituter that has
-   * them all, signed by a trusted key or content-addressed; none if no substituter has. A
-   * substituter whose paths are not trusted is passed over, as Nix does, and the derivation is built.
-   */
+  /** Outputs with known paths: copied from the first substituter that has them all, trusted (substitute.ts); their realisations recorded. */
   function substitute(node: Node, opts: BuildOptions) {
     return Effect.gen(function*() {
-      const paths = [...node.loaded.outputPaths.values()]
-      const drvPath = print(node.loaded.path)
-      for (const substituter of opts.substituters ?? []) {
-        if (substituter.storeDir !== storeDir) continue
-        const present = yield* Effect.orElseSucceed(substituter.queryValidPaths(paths), () => [])
-        if (present.length !== paths.length) continue
-        const untrusted = yield* Effect.findFirst(paths, (path) => Effect.flatMap(substituter.queryPathInfo(path),
-          (i) => checkSignature(i, storeDir, opts.trustedKeys ?? [])).pipe(Effect.isFailure))
-        if (Option.isSome(untrusted)) {
-          opts.onEvent?.({ type: "untrusted-substitute", drvPath, from: substituter.uri, path: print(untrusted.value) })
-          continue
-        }
-        opts.onEvent?.({ type: "substituting", drvPath, from: substituter.uri })
-        yield* copyPaths(substituter, target, paths, { checkSigs: true, trustedKeys: opts.trustedKeys ?? [] })
-        opts.onEvent?.({ type: "substituted", drvPath, from: substituter.uri })
-        for (const [name, path] of node.loaded.outputPaths) {
-          yield* register(Realisation.make({ drvHash: node.staticHashes.get(name)!, outputName: name }, path))
-        }
-        return new Map(node.loaded.outputPaths) as ReadonlyMap<string, StorePath.StorePath>
+      if (!(yield* substituteAll([...node.loaded.outputPaths.values()], print(node.loaded.path), opts))) return undefined
+      for (const [name, path] of node.loaded.outputPaths) {
+        yield* register(Realisation.make({ drvHash: node.staticHashes.get(name)!, outputName: name }, path))
       }
-      return undefined
+      return new Map(node.loaded.outputPaths) as ReadonlyMap<string, StorePath.StorePath>
     })
   }
 
