@@ -4,6 +4,7 @@
  */
 import { Effect, Result, Stream } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
+import type * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
 import { narEvents } from "../nar/check.ts"
 import { BuildFailed } from "../services/store-build.ts"
@@ -114,3 +115,19 @@ export const loadDerivationGraph = (
   }
   return graph
 })
+
+/**
+ * The hashes a derivation's outputs are known by in realisations (Nix's `staticOutputHashes`:
+ * hashDerivationModulo with masked outputs), its inputs read from the store of the context.
+ */
+export const staticOutputHashes = (drvPath: StorePath.StorePath): Effect.Effect<ReadonlyMap<string, Hash.Hash>, StoreError | BuildFailed, StoreRead> =>
+  Effect.gen(function*() {
+    const store = yield* StoreRead
+    const graph = yield* loadDerivationGraph([drvPath])
+    const byPrinted = new Map([...graph.values()].map((node) => [StorePath.print(node.path, store.storeDir), node.drv]))
+    const root = graph.get(StorePath.baseName(drvPath))!
+    const printed = StorePath.print(drvPath, store.storeDir)
+    const hashed = Derivation.hashDerivationModulo(root.drv, true, { lookup: (p) => byPrinted.get(p), storeDir: store.storeDir })
+    if (Result.isFailure(hashed)) return yield* invalid(printed, hashed.failure.message)
+    return hashed.success.hashes
+  })

@@ -5,7 +5,7 @@
  */
 export { realise, type RealiseServices } from "./realise.ts"
 export { buildDerivation, type DerivationBuild } from "./build-derivation.ts"
-export { loadDerivationGraph, readDerivation, type DerivationGraph, type LoadedDerivation } from "./derivation-graph.ts"
+export { loadDerivationGraph, readDerivation, staticOutputHashes, type DerivationGraph, type LoadedDerivation } from "./derivation-graph.ts"
 export { layer as builderLayer } from "./builder.ts"
 export { addDerivationText, addDrvFile, addDrvFiles } from "./add-derivations.ts"
 export { addDerivationClosure, addDerivations, buildDerivations } from "./derivation-closure.ts"

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs"
 import { basename, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { Effect, Result, Schema } from "effect"
+import * as ByteString from "../core/byte-string.ts"
 import * as Derivation from "../core/derivation/index.ts"
 import { importModule } from "../io/import-module.ts"
 import { FileNotFound } from "../nar/fs/errors.ts"
@@ -104,7 +105,7 @@ export const resolveTarget = (target: string, substitute: SubstituteOptions = {}
     return [asStorePath.success]
   }
   if (target.endsWith(Derivation.drvExtension) && existsSync(target)) {
-    const aterm = readFileSync(target, "utf8")
+    const aterm = ByteString.decode(readFileSync(target))
     const base = basename(target)
     if (Result.isSuccess(StorePath.parseBaseName(base))) return [yield* addDrvFile(write, storeDir, { drvPath: `${storeDir}/${base}`, aterm })]
     // Only the name is known: add it and take the path its contents give.

@@ -5,6 +5,7 @@
  */
 import { createHash, type Hash as NodeHash } from "node:crypto"
 import { Result } from "effect"
+import * as ByteString from "./byte-string.ts"
 import { InvalidHash } from "./errors.ts"
 import * as NixBase32 from "./nixbase32.ts"
 
@@ -30,8 +31,9 @@ export const equals = (a: Hash, b: Hash): boolean =>
 // ---------------------------------------------------------------------------------------------
 // Computing
 
+/** The hash of bytes, or of the bytes a string stands for (UTF-8, with escaped bytes as in ./byte-string.ts). */
 export const hashBytes = (algorithm: HashAlgorithm, data: Uint8Array | string): Hash =>
-  make(algorithm, new Uint8Array(createHash(algorithm).update(data).digest()))
+  make(algorithm, new Uint8Array(createHash(algorithm).update(typeof data === "string" ? ByteString.encodeBuffer(data) : data).digest()))
 
 /** An incremental hasher for streams: feed chunks with `update`, then `digest` once. */
 export interface Hasher {
@@ -81,7 +83,6 @@ export const toBase32String = (hash: Hash) => encode(hash, "base32")
 // Parsing
 
 const base16Re = /^[0-9a-fA-F]*$/
-const base64Re = /^[A-Za-z0-9+/]*={0,2}$/
 
 const encodedLengths = (algorithm: HashAlgorithm) => {
   const size = digestSize[algorithm]
@@ -90,13 +91,34 @@ const encodedLengths = (algorithm: HashAlgorithm) => {
 
 const fail = (input: string, reason: string) => Result.fail(new InvalidHash({ input, reason }))
 
-const decodeBase64 = (input: string, digest: string, algorithm: HashAlgorithm): Result.Result<Hash, InvalidHash> => {
-  const size = digestSize[algorithm]
-  if (digest.length !== encodedLengths(algorithm).base64 || !base64Re.test(digest)) {
-    return fail(input, `not a valid base64 ${algorithm} digest`)
+const base64Digits = new Int8Array(128).fill(-1)
+for (const [i, c] of [..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"].entries()) base64Digits[c.charCodeAt(0)] = i
+
+/**
+ * Base64 as Nix 2.8's `base64Decode` reads it: stops at the first `=` (so padding may be missing
+ * or longer, and anything after it is ignored), skips newlines, ignores leftover bits.
+ */
+const base64DecodeLoose = (text: string): Uint8Array | string => {
+  const out: Array<number> = []
+  let d = 0
+  let bits = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x3d) break
+    if (c === 0x0a) continue
+    const digit = c < 128 ? base64Digits[c]! : -1
+    if (digit < 0) return `invalid character in Base64 string: '${text[i]}'`
+    bits += 6
+    d = ((d << 6) | digit) & 0xfff
+    if (bits >= 8) { out.push((d >> (bits - 8)) & 0xff); bits -= 8 }
   }
-  const bytes = new Uint8Array(Buffer.from(digest, "base64"))
-  if (bytes.length !== size || toBase64(bytes) !== digest) return fail(input, `not a valid base64 ${algorithm} digest`)
+  return Uint8Array.from(out)
+}
+
+const decodeBase64 = (input: string, digest: string, algorithm: HashAlgorithm, sri: boolean): Result.Result<Hash, InvalidHash> => {
+  const bytes = base64DecodeLoose(digest)
+  if (typeof bytes === "string") return fail(input, bytes)
+  if (bytes.length !== digestSize[algorithm]) return fail(input, `not a valid ${sri ? "SRI" : "base64"} ${algorithm} digest (${bytes.length} bytes instead of ${digestSize[algorithm]})`)
   return Result.succeed(make(algorithm, bytes))
 }
 
@@ -111,7 +133,7 @@ export const decodeDigest = (input: string, digest: string, algorithm: HashAlgor
     return Result.mapError(NixBase32.decode(digest, digestSize[algorithm]), (e) => new InvalidHash({ input, reason: e.reason }))
       .pipe(Result.map((bytes) => make(algorithm, bytes)))
   }
-  if (digest.length === lengths.base64) return decodeBase64(input, digest, algorithm)
+  if (digest.length === lengths.base64) return decodeBase64(input, digest, algorithm, false)
   return fail(input, `a ${algorithm} digest has ${lengths.base16} (base16), ${lengths.base32} (nix-base32) or ${lengths.base64} (base64) characters, not ${digest.length}`)
 }
 
@@ -119,8 +141,9 @@ const parseAlgorithm = (input: string, name: string): Result.Result<HashAlgorith
   isHashAlgorithm(name) ? Result.succeed(name) : fail(input, `unknown hash algorithm '${name}' (expected one of ${hashAlgorithms.join(", ")})`)
 
 /**
- * Parses any form Nix accepts: `algo:digest` (base16, nix-base32 or base64), SRI `algo-base64`,
- * or a bare digest when `algorithm` is given.
+ * Parses any form Nix 2.8 accepts (`Hash::parseAny`): `algo:digest` (base16, nix-base32 or base64,
+ * told apart by length), SRI `algo-base64` (padding optional, extra padding and trailing bits
+ * ignored, as Nix's decoder does), or a bare digest when `algorithm` is given.
  */
 export const parse = (input: string, algorithm?: HashAlgorithm): Result.Result<Hash, InvalidHash> => {
   const colon = input.indexOf(":")
@@ -135,7 +158,7 @@ export const parse = (input: string, algorithm?: HashAlgorithm): Result.Result<H
     return Result.flatMap(parseAlgorithm(input, input.slice(0, dash)), (algo) =>
       algorithm !== undefined && algo !== algorithm
         ? fail(input, `expected a ${algorithm} hash, got ${algo}`)
-        : decodeBase64(input, input.slice(dash + 1), algo))
+        : decodeBase64(input, input.slice(dash + 1), algo, true))
   }
   if (algorithm === undefined) return fail(input, "the hash has no algorithm: write it as 'sha256:…' or SRI 'sha256-…'")
   return decodeDigest(input, input, algorithm)

@@ -21,11 +21,13 @@ const nameCharRe = /^[A-Za-z0-9+\-._?=]*$/
 
 const fail = (input: string, reason: string) => Result.fail(new InvalidStorePath({ input, reason }))
 
-/** Checks a store path name as Nix does: non-empty, at most 211 chars, no leading '.', charset [A-Za-z0-9+-._?=]. */
+/**
+ * Checks a store path name as Nix 2.8's `checkName` does: non-empty, at most 211 characters, each
+ * one of A-Z a-z 0-9 + - . _ ? = (so `.gitignore`, `...` and even `.` are names).
+ */
 export const validateName = (name: string, input: string = name): Result.Result<string, InvalidStorePath> => {
   if (name.length === 0) return fail(input, "the name is empty")
   if (name.length > maxNameLength) return fail(input, `the name is longer than ${maxNameLength} characters`)
-  if (name.startsWith(".")) return fail(input, "the name starts with a period")
   if (!nameCharRe.test(name)) {
     const bad = [...name].find((c) => !nameCharRe.test(c))
     return fail(input, `the name contains the illegal character '${bad}' (allowed: A-Z a-z 0-9 + - . _ ? =)`)
@@ -77,6 +79,12 @@ export const compare = (a: StorePath, b: StorePath): number => {
   return x < y ? -1 : x > y ? 1 : 0
 }
 
+/** A set of store paths as Nix keeps one (`StorePathSet`): sorted by base name, each path once. */
+export const uniqueSorted = (paths: Iterable<StorePath>): Array<StorePath> => {
+  const sorted = [...paths].sort(compare)
+  return sorted.filter((p, i) => i === 0 || !equals(p, sorted[i - 1]!))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Computing store paths
 
@@ -90,7 +98,10 @@ export const make = (type: string, inner: Hash.Hash, name: string, storeDir: str
   return { hashPart: NixBase32.encode(Hash.compress(digest, 20)), name }
 }
 
-/** The type string with references: `<type>:<ref path>…[:self]`, references sorted. */
+/**
+ * The type string with references: `<type>:<ref path>…[:self]`. References are a set, as in Nix
+ * (`StorePathSet`): sorted, and a path listed twice counts once.
+ */
 export const makeType = (
   type: string,
   references: ReadonlyArray<StorePath>,
@@ -98,7 +109,7 @@ export const makeType = (
   storeDir: string = defaultStoreDir
 ): string => {
   let out = type
-  for (const ref of [...references].sort(compare)) out += `:${print(ref, storeDir)}`
+  for (const ref of uniqueSorted(references)) out += `:${print(ref, storeDir)}`
   if (hasSelfReference) out += ":self"
   return out
 }

@@ -6,8 +6,9 @@
 import { Context, Effect, Layer, Option, Stream } from "effect"
 import { BuildHost, type BuildHostApi } from "../services/build-host.ts"
 import { BuildLogs, type BuildLogsApi } from "../services/build-logs.ts"
+import * as Realisation from "../core/realisation.ts"
 import * as StorePath from "../core/store-path.ts"
-import { PathNotValid, Unsupported } from "../services/store-errors.ts"
+import { PathNotValid, StoreCorrupt, Unsupported } from "../services/store-errors.ts"
 import type { PathInfo } from "../services/path-info.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"
@@ -43,6 +44,7 @@ export const make = (options: MemoryStoreOptions = {}): MemoryStore => {
     return entry && entry.info.path.name === path.name ? entry : undefined
   }
   const notValid = (path: StorePath.StorePath) => new PathNotValid({ path: StorePath.print(path, storeDir), store: uri })
+  const realisations = new Map<string, Realisation.Realisation>()
 
   const read: StoreReadApi = {
     uri,
@@ -65,7 +67,8 @@ export const make = (options: MemoryStoreOptions = {}): MemoryStore => {
         .filter((e) => e.info.references.some((r) => StorePath.baseName(r) === key))
         .map((e) => e.info.path)
         .sort(StorePath.compare))
-    })
+    }),
+    queryRealisation: (id) => Effect.sync(() => Option.fromNullishOr(realisations.get(Realisation.printDrvOutput(id))))
   }
 
   const write = makeStoreWrite(read, {
@@ -82,6 +85,19 @@ export const make = (options: MemoryStoreOptions = {}): MemoryStore => {
       const entry = lookup(path)
       if (!entry) return Effect.fail(notValid(path))
       entry.info = { ...entry.info, signatures: [...new Set([...entry.info.signatures, ...signatures])] }
+      return Effect.void
+    })
+  }, {
+    registerRealisation: (r) => Effect.suspend((): Effect.Effect<void, PathNotValid | StoreCorrupt> => {
+      if (!lookup(r.outPath)) return Effect.fail(notValid(r.outPath))
+      const key = Realisation.printDrvOutput(r.id)
+      const old = realisations.get(key)
+      const conflict = Realisation.conflict(old, r, (p) => StorePath.print(p, storeDir))
+      if (conflict !== undefined) return Effect.fail(new StoreCorrupt({ store: uri, reason: conflict }))
+      for (const dep of r.dependentRealisations.keys()) {
+        if (!realisations.has(dep)) return Effect.fail(new StoreCorrupt({ store: uri, reason: `unable to register the derivation '${key}' as it depends on the non existent '${dep}'` }))
+      }
+      realisations.set(key, Realisation.make(r.id, r.outPath, { signatures: [...(old?.signatures ?? []), ...r.signatures], dependentRealisations: r.dependentRealisations }))
       return Effect.void
     })
   })

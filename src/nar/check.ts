@@ -20,6 +20,7 @@ import * as Hash from "../core/hash.ts"
 import { NarDecoder } from "./decode.ts"
 import { BadNar, HashMismatch } from "./errors.ts"
 import * as Ev from "./events.ts"
+import { hashModulo, type HashModulo } from "./hash-modulo.ts"
 import { ReferenceScanner } from "./references.ts"
 import { transduce } from "./transduce.ts"
 
@@ -34,6 +35,11 @@ export interface NarExpectation {
   readonly narSize?: number | undefined
   /** The contents must hash to this address (for `fixed:` and `text:`, the NAR must be a single regular file). */
   readonly ca?: ContentAddress.ContentAddress | undefined
+  /**
+   * The address's hash is of the contents modulo this hash part (a path that refers to itself, as a
+   * content-addressed derivation output can: see hash-modulo.ts).
+   */
+  readonly caModulo?: string | undefined
 }
 
 export interface NarCheckOptions {
@@ -84,8 +90,10 @@ export class NarChecker {
   private readonly narHashers = new Map<Hash.HashAlgorithm, Hash.Hasher>()
   /** hashers over the root file's contents, by algorithm (flat and text content addresses) */
   private readonly fileHashers = new Map<Hash.HashAlgorithm, Hash.Hasher>()
-  private readonly fileHasherList: Array<Hash.Hasher>
-  private readonly narHasherList: Array<Hash.Hasher>
+  private readonly fileHasherList: Array<Hash.Hasher | HashModulo>
+  private readonly narHasherList: Array<Hash.Hasher | HashModulo>
+  /** hashers modulo a self-reference, by expectation (over the NAR, or the root file's contents) */
+  private readonly moduloHashers = new Map<NarExpectation, HashModulo>()
   private readonly decoder: NarDecoder | undefined
   private readonly scanner: ReferenceScanner | undefined
   /** the smallest expected size, and whose */
@@ -105,17 +113,23 @@ export class NarChecker {
       (isFlat(method) ? fileAlgorithms : narAlgorithms).add(algorithm)
     if (options.contentHash) want(options.contentHash.method, options.contentHash.algorithm)
     let sizeLimit: NarExpectation | undefined
+    const moduloNar: Array<HashModulo> = []
+    const moduloFile: Array<HashModulo> = []
     for (const e of this.expect) {
       if (e.narHash) narAlgorithms.add(e.narHash.algorithm)
-      if (e.ca) want(caMethod(e.ca), e.ca.hash.algorithm)
+      if (e.ca && e.caModulo !== undefined) {
+        const h = hashModulo(e.ca.hash.algorithm, e.caModulo)
+        this.moduloHashers.set(e, h);
+        (isFlat(caMethod(e.ca)) ? moduloFile : moduloNar).push(h)
+      } else if (e.ca) want(caMethod(e.ca), e.ca.hash.algorithm)
       if (e.narSize !== undefined && (sizeLimit === undefined || e.narSize < sizeLimit.narSize!)) sizeLimit = e
     }
     this.sizeLimit = sizeLimit
     for (const a of narAlgorithms) this.narHashers.set(a, Hash.hasher(a))
     for (const a of fileAlgorithms) this.fileHashers.set(a, Hash.hasher(a))
-    this.narHasherList = [...this.narHashers.values()]
-    this.fileHasherList = [...this.fileHashers.values()]
-    this.decoder = options.validate === false && fileAlgorithms.size === 0 ? undefined : new NarDecoder(options.limits)
+    this.narHasherList = [...this.narHashers.values(), ...moduloNar]
+    this.fileHasherList = [...this.fileHashers.values(), ...moduloFile]
+    this.decoder = options.validate === false && this.fileHasherList.length === 0 ? undefined : new NarDecoder(options.limits)
     const candidates = options.references === undefined ? [] : [...options.references]
     this.scanner = candidates.length > 0 ? new ReferenceScanner(candidates) : undefined
   }
@@ -198,7 +212,8 @@ export class NarChecker {
         if (isFlat(method) && !singleFile) {
           return this.fail(new HashMismatch({ path: e.path, what: "content address", expected: ContentAddress.print(e.ca), actual: "not a single regular file" }))
         }
-        const actual = contentHash(method, e.ca.hash.algorithm)
+        const modulo = this.moduloHashers.get(e)
+        const actual = modulo !== undefined ? modulo.digest() : contentHash(method, e.ca.hash.algorithm)
         if (!Hash.equals(actual, e.ca.hash)) {
           return this.fail(new HashMismatch({ path: e.path, what: "content address", expected: ContentAddress.print(e.ca), actual: Hash.print(actual, "base32") }))
         }

@@ -26,12 +26,17 @@ export class HashRewriter {
   private carry = new Uint8Array(0)
   /** occurrences replaced so far */
   replaced = 0
+  /** bytes released so far (the offset of the next released byte) */
+  private released = 0
+  /** where each replaced occurrence started, when asked for (`recordPositions`) */
+  readonly positions: Array<number> | undefined
 
   private readonly pairs: ReadonlyArray<readonly [Uint8Array, Uint8Array]>
 
-  private constructor(pairs: ReadonlyArray<readonly [Uint8Array, Uint8Array]>, length: number) {
+  private constructor(pairs: ReadonlyArray<readonly [Uint8Array, Uint8Array]>, length: number, recordPositions: boolean) {
     this.pairs = pairs
     this.length = length
+    this.positions = recordPositions ? [] : undefined
     let w = 1
     for (let i = 1; i < length; i++) w = Math.imul(w, BASE)
     this.topWeight = w >>> 0
@@ -43,12 +48,18 @@ export class HashRewriter {
     }
   }
 
-  /** A rewriter for `map` (old → new); all keys and values must have the same non-zero byte length. */
-  static make(map: ReadonlyMap<string, string> | Iterable<readonly [string, string]>): Result.Result<HashRewriter, InvalidRewrite> {
+  /**
+   * A rewriter for `map` (old → new); all keys and values must have the same non-zero byte length.
+   * With `recordPositions`, the offset of every replaced occurrence is kept in `positions`.
+   */
+  static make(
+    map: ReadonlyMap<string, string | Uint8Array> | Iterable<readonly [string, string | Uint8Array]>,
+    options: { readonly recordPositions?: boolean } = {}
+  ): Result.Result<HashRewriter, InvalidRewrite> {
     const pairs: Array<readonly [Uint8Array, Uint8Array]> = []
     let length = -1
     for (const [from, to] of map) {
-      const a = Buffer.from(from), b = Buffer.from(to)
+      const a = Buffer.from(from), b = typeof to === "string" ? Buffer.from(to) : to
       if (length < 0) length = a.length
       if (a.length === 0) return Result.fail(new InvalidRewrite({ reason: "an empty string cannot be rewritten" }))
       if (a.length !== length || b.length !== length) {
@@ -56,12 +67,12 @@ export class HashRewriter {
       }
       pairs.push([a, b]) // identities too: they still take their bytes out of other matches
     }
-    return Result.succeed(new HashRewriter(pairs, Math.max(length, 1)))
+    return Result.succeed(new HashRewriter(pairs, Math.max(length, 1), options.recordPositions ?? false))
   }
 
   /** A rewriter with the same rules and nothing held back (for another stream). */
   fresh(): HashRewriter {
-    return new HashRewriter(this.pairs, this.length)
+    return new HashRewriter(this.pairs, this.length, this.positions !== undefined)
   }
 
   private hashOf(bytes: Uint8Array, at: number): number {
@@ -89,6 +100,7 @@ export class HashRewriter {
     buf.set(chunk, this.carry.length)
     const next = this.rules.size === 0 ? Math.max(0, buf.length - this.length + 1) : this.scan(buf)
     if (next > 0) out.push(buf.subarray(0, next))
+    this.released += next
     this.carry = buf.slice(next) // `buf` is a plain Uint8Array: slice copies
     return undefined
   }
@@ -105,6 +117,7 @@ export class HashRewriter {
         if (rule !== undefined) {
           buf.set(rule.to, p)
           this.replaced++
+          this.positions?.push(this.released + p)
           p += L
           break
         }
@@ -119,6 +132,7 @@ export class HashRewriter {
   /** The input has ended: releases the held-back bytes. */
   end(out: Array<Uint8Array>): undefined {
     if (this.carry.length > 0) out.push(this.carry)
+    this.released += this.carry.length
     this.carry = new Uint8Array(0)
     return undefined
   }

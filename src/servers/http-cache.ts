@@ -5,6 +5,8 @@
  * checks the NAR hash, as Nix does), other stores' NARs are made on the fly and compressed as asked.
  * GET and HEAD; anything that is not exactly one of these names is a 404 or 400, so no request can
  * reach outside the store. `Range` (one range) is honoured for files of known size.
+ * `/realisations/<drv output>.doi` serves the store's realisations of content-addressed derivation
+ * outputs (signed on the fly when given a key).
  *
  * The server is a Scope resource, its lookups are Effect programs run with the store's services;
  * bodies go straight to Node's sockets (a file on disk through a read stream, anything else with
@@ -21,6 +23,7 @@ import type { AddressInfo } from "node:net"
 import * as CacheInfo from "../core/cache-info.ts"
 import type * as Hash from "../core/hash.ts"
 import * as NarInfo from "../core/narinfo.ts"
+import * as Realisation from "../core/realisation.ts"
 import type * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
 import { compress, extension, isCompression, type Compression } from "../io/compression.ts"
@@ -64,6 +67,7 @@ interface ServedNar {
 const hashPartRe = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/
 const narRe = /^\/nar\/([0123456789abcdfghijklmnpqrsvwxyz]{32})\.nar(\.xz|\.zst|\.bz2)?$/
 const narinfoRe = /^\/([0123456789abcdfghijklmnpqrsvwxyz]{32})\.narinfo$/
+const realisationRe = /^\/realisations\/([^/]+)\.doi$/
 
 /**
  * One byte range of a file of `size` bytes (`bytes=A-B`, `bytes=A-`, `bytes=-N`, spaces allowed);
@@ -221,6 +225,18 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
     return Option.some(Buffer.from(NarInfo.print((options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, store.storeDir), ni))))
   })
 
+  /** A realisation's `.doi` JSON, signed with the server's keys. */
+  const realisationText = (name: string) => Effect.gen(function*() {
+    let decoded: string
+    try { decoded = decodeURIComponent(name) } catch { return Option.none<Buffer>() }
+    const id = Realisation.parseDrvOutput(decoded)
+    if (id._tag === "Failure" || store.queryRealisation === undefined) return Option.none<Buffer>()
+    const found = yield* store.queryRealisation(id.success)
+    if (Option.isNone(found)) return Option.none<Buffer>()
+    const signed = (options.secretKeys ?? []).reduce((r, key) => Realisation.sign(r, key), found.value)
+    return Option.some(Buffer.from(Realisation.print(signed)))
+  })
+
   /** The NAR file a `/nar/…` URL names: the one the narinfo names, or the plain NAR, which is always there. */
   const narFile = (hashPart: string, wanted: Compression) => Effect.gen(function*() {
     const found = yield* pathOf(hashPart)
@@ -293,6 +309,15 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
       lookup(narInfoText(narinfo[1]!), response, (found) => {
         if (Option.isNone(found)) return notFound(response)
         response.writeHead(200, { "content-type": "text/x-nix-narinfo", "content-length": found.value.length })
+        response.end(head ? undefined : found.value)
+      })
+      return
+    }
+    const realisation = realisationRe.exec(pathname)
+    if (realisation) {
+      lookup(realisationText(realisation[1]!), response, (found) => {
+        if (Option.isNone(found)) return notFound(response)
+        response.writeHead(200, { "content-type": "application/json", "content-length": found.value.length })
         response.end(head ? undefined : found.value)
       })
       return

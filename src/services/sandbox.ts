@@ -27,6 +27,10 @@ export interface SandboxSpec {
   readonly outputPaths: ReadonlyArray<StorePath.StorePath>
   /** Fixed-output derivation: host network, /etc/resolv.conf etc., NIX_OUTPUT_CHECKED, impureEnvVars. */
   readonly fixedOutput: boolean
+  /** Impure derivation (`__impure`): host network, /etc/resolv.conf etc. and impureEnvVars, like a fixed-output one (no NIX_OUTPUT_CHECKED). */
+  readonly impure?: boolean | undefined
+  /** For `builtin:fetchurl`: Nix's `hashed-mirrors`, asked first for flat files by hash. */
+  readonly hashedMirrors?: ReadonlyArray<string> | undefined
   /** `__structuredAttrs`: contents of /build/.attrs.json and /build/.attrs.sh. */
   readonly structuredAttrs?: { readonly json: string; readonly sh: string } | undefined
   /** The derivation's platform; "i686-linux" gets the 32-bit personality. Default "x86_64-linux". */

@@ -3,6 +3,7 @@
  * provides it; caches never do.
  */
 import { Context, Schema, type Effect } from "effect"
+import { InvalidDerivationAttribute } from "../core/derivation/parsed.ts"
 import type * as Signature from "../core/signature.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { StoreError } from "./store-errors.ts"
@@ -30,7 +31,36 @@ export class OutputHashMismatch extends Schema.TaggedError<OutputHashMismatch>()
   }
 }
 
-export type BuildError = BuildFailed | OutputHashMismatch
+/**
+ * An output the build produced breaks one of the derivation's checks (`allowedReferences`,
+ * `disallowedRequisites`, `outputChecks.<output>.maxSize`, …); `reason` is worded as Nix's.
+ */
+export class OutputRejected extends Schema.TaggedError<OutputRejected>()("OutputRejected", {
+  drvPath: Schema.String,
+  output: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() { return this.reason }
+}
+
+/** The derivation needs a platform or system features (`requiredSystemFeatures`) this builder lacks; worded as Nix's. */
+export class MissingSystemFeatures extends Schema.TaggedError<MissingSystemFeatures>()("MissingSystemFeatures", {
+  drvPath: Schema.String,
+  platform: Schema.String,
+  required: Schema.Array(Schema.String),
+  system: Schema.String,
+  features: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `a '${this.platform}' with features {${this.required.join(", ")}} is required to build '${this.drvPath}', ` +
+      `but I am a '${this.system}' with features {${this.features.join(", ")}}`
+  }
+}
+
+/** A derivation attribute the builder cannot honour as given (a bad reference specifier, exportReferencesGraph, …); worded as Nix's. */
+export { InvalidDerivationAttribute }
+
+export type BuildError = BuildFailed | OutputHashMismatch | OutputRejected | MissingSystemFeatures | InvalidDerivationAttribute
 
 /** What happens during a build, for progress displays and scripts. */
 export type BuildEvent =
@@ -39,6 +69,8 @@ export type BuildEvent =
   | { readonly type: "substituted"; readonly drvPath: string; readonly from: string }
   /** A substituter has the outputs, but not signed by a trusted key: it is passed over. */
   | { readonly type: "untrusted-substitute"; readonly drvPath: string; readonly from: string; readonly path: string }
+  /** A derivation that depends on outputs known only after their build was resolved; the resolved one is built in its place. */
+  | { readonly type: "resolved"; readonly drvPath: string; readonly resolved: string }
   | { readonly type: "building"; readonly drvPath: string }
   | { readonly type: "built"; readonly drvPath: string; readonly outputs: Readonly<Record<string, string>> }
   | { readonly type: "failed"; readonly drvPath: string; readonly message: string }
@@ -61,6 +93,10 @@ export interface BuildOptions {
   readonly onResult?: (result: BuildResult) => void
   /** Builder output as it arrives. */
   readonly onLog?: (drvPath: string, chunk: Uint8Array) => void
+  /** The features this builder offers (`requiredSystemFeatures`); default Nix 2.8's: benchmark, big-parallel, ca-derivations, kvm (with /dev/kvm), nixos-test. */
+  readonly systemFeatures?: ReadonlyArray<string> | undefined
+  /** Nix's `hashed-mirrors`: servers builtin:fetchurl asks for a flat file by its hash first (`<mirror>/<algo>/<base16>`). */
+  readonly hashedMirrors?: ReadonlyArray<string> | undefined
 }
 
 export interface BuildResult {

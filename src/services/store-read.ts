@@ -4,6 +4,7 @@
  */
 import { Context, type Effect, type Option, type Stream } from "effect"
 import type * as Hash from "../core/hash.ts"
+import type * as Realisation from "../core/realisation.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { StoreError } from "./store-errors.ts"
 import type { PathInfo } from "./path-info.ts"
@@ -29,6 +30,12 @@ export interface StoreReadApi {
    * store's zstd frames); others ignore it.
    */
   readonly storedNar?: (path: StorePath.StorePath, prefer?: string) => Effect.Effect<StoredNar, StoreError>
+  /**
+   * The realisation of a derivation output (`ca-derivations`): which path it was built as. Stores
+   * that keep realisations have it (local: the Realisations table; binary caches:
+   * `realisations/<id>.doi`); see services/realisations.ts for stores that do not.
+   */
+  readonly queryRealisation?: (id: Realisation.DrvOutput) => Effect.Effect<Option.Option<Realisation.Realisation>, StoreError>
 }
 
 /** A NAR file as a binary cache keeps it. */

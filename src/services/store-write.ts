@@ -5,6 +5,7 @@
  */
 import { Context, type Effect, type Stream } from "effect"
 import type * as Hash from "../core/hash.ts"
+import type * as Realisation from "../core/realisation.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { PathInfo } from "./path-info.ts"
 import type { StoreError } from "./store-errors.ts"
@@ -43,6 +44,11 @@ export interface StoreWriteApi {
   readonly requiresSignatures?: boolean | undefined
   /** Adds signatures to a valid path's info. */
   readonly addSignatures: (path: StorePath.StorePath, signatures: ReadonlyArray<string>) => Effect.Effect<void, StoreError>
+  /**
+   * Records a realisation (its output path must be valid, and the realisations it depends on
+   * known); one that is already there gains the new signatures. A store that keeps none lacks it.
+   */
+  readonly registerRealisation?: (realisation: Realisation.Realisation) => Effect.Effect<void, StoreError>
 }
 
 export class StoreWrite extends Context.Service<StoreWrite, StoreWriteApi>()("b3/StoreWrite") {}

@@ -16,9 +16,15 @@ import type { StoreError } from "./store-errors.ts"
 export const expectationOf = (info: PathInfo, storeDir: string): NarExpectation =>
   ({ path: StorePath.print(info.path, storeDir), narHash: info.narHash, narSize: info.narSize })
 
-/** What a content-addressed path's contents must hash to (nothing when it has no content address). */
-export const contentExpectationOf = (info: PathInfo, storeDir: string): NarExpectation =>
-  ({ path: StorePath.print(info.path, storeDir), ca: info.ca })
+/**
+ * What a content-addressed path's contents must hash to (nothing when it has no content address);
+ * a path that refers to itself (a content-addressed derivation output) is hashed modulo its own hash part.
+ */
+export const contentExpectationOf = (info: PathInfo, storeDir: string): NarExpectation => ({
+  path: StorePath.print(info.path, storeDir),
+  ca: info.ca,
+  ...(info.ca?._tag === "Fixed" && info.references.some((r) => StorePath.equals(r, info.path)) ? { caModulo: info.path.hashPart } : {})
+})
 
 /** The NAR's bytes passed on, checked against `info`; `onEvent` sees every decoded event (e.g. to build a listing). */
 export const verifiedNar = <E, R>(

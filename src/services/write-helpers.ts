@@ -6,6 +6,7 @@
 import { Effect, Stream } from "effect"
 import { basename } from "node:path"
 import * as ContentAddress from "../core/content-address.ts"
+import * as ByteString from "../core/byte-string.ts"
 import * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
 import * as Tree from "../nar/tree.ts"
@@ -82,7 +83,7 @@ export const addTextVia = (store: StoreReadApi, core: StoreWriteCore) =>
     Effect.gen(function*() {
       const valid = yield* Effect.mapError(Effect.fromResult(StorePath.validateName(name)),
         (e) => new StoreIoError({ store: store.uri, operation: "add text", reason: e.message }))
-      const contents = typeof text === "string" ? new TextEncoder().encode(text) : text
+      const contents = typeof text === "string" ? ByteString.encode(text) : text
       const ca = ContentAddress.text(Hash.hashBytes("sha256", contents))
       const refs = sortReferences(references)
       const path = ContentAddress.storePath(ca, valid, { references: refs, storeDir: store.storeDir })
@@ -107,5 +108,6 @@ export const makeStoreWrite = (store: StoreReadApi, core: StoreWriteCore, overri
   addPath: overrides.addPath ?? addPathTwoPass(store, core),
   addText: overrides.addText ?? addTextVia(store, core),
   addMultiple: overrides.addMultiple ?? addMultipleVia(core),
-  ...(overrides.requiresSignatures === undefined ? {} : { requiresSignatures: overrides.requiresSignatures })
+  ...(overrides.requiresSignatures === undefined ? {} : { requiresSignatures: overrides.requiresSignatures }),
+  ...(overrides.registerRealisation ? { registerRealisation: overrides.registerRealisation } : {})
 })

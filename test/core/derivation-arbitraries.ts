@@ -12,10 +12,14 @@ export const arbStorePath = (storeDir = StorePath.defaultStoreDir, suffix = "") 
   fc.tuple(fc.uint8Array({ minLength: 20, maxLength: 20 }), arbName)
     .map(([digest, name]) => StorePath.print({ hashPart: Hash.encode(Hash.make("sha1", digest), "base32"), name: name + suffix }, storeDir))
 
-/** Any Unicode text without NUL or lone surrogates, biased towards the characters the format escapes. */
+/**
+ * Any Unicode text without NUL, biased towards the characters the format escapes, plus bytes that
+ * are not UTF-8 (kept as U+DC80–U+DCFF; only ones that cannot combine into a UTF-8 sequence, so
+ * every generated string is what decoding its bytes gives back).
+ */
 export const arbText = fc.string({
   unit: fc.oneof(
-    { weight: 3, arbitrary: fc.constantFrom("\"", "\\", "\n", "\t", "\r", "$", "{", "é", "😀", "\u0001", "\u007f", "\uffff", "a", " ") },
+    { weight: 3, arbitrary: fc.constantFrom("\"", "\\", "\n", "\t", "\r", "$", "{", "é", "😀", "\u0001", "\u007f", "\uffff", "a", " ", "\udcff", "\udcfe", "\udc80", "\udcbf") },
     { weight: 2, arbitrary: fc.string({ unit: "binary", minLength: 1, maxLength: 1 }) }
   ),
   maxLength: 30

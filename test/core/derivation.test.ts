@@ -6,6 +6,7 @@ import * as StorePath from "../../src/core/store-path.ts"
 import * as Drv from "../../src/core/derivation/index.ts"
 import * as Json from "../../src/core/derivation/json-value.ts"
 import { formatFixed6, formatNlohmann, formatShortest6 } from "../../src/core/derivation/number-format.ts"
+import * as ByteString from "../../src/core/byte-string.ts"
 import { compareUtf8 } from "../../src/core/derivation/utf8-order.ts"
 import { arbDerivation, arbStorePath, arbText } from "./derivation-arbitraries.ts"
 import { ok } from "./nix-helpers.ts"
@@ -74,9 +75,16 @@ describe("ATerm .drv format", () => {
         expect(r.failure.message).toMatch(/^invalid derivation/)
       }
     }
-    const bytes = new Uint8Array([...new TextEncoder().encode(`Derive([("out","","","")],[],[],"s","`), 0xff, ...new TextEncoder().encode(`",[],[])`)])
-    const r = Drv.parse(bytes)
-    expect(Result.isFailure(r) && r.failure.reason).toMatch(/not valid UTF-8/)
+  })
+
+  it("keeps bytes that are not UTF-8 and prints them back unchanged", () => {
+    const enc = (s: string) => new TextEncoder().encode(s)
+    const bytes = new Uint8Array([...enc(`Derive([("out","","","")],[],[],"s","`), 0xff, 0xe9, ...enc(`",["a`), 0x80, ...enc(`é"],[("k`), 0xe9, ...enc(`y","caf`), 0xe9, ...enc(`")])`)])
+    const drv = ok(Drv.parse(bytes, { name: "x" }))
+    expect(drv.builder).toBe("\udcff\udce9")
+    expect(drv.args).toEqual(["a\udc80é"])
+    expect(drv.env.get("k\udce9y")).toBe("caf\udce9")
+    expect(Buffer.from(ByteString.encode(Drv.print(drv)))).toEqual(Buffer.from(bytes))
   })
 
   it("parses a large flat derivation without recursion", () => {

@@ -33,7 +33,6 @@ describe("store paths", () => {
   it("rejects bad paths and names with a reason", () => {
     const hash = "0".repeat(32)
     const cases: Array<[string, RegExp]> = [
-      [`/nix/store/${hash}-.hidden`, /starts with a period/],
       [`/nix/store/${hash}-a b`, /illegal character ' '/],
       [`/nix/store/${hash}-`, /expected/],
       [`/nix/store/${hash}-${"a".repeat(212)}`, /longer than 211/],
@@ -48,6 +47,8 @@ describe("store paths", () => {
       if (Result.isFailure(r)) expect(r.failure.message).toMatch(reason)
     }
     expect(Result.isSuccess(StorePath.parse(`/nix/store/${hash}-${"a".repeat(211)}`))).toBe(true)
+    // Nix 2.8 allows names that start with a period (nix-store --add .gitignore); see test/nix/names.nix.test.ts
+    for (const name of [".gitignore", "...", ".", ".."]) expect(Result.isSuccess(StorePath.parse(`/nix/store/${hash}-${name}`))).toBe(true)
   })
 
   it("validates store dirs", () => {

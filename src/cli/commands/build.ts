@@ -36,6 +36,7 @@ const buildProgress = (quiet: boolean) => {
         process.stderr.write(`warning: the substitute for '${event.path}' from '${event.from}' is not signed by any of the keys in 'trusted-public-keys'\n`)
       }
       if (event.type === "building" || event.type === "substituting") running.add(event.drvPath)
+      if (event.type === "resolved" && !quiet) { progress.done(); process.stderr.write(`resolved derivation: '${event.drvPath}' -> '${event.resolved}'\n`) }
       if (event.type === "built" || event.type === "substituted") { running.delete(event.drvPath); finished++ }
       if (event.type === "failed") { running.delete(event.drvPath); failed++ }
       show()
@@ -54,6 +55,10 @@ export const buildCommand = Command.make("build", {
   timeout: optionalInt("timeout", "kill a build that runs longer than this many seconds"),
   maxSilentTime: optionalInt("max-silent-time", "kill a build that prints nothing for this many seconds"),
   printBuildLogs: switchFlag("print-build-logs", "show the builders' output on stderr, each line prefixed with the derivation name (also with --verbose)"),
+  systemFeatures: Flag.String("system-features").pipe(Flag.optional,
+    Flag.withDescription("space-separated features this machine offers to requiredSystemFeatures (default Nix's: benchmark big-parallel ca-derivations kvm nixos-test)")),
+  hashedMirrors: Flag.String("hashed-mirrors").pipe(Flag.withDefault(""),
+    Flag.withDescription("space-separated servers builtin:fetchurl asks first for a file by its hash (<mirror>/<algo>/<base16>), as Nix's hashed-mirrors")),
   targets: Argument.String("target").pipe(Argument.variadic({ min: 1 }),
     Argument.withDescription(".drv store paths, .drv files, or a module (.ts/.js) exporting derivations"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
@@ -89,6 +94,8 @@ export const buildCommand = Command.make("build", {
     maxJobs: args.maxJobs, keepGoing: args.keepGoing, cores: Option.getOrUndefined(args.cores), timeoutSeconds: Option.getOrUndefined(args.timeout),
     maxSilentSeconds: Option.getOrUndefined(args.maxSilentTime), substituters, trustedKeys, onEvent: progress.onEvent,
     onResult: (result) => { finished.push(result) },
+    systemFeatures: Option.getOrUndefined(Option.map(args.systemFeatures, (s) => s.split(/\s+/).filter((t) => t !== ""))),
+    hashedMirrors: args.hashedMirrors.split(/\s+/).filter((t) => t !== ""),
     ...(onLog ? { onLog } : {})
   }).pipe(
     Effect.ensuring(Effect.sync(progress.done)),

@@ -6,6 +6,7 @@
 import { Console, Effect, FileSystem } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Drv from "../../core/derivation/index.ts"
+import * as ByteString from "../../core/byte-string.ts"
 import * as Hash from "../../core/hash.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { fromResult } from "../effect-result.ts"
@@ -68,7 +69,7 @@ const show = Command.make("show", {
     const { bytes, drv } = yield* readDrv(file, args.storeDir)
     entries.push([yield* drvPathOf(bytes, drv, args.storeDir), drv])
   }
-  yield* Effect.sync(() => process.stdout.write(Drv.printShowDerivation(entries)))
+  yield* Effect.sync(() => process.stdout.write(ByteString.encodeBuffer(Drv.printShowDerivation(entries))))
 })).pipe(
   Command.withDescription("Print derivations as JSON, exactly like `nix show-derivation` (the output is JSON with or without --json)."),
   Command.withExamples([{ command: "b3 drv show /tmp/r/nix/store/…-hello.drv", description: "a .drv file as nix show-derivation prints it" }]))
@@ -84,12 +85,14 @@ const hash = Command.make("hash", {
   const inputs = yield* loadInputs(drv, dirOf(args.file), args.storeDir)
   const result = yield* fromResult(Drv.hashDerivationModulo(drv, args.masked, { lookup: (p) => inputs.get(p), storeDir: args.storeDir }))
   const encoding: Hash.HashEncoding = args.sri ? "sri" : args.base32 ? "base32" : "base16"
-  const sorted = [...result.hashes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  if ((yield* outputMode).json) return yield* printJson(Object.fromEntries(sorted.map(([name, h]) => [name, Hash.encode(h, encoding)])))
-  for (const [name, h] of sorted) {
-    yield* Console.log(result.hashes.size === 1 && new Set(result.hashes.values()).size === 1 ? Hash.encode(h, encoding) : `${name} ${Hash.encode(h, encoding)}`)
-  }
-})).pipe(Command.withDescription("Print hashDerivationModulo of a derivation (base16; one line per output for fixed-output derivations with several; --json: {output: hash}); input .drv files are read from the same directory."),
+  const sorted = [...result.hashes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, h]) => [name, Hash.encode(h, encoding)] as const)
+  if ((yield* outputMode).json) return yield* printJson(Object.fromEntries(sorted))
+  // Nix 2.8 gives every output of a derivation the same hash (a fixed-output derivation has only
+  // `out`), so this is one line; should the hashes ever differ, each output gets a line of its own.
+  const distinct = new Set(sorted.map(([, h]) => h))
+  if (distinct.size === 1) yield* Console.log(sorted[0]![1])
+  else for (const [name, h] of sorted) yield* Console.log(`${name} ${h}`)
+})).pipe(Command.withDescription("Print hashDerivationModulo of a derivation (base16; one hash, which all its outputs share; --json: {output: hash}); input .drv files are read from the same directory."),
   Command.withExamples([{ command: "b3 drv hash --masked --base32 /tmp/r/nix/store/…-hello.drv", description: "the hash its output paths are computed from" }]))
 
 const outputs = Command.make("outputs", { storeDir: storeDirFlag, file: drvFile }, (args) => Effect.gen(function*() {
@@ -97,10 +100,14 @@ const outputs = Command.make("outputs", { storeDir: storeDirFlag, file: drvFile 
   const inputs = yield* loadInputs(drv, dirOf(args.file), args.storeDir)
   const paths = yield* fromResult(Drv.checkOutputs(drv, { lookup: (p) => inputs.get(p), storeDir: args.storeDir }))
   const sorted = [...paths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  if ((yield* outputMode).json) yield* printJson(Object.fromEntries(sorted.map(([n, p]) => [n, p ?? null])))
-  else for (const [name, path] of sorted) yield* Console.log(`${name} ${path ?? "(known after the build: floating content-addressed)"}`)
-})).pipe(Command.withDescription("Compute a derivation's output paths (checking the ones it records); input .drv files are read from the same directory."),
-  Command.withExamples([{ command: "b3 drv outputs --json /tmp/r/nix/store/…-hello.drv", description: "{output: path} (null for floating content-addressed outputs)" }]))
+  if ((yield* outputMode).json) return yield* printJson(Object.fromEntries(sorted.map(([n, p]) => [n, p ?? null])))
+  const type = yield* fromResult(Drv.derivationType(drv))
+  const unknown = type === "Floating" ? "unknown until built: the derivation is floating content-addressed"
+    : type === "Impure" ? "unknown until built: the derivation is impure"
+    : "unknown until built: it depends on a floating content-addressed or impure derivation"
+  for (const [name, path] of sorted) yield* Console.log(`${name} ${path ?? `(${unknown})`}`)
+})).pipe(Command.withDescription("Compute a derivation's output paths (checking the ones it records); outputs of floating content-addressed and impure derivations, and of derivations that depend on them, have no path until built (Nix: \"Cannot use output path of floating content-addressed derivation until we know what it is\"); input .drv files are read from the same directory."),
+  Command.withExamples([{ command: "b3 drv outputs --json /tmp/r/nix/store/…-hello.drv", description: "{output: path} (null where the path is known only after the build)" }]))
 
 const attrs = Command.make("attrs", {
   storeDir: storeDirFlag,

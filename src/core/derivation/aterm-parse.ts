@@ -4,13 +4,16 @@
  * beyond a fixed depth), so the parser is a single pass over the bytes with no recursion.
  *
  * It accepts everything Nix 2.8 writes and is stricter than Nix's reader where Nix is sloppy:
- * list items must be separated by exactly one comma, nothing may follow the closing `)`, strings
- * must be UTF-8, store paths must be valid and in `storeDir`, and names may not repeat.
+ * list items must be separated by exactly one comma, nothing may follow the closing `)`, store
+ * paths must be valid and in `storeDir`, and names may not repeat. Strings are bytes, as in Nix:
+ * bytes that are not UTF-8 are kept as escapes (../byte-string.ts), so printing gives them back.
  *
  * The reader records the first error and from then on every step is a no-op, so the parsing code
  * reads straight through and the error is checked once at the end.
  */
+import { isUtf8 } from "node:buffer"
 import { Result } from "effect"
+import * as ByteString from "../byte-string.ts"
 import * as Hash from "../hash.ts"
 import * as StorePath from "../store-path.ts"
 import { InvalidDerivation } from "./errors.ts"
@@ -24,8 +27,6 @@ export interface ParseOptions {
   readonly source?: string
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true })
-const encoder = new TextEncoder()
 
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
@@ -42,7 +43,14 @@ class Reader {
   pos = 0
   error: Failure | undefined = undefined
   readonly bytes: Uint8Array
-  constructor(bytes: Uint8Array) { this.bytes = bytes }
+  readonly buffer: Buffer
+  /** Whether the whole input is UTF-8, and so every string in it (quotes and escapes are ASCII). */
+  readonly utf8: boolean
+  constructor(bytes: Uint8Array) {
+    this.bytes = bytes
+    this.buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
+    this.utf8 = isUtf8(this.buffer)
+  }
 
   get ok(): boolean { return this.error === undefined }
 
@@ -100,23 +108,18 @@ class Reader {
       i++
     }
     if (i >= bytes.length) { this.fail(start, "unterminated string"); return "" }
-    let raw = bytes.subarray(start + 1, i)
-    if (escapes > 0) {
-      const out = new Uint8Array(raw.length - escapes)
-      let n = 0
-      for (let j = 0; j < raw.length; j++) {
-        const c = raw[j]!
-        if (c === BACKSLASH) { const e = raw[++j]!; out[n++] = unescaped[e] ?? e } else out[n++] = c
-      }
-      raw = out
-    }
     this.pos = i + 1
-    try {
-      return utf8.decode(raw)
-    } catch {
-      this.fail(start, "the string is not valid UTF-8")
-      return ""
+    if (escapes === 0) {
+      return this.utf8 ? this.buffer.toString("utf8", start + 1, i) : ByteString.decode(bytes.subarray(start + 1, i))
     }
+    const raw = bytes.subarray(start + 1, i)
+    const out = Buffer.allocUnsafe(raw.length - escapes)
+    let n = 0
+    for (let j = 0; j < raw.length; j++) {
+      const c = raw[j]!
+      if (c === BACKSLASH) { const e = raw[++j]!; out[n++] = unescaped[e] ?? e } else out[n++] = c
+    }
+    return this.utf8 ? out.toString("utf8", 0, n) : ByteString.decode(out.subarray(0, n))
   }
 }
 
@@ -200,9 +203,9 @@ const parseBytes = (bytes: Uint8Array, options: ParseOptions): Result.Result<Der
   return Result.succeed({ name: options.name ?? env.get("name") ?? "", outputs, inputDrvs, inputSrcs, system, builder, args, env })
 }
 
-/** Parses a `.drv` file's contents (bytes, or a string, which is taken as its UTF-8 encoding). */
+/** Parses a `.drv` file's contents (bytes, or a string standing for its bytes as ../byte-string.ts encodes them). */
 export const parse = (input: Uint8Array | string, options: ParseOptions = {}): Result.Result<Derivation, InvalidDerivation> => {
-  const bytes = typeof input === "string" ? encoder.encode(input) : input
+  const bytes = typeof input === "string" ? ByteString.encode(input) : input
   return Result.mapError(parseBytes(bytes, options), (f) =>
     new InvalidDerivation({ input: options.source ?? options.name ?? "<derivation>", offset: f.offset, reason: f.reason }))
 }

@@ -32,7 +32,8 @@
  * `"flat"`|`"recursive"`) makes a fixed-output derivation; `__contentAddressed: true` makes a floating
  * content-addressed one, whose output paths are known only after building (references to its outputs
  * are placeholders). `null` is `""` unless `__ignoreNulls: true`, which drops the attribute.
- * Not supported: referencing a derivation's `drvPath` as a string (Nix's whole-closure `=` context).
+ * `drvPath(dep)` is `dep.drvPath` with Nix's whole-closure context: every path in the closure of
+ * the `.drv` becomes an input source, and every derivation in it an input with all its outputs.
  */
 import { Result } from "effect"
 import * as Hash from "../hash.ts"
@@ -49,8 +50,8 @@ import {
   type DerivationHandle, type DerivationLike, type OutputRef, type StringLike, type Value
 } from "./values.ts"
 
-export { float, storePath, str } from "./values.ts"
-export type { ContextString, FloatValue, OutputRef, StorePathRef, StringLike, Value } from "./values.ts"
+export { drvPath, float, storePath, str } from "./values.ts"
+export type { ContextString, DrvPathRef, FloatValue, OutputRef, StorePathRef, StringLike, Value } from "./values.ts"
 
 export interface DerivationAttrs {
   /** The derivation name: the name part of its output paths. */
@@ -114,9 +115,14 @@ const makeBuilt = (
   aterm: string,
   drvHash: DrvHash,
   outputNames: ReadonlyArray<string>,
-  inputs: ReadonlyArray<DerivationHandle> = []
+  inputs: ReadonlyArray<DerivationHandle> | undefined,
+  sourceClosure: ReadonlyArray<string> | undefined
 ): BuiltDerivation => {
-  const handle: DerivationHandle = { drvPath, drvHash, aterm, inputs }
+  const handle: DerivationHandle = {
+    drvPath, drvHash, aterm, derivation: drv,
+    ...(inputs !== undefined ? { inputs } : {}),
+    ...(sourceClosure !== undefined ? { sourceClosure } : {})
+  }
   const outputPaths: Record<string, string> = {}
   const outputs: Record<string, OutputRef> = {}
   for (const name of outputNames) {
@@ -127,9 +133,38 @@ const makeBuilt = (
   }
   const defaultPath = outputPaths[outputNames[0]!]!
   return {
-    [brand]: "Derivation", name: drv.name, drvPath, outputs, outputPaths, outputNames, derivation: drv, aterm, drvHash, inputs,
+    [brand]: "Derivation", name: drv.name, drvPath, outputs, outputPaths, outputNames, derivation: drv, aterm, drvHash, inputs: inputs ?? [],
+    ...(sourceClosure !== undefined ? { sourceClosure } : {}),
     toString: () => defaultPath
   }
+}
+
+/**
+ * The closure of a `.drv` (Nix's `computeFSClosure` of it): every derivation reachable through
+ * input derivations, and every input source of those with the paths the sources refer to.
+ */
+const drvClosure = (root: DerivationHandle): Result.Result<{ readonly drvs: ReadonlyArray<DerivationHandle>; readonly srcs: ReadonlySet<string> }, string> => {
+  const drvs = new Map<string, DerivationHandle>()
+  const srcs = new Set<string>()
+  const stack = [root]
+  while (stack.length > 0) {
+    const h = stack.pop()!
+    if (drvs.has(h.drvPath)) continue
+    drvs.set(h.drvPath, h)
+    const drv = h.derivation
+    if (drv === undefined) return Result.fail(`the contents of '${h.drvPath}' are not known here`)
+    for (const s of h.sourceClosure ?? drv.inputSrcs) srcs.add(s)
+    const known = new Map((h.inputs ?? []).map((i) => [i.drvPath, i]))
+    for (const p of drv.inputDrvs.keys()) {
+      const input = known.get(p)
+      if (input === undefined) return Result.fail(`the input derivation '${p}' of '${h.drvPath}' is not known here (load it with its inputs)`)
+      stack.push(input)
+    }
+  }
+  for (const s of srcs) {
+    if (s.endsWith(drvExtension) && !drvs.has(s)) return Result.fail(`the closure of '${root.drvPath}' holds the derivation '${s}' as a plain source, whose outputs are not known here`)
+  }
+  return Result.succeed({ drvs: [...drvs.values()], srcs })
 }
 
 /** Builds a derivation from attributes; see the module documentation. */
@@ -237,12 +272,25 @@ export const derivation = (attrs: DerivationAttrs, options: DerivationOptions = 
     }
     if (structured) env.set("__json", Json.printNix(json))
 
+    // `drvPath(dep)` (Nix's `=` context): the whole closure of the .drv becomes input.
+    for (const handle of ctx.drvPaths.values()) {
+      const closure = drvClosure(handle)
+      if (Result.isFailure(closure)) return yield* fail("", closure.failure)
+      for (const src of closure.success.srcs) ctx.srcs.add(src)
+      for (const d of closure.success.drvs) {
+        ctx.srcs.add(d.drvPath)
+        for (const o of d.derivation!.outputs.keys()) ctx.addOutput(d, o)
+      }
+    }
+
     if (builder === "") return yield* fail("builder", "required attribute 'builder' missing")
     if (system === "") return yield* fail("system", "required attribute 'system' missing")
     // The .drv format writes the system unescaped, so it cannot hold quotes or backslashes.
     if (/["\\]/.test(system)) return yield* fail("system", "the system cannot contain '\"' or '\\'")
 
     const inputSrcs = [...ctx.srcs]
+    const sourceClosure = new Set(inputSrcs)
+    for (const refs of ctx.srcReferences.values()) for (const r of refs) sourceClosure.add(r)
     const references: Array<StorePath.StorePath> = []
     for (const path of [...inputSrcs, ...ctx.outputs.keys()]) {
       const valid = StorePath.parse(path, storeDir)
@@ -299,16 +347,22 @@ export const derivation = (attrs: DerivationAttrs, options: DerivationOptions = 
     const drvPath = StorePath.print(StorePath.makeText(name + drvExtension, Hash.hashBytes("sha256", aterm), references, storeDir), storeDir)
     const drvHash = yield* Result.mapError(hashDerivationModulo(drv, false, { cache: new Map(inputHashes), storeDir }),
       (e) => new InvalidDerivationArgs({ name, attribute: "", reason: e.message }))
-    return makeBuilt(drvPath, drv, aterm, drvHash, outputNames, [...ctx.outputs.values()].map((o) => o.drv))
+    return makeBuilt(drvPath, drv, aterm, drvHash, outputNames, [...ctx.outputs.values()].map((o) => o.drv), [...sourceClosure])
   })
 }
 
 /**
  * Makes a derivation that was not declared here (e.g. parsed from a `.drv` file) usable as an input:
  * `drvHash` is its unmasked `hashDerivationModulo` (compute it with `hashDerivationModulo(drv, false, …)`).
+ * Give its `inputs` (and the closure of its sources) if it is used with `drvPath(…)` or written to a store.
  */
-export const fromDerivation = (drvPath: string, drv: Derivation, drvHash: DrvHash): BuiltDerivation =>
-  makeBuilt(drvPath, drv, print(drv), drvHash, [...drv.outputs.keys()].sort(compareUtf8))
+export const fromDerivation = (
+  drvPath: string,
+  drv: Derivation,
+  drvHash: DrvHash,
+  options: { readonly inputs?: ReadonlyArray<DerivationHandle>; readonly sourceClosure?: ReadonlyArray<string> } = {}
+): BuiltDerivation =>
+  makeBuilt(drvPath, drv, print(drv), drvHash, [...drv.outputs.keys()].sort(compareUtf8), options.inputs, options.sourceClosure)
 
 /** A `.drv` file to write to a store: its path and contents (its references are its inputs). */
 export interface DrvFile {

@@ -13,7 +13,7 @@ export { computeOutputPaths, checkOutputs } from "./outputs.ts"
 export { hashPlaceholder, downstreamPlaceholder } from "./placeholders.ts"
 export { structuredAttrsFiles, attrsShell, shellEscape, type StructuredAttrsFiles, type StructuredAttrsOptions } from "./structured-attrs.ts"
 export {
-  derivation, fromDerivation, drvFileClosure, float, storePath, str, type DrvFile,
+  derivation, fromDerivation, drvFileClosure, drvPath, float, storePath, str, type DrvFile, type DrvPathRef,
   type BuiltDerivation, type DerivationAttrs, type DerivationOptions,
   type ContextString, type FloatValue, type OutputRef, type StorePathRef, type StringLike, type Value
 } from "./builder-api.ts"

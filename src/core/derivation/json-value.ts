@@ -66,8 +66,9 @@ export const parse = (text: string): Result.Result<JsonValue, JsonSyntaxError> =
       if (c < 0x20) { fail("control character in a string"); return "" }
       if (c >= 0xd800 && c <= 0xdfff) {
         const pair = c <= 0xdbff && (text.charCodeAt(pos + 1) & 0xfc00) === 0xdc00
-        if (!pair) { fail("ill-formed UTF-16 in a string"); return "" }
-        pos += 2
+        // A lone U+DC80–U+DCFF is a byte that is not UTF-8 (../byte-string.ts): Nix strings are bytes.
+        if (!pair && !(c >= 0xdc80 && c <= 0xdcff)) { fail("ill-formed UTF-16 in a string"); return "" }
+        pos += pair ? 2 : 1
         continue
       }
       if (c !== 0x5c) { pos++; continue }

@@ -10,6 +10,7 @@
  * (2-space indentation, its string escaping, derivations sorted by path, final newline).
  */
 import { Result } from "effect"
+import * as ByteString from "../byte-string.ts"
 import * as Hash from "../hash.ts"
 import * as StorePath from "../store-path.ts"
 import { InvalidDerivation } from "./errors.ts"
@@ -38,7 +39,10 @@ export const toJson = (drv: Derivation): Json.JsonValue => new Map<string, Json.
   ["env", new Map(sortedEntries(drv.env))]
 ])
 
-/** Exactly what `nix show-derivation` prints for these derivations. */
+/**
+ * Exactly what `nix show-derivation` prints for these derivations; bytes that are not UTF-8 stay
+ * escaped in the string (write `ByteString.encode` of it to get Nix's bytes).
+ */
 export const printShowDerivation = (drvs: Iterable<readonly [string, Derivation]>): string => {
   const byPath = new Map<string, Json.JsonValue>()
   for (const [path, drv] of [...drvs].sort(([a], [b]) => compareUtf8(a, b))) byPath.set(path, toJson(drv))
@@ -127,14 +131,14 @@ const derivationFromJson = (v: Json.JsonValue, drvPath: string, storeDir: string
   })
 }
 
-/** Reads `nix show-derivation` output: drv path → derivation. */
+/** Reads `nix show-derivation` output (its bytes, or a string as ../byte-string.ts decodes them): drv path → derivation. */
 export const parseShowDerivation = (
-  text: string,
+  input: string | Uint8Array,
   options: { readonly storeDir?: string; readonly source?: string } = {}
 ): Result.Result<ReadonlyMap<string, Derivation>, InvalidDerivation> => {
   const storeDir = options.storeDir ?? StorePath.defaultStoreDir
   const source = options.source ?? "<json>"
-  const json = Json.parse(text)
+  const json = Json.parse(typeof input === "string" ? input : ByteString.decode(input))
   if (Result.isFailure(json)) return Result.fail(new InvalidDerivation({ input: source, offset: json.failure.offset, reason: json.failure.reason }))
   if (!Json.isObject(json.success)) return Result.fail(new InvalidDerivation({ input: source, offset: 0, reason: "expected an object of derivations by path" }))
   const out = new Map<string, Derivation>()

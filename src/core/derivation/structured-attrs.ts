@@ -9,7 +9,7 @@
  *   Booleans, and flat lists/objects of those), as `writeStructuredAttrsShell` writes them.
  *
  * In both, output placeholders (`hashPlaceholder(name)`) are replaced by the output paths.
- * `exportReferencesGraph` needs store queries and is not expanded here.
+ * `exportReferencesGraph` needs store queries: the builder computes it and passes it in `replace`.
  */
 import { Result } from "effect"
 import { InvalidDerivation } from "./errors.ts"
@@ -28,6 +28,8 @@ export interface StructuredAttrsFiles {
 export interface StructuredAttrsOptions {
   /** The paths the outputs are built at; defaults to the paths recorded in the derivation. */
   readonly outputPaths?: ReadonlyMap<string, string>
+  /** Values to put in place of attributes (the builder's `exportReferencesGraph` closures). */
+  readonly replace?: ReadonlyMap<string, Json.JsonValue>
 }
 
 /** Nix's `shellEscape`: single quotes, with `'` written as `'\''`. */
@@ -74,7 +76,7 @@ export const attrsShell = (json: ReadonlyMap<string, Json.JsonValue>): string =>
 }
 
 /** Nix's `rewriteStrings`: each replacement in turn, in key order. */
-const rewrite = (s: string, rewrites: ReadonlyMap<string, string>): string => {
+export const rewriteStrings = (s: string, rewrites: ReadonlyMap<string, string>): string => {
   let out = s
   for (const [from, to] of [...rewrites].sort(([a], [b]) => compareUtf8(a, b))) {
     if (from !== to && from !== "") out = out.split(from).join(to)
@@ -98,8 +100,9 @@ export const structuredAttrsFiles = (
     const path = options.outputPaths?.get(name) ?? outputPath(output)
     if (path !== undefined) rewrites.set(hashPlaceholder(name), path)
   }
-  const outputs = new Map<string, Json.JsonValue>(sortedEntries(drv.outputs).map(([name]) => [name, rewrite(hashPlaceholder(name), rewrites)]))
+  const outputs = new Map<string, Json.JsonValue>(sortedEntries(drv.outputs).map(([name]) => [name, rewriteStrings(hashPlaceholder(name), rewrites)]))
   const json = new Map(parsed.success)
   json.set("outputs", outputs)
-  return Result.succeed({ json: rewrite(Json.printNlohmann(json), rewrites), shell: rewrite(attrsShell(json), rewrites) })
+  for (const [key, value] of options.replace ?? []) json.set(key, value)
+  return Result.succeed({ json: rewriteStrings(Json.printNlohmann(json), rewrites), shell: rewriteStrings(attrsShell(json), rewrites) })
 }

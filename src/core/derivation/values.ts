@@ -6,8 +6,10 @@
  * - strings as is; integers in decimal; floats as `%f` (`1.5` → `1.500000`) in the environment and
  *   `%g` in JSON; `true` → `"1"`, `false` and `null` → `""`; lists joined by spaces;
  * - references: an output of another derivation (`dep.outputs.out`, or `dep` itself for its first
- *   output), a store path (`storePath("/nix/store/…")`), or a string built with the `str` template
- *   tag from such references (`` str`${dep.outputs.dev}/include` ``), which keeps their context;
+ *   output), a store path (`storePath("/nix/store/…")`), a derivation's `.drv` path (`drvPath(dep)`,
+ *   Nix's `dep.drvPath`: the whole closure of the `.drv` becomes an input, every output of every
+ *   derivation in it included), or a string built with the `str` template tag from such references
+ *   (`` str`${dep.outputs.dev}/include` ``), which keeps their context;
  * - plain objects only with structured attributes (they become JSON objects).
  *
  * A reference interpolated into an ordinary template literal loses its context (JavaScript strings
@@ -15,6 +17,7 @@
  */
 import type { DrvHash } from "./hash-modulo.ts"
 import type * as Json from "./json-value.ts"
+import type { Derivation } from "./types.ts"
 import { formatFixed6, formatInt } from "./number-format.ts"
 import { compareUtf8 } from "./utf8-order.ts"
 
@@ -29,13 +32,21 @@ export interface DerivationHandle {
   readonly aterm?: string
   /** The derivations it takes outputs from, when known (to write the whole graph to a store). */
   readonly inputs?: ReadonlyArray<DerivationHandle>
+  /** The derivation itself, when known (its `.drv` closure is needed for `drvPath(…)` references). */
+  readonly derivation?: Derivation
+  /** Its input sources and everything they refer to, when known (defaults to `derivation.inputSrcs`). */
+  readonly sourceClosure?: ReadonlyArray<string>
 }
 
-/** Store paths a string refers to: source paths and derivation outputs. */
+/** Store paths a string refers to: source paths, derivation outputs and whole derivations. */
 export interface StringContext {
   readonly srcs: ReadonlySet<string>
+  /** Source path → the paths it refers to, recursively (given with `storePath(path, { references })`). */
+  readonly srcReferences: ReadonlyMap<string, ReadonlyArray<string>>
   /** drv path → the derivation and the names of its outputs used. */
   readonly outputs: ReadonlyMap<string, { readonly drv: DerivationHandle; readonly names: ReadonlySet<string> }>
+  /** drv path → a derivation whose `.drv` path is mentioned (Nix's `=` context). */
+  readonly drvPaths: ReadonlyMap<string, DerivationHandle>
 }
 
 /** An output of a derivation; as a string, its path (or a placeholder while that is unknown). */
@@ -51,6 +62,15 @@ export interface OutputRef {
 export interface StorePathRef {
   readonly [brand]: "StorePathRef"
   readonly path: string
+  /** The paths it refers to, recursively, when known (they matter only to `drvPath(…)` closures). */
+  readonly references: ReadonlyArray<string>
+  toString(): string
+}
+
+/** A derivation's `.drv` path with Nix's `=` context (`dep.drvPath` in Nix): see `drvPath`. */
+export interface DrvPathRef {
+  readonly [brand]: "DrvPathRef"
+  readonly drv: DerivationHandle
   toString(): string
 }
 
@@ -75,7 +95,7 @@ export interface DerivationLike {
   readonly outputNames: ReadonlyArray<string>
 }
 
-export type Reference = OutputRef | StorePathRef | ContextString | DerivationLike
+export type Reference = OutputRef | StorePathRef | DrvPathRef | ContextString | DerivationLike
 /** What may be interpolated into `str`. */
 export type StringLike = string | Reference
 
@@ -89,13 +109,25 @@ export type Value =
   | ReadonlyArray<Value>
   | { readonly [key: string]: Value | undefined }
 
-export const emptyContext: StringContext = { srcs: new Set(), outputs: new Map() }
+export const emptyContext: StringContext = { srcs: new Set(), srcReferences: new Map(), outputs: new Map(), drvPaths: new Map() }
 
 export const outputRef = (drv: DerivationHandle, outputName: string, path: string): OutputRef =>
   ({ [brand]: "OutputRef", drv, outputName, path, toString: () => path })
 
-/** A source input: a path already in the store (e.g. added with `nix-store --add`). */
-export const storePath = (path: string): StorePathRef => ({ [brand]: "StorePathRef", path, toString: () => path })
+/**
+ * A source input: a path already in the store (e.g. added with `nix-store --add`). Give its
+ * `references` (the whole closure, as `nix-store -qR` lists it) if a `drvPath(…)` closure that
+ * includes it must list them too, as Nix's would.
+ */
+export const storePath = (path: string, options: { readonly references?: ReadonlyArray<string> } = {}): StorePathRef =>
+  ({ [brand]: "StorePathRef", path, references: options.references ?? [], toString: () => path })
+
+/**
+ * A derivation's `.drv` path as a string with Nix's `=` context (what `dep.drvPath` is in Nix): a
+ * derivation that uses it gets the whole closure of that `.drv` as input sources, and every
+ * derivation in that closure as an input with all its outputs, so its builder can read the graph.
+ */
+export const drvPath = (drv: DerivationHandle): DrvPathRef => ({ [brand]: "DrvPathRef", drv, toString: () => drv.drvPath })
 
 export const float = (value: number): FloatValue => ({ [brand]: "Float", value })
 
@@ -107,13 +139,20 @@ const kindOf = (v: unknown): string | undefined =>
 
 export const isReference = (v: unknown): v is Reference => {
   const k = kindOf(v)
-  return k === "OutputRef" || k === "StorePathRef" || k === "ContextString" || k === "Derivation"
+  return k === "OutputRef" || k === "StorePathRef" || k === "DrvPathRef" || k === "ContextString" || k === "Derivation"
 }
 
 /** Context accumulated while turning attribute values into strings. */
 export class ContextBuilder {
   readonly srcs = new Set<string>()
+  readonly srcReferences = new Map<string, ReadonlyArray<string>>()
   readonly outputs = new Map<string, { drv: DerivationHandle; names: Set<string> }>()
+  readonly drvPaths = new Map<string, DerivationHandle>()
+
+  addSource(path: string, references: ReadonlyArray<string>): void {
+    this.srcs.add(path)
+    if (references.length > 0) this.srcReferences.set(path, references)
+  }
 
   addOutput(drv: DerivationHandle, name: string): void {
     const entry = this.outputs.get(drv.drvPath)
@@ -122,14 +161,20 @@ export class ContextBuilder {
   }
 
   addContext(context: StringContext): void {
-    for (const src of context.srcs) this.srcs.add(src)
+    for (const src of context.srcs) this.addSource(src, context.srcReferences.get(src) ?? [])
     for (const { drv, names } of context.outputs.values()) for (const name of names) this.addOutput(drv, name)
+    for (const [path, drv] of context.drvPaths) this.drvPaths.set(path, drv)
   }
 
-  get isEmpty(): boolean { return this.srcs.size === 0 && this.outputs.size === 0 }
+  get isEmpty(): boolean { return this.srcs.size === 0 && this.outputs.size === 0 && this.drvPaths.size === 0 }
 
   freeze(): StringContext {
-    return { srcs: new Set(this.srcs), outputs: new Map([...this.outputs].map(([k, v]) => [k, { drv: v.drv, names: new Set(v.names) }])) }
+    return {
+      srcs: new Set(this.srcs),
+      srcReferences: new Map(this.srcReferences),
+      outputs: new Map([...this.outputs].map(([k, v]) => [k, { drv: v.drv, names: new Set(v.names) }])),
+      drvPaths: new Map(this.drvPaths)
+    }
   }
 }
 
@@ -137,7 +182,8 @@ export class ContextBuilder {
 export const referenceString = (ref: Reference, ctx: ContextBuilder): string => {
   const kind = kindOf(ref)
   if (kind === "OutputRef") { const o = ref as OutputRef; ctx.addOutput(o.drv, o.outputName); return o.path }
-  if (kind === "StorePathRef") { const s = ref as StorePathRef; ctx.srcs.add(s.path); return s.path }
+  if (kind === "StorePathRef") { const s = ref as StorePathRef; ctx.addSource(s.path, s.references); return s.path }
+  if (kind === "DrvPathRef") { const d = ref as DrvPathRef; ctx.drvPaths.set(d.drv.drvPath, d.drv); return d.drv.drvPath }
   if (kind === "ContextString") { const c = ref as ContextString; ctx.addContext(c.context); return c.value }
   const d = ref as DerivationLike
   return referenceString(d.outputs[d.outputNames[0]!]!, ctx)

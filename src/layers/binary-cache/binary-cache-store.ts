@@ -4,7 +4,9 @@
  * hash/size/structure checks; writes stream it through validation, compression and hashing into a
  * spool file, upload the NAR, and write the narinfo last — so a reader never sees a narinfo whose
  * NAR is missing or partial. Blob stores that take streamed uploads (S3) skip the spool file: the
- * NAR goes up as it is compressed, named `nar/<narhash>.nar[…]`.
+ * NAR goes up as it is compressed, named `nar/<narhash>.nar[…]`. Realisations of content-addressed
+ * derivation outputs are kept as Nix 2.8 keeps them, in `realisations/<drv output>.doi` (JSON),
+ * signed with the cache's secret keys.
  */
 import { Effect, Option, Result, Stream } from "effect"
 import { randomBytes } from "node:crypto"
@@ -13,6 +15,7 @@ import { join } from "node:path"
 import * as CacheInfo from "../../core/cache-info.ts"
 import * as Hash from "../../core/hash.ts"
 import * as NarInfo from "../../core/narinfo.ts"
+import * as Realisation from "../../core/realisation.ts"
 import type * as Signature from "../../core/signature.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { PathNotValid, StoreCorrupt, StoreIoError, Unsupported } from "../../services/store-errors.ts"
@@ -50,6 +53,9 @@ export interface BinaryCacheStore {
 
 /** A narinfo is a few hundred bytes; a cache that sends more than this is broken or hostile. */
 const maxNarInfoSize = 16 * 1024 * 1024
+
+/** Where a binary cache keeps a realisation. */
+export const realisationKey = (id: Realisation.DrvOutput): string => `realisations/${Realisation.printDrvOutput(id)}.doi`
 
 export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptions & { readonly writable: boolean }): Effect.Effect<BinaryCacheStore, StoreError> =>
   Effect.gen(function*() {
@@ -134,7 +140,15 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       })),
       queryReferrers: () => Effect.fail(new Unsupported({ store: uri, operation: "querying referrers (binary caches do not index them)" })),
       storedNar: (path) => Effect.map(narInfoOf(path), (ni) =>
-        ({ compression: ni.compression, fileHash: ni.fileHash, fileSize: ni.fileSize, bytes: blobs.getStream(ni.url), file: blobs.localPath?.(ni.url) }))
+        ({ compression: ni.compression, fileHash: ni.fileHash, fileSize: ni.fileSize, bytes: blobs.getStream(ni.url), file: blobs.localPath?.(ni.url) })),
+      queryRealisation: (id) => Effect.gen(function*() {
+        const key = realisationKey(id)
+        const bytes = yield* blobs.getBytes(key)
+        if (Option.isNone(bytes)) return Option.none()
+        const parsed = Realisation.parse(new TextDecoder().decode(bytes.value), `${uri}/${key}`)
+        if (Result.isFailure(parsed)) return yield* corrupt(parsed.failure.message)
+        return Option.some(parsed.success)
+      })
     }
 
     const writeNarInfo = (ni: NarInfo.NarInfo, hashPart: string) => Effect.gen(function*() {
@@ -225,6 +239,13 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       addSignatures: (path, signatures) => Effect.gen(function*() {
         const ni = yield* narInfoOf(path)
         yield* writeNarInfo({ ...ni, sigs: [...new Set([...ni.sigs, ...signatures])] }, path.hashPart)
+      })
+    }, {
+      // As Nix's BinaryCacheStore::registerDrvOutput (which writes it as given; b3 also signs it).
+      registerRealisation: (r) => Effect.gen(function*() {
+        if (!options.writable) return yield* new Unsupported({ store: uri, operation: "writing (it is read-only)" })
+        const signed = (options.secretKeys ?? []).reduce((acc, key) => Realisation.sign(acc, key), r)
+        yield* blobs.putBytes(realisationKey(r.id), new TextEncoder().encode(Realisation.print(signed)), "application/json")
       })
     })
 

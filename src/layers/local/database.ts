@@ -7,6 +7,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite"
 import { Result } from "effect"
 import * as ContentAddress from "../../core/content-address.ts"
 import * as Hash from "../../core/hash.ts"
+import * as Realisation from "../../core/realisation.ts"
 import * as StorePath from "../../core/store-path.ts"
 import type { PathInfo } from "../../services/path-info.ts"
 
@@ -39,6 +40,11 @@ export class StoreDatabase {
   readonly #insertOutput: StatementSync
   readonly #deletePath: StatementSync
   readonly #allPaths: StatementSync
+  readonly #realisation: StatementSync
+  readonly #realisationRefs: StatementSync
+  readonly #insertRealisation: StatementSync
+  readonly #updateRealisation: StatementSync
+  readonly #insertRealisationRef: StatementSync
   #depth = 0
 
   constructor(db: DatabaseSync, storeDir: string) {
@@ -57,6 +63,18 @@ export class StoreDatabase {
     this.#insertOutput = db.prepare("insert or replace into DerivationOutputs (drv, id, path) values (?, ?, ?)")
     this.#deletePath = db.prepare("delete from ValidPaths where path = ?")
     this.#allPaths = db.prepare("select path from ValidPaths order by path")
+    // The statements of Nix 2.8's LocalStore for realisations (drvPath holds the DrvOutput's hash).
+    this.#realisation = db.prepare(
+      "select Realisations.id as id, Output.path as path, Realisations.signatures as signatures from Realisations " +
+      "inner join ValidPaths as Output on Output.id = Realisations.outputPath where drvPath = ? and outputName = ?")
+    this.#realisationRefs = db.prepare(
+      "select drvPath, outputName from Realisations join RealisationsRefs on realisationReference = Realisations.id where referrer = ?")
+    this.#insertRealisation = db.prepare(
+      "insert into Realisations (drvPath, outputName, outputPath, signatures) values (?, ?, (select id from ValidPaths where path = ?), ?)")
+    this.#updateRealisation = db.prepare("update Realisations set signatures = ? where drvPath = ? and outputName = ?")
+    this.#insertRealisationRef = db.prepare(
+      "insert or replace into RealisationsRefs (referrer, realisationReference) values (" +
+      "(select id from Realisations where drvPath = ? and outputName = ?), (select id from Realisations where drvPath = ? and outputName = ?))")
   }
 
   close(): void { this.#db.close() }
@@ -177,6 +195,61 @@ export class StoreDatabase {
         }
         const outputs = derivationOutputs.get(this.#print(info.path))
         if (outputs) for (const [name, out] of Object.entries(outputs)) this.#insertOutput.run(id, name, out)
+      }
+    })
+  }
+
+  #realisationCore(id: Realisation.DrvOutput): { readonly rowId: number; readonly path: string; readonly signatures: ReadonlyArray<string> } | undefined {
+    const row = this.#realisation.get(Hash.print(id.drvHash, "base16"), id.outputName) as { id: number; path: string; signatures: string | null } | undefined
+    return row && { rowId: row.id, path: row.path, signatures: row.signatures ? row.signatures.split(" ").filter((s) => s !== "") : [] }
+  }
+
+  /** A derivation output's realisation, with the realisations it depends on (Nix's queryRealisation_). */
+  queryRealisation(id: Realisation.DrvOutput): Result.Result<Realisation.Realisation, RowProblem> | undefined {
+    const core = this.#realisationCore(id)
+    if (core === undefined) return undefined
+    const fail = (reason: string) => Result.fail({ path: core.path, reason })
+    const outPath = StorePath.parse(core.path, this.#storeDir)
+    if (Result.isFailure(outPath)) return fail(outPath.failure.reason)
+    const deps = new Map<string, StorePath.StorePath>()
+    for (const ref of this.#realisationRefs.all(core.rowId) as Array<{ drvPath: string; outputName: string }>) {
+      const depId = Realisation.parseDrvOutput(`${ref.drvPath}!${ref.outputName}`)
+      if (Result.isFailure(depId)) return fail(depId.failure.reason)
+      const dep = this.#realisationCore(depId.success)
+      const depPath = dep && StorePath.parse(dep.path, this.#storeDir)
+      if (depPath === undefined || Result.isFailure(depPath)) return fail(`the realisation it depends on, '${ref.drvPath}!${ref.outputName}', is missing`)
+      deps.set(Realisation.printDrvOutput(depId.success), depPath.success)
+    }
+    return Result.succeed(Realisation.make(id, outPath.success, { signatures: core.signatures, dependentRealisations: deps }))
+  }
+
+  /**
+   * Records a realisation as Nix's `registerDrvOutput` does: a compatible one already there gains
+   * the signatures; an incompatible one, or a missing dependency, is an error (thrown).
+   */
+  registerRealisation(r: Realisation.Realisation): void {
+    this.immediate(() => {
+      const hash = Hash.print(r.id.drvHash, "base16")
+      const key = Realisation.printDrvOutput(r.id)
+      const old = this.queryRealisation(r.id)
+      if (old !== undefined && Result.isSuccess(old)) {
+        const problem = Realisation.conflict(old.success, r, (p) => this.#print(p))
+        if (problem !== undefined) throw new Error(problem)
+        const signatures = [...new Set([...old.success.signatures, ...r.signatures])].sort()
+        this.#updateRealisation.run(signatures.join(" "), hash, r.id.outputName)
+      } else {
+        if (!this.isValid(r.outPath)) throw new Error(`cannot register the realisation '${key}': its output '${this.#print(r.outPath)}' is not valid`)
+        this.#insertRealisation.run(hash, r.id.outputName, this.#print(r.outPath), r.signatures.join(" "))
+      }
+      for (const [depKey, depPath] of r.dependentRealisations) {
+        const depId = Realisation.parseDrvOutput(depKey)
+        if (Result.isFailure(depId)) throw new Error(depId.failure.message)
+        const local = this.#realisationCore(depId.success)
+        if (local === undefined) throw new Error(`unable to register the derivation '${key}' as it depends on the non existent '${depKey}'`)
+        if (local.path !== this.#print(depPath)) {
+          throw new Error(`unable to register the derivation '${key}' as it depends on a realisation of '${depKey}' that doesn’t match what we have locally`)
+        }
+        this.#insertRealisationRef.run(hash, r.id.outputName, Hash.print(depId.success.drvHash, "base16"), depId.success.outputName)
       }
     })
   }

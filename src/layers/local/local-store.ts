@@ -122,7 +122,11 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
         Stream.mapError(narFromPath(join(layout.realStoreDir, StorePath.baseName(path))), ioError(uri, `read ${print(path)}`)))),
       queryPathFromHashPart: (hashPart) => trySync(uri, "query hash part", () => db.pathFromHashPart(hashPart)).pipe(
         Effect.map((p) => Option.flatMap(Option.fromNullishOr(p), (p) => Option.fromNullishOr(parsePaths([p])[0])))),
-      queryReferrers: (path) => trySync(uri, "query referrers", () => parsePaths(db.referrers(path)).sort(StorePath.compare))
+      queryReferrers: (path) => trySync(uri, "query referrers", () => parsePaths(db.referrers(path)).sort(StorePath.compare)),
+      queryRealisation: (id) => trySync(uri, "query realisation", () => db.queryRealisation(id)).pipe(Effect.flatMap((row) =>
+        row === undefined ? Effect.succeed(Option.none())
+          : Result.isSuccess(row) ? Effect.succeed(Option.some(row.success))
+          : Effect.fail(new StoreCorrupt({ store: uri, reason: `realisation with output ${row.failure.path}: ${row.failure.reason}` }))))
     }
 
     const ctx: AddContext = withGroupCommit({ uri, layout, db, temp, locks, derivationOutputsOf: derivationOutputsOf(storeDir) })
@@ -132,7 +136,11 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
         const info = yield* query(path)
         yield* trySync(uri, "add signatures", () => db.setSignatures(path, [...new Set([...info.signatures, ...signatures])]))
       })
-    }, { addPath: addPathOnePass(ctx), requiresSignatures: true })
+    }, {
+      addPath: addPathOnePass(ctx),
+      requiresSignatures: true,
+      registerRealisation: (r) => trySync(uri, "register realisation", () => db.registerRealisation(r))
+    })
 
     const maintenance: StoreMaintenanceApi = {
       verify: (options = {}) => verifyStore(layout, db, options),

@@ -48,6 +48,31 @@ create table if not exists DerivationOutputs (
 create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
 `
 
+/** Nix 2.8's extension for content-addressed derivations (ca-specific-schema.sql, ca-schema version 3). */
+export const caSchemaVersion = 3
+const caSchema = `
+create table if not exists Realisations (
+    id integer primary key autoincrement not null,
+    drvPath text not null,
+    outputName text not null, -- symbolic output id, usually "out"
+    outputPath integer not null,
+    signatures text, -- space-separated list
+    foreign key (outputPath) references ValidPaths(id) on delete cascade
+);
+
+create index if not exists IndexRealisations on Realisations(drvPath, outputName);
+
+create table if not exists RealisationsRefs (
+    referrer integer not null,
+    realisationReference integer,
+    foreign key (referrer) references Realisations(id) on delete cascade,
+    foreign key (realisationReference) references Realisations(id) on delete restrict
+);
+
+create index if not exists IndexRealisationsRefs on RealisationsRefs(referrer);
+create index if not exists IndexRealisationsRefsOnOutputPath on Realisations(outputPath);
+`
+
 /**
  * Opens (creating if needed) the store database: WAL, foreign keys on, a busy timeout for
  * concurrent writers. Returns a reason string when the database has a schema b3 does not know.
@@ -56,16 +81,26 @@ create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
 export const openDatabase = (dbDir: string): DatabaseSync | string => {
   mkdirSync(dbDir, { recursive: true })
   const schemaFile = join(dbDir, "schema")
+  const caSchemaFile = join(dbDir, "ca-schema")
   if (existsSync(schemaFile)) {
     const version = Number(readFileSync(schemaFile, "utf8").trim())
     if (version !== schemaVersion) {
       return `the store database has schema version ${version}; b3 supports version ${schemaVersion} (that of Nix 2.3 to 2.8)`
     }
   }
+  if (existsSync(caSchemaFile)) {
+    const version = Number(readFileSync(caSchemaFile, "utf8").trim())
+    if (version !== caSchemaVersion) {
+      return `the store database has content-addressed schema version ${version}; b3 supports version ${caSchemaVersion} (that of Nix 2.8)`
+    }
+  }
   const db = new DatabaseSync(join(dbDir, "db.sqlite"), { enableForeignKeyConstraints: true, timeout: 60_000 })
   db.exec("pragma journal_mode = wal")
   db.exec("pragma synchronous = normal")
   db.exec(schema)
+  // The tables Nix 2.8 adds with `ca-derivations`; with them (and ca-schema) Nix reads b3's realisations.
+  db.exec(caSchema)
   if (!existsSync(schemaFile)) writeFileSync(schemaFile, `${schemaVersion}`)
+  if (!existsSync(caSchemaFile)) writeFileSync(caSchemaFile, `${caSchemaVersion}`)
   return db
 }

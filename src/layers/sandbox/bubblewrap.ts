@@ -19,7 +19,9 @@ import { checkHost } from "./host.ts"
 import { runInSandbox } from "./run.ts"
 import type { BuildUser } from "./spec.ts"
 import { lockBuildUser } from "./user-lock.ts"
-import { reclaimBuildDirectories } from "./work-dirs.ts"
+import { buildParent, reclaimBuildDirectories, workDirectory } from "./work-dirs.ts"
+import { runBuiltin } from "./builtins.ts"
+import { existsSync } from "node:fs"
 
 /** The platforms this machine builds for (x86-64 Linux, and i686 through the personality syscall). */
 export const systems = ["x86_64-linux", "i686-linux"] as const
@@ -46,6 +48,7 @@ export const make: Effect.Effect<SandboxApi, never, Scope.Scope> = Effect.gen(fu
 
   const run = (spec: SandboxSpec) => Effect.gen(function*() {
     const drvPath = StorePath.print(spec.drvPath, spec.storeDir)
+    if (spec.builder.startsWith("builtin:")) return yield* builtin(spec)
     if (!(systems as ReadonlyArray<string>).includes(spec.platform ?? "x86_64-linux")) {
       return yield* failed(drvPath, `a '${spec.platform}' is required to build it, but this machine is a '${systems.join("' or '")}'`)
     }
@@ -64,6 +67,39 @@ export const make: Effect.Effect<SandboxApi, never, Scope.Scope> = Effect.gen(fu
     return { outputs, logTail: result.logTail }
   })
   return { systems, run }
+})
+
+/**
+ * A built-in builder (`builtin:fetchurl`, `builtin:buildenv`), run here rather than as a program:
+ * its one output is made in a work directory of the scope, then put into canonical form.
+ */
+const builtin = (spec: SandboxSpec) => Effect.gen(function*() {
+  const drvPath = StorePath.print(spec.drvPath, spec.storeDir)
+  const out = spec.env["out"]
+  const outPath = spec.outputPaths.find((p) => StorePath.print(p, spec.storeDir) === out)
+  if (out === undefined || outPath === undefined || spec.outputPaths.length !== 1) {
+    return yield* failed(drvPath, `builtin builder '${spec.builder}' makes exactly one output, 'out'`)
+  }
+  const parent = yield* buildParent(spec.drvName).pipe(Effect.mapError((e) => failed(drvPath, e.message)))
+  const workDir = yield* workDirectory(parent, spec.drvName).pipe(Effect.mapError((e) => failed(drvPath, e.message)))
+  const outputPhysical = `${workDir}/${StorePath.baseName(outPath)}`
+  const lines: Array<string> = []
+  const log = (line: string) => {
+    lines.push(line)
+    spec.onLog?.(new TextEncoder().encode(`${line}\n`))
+  }
+  yield* runBuiltin({
+    builder: spec.builder, env: spec.env, storeDir: spec.storeDir, realStoreDir: spec.realStoreDir,
+    outputPhysical, hashedMirrors: spec.hashedMirrors ?? [], log
+  }).pipe(Effect.mapError((e) => {
+    log(e.message)
+    return failed(drvPath, `builder for '${drvPath}' failed with exit code 1`, lines.slice(-10).join("\n"))
+  }))
+  if (!existsSync(outputPhysical)) {
+    return yield* failed(drvPath, `builder for '${drvPath}' failed to produce output path for output 'out' at '${out}'`)
+  }
+  yield* canonicalise(outputPhysical).pipe(Effect.mapError((e) => failed(drvPath, e.message)))
+  return { outputs: { [out]: builtOutput(outputPhysical) }, logTail: lines.slice(-10).join("\n") }
 })
 
 /** Bubblewrap as the `Sandbox` service, for the lifetime of the layer. */

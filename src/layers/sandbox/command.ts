@@ -13,6 +13,7 @@
  *    the chroot, the build directory, the inputs and the devices, loads the seccomp filter and
  *    runs the exec helper (fd 3), which starts the builder.
  */
+import * as ByteString from "../../core/byte-string.ts"
 import { sandboxBuildDir } from "./environment.ts"
 import { sandboxGid, sandboxUid } from "./chroot.ts"
 import { helperFds } from "./exec-helper.ts"
@@ -81,7 +82,7 @@ export const bwrapArguments = (o: BwrapOptions): Array<string> => [
 
 /** `bwrap --args` format: every argument followed by a NUL. */
 export const encodeArgs = (args: ReadonlyArray<string>): Uint8Array =>
-  new TextEncoder().encode(args.map((a) => a + "\0").join(""))
+  ByteString.encode(args.map((a) => a + "\0").join(""))
 
 export interface CommandOptions {
   readonly workDir: string

@@ -4,6 +4,7 @@
  * directory (passAsFile, .attrs.json/.attrs.sh). Pure: the runner writes the files and passes the
  * variables in this order (Nix's std::map order: byte-wise by key).
  */
+import * as ByteString from "../../core/byte-string.ts"
 import * as Hash from "../../core/hash.ts"
 import * as NixBase32 from "../../core/nixbase32.ts"
 
@@ -14,6 +15,8 @@ export interface EnvironmentInput {
   readonly cores: number
   readonly env: Readonly<Record<string, string>>
   readonly fixedOutput: boolean
+  /** An impure derivation: impureEnvVars pass through as for fixed-output ones, without NIX_OUTPUT_CHECKED. */
+  readonly impure?: boolean | undefined
   readonly structuredAttrs?: { readonly json: string; readonly sh: string } | undefined
   /** The build directory's path on the host (Nix 2.8 puts it, not /build, in NIX_ATTRS_*_FILE). */
   readonly hostBuildDir: string
@@ -38,8 +41,7 @@ const tokenize = (s: string): Array<string> => s.split(/[ \t\n\r]+/).filter((t) 
 export const passAsFileName = (attribute: string): string =>
   `.attr-${NixBase32.encode(Hash.hashBytes("sha256", attribute).bytes)}`
 
-const utf8 = new TextEncoder()
-const byteOrder = (a: string, b: string) => Buffer.compare(utf8.encode(a), utf8.encode(b))
+const byteOrder = ByteString.compare
 
 /** The impureEnvVars attribute: a whitespace-separated string, or a JSON list with structured attrs. */
 const impureEnvVars = (input: EnvironmentInput): Array<string> => {
@@ -73,8 +75,8 @@ export const builderEnvironment = (input: EnvironmentInput): BuilderEnvironment 
   }
   env.set("NIX_BUILD_TOP", sandboxBuildDir)
   for (const name of ["TMPDIR", "TEMPDIR", "TMP", "TEMP", "PWD"]) env.set(name, sandboxBuildDir)
-  if (input.fixedOutput) {
-    env.set("NIX_OUTPUT_CHECKED", "1")
+  if (input.fixedOutput) env.set("NIX_OUTPUT_CHECKED", "1")
+  if (input.fixedOutput || input.impure) {
     for (const name of impureEnvVars(input)) env.set(name, input.hostEnv[name] ?? "")
   }
   env.set("NIX_LOG_FD", "2")

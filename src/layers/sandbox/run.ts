@@ -7,6 +7,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, writeFileSync } from "node
 import { getSystemErrorMessage } from "node:util"
 import { Effect, Result } from "effect"
 import type { Scope } from "effect"
+import * as ByteString from "../../core/byte-string.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { ensureBuildUsers } from "./build-user.ts"
 import { createSkeleton, fixedOutputHostFiles, sandboxDevices, skeleton } from "./chroot.ts"
@@ -84,23 +85,25 @@ const prepare = (
     const realPath = `${spec.realStoreDir}/${path.slice(spec.storeDir.length + 1)}`
     return { path, realPath, isDirectory: lstatSync(realPath).isDirectory() }
   })
+  // Fixed-output and impure derivations are not sandboxed from the network (Nix: !isSandboxed()).
+  const unsandboxed = spec.fixedOutput || spec.impure === true
   createSkeleton(rootDir, skeleton({
-    storeDir: spec.storeDir, buildDir: sandboxBuildDir, fixedOutput: spec.fixedOutput,
+    storeDir: spec.storeDir, buildDir: sandboxBuildDir, fixedOutput: unsandboxed,
     inputs, devices, hostFiles, devPts
   }), user.gid)
 
   const environment = builderEnvironment({
-    storeDir: spec.storeDir, cores: spec.cores, env: spec.env, fixedOutput: spec.fixedOutput,
+    storeDir: spec.storeDir, cores: spec.cores, env: spec.env, fixedOutput: spec.fixedOutput, impure: spec.impure,
     structuredAttrs: spec.structuredAttrs, hostBuildDir, hostEnv: spec.hostEnv ?? process.env
   })
   for (const file of environment.files) {
     const path = `${hostBuildDir}/${file.name}`
-    writeFileSync(path, file.contents, { mode: 0o644 })
+    writeFileSync(path, ByteString.encode(file.contents), { mode: 0o644 })
     chmodSync(path, 0o644)
     chownSync(path, user.uid, user.gid)
   }
   for (const [name, contents] of Object.entries(spec.extraBuildFiles ?? {})) {
-    writeFileSync(`${hostBuildDir}/${name}`, contents, { mode: 0o644 })
+    writeFileSync(`${hostBuildDir}/${name}`, ByteString.encode(contents), { mode: 0o644 })
     chmodSync(`${hostBuildDir}/${name}`, 0o644)
   }
 
@@ -112,7 +115,7 @@ const prepare = (
   const bwrapOptions = bwrapArguments({
     rootDir, storeDir: spec.storeDir, hostBuildDir, storeMount: `${workDir}/store`,
     directoryInputs: inputs.filter((i) => i.isDirectory).map((i) => i.path),
-    devices, fixedOutput: spec.fixedOutput, hostFiles, env: environment.variables
+    devices, fixedOutput: unsandboxed, hostFiles, env: environment.variables
   })
   createSkeleton(workDir, [{ kind: "dir", path: "/store", mode: 0o755 }], user.gid)
   return {
