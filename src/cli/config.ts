@@ -7,9 +7,10 @@
  * store (open-store.ts); `b3 config show` prints what is wrong with it.
  */
 import { Effect } from "effect"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readFileSync, statSync } from "node:fs"
 import { homedir } from "node:os"
 import { join } from "node:path"
+import { maxSmallFileBytes } from "../io/read-bounded.ts"
 
 export interface B3Config {
   /** Default store URI for commands that take `--store`; "" when none is configured. */
@@ -41,6 +42,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): B3Config => {
   const file = configFiles().find((f) => existsSync(f))
   if (file) {
     try {
+      if (statSync(file).size > maxSmallFileBytes) throw new Error(`more than ${maxSmallFileBytes >> 20} MiB`)
       const json = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>
       const stringList = (key: string, value: unknown) => {
         if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value as Array<string>

@@ -22,6 +22,7 @@ const exitCodeByTag: Record<string, ExitCode> = {
   TargetExists: ExitCode.badInput,
   UnsupportedFileType: ExitCode.badInput,
   UsageError: ExitCode.badInput,
+  FileTooLarge: ExitCode.badInput,
   BadStoreUri: ExitCode.badInput,
   PathNotValid: ExitCode.notFound,
   FileNotFound: ExitCode.notFound,

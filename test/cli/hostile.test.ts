@@ -5,7 +5,7 @@
  * build (exit 5), not an internal error.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { addBusybox } from "../support/busybox.ts"
 import { b3, runB3 } from "../support/b3.ts"
@@ -66,5 +66,18 @@ export default Result.getOrThrow(derivation({ name: "fifo", system: "x86_64-linu
     const result = runB3(["build", "--store", root, module])
     expect(result.status).toBe(5)
     expect(result.stderr).toMatch(/^b3: build of '\/nix\/store\/[^']*-fifo\.drv' failed: output '\/nix\/store\/[^']*-fifo': .*fifo/)
+  })
+
+  it("a .drv, narinfo or key that never ends (/dev/zero) or is huge is refused with its size limit instead of filling memory", () => {
+    const key = b3(["key", "generate", "--name", "k", "--secret", join(scratch, "zero.sec"), "--public", join(scratch, "zero.pub"), "--json"])
+    const publicKey = (JSON.parse(key) as { publicKey: string }).publicKey
+    const huge = join(scratch, "huge.drv")
+    writeFileSync(huge, "")
+    truncateSync(huge, 65 << 20)
+    for (const args of [["drv", "show", "/dev/zero"], ["narinfo", "verify", "--trusted-key", publicKey, "/dev/zero"], ["key", "public", "/dev/zero"], ["build", "--store", join(scratch, "zero-root"), huge]]) {
+      const result = runB3(args)
+      expect(result.status, args.join(" ")).toBe(2)
+      expect(result.stderr).toMatch(/^b3: '[^']*' is too large for (a derivation|a narinfo|a secret key) \(more than (64|16) MiB\)\n$/)
+    }
   })
 })

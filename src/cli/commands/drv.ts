@@ -12,6 +12,7 @@ import * as StorePath from "../../core/store-path.ts"
 import { fromResult } from "../effect-result.ts"
 import { switchFlag } from "../flags.ts"
 import { outputMode, printJson, UsageError } from "../output.ts"
+import { maxDerivationBytes, readBounded } from "../../io/read-bounded.ts"
 
 const storeDirFlag = Flag.String("store-dir").pipe(
   Flag.withDefault(StorePath.defaultStoreDir),
@@ -31,8 +32,7 @@ const drvNameOf = (file: string): string => {
 }
 
 const readDrv = (file: string, storeDir: string) => Effect.gen(function*() {
-  const fs = yield* FileSystem.FileSystem
-  const bytes = yield* fs.readFile(file)
+  const bytes = yield* readBounded(file, maxDerivationBytes, "a derivation")
   const drv = yield* fromResult(Drv.parse(bytes, { name: drvNameOf(file), storeDir, source: file }))
   return { bytes, drv }
 })
