@@ -19,7 +19,7 @@ import { BadNar, HashMismatch } from "../../src/nar/errors.ts"
 import type * as Ev from "../../src/nar/events.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import { malformed, sampleNar } from "./corpus.ts"
-import { arbDump, chunked } from "./support.ts"
+import { arbDump, arbNarEdits, chunked, mutateNar } from "./support.ts"
 
 const narOf = (tree: Tree.Tree) => Result.getOrThrow(Tree.toNar(tree))
 const sha = (algorithm: Hash.HashAlgorithm, bytes: Uint8Array) => Hash.make(algorithm, new Uint8Array(createHash(algorithm).update(bytes).digest()))
@@ -170,18 +170,7 @@ describe("NarChecker: references", () => {
 const arbNar = arbDump.map(narOf)
 
 /** Mutations of a valid archive: flipped bytes, cuts, insertions, deletions, huge length fields. */
-const arbMutated = fc.tuple(arbNar, fc.array(fc.tuple(fc.nat(), fc.nat(), fc.integer({ min: 0, max: 4 })), { minLength: 1, maxLength: 4 })).map(([nar, edits]) => {
-  let b = Buffer.from(nar)
-  for (const [where, what, kind] of edits) {
-    const at = b.length === 0 ? 0 : where % b.length
-    if (kind === 0 && b.length > 0) b[at] = b[at]! ^ (1 << (what % 8))
-    else if (kind === 1) b = b.subarray(0, at)
-    else if (kind === 2) b = Buffer.concat([b.subarray(0, at), Buffer.from([what & 0xff]), b.subarray(at)])
-    else if (kind === 3) b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + (what % 16))])
-    else if (b.length >= 8) b.writeBigUInt64LE([2n ** 62n, 2n ** 53n, 2n ** 32n + 1n, BigInt(what)][what % 4]!, (at & ~7) % (b.length - 7))
-  }
-  return { original: nar, mutated: new Uint8Array(b) }
-})
+const arbMutated = fc.tuple(arbNar, arbNarEdits).map(([nar, edits]) => ({ original: nar, mutated: mutateNar(nar, edits) }))
 
 describe("NarChecker: properties", () => {
   it("for random NARs and chunkings it agrees with decoding and hashing done separately", () => {

@@ -11,7 +11,7 @@ import * as Tree from "../../src/nar/tree.ts"
 import { encodeNar, encodeNarBytes, NarEncoder } from "../../src/nar/encode.ts"
 import { BadNar } from "../../src/nar/errors.ts"
 import * as Ev from "../../src/nar/events.ts"
-import { arbDump, chunked, NarBuilder } from "./support.ts"
+import { arbDump, arbNarEdits, chunked, mutateNar, NarBuilder } from "./support.ts"
 
 const magicHeader = new NarBuilder().magic().bytes()
 
@@ -30,22 +30,7 @@ const outcome = (chunks: ReadonlyArray<Uint8Array>) => {
 }
 
 /** Mutations of a valid archive: flipped and overwritten bytes, cuts, insertions, huge length fields. */
-const arbMutated = fc.tuple(arbNar, fc.array(fc.tuple(fc.nat(), fc.nat(), fc.integer({ min: 0, max: 4 })), { minLength: 1, maxLength: 4 })).map(([nar, edits]) => {
-  let b = Buffer.from(nar)
-  for (const [where, what, kind] of edits) {
-    const at = b.length === 0 ? 0 : where % b.length
-    if (kind === 0 && b.length > 0) b[at] = b[at]! ^ (1 << (what % 8))
-    else if (kind === 1) b = b.subarray(0, at)
-    else if (kind === 2) b = Buffer.concat([b.subarray(0, at), Buffer.from([what & 0xff]), b.subarray(at)])
-    else if (kind === 3) b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + (what % 16))])
-    else if (b.length >= 8) {
-      // overwrite an aligned u64 (most are length fields) with something large
-      const field = (at & ~7) % (b.length - 7)
-      b.writeBigUInt64LE([2n ** 62n, 2n ** 53n, 2n ** 32n + 1n, BigInt(what)][what % 4]!, field)
-    }
-  }
-  return new Uint8Array(b)
-})
+const arbMutated = fc.tuple(arbNar, arbNarEdits).map(([nar, edits]) => mutateNar(nar, edits))
 
 describe("NAR properties", () => {
   it("Dump → NAR → Dump gives the same dump, and NAR → Dump → NAR the same bytes", () => {

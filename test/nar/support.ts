@@ -168,3 +168,20 @@ export class NarBuilder {
   }
   close(): this { return this.str(")") }
 }
+
+/** Edits to a valid archive, applied by `mutateNar`: flipped bytes, cuts, insertions, deletions, huge length fields. */
+export const arbNarEdits = fc.array(fc.tuple(fc.nat(), fc.nat(), fc.integer({ min: 0, max: 4 })), { minLength: 1, maxLength: 4 })
+
+export const mutateNar = (nar: Uint8Array, edits: ReadonlyArray<readonly [number, number, number]>): Uint8Array => {
+  let b = Buffer.from(nar)
+  for (const [where, what, kind] of edits) {
+    const at = b.length === 0 ? 0 : where % b.length
+    if (kind === 0 && b.length > 0) b[at] = b[at]! ^ (1 << (what % 8))
+    else if (kind === 1) b = b.subarray(0, at)
+    else if (kind === 2) b = Buffer.concat([b.subarray(0, at), Buffer.from([what & 0xff]), b.subarray(at)])
+    else if (kind === 3) b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + (what % 16))])
+    // overwrite an aligned u64 (most are length fields) with something large
+    else if (b.length >= 8) b.writeBigUInt64LE([2n ** 62n, 2n ** 53n, 2n ** 32n + 1n, BigInt(what)][what % 4]!, (at & ~7) % (b.length - 7))
+  }
+  return new Uint8Array(b)
+}

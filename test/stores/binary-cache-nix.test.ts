@@ -10,7 +10,7 @@ import { join } from "node:path"
 import { createInterface } from "node:readline"
 import * as StorePath from "../../src/core/store-path.ts"
 import { b3, b3Bin, runB3 } from "../support/b3.ts"
-import { addClosureOver, makeCacheKey, writeToolTree } from "../support/closure.ts"
+import { signedToolClosure } from "../support/closure.ts"
 import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 
 const scratch = makeScratch()
@@ -20,10 +20,7 @@ let sk: string
 let pk: string
 
 beforeAll(async () => {
-  const key = makeCacheKey(scratch, "b3-test-1")
-  sk = key.secretKeyFile
-  pk = key.publicKey
-  closure = await addClosureOver(source, b3(["store", "add", "--store", source, writeToolTree(join(scratch, "tree"))]), "tree")
+  ({ closure, sk, pk } = await signedToolClosure(scratch, source, "b3-test-1"))
 })
 afterAll(() => removeScratch(scratch))
 

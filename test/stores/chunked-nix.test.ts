@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { b3, b3Bin, runB3 } from "../support/b3.ts"
-import { addClosureOver, makeCacheKey, writeToolTree } from "../support/closure.ts"
+import { signedToolClosure } from "../support/closure.ts"
 import { makeScratch, nix, nixBytes, removeScratch } from "../support/nix.ts"
 
 const scratch = makeScratch("b3-chunked-nix-")
@@ -20,10 +20,7 @@ let sk: string
 let pk: string
 
 beforeAll(async () => {
-  const key = makeCacheKey(scratch, "b3-chunks-1")
-  sk = key.secretKeyFile
-  pk = key.publicKey
-  closure = await addClosureOver(source, b3(["store", "add", "--store", source, writeToolTree(join(scratch, "tree"))]), "tree")
+  ({ closure, sk, pk } = await signedToolClosure(scratch, source, "b3-chunks-1"))
   b3(["copy", "--from", source, "--to", `chunked+file://${chunks}?secret-key=${sk}`, "--closure", "--no-check-sigs", closure.top])
 })
 afterAll(() => removeScratch(scratch))

@@ -2,35 +2,25 @@
  * The chunk store over S3 (s3rver on 127.0.0.1), opened as `chunked+s3://…` as a user would: the
  * store suite, and that packs go up as single PUTs (a handful of PUTs per path, not one per chunk).
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import { builtinRegistry } from "../../src/compose/registry.ts"
 import { openStore, requireMaintenance, requireWrite, StoreRegistry } from "../../src/services/registry.ts"
-import { s3Credentials, startS3Server, type S3TestServer } from "../support/s3-server.ts"
+import { useS3Server } from "../support/s3-server.ts"
 import { storeConformance, uriStore } from "./store-suite.ts"
 import { Context, Result } from "effect"
 import { StoreRead } from "../../src/services/store-read.ts"
 
-const scratch = mkdtempSync(join(tmpdir(), "b3-chunked-s3-"))
-let server: S3TestServer
-Object.assign(process.env, s3Credentials, { AWS_EC2_METADATA_DISABLED: "true", AWS_CONFIG_FILE: join(scratch, "none"), AWS_SHARED_CREDENTIALS_FILE: join(scratch, "none") })
-
-beforeAll(async () => { server = await startS3Server(join(scratch, "s3")) })
-afterAll(async () => {
-  await server?.close()
-  rmSync(scratch, { recursive: true, force: true })
-})
+const { scratch, server: s3 } = useS3Server("b3-chunked-s3-")
 
 let buckets = 0
 const freshBucket = () => `chunks-${process.pid}-${++buckets}`
 const uriFor = (bucket: string, params: Record<string, string> = {}) => {
-  const base = server.storeUri(bucket, { index: join(scratch, `${bucket}.sqlite`), ...params })
+  const base = s3().storeUri(bucket, { index: join(scratch, `${bucket}.sqlite`), ...params })
   return base.replace(/^s3:/, "chunked+s3:")
 }
 const openWritable = (uri: string) => Effect.gen(function*() {
@@ -49,9 +39,9 @@ describe("chunked+s3 specifics", () => {
     for (let i = 0; i < data.length; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; data[i] = x & 0xff }
     const nar = Result.getOrThrow(Tree.toNar(Tree.regular(data)))
     const path = StorePath.makeFixedOutput("recursive", Hash.hashBytes("sha256", nar), "big", {})
-    const before = server.requests.length
+    const before = s3().requests.length
     yield* write.addToStore({ path, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: [], signatures: [] }, Stream.make(nar))
-    const puts = server.requests.slice(before).filter((r) => r.method === "PUT" || r.method === "POST")
+    const puts = s3().requests.slice(before).filter((r) => r.method === "PUT" || r.method === "POST")
     // 5 MiB in 1 MiB packs: 5-6 packs and their indexes, one record; no multipart uploads
     expect(puts.length).toBeLessThanOrEqual(2 * 6 + 1)
     expect(puts.some((r) => r.url.includes("uploadId") || r.url.includes("uploads"))).toBe(false)
@@ -60,7 +50,7 @@ describe("chunked+s3 specifics", () => {
     yield* maintenance.deletePaths!([path])
     const gc = yield* maintenance.collectGarbage()
     expect(gc.bytesFreed).toBeGreaterThan(5 << 20)
-    const xml = yield* Effect.promise(async () => (await fetch(`${server.directUrl()}/${bucket}?list-type=2`)).text())
+    const xml = yield* Effect.promise(async () => (await fetch(`${s3().directUrl()}/${bucket}?list-type=2`)).text())
     expect([...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1])).toEqual(["chunk-store-info"])
   })))
 })

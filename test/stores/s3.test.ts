@@ -4,70 +4,61 @@
  * S3: multipart uploads (streamed, aborted on failure), the bucket created on first write, the
  * object layout of a Nix binary cache, and credentials from a shared-config profile.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Stream } from "effect"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { mkdtempSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { open, openWritable } from "../support/stores.ts"
 import { storeConformance, uriStore } from "./store-suite.ts"
-import { s3Credentials, startS3Server, type S3TestServer } from "../support/s3-server.ts"
+import { useS3Server } from "../support/s3-server.ts"
 import * as MemoryStore from "../../src/layers/memory.ts"
 
-const scratch = mkdtempSync(join(tmpdir(), "b3-s3-"))
-let server: S3TestServer
-Object.assign(process.env, s3Credentials, { AWS_EC2_METADATA_DISABLED: "true", AWS_CONFIG_FILE: join(scratch, "none"), AWS_SHARED_CREDENTIALS_FILE: join(scratch, "none") })
-
-beforeAll(async () => { server = await startS3Server(join(scratch, "s3")) })
-afterAll(async () => {
-  await server?.close()
-  rmSync(scratch, { recursive: true, force: true })
-})
+const { scratch, server: s3 } = useS3Server("b3-s3-")
 
 let buckets = 0
 const freshBucket = () => `conf-${process.pid}-${++buckets}`
 
 // 5 MiB parts (S3's smallest), so the suite's 12 MiB path goes up as a multipart upload.
-storeConformance("s3:// binary cache (zstd, multipart)", () => uriStore(Effect.sync(() => server.storeUri(freshBucket(), { compression: "zstd", "buffer-size": String(5 << 20) }))), { checksReferences: false })
-storeConformance("s3:// binary cache (xz)", () => uriStore(Effect.sync(() => server.storeUri(freshBucket()))), { checksReferences: false })
+storeConformance("s3:// binary cache (zstd, multipart)", () => uriStore(Effect.sync(() => s3().storeUri(freshBucket(), { compression: "zstd", "buffer-size": String(5 << 20) }))), { checksReferences: false })
+storeConformance("s3:// binary cache (xz)", () => uriStore(Effect.sync(() => s3().storeUri(freshBucket()))), { checksReferences: false })
 
 const listKeys = async (bucket: string) => {
-  const xml = await (await fetch(`${server.directUrl()}/${bucket}?list-type=2`)).text()
+  const xml = await (await fetch(`${s3().directUrl()}/${bucket}?list-type=2`)).text()
   return [...xml.matchAll(/<Key>([^<]+)<\/Key>/g)].map((m) => m[1]!).sort()
 }
 
 describe("s3:// specifics", () => {
   it.effect("lays objects out as a Nix binary cache; a streamed NAR is named by its NAR hash", () => Effect.scoped(Effect.gen(function*() {
     const bucket = freshBucket()
-    const { write } = yield* openWritable(server.storeUri(bucket, { compression: "none" }))
+    const { write } = yield* openWritable(s3().storeUri(bucket, { compression: "none" }))
     const info = yield* write.addText("hello", "hello s3\n")
     const keys = yield* Effect.promise(() => listKeys(bucket))
     expect(keys).toEqual([`${info.path.hashPart}.narinfo`, `nar/${(yield* Effect.promise(async () => (await import("../../src/core/hash.ts")).encode(info.narHash, "base32")))}.nar`, "nix-cache-info"].sort())
-    const narinfo = yield* Effect.promise(async () => (await fetch(`${server.directUrl()}/${bucket}/${info.path.hashPart}.narinfo`)).text())
+    const narinfo = yield* Effect.promise(async () => (await fetch(`${s3().directUrl()}/${bucket}/${info.path.hashPart}.narinfo`)).text())
     expect(narinfo).toMatch(/^Compression: none$/m)
     expect(narinfo).toMatch(/^FileSize: \d+$/m)
   })))
 
   it.effect("a body that fails after some parts aborts the multipart upload: no object, no open upload", () => Effect.scoped(Effect.gen(function*() {
     const bucket = freshBucket()
-    const { write, read } = yield* openWritable(server.storeUri(bucket, { compression: "none", "buffer-size": String(5 << 20) }))
+    const { write, read } = yield* openWritable(s3().storeUri(bucket, { compression: "none", "buffer-size": String(5 << 20) }))
     const big = Buffer.alloc(16 << 20, 7)
     const mem = MemoryStore.make()
     const dir = mkdtempSync(join(scratch, "big-"))
     writeFileSync(join(dir, "big"), big)
     const info = yield* mem.write.addPath(join(dir, "big"))
     const nar = Buffer.concat([...(yield* Stream.runCollect(mem.read.narFromPath(info.path)))])
-    const parts = server.requests.length
+    const parts = s3().requests.length
     // The body fails once the server has stored a part (a later part is then in flight).
-    const partStored = server.waitForAnswer((r) => r.method === "PUT" && r.url.includes("partNumber=") && r.status === 200)
+    const partStored = s3().waitForAnswer((r) => r.method === "PUT" && r.url.includes("partNumber=") && r.status === 200)
     const failing = Stream.concat(Stream.make(nar.subarray(0, 12 << 20)),
       Stream.fromEffect(Effect.flatMap(Effect.promise(() => partStored), () => Effect.fail("connection lost" as const))))
     const exit = yield* Effect.exit(write.addToStore(info, failing))
     expect(Exit.isFailure(exit)).toBe(true)
-    const seen = server.requests.slice(parts).map((r) => `${r.method} ${r.url.replace(/\?.*/, "?…")}`)
+    const seen = s3().requests.slice(parts).map((r) => `${r.method} ${r.url.replace(/\?.*/, "?…")}`)
     expect(seen.filter((r) => r.startsWith("PUT") && r.includes("nar/")).length).toBeGreaterThanOrEqual(1) // parts went up
     expect(seen.some((r) => r.startsWith("DELETE"))).toBe(true) // and the upload was aborted
-    expect(server.openUploads(bucket)).toEqual([])
+    expect(s3().openUploads(bucket)).toEqual([])
     expect(yield* Effect.promise(() => listKeys(bucket))).toEqual(["nix-cache-info"])
     expect(yield* read.isValidPath(info.path)).toBe(false)
   })))
@@ -81,9 +72,9 @@ describe("s3:// specifics", () => {
     process.env["AWS_SHARED_CREDENTIALS_FILE"] = credentials
     yield* Effect.addFinalizer(() => Effect.sync(() => { Object.assign(process.env, saved) }))
     const bucket = freshBucket()
-    const { write } = yield* openWritable(server.storeUri(bucket, { profile: "b3test" }))
+    const { write } = yield* openWritable(s3().storeUri(bucket, { profile: "b3test" }))
     yield* write.addText("via-profile", "ok")
-    const error = yield* Effect.flip(open(server.storeUri(bucket, { profile: "wrong" })))
+    const error = yield* Effect.flip(open(s3().storeUri(bucket, { profile: "wrong" })))
     expect(error.message).toMatch(/InvalidAccessKeyId|403/)
     expect(error.message).not.toContain("very-secret-value")
   })))

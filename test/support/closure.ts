@@ -10,6 +10,7 @@ import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as LocalStore from "../../src/layers/local/local-store.ts"
 import * as Tree from "../../src/nar/tree.ts"
+import { b3 } from "./b3.ts"
 import { nix } from "./nix.ts"
 
 export interface TestClosure {
@@ -46,4 +47,14 @@ export const writeToolTree = (dir: string): string => {
   writeFileSync(join(dir, "data"), Buffer.alloc(300_000, 42))
   symlinkSync("bin/tool", join(dir, "link"))
   return dir
+}
+
+/**
+ * The usual fixture of the cache tests: a signing key in `scratch`, and a closure over the tool
+ * tree added to the local store `source`.
+ */
+export const signedToolClosure = async (scratch: string, source: string, keyName: string): Promise<{ closure: TestClosure; sk: string; pk: string }> => {
+  const key = makeCacheKey(scratch, keyName)
+  const closure = await addClosureOver(source, b3(["store", "add", "--store", source, writeToolTree(join(scratch, "tree"))]), "tree")
+  return { closure, sk: key.secretKeyFile, pk: key.publicKey }
 }

@@ -12,7 +12,9 @@
  * for "no multipart upload left open".
  */
 import { spawn, type ChildProcess } from "node:child_process"
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { afterAll, beforeAll } from "vitest"
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
@@ -231,4 +233,20 @@ export const startS3Server = async (dataDir: string): Promise<S3TestServer> => {
     }
   }
   return state
+}
+
+/**
+ * For a test file: a scratch directory, and an s3rver started before the file's tests and stopped
+ * (scratch removed) after them; the AWS SDK is pointed at s3rver's account and at no shared config.
+ */
+export const useS3Server = (prefix: string): { readonly scratch: string; readonly server: () => S3TestServer } => {
+  const scratch = mkdtempSync(join(tmpdir(), prefix))
+  Object.assign(process.env, s3Credentials, { AWS_EC2_METADATA_DISABLED: "true", AWS_CONFIG_FILE: join(scratch, "none"), AWS_SHARED_CREDENTIALS_FILE: join(scratch, "none") })
+  let server: S3TestServer | undefined
+  beforeAll(async () => { server = await startS3Server(join(scratch, "s3")) })
+  afterAll(async () => {
+    await server?.close()
+    rmSync(scratch, { recursive: true, force: true })
+  })
+  return { scratch, server: () => server! }
 }
