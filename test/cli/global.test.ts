@@ -145,7 +145,7 @@ describe("b3 CLI: shared behaviour", () => {
       [["hash", "convert", "--to", "base32", "sha256:xyz"], 2, /a sha256 digest has 64 \(base16\), 52 \(nix-base32\) or 44 \(base64\) characters/],
       [["store-path", "fixed", "--name", "x", "notahash"], 2, /write it as 'sha256:…' or SRI 'sha256-…'/],
       [["hash", "file", join(scratch, "missing")], 3, /missing: no such file or directory/],
-      [["drv", "show", join(scratch, "missing.drv")], 3, /missing\.drv: no such file or directory/],
+      [["drv", "show", join(scratch, "missing.drv")], 3, /path '[^']*missing\.drv' does not exist/],
       [["run", join(scratch, "missing.ts")], 3, /missing\.ts' does not exist/],
       [["path-info", "--store", "memory://", zeroPath], 3, /is not valid in store memory:\/\//],
       [["serve", "--listen", "nowhere"], 2, /--listen takes HOST:PORT, e.g. 127.0.0.1:5000/],
