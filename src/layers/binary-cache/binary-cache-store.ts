@@ -122,7 +122,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       queryPathInfo,
       isValidPath,
       queryValidPaths: (paths) => Effect.map(
-        Effect.forEach(paths, (p) => Effect.map(isValidPath(p), (ok) => (ok ? [p] : [])), { concurrency: 16 }),
+        Effect.forEach(paths, (p) => Effect.map(isValidPath(p), (ok) => (ok ? [p] : [])), { concurrency: 128 }),
         (found) => found.flat()),
       // checked against the narinfo as it is read, or in the pass of a consumer that checks it anyway (check.ts)
       narFromPath: (path) => checkedNar(Effect.gen(function*() {
