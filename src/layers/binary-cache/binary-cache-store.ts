@@ -43,6 +43,8 @@ export interface BinaryCacheOptions {
   readonly writeNarListing?: boolean
   /** How long a "not in the cache" answer is remembered, in ms (Nix: narinfo-cache-negative-ttl). */
   readonly negativeTtlMs?: number
+  /** Priority as a substituter (lower first); default: the cache's `nix-cache-info`, else 0. */
+  readonly priority?: number
 }
 
 export interface BinaryCacheStore {
@@ -116,9 +118,11 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
     const isValidPath = (path: StorePath.StorePath) => Effect.map(lookup(path.hashPart), (found) =>
       Option.isSome(found) && found.value.storePath === print(path))
 
+    const priority = options.priority ?? cacheInfo.priority
     const read: StoreReadApi = {
       uri,
       storeDir,
+      ...(priority !== undefined ? { priority } : {}),
       queryPathInfo,
       isValidPath,
       queryValidPaths: (paths) => Effect.map(
