@@ -97,8 +97,13 @@ export const addTextVia = (store: StoreReadApi, core: StoreWriteCore) =>
 export interface OrderedAddControl {
   /** Runs `effect` within the bound on NARs read at once (`AddMultipleOptions.concurrency`). */
   readonly limit: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-  /** Waits until the path's references among the items have been added. */
+  /**
+   * Waits until the path's references among the items have been added, or are `committing`: queued
+   * for a registration that comes before (or in the same transaction as) any queued after it.
+   */
   readonly referencesAdded: Effect.Effect<void>
+  /** Tells referrers waiting in `referencesAdded` that this path is queued for registration (see there). */
+  readonly committing: Effect.Effect<void>
 }
 
 /**
@@ -128,10 +133,11 @@ export const addInDependencyOrder = <I extends { readonly info: PathInfo }, E, R
     const key = StorePath.baseName(info.path)
     const refs = [...new Set(info.references.map(StorePath.baseName))].filter((r) => r !== key && added.has(r))
     const referencesAdded = Effect.forEach(refs, (r) => Deferred.await(added.get(r)!), { discard: true })
+    const committing = Deferred.succeed(added.get(key)!, undefined).pipe(Effect.asVoid)
     return Effect.sync(() => options.onStart?.(info)).pipe(
-      Effect.andThen(add(byKey.get(key)!, { limit, referencesAdded })),
+      Effect.andThen(add(byKey.get(key)!, { limit, referencesAdded, committing })),
       Effect.andThen(Effect.sync(() => options.onAdded?.(info))),
-      Effect.andThen(Deferred.succeed(added.get(key)!, undefined)))
+      Effect.andThen(committing))
   }, { concurrency: concurrency * 4, discard: true })
 })
 
