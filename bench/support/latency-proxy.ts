@@ -30,6 +30,8 @@ export interface LatencyProxy {
   readonly server: Server
   /** Requests answered so far. */
   readonly requests: () => number
+  /** Client connections accepted so far (with keep-alive, far fewer than requests). */
+  readonly connections: () => number
   readonly close: () => Promise<void>
 }
 
@@ -69,12 +71,14 @@ export const startLatencyProxy = (options: LatencyProxyOptions): Promise<Latency
       req.pipe(forwarded)
     }, options.latencyMs)
   })
+  let connections = 0
+  server.on("connection", () => { connections++ })
   server.keepAliveTimeout = 60_000
   server.on("error", reject)
   server.listen(options.port ?? 0, "127.0.0.1", () => {
     const port = (server.address() as AddressInfo).port
     resolve({
-      url: `http://127.0.0.1:${port}`, server, requests: () => count,
+      url: `http://127.0.0.1:${port}`, server, requests: () => count, connections: () => connections,
       close: () => new Promise((done) => { agent.destroy(); server.closeAllConnections(); server.close(() => done()) })
     })
   })
@@ -90,5 +94,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ...(serveDir !== undefined ? { serveDir } : {}), ...(upstream !== undefined ? { upstream } : {})
   })
   console.log(`listening on ${proxy.url}`)
-  process.on("SIGTERM", () => { console.log(`requests: ${proxy.requests()}`); void proxy.close().then(() => process.exit(0)) })
+  const report = () => console.log(`requests: ${proxy.requests()}, connections: ${proxy.connections()}`)
+  process.on("SIGUSR2", report)
+  process.on("SIGTERM", () => { report(); void proxy.close().then(() => process.exit(0)) })
 }
