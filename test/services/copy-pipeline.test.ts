@@ -9,7 +9,7 @@
  */
 import { describe, expect, it, vi } from "@effect/vitest"
 import { Deferred, Effect, Option, Result, Stream } from "effect"
-import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Hash from "../../src/core/hash.ts"
@@ -85,7 +85,11 @@ const expectReferencesFirst = (batches: ReadonlyArray<ReadonlyArray<string>>, it
   }
 }
 
-const leftovers = (root: string) => readdirSync(join(root, "nix/store")).filter((n) => n.startsWith("."))
+/** Temporary trees left behind: in `<state>/b3-tmp` (or as `.b3-tmp-*` names in the store dir). */
+const leftovers = (root: string) => [
+  ...readdirSync(join(root, "nix/store")).filter((n) => n.startsWith(".")),
+  ...(existsSync(join(root, "nix/var/nix/b3-tmp")) ? readdirSync(join(root, "nix/var/nix/b3-tmp")) : [])
+]
 
 describe("local addMultiple: parallel restore, ordered commit", () => {
   it.effect("NARs are read at once and out of order (a dependency's NAR only after its referrers'), yet references are registered first", () => Effect.scoped(Effect.gen(function*() {
