@@ -4,8 +4,9 @@
  *    fetched with curl: (a) one 1 GiB NAR, (b) 1,000 narinfo + NAR pairs of small paths;
  *    time of the client, peak RSS of the server;
  *  - copying: `b3 copy --from file://…` vs `nix copy --from file://…` of the same closure into a fresh
- *    chroot store: time and peak RSS of the copying command.
- *   npm run bench:cache [-- --quick]
+ *    chroot store: wall time, CPU time and peak RSS of the copying command, and b3 once more without
+ *    fsync (B3_BENCH_NO_FSYNC=1, measurement only) for the share durability costs.
+ *   npm run bench:cache [-- --quick] [-- --copy-only]
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -13,9 +14,11 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { bigFile } from "../support/inputs.ts"
-import { measure, printTable, runOrThrow, type Measurement, type Row } from "../support/measure.ts"
+import { measure, nixEnv, printTable, runOrThrow, type Measurement, type Row } from "../support/measure.ts"
+import { best, loadAverage, timed, type Timed } from "../support/timed.ts"
 
 const quick = process.argv.includes("--quick")
+const copyOnly = process.argv.includes("--copy-only")
 const bigMiB = quick ? 64 : 1024
 const smallCount = quick ? 200 : 1000
 const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
@@ -92,18 +95,39 @@ try {
   const rows: Array<Row> = []
   const bigClient = async (base: string) => `curl -sf -o /dev/null ${base}/${await servedNarUrl(base, hashOf(big))}`
   const smallClient = async (base: string) => `curl -sf -K ${await curlConfig(base)}`
+  if (!copyOnly) {
   rows.push({ case: `serve one ${bigMiB} MiB NAR (server RSS)`, b3: await serveWith("b3", cache, bigClient), nix: await serveWith("static", cache, bigClient) })
   rows.push({ case: `serve ${smallCount} narinfo+NAR pairs (server RSS)`, b3: await serveWith("b3", cache, smallClient), nix: await serveWith("static", cache, smallClient) })
   printTable("bench/cache: b3 serve vs python3 -m http.server (the 'Nix' column) on the same cache files", rows)
+  }
 
-  const fresh = (name: string) => `chmod -R u+w ${work}/${name} 2>/dev/null; rm -rf ${work}/${name}`
+  // Copy: wall and CPU time (user + system) of b3 and of Nix, each run into a fresh chroot store; b3
+  // once more without flushing to disk (B3_BENCH_NO_FSYNC, for measurement only) to show what
+  // durability costs (Nix 2.8 does not fsync store contents).
   const paths = [big, ...small].join(" ")
-  const copyRows: Array<Row> = [{
-    case: `copy ${1 + smallCount} paths (${bigMiB} MiB + small) from a file cache`,
-    b3: measure(`${b3} copy --from file://${cache} --to 'local?root=${work}/b3-copy' --no-check-sigs ${paths} > /dev/null 2>&1`, { before: fresh("b3-copy"), runs: 2 }),
-    nix: measure(`nix copy --from file://${cache} --to ${work}/nix-copy --no-check-sigs ${paths} > /dev/null 2>&1`, { before: fresh("nix-copy"), runs: 2 })
-  }]
-  printTable("bench/cache: b3 copy vs nix copy (file cache → fresh chroot store)", copyRows)
+  const copyRuns = quick ? 2 : 3
+  const runs = (label: string, command: (target: string) => string, env: NodeJS.ProcessEnv) => best(Array.from({ length: copyRuns }, (_, i) => {
+    const target = join(work, `${label}-${i}`)
+    const load = loadAverage()
+    const t = timed(command(target), env)
+    console.error(`${label} run ${i + 1}: ${t.seconds.toFixed(2)} s wall, ${t.cpuSeconds.toFixed(2)} s CPU, ${t.peakRssMiB.toFixed(0)} MiB (load before: ${load})`)
+    spawnSync("sh", ["-c", `chmod -R u+w ${target} 2>/dev/null; rm -rf ${target}`])
+    return t
+  }))
+  const b3Copy = (target: string) => `${b3} copy --from file://${cache} --to 'local?root=${target}' --no-check-sigs --quiet ${paths}`
+  const b3Timed = runs("b3", b3Copy, process.env)
+  const b3NoSync = runs("b3-nofsync", b3Copy, { ...process.env, B3_BENCH_NO_FSYNC: "1" })
+  const nixTimed = runs("nix", (target) => `nix copy --from file://${cache} --to ${target} --no-check-sigs ${paths}`, nixEnv)
+  console.log(`\nbench/cache: b3 copy vs nix copy of ${1 + smallCount} paths (${bigMiB} MiB + small) from a file cache into a fresh chroot store; best of ${copyRuns}; load average at the end ${loadAverage()}\n`)
+  console.log("| run | wall (s) | CPU (s) | peak RSS (MiB) | wall b3/Nix | CPU b3/Nix |")
+  console.log("|---|---|---|---|---|---|")
+  const line = (label: string, t: Timed) =>
+    console.log(`| ${label} | ${t.seconds.toFixed(2)} | ${t.cpuSeconds.toFixed(2)} | ${t.peakRssMiB.toFixed(0)} | ${(t.seconds / nixTimed.seconds).toFixed(2)} | ${(t.cpuSeconds / nixTimed.cpuSeconds).toFixed(2)} |`)
+  line("b3 copy (durable: fsync before registering)", b3Timed)
+  line("b3 copy without fsync (measurement only)", b3NoSync)
+  line("nix copy (no fsync)", nixTimed)
+  console.log(`\nfsync share of b3's wall time: ${(100 * (1 - b3NoSync.seconds / b3Timed.seconds)).toFixed(0)}%`)
+  console.log("\n" + JSON.stringify({ benchmark: "bench/cache copy", b3: b3Timed, b3NoFsync: b3NoSync, nix: nixTimed }))
 } finally {
   spawnSync("chmod", ["-R", "u+w", work])
   rmSync(work, { recursive: true, force: true })

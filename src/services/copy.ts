@@ -5,15 +5,15 @@
  * path must carry a valid signature by a trusted key, or be content-addressed with contents that
  * match its address.
  */
-import { Deferred, Effect } from "effect"
+import { Effect } from "effect"
 import * as ContentAddress from "../core/content-address.ts"
 import * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
-import { computeClosure, topoSortInfos } from "./closure.ts"
+import { topoSortInfos } from "./closure.ts"
 import { withContentAddressCheck } from "./verified-nar.ts"
 import { fingerprint, type PathInfo } from "./path-info.ts"
 import type { StoreError } from "./store-errors.ts"
-import { StoreRead, type StoreReadApi } from "./store-read.ts"
+import type { StoreReadApi } from "./store-read.ts"
 import type { StoreWriteApi } from "./store-write.ts"
 
 export type CopyEvent =
@@ -24,8 +24,10 @@ export type CopyEvent =
 export interface CopyOptions {
   /** Copy everything the paths refer to as well (default true). */
   readonly closure?: boolean
-  /** Paths copied at once (default 16; adds that finish together share one flush and transaction). */
+  /** NARs fetched at once (default 16; paths whose contents are ready together share one flush and transaction). */
   readonly concurrency?: number
+  /** Path-info queries in flight at once while the closure is resolved (default 128). */
+  readonly queryConcurrency?: number
   /** Require a trusted signature or a verified content address (default true). */
   readonly checkSigs?: boolean
   readonly trustedKeys?: ReadonlyArray<Signature.PublicKey>
@@ -68,6 +70,42 @@ export const checkSignature = (info: PathInfo, storeDir: string, trusted: Readon
   }))
 }
 
+/**
+ * The path infos of `paths` and, with `closure`, of everything they refer to, level by level: all
+ * the paths found on one level are queried at once (up to `concurrency` in flight), so a closure of
+ * depth d from a distant cache costs about d round trips plus its size over the concurrency.
+ */
+export const resolveInfos = (
+  from: StoreReadApi,
+  paths: ReadonlyArray<StorePath.StorePath>,
+  options: { readonly closure?: boolean; readonly concurrency?: number } = {}
+): Effect.Effect<ReadonlyArray<PathInfo>, StoreError> => Effect.gen(function*() {
+  const seen = new Set<string>()
+  const unseen = (p: StorePath.StorePath) => {
+    const key = StorePath.baseName(p)
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  }
+  let frontier = paths.filter(unseen)
+  const out: Array<PathInfo> = []
+  while (frontier.length > 0) {
+    const infos = yield* Effect.forEach(frontier, (p) => from.queryPathInfo(p), { concurrency: options.concurrency ?? 128 })
+    frontier = []
+    for (const info of infos) {
+      out.push(info)
+      if (options.closure !== false) for (const ref of info.references) if (unseen(ref)) frontier.push(ref)
+    }
+  }
+  return out
+})
+
+/**
+ * Copies `paths` (with their closures, by default) that the target lacks: their infos are resolved
+ * from the source first (level by level, many queries in flight), then the target's `addMultiple`
+ * takes them all: NARs are fetched several at once, and each path is registered in the target only
+ * after the paths it refers to.
+ */
 export const copyPaths = (
   from: StoreReadApi,
   to: { readonly read: StoreReadApi; readonly write: StoreWriteApi },
@@ -75,10 +113,11 @@ export const copyPaths = (
   options: CopyOptions = {}
 ): Effect.Effect<CopyResult, StoreError> => Effect.gen(function*() {
   const storeDir = from.storeDir
-  const wanted = options.closure === false ? paths : yield* computeClosure(paths).pipe(Effect.provideService(StoreRead, from))
-  const present = new Set((yield* to.read.queryValidPaths(wanted)).map(StorePath.baseName))
-  const todo = wanted.filter((p) => !present.has(StorePath.baseName(p)))
-  const infos = yield* Effect.fromResult(topoSortInfos(yield* Effect.forEach(todo, (p) => from.queryPathInfo(p), { concurrency: 16 }), storeDir))
+  const resolved = yield* resolveInfos(from, paths, {
+    closure: options.closure !== false, ...(options.queryConcurrency !== undefined ? { concurrency: options.queryConcurrency } : {})
+  })
+  const present = new Set((yield* to.read.queryValidPaths(resolved.map((i) => i.path))).map(StorePath.baseName))
+  const infos = yield* Effect.fromResult(topoSortInfos(resolved.filter((i) => !present.has(StorePath.baseName(i.path))), storeDir))
   const checkSigs = options.checkSigs ?? true
   const byCa = new Set<string>()
   if (checkSigs) {
@@ -87,27 +126,20 @@ export const copyPaths = (
     }
   }
   options.onEvent?.({ type: "plan", total: infos.length, skipped: present.size, bytes: infos.reduce((n, i) => n + i.narSize, 0) })
-  const finished = new Map<string, Deferred.Deferred<void>>()
-  for (const info of infos) finished.set(StorePath.baseName(info.path), yield* Deferred.make<void>())
-  yield* Effect.forEach(infos, (info) => Effect.gen(function*() {
-    const key = StorePath.baseName(info.path)
-    for (const ref of info.references) {
-      const dep = finished.get(StorePath.baseName(ref))
-      if (dep && StorePath.baseName(ref) !== key) yield* Deferred.await(dep)
-    }
-    const printed = StorePath.print(info.path, storeDir)
-    options.onEvent?.({ type: "start", path: printed, narSize: info.narSize })
+  const items = infos.map((info) => {
     const signatures = (options.signWith ?? []).map((k) => Signature.signDetached(k, fingerprint(info, storeDir)))
     const target: PathInfo = { ...info, signatures: [...new Set([...info.signatures, ...signatures])] }
     // a content address is checked in the pass that checks the NAR hash (the target's, or the source's own)
-    const nar = byCa.has(key) ? withContentAddressCheck(info, storeDir, from.narFromPath(info.path)) : from.narFromPath(info.path)
-    yield* to.write.addToStore(target, nar)
-    options.onEvent?.({ type: "done", path: printed, narSize: info.narSize })
-    yield* Deferred.succeed(finished.get(key)!, undefined)
-  }), { concurrency: options.concurrency ?? 16, discard: true })
+    const nar = byCa.has(StorePath.baseName(info.path)) ? withContentAddressCheck(info, storeDir, from.narFromPath(info.path)) : from.narFromPath(info.path)
+    return { info: target, nar }
+  })
+  yield* to.write.addMultiple(items, {
+    concurrency: options.concurrency ?? 16,
+    onStart: (info) => options.onEvent?.({ type: "start", path: StorePath.print(info.path, storeDir), narSize: info.narSize }),
+    onAdded: (info) => options.onEvent?.({ type: "done", path: StorePath.print(info.path, storeDir), narSize: info.narSize })
+  })
   return {
     copied: infos.map((i) => i.path),
-    skipped: wanted.filter((p) => present.has(StorePath.baseName(p)))
+    skipped: resolved.filter((i) => present.has(StorePath.baseName(i.path))).map((i) => i.path).sort(StorePath.compare)
   }
 })
-

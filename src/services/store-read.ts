@@ -14,6 +14,11 @@ export interface StoreReadApi {
   readonly uri: string
   /** The logical store directory, e.g. `/nix/store`. */
   readonly storeDir: string
+  /**
+   * As a substituter, how preferred it is: lower first (Nix's `priority`; a binary cache takes it from
+   * its `nix-cache-info` or `?priority=`). Stores without one count as 0.
+   */
+  readonly priority?: number
   readonly queryPathInfo: (path: StorePath.StorePath) => Effect.Effect<PathInfo, StoreError>
   readonly isValidPath: (path: StorePath.StorePath) => Effect.Effect<boolean, StoreError>
   /** The subset of `paths` that are valid, in the order given. */

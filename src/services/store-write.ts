@@ -23,6 +23,16 @@ export interface AddPathOptions {
   readonly onProgress?: (bytes: number) => void
 }
 
+/** How `addMultiple` goes about it; every field is a hint a layer may ignore. */
+export interface AddMultipleOptions {
+  /** NARs read at once (default 16). */
+  readonly concurrency?: number
+  /** Told when a path's NAR starts to be read. */
+  readonly onStart?: (info: PathInfo) => void
+  /** Told when a path is valid in the store (added, or found already valid). */
+  readonly onAdded?: (info: PathInfo) => void
+}
+
 export interface StoreWriteApi {
   /**
    * Adds a path from its NAR. The NAR is validated, hashed and counted while it streams; if it does
@@ -34,8 +44,13 @@ export interface StoreWriteApi {
   readonly addPath: (fsPath: string, options?: AddPathOptions) => Effect.Effect<PathInfo, StoreError>
   /** Adds a text file as `builtins.toFile` does. */
   readonly addText: (name: string, text: string | Uint8Array, references?: ReadonlyArray<StorePath.StorePath>) => Effect.Effect<PathInfo, StoreError>
-  /** Adds paths given in any order; they are added dependencies first. */
-  readonly addMultiple: <E, R>(items: ReadonlyArray<{ readonly info: PathInfo; readonly nar: Stream.Stream<Uint8Array, E, R> }>) => Effect.Effect<void, StoreError | E, R>
+  /**
+   * Adds paths given in any order. Their NARs may be read at once, several together, but a path is
+   * registered only once the paths it refers to are valid (those among `items` are registered first,
+   * or in the same transaction); a path whose NAR fails, or whose reference failed, is never
+   * registered. The first failure stops the rest; paths registered before it stay valid.
+   */
+  readonly addMultiple: <E, R>(items: ReadonlyArray<{ readonly info: PathInfo; readonly nar: Stream.Stream<Uint8Array, E, R> }>, options?: AddMultipleOptions) => Effect.Effect<void, StoreError | E, R>
   /**
    * Whether paths from elsewhere must carry a trusted signature (or a content address) to be added:
    * true for a local store, as Nix's `require-sigs`; a binary cache keeps what it is given.

@@ -3,7 +3,7 @@
  * `addSignatures`, this derives `addPath`, `addText` and `addMultiple` from them. A layer can
  * still replace any of them with a faster one of its own.
  */
-import { Effect, Stream } from "effect"
+import { Deferred, Effect, Semaphore, Stream } from "effect"
 import { basename } from "node:path"
 import * as ContentAddress from "../core/content-address.ts"
 import * as ByteString from "../core/byte-string.ts"
@@ -13,11 +13,11 @@ import * as Tree from "../nar/tree.ts"
 import { checkNar, type NarCheckOptions, type NarCheckResult } from "../nar/check.ts"
 import { FileNotFound, narFromPath } from "../nar/fs/index.ts"
 import { topoSortInfos } from "./closure.ts"
-import { StoreIoError } from "./store-errors.ts"
+import { type ReferenceCycle, StoreIoError } from "./store-errors.ts"
 import { sortReferences, type PathInfo } from "./path-info.ts"
 import type { StoreError } from "./store-errors.ts"
 import type { StoreReadApi } from "./store-read.ts"
-import type { AddPathOptions, StoreWriteApi } from "./store-write.ts"
+import type { AddMultipleOptions, AddPathOptions, StoreWriteApi } from "./store-write.ts"
 
 export type StoreWriteCore = Pick<StoreWriteApi, "addToStore" | "addSignatures">
 
@@ -93,13 +93,58 @@ export const addTextVia = (store: StoreReadApi, core: StoreWriteCore) =>
       return info
     })
 
-/** `addMultiple`: dependencies first, one at a time. */
-export const addMultipleVia = (core: StoreWriteCore): StoreWriteApi["addMultiple"] =>
-  (items) => {
-    const byKey = new Map(items.map((item) => [StorePath.baseName(item.info.path), item]))
-    return Effect.flatMap(Effect.fromResult(topoSortInfos(items.map((i) => i.info))), (ordered) => Effect.forEach(ordered,
-      (info) => core.addToStore(info, byKey.get(StorePath.baseName(info.path))!.nar), { discard: true }))
-  }
+/** What `addInDependencyOrder` gives the adder of one path. */
+export interface OrderedAddControl {
+  /** Runs `effect` within the bound on NARs read at once (`AddMultipleOptions.concurrency`). */
+  readonly limit: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /**
+   * Waits until the path's references among the items have been added, or are `committing`: queued
+   * for a registration that comes before (or in the same transaction as) any queued after it.
+   */
+  readonly referencesAdded: Effect.Effect<void>
+  /** Tells referrers waiting in `referencesAdded` that this path is queued for registration (see there). */
+  readonly committing: Effect.Effect<void>
+}
+
+/**
+ * The frame of `addMultiple`: items are deduplicated and sorted dependencies first (a reference
+ * cycle fails at once), then `add` runs for many of them at once; each `add` decides when to wait
+ * for its references (before reading its NAR, or only before registering it). A path is reported
+ * added (and its referrers released) only when its `add` succeeded; the first failure interrupts
+ * the others, so a referrer of a failed path never gets past `referencesAdded`.
+ */
+export const addInDependencyOrder = <I extends { readonly info: PathInfo }, E, R>(
+  items: ReadonlyArray<I>,
+  options: AddMultipleOptions,
+  storeDir: string,
+  add: (item: I, control: OrderedAddControl) => Effect.Effect<void, E, R>
+): Effect.Effect<void, E | ReferenceCycle, R> => Effect.gen(function*() {
+  const byKey = new Map<string, I>()
+  for (const item of items) { const key = StorePath.baseName(item.info.path); if (!byKey.has(key)) byKey.set(key, item) }
+  const ordered = yield* Effect.fromResult(topoSortInfos([...byKey.values()].map((i) => i.info), storeDir))
+  const added = new Map<string, Deferred.Deferred<void>>()
+  for (const info of ordered) added.set(StorePath.baseName(info.path), Deferred.makeUnsafe<void>())
+  const concurrency = Math.max(1, options.concurrency ?? 16)
+  const reading = yield* Semaphore.make(concurrency)
+  const limit = <A, E2, R2>(effect: Effect.Effect<A, E2, R2>) => reading.withPermits(1)(effect)
+  // Fibers go in dependency order; a few times `concurrency` of them, so that NARs are read while
+  // earlier paths wait for their references (those are always in earlier, running or finished, fibers).
+  yield* Effect.forEach(ordered, (info) => {
+    const key = StorePath.baseName(info.path)
+    const refs = [...new Set(info.references.map(StorePath.baseName))].filter((r) => r !== key && added.has(r))
+    const referencesAdded = Effect.forEach(refs, (r) => Deferred.await(added.get(r)!), { discard: true })
+    const committing = Deferred.succeed(added.get(key)!, undefined).pipe(Effect.asVoid)
+    return Effect.sync(() => options.onStart?.(info)).pipe(
+      Effect.andThen(add(byKey.get(key)!, { limit, referencesAdded, committing })),
+      Effect.andThen(Effect.sync(() => options.onAdded?.(info))),
+      Effect.andThen(committing))
+  }, { concurrency: concurrency * 4, discard: true })
+})
+
+/** `addMultiple` from `addToStore`: several at once, each started once its references are added. */
+export const addMultipleVia = (core: StoreWriteCore, storeDir: string): StoreWriteApi["addMultiple"] =>
+  (items, options = {}) => addInDependencyOrder(items, options, storeDir,
+    (item, { limit, referencesAdded }) => Effect.andThen(referencesAdded, limit(core.addToStore(item.info, item.nar))))
 
 /** A full `StoreWriteApi` from a layer's core operations. */
 export const makeStoreWrite = (store: StoreReadApi, core: StoreWriteCore, overrides: Partial<StoreWriteApi> = {}): StoreWriteApi => ({
@@ -107,7 +152,7 @@ export const makeStoreWrite = (store: StoreReadApi, core: StoreWriteCore, overri
   addSignatures: core.addSignatures,
   addPath: overrides.addPath ?? addPathTwoPass(store, core),
   addText: overrides.addText ?? addTextVia(store, core),
-  addMultiple: overrides.addMultiple ?? addMultipleVia(core),
+  addMultiple: overrides.addMultiple ?? addMultipleVia(core, store.storeDir),
   ...(overrides.requiresSignatures === undefined ? {} : { requiresSignatures: overrides.requiresSignatures }),
   ...(overrides.registerRealisation ? { registerRealisation: overrides.registerRealisation } : {})
 })

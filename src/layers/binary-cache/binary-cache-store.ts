@@ -43,6 +43,8 @@ export interface BinaryCacheOptions {
   readonly writeNarListing?: boolean
   /** How long a "not in the cache" answer is remembered, in ms (Nix: narinfo-cache-negative-ttl). */
   readonly negativeTtlMs?: number
+  /** Priority as a substituter (lower first); default: the cache's `nix-cache-info`, else 0. */
+  readonly priority?: number
 }
 
 export interface BinaryCacheStore {
@@ -116,13 +118,15 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
     const isValidPath = (path: StorePath.StorePath) => Effect.map(lookup(path.hashPart), (found) =>
       Option.isSome(found) && found.value.storePath === print(path))
 
+    const priority = options.priority ?? cacheInfo.priority
     const read: StoreReadApi = {
       uri,
       storeDir,
+      ...(priority !== undefined ? { priority } : {}),
       queryPathInfo,
       isValidPath,
       queryValidPaths: (paths) => Effect.map(
-        Effect.forEach(paths, (p) => Effect.map(isValidPath(p), (ok) => (ok ? [p] : [])), { concurrency: 16 }),
+        Effect.forEach(paths, (p) => Effect.map(isValidPath(p), (ok) => (ok ? [p] : [])), { concurrency: 128 }),
         (found) => found.flat()),
       // checked against the narinfo as it is read, or in the pass of a consumer that checks it anyway (check.ts)
       narFromPath: (path) => checkedNar(Effect.gen(function*() {

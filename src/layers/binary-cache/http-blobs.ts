@@ -11,7 +11,7 @@ import { StoreIoError } from "../../services/store-errors.ts"
 import type { BlobStore } from "./blob-store.ts"
 
 export interface HttpBlobOptions {
-  /** Requests in flight at once. */
+  /** Requests in flight at once (default 128: narinfo lookups of a closure go out together; undici keeps the connections alive and reuses them). */
   readonly concurrency?: number
   /** Attempts per request (1 = no retry). */
   readonly attempts?: number
@@ -27,7 +27,7 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
   // Loaded on first use: the undici client is large, and most commands never speak HTTP.
   const NodeHttpClient = yield* Effect.promise(() => import("@effect/platform-node/NodeHttpClient"))
   const client = Context.get(yield* Layer.build(NodeHttpClient.layerUndici), HttpClient.HttpClient)
-  const semaphore = yield* Semaphore.make(options.concurrency ?? 16)
+  const semaphore = yield* Semaphore.make(options.concurrency ?? 128)
   const timeout = options.timeout ?? Duration.seconds(60)
   const base = baseUrl.endsWith("/") ? baseUrl : baseUrl + "/"
   const url = (key: string) => base + key.split("/").map(encodeURIComponent).join("/")

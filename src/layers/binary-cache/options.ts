@@ -5,7 +5,7 @@ import { checkParams, flagOption, secretKeysOption, storeDirOption, type StoreUr
 import type { BinaryCacheOptions } from "./binary-cache-store.ts"
 import { compressions, isCompression } from "../../io/compression.ts"
 
-export const binaryCacheParams = ["compression", "secret-key", "parallel-compression", "write-nar-listing", "store", "negative-ttl"] as const
+export const binaryCacheParams = ["compression", "secret-key", "parallel-compression", "write-nar-listing", "store", "negative-ttl", "priority"] as const
 
 export const parseBinaryCacheOptions = (uri: StoreUri, extraParams: ReadonlyArray<string> = []): Effect.Effect<BinaryCacheOptions, BadStoreUri> =>
   Effect.gen(function*() {
@@ -16,12 +16,15 @@ export const parseBinaryCacheOptions = (uri: StoreUri, extraParams: ReadonlyArra
     const secretKeys = yield* Effect.fromResult(secretKeysOption(uri))
     const storeDir = storeDirOption(uri)
     const ttl = uri.params.get("negative-ttl")
+    const priority = uri.params.get("priority") ?? undefined
+    if (priority !== undefined && !/^-?[0-9]{1,9}$/.test(priority)) return yield* bad(`priority must be an integer, not '${priority}'`)
     return {
       compression,
       secretKeys,
       parallelCompression: flagOption(uri, "parallel-compression"),
       writeNarListing: flagOption(uri, "write-nar-listing"),
       ...(storeDir ? { storeDir } : {}),
-      ...(ttl && /^[0-9]+$/.test(ttl) ? { negativeTtlMs: Number(ttl) * 1000 } : {})
+      ...(ttl && /^[0-9]+$/.test(ttl) ? { negativeTtlMs: Number(ttl) * 1000 } : {}),
+      ...(priority !== undefined ? { priority: Number(priority) } : {})
     }
   })

@@ -23,8 +23,8 @@ import { NarWriter } from "../../nar/nar-writer.ts"
 import { PathNotValid, StoreIoError } from "../../services/store-errors.ts"
 import type { BuiltPath } from "../../services/build-host.ts"
 import type { PathInfo } from "../../services/path-info.ts"
-import type { AddPathOptions } from "../../services/store-write.ts"
-import { contentAddressedInfo, contentDigestOptions, narFromFileSystem } from "../../services/write-helpers.ts"
+import type { AddPathOptions, StoreWriteApi } from "../../services/store-write.ts"
+import { addInDependencyOrder, contentAddressedInfo, contentDigestOptions, narFromFileSystem } from "../../services/write-helpers.ts"
 import type { StoreError } from "../../services/store-errors.ts"
 import { verifiedNarEvents } from "../../services/verified-nar.ts"
 import { canonicalise } from "../../io/canonicalise.ts"
@@ -47,7 +47,7 @@ export interface AddContext {
   /** Derivation outputs to record when a `.drv` is registered (path → output name → output path). */
   readonly derivationOutputsOf?: (info: PathInfo, realPath: string) => Readonly<Record<string, string>> | undefined
   /** Commits one restored tree, sharing the flush and transaction with concurrent adders (see `withGroupCommit`). */
-  readonly commit?: (entry: TempEntry) => Effect.Effect<void, StoreError>
+  readonly commit?: (entry: TempEntry, onQueued?: Effect.Effect<void>) => Effect.Effect<void, StoreError>
 }
 
 /** A restored temporary tree and the path it is to become. */
@@ -57,6 +57,13 @@ export interface TempEntry {
   /** Already written with store metadata (a canonical restore): no second pass needed. */
   readonly canonical?: boolean
 }
+
+/**
+ * For benchmarks only (measuring what durability costs): with B3_BENCH_NO_FSYNC=1 in the environment
+ * the local store does not flush new contents before registering them, so a crash can leave
+ * registered paths with missing or partial contents. Never set it for real use.
+ */
+const skipFsyncForMeasurement = process.env.B3_BENCH_NO_FSYNC === "1"
 
 /** The context with group commit: concurrent adds share one flush to disk and one transaction. */
 export const withGroupCommit = (ctx: AddContext): AddContext => ({ ...ctx, commit: makeGroupCommit((entries) => commitTemps(ctx, entries)) })
@@ -83,7 +90,7 @@ const restoreToTemp = <E, R>(ctx: AddContext, events: Stream.Stream<NarEvent, E,
  */
 const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect.Effect<void, StoreError> => Effect.gen(function*() {
   for (const { temp, canonical } of entries) if (!canonical) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
-  yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
+  if (!skipFsyncForMeasurement) yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
   // Temporary roots before the paths appear in the store: a collector (b3's or Nix's) keeps them.
   yield* ctx.locks.addTempRoots(entries.map((e) => StorePath.print(e.info.path, ctx.layout.storeDir)))
   const outputs = new Map<string, Readonly<Record<string, string>>>()
@@ -100,6 +107,12 @@ const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect
       seen.add(name)
       return true
     })
+    // A reference must be valid or registered with it: checked before anything is renamed into place.
+    const names = new Set(entries.map(({ info }) => StorePath.baseName(info.path)))
+    for (const { info } of fresh) {
+      const missing = info.references.find((r) => !names.has(StorePath.baseName(r)) && !ctx.db.isValid(r))
+      if (missing) throw new Error(`cannot register '${StorePath.print(info.path, ctx.layout.storeDir)}': its reference '${StorePath.print(missing, ctx.layout.storeDir)}' is not valid`)
+    }
     const garbage: Array<string> = []
     for (const { info, temp } of fresh) {
       const finalPath = join(ctx.layout.realStoreDir, StorePath.baseName(info.path))
@@ -112,8 +125,8 @@ const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect
   for (const trash of garbage) yield* trySync(ctx.uri, "remove garbage", () => removeTree(trash))
 })
 
-const commitTemp = (ctx: AddContext, entry: TempEntry) =>
-  ctx.commit ? ctx.commit(entry) : commitTemps(ctx, [entry])
+const commitTemp = (ctx: AddContext, entry: TempEntry, onQueued: Effect.Effect<void> = Effect.void) =>
+  ctx.commit ? ctx.commit(entry, onQueued) : Effect.andThen(onQueued, commitTemps(ctx, [entry]))
 
 /** A fresh temporary name in the store dir; whatever is left there is removed when the scope closes. */
 const scopedTemp = (ctx: AddContext, tag: string) =>
@@ -136,6 +149,36 @@ export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.St
       restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, nar), temp),
       commitTemp(ctx, { info, temp, canonical: true })))
   })
+
+/**
+ * `addMultiple` for the local store: NARs are read, checked and restored into temporary trees
+ * several at once, whatever their order; each tree is committed (flushed, renamed into place and
+ * registered) only once the paths it refers to are valid, trees ready together sharing one flush and
+ * one transaction (group commit). A path whose NAR fails is never registered, nor is anything that
+ * refers to it: the failure interrupts the rest, and unregistered temporary trees are removed.
+ */
+export const addMultipleFromNars = (ctx: AddContext): StoreWriteApi["addMultiple"] => (items, options = {}) => Effect.gen(function*() {
+  const keys = new Set(items.map(({ info }) => StorePath.baseName(info.path)))
+  // References outside the items must be valid already: checked before any NAR is read.
+  const outside = trySync(ctx.uri, "check references", () => {
+    for (const { info } of items) {
+      const missing = info.references.find((r) => !keys.has(StorePath.baseName(r)) && !ctx.db.isValid(r))
+      if (missing) return missing
+    }
+    return undefined
+  })
+  const missing = yield* outside
+  if (missing) return yield* new PathNotValid({ path: StorePath.print(missing, ctx.layout.storeDir), store: ctx.uri })
+  yield* addInDependencyOrder(items, options, ctx.layout.storeDir, ({ info, nar }, { limit, referencesAdded, committing }) => Effect.gen(function*() {
+    if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return
+    yield* withTemp(ctx, "add", (temp) => Effect.gen(function*() {
+      yield* limit(restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, nar), temp))
+      // references queued before this path: registered in an earlier transaction or in the same one
+      yield* referencesAdded
+      yield* commitTemp(ctx, { info, temp, canonical: true }, committing)
+    }))
+  }))
+})
 
 /** The size and executable bit of `path` when it is a regular file (not a link to one), else undefined. */
 const regularFileAt = (path: string): { readonly size: number; readonly executable: boolean } | undefined => {

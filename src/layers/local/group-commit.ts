@@ -16,9 +16,10 @@ export const makeGroupCommit = <T>(commitAll: (entries: ReadonlyArray<T>) => Eff
       Effect.forEach(batch, (w) => Deferred.done(w.done, exit), { discard: true }))
   })
   // Uninterruptible: once queued, an entry's temporary tree must stay until its batch is through.
-  return (entry: T): Effect.Effect<void, StoreError> => Effect.uninterruptible(Effect.suspend(() => {
+  // `onQueued` runs once the entry is queued: whatever is queued after it is committed in the same batch or a later one.
+  return (entry: T, onQueued: Effect.Effect<void> = Effect.void): Effect.Effect<void, StoreError> => Effect.uninterruptible(Effect.suspend(() => {
     const done = Deferred.makeUnsafe<void, StoreError>()
     waiting.push({ entry, done })
-    return Effect.andThen(lock.withPermits(1)(commitWaiting), Deferred.await(done))
+    return onQueued.pipe(Effect.andThen(lock.withPermits(1)(commitWaiting)), Effect.andThen(Deferred.await(done)))
   }))
 }

@@ -14,7 +14,7 @@ import type { StoreError } from "../../services/store-errors.ts"
 import { StoreRead, type StoreReadApi } from "../../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../../services/store-write.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
-import { addBuilt, addFromNar, addPathOnePass, withGroupCommit, type AddContext } from "./add.ts"
+import { addBuilt, addFromNar, addMultipleFromNars, addPathOnePass, withGroupCommit, type AddContext } from "./add.ts"
 import { StoreDatabase } from "./database.ts"
 import { ioError, trySync } from "./fs-ops.ts"
 import { makeLayout, type LocalStoreLayout } from "./layout.ts"
@@ -138,6 +138,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       })
     }, {
       addPath: addPathOnePass(ctx),
+      addMultiple: addMultipleFromNars(ctx),
       requiresSignatures: true,
       registerRealisation: (r) => trySync(uri, "register realisation", () => db.registerRealisation(r))
     })
