@@ -10,7 +10,7 @@
  *   npm run bench:serve [-- --quick]
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
 import { Agent, request } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -23,7 +23,14 @@ const totalBytes = quick ? 200 * 2 ** 20 : 1.5 * 2 ** 30
 const concurrency = 16
 const runs = quick ? 2 : 3
 const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
-const work = mkdtempSync(join(tmpdir(), "b3-bench-serve-"))
+/** `--keep DIR`: make the corpus in DIR once and reuse it on later runs (for iterating); default: a fresh temp dir, removed. */
+const keepAt = process.argv.indexOf("--keep")
+const kept = keepAt >= 0 ? process.argv[keepAt + 1]! : undefined
+/** `--only NAME,…`: run only these cases (nginx, file, local, zstd). */
+const onlyAt = process.argv.indexOf("--only")
+const only = onlyAt >= 0 ? new Set(process.argv[onlyAt + 1]!.split(",")) : undefined
+const wanted = (name: string) => only === undefined || only.has(name)
+const work = kept ?? mkdtempSync(join(tmpdir(), "b3-bench-serve-"))
 
 /** A deterministic generator (xorshift32). */
 const random = (seed: number) => () => {
@@ -131,71 +138,96 @@ const measureServer = async (name: string, base: string, pid: () => ReadonlyArra
 
 try {
   const files = join(work, "files")
-  mkdirSync(files)
-  const list = sizes().map((size, i) => { const path = join(files, `p${i}`); writeFile(path, size, i); return path })
   const root = join(work, "store")
   const store = `local?root=${root}`
-  const paths = runOrThrow(b3, ["store", "add", "--store", store, ...list]).split("\n")
   const cache = join(work, "cache")
-  runOrThrow(b3, ["copy", "--from", store, "--to", `file://${cache}?compression=none`, "--no-check-sigs", ...paths])
+  const pathList = join(work, "paths")
+  let paths: Array<string>
+  if (kept !== undefined && existsSync(pathList)) paths = readFileSync(pathList, "utf8").split("\n")
+  else {
+    mkdirSync(files, { recursive: true })
+    const list = sizes().map((size, i) => { const path = join(files, `p${i}`); writeFile(path, size, i); return path })
+    paths = runOrThrow(b3, ["store", "add", "--store", store, ...list]).split("\n")
+    runOrThrow(b3, ["copy", "--from", store, "--to", `file://${cache}?compression=none`, "--no-check-sigs", ...paths])
+    writeFileSync(pathList, paths.join("\n"))
+  }
   const hashes = paths.map((p) => p.slice("/nix/store/".length, "/nix/store/".length + 32))
   const narBytes = Number(runOrThrow("du", ["-sb", join(cache, "nar")]).split(/\s/)[0])
   console.log(`corpus: ${paths.length} paths, ${(narBytes / 2 ** 30).toFixed(2)} GiB of NARs; ${concurrency} concurrent clients; ${runs} runs (median)`)
 
-  const nginxPort = 20000 + Math.floor(Math.random() * 20000)
-  writeFileSync(join(work, "nginx.conf"), `
+  const results: Array<{ lookup: Case; download: Case }> = []
+  if (wanted("nginx")) {
+    const nginxPort = 20000 + Math.floor(Math.random() * 20000)
+    writeFileSync(join(work, "nginx.conf"), `
 user root root; daemon off; worker_processes 2; pid ${work}/nginx.pid; error_log ${work}/nginx-error.log;
 events { worker_connections 1024; }
 http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
   types { text/x-nix-narinfo narinfo; application/x-nix-nar nar; }
   server { listen 127.0.0.1:${nginxPort}; root ${cache}; } }
 `)
-  const nginx = await startServer("/usr/sbin/nginx", ["-c", join(work, "nginx.conf"), "-e", join(work, "nginx-error.log")], undefined)
-  await new Promise<void>((resolve) => {
-    const poll = () => request(`http://127.0.0.1:${nginxPort}/nix-cache-info`, (res) => { res.resume(); resolve() }).on("error", () => setTimeout(poll, 50)).end()
-    poll()
-  })
-  const nginxWorkers = () => runOrThrow("pgrep", ["-P", String(nginx.pid)]).split("\n").map(Number)
-  const results: Array<{ lookup: Case; download: Case }> = []
-  results.push(await measureServer("nginx, file cache", `http://127.0.0.1:${nginxPort}`, nginxWorkers, hashes))
-  nginx.kill("SIGQUIT")
+    const nginx = await startServer("/usr/sbin/nginx", ["-c", join(work, "nginx.conf"), "-e", join(work, "nginx-error.log")], undefined)
+    await new Promise<void>((resolve) => {
+      const poll = () => request(`http://127.0.0.1:${nginxPort}/nix-cache-info`, (res) => { res.resume(); resolve() }).on("error", () => setTimeout(poll, 50)).end()
+      poll()
+    })
+    const nginxWorkers = () => runOrThrow("pgrep", ["-P", String(nginx.pid)]).split("\n").map(Number)
+    results.push(await measureServer("nginx, file cache", `http://127.0.0.1:${nginxPort}`, nginxWorkers, hashes))
+    nginx.kill("SIGQUIT")
+  }
 
-  for (const [name, uri] of [["b3, file cache", `file://${cache}`], ["b3, local store", store]] as const) {
-    const child = spawn(b3, ["serve", "--store", uri, "--listen", "127.0.0.1:0", "--quiet"], { stdio: ["ignore", "pipe", "ignore"] })
+  const startB3 = async (args: ReadonlyArray<string>) => {
+    const child = spawn(b3, ["serve", "--listen", "127.0.0.1:0", "--quiet", ...args], { stdio: ["ignore", "pipe", "ignore"] })
     const port = await new Promise<number>((resolve) => {
       let seen = ""
       child.stdout.on("data", (c: Buffer) => { seen += c.toString(); const m = /at http:\/\/127\.0\.0\.1:(\d+)/.exec(seen); if (m) resolve(Number(m[1])) })
     })
-    results.push(await measureServer(name, `http://127.0.0.1:${port}`, () => [child.pid!], hashes))
+    return { child, base: `http://127.0.0.1:${port}` }
+  }
+  for (const [key, name, uri] of [["file", "b3, file cache", `file://${cache}`], ["local", "b3, local store", store]] as const) {
+    if (!wanted(key)) continue
+    const { child, base } = await startB3(["--store", uri])
+    results.push(await measureServer(name, base, () => [child.pid!], hashes))
     child.kill("SIGTERM")
   }
 
-  // On-the-fly zstd from the local store.
-  const zstd = spawn(b3, ["serve", "--store", store, "--listen", "127.0.0.1:0", "--compression", "zstd"], { stdio: ["ignore", "pipe", "ignore"] })
-  const zstdPort = await new Promise<number>((resolve) => {
-    let seen = ""
-    zstd.stdout.on("data", (c: Buffer) => { seen += c.toString(); const m = /at http:\/\/127\.0\.0\.1:(\d+)/.exec(seen); if (m) resolve(Number(m[1])) })
-  })
-  const zstdUrls = await narUrls(`http://127.0.0.1:${zstdPort}`, hashes)
-  const zstdRuns: Array<{ seconds: number; bytes: number }> = []
-  for (let i = 0; i < runs; i++) zstdRuns.push(await fetchAll(`http://127.0.0.1:${zstdPort}`, zstdUrls))
-  const zstdRss = peakRssMiB(zstd.pid!)
-  zstd.kill("SIGTERM")
-
-  const [reference, ...b3Rows] = results
-  console.log("\n| case | server | time (s) | ratio to nginx | MB/s | server peak RSS (MiB) |\n|---|---|---|---|---|---|")
+  const reference = results[0]
+  const ratio = (seconds: number, ref: Case | undefined) => ref ? (seconds / ref.seconds).toFixed(2) : "–"
+  console.log(`\n| case | server | time (s) | ratio to ${reference?.lookup.name ?? "–"} | MB/s | server peak RSS (MiB) |\n|---|---|---|---|---|---|`)
   for (const kind of ["lookup", "download"] as const) {
-    const ref = reference![kind]
-    for (const row of [ref, ...b3Rows.map((r) => r[kind])]) {
+    for (const row of results.map((r) => r[kind])) {
       const mbps = kind === "download" ? (row.bytes / 1e6 / row.seconds).toFixed(0) : "–"
-      console.log(`| ${kind === "lookup" ? `${count} narinfo lookups` : `${count} NAR downloads`} | ${row.name} | ${row.seconds.toFixed(3)} | ${(row.seconds / ref.seconds).toFixed(2)} | ${mbps} | ${row.rss.toFixed(0)} |`)
+      console.log(`| ${kind === "lookup" ? `${count} narinfo lookups` : `${count} NAR downloads`} | ${row.name} | ${row.seconds.toFixed(3)} | ${ratio(row.seconds, reference?.[kind])} | ${mbps} | ${row.rss.toFixed(0)} |`)
     }
   }
-  const zs = median(zstdRuns.map((r) => r.seconds))
-  console.log(`| ${count} NAR downloads, zstd on the fly | b3, local store | ${zs.toFixed(3)} | ${(zs / reference!.download.seconds).toFixed(2)} | ${(narBytes / 1e6 / zs).toFixed(0)} (uncompressed) | ${zstdRss.toFixed(0)} |`)
-  console.log(`zstd ratio: ${(narBytes / zstdRuns[0]!.bytes).toFixed(2)} (${(zstdRuns[0]!.bytes / 2 ** 20).toFixed(0)} MiB for ${(narBytes / 2 ** 20).toFixed(0)} MiB of NARs)`)
-  console.log("\n" + JSON.stringify({ benchmark: "bench/serve", results, zstd: { seconds: zs, bytes: zstdRuns[0]!.bytes, narBytes, rss: zstdRss } }))
+
+  // On-the-fly zstd from the local store, beside zstd(1) at level 1 compressing the same NARs (one
+  // process per NAR, two at a time, as the two cores allow): the CPU's ceiling on this machine.
+  let zstd: object | undefined
+  if (wanted("zstd")) {
+    const { child, base } = await startB3(["--store", store, "--compression", "zstd"])
+    const zstdUrls = await narUrls(base, hashes)
+    const zstdRuns: Array<{ seconds: number; bytes: number }> = []
+    for (let i = 0; i < runs; i++) zstdRuns.push(await fetchAll(base, zstdUrls))
+    const rss = peakRssMiB(child.pid!)
+    child.kill("SIGTERM")
+    const narDir = join(cache, "nar")
+    const cli: Array<number> = []
+    for (let i = 0; i < runs; i++) {
+      const started = process.hrtime.bigint()
+      runOrThrow("sh", ["-c", `ls ${narDir}/*.nar | xargs -P 2 -n 8 zstd -1 -q -c > /dev/null`])
+      cli.push(Number(process.hrtime.bigint() - started) / 1e9)
+    }
+    const zs = median(zstdRuns.map((r) => r.seconds))
+    const cs = median(cli)
+    console.log(`| ${count} NAR downloads, zstd on the fly | b3, local store | ${zs.toFixed(3)} | ${ratio(zs, reference?.download)} | ${(narBytes / 1e6 / zs).toFixed(0)} (uncompressed) | ${rss.toFixed(0)} |`)
+    console.log(`| the same NARs through \`zstd -1\`, 2 at a time (no HTTP) | zstd(1) | ${cs.toFixed(3)} | ${ratio(cs, reference?.download)} | ${(narBytes / 1e6 / cs).toFixed(0)} (uncompressed) | – |`)
+    console.log(`zstd on the fly: ratio ${(narBytes / zstdRuns[0]!.bytes).toFixed(2)} (${(zstdRuns[0]!.bytes / 2 ** 20).toFixed(0)} MiB for ${(narBytes / 2 ** 20).toFixed(0)} MiB of NARs), ${(zs / cs).toFixed(2)}× the time of zstd -1`)
+    zstd = { seconds: zs, bytes: zstdRuns[0]!.bytes, narBytes, rss, zstdCliSeconds: cs }
+  }
+  console.log("\n" + JSON.stringify({ benchmark: "bench/serve", load: readFileSync("/proc/loadavg", "utf8").trim(), results, zstd }))
 } finally {
-  spawnSync("chmod", ["-R", "u+w", work])
-  rmSync(work, { recursive: true, force: true })
+  if (kept === undefined) {
+    spawnSync("chmod", ["-R", "u+w", work])
+    rmSync(work, { recursive: true, force: true })
+  }
 }

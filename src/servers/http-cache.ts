@@ -43,6 +43,14 @@ export interface ServeOptions {
   readonly compression?: Compression
   /** NAR transfers at once (default 32). */
   readonly maxConcurrentNars?: number
+  /**
+   * Of those, NARs made on the fly (from a store that has no file for them, or compressed here) at
+   * once (default 8 plain, 4 compressed): each holds a few read buffers, and a compressor its state,
+   * while the two cores could not make more of them go faster.
+   */
+  readonly maxConcurrentMadeNars?: number
+  /** Level for on-the-fly compression (default: zstd 1, xz 6, bzip2 9). */
+  readonly compressionLevel?: number
   /** A transfer blocked this long on a client that does not read gives its slot back (default 2 s). */
   readonly stallMs?: number
   /** A connection with no traffic for this long is closed (default 60 s). */
@@ -152,8 +160,12 @@ const sendStream = <E>(stream: Stream.Stream<Uint8Array, E>, response: ServerRes
     Effect.sync(() => { response.end() })
   )
 
-/** Read buffers for files being sent, reused: a buffer is free again once the socket has taken its bytes. */
-const fileChunk = 1 << 20
+/**
+ * Read buffers for files being sent, reused: a buffer is free again once the socket has taken its
+ * bytes. 256 KiB: as fast as 1 MiB on loopback (the socket takes a few hundred KiB at a time), and
+ * 32 transfers hold 16 MiB instead of 64.
+ */
+const fileChunk = 256 << 10
 const freeBuffers: Array<Buffer> = []
 const takeBuffer = () => freeBuffers.pop() ?? Buffer.allocUnsafeSlow(fileChunk)
 const giveBuffer = (buffer: Buffer) => { if (freeBuffers.length < 64) freeBuffers.push(buffer) }
@@ -196,8 +208,12 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
   const context = yield* Effect.context<StoreRead>()
   const store = Context.get(context, StoreRead)
   const run = Effect.runCallbackWith(context)
-  const slots = makeSlots(options.maxConcurrentNars ?? 32, options.stallMs ?? 2000)
   const compression = options.compression ?? "none"
+  const maxNars = options.maxConcurrentNars ?? 32
+  const slots = makeSlots(maxNars, options.stallMs ?? 2000)
+  const madeSlots = makeSlots(Math.min(maxNars, options.maxConcurrentMadeNars ?? (compression === "none" ? 8 : 4)), options.stallMs ?? 2000)
+  const level = options.compressionLevel ?? (compression === "zstd" ? 1 : undefined)
+  const compressOptions = level === undefined ? {} : { level }
   const cacheInfo = Buffer.from(CacheInfo.print({ storeDir: store.storeDir, wantMassQuery: true, priority: options.priority ?? 30 }))
 
   const servedNar = (path: StorePath.StorePath, info: PathInfo): Effect.Effect<ServedNar, StoreError> => {
@@ -209,7 +225,7 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
     const nar = store.narFromPath(path)
     return Effect.succeed(compression === "none"
       ? { compression, fileHash: info.narHash, fileSize: info.narSize, bytes: nar }
-      : { compression, bytes: compress(nar, compression) })
+      : { compression, bytes: compress(nar, compression, compressOptions) })
   }
 
   const pathOf = (hashPart: string) => Effect.flatMap(store.queryPathFromHashPart(hashPart), (path) =>
@@ -275,7 +291,7 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
       headers["content-length"] = String(end - start + 1)
     }
     if (head) { response.writeHead(status, headers); response.end(); return }
-    run(slots.take, { onExit: (exit) => {
+    run(file.file !== undefined && size !== undefined ? slots.take : madeSlots.take, { onExit: (exit) => {
       if (!Exit.isSuccess(exit)) return failed(response, "no transfer slot")
       const slot = exit.value
       response.on("close", slot.release)

@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { spawn, type ChildProcess } from "node:child_process"
 import { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { randomBytes } from "node:crypto"
 import { createInterface } from "node:readline"
+import { zstdDecompressSync } from "node:zlib"
 import * as StorePath from "../../src/core/store-path.ts"
 import { b3, b3Bin, runB3 } from "../support/b3.ts"
 import { signedToolClosure } from "../support/closure.ts"
@@ -82,6 +84,32 @@ describe("binary caches ↔ Nix", () => {
         expect(res.status).toBeGreaterThanOrEqual(400)
         expect(res.status).toBeLessThan(500)
       }
+    } finally {
+      await stop(child)
+    }
+  })
+
+  it("b3 serve --compression zstd makes zstd NARs on the fly that decompress to the exact NAR, and nix copy reads them", async () => {
+    // a path of several MiB (many read chunks and compressor buffers) beside the small closure
+    const big = join(scratch, "zstd-big")
+    mkdirSync(big)
+    writeFileSync(join(big, "random"), randomBytes(3 << 20))
+    writeFileSync(join(big, "text"), Array.from({ length: 200_000 }, (_, i) => `line ${i} of some compressible text\n`).join(""))
+    const bigPath = b3(["store", "add", "--store", source, big])
+    const child = spawn(b3Bin, ["serve", "--store", source, "--listen", "127.0.0.1:0", "--compression", "zstd", "--secret-key", sk, "--quiet"], { stdio: ["ignore", "pipe", "pipe"] })
+    try {
+      const line = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once("line", resolve))
+      const url = /at (http:\/\/\S+)/.exec(line)![1]!
+      for (const path of [...closure.all, bigPath]) {
+        const field = (text: string, name: string) => new RegExp(`^${name}: (.*)$`, "m").exec(text)?.[1]
+        const narinfo = await (await fetch(`${url}/${path.slice("/nix/store/".length, "/nix/store/".length + 32)}.narinfo`)).text()
+        expect(field(narinfo, "Compression")).toBe("zstd")
+        const body = Buffer.from(await (await fetch(`${url}/${field(narinfo, "URL")}`)).arrayBuffer())
+        expect(zstdDecompressSync(body).equals(dumpOf(source, path))).toBe(true)
+      }
+      const target = join(scratch, "served-zstd-target")
+      nix("nix", ["copy", "--from", url, "--to", target, "--option", "trusted-public-keys", pk, closure.top, bigPath])
+      for (const path of [...closure.all, bigPath]) expect(dumpOf(target, path).equals(dumpOf(source, path))).toBe(true)
     } finally {
       await stop(child)
     }

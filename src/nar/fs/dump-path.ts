@@ -34,7 +34,12 @@ export interface DumpOptions {
 const limits: JobLimits = { smallFileMax: 256 * 1024, jobBytes: 1024 * 1024, jobEntries: 512 }
 /** Entries per job when a big directory is split. */
 const piece = 256
-const bigChunk = 1024 * 1024
+/**
+ * Big files are read in chunks of 1 MiB into reused buffers, of 256 KiB into fresh ones: a consumer
+ * that keeps chunks a while (a socket, a compressor) holds less, and fresh garbage is collected sooner.
+ */
+const reusedChunk = 1024 * 1024
+const freshChunk = 256 * 1024
 /** Inline work (ms) after which the worker pool is brought in. */
 const inlineBudgetMs = 25
 /** Jobs scheduled ahead of the output (running or finished, not yet emitted). */
@@ -261,6 +266,7 @@ class DumpRun {
    */
   private async *bigFile(mark: { readonly fd: number; readonly size: number; readonly path: FsPath }): AsyncGenerator<Uint8Array, NarFsError | undefined> {
     const { fd, size } = mark
+    const bigChunk = this.reuse ? reusedChunk : freshChunk
     const chunks = Math.ceil(size / bigChunk)
     const reads: Array<Promise<number | NodeJS.ErrnoException>> = []
     const bufferOf: Array<Buffer> = []
