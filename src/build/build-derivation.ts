@@ -47,6 +47,10 @@ export interface DerivationBuild {
 export const defaultSystemFeatures = (): ReadonlyArray<string> =>
   ["benchmark", "big-parallel", "ca-derivations", ...(existsSync("/dev/kvm") ? ["kvm"] : []), "nixos-test"]
 
+/** The number of cores (os.cpus() reads /proc/cpuinfo and more: ~2 ms a call), once per process. */
+let cores: number | undefined
+const coreCount = () => (cores ??= cpus().length)
+
 /** Where an output whose path is known only after the build is built (Nix's `makeFallbackPath`). */
 export const scratchPath = (drvPath: StorePath.StorePath, drvName: string, outputName: string, storeDir: string): StorePath.StorePath =>
   StorePath.make(`rewrite:${StorePath.baseName(drvPath)}:name:${outputName}`, Hash.make("sha256", new Uint8Array(32)),
@@ -193,7 +197,7 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<ReadonlyM
       impure: type === "Impure",
       structuredAttrs: attrs ? { json: attrs.json, sh: attrs.shell } : undefined,
       platform: drv.system,
-      cores: build.cores ?? cpus().length,
+      cores: build.cores ?? coreCount(),
       timeoutSeconds: build.timeoutSeconds || undefined,
       maxSilentSeconds: build.maxSilentSeconds || undefined,
       extraBuildFiles: Object.keys(extraBuildFiles).length > 0 ? extraBuildFiles : undefined,

@@ -19,7 +19,7 @@ import { checkHost } from "./host.ts"
 import { runInSandbox } from "./run.ts"
 import type { BuildUser } from "./spec.ts"
 import { lockBuildUser } from "./user-lock.ts"
-import { buildParent, reclaimBuildDirectories, workDirectory } from "./work-dirs.ts"
+import { backgroundRemovals, buildParent, reclaimBuildDirectories, workDirectory } from "./work-dirs.ts"
 import { runBuiltin } from "./builtins.ts"
 import { existsSync } from "node:fs"
 
@@ -37,6 +37,8 @@ const builtOutput = (physicalPath: string): BuiltOutput => ({
 export const make: Effect.Effect<SandboxApi, never, Scope.Scope> = Effect.gen(function*() {
   const scope = yield* Effect.scope
   yield* reclaimBuildDirectories
+  // finished builds' directories are removed while the next build runs; the layer's end waits for them
+  yield* backgroundRemovals
   let user: BuildUser | undefined
   const once = Semaphore.makeUnsafe(1)
   const buildUser = (drvPath: string) => once.withPermits(1)(Effect.suspend(() => user !== undefined ? Effect.succeed(user) : Effect.gen(function*() {

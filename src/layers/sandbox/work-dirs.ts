@@ -2,9 +2,11 @@
  * The host directories of a build, removed when the scope closes: a directory of its own
  * (`b3-build-<pid>-…`, reclaimable after a SIGKILL) with the work directory (chroot tree, mount
  * points, helper files), and the build directory `nix-build-<name>.drv-<n>` in the temp dir, as Nix
- * names it, which the builder sees as /build.
+ * names it, which the builder sees as /build. Inside a `backgroundRemovals` scope (the sandbox
+ * layer's) they are removed in the background once the build is over.
  */
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { readFile, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect } from "effect"
@@ -50,6 +52,46 @@ export const removeTree = (dir: string): Effect.Effect<void> =>
     rmSync(dir, { recursive: true, force: true })
   }).pipe(Effect.ignore)
 
+/**
+ * Removes a directory tree like removeTree, on libuv's threads: removing even a small tree costs
+ * 10–40 ms on a busy disk, which a build should not wait for.
+ */
+const removeTreeAsync = async (dir: string): Promise<void> => {
+  try {
+    const mounts = await readFile("/proc/self/mountinfo", "utf8").catch(() => "")
+    if (mounts.split("\n").some((line) => { const m = line.split(" ")[4] ?? ""; return m === dir || m.startsWith(dir + "/") })) return
+    makeRemovable(dir)
+    await rm(dir, { recursive: true, force: true })
+  } catch {
+    // as removeTree: a tree that cannot be removed is left for reclaimBuildDirectories
+  }
+}
+
+/** Removals under way in the background, and how many scopes wait for them (see `backgroundRemovals`). */
+const pendingRemovals = new Set<Promise<void>>()
+let backgroundScopes = 0
+
+/**
+ * For the life of the scope, finished builds' directories are removed in the background, while the
+ * next build runs; the scope's end waits for every removal. (Outside such a scope they are removed
+ * before a build's scope ends.) The sandbox layer opens one for all its builds.
+ */
+export const backgroundRemovals: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => { backgroundScopes++ }),
+  () => Effect.promise(async () => {
+    while (pendingRemovals.size > 0) await Promise.all(pendingRemovals)
+    backgroundScopes--
+  })
+)
+
+/** Removes `dir` now, or in the background inside a `backgroundRemovals` scope. */
+const removeLater = (dir: string): Effect.Effect<void> => Effect.suspend(() => {
+  if (backgroundScopes === 0) return removeTree(dir)
+  const removal: Promise<void> = removeTreeAsync(dir).finally(() => { pendingRemovals.delete(removal) })
+  pendingRemovals.add(removal)
+  return Effect.void
+})
+
 /** The prefix of each build's own directory in the temp dir: `b3-build-<pid>-<random>`. */
 const buildPrefix = "b3-build-"
 
@@ -93,7 +135,7 @@ export const buildParent = (drvName: string): Effect.Effect<string, SandboxSetup
       },
       catch: setupError(drvName, "creating the build's directory")
     }),
-    removeTree
+    removeLater
   )
 
 /** The root-owned 0755 work directory (chroot tree, mount points, helper files) in the build's directory. */
@@ -145,5 +187,15 @@ export const buildDirectory = (parent: string, drvName: string, uid: number, gid
       },
       catch: setupError(drvName, "creating the build directory")
     }),
-    removeTree
+    (dir) => Effect.suspend(() => {
+      // Its name is freed at once (the next build of an equally named derivation gets the same
+      // name, as with Nix): moved into the build's own directory, removed with it.
+      if (backgroundScopes > 0 && mountPointsUnder(dir).length === 0) {
+        try {
+          renameSync(dir, join(parent, "build"))
+          return Effect.void
+        } catch { /* removed here instead */ }
+      }
+      return removeTree(dir)
+    })
   )
