@@ -373,7 +373,7 @@ export const makeUiHandler = (options: UiOptions = {}): Effect.Effect<PlainHandl
         : { status: 200, headers: { "content-type": contentTypes[".html"]!, "cache-control": "no-cache" }, body: page })
     }
     if (pathname.startsWith("/assets/")) {
-      const asset = assets.get(pathname.slice("/assets/".length))
+      const asset = assets.get(pathname.slice(1))
       return Effect.succeed(asset === undefined
         ? { status: 404, headers: { "content-type": "text/plain" }, body: "404 not found\n" }
         : { status: 200, headers: { "content-type": contentTypes[extname(pathname)]!, "cache-control": "no-cache" }, body: asset })

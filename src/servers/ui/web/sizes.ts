@@ -1,0 +1,220 @@
+/**
+ * A closure's sizes as a treemap or a sunburst (d3-hierarchy lays them out; they are drawn on a
+ * canvas, so 20,000 paths stay quick). Two hierarchies: by added size, the dominator tree (a path's
+ * box holds the paths that are in the closure only because of it, so its area is what removing it
+ * would save), and by NAR size, every path once, side by side. Both total the closure's size.
+ */
+import { hierarchy, partition, treemap, treemapSquarify, type HierarchyNode, type HierarchyRectangularNode } from "d3-hierarchy"
+import type { Closure } from "./closure.ts"
+import { formatSize, h, link } from "./dom.ts"
+
+export type SizeMode = "added" | "nar"
+export type ChartKind = "treemap" | "sunburst"
+
+/** A node of the drawn hierarchy: a path (its boxes hold what it dominates), or a path's own NAR (`own`). */
+interface Datum {
+  readonly i: number
+  readonly own: boolean
+}
+
+type Rect = HierarchyRectangularNode<Datum>
+
+const hierarchyOf = (c: Closure, mode: SizeMode): HierarchyNode<Datum> => {
+  const children = (d: Datum): Array<Datum> | undefined => {
+    if (d.own) return undefined
+    if (mode === "nar") return d.i === 0 && d.own === false ? c.paths.map((_, i) => ({ i, own: true })) : undefined
+    const kids = c.domChildren[d.i]!
+    return kids.length === 0 ? undefined : [{ i: d.i, own: true }, ...kids.map((i) => ({ i, own: false }))]
+  }
+  return hierarchy<Datum>({ i: 0, own: false }, children)
+    .sum((d) => (d.own || (mode === "added" && c.domChildren[d.i]!.length === 0) ? c.narSize[d.i]! : 0))
+}
+
+const labelIn = (mode: SizeMode) => (c: Closure, d: Datum, _hasChildren?: boolean) => (d.own && mode === "added" ? `${c.names[d.i]} (itself)` : c.names[d.i]!)
+
+/** A colour per top-level box, lighter with depth. */
+const colour = (node: Rect, focus: Rect) => {
+  let top = node
+  while (top.parent !== null && top.parent !== focus && top !== focus) top = top.parent
+  const hue = (top.data.i * 137.508) % 360
+  const depth = node.depth - focus.depth
+  return `hsl(${hue} 45% ${Math.min(82, 52 + depth * 7)}%)`
+}
+
+export interface SizesView {
+  readonly element: HTMLElement
+  /** The bytes the chart shows in all (the closure's size). */
+  readonly total: number
+}
+
+export const sizesView = (c: Closure, mode: SizeMode, chart: ChartKind, onSelect: (i: number) => void): SizesView => {
+  const root = hierarchyOf(c, mode)
+  const label = labelIn(mode)
+  const total = root.value ?? 0
+  const canvas = h("canvas", { class: "chart", id: "sizes-canvas" })
+  const info = h("div", { class: "chart-info", id: "sizes-info" }, "Hover a box to see its path; click to zoom in.")
+  const crumbs = h("div", { class: "crumbs", id: "sizes-crumbs" })
+  let focus = root as Rect
+  let drawn: Array<Rect> = []
+  let hover: Rect | undefined
+
+  const describe = (node: Rect) => {
+    const i = node.data.i
+    const share = total > 0 ? ((node.value ?? 0) / total * 100).toFixed(1) : "0"
+    return h("div", {},
+      h("div", { class: "info-name" }, label(c, node.data, node.children !== undefined)),
+      h("div", {}, `NAR size ${formatSize(c.narSize[i]!)} · added size ${formatSize(c.added[i]!)} · here ${formatSize(node.value ?? 0)} (${share}% of the closure)`),
+      h("div", {}, link(`/path/${c.paths[i]}`, "path"), " · ", link(`/why/${c.paths[0]}/${c.paths[i]}`, "why is it here?"), " · ", link(`/graph/${c.paths[0]}?focus=${c.paths[i]}`, "in the graph")))
+  }
+
+  const setCrumbs = () => {
+    const chain: Array<Rect> = []
+    for (let n: Rect | null = focus; n !== null; n = n.parent) chain.unshift(n)
+    crumbs.replaceChildren(...chain.flatMap((n, k) => [
+      k > 0 ? " › " : "",
+      h("a", { href: "javascript:void 0", onclick: () => { focus = n; draw() } }, label(c, n.data, true))
+    ]))
+  }
+
+  const size = () => {
+    const width = Math.max(300, canvas.parentElement?.clientWidth ?? 800)
+    const height = Math.max(300, Math.min(720, window.innerHeight - 260))
+    const ratio = window.devicePixelRatio || 1
+    canvas.width = width * ratio
+    canvas.height = height * ratio
+    canvas.style.width = `${width}px`
+    canvas.style.height = `${height}px`
+    const ctx = canvas.getContext("2d")!
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0)
+    return { ctx, width, height }
+  }
+
+  const drawTreemap = () => {
+    const { ctx, width, height } = size()
+    const big = (n: Rect) => n.y1 - n.y0 > 34 && n.x1 - n.x0 > 70
+    treemap<Datum>().tile(treemapSquarify).size([width, height]).paddingInner(1)
+      .paddingTop((n) => (n === focus || big(n) ? 14 : 1)).paddingLeft(1).paddingRight(1).paddingBottom(1)(focus)
+    drawn = []
+    ctx.font = "11px system-ui, sans-serif"
+    ctx.textBaseline = "top"
+    const stack: Array<Rect> = [focus]
+    while (stack.length > 0) {
+      const n = stack.pop()!
+      const w = n.x1 - n.x0
+      const hgt = n.y1 - n.y0
+      if (w < 0.5 || hgt < 0.5) continue
+      drawn.push(n)
+      ctx.fillStyle = n.children ? "#334" : colour(n, focus)
+      if (n !== focus) ctx.fillRect(n.x0, n.y0, w, hgt)
+      if (w > 40 && hgt > 12) {
+        ctx.fillStyle = n.children ? "#eef" : "#112"
+        ctx.save()
+        ctx.beginPath()
+        ctx.rect(n.x0, n.y0, w, hgt)
+        ctx.clip()
+        ctx.fillText(`${label(c, n.data, n.children !== undefined)} ${formatSize(n.value ?? 0)}`, n.x0 + 3, n.y0 + 2)
+        ctx.restore()
+      }
+      if (n.children && (n === focus || n.depth - focus.depth < 6)) for (const child of n.children) stack.push(child)
+    }
+  }
+
+  const drawSunburst = () => {
+    const { ctx, width, height } = size()
+    const radius = Math.min(width, height) / 2 - 4
+    const rings = 6
+    partition<Datum>().size([2 * Math.PI, 1])(focus)
+    const cx = width / 2
+    const cy = height / 2
+    const ring = radius / (rings + 1)
+    drawn = []
+    const stack: Array<Rect> = [focus]
+    // Rings are depths below the focus (partition's own y scales with the subtree's height).
+    const base = focus.depth
+    while (stack.length > 0) {
+      const n = stack.pop()!
+      const depth = n.depth - base
+      if (depth > rings || n.x1 - n.x0 < 0.001) continue
+      drawn.push(n)
+      ctx.beginPath()
+      if (n === focus) ctx.arc(cx, cy, ring, 0, 2 * Math.PI)
+      else {
+        ctx.arc(cx, cy, (depth + 1) * ring - 0.5, n.x0 - Math.PI / 2, n.x1 - Math.PI / 2)
+        ctx.arc(cx, cy, depth * ring + 0.5, n.x1 - Math.PI / 2, n.x0 - Math.PI / 2, true)
+        ctx.closePath()
+      }
+      ctx.fillStyle = n === focus ? "#334" : colour(n, focus)
+      ctx.fill()
+      if (n.children) for (const child of n.children) stack.push(child)
+    }
+    ctx.fillStyle = "#eef"
+    ctx.font = "12px system-ui, sans-serif"
+    ctx.textAlign = "center"
+    ctx.textBaseline = "middle"
+    ctx.fillText(formatSize(focus.value ?? 0), cx, cy)
+    sunburst = { cx, cy, ring, base }
+  }
+  let sunburst = { cx: 0, cy: 0, ring: 1, base: 0 }
+
+  const hit = (x: number, y: number): Rect | undefined => {
+    if (chart === "treemap") {
+      for (let k = drawn.length - 1; k >= 0; k--) {
+        const n = drawn[k]!
+        if (x >= n.x0 && x < n.x1 && y >= n.y0 && y < n.y1) return n
+      }
+      return undefined
+    }
+    const dx = x - sunburst.cx
+    const dy = y - sunburst.cy
+    const r = Math.sqrt(dx * dx + dy * dy) / sunburst.ring
+    let angle = Math.atan2(dy, dx) + Math.PI / 2
+    if (angle < 0) angle += 2 * Math.PI
+    for (let k = drawn.length - 1; k >= 0; k--) {
+      const n = drawn[k]!
+      const depth = n.depth - sunburst.base
+      if (n === focus ? r < 1 : r >= depth && r < depth + 1 && angle >= n.x0 && angle < n.x1) return n
+    }
+    return undefined
+  }
+
+  const draw = () => {
+    if (chart === "treemap") drawTreemap()
+    else drawSunburst()
+    setCrumbs()
+    canvas.dataset["focus"] = c.paths[focus.data.i]
+    canvas.dataset["boxes"] = String(drawn.length)
+  }
+
+  canvas.addEventListener("mousemove", (event) => {
+    const n = hit(event.offsetX, event.offsetY)
+    if (n === hover) return
+    hover = n
+    canvas.style.cursor = n?.children ? "zoom-in" : "default"
+    if (n) info.replaceChildren(describe(n))
+  })
+  canvas.addEventListener("click", (event) => {
+    const n = hit(event.offsetX, event.offsetY)
+    if (n === undefined) return
+    if (n === focus && focus.parent) focus = focus.parent
+    else {
+      // zoom one level: into the box under the focus that holds the click
+      let step = n
+      while (step.parent !== null && step.parent !== focus) step = step.parent
+      if (step.children) focus = step
+    }
+    onSelect(n.data.i)
+    info.replaceChildren(describe(n))
+    draw()
+  })
+
+  // The biggest paths, also as text (for keyboards, screen readers and tests).
+  const order = c.paths.map((_, i) => i).sort((a, b) => (mode === "added" ? c.added[b]! - c.added[a]! : c.narSize[b]! - c.narSize[a]!)).slice(0, 15)
+  const top = h("ol", { class: "biggest", id: "sizes-biggest" }, ...order.map((i) =>
+    h("li", {}, link(`/path/${c.paths[i]}`, c.names[i]!), " ", h("span", { class: "dim" }, formatSize(mode === "added" ? c.added[i]! : c.narSize[i]!)))))
+
+  const element = h("div", { class: "sizes" }, crumbs, h("div", { class: "chart-box" }, canvas), info,
+    h("h3", {}, mode === "added" ? "Biggest by added size" : "Biggest by NAR size"), top)
+  const observer = new ResizeObserver(() => { if (canvas.isConnected) draw() })
+  queueMicrotask(() => { draw(); observer.observe(canvas.parentElement!) })
+  return { element, total }
+}
