@@ -226,6 +226,9 @@ export const makeUiHandler = (options: UiOptions = {}): Effect.Effect<PlainHandl
     return parsed._tag === "Success" ? [parsed.success] : []
   })
 
+  // The roots' closures are computed now, in the background, so their pages open quickly.
+  yield* Effect.forkDetach(Effect.forEach(roots, (r) => Effect.ignore(closureOf(r)), { discard: true }))
+
   const api = (name: string, params: URLSearchParams): Effect.Effect<PlainResponse, StoreError | HttpError | unknown> => {
     switch (name) {
       case "info": return Effect.gen(function*() {

@@ -50,63 +50,72 @@ export const referenceHits = <E, R>(
   const hits: Array<ReferenceHit> = []
   let total = 0
   const names: Array<string> = []
-  const pending: Array<string | undefined> = []
+  const open: Array<string | undefined> = []
   let file: string | undefined
-  /** Bytes of the current file before the current chunk that a hit or its snippet may still need. */
-  let carry = new Uint8Array(0)
-  /** Offset in the file of carry's first byte. */
-  let carryStart = 0
+  /** The last bytes of the current file seen (a hit's context), and the file offset of their first byte. */
+  let window = new Uint8Array(0)
+  let windowStart = 0
+  /** Hits whose text after them has not arrived yet (file offsets). */
+  let pending: Array<number> = []
+  const keep = context + hashLength + context
   const record = (hit: ReferenceHit) => {
     total++
     if (hits.length < maxHits) hits.push(hit)
   }
   const here = () => names.length === 0 ? "" : `/${names.join("/")}`
-  const scan = (data: Uint8Array, base: number, from: number) => {
-    const buffer = Buffer.from(data.buffer, data.byteOffset, data.length)
-    for (let at = buffer.indexOf(needle, from); at !== -1; at = buffer.indexOf(needle, at + 1)) {
+  /** Records the pending hits whose context is in `data` (all of them at the end of the file). */
+  const settle = (data: Uint8Array, base: number, atEnd: boolean) => {
+    const end = base + data.length
+    pending = pending.filter((at) => {
+      if (!atEnd && at + hashLength + context > end) return true
       record({
         file: file!,
         kind: "regular",
-        offset: base + at,
-        snippet: printable(data.subarray(Math.max(0, at - context), Math.min(data.length, at + hashLength + context)))
+        offset: at,
+        snippet: printable(data.subarray(Math.max(0, at - context - base), Math.min(data.length, at + hashLength + context - base)))
       })
-    }
+      return false
+    })
   }
   const onEvent = (event: NarEvent) => {
     switch (event._tag) {
-      case "Directory": pending.push(undefined); break
+      case "Directory": open.push(undefined); break
       case "Entry":
-        pending[pending.length - 1] = decoder.decode(event.name)
-        names.push(pending[pending.length - 1]!)
+        names.push(decoder.decode(event.name))
         break
       case "DirectoryEnd":
-        pending.pop()
-        if (pending.length > 0) names.pop()
+        open.pop()
+        if (open.length > 0) names.pop()
         break
       case "File":
         file = here()
-        carry = new Uint8Array(0)
-        carryStart = 0
+        window = new Uint8Array(0)
+        windowStart = 0
         break
       case "Contents": {
-        // Hits that start in the carried bytes were reported already unless they end in this chunk.
-        const data = carry.length > 0 ? concat(carry, event.bytes) : event.bytes
-        scan(data, carryStart, Math.max(0, carry.length - (hashLength - 1)))
-        const keep = Math.min(data.length, hashLength - 1 + context)
-        carryStart += data.length - keep
-        carry = data.slice(data.length - keep)
+        const data = window.length > 0 ? concat(window, event.bytes) : event.bytes
+        // Occurrences that start in the window were found before, unless they run into this chunk.
+        const buffer = Buffer.from(data.buffer, data.byteOffset, data.length)
+        for (let at = buffer.indexOf(needle, Math.max(0, window.length - (hashLength - 1))); at !== -1; at = buffer.indexOf(needle, at + 1)) {
+          pending.push(windowStart + at)
+        }
+        settle(data, windowStart, false)
+        const kept = Math.min(data.length, keep)
+        windowStart += data.length - kept
+        window = data.slice(data.length - kept)
         break
       }
       case "FileEnd":
+        settle(window, windowStart, true)
         file = undefined
-        if (pending.length > 0) names.pop()
+        if (open.length > 0) names.pop()
         break
       case "Symlink": {
         const target = Buffer.from(event.target)
         for (let at = target.indexOf(needle); at !== -1; at = target.indexOf(needle, at + 1)) {
           record({ file: here(), kind: "symlink", offset: at, snippet: printable(target) })
         }
-        if (pending.length > 0) names.pop()
+        if (open.length > 0) names.pop()
         break
       }
     }

@@ -29,7 +29,12 @@ const cache = new Map<string, Promise<Closure>>()
 export const loadClosure = (baseName: string): Promise<Closure> => {
   let hit = cache.get(baseName)
   if (hit === undefined) {
-    hit = api<ClosureJson>("closure", { path: baseName }).then(index)
+    hit = api<ClosureJson>("closure", { path: baseName }).then((json) => {
+      performance.mark("b3-closure-parsed")
+      const indexed = index(json)
+      performance.mark("b3-closure-indexed")
+      return indexed
+    })
     hit.catch(() => cache.delete(baseName))
     cache.set(baseName, hit)
     if (cache.size > 4) cache.delete(cache.keys().next().value!)

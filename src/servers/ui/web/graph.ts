@@ -25,7 +25,8 @@ interface Datum {
 type Point = HierarchyPointNode<Datum>
 
 export const graphView = (c: Closure, initialFocus: number | undefined) => {
-  const expanded = new Set<number>([0])
+  /** Open paths: the root and its references at first. */
+  const expanded = new Set<number>([0, ...c.bfsChildren[0]!.slice(0, pageSize)])
   /** How many children each expanded path shows. */
   const shown = new Map<number, number>()
   /** Paths revealed by search or selection: always shown under their (expanded) parents. */
@@ -222,7 +223,11 @@ export const graphView = (c: Closure, initialFocus: number | undefined) => {
     const { height } = size()
     select(canvas).call(zoomer.transform, zoomIdentity.translate(20, height / 2))
     if (initialFocus !== undefined && initialFocus > 0) reveal(initialFocus)
-    new ResizeObserver(() => { if (canvas.isConnected) render() }).observe(canvas.parentElement!)
+    let width = canvas.parentElement?.clientWidth ?? 0
+    new ResizeObserver(() => {
+      const now = canvas.parentElement?.clientWidth ?? 0
+      if (canvas.isConnected && now !== width) { width = now; render() }
+    }).observe(canvas.parentElement!)
   })
   return { element }
 }

@@ -4,6 +4,7 @@
  * first use.
  */
 import { findInClosure, loadClosure, type Closure } from "./closure.ts"
+import { sizesView as drawSizes } from "./sizes.ts"
 import { api, ApiError, baseName, formatDelta, formatSize, h, hashOf, link, nameOf, pathLink } from "./dom.ts"
 
 interface Info {
@@ -31,6 +32,7 @@ interface PathJson {
 const main = h("main", { id: "main" })
 const storeLabel = h("span", { class: "store", id: "store-uri" })
 let info: Info | undefined
+let infoPromise: Promise<Info> | undefined
 let renderCount = 0
 
 const searchBox = h("input", { type: "search", name: "q", placeholder: "search paths by name or hash part", id: "search", autocomplete: "off" })
@@ -146,7 +148,7 @@ const logView = async (base: string) => {
 
 const sizesView = async (base: string, params: URLSearchParams) => {
   const started = performance.now()
-  const [c, sizes] = await Promise.all([loadClosure(base), import("./sizes.ts")])
+  const c = await loadClosure(base)
   const mode = params.get("mode") === "nar" ? "nar" : "added"
   const chart = params.get("chart") === "sunburst" ? "sunburst" : "treemap"
   const option = (key: string, value: string, label: string, current: string) => {
@@ -154,7 +156,7 @@ const sizesView = async (base: string, params: URLSearchParams) => {
     next.set(key, value)
     return h("a", { href: `#/sizes/${base}?${next}`, class: current === value ? "active" : undefined, id: `sizes-${value}` }, label)
   }
-  const view = sizes.sizesView(c, mode, chart, () => {})
+  const view = drawSizes(c, mode, chart, () => {})
   setView(`sizes ${nameOf(base)}`, heading(base), tabs(base, "sizes"),
     h("div", { class: "toolbar" },
       h("span", { class: "group" }, option("chart", "treemap", "treemap", chart), option("chart", "sunburst", "sunburst", chart)),
@@ -290,9 +292,8 @@ const route = async () => {
   document.body.dataset["view"] = view ?? "home"
   delete document.body.dataset["ready"]
   try {
-    info ??= await api<Info>("info")
-    storeLabel.textContent = info.store
-    if (view === undefined) await homeView()
+    const infoLoaded = (infoPromise ??= api<Info>("info").then((i) => { info = i; storeLabel.textContent = i.store; return i }))
+    if (view === undefined) await infoLoaded.then(homeView)
     else if (view === "search") await searchView(first ?? "")
     else if (first === undefined) throw new Error(`which path? (#/${view}/<path>)`)
     else if (view === "path") await pathView(first)

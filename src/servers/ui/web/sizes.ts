@@ -49,6 +49,7 @@ export interface SizesView {
 
 export const sizesView = (c: Closure, mode: SizeMode, chart: ChartKind, onSelect: (i: number) => void): SizesView => {
   const root = hierarchyOf(c, mode)
+  performance.mark("b3-hierarchy")
   const label = labelIn(mode)
   const total = root.value ?? 0
   const canvas = h("canvas", { class: "chart", id: "sizes-canvas" })
@@ -94,6 +95,7 @@ export const sizesView = (c: Closure, mode: SizeMode, chart: ChartKind, onSelect
     const big = (n: Rect) => n.y1 - n.y0 > 34 && n.x1 - n.x0 > 70
     treemap<Datum>().tile(treemapSquarify).size([width, height]).paddingInner(1)
       .paddingTop((n) => (n === focus || big(n) ? 14 : 1)).paddingLeft(1).paddingRight(1).paddingBottom(1)(focus)
+    performance.mark("b3-layout")
     drawn = []
     ctx.font = "11px system-ui, sans-serif"
     ctx.textBaseline = "top"
@@ -180,6 +182,7 @@ export const sizesView = (c: Closure, mode: SizeMode, chart: ChartKind, onSelect
   const draw = () => {
     if (chart === "treemap") drawTreemap()
     else drawSunburst()
+    performance.mark("b3-drawn")
     setCrumbs()
     canvas.dataset["focus"] = c.paths[focus.data.i]
     canvas.dataset["boxes"] = String(drawn.length)
@@ -214,7 +217,12 @@ export const sizesView = (c: Closure, mode: SizeMode, chart: ChartKind, onSelect
 
   const element = h("div", { class: "sizes" }, crumbs, h("div", { class: "chart-box" }, canvas), info,
     h("h3", {}, mode === "added" ? "Biggest by added size" : "Biggest by NAR size"), top)
-  const observer = new ResizeObserver(() => { if (canvas.isConnected) draw() })
-  queueMicrotask(() => { draw(); observer.observe(canvas.parentElement!) })
+  // Redrawn when the box changes width (not on the observer's first call: it was just drawn).
+  let width = 0
+  const observer = new ResizeObserver(() => {
+    const now = canvas.parentElement?.clientWidth ?? 0
+    if (canvas.isConnected && now !== width) { width = now; draw() }
+  })
+  queueMicrotask(() => { width = canvas.parentElement?.clientWidth ?? 0; draw(); observer.observe(canvas.parentElement!) })
   return { element, total }
 }
