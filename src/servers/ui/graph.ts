@@ -184,7 +184,7 @@ const nameOf = (baseName: string) => baseName.slice(33)
 
 /**
  * The difference between two closures: paths only in `to` (added), only in `from` (removed), and
- * paths whose name is in both under different hashes (changed). Where a name occurs more than once
+ * paths whose name is in both under different hashes (changed), biggest (change) first. Where a name occurs more than once
  * on a side, paths with the same hash are matched first, then the rest in sorted order; any left
  * over are added or removed.
  */
@@ -219,10 +219,12 @@ export const diffClosures = (from: ReadonlyArray<Node>, to: ReadonlyArray<Node>)
     for (const n of r.slice(paired)) added.push(entry(n))
   }
   const byName = (x: DiffEntry, y: DiffEntry) => nameOf(x.baseName).localeCompare(nameOf(y.baseName)) || (x.baseName < y.baseName ? -1 : 1)
+  // Biggest first: what an update added or saved.
+  const bySize = (x: DiffEntry, y: DiffEntry) => y.narSize - x.narSize || byName(x, y)
   return {
-    added: added.sort(byName),
-    removed: removed.sort(byName),
-    changed: changed.sort((x, y) => byName(x.to, y.to)),
+    added: added.sort(bySize),
+    removed: removed.sort(bySize),
+    changed: changed.sort((x, y) => Math.abs(y.delta) - Math.abs(x.delta) || byName(x.to, y.to)),
     unchanged,
     fromSize: from.reduce((s, n) => s + n.narSize, 0),
     toSize: to.reduce((s, n) => s + n.narSize, 0)

@@ -133,6 +133,8 @@ export const graphView = (c: Closure, initialFocus: number | undefined) => {
     }
     ctx.restore()
     // Layer headings, fixed at the top.
+    ctx.fillStyle = "rgba(255, 255, 255, 0.9)"
+    ctx.fillRect(0, 0, width, 20)
     ctx.fillStyle = "#556"
     ctx.font = "11px system-ui, sans-serif"
     const layers = new Map<number, number>()
