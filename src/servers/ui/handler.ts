@@ -160,6 +160,9 @@ export const makeUiHandler = (options: UiOptions = {}): Effect.Effect<PlainHandl
     return closureGraph(StorePath.baseName(root), nodes)
   })
 
+  /** The closure endpoint's answer, made once per closure kept. */
+  const closureJson = new WeakMap<ClosureGraph, string>()
+
   // Listings, kept for the few paths last browsed.
   const listings = new Map<string, ListingNode>()
   const listingOf = (path: StorePath.StorePath) => Effect.suspend(() => {
@@ -196,6 +199,13 @@ export const makeUiHandler = (options: UiOptions = {}): Effect.Effect<PlainHandl
     return Option.map(log, (stream) => ({ drv: print(drv), stream }))
   })
 
+  /** The store's paths, listed again when the last list is more than a few seconds old (typing makes many searches). */
+  let listed: { at: number; paths: ReadonlyArray<StorePath.StorePath> } | undefined
+  const allPaths = (list: () => Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError>) => Effect.suspend(() => {
+    if (listed !== undefined && Date.now() - listed.at < 5000) return Effect.succeed(listed.paths)
+    return Effect.tap(list(), (paths) => Effect.sync(() => { listed = { at: Date.now(), paths } }))
+  })
+
   const searchPaths = (query: string) => Effect.gen(function*() {
     const found = new Map<string, StorePath.StorePath>()
     const add = (p: StorePath.StorePath) => { found.set(StorePath.baseName(p), p) }
@@ -206,7 +216,7 @@ export const makeUiHandler = (options: UiOptions = {}): Effect.Effect<PlainHandl
     const lower = query.toLowerCase()
     const matches = (p: StorePath.StorePath) => p.name.toLowerCase().includes(lower) || p.hashPart.startsWith(lower)
     if (store.queryAllValidPaths) {
-      for (const p of yield* store.queryAllValidPaths()) if (matches(p)) add(p)
+      for (const p of yield* allPaths(store.queryAllValidPaths)) if (matches(p)) add(p)
     }
     // Stores that cannot list their paths: the roots and the closures looked at so far.
     for (const root of roots) if (matches(root)) add(root)
@@ -260,18 +270,23 @@ export const makeUiHandler = (options: UiOptions = {}): Effect.Effect<PlainHandl
       case "closure": return Effect.gen(function*() {
         const { path } = parsePath(params.get("path"))
         const g = yield* closureOf(path)
-        return json({
-          root: print(path),
-          storeDir,
-          closureSize: g.closureSize,
-          paths: g.nodes.map((n) => n.baseName),
-          narSize: g.nodes.map((n) => n.narSize),
-          refs: g.refs,
-          idom: Array.from(g.idom),
-          added: Array.from(g.added),
-          parent: Array.from(g.parent),
-          depth: Array.from(g.depth)
-        })
+        let body = closureJson.get(g)
+        if (body === undefined) {
+          body = JSON.stringify({
+            root: print(path),
+            storeDir,
+            closureSize: g.closureSize,
+            paths: g.nodes.map((n) => n.baseName),
+            narSize: g.nodes.map((n) => n.narSize),
+            refs: g.refs,
+            idom: Array.from(g.idom),
+            added: Array.from(g.added),
+            parent: Array.from(g.parent),
+            depth: Array.from(g.depth)
+          })
+          closureJson.set(g, body)
+        }
+        return { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store" }, body }
       })
       case "why": return Effect.gen(function*() {
         const from = parsePath(params.get("from"), "from").path

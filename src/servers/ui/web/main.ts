@@ -175,6 +175,7 @@ const graphView = async (base: string, params: URLSearchParams) => {
   const focus = params.get("focus")
   const view = graph.graphView(c, focus === null ? undefined : c.indexOf.get(baseName(focus)))
   setView(`graph ${nameOf(base)}`, heading(base), tabs(base, "graph"), view.element)
+  requestAnimationFrame(() => performance.mark("b3-graph-drawn"))
 }
 
 /** Two-path pages (why, diff): a form for the second path. */

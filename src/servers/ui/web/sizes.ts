@@ -3,6 +3,9 @@
  * canvas, so 20,000 paths stay quick). Two hierarchies: by added size, the dominator tree (a path's
  * box holds the paths that are in the closure only because of it, so its area is what removing it
  * would save), and by NAR size, every path once, side by side. Both total the closure's size.
+ * Only what can be seen is laid out: the dominator tree a few levels below the box zoomed into (a
+ * deeper path's box stands for everything it dominates), and by NAR size the biggest paths, the
+ * rest in one box.
  */
 import { hierarchy, partition, treemap, treemapSquarify, type HierarchyNode, type HierarchyRectangularNode } from "d3-hierarchy"
 import type { Closure } from "./closure.ts"
@@ -11,34 +14,59 @@ import { formatSize, h, link } from "./dom.ts"
 export type SizeMode = "added" | "nar"
 export type ChartKind = "treemap" | "sunburst"
 
-/** A node of the drawn hierarchy: a path (its boxes hold what it dominates), or a path's own NAR (`own`). */
+/**
+ * A node of the drawn hierarchy: a path, whose box holds what it dominates; a path's own NAR
+ * (`own`); or the many small paths of the NAR-size view together (`rest`: how many).
+ */
 interface Datum {
   readonly i: number
   readonly own: boolean
+  /** Levels below the hierarchy's root. */
+  readonly level: number
+  readonly rest?: number
+  readonly restSize?: number
 }
 
 type Rect = HierarchyRectangularNode<Datum>
 
-const hierarchyOf = (c: Closure, mode: SizeMode): HierarchyNode<Datum> => {
-  const children = (d: Datum): Array<Datum> | undefined => {
-    if (d.own) return undefined
-    if (mode === "nar") return d.i === 0 && d.own === false ? c.paths.map((_, i) => ({ i, own: true })) : undefined
-    const kids = c.domChildren[d.i]!
-    return kids.length === 0 ? undefined : [{ i: d.i, own: true }, ...kids.map((i) => ({ i, own: false }))]
+/** Levels of the dominator tree laid out below the box zoomed into. */
+const levels = 6
+/** Paths shown one by one in the NAR-size view. */
+const maxBoxes = 4000
+
+const hierarchyOf = (c: Closure, mode: SizeMode, focus: number): HierarchyNode<Datum> => {
+  if (mode === "nar") {
+    const order = c.paths.map((_, i) => i).sort((a, b) => c.narSize[b]! - c.narSize[a]!)
+    const shown: Array<Datum> = order.slice(0, maxBoxes).map((i) => ({ i, own: true, level: 1 }))
+    const rest = order.slice(maxBoxes)
+    if (rest.length > 0) shown.push({ i: -1, own: true, level: 1, rest: rest.length, restSize: rest.reduce((sum, i) => sum + c.narSize[i]!, 0) })
+    return hierarchy<Datum>({ i: 0, own: false, level: 0 }, (d) => (d.level === 0 ? shown : undefined))
+      .sum((d) => (d.level === 0 ? 0 : d.rest !== undefined ? d.restSize! : c.narSize[d.i]!))
   }
-  return hierarchy<Datum>({ i: 0, own: false }, children)
-    .sum((d) => (d.own || (mode === "added" && c.domChildren[d.i]!.length === 0) ? c.narSize[d.i]! : 0))
+  const children = (d: Datum): Array<Datum> | undefined => {
+    const kids = c.domChildren[d.i]!
+    if (d.own || d.level >= levels || kids.length === 0) return undefined
+    return [{ i: d.i, own: true, level: d.level + 1 }, ...kids.map((i) => ({ i, own: false, level: d.level + 1 }))]
+  }
+  // A path's own box holds its NAR; a box not opened holds all it dominates (its added size).
+  return hierarchy<Datum>({ i: focus, own: false, level: 0 }, children)
+    .sum((d) => (d.own ? c.narSize[d.i]! : d.level >= levels || c.domChildren[d.i]!.length === 0 ? c.added[d.i]! : 0))
 }
 
-const labelIn = (mode: SizeMode) => (c: Closure, d: Datum, _hasChildren?: boolean) => (d.own && mode === "added" ? `${c.names[d.i]} (itself)` : c.names[d.i]!)
+const labelIn = (mode: SizeMode) => (c: Closure, d: Datum) =>
+  d.rest !== undefined ? `${d.rest.toLocaleString("en")} smaller paths` : d.own && mode === "added" ? `${c.names[d.i]} (itself)` : c.names[d.i]!
 
+const colours = new Map<number, string>()
 /** A colour per top-level box, lighter with depth. */
 const colour = (node: Rect, focus: Rect) => {
   let top = node
   while (top.parent !== null && top.parent !== focus && top !== focus) top = top.parent
-  const hue = (top.data.i * 137.508) % 360
-  const depth = node.depth - focus.depth
-  return `hsl(${hue} 45% ${Math.min(82, 52 + depth * 7)}%)`
+  const hue = Math.round((Math.max(0, top.data.i) * 137.508) % 360)
+  const depth = Math.min(4, node.depth - focus.depth)
+  const key = hue * 8 + depth
+  let c = colours.get(key)
+  if (c === undefined) colours.set(key, c = `hsl(${hue} 45% ${52 + depth * 7}%)`)
+  return c
 }
 
 export interface SizesView {
@@ -48,32 +76,40 @@ export interface SizesView {
 }
 
 export const sizesView = (c: Closure, mode: SizeMode, chart: ChartKind, onSelect: (i: number) => void): SizesView => {
-  const root = hierarchyOf(c, mode)
-  performance.mark("b3-hierarchy")
   const label = labelIn(mode)
-  const total = root.value ?? 0
+  let focusIndex = 0
+  let focus = hierarchyOf(c, mode, 0) as Rect
+  performance.mark("b3-hierarchy")
+  const total = focus.value ?? 0
   const canvas = h("canvas", { class: "chart", id: "sizes-canvas" })
   const info = h("div", { class: "chart-info", id: "sizes-info" }, "Hover a box to see its path; click to zoom in.")
   const crumbs = h("div", { class: "crumbs", id: "sizes-crumbs" })
-  let focus = root as Rect
   let drawn: Array<Rect> = []
   let hover: Rect | undefined
 
   const describe = (node: Rect) => {
     const i = node.data.i
     const share = total > 0 ? ((node.value ?? 0) / total * 100).toFixed(1) : "0"
+    if (i < 0) return h("div", {}, h("div", { class: "info-name" }, label(c, node.data)), h("div", {}, `${formatSize(node.value ?? 0)} (${share}% of the closure)`))
     return h("div", {},
-      h("div", { class: "info-name" }, label(c, node.data, node.children !== undefined)),
+      h("div", { class: "info-name" }, label(c, node.data)),
       h("div", {}, `NAR size ${formatSize(c.narSize[i]!)} · added size ${formatSize(c.added[i]!)} · here ${formatSize(node.value ?? 0)} (${share}% of the closure)`),
       h("div", {}, link(`/path/${c.paths[i]}`, "path"), " · ", link(`/why/${c.paths[0]}/${c.paths[i]}`, "why is it here?"), " · ", link(`/graph/${c.paths[0]}?focus=${c.paths[i]}`, "in the graph")))
   }
 
+  const zoomTo = (i: number) => {
+    focusIndex = i
+    focus = hierarchyOf(c, mode, i) as Rect
+    draw()
+  }
+
+  /** The dominators of the box zoomed into, from the root. */
   const setCrumbs = () => {
-    const chain: Array<Rect> = []
-    for (let n: Rect | null = focus; n !== null; n = n.parent) chain.unshift(n)
-    crumbs.replaceChildren(...chain.flatMap((n, k) => [
+    const chain: Array<number> = []
+    for (let i = focusIndex; i >= 0; i = c.idom[i]!) chain.unshift(i)
+    crumbs.replaceChildren(...chain.flatMap((i, k) => [
       k > 0 ? " › " : "",
-      h("a", { href: "javascript:void 0", onclick: () => { focus = n; draw() } }, label(c, n.data, true))
+      h("a", { href: "javascript:void 0", onclick: () => zoomTo(i) }, c.names[i]!)
     ]))
   }
 
@@ -106,25 +142,25 @@ export const sizesView = (c: Closure, mode: SizeMode, chart: ChartKind, onSelect
       const hgt = n.y1 - n.y0
       if (w < 0.5 || hgt < 0.5) continue
       drawn.push(n)
-      ctx.fillStyle = n.children ? "#334" : colour(n, focus)
+      ctx.fillStyle = n.children ? "#334" : n.data.rest !== undefined ? "#c8cad4" : colour(n, focus)
       if (n !== focus) ctx.fillRect(n.x0, n.y0, w, hgt)
       if (w > 40 && hgt > 12) {
-        ctx.fillStyle = n.children ? "#eef" : "#112"
+        ctx.fillStyle = n.children && n !== focus ? "#eef" : "#112"
         ctx.save()
         ctx.beginPath()
         ctx.rect(n.x0, n.y0, w, hgt)
         ctx.clip()
-        ctx.fillText(`${label(c, n.data, n.children !== undefined)} ${formatSize(n.value ?? 0)}`, n.x0 + 3, n.y0 + 2)
+        ctx.fillText(`${label(c, n.data)} ${formatSize(n.value ?? 0)}`, n.x0 + 3, n.y0 + 2)
         ctx.restore()
       }
-      if (n.children && (n === focus || n.depth - focus.depth < 6)) for (const child of n.children) stack.push(child)
+      if (n.children) for (const child of n.children) stack.push(child)
     }
   }
 
   const drawSunburst = () => {
     const { ctx, width, height } = size()
     const radius = Math.min(width, height) / 2 - 4
-    const rings = 6
+    const rings = levels
     partition<Datum>().size([2 * Math.PI, 1])(focus)
     const cx = width / 2
     const cy = height / 2
@@ -184,7 +220,7 @@ export const sizesView = (c: Closure, mode: SizeMode, chart: ChartKind, onSelect
     else drawSunburst()
     performance.mark("b3-drawn")
     setCrumbs()
-    canvas.dataset["focus"] = c.paths[focus.data.i]
+    canvas.dataset["focus"] = c.paths[focusIndex]
     canvas.dataset["boxes"] = String(drawn.length)
   }
 
@@ -192,22 +228,22 @@ export const sizesView = (c: Closure, mode: SizeMode, chart: ChartKind, onSelect
     const n = hit(event.offsetX, event.offsetY)
     if (n === hover) return
     hover = n
-    canvas.style.cursor = n?.children ? "zoom-in" : "default"
+    canvas.style.cursor = n !== undefined && mode === "added" && !n.data.own && c.domChildren[n.data.i]!.length > 0 ? "zoom-in" : "default"
     if (n) info.replaceChildren(describe(n))
   })
   canvas.addEventListener("click", (event) => {
     const n = hit(event.offsetX, event.offsetY)
     if (n === undefined) return
-    if (n === focus && focus.parent) focus = focus.parent
-    else {
-      // zoom one level: into the box under the focus that holds the click
-      let step = n
-      while (step.parent !== null && step.parent !== focus) step = step.parent
-      if (step.children) focus = step
-    }
-    onSelect(n.data.i)
     info.replaceChildren(describe(n))
-    draw()
+    if (n === focus) {
+      if (c.idom[focusIndex]! >= 0) zoomTo(c.idom[focusIndex]!)
+      return
+    }
+    // zoom one level: into the box under the focus that holds the click, if it holds others
+    let step = n
+    while (step.parent !== null && step.parent !== focus) step = step.parent
+    if (n.data.i >= 0) onSelect(n.data.i)
+    if (mode === "added" && !step.data.own && c.domChildren[step.data.i]!.length > 0) zoomTo(step.data.i)
   })
 
   // The biggest paths, also as text (for keyboards, screen readers and tests).
