@@ -3,9 +3,10 @@
  * canvas, so 20,000 paths stay quick). Two hierarchies: by added size, the dominator tree (a path's
  * box holds the paths that are in the closure only because of it, so its area is what removing it
  * would save), and by NAR size, every path once, side by side. Both total the closure's size.
- * Only what can be seen is laid out: the dominator tree a few levels below the box zoomed into (a
- * deeper path's box stands for everything it dominates), and by NAR size the biggest paths, the
- * rest in one box.
+ * Only what can be seen is laid out: the dominator tree a few levels below the box zoomed into,
+ * opened only where a box is big enough to show what is in it (a closed box stands for everything
+ * its path dominates; a path's small children are one box together), and by NAR size the biggest
+ * paths, the rest in one box.
  */
 import { hierarchy, partition, treemap, treemapSquarify, type HierarchyNode, type HierarchyRectangularNode } from "d3-hierarchy"
 import type { Closure } from "./closure.ts"
@@ -43,14 +44,25 @@ const hierarchyOf = (c: Closure, mode: SizeMode, focus: number): HierarchyNode<D
     return hierarchy<Datum>({ i: 0, own: false, level: 0 }, (d) => (d.level === 0 ? shown : undefined))
       .sum((d) => (d.level === 0 ? 0 : d.rest !== undefined ? d.restSize! : c.narSize[d.i]!))
   }
+  // Paths too small to show what is inside them are one box; children smaller still are one box together.
+  const open = c.added[focus]! / 3000
+  const opens = (d: Datum) => !d.own && d.level < levels && c.domChildren[d.i]!.length > 0 && c.added[d.i]! >= open
   const children = (d: Datum): Array<Datum> | undefined => {
+    if (!opens(d)) return undefined
     const kids = c.domChildren[d.i]!
-    if (d.own || d.level >= levels || kids.length === 0) return undefined
-    return [{ i: d.i, own: true, level: d.level + 1 }, ...kids.map((i) => ({ i, own: false, level: d.level + 1 }))]
+    const out: Array<Datum> = [{ i: d.i, own: true, level: d.level + 1 }]
+    let small = 0
+    let smallSize = 0
+    for (const i of kids) {
+      if (c.added[i]! >= open / 4) out.push({ i, own: false, level: d.level + 1 })
+      else { small++; smallSize += c.added[i]! }
+    }
+    if (small > 0) out.push({ i: -1, own: true, level: d.level + 1, rest: small, restSize: smallSize })
+    return out
   }
   // A path's own box holds its NAR; a box not opened holds all it dominates (its added size).
   return hierarchy<Datum>({ i: focus, own: false, level: 0 }, children)
-    .sum((d) => (d.own ? c.narSize[d.i]! : d.level >= levels || c.domChildren[d.i]!.length === 0 ? c.added[d.i]! : 0))
+    .sum((d) => (d.rest !== undefined ? d.restSize! : d.own ? c.narSize[d.i]! : !opens(d) ? c.added[d.i]! : 0))
 }
 
 const labelIn = (mode: SizeMode) => (c: Closure, d: Datum) =>
