@@ -104,6 +104,17 @@ afterAll(async () => {
 })
 
 describe("the web view in Chromium", () => {
+  it("is served beside the binary-cache protocol, on the same listener", async () => {
+    const origin = new URL(ui).origin
+    expect(await (await fetch(`${origin}/nix-cache-info`)).text()).toContain("StoreDir: /nix/store")
+    expect((await fetch(`${origin}/${base(v1[0]!).slice(0, 32)}.narinfo`)).status).toBe(200)
+    const bare = await fetch(`${origin}/ui`, { redirect: "manual" })
+    expect(bare.status).toBe(308)
+    expect(bare.headers.get("location")).toBe("/ui/")
+    expect((await fetch(`${ui}api/info`)).status).toBe(200)
+    expect((await fetch(`${ui}api/info`, { method: "POST" })).status).toBe(405)
+  })
+
   it("finds a path by name from the search box", async () => {
     expect(existsSync(chromiumPath)).toBe(true)
     await show("/", "home")
