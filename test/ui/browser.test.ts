@@ -125,6 +125,13 @@ describe("the web view in Chromium", () => {
     const found = await page.$$eval("#search-results a", (links) => links.map((a) => a.getAttribute("href")))
     expect(found).toContain(`#/path/${base(wanted)}`)
     await screenshot("search")
+    // by hash part: exactly that path
+    const other = v1[1234]!
+    await page.fill("#search", base(other).slice(0, 32))
+    await page.press("#search", "Enter")
+    await page.waitForFunction(`document.body.dataset.ready === "search" && document.querySelector("#search-results")?.textContent?.includes(${JSON.stringify(nameOf(other))})`)
+    expect(await page.$$eval("#search-results a", (links) => links.map((a) => a.getAttribute("href")))).toEqual([`#/path/${base(other)}`])
+    await page.fill("#search", "")
   })
 
   it("shows a path's facts", async () => {
@@ -215,5 +222,10 @@ describe("the web view in Chromium", () => {
     const names = await page.$$eval("#files-list a", (links) => links.map((a) => a.textContent))
     expect(names).toEqual(["busybox", "sh"])
     await screenshot("files")
+    // a text file's contents: the app's output is one file, as the build wrote it
+    await show(`/files/${base(app)}`, "files")
+    expect(await page.textContent("#file-content")).toBe(readFileSync(join(storeRoot, "nix", "store", base(app)), "utf8"))
+    expect(await page.textContent("#file-content")).toBe(`uses ${v1[0]}\n`)
+    await screenshot("file-text")
   })
 })

@@ -1,8 +1,12 @@
 /** The web view's JSON endpoints and their pure parts, on the in-memory store (no browser). */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
+import { openFileChunkStore, storeContext } from "../../src/layers/chunked/opener.ts"
 import * as MemoryStore from "../../src/layers/memory.ts"
 import { decodeNar } from "../../src/nar/decode.ts"
 import * as Tree from "../../src/nar/tree.ts"
@@ -190,5 +194,32 @@ describe("endpoints", () => {
     assert.strictEqual((yield* handle({ method: "POST", url: "/api/info" })).status, 405)
     assert.strictEqual((yield* handle({ method: "GET", url: "/assets/../../package.json" })).status, 404)
   }))
-})
 
+  it.live("searches a chunk store's paths by name through its index; without the index, the roots' closures", () => Effect.scoped(Effect.gen(function*() {
+    const dir = yield* Effect.acquireRelease(Effect.sync(() => mkdtempSync(join(tmpdir(), "b3-ui-chunked-"))),
+      (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+    const plan = planClosure(60, 3)
+    const written = yield* Effect.scoped(Effect.gen(function*() {
+      const store = yield* openFileChunkStore(dir)
+      return yield* writeClosure(store.write!, storeDir, plan)
+    }))
+    const name = written[41]!.slice(storeDir.length + 34)
+    const searchIn = (readOnly: boolean, roots: Array<string>) => Effect.scoped(Effect.gen(function*() {
+      const store = yield* openFileChunkStore(dir, { readOnly })
+      const handle = yield* makeUiHandler({ assetsDir: "/nonexistent", roots }).pipe(Effect.provideContext(storeContext(store)))
+      const get = (url: string) => Effect.map(handle({ method: "GET", url }), (r) => JSON.parse(String(r.body)))
+      const info = yield* get("/api/info")
+      if (roots.length > 0) yield* get(`/api/closure?path=${encodeURIComponent(roots[0]!)}`)
+      return { listPaths: info.capabilities.listPaths as boolean, found: (yield* get(`/api/search?q=${encodeURIComponent(name)}`)).results as Array<string> }
+    }))
+    // with its index the store lists every path: no root needed
+    const indexed = yield* searchIn(false, [])
+    assert.isTrue(indexed.listPaths)
+    assert.include(indexed.found, written[41])
+    // read from its blobs alone it cannot list them: a root's closure, once looked at, is searched
+    const blobsOnly = yield* searchIn(true, [])
+    assert.isFalse(blobsOnly.listPaths)
+    assert.notInclude(blobsOnly.found, written[41])
+    assert.include((yield* searchIn(true, [written[0]!])).found, written[41])
+  })))
+})
