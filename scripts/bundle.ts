@@ -11,10 +11,14 @@
  * temporary name and renamed (its name is its content hash, so an old process that still has
  * chunks to load finds them), the entry file is renamed into place after them, and the blob last
  * (bin/b3 uses a blob only if it is newer than dist/b3.mjs).
+ *
+ * And the web view's page (src/servers/ui/web) for browsers: dist/ui/index.html, assets/app.js
+ * (the drawing views in chunks loaded on first use) and assets/app.css, built into a fresh
+ * directory and swapped in.
  */
 import { build, type Plugin } from "esbuild"
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { basename, dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -134,7 +138,36 @@ const snapshotBuild = build({
   define: { "import.meta.url": "snapshotUrl" }
 })
 
-const [result, snapshotResult] = await Promise.all([esmBuild, snapshotBuild])
+const webSource = join(root, "src/servers/ui/web")
+const webBuild = build({
+  entryPoints: { app: join(webSource, "main.ts"), "app-style": join(webSource, "style.css") },
+  bundle: true,
+  splitting: true,
+  platform: "browser",
+  format: "esm",
+  target: "chrome110",
+  outdir: join(outdir, "ui", "assets"),
+  entryNames: "[name]",
+  chunkNames: "chunks/[name]-[hash]",
+  minify: true,
+  write: false,
+  logLevel: "warning"
+})
+
+const [result, snapshotResult, webResult] = await Promise.all([esmBuild, snapshotBuild, webBuild])
+
+// The web view: written to a fresh directory that replaces dist/ui.
+const uiDir = join(outdir, "ui")
+const uiTmp = `${uiDir}.${process.pid}.tmp`
+rmSync(uiTmp, { recursive: true, force: true })
+for (const file of webResult.outputFiles) {
+  const name = file.path.slice(uiDir.length + 1).replace(/app-style\.css$/, "app.css")
+  mkdirSync(dirname(join(uiTmp, name)), { recursive: true })
+  writeFileSync(join(uiTmp, name), file.contents)
+}
+writeFileSync(join(uiTmp, "index.html"), readFileSync(join(webSource, "index.html")))
+rmSync(uiDir, { recursive: true, force: true })
+renameSync(uiTmp, uiDir)
 
 const place = (path: string, contents: Uint8Array) => {
   mkdirSync(dirname(path), { recursive: true })

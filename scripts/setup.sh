@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what b3 and its tests need on a fresh Debian machine: Debian packages (real Nix for the
-# differential tests, bubblewrap for the sandbox, busybox-static for test builds, compression tools)
+# differential tests, bubblewrap for the sandbox, busybox-static for test builds, compression tools,
+# chromium for the web view's browser tests)
 # and the npm dependencies from the lock file (including Node 24, which npm scripts and bin/b3 run on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nix-bin bubblewrap busybox-static sqlite3 xz-utils bzip2 zstd)
+packages=(nix-bin bubblewrap busybox-static sqlite3 xz-utils bzip2 zstd chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

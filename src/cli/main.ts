@@ -15,6 +15,7 @@ import { narCommand } from "./commands/nar.ts"
 import { narinfoCommand } from "./commands/narinfo.ts"
 import { pathInfoCommand } from "./commands/path-info.ts"
 import { serveCommand } from "./commands/serve.ts"
+import { uiCommand } from "./commands/ui.ts"
 import { storeCommand } from "./commands/store.ts"
 import { runCommand } from "./commands/run.ts"
 import { storePathCommand } from "./commands/store-path.ts"
@@ -23,7 +24,7 @@ import { outputFlags } from "./output.ts"
 
 export const b3 = Command.make("b3").pipe(
   Command.withDescription("b3: a Nix-compatible store and build engine."),
-  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand]),
+  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, uiCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand]),
   Command.withGlobalFlags(outputFlags),
   Command.withExamples([
     { command: "b3 store add --store /tmp/r ./src", description: "add a tree to a chroot store" },

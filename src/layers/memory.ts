@@ -68,7 +68,8 @@ export const make = (options: MemoryStoreOptions = {}): MemoryStore => {
         .map((e) => e.info.path)
         .sort(StorePath.compare))
     }),
-    queryRealisation: (id) => Effect.sync(() => Option.fromNullishOr(realisations.get(Realisation.printDrvOutput(id))))
+    queryRealisation: (id) => Effect.sync(() => Option.fromNullishOr(realisations.get(Realisation.printDrvOutput(id)))),
+    queryAllValidPaths: () => Effect.sync(() => [...entries.values()].map((e) => e.info.path).sort(StorePath.compare))
   }
 
   const write = makeStoreWrite(read, {

@@ -28,6 +28,8 @@ export interface StoreReadApi {
   readonly queryPathFromHashPart: (hashPart: string) => Effect.Effect<Option.Option<StorePath.StorePath>, StoreError>
   /** Valid paths that refer to `path`; stores that do not index referrers fail with `Unsupported`. */
   readonly queryReferrers: (path: StorePath.StorePath) => Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError>
+  /** Every valid path, where the store can list them (local and in-memory stores; binary caches cannot). */
+  readonly queryAllValidPaths?: () => Effect.Effect<ReadonlyArray<StorePath.StorePath>, StoreError>
   /**
    * The NAR file exactly as the store keeps it (binary caches: possibly compressed), unverified, so
    * that a server can pass it on unchanged. Only stores that keep NAR files have it. `prefer`: the

@@ -263,6 +263,8 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
     setState: (hashPart: string, state: number) => db.run("update paths set state = ? where hash_part = ?", [state, hashPart]),
     setNarInfo: (hashPart: string, narInfo: string) => db.run("update paths set nar_info = ?, state = 0 where hash_part = ? and state <> 2", [narInfo, hashPart]),
     unsettledPaths: () => db.all<PathRow>("select * from paths where state <> 1"),
+    /** The paths whose records are published (what readers see). */
+    publishedPaths: () => Effect.map(db.all<{ store_path: string }>("select store_path from paths where state = 1"), (rows) => rows.map((r) => r.store_path)),
     referrers: (hashPart: string) => Effect.map(
       db.all<{ referrer: string; store_path: string }>("select r.referrer, p.store_path from refs r join paths p on p.hash_part = r.referrer where r.reference = ? and p.state <> 2", [hashPart]),
       (rows) => rows.map((r) => r.store_path)),

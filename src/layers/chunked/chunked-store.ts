@@ -148,6 +148,10 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       queryReferrers: (path) => index
         ? Effect.flatMap(index.referrers(path.hashPart), (paths) => Effect.forEach(paths, (p) => Effect.mapError(Effect.fromResult(StorePath.parse(p, storeDir)), (e) => corrupt(e.message))))
         : Effect.fail(new Unsupported({ store: uri, operation: "querying referrers (a chunk store read without its index)" })),
+      ...(index ? {
+        queryAllValidPaths: () => Effect.flatMap(index.publishedPaths(), (paths) =>
+          Effect.forEach(paths, (p) => Effect.mapError(Effect.fromResult(StorePath.parse(p, storeDir)), (e) => corrupt(e.message))))
+      } : {}),
       storedNar: (path, prefer) => Effect.map(recordFor(path), (r): StoredNar => prefer === "zstd"
         ? { compression: "zstd", bytes: Stream.unwrap(Effect.map(locator.places(r.manifest), (places) => zstdNarStream(readOptions(r.manifest), r.manifest, places))) }
         : { compression: "none", fileHash: r.info.narHash, fileSize: r.info.narSize, bytes: rawNar(r) })

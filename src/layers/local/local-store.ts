@@ -126,7 +126,8 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       queryRealisation: (id) => trySync(uri, "query realisation", () => db.queryRealisation(id)).pipe(Effect.flatMap((row) =>
         row === undefined ? Effect.succeed(Option.none())
           : Result.isSuccess(row) ? Effect.succeed(Option.some(row.success))
-          : Effect.fail(new StoreCorrupt({ store: uri, reason: `realisation with output ${row.failure.path}: ${row.failure.reason}` }))))
+          : Effect.fail(new StoreCorrupt({ store: uri, reason: `realisation with output ${row.failure.path}: ${row.failure.reason}` })))),
+      queryAllValidPaths: () => trySync(uri, "list paths", () => parsePaths(db.allValidPaths()))
     }
 
     const ctx: AddContext = withGroupCommit({ uri, layout, db, temp, locks, derivationOutputsOf: derivationOutputsOf(storeDir) })
