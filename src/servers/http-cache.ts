@@ -70,6 +70,8 @@ interface ServedNar {
   readonly bytes: Stream.Stream<Uint8Array, unknown>
   /** A file on disk with exactly these bytes. */
   readonly file?: string | undefined
+  /** The same bytes fed chunk by chunk into buffers the store reuses (whole NARs only). */
+  readonly feed?: ((consume: (chunk: Uint8Array) => Promise<"stop" | undefined>) => Effect.Effect<void, unknown>) | undefined
 }
 
 const hashPartRe = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/
@@ -161,6 +163,20 @@ const sendStream = <E>(stream: Stream.Stream<Uint8Array, E>, response: ServerRes
   )
 
 /**
+ * Writes chunks the store will reuse: each is handed back (the promise settles) only once the
+ * socket has taken it, so a NAR dumped from disk makes no garbage per chunk.
+ */
+const sendFed = (feed: NonNullable<ServedNar["feed"]>, response: ServerResponse, slot: Slot): Effect.Effect<void, unknown> =>
+  Effect.andThen(
+    feed((chunk) => new Promise((resolve) => {
+      if (response.destroyed) return resolve("stop")
+      const ok = response.write(chunk, (error) => resolve(error ? "stop" : undefined))
+      if (!ok) { slot.blocked(); response.once("drain", slot.unblocked) }
+    })),
+    Effect.sync(() => { if (!response.destroyed) response.end() })
+  )
+
+/**
  * Read buffers for files being sent, reused: a buffer is free again once the socket has taken its
  * bytes. 256 KiB: as fast as 1 MiB on loopback (the socket takes a few hundred KiB at a time), and
  * 32 transfers hold 16 MiB instead of 64.
@@ -223,8 +239,9 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
         : Effect.fail(new StoreCorrupt({ store: store.uri, reason: `${StorePath.print(path, store.storeDir)} uses unknown compression '${stored.compression}'` })))
     }
     const nar = store.narFromPath(path)
+    const forEach = store.forEachNarChunk
     return Effect.succeed(compression === "none"
-      ? { compression, fileHash: info.narHash, fileSize: info.narSize, bytes: nar }
+      ? { compression, fileHash: info.narHash, fileSize: info.narSize, bytes: nar, feed: forEach && ((consume) => forEach(path, consume)) }
       : { compression, bytes: compress(nar, compression, compressOptions) })
   }
 
@@ -299,6 +316,9 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
       response.writeHead(status, headers)
       if (size === 0) { response.end(); return }
       if (file.file !== undefined && size !== undefined) return sendFile(file.file, start, end, response, slot)
+      if (file.feed !== undefined && status === 200) {
+        return run(sendFed(file.feed, response, slot), { onExit: (sent) => { if (!Exit.isSuccess(sent)) response.destroy() } })
+      }
       const bytes = size !== undefined && status === 206 ? slice(file.bytes, start, end) : file.bytes
       run(sendStream(bytes, response, slot), { onExit: (sent) => { if (!Exit.isSuccess(sent)) response.destroy() } })
     } })

@@ -38,6 +38,13 @@ export interface StoreReadApi {
    */
   readonly storedNar?: (path: StorePath.StorePath, prefer?: string) => Effect.Effect<StoredNar, StoreError>
   /**
+   * The NAR of a valid path fed to `consume` chunk by chunk, each chunk valid only until the promise
+   * `consume` returns settles, so that the store can read into the same buffers again (no garbage
+   * per chunk). For consumers that keep nothing (a server writing to a socket, a hasher). `consume`
+   * stops the NAR early by resolving to `"stop"`. Stores that dump from disk offer it.
+   */
+  readonly forEachNarChunk?: (path: StorePath.StorePath, consume: (chunk: Uint8Array) => Promise<"stop" | undefined>) => Effect.Effect<void, StoreError>
+  /**
    * The realisation of a derivation output (`ca-derivations`): which path it was built as. Stores
    * that keep realisations have it (local: the Realisations table; binary caches:
    * `realisations/<id>.doi`); see services/realisations.ts for stores that do not.

@@ -2,7 +2,8 @@
  * The binary-cache server's HTTP details and its defence against clients that stop reading: HEAD
  * gives the length GET would send; one range is honoured, several ranges get the whole file, spaces
  * are allowed; clients that request a big NAR and never read cannot keep other clients from
- * downloading (their transfer slots are given back), whether the NAR is a file or made on the fly.
+ * downloading (their transfer slots are given back), whether the NAR is a file, made on the fly, or
+ * dumped from a local store into reused buffers (and what they get is the NAR, byte for byte).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Result, Stream } from "effect"
@@ -15,6 +16,7 @@ import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import { fileCacheLayer } from "../../src/layers/binary-cache/openers.ts"
+import * as LocalStore from "../../src/layers/local/local-store.ts"
 import * as MemoryStore from "../../src/layers/memory.ts"
 import type { PathInfo } from "../../src/services/path-info.ts"
 import { StoreRead } from "../../src/services/store-read.ts"
@@ -32,11 +34,15 @@ const bigNar = (size: number) => {
 
 /** A store holding one big path, served with 2 transfer slots and a short stall time. */
 const serving = (store: Layer.Layer<StoreRead | StoreWrite, unknown>, size: number) => Effect.gen(function*() {
-  const { info, nar } = bigNar(size)
-  yield* (yield* StoreWrite).addToStore(info, Stream.make(nar))
-  const address = yield* serveCache({ host: "127.0.0.1", port: 0, maxConcurrentNars: 2, stallMs: 200 })
-  return { base: `http://127.0.0.1:${address.port}`, port: address.port, hash: info.path.hashPart, nar }
-}).pipe(Effect.provide(store))
+  // the store lives as long as the test's scope (a local store's database stays open for the server)
+  const context = yield* Layer.build(store)
+  return yield* Effect.gen(function*() {
+    const { info, nar } = bigNar(size)
+    yield* (yield* StoreWrite).addToStore(info, Stream.make(nar))
+    const address = yield* serveCache({ host: "127.0.0.1", port: 0, maxConcurrentNars: 2, stallMs: 200 })
+    return { base: `http://127.0.0.1:${address.port}`, port: address.port, hash: info.path.hashPart, nar }
+  }).pipe(Effect.provideContext(context))
+})
 
 const withCacheDir = <A, E, R>(use: (dir: string) => Effect.Effect<A, E, R>) => Effect.acquireUseRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "b3-serve-test-"))), use, (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
@@ -52,7 +58,8 @@ const stalledClient = (port: number, path: string) => new Promise<Socket>((resol
 
 const stores = [
   ["a file cache (NAR files sent from disk)", (dir: string) => fileCacheLayer(dir, "compression=none")],
-  ["an in-memory store (NARs made on the fly)", (_dir: string) => MemoryStore.layer()]
+  ["an in-memory store (NARs made on the fly)", (_dir: string) => MemoryStore.layer()],
+  ["a local store (NARs dumped from disk into buffers reused once the socket has them)", (dir: string) => LocalStore.layer({ root: join(dir, "root") })]
 ] as const
 
 describe("b3 serve: HTTP details", () => {

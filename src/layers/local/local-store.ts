@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, readFileSync } from "node:fs"
 import * as Derivation from "../../core/derivation/index.ts"
 import { join } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
-import { narFromPath } from "../../nar/fs/index.ts"
+import { forEachNarChunk, narFromPath } from "../../nar/fs/index.ts"
 import { PathNotValid, StoreCorrupt, StoreIoError } from "../../services/store-errors.ts"
 import type { PathInfo } from "../../services/path-info.ts"
 import type { StoreError } from "../../services/store-errors.ts"
@@ -120,6 +120,9 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       queryValidPaths: (paths) => trySync(uri, "query paths", () => paths.filter((p) => db.isValid(p))),
       narFromPath: (path) => Stream.unwrap(Effect.map(query(path), () =>
         Stream.mapError(narFromPath(join(layout.realStoreDir, StorePath.baseName(path))), ioError(uri, `read ${print(path)}`)))),
+      forEachNarChunk: (path, consume) => Effect.flatMap(query(path), () =>
+        forEachNarChunk(join(layout.realStoreDir, StorePath.baseName(path)), consume).pipe(
+          Effect.catch((e) => e === "stop" ? Effect.void : Effect.fail(ioError(uri, `read ${print(path)}`)(e))))),
       queryPathFromHashPart: (hashPart) => trySync(uri, "query hash part", () => db.pathFromHashPart(hashPart)).pipe(
         Effect.map((p) => Option.flatMap(Option.fromNullishOr(p), (p) => Option.fromNullishOr(parsePaths([p])[0])))),
       queryReferrers: (path) => trySync(uri, "query referrers", () => parsePaths(db.referrers(path)).sort(StorePath.compare)),
