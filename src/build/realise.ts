@@ -36,7 +36,7 @@ import { StoreWrite } from "../services/store-write.ts"
 import { addDerivationText } from "./add-derivations.ts"
 import { buildDerivation } from "./build-derivation.ts"
 import { loadDerivationGraph, type DerivationGraph, type LoadedDerivation } from "./derivation-graph.ts"
-import { substituteAll, substituteMissing } from "./substitute.ts"
+import { byPriority, substituteAll, substituteMissing } from "./substitute.ts"
 
 type Status = BuildResult["status"]
 type Failure = BuildError | StoreError
@@ -356,7 +356,7 @@ export const realise = (
     return Effect.gen(function*() {
       const drvPath = print(node.loaded.path)
       const ids = [...node.loaded.drv.outputs.keys()].map((name) => ({ drvHash: node.staticHashes.get(name)!, outputName: name }))
-      for (const substituter of opts.substituters ?? []) {
+      for (const substituter of byPriority(opts.substituters ?? [])) {
         if (substituter.storeDir !== storeDir || substituter.queryRealisation === undefined) continue
         const found: Array<Realisation.Realisation> = []
         for (const id of ids) {
