@@ -44,7 +44,10 @@ export const sandboxedBuilder: BuilderLayer = Layer.effect(StoreBuild, Effect.ge
     Effect.flatMap(([build, sandbox]) => Layer.buildWithScope(build.layer.pipe(Layer.provide(sandbox.layer)), scope)),
     Effect.provideContext(store),
     Effect.map(Context.get(StoreBuild))))
-  return StoreBuild.of({ buildDerivations: (drvPaths, options) => Effect.flatMap(builder, (b) => b.buildDerivations(drvPaths, options)) })
+  return StoreBuild.of({
+    buildDerivations: (drvPaths, options) => Effect.flatMap(builder, (b) => b.buildDerivations(drvPaths, options)),
+    buildBasic: (drvPath, drv, options) => Effect.flatMap(builder, (b) => b.buildBasic!(drvPath, drv, options))
+  })
 }))
 
 export const builtinRegistry = makeRegistry({

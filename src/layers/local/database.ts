@@ -45,6 +45,7 @@ export class StoreDatabase {
   readonly #insertRealisation: StatementSync
   readonly #updateRealisation: StatementSync
   readonly #insertRealisationRef: StatementSync
+  readonly #derivers: StatementSync
   #depth = 0
 
   constructor(db: DatabaseSync, storeDir: string) {
@@ -75,6 +76,7 @@ export class StoreDatabase {
     this.#insertRealisationRef = db.prepare(
       "insert or replace into RealisationsRefs (referrer, realisationReference) values (" +
       "(select id from Realisations where drvPath = ? and outputName = ?), (select id from Realisations where drvPath = ? and outputName = ?))")
+    this.#derivers = db.prepare("select v.path as path from DerivationOutputs d join ValidPaths v on v.id = d.drv where d.path = ? order by v.path")
   }
 
   close(): void { this.#db.close() }
@@ -145,6 +147,11 @@ export class StoreDatabase {
   /** Referrers of a valid path, by full path. */
   referrersOfPath(path: string): ReadonlyArray<string> {
     return (this.#referrersOf.all(path) as Array<{ path: string }>).map((r) => r.path)
+  }
+
+  /** Valid derivations that name `path` as one of their outputs. */
+  validDerivers(path: string): ReadonlyArray<string> {
+    return (this.#derivers.all(path) as Array<{ path: string }>).map((r) => r.path)
   }
 
   allValidPaths(): ReadonlyArray<string> {

@@ -18,7 +18,7 @@ import { addBuilt, addFromNar, addPathOnePass, withGroupCommit, type AddContext 
 import { StoreDatabase } from "./database.ts"
 import { ioError, trySync } from "./fs-ops.ts"
 import { makeLayout, type LocalStoreLayout } from "./layout.ts"
-import { collectGarbage } from "./gc.ts"
+import { addIndirectRoot, collectGarbage, findRootLinks } from "./gc.ts"
 import { recover } from "./recovery.ts"
 import { verifyStore } from "./verify.ts"
 import { StoreMaintenance, type StoreMaintenanceApi } from "../../services/store-maintenance.ts"
@@ -144,7 +144,11 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
 
     const maintenance: StoreMaintenanceApi = {
       verify: (options = {}) => verifyStore(layout, db, options),
-      collectGarbage: (options = {}) => collectGarbage({ uri, layout, db, locks, temp }, options)
+      collectGarbage: (options = {}) => collectGarbage({ uri, layout, db, locks, temp }, options),
+      findRoots: () => trySync(uri, "find roots", () => findRootLinks(layout)),
+      addIndirectRoot: (link) => trySync(uri, "add an indirect root", () => addIndirectRoot(layout, link)),
+      allValidPaths: () => trySync(uri, "list valid paths", () => db.allValidPaths()),
+      validDerivers: (path) => trySync(uri, "query derivers", () => db.validDerivers(path))
     }
 
     const buildHost: BuildHostApi = {
