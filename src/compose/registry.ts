@@ -32,6 +32,7 @@ const ipfs = loadedOnUse(() => import("../layers/ipfs/opener.ts"), (m) => m.open
 const chunkedFile = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedFile)
 const chunkedS3 = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedS3)
 const chunkedHttp = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedHttp)
+const daemon = loadedOnUse(() => import("../layers/daemon/opener.ts"), (m) => m.openDaemonStore)
 
 /**
  * `StoreBuild` for a store that hosts builds: the scheduler (src/build) with the bubblewrap sandbox
@@ -51,7 +52,7 @@ export const sandboxedBuilder: BuilderLayer = Layer.effect(StoreBuild, Effect.ge
 }))
 
 export const builtinRegistry = makeRegistry({
-  local, memory, file, http, https: http, s3, ipfs,
+  local, memory, file, http, https: http, s3, ipfs, daemon, unix: daemon,
   "chunked+file": chunkedFile, "chunked+s3": chunkedS3, "chunked+http": chunkedHttp, "chunked+https": chunkedHttp
 }, sandboxedBuilder)
 

@@ -103,6 +103,25 @@ export class WireReader {
     return out
   }
 
+  /** The next `n` bytes without consuming them (null if the input ends first). */
+  peek(n: number): Effect.Effect<Uint8Array | null, WireIoError> {
+    return Effect.tryPromise({
+      try: async () => {
+        while (this.avail < n) if (!(await this.fill())) return null
+        const first = this.chunks[0]!
+        if (first.length - this.head >= n) return first.slice(this.head, this.head + n)
+        const saved = { chunks: this.chunks, head: this.head, avail: this.avail, consumed: this.consumed }
+        const out = this.take(n)
+        this.chunks = saved.chunks
+        this.head = saved.head
+        this.avail = saved.avail
+        this.consumed = saved.consumed
+        return out
+      },
+      catch: toIoError
+    })
+  }
+
   /** Up to `max` bytes (at least one), or null at the end. */
   async takeUpTo(max: number): Promise<Uint8Array | null> {
     while (this.avail === 0) if (!(await this.fill())) return null
