@@ -45,6 +45,12 @@ export interface GcOptions {
   readonly paths?: ReadonlyArray<string>
   /** More roots (store paths), e.g. a daemon's clients' temporary roots. */
   readonly extraRoots?: ReadonlyArray<string>
+  /**
+   * Whether this process's own temporary roots count (default true). A daemon serving many clients
+   * from one process passes false and gives its clients' roots as `extraRoots` instead, as Nix's
+   * daemon, whose temporary roots live and die with each client's connection.
+   */
+  readonly ownTempRoots?: boolean
 }
 
 /** A GC root: the link (or `{temp:PID}` for a temporary root) and the store path it keeps. */

@@ -157,7 +157,7 @@ export const collectGarbage = (ctx: GcContext, options: GcOptions = {}): Effect.
     const { layout, db } = ctx
     yield* ctx.locks.gcLock
     const socketRoots = yield* rootsServer(layout, ctx.uri)
-    const tempRoots = new Set((yield* liveTempRoots(layout, ctx.locks)).map((p) => p.slice(layout.storeDir.length + 1, layout.storeDir.length + 33)))
+    const tempRoots = new Set((yield* liveTempRoots(layout, ctx.locks, { skipOwn: options.ownTempRoots === false })).map((p) => p.slice(layout.storeDir.length + 1, layout.storeDir.length + 33)))
     const trash: Array<string> = []
     const result = yield* trySync(ctx.uri, "collect garbage", () => db.immediate(() => {
       const rooted = (hashPart: string) => tempRoots.has(hashPart) || socketRoots.has(hashPart)

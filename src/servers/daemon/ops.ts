@@ -508,16 +508,17 @@ const collectGarbage: Handler = (c) => Effect.gen(function*() {
     yield* storePaths(c, paths)
     const m = yield* maintenance(c, "garbage collection")
     const extraRoots = c.tempRoots.all()
+    const base = { extraRoots, ownTempRoots: false }
     if (action === Worker.GcAction.ReturnLive || action === Worker.GcAction.ReturnDead) {
-      const r = yield* m.collectGarbage({ dryRun: true, extraRoots })
+      const r = yield* m.collectGarbage({ ...base, dryRun: true })
       return { paths: action === Worker.GcAction.ReturnLive ? r.live ?? [] : r.deleted, bytesFreed: action === Worker.GcAction.ReturnDead ? r.bytesFreed : 0 }
     }
     if (action === Worker.GcAction.DeleteSpecific) {
-      const r = yield* m.collectGarbage({ paths, extraRoots })
+      const r = yield* m.collectGarbage({ ...base, paths })
       return { paths: r.deleted, bytesFreed: r.bytesFreed }
     }
     if (action !== Worker.GcAction.DeleteDead) return yield* fail(`unknown GC action ${action}`)
-    const r = yield* m.collectGarbage({ extraRoots })
+    const r = yield* m.collectGarbage(base)
     return { paths: r.deleted, bytesFreed: r.bytesFreed }
   }))
   reply(c, (w) => w.strings([...result.paths].sort()).u64(result.bytesFreed).u64(0))
@@ -621,7 +622,10 @@ const realiseTargets = (c: Conn, targets: ReadonlyArray<Worker.DerivedPath>, mod
   if (!build) return yield* fail(`store '${c.backend.read.uri}' cannot build`)
   const options = buildOptions(c)
   for (const d of drvs) c.addTempRoot(print(c, d))
-  return yield* build.buildDerivations(drvs, options).pipe(Effect.ensuring(Effect.sync(options.finish)))
+  const results = yield* build.buildDerivations(drvs, options).pipe(Effect.ensuring(Effect.sync(options.finish)))
+  // outputs stay roots while the client is connected, as in Nix (it roots them itself next)
+  for (const r of results) for (const p of Object.values(r.outputs)) c.addTempRoot(print(c, p))
+  return results
 })
 
 const buildPaths: Handler = (c) => Effect.gen(function*() {
