@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nix-bin bubblewrap busybox-static sqlite3 xz-utils bzip2 zstd)
+packages=(nix-bin bubblewrap busybox-static sqlite3 xz-utils bzip2 zstd openssh-server openssh-client)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
