@@ -183,6 +183,7 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<ReadonlyM
       storeDir,
       realStoreDir: host.realStoreDir,
       drvPath: build.drvPath,
+      derivation: drv,
       drvName: drv.name,
       builder: rewrite(drv.builder),
       args: drv.args.map(rewrite),
