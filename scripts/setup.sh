@@ -22,3 +22,4 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
 fi
 node_modules/.bin/node --version
 node_modules/.bin/node scripts/bundle.ts
+bash scripts/fetch-nix-tests.sh   # Nix 2.8.0's own tests/, run against b3 daemon by test/nix-suite

@@ -44,6 +44,11 @@ export interface SandboxSpec {
   readonly maxSilentSeconds?: number | undefined
   /** Builder stdout + stderr as it arrives (also the sandbox's own error messages). */
   readonly onLog?: ((chunk: Uint8Array) => void) | undefined
+  /**
+   * Host paths made visible (read-only) in the sandbox, as Nix's `sandbox-paths`: `PATH`,
+   * `TARGET=SOURCE`, a trailing `?` for paths that may be missing. Symlinks are recreated as links.
+   */
+  readonly sandboxPaths?: ReadonlyArray<string> | undefined
   /** Extra files for the build directory, owned by root, 0644 (e.g. exportReferencesGraph files). */
   readonly extraBuildFiles?: Readonly<Record<string, string>> | undefined
   /** Where a fixed-output derivation's impureEnvVars are read from; default process.env. */

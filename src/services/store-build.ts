@@ -85,6 +85,8 @@ export interface BuildOptions {
   readonly cores?: number | undefined
   readonly timeoutSeconds?: number | undefined
   readonly maxSilentSeconds?: number | undefined
+  /** Host paths visible in the sandbox (Nix's sandbox-paths: `PATH`, `TARGET=SOURCE`, `PATH?`). */
+  readonly sandboxPaths?: ReadonlyArray<string> | undefined
   /** Stores to take outputs from instead of building them, in order. */
   readonly substituters?: ReadonlyArray<StoreReadApi>
   /** Keys whose signatures make substituted paths trusted. */

@@ -1,5 +1,10 @@
 /** `b3 daemon`: serve a store to Nix (and b3) clients over Nix's worker protocol on a unix socket. */
-import { Console, Context, Effect } from "effect"
+import { Console, Context, Effect, Exit, Result, Scope, Semaphore } from "effect"
+import { statSync } from "node:fs"
+import { makeLayout } from "../../layers/local/layout.ts"
+import { backendFromContext } from "../../servers/daemon/backend.ts"
+import type { StoreContext } from "../../services/registry.ts"
+import { parseStoreUri } from "../../services/store-uri.ts"
 import { StoreRead } from "../../services/store-read.ts"
 import { Command, Flag } from "effect/cli"
 import { execFileSync } from "node:child_process"
@@ -17,6 +22,50 @@ const parseGroup = (text: string): number | undefined => {
   try { return Number(execFileSync("getent", ["group", text]).toString().split(":")[2]) } catch { return undefined }
 }
 
+/** The database file of a local store URI, if it is one. */
+const localDatabase = (uri: string): string | undefined => {
+  const parsed = parseStoreUri(uri)
+  if (Result.isFailure(parsed) || parsed.success.scheme !== "local") return undefined
+  const p = parsed.success.params
+  const root = p.get("root") ?? undefined
+  return makeLayout({ storeDir: p.get("store") ?? "/nix/store", ...(root ? { root } : {}), ...(p.get("state") ? { stateDir: p.get("state")! } : {}) }).dbPath
+}
+
+const inode = (file: string) => { try { return statSync(file).ino } catch { return -1 } }
+
+/**
+ * Each connection gets the store as it is when the connection opens, as with Nix's daemon, which
+ * opens the store for each client: a local store whose database was replaced (the store deleted
+ * and made anew) is opened again for new connections; the old one closes when its last
+ * connection ends.
+ */
+const reopeningBackends = (uri: string, first: StoreContext) => Effect.gen(function*() {
+  const db = localDatabase(uri)
+  interface Generation { context: StoreContext; scope: Scope.Closeable | undefined; users: number; retired: boolean; ino: number }
+  let current: Generation = { context: first, scope: undefined, users: 0, retired: false, ino: db ? inode(db) : -1 }
+  const lock = yield* Semaphore.make(1)
+  const close = (g: Generation) => g.scope ? Scope.close(g.scope, Exit.void) : Effect.void
+  const acquire = lock.withPermits(1)(Effect.gen(function*() {
+    if (db && inode(db) !== current.ino) {
+      const old = current
+      const scope = yield* Scope.make()
+      const context = yield* Effect.orDie(openCliStore(uri).pipe(Scope.provide(scope)))
+      current = { context, scope, users: 0, retired: false, ino: inode(db) }
+      old.retired = true
+      if (old.users === 0) yield* close(old)
+    }
+    const g = current
+    g.users++
+    const backend = yield* backendFromContext.pipe(Effect.provideContext(g.context))
+    const release = lock.withPermits(1)(Effect.suspend(() => {
+      g.users--
+      return g.retired && g.users === 0 ? close(g) : Effect.void
+    }))
+    return { backend, release }
+  }))
+  return acquire
+})
+
 export const daemonCommand = Command.make("daemon", {
   store: storeFlag,
   socket: Flag.String("socket").pipe(Flag.withDescription("unix socket to listen on (Nix's default is /nix/var/nix/daemon-socket/socket)")),
@@ -25,6 +74,7 @@ export const daemonCommand = Command.make("daemon", {
   trust: Flag.Literals("trust", ["all", "none", "owner"]).pipe(Flag.withDefault("owner" as const),
     Flag.withDescription("which clients are trusted (Nix's trusted-users): all, none, or owner (default: all when the socket mode lets only its owner connect, else none)")),
   trustedKeys: trustedKeysFlag,
+  sandboxPaths: Flag.String("sandbox-paths").pipe(Flag.withDefault(""), Flag.withDescription("host paths shown read-only in build sandboxes, space-separated (Nix's sandbox-paths: PATH, TARGET=SOURCE, PATH?)")),
   noRequireSigs: switchFlag("no-require-sigs", "accept input-addressed paths from clients without a trusted signature (Nix's require-sigs = false)")
 }, (args) => Effect.scoped(Effect.gen(function*() {
   const mode = yield* outputMode
@@ -36,11 +86,13 @@ export const daemonCommand = Command.make("daemon", {
   }
   const trusted = args.trust === "all" || (args.trust === "owner" && (socketMode & 0o077) === 0)
   const store = yield* openCliStore(args.store)
+  const backends = yield* reopeningBackends(args.store, store)
   const trustedKeys = yield* parseTrustedKeys(args.trustedKeys)
   const { listen } = yield* Effect.promise(() => import("../../servers/daemon/server.ts"))
   const read = Context.get(store, StoreRead)
   yield* listen({
-    socketPath: args.socket, mode: socketMode, gid, trusted, requireSigs: !args.noRequireSigs, trustedKeys,
+    socketPath: args.socket, mode: socketMode, gid, trusted, requireSigs: !args.noRequireSigs, trustedKeys, backends,
+    sandboxPaths: args.sandboxPaths.split(/\s+/).filter((p) => p.length > 0),
     version: `2.8.0 (b3 ${version})`,
     ...(mode.verbose ? { log: (line: string) => process.stderr.write(`b3 daemon: ${line}\n`) } : {})
   }).pipe(Effect.provideContext(store))

@@ -38,6 +38,8 @@ export interface LocalStoreOptions {
   readonly stateDir?: string
   /** The URI it was opened from, for messages. */
   readonly uri?: string
+  /** Build logs; default `<root>/nix/var/log/nix` (Nix's NIX_LOG_DIR). */
+  readonly logDir?: string
 }
 
 export interface LocalStore {
@@ -92,7 +94,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
   Effect.gen(function*() {
     const storeDir = options.storeDir ?? StorePath.defaultStoreDir
     const uri = uriOf(options)
-    const layout = makeLayout({ storeDir, ...(options.root ? { root: options.root } : {}), ...(options.stateDir ? { stateDir: options.stateDir } : {}) })
+    const layout = makeLayout({ storeDir, ...(options.root ? { root: options.root } : {}), ...(options.stateDir ? { stateDir: options.stateDir } : {}), ...(options.logDir ? { logDir: options.logDir } : {}) })
     const db = yield* Effect.acquireRelease(openFiles(uri, layout), (db) => Effect.sync(() => db.close()))
     const temp = yield* trySync(uri, "open store", () => tempPlace(layout))
     yield* trySync(uri, "recover store", () => recover(layout, temp))

@@ -33,6 +33,8 @@ export interface DaemonOptions {
   readonly trustedKeys: ReadonlyArray<PublicKey>
   /** Sent to clients that ask (protocol 1.33+), shown by `nix store ping`. */
   readonly version: string
+  /** Host paths shown in build sandboxes (Nix's sandbox-paths); trusted clients may add more with `extra-sandbox-paths`. */
+  readonly sandboxPaths?: ReadonlyArray<string> | undefined
   /** The daemon's own log (connections accepted and closed, failures). */
   readonly log?: ((line: string) => void) | undefined
 }

@@ -583,7 +583,10 @@ const buildOptions = (c: Conn): BuildOptions & { readonly finish: () => void } =
   }
   const decoder = new TextDecoder()
   const s = c.settings
+  const fromClient = c.options.trusted ? (s?.overrides ?? []).filter(([k]) => k === "extra-sandbox-paths" || k === "sandbox-paths").flatMap(([, v]) => v.split(/\s+/).filter((x) => x.length > 0)) : []
+  const sandboxPaths = [...(c.options.sandboxPaths ?? []), ...fromClient]
   return {
+    ...(sandboxPaths.length > 0 ? { sandboxPaths } : {}),
     maxJobs: s && s.maxBuildJobs > 0 ? s.maxBuildJobs : 1,
     keepGoing: s?.keepGoing ?? false,
     ...(s && s.buildCores > 0 ? { cores: s.buildCores } : {}),

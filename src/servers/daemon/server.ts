@@ -12,7 +12,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync } from "
 import { createServer, type Server, type Socket } from "node:net"
 import { dirname } from "node:path"
 import { readableChunkSource, WireReader, WireSink } from "../../io/wire-io.ts"
-import { backendFromContext, type DaemonOptions } from "./backend.ts"
+import { backendFromContext, type DaemonBackend, type DaemonOptions } from "./backend.ts"
 import type { StoreRead } from "../../services/store-read.ts"
 import { serveConnection, type TempRoots } from "./connection.ts"
 
@@ -20,7 +20,12 @@ export class DaemonError extends Schema.TaggedError<DaemonError>()("DaemonError"
   override get message() { return `cannot serve on '${this.socket}': ${this.reason}` }
 }
 
+/** Where each connection's store comes from: acquired when it opens, released when it ends. */
+export type BackendSource = Effect.Effect<{ readonly backend: DaemonBackend; readonly release: Effect.Effect<void> }>
+
 export interface ListenOptions extends DaemonOptions {
+  /** Per-connection stores (e.g. reopened after the store was recreated); default: the context's store for all. */
+  readonly backends?: BackendSource | undefined
   readonly socketPath: string
   /** The socket file's mode (default 0o666, as Nix's: anyone may connect; narrow it to restrict). */
   readonly mode?: number | undefined
@@ -47,7 +52,8 @@ const makeTempRoots = (): TempRoots => {
  */
 export const listen = (options: ListenOptions): Effect.Effect<void, DaemonError, Scope.Scope | StoreRead> =>
   Effect.gen(function*() {
-    const backend = yield* backendFromContext
+    const shared = yield* backendFromContext
+    const backends: BackendSource = options.backends ?? Effect.succeed({ backend: shared, release: Effect.void })
     const socketPath = options.socketPath
     const fail = (reason: string) => new DaemonError({ socket: socketPath, reason })
     const run = yield* FiberSet.makeRuntime<never, void, never>()
@@ -62,7 +68,7 @@ export const listen = (options: ListenOptions): Effect.Effect<void, DaemonError,
       const peer = `connection ${++counter}`
       const reader = new WireReader(readableChunkSource(socket))
       const sink = new WireSink(socket)
-      run(serveConnection(reader, sink, backend, options, tempRoots, peer).pipe(
+      run(Effect.acquireUseRelease(backends, ({ backend }) => serveConnection(reader, sink, backend, options, tempRoots, peer), ({ release }) => release).pipe(
         Effect.ensuring(Effect.sync(() => socket.end()))))
     }
 
