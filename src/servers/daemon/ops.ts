@@ -2,7 +2,7 @@
  * The worker-protocol ops, each as Nix 2.8's daemon reads its arguments and writes its reply
  * (daemon.cc `performOp`), over whatever services the store offers.
  */
-import { Effect, Option, Result, Stream } from "effect"
+import { Deferred, Effect, Option, Result, Semaphore, Stream } from "effect"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createWriteStream, mkdtempSync, rmSync } from "node:fs"
@@ -271,24 +271,51 @@ const framedAll = (c: Conn): Stream.Stream<Uint8Array, unknown> => {
   }))
 }
 
+/** NARs up to this size are read whole and added while the next ones arrive; bigger ones stream. */
+const bufferedNar = 1 << 20
+/** Paths being added at once (their flushes and transactions are shared: the local store's group commit). */
+const addsInFlight = 32
+
 const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
   yield* read(c, Wire.bool("the repair flag"))
   const dontCheckSigs = yield* read(c, Wire.bool("the dontCheckSigs flag"))
   const framed = c.reader.framed()
   c.framed = framed
-  yield* work(c, Effect.gen(function*() {
+  yield* work(c, Effect.scoped(Effect.gen(function*() {
     const write = yield* needWrite(c)
     const count = yield* framed.run(Wire.u64("the number of paths"))
+    // Paths arrive dependencies first; each is added once those it refers to (of this batch) are in.
+    const done = new Map<string, Deferred.Deferred<void, unknown>>()
+    const order: Array<Deferred.Deferred<void, unknown>> = []
+    const slots = yield* Semaphore.make(addsInFlight)
     for (let i = 0; i < count; i++) {
       const s = yield* framed.run(Worker.storePathString())
       const raw = yield* framed.run(Worker.rawPathInfo(16))
       const path = yield* storePath(c, s)
       const info = yield* admit(c, { ...(yield* valid(Worker.validatePathInfo(path, raw, c.storeDir))), ultimate: false }, dontCheckSigs)
       c.addTempRoot(print(c, path))
-      yield* write.addToStore(info, checkedNar(c, info, framed.exact(info.narSize, "a NAR")))
+      const key = StorePath.baseName(path)
+      const deps = info.references.flatMap((r) => { const d = StorePath.baseName(r) === key ? undefined : done.get(StorePath.baseName(r)); return d ? [d] : [] })
+      const finished = yield* Deferred.make<void, unknown>()
+      done.set(key, finished)
+      order.push(finished)
+      const add = (nar: Stream.Stream<Uint8Array, unknown>) => Effect.forEach(deps, Deferred.await, { discard: true }).pipe(
+        Effect.andThen(write.addToStore(info, checkedNar(c, info, nar))),
+        Effect.exit,
+        Effect.flatMap((exit) => Deferred.done(finished, exit)))
+      if (info.narSize <= bufferedNar) {
+        const chunks = yield* Stream.runCollect(framed.exact(info.narSize, "a NAR"))
+        yield* slots.take(1)
+        yield* Effect.forkScoped(add(Stream.fromIterable(chunks)).pipe(Effect.ensuring(slots.release(1))))
+      } else {
+        // streamed: if it fails, the rest of its NAR is still on the wire: stop here (the frames are drained)
+        yield* add(framed.exact(info.narSize, "a NAR"))
+        yield* Deferred.await(finished)
+      }
     }
     yield* framed.drain()
-  }))
+    for (const finished of order) yield* Deferred.await(finished)
+  })))
 })
 
 /** The old (< 1.25) AddToStore: name, fixed, recursive, algorithm, then a bare NAR. */
