@@ -74,6 +74,11 @@ export interface StoreMaintenanceApi {
   readonly addIndirectRoot?: (link: string) => Effect.Effect<void, StoreError>
   /** Every valid path. */
   readonly allValidPaths?: () => Effect.Effect<ReadonlyArray<string>, StoreError>
+  /**
+   * Drops this process's temporary roots (a daemon does when no client is connected: its clients'
+   * roots end with their connections, as with Nix's daemon).
+   */
+  readonly releaseTempRoots?: () => Effect.Effect<void, StoreError>
   /** The valid derivations that have `path` as an output. */
   readonly validDerivers?: (path: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
 }

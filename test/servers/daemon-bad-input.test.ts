@@ -5,7 +5,9 @@
  */
 import { Effect, Exit, Result, Scope } from "effect"
 import { connect, type Socket } from "node:net"
-import { readdirSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { existsSync, readdirSync } from "node:fs"
+import { b3Bin } from "../support/b3.ts"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Hash from "../../src/core/hash.ts"
@@ -180,5 +182,35 @@ describe("b3 daemon against hostile clients", () => {
       raw.socket.destroy()
     })
     expect(leftovers("junk")).toEqual([])
+  })
+
+  it("stopping the daemon mid-upload (SIGTERM) closes its socket and connections and registers nothing", async () => {
+    const local = Effect.runSync(Scope.make())
+    const root = join(dir, "interrupted")
+    const socket = join(dir, "socket-int")
+    const d = await Effect.runPromise(Scope.provide(local)(startB3Daemon(root, socket, ["--trust", "all"])))
+    const { nar, info } = sample("interrupted upload ".repeat(200_000))
+    const raw = await new Promise<Raw>((resolve, reject) => {
+      const s = connect(socket)
+      s.once("error", reject)
+      const closed = new Promise<void>((r) => s.once("close", () => r()))
+      s.once("connect", () => resolve({ socket: s, reader: new WireReader(readableChunkSource(s)), send: (b) => { s.write(b) }, closed }))
+    })
+    await handshake(raw)
+    raw.send(addToStoreNarHeader(info))
+    raw.send(frameHeader(nar.length))
+    raw.send(nar.subarray(0, nar.length >> 1))
+    const exited = new Promise<number | null>((resolve) => d.process.once("exit", (code) => resolve(code)))
+    d.process.kill("SIGTERM")
+    expect(await exited).toBe(130)
+    await raw.closed
+    expect(existsSync(socket)).toBe(false)
+    await Effect.runPromise(Scope.close(local, Exit.void))
+    // the store, opened afresh, does not have it, nor any piece of it
+    const valid = spawnSync(b3Bin, ["path-info", "--store", root, StorePath.print(info.path)])
+    expect(valid.status).toBe(3)
+    expect(readdirSync(join(root, "nix", "store")).filter((n) => n.includes(info.path.hashPart) || n.startsWith("."))).toEqual([])
+    const temporaries = join(root, "nix", "var", "nix", "b3-tmp")
+    expect(existsSync(temporaries) ? readdirSync(temporaries) : []).toEqual([])
   })
 })

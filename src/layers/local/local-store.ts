@@ -150,7 +150,8 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       findRoots: () => trySync(uri, "find roots", () => findRootLinks(layout)),
       addIndirectRoot: (link) => trySync(uri, "add an indirect root", () => addIndirectRoot(layout, link)),
       allValidPaths: () => trySync(uri, "list valid paths", () => db.allValidPaths()),
-      validDerivers: (path) => trySync(uri, "query derivers", () => db.validDerivers(path))
+      validDerivers: (path) => trySync(uri, "query derivers", () => db.validDerivers(path)),
+      releaseTempRoots: () => locks.dropTempRoots
     }
 
     const buildHost: BuildHostApi = {

@@ -60,6 +60,13 @@ export const listen = (options: ListenOptions): Effect.Effect<void, DaemonError,
     const tempRoots = makeTempRoots()
     const sockets = new Set<Socket>()
     let counter = 0
+    let active = 0
+    /** When the last client leaves, the store's own temporary roots (paths added for clients) go too. */
+    const connectionEnded = (backend: DaemonBackend) => Effect.suspend(() => {
+      active--
+      const release = backend.maintenance?.releaseTempRoots
+      return active === 0 && release ? Effect.ignore(release()) : Effect.void
+    })
 
     const onConnection = (socket: Socket) => {
       sockets.add(socket)
@@ -68,7 +75,10 @@ export const listen = (options: ListenOptions): Effect.Effect<void, DaemonError,
       const peer = `connection ${++counter}`
       const reader = new WireReader(readableChunkSource(socket))
       const sink = new WireSink(socket)
-      run(Effect.acquireUseRelease(backends, ({ backend }) => serveConnection(reader, sink, backend, options, tempRoots, peer), ({ release }) => release).pipe(
+      run(Effect.acquireUseRelease(
+        Effect.tap(backends, () => Effect.sync(() => { active++ })),
+        ({ backend }) => serveConnection(reader, sink, backend, options, tempRoots, peer),
+        ({ backend, release }) => Effect.andThen(connectionEnded(backend), release)).pipe(
         Effect.ensuring(Effect.sync(() => socket.end()))))
     }
 
