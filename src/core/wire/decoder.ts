@@ -31,6 +31,17 @@ export const limits = {
 
 const utf8 = new TextDecoder("utf-8", { fatal: false })
 
+/** UTF-8 text of bytes (invalid sequences become U+FFFD); short ASCII strings, the common case, without a decoder call. */
+const text = (b: Uint8Array): string => {
+  const n = b.length
+  if (n <= 64) {
+    let ascii = true
+    for (let i = 0; i < n; i++) if (b[i]! >= 0x80) { ascii = false; break }
+    if (ascii) return String.fromCharCode.apply(null, b as unknown as Array<number>)
+  }
+  return utf8.decode(b)
+}
+
 export function* read(n: number, what: string): Decoder<Uint8Array> {
   return yield { _tag: "Read", n, what }
 }
@@ -81,12 +92,18 @@ export function* bool(what = "a flag"): Decoder<boolean> {
 
 export const paddingOf = (n: number): number => (8 - (n % 8)) % 8
 
-/** A length-prefixed, zero-padded byte string of at most `max` bytes. The result may be a view of the input. */
+/**
+ * A length-prefixed, zero-padded byte string of at most `max` bytes. The result may be a view of
+ * the input. (Written out flat, without nested decoders: lists of thousands of paths go through here.)
+ */
 export function* bytes(what: string, max: number): Decoder<Uint8Array> {
-  const n = yield* u64(`the length of ${what}`)
-  if (n > max) return yield* fail(new WireTooLarge({ what: `the length of ${what}`, length: String(n), max }))
-  const pad = paddingOf(n)
-  const b = yield* read(n + pad, what)
+  const l: Uint8Array = yield { _tag: "Read", n: 8, what }
+  const lo = (l[0]! | (l[1]! << 8) | (l[2]! << 16) | (l[3]! << 24)) >>> 0
+  const hi = (l[4]! | (l[5]! << 8) | (l[6]! << 16) | (l[7]! << 24)) >>> 0
+  const n = hi * two32 + lo
+  if (hi > 0x1f_ffff || n > max) return yield* fail(new WireTooLarge({ what: `the length of ${what}`, length: u64At(l).toString(), max }))
+  const pad = (8 - (n % 8)) % 8
+  const b: Uint8Array = yield { _tag: "Read", n: n + pad, what }
   for (let i = n; i < n + pad; i++) {
     if (b[i] !== 0) return yield* fail(new WireMalformed({ reason: `non-zero padding after ${what}` }))
   }
@@ -94,7 +111,7 @@ export function* bytes(what: string, max: number): Decoder<Uint8Array> {
 }
 
 export function* string(what: string, max: number = limits.shortString): Decoder<string> {
-  return utf8.decode(yield* bytes(what, max))
+  return text(yield* bytes(what, max))
 }
 
 /** A count-prefixed list of at most `max` items. */
@@ -107,7 +124,11 @@ export function* list<A>(what: string, max: number, item: () => Decoder<A>): Dec
 }
 
 export function* strings(what: string, maxItems: number = limits.listLength, maxLength: number = limits.shortString): Decoder<Array<string>> {
-  return yield* list(what, maxItems, () => string(what, maxLength))
+  const count = yield* u64(`the number of ${what}`)
+  if (count > maxItems) return yield* fail(new WireTooLarge({ what: `the number of ${what}`, length: String(count), max: maxItems }))
+  const out: Array<string> = []
+  for (let i = 0; i < count; i++) out.push(text(yield* bytes(what, maxLength)))
+  return out
 }
 
 /** Runs a decoder over bytes in memory: the value and how many bytes it used, or a typed error. */

@@ -119,7 +119,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       storeDir,
       queryPathInfo: query,
       isValidPath: (path) => trySync(uri, "query path", () => db.isValid(path)),
-      queryValidPaths: (paths) => trySync(uri, "query paths", () => paths.filter((p) => db.isValid(p))),
+      queryValidPaths: (paths) => trySync(uri, "query paths", () => db.validOf(paths)),
       narFromPath: (path) => Stream.unwrap(Effect.map(query(path), () =>
         Stream.mapError(narFromPath(join(layout.realStoreDir, StorePath.baseName(path))), ioError(uri, `read ${print(path)}`)))),
       queryPathFromHashPart: (hashPart) => trySync(uri, "query hash part", () => db.pathFromHashPart(hashPart)).pipe(

@@ -273,8 +273,11 @@ const framedAll = (c: Conn): Stream.Stream<Uint8Array, unknown> => {
 
 /** NARs up to this size are read whole and added while the next ones arrive; bigger ones stream. */
 const bufferedNar = 1 << 20
-/** Paths being added at once (their flushes and transactions are shared: the local store's group commit). */
-const addsInFlight = 32
+/**
+ * KiB of NARs read ahead and being added at once (their flushes and transactions are shared: the
+ * local store's group commit); memory stays within it whatever the number of paths.
+ */
+const inFlightKiB = 32 * 1024
 
 const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
   yield* read(c, Wire.bool("the repair flag"))
@@ -287,7 +290,7 @@ const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
     // Paths arrive dependencies first; each is added once those it refers to (of this batch) are in.
     const done = new Map<string, Deferred.Deferred<void, unknown>>()
     const order: Array<Deferred.Deferred<void, unknown>> = []
-    const slots = yield* Semaphore.make(addsInFlight)
+    const budget = yield* Semaphore.make(inFlightKiB)
     for (let i = 0; i < count; i++) {
       const s = yield* framed.run(Worker.storePathString())
       const raw = yield* framed.run(Worker.rawPathInfo(16))
@@ -304,9 +307,10 @@ const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
         Effect.exit,
         Effect.flatMap((exit) => Deferred.done(finished, exit)))
       if (info.narSize <= bufferedNar) {
+        const kib = Math.max(1, Math.ceil(info.narSize / 1024))
+        yield* budget.take(kib)
         const chunks = yield* Stream.runCollect(framed.exact(info.narSize, "a NAR"))
-        yield* slots.take(1)
-        yield* Effect.forkScoped(add(Stream.fromIterable(chunks)).pipe(Effect.ensuring(slots.release(1))))
+        yield* Effect.forkScoped(add(Stream.fromIterable(chunks)).pipe(Effect.ensuring(budget.release(kib))))
       } else {
         // streamed: if it fails, the rest of its NAR is still on the wire: stop here (the frames are drained)
         yield* add(framed.exact(info.narSize, "a NAR"))
