@@ -19,7 +19,8 @@ import { dirname, join, resolve } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
 import * as Hash from "../../core/hash.ts"
 import type { GcOptions, GcResult, GcRoot } from "../../services/store-maintenance.ts"
-import type { StoreIoError } from "../../services/store-errors.ts"
+import { StoreIoError } from "../../services/store-errors.ts"
+import { listenUnix } from "../../io/unix-socket.ts"
 import type { StoreDatabase } from "./database.ts"
 import { removeTree, rename, trySync } from "./fs-ops.ts"
 import type { LocalStoreLayout } from "./layout.ts"
@@ -139,14 +140,15 @@ const rootsServer = (layout: LocalStoreLayout, uri: string): Effect.Effect<Set<s
           if (pending.length > 4096) connection.destroy()
         })
       })
-      server.listen(socketPath)
       return server
-    }).pipe(Effect.flatMap((server) => Effect.callback<Server, StoreIoError>((resume) => {
-      if (server.listening) return resume(Effect.succeed(server))
-      server.once("listening", () => resume(Effect.succeed(server)))
+    }).pipe(Effect.flatMap((server) => Effect.tryPromise({
+      // a path too long for a socket (a store deep in temporary directories) is handled by listenUnix
+      try: () => listenUnix(server, socketPath).then((cleanup) => ({ server, cleanup })),
+      catch: (e) => new StoreIoError({ store: uri, operation: "listen on the GC socket", reason: e instanceof Error ? e.message : String(e) })
     }))),
-    (server) => Effect.callback<void>((resume) => {
+    ({ server, cleanup }) => Effect.callback<void>((resume) => {
       server.close(() => resume(Effect.void))
+      cleanup()
       rmSync(socketPath, { force: true })
     })
   ).pipe(Effect.as(hashParts))

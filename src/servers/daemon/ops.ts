@@ -641,6 +641,23 @@ const buildOptions = (c: Conn): BuildOptions & { readonly finish: () => void } =
   }
 }
 
+/**
+ * Refuses derivations whose recorded output paths are not the ones they compute to (Nix checks
+ * this when it registers a .drv): a crafted .drv added as a plain file must not build into
+ * another derivation's output path.
+ */
+const checkDerivations = (c: Conn, drvs: ReadonlyArray<StorePath.StorePath>) => Effect.gen(function*() {
+  const graph = yield* Effect.mapError(loadDerivationGraph(drvs).pipe(Effect.provideService(StoreRead, c.backend.read)),
+    (e) => e._tag === "BuildFailed" ? new OpFailed({ message: e.reason }) : e)
+  const lookup = (p: string) => graph.get(p.slice(c.storeDir.length + 1))?.drv
+  for (const node of graph.values()) {
+    const checked = Derivation.checkOutputs(node.drv, { lookup, storeDir: c.storeDir })
+    if (Result.isFailure(checked)) {
+      return yield* fail(`derivation '${print(c, node.path)}' has incorrect outputs: ${checked.failure.message}`)
+    }
+  }
+})
+
 /** Builds what the targets need: derivations are realised, plain paths must be valid. */
 const realiseTargets = (c: Conn, targets: ReadonlyArray<Worker.DerivedPath>, mode: number) => Effect.gen(function*() {
   if (mode === Worker.BuildMode.Repair) return yield* fail(c.options.trusted ? "b3 cannot repair paths" : "repairing is not allowed because you are not in 'trusted-users'")
@@ -652,6 +669,7 @@ const realiseTargets = (c: Conn, targets: ReadonlyArray<Worker.DerivedPath>, mod
   }
   const drvs = [...new Map(targets.flatMap((t) => t._tag === "Built" ? [[StorePath.baseName(t.drvPath), t.drvPath] as const] : [])).values()]
   if (drvs.length === 0) return []
+  yield* checkDerivations(c, drvs)
   const build = c.backend.build
   if (!build) return yield* fail(`store '${c.backend.read.uri}' cannot build`)
   const options = buildOptions(c)

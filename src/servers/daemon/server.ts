@@ -12,6 +12,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync } from "
 import { createServer, type Server, type Socket } from "node:net"
 import { dirname } from "node:path"
 import { readableChunkSource, WireReader, WireSink } from "../../io/wire-io.ts"
+import { listenUnix } from "../../io/unix-socket.ts"
 import { backendFromContext, type DaemonBackend, type DaemonOptions } from "./backend.ts"
 import type { StoreRead } from "../../services/store-read.ts"
 import { serveConnection, type TempRoots } from "./connection.ts"
@@ -83,7 +84,7 @@ export const listen = (options: ListenOptions): Effect.Effect<void, DaemonError,
     }
 
     const server = yield* Effect.acquireRelease(
-      Effect.callback<Server, DaemonError>((resume) => {
+      Effect.callback<{ server: Server; cleanup: () => void }, DaemonError>((resume) => {
         try {
           mkdirSync(dirname(socketPath), { recursive: true })
           if (existsSync(socketPath)) {
@@ -94,23 +95,24 @@ export const listen = (options: ListenOptions): Effect.Effect<void, DaemonError,
           return resume(Effect.fail(fail(e instanceof Error ? e.message : String(e))))
         }
         const server = createServer({ allowHalfOpen: false }, onConnection)
-        server.once("error", (e) => resume(Effect.fail(fail(e.message))))
-        server.listen(socketPath, () => {
+        listenUnix(server, socketPath).then((cleanup) => {
           try {
             chmodSync(socketPath, options.mode ?? 0o666)
             if (options.gid !== undefined) chownSync(socketPath, process.getuid?.() ?? 0, options.gid)
           } catch (e) {
             server.close()
+            cleanup()
             return resume(Effect.fail(fail(e instanceof Error ? e.message : String(e))))
           }
-          resume(Effect.succeed(server))
-        })
+          resume(Effect.succeed({ server, cleanup }))
+        }, (e: Error) => resume(Effect.fail(fail(e.message))))
       }),
-      (server) => Effect.callback<void>((resume) => {
+      ({ server, cleanup }) => Effect.callback<void>((resume) => {
         server.close(() => resume(Effect.void))
         for (const s of sockets) s.destroy()
+        cleanup()
         try { rmSync(socketPath, { force: true }) } catch { /* gone */ }
       })
     )
-    server.on("error", (e) => options.log?.(`socket error: ${e.message}`))
+    server.server.on("error", (e) => options.log?.(`socket error: ${e.message}`))
   })
