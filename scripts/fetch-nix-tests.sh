@@ -20,6 +20,6 @@ apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/part
 apt-get "${apt_opts[@]}" -qq update
 (cd "$work" && apt-get "${apt_opts[@]}" -qq source --download-only nix=2.8.0-1.1 >/dev/null)
 mkdir -p "$dest"
-tar -xJf "$work/nix_2.8.0.orig.tar.xz" -C "$dest" --strip-components=1 --wildcards '*/tests/*' '*/mk/run_test.sh'
+tar -xJf "$work/nix_2.8.0.orig.tar.xz" -C "$dest" --strip-components=1 --wildcards '*/tests/*' '*/mk/run_test.sh' '*/scripts/*'
 test -f "$dest/tests/common.sh.in"
 echo "fetched Nix 2.8.0's tests into $dest"

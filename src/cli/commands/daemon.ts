@@ -75,6 +75,7 @@ export const daemonCommand = Command.make("daemon", {
     Flag.withDescription("which clients are trusted (Nix's trusted-users): all, none, or owner (default: all when the socket mode lets only its owner connect, else none)")),
   trustedKeys: trustedKeysFlag,
   sandboxPaths: Flag.String("sandbox-paths").pipe(Flag.withDefault(""), Flag.withDescription("host paths shown read-only in build sandboxes, space-separated (Nix's sandbox-paths: PATH, TARGET=SOURCE, PATH?)")),
+  secretKeyFiles: Flag.String("secret-key-files").pipe(Flag.withDefault(""), Flag.withDescription("secret key files whose keys sign what the daemon builds, space-separated (Nix's secret-key-files)")),
   noRequireSigs: switchFlag("no-require-sigs", "accept input-addressed paths from clients without a trusted signature (Nix's require-sigs = false)")
 }, (args) => Effect.scoped(Effect.gen(function*() {
   const mode = yield* outputMode
@@ -93,6 +94,7 @@ export const daemonCommand = Command.make("daemon", {
   yield* listen({
     socketPath: args.socket, mode: socketMode, gid, trusted, requireSigs: !args.noRequireSigs, trustedKeys, backends,
     sandboxPaths: args.sandboxPaths.split(/\s+/).filter((p) => p.length > 0),
+    secretKeyFiles: args.secretKeyFiles.split(/\s+/).filter((p) => p.length > 0),
     version: `2.8.0 (b3 ${version})`,
     ...(mode.verbose ? { log: (line: string) => process.stderr.write(`b3 daemon: ${line}\n`) } : {})
   }).pipe(Effect.provideContext(store))

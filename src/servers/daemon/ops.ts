@@ -5,7 +5,7 @@
 import { Deferred, Effect, Option, Result, Semaphore, Stream } from "effect"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { createWriteStream, mkdtempSync, rmSync } from "node:fs"
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as ContentAddress from "../../core/content-address.ts"
 import * as Derivation from "../../core/derivation/index.ts"
 import * as Hash from "../../core/hash.ts"
@@ -20,7 +20,8 @@ import { loadDerivationGraph, readDerivation } from "../../build/derivation-grap
 import { StoreRead } from "../../services/store-read.ts"
 import { checkSignature } from "../../services/copy.ts"
 import { checkContentAddress } from "../../services/content-address-check.ts"
-import type { PathInfo } from "../../services/path-info.ts"
+import { fingerprint, type PathInfo } from "../../services/path-info.ts"
+import * as Signature from "../../core/signature.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
 import type { BuildEvent, BuildOptions } from "../../services/store-build.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
@@ -599,7 +600,8 @@ const parseDerived = (c: Conn, strings: ReadonlyArray<string>) =>
   Effect.forEach(strings, (s) => valid(Worker.parseDerivedPath(s, c.storeDir)))
 
 /** Build options from the client's settings, with b3's progress turned into activities and log lines. */
-const buildOptions = (c: Conn): BuildOptions & { readonly finish: () => void } => {
+const buildOptions = (c: Conn): BuildOptions & { readonly finish: () => void; readonly built: Array<string> } => {
+  const built: Array<string> = []
   const activities = new Map<string, { id: number; partial: string }>()
   const flushLine = (a: { id: number; partial: string }) => {
     if (a.partial !== "") c.tunnel.result(a.id, Worker.ResultType.BuildLogLine, [a.partial])
@@ -626,7 +628,7 @@ const buildOptions = (c: Conn): BuildOptions & { readonly finish: () => void } =
       if (e.type === "building") {
         const id = c.tunnel.startActivity(Worker.ActivityType.Build, `building '${e.drvPath}'`, [e.drvPath, "", 1, 1])
         activities.set(e.drvPath, { id, partial: "" })
-      } else if (e.type === "built") end(e.drvPath)
+      } else if (e.type === "built") { built.push(...Object.values(e.outputs)); end(e.drvPath) }
       else if (e.type === "failed") end(e.drvPath)
     },
     onLog: (drvPath: string, chunk: Uint8Array) => {
@@ -637,9 +639,39 @@ const buildOptions = (c: Conn): BuildOptions & { readonly finish: () => void } =
       a.partial = lines.pop()!
       for (const line of lines) c.tunnel.result(a.id, Worker.ResultType.BuildLogLine, [line.replace(/\r$/, "")])
     },
-    finish: () => { for (const drvPath of [...activities.keys()]) end(drvPath) }
+    finish: () => { for (const drvPath of [...activities.keys()]) end(drvPath) },
+    built
   }
 }
+
+/** The keys built outputs are signed with: the daemon's, and those of a trusted client's `secret-key-files`. */
+const signingKeys = (c: Conn) => Effect.gen(function*() {
+  const files = [...(c.options.secretKeyFiles ?? [])]
+  if (c.options.trusted) {
+    for (const [k, v] of c.settings?.overrides ?? []) if (k === "secret-key-files") files.push(...v.split(/\s+/).filter((f) => f.length > 0))
+  }
+  const keys: Array<Signature.SecretKey> = []
+  for (const file of files) {
+    const text = yield* Effect.try({ try: () => readFileSync(file, "utf8").trim(), catch: () => new OpFailed({ message: `cannot read the secret key file '${file}'` }) })
+    const key = Signature.parseSecretKey(text)
+    if (Result.isFailure(key)) return yield* fail(key.failure.message)
+    keys.push(key.success)
+  }
+  return keys
+})
+
+/** Signs what was built (Nix signs the outputs it registers with its secret-key-files). */
+const signBuilt = (c: Conn, outputs: ReadonlyArray<string>) => Effect.gen(function*() {
+  const keys = yield* signingKeys(c)
+  if (keys.length === 0 || outputs.length === 0) return
+  const write = yield* needWrite(c)
+  for (const printed of new Set(outputs)) {
+    const path = yield* storePath(c, printed)
+    const info = yield* c.backend.read.queryPathInfo(path)
+    const data = fingerprint(info, c.storeDir)
+    yield* write.addSignatures(path, keys.map((k) => Signature.signDetached(k, data)))
+  }
+})
 
 /**
  * Refuses derivations whose recorded output paths are not the ones they compute to (Nix checks
@@ -675,6 +707,7 @@ const realiseTargets = (c: Conn, targets: ReadonlyArray<Worker.DerivedPath>, mod
   const options = buildOptions(c)
   for (const d of drvs) c.addTempRoot(print(c, d))
   const results = yield* build.buildDerivations(drvs, options).pipe(Effect.ensuring(Effect.sync(options.finish)))
+  yield* signBuilt(c, options.built)
   // outputs stay roots while the client is connected, as in Nix (it roots them itself next)
   for (const r of results) for (const p of Object.values(r.outputs)) c.addTempRoot(print(c, p))
   return results
@@ -754,7 +787,9 @@ const buildDerivation: Handler = (c) => Effect.gen(function*() {
     if (!build?.buildBasic) return yield* fail(`store '${c.backend.read.uri}' cannot build derivations sent by the client`)
     const options = buildOptions(c)
     const start = Math.floor(Date.now() / 1000)
-    const outcome = yield* Effect.result(build.buildBasic(drvPath, drv, options).pipe(Effect.ensuring(Effect.sync(options.finish))))
+    const outcome = yield* Effect.result(build.buildBasic(drvPath, drv, options).pipe(
+      Effect.ensuring(Effect.sync(options.finish)),
+      Effect.tap(() => signBuilt(c, options.built))))
     const stop = Math.floor(Date.now() / 1000)
     if (outcome._tag === "Failure") {
       const e = outcome.failure
