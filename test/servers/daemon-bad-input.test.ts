@@ -46,19 +46,26 @@ const rawConnect = () => new Promise<Raw>((resolve, reject) => {
 
 const run = <A>(reader: WireReader, d: Parameters<WireReader["run"]>[0]) => Effect.runPromise(reader.run(d) as Effect.Effect<A, unknown>)
 
-/** The handshake of a Nix 2.8 client; leaves the connection ready for ops. */
-const handshake = async (raw: Raw) => {
+/** The handshake of a client of protocol 1.`minor` (Nix 2.8: 34); leaves the connection ready for ops. */
+const handshake = async (raw: Raw, minor = 34) => {
   raw.send(encode((w) => w.u64(Worker.WORKER_MAGIC_1)))
   expect(await run(raw.reader, Wire.u64())).toBe(Worker.WORKER_MAGIC_2)
   expect(await run(raw.reader, Wire.u64())).toBe(Worker.PROTOCOL_VERSION)
-  raw.send(encode((w) => w.u64(Worker.PROTOCOL_VERSION).u64(0).u64(0)))
-  await run(raw.reader, Wire.string("version"))
-  expect(await stderrUntilEnd(raw)).toEqual({ _tag: "Last" })
+  raw.send(encode((w) => { w.u64(0x100 | minor); if (minor >= 14) w.u64(0); if (minor >= 11) w.u64(0) }))
+  if (minor >= 33) await run(raw.reader, Wire.string("version"))
+  expect(await stderrUntilEnd(raw, minor)).toEqual({ _tag: "Last" })
 }
 
-const stderrUntilEnd = async (raw: Raw): Promise<Worker.StderrMessage> => {
+/** Stderr messages up to LAST or ERROR; STDERR_READ requests are answered from `source`. */
+const stderrUntilEnd = async (raw: Raw, minor = 34, source?: { data: Uint8Array; at: number }): Promise<Worker.StderrMessage> => {
   while (true) {
-    const m = await run<Worker.StderrMessage>(raw.reader, Worker.stderrMessage(34))
+    const m = await run<Worker.StderrMessage>(raw.reader, Worker.stderrMessage(minor))
+    if (m._tag === "Read" && source) {
+      const piece = source.data.subarray(source.at, source.at + m.length)
+      source.at += piece.length
+      raw.send(encode((w) => w.string(piece)))
+      continue
+    }
     if (m._tag === "Last" || m._tag === "Error") return m
   }
 }
@@ -213,4 +220,31 @@ describe("b3 daemon against hostile clients", () => {
     const temporaries = join(root, "nix", "var", "nix", "b3-tmp")
     expect(existsSync(temporaries) ? readdirSync(temporaries) : []).toEqual([])
   })
+
+})
+
+describe("b3 daemon and older clients", () => {
+  for (const [minor, how] of [[21, "NARs asked for with STDERR_READ (Nix 2.3)"], [17, "bare NARs"]] as const) {
+    it(`protocol 1.${minor}: adds a path (${how}) and reads its info in the older format`, async () => {
+      const { nar, info } = sample(`from an old client ${minor}`)
+      const raw = await rawConnect()
+      await handshake(raw, minor)
+      raw.send(encode((w) => {
+        w.u64(Worker.Op.AddToStoreNar)
+        Worker.writePathInfo(w, info, "/nix/store", minor, true)
+        if (minor < 16) w.bool(false).u64(0).string("").string("")
+        w.bool(false).bool(true)
+      }))
+      if (minor < 21) raw.send(nar)
+      expect(await stderrUntilEnd(raw, minor, { data: nar, at: 0 })).toEqual({ _tag: "Last" })
+      raw.send(encode((w) => w.u64(Worker.Op.QueryPathInfo).string(StorePath.print(info.path))))
+      expect(await stderrUntilEnd(raw, minor)).toEqual({ _tag: "Last" })
+      expect(await run(raw.reader, Wire.bool())).toBe(true)
+      const back = await run<Worker.RawPathInfo>(raw.reader, Worker.rawPathInfo(minor))
+      expect(back.narSize).toBe(nar.length)
+      expect(back.ca).toBe(`fixed:${Hash.print(info.ca!.hash, "base32")}`)
+      raw.socket.destroy()
+      expect(await isValid(info.path)).toBe(true)
+    })
+  }
 })

@@ -13,7 +13,8 @@ import * as StorePath from "../../core/store-path.ts"
 import { Wire, Worker } from "../../core/wire/index.ts"
 import { WireWriter } from "../../core/wire/encoder.ts"
 import type { Decoder } from "../../core/wire/decoder.ts"
-import type { WireMalformed } from "../../core/wire/errors.ts"
+import { WireTruncated, type WireMalformed } from "../../core/wire/errors.ts"
+import { NarBoundary } from "../../core/wire/nar-boundary.ts"
 import * as Tree from "../../nar/tree.ts"
 import { readFileStream } from "../../io/file-stream.ts"
 import { loadDerivationGraph, readDerivation } from "../../build/derivation-graph.ts"
@@ -243,14 +244,9 @@ const addToStoreNar: Handler = (c) => Effect.gen(function*() {
   const raw = yield* read(c, Worker.rawPathInfo(16))
   yield* read(c, Wire.bool("the repair flag"))
   const dontCheckSigs = yield* read(c, Wire.bool("the dontCheckSigs flag"))
-  if (c.minor >= 23) {
-    c.framed = c.reader.framed()
-  } else if (c.minor < 21) {
-    // bare NAR, delimited by its own structure
-  } else {
-    return yield* fail("protocol versions 1.21 and 1.22 (tunnelled NARs) are not supported; use Nix 2.3 or later")
-  }
-  const nar: Stream.Stream<Uint8Array, unknown> = c.framed ? Stream.suspend(() => framedAll(c)) : c.reader.nar()
+  // 1.23+: framed; 1.21–1.22 (Nix 2.3): asked for piece by piece with STDERR_READ; older: bare, after the arguments
+  if (c.minor >= 23) c.framed = c.reader.framed()
+  const nar: Stream.Stream<Uint8Array, unknown> = c.framed ? Stream.suspend(() => framedAll(c)) : c.minor >= 21 ? tunnelledNar(c) : c.reader.nar()
   yield* work(c, Effect.gen(function*() {
     const path = yield* storePath(c, s)
     const info = yield* admit(c, yield* valid(Worker.validatePathInfo(path, raw, c.storeDir)), dontCheckSigs)
@@ -260,6 +256,21 @@ const addToStoreNar: Handler = (c) => Effect.gen(function*() {
     if (c.framed) yield* c.framed.drain()
   }))
 })
+
+/** A NAR the client sends only as the daemon asks for it (STDERR_READ, protocol 1.21–1.22), up to its end. */
+const tunnelledNar = (c: Conn): Stream.Stream<Uint8Array, unknown> => {
+  const boundary = new NarBoundary()
+  const piece = 64 * 1024
+  return Stream.unfold(false, (ended) => ended ? Effect.succeed(undefined) : Effect.gen(function*() {
+    reply(c, (w) => w.u64(Worker.Stderr.Read).u64(piece))
+    yield* c.sink.flush()
+    const data = (yield* read(c, Wire.bytes("tunnelled NAR data", piece))).slice()
+    if (data.length === 0) return yield* Effect.fail(new WireTruncated({ what: "a tunnelled NAR" }))
+    const r = boundary.push(data)
+    if (typeof r !== "number") return yield* Effect.fail(r)
+    return [r < 0 ? data : data.subarray(0, r), r >= 0] as const
+  }))
+}
 
 const framedAll = (c: Conn): Stream.Stream<Uint8Array, unknown> => {
   const framed = c.framed!
