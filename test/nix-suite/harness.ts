@@ -60,7 +60,7 @@ export const prepare = (): { readonly dir: string; readonly testsDir: string; re
 }
 
 /** Runs one script (path relative to tests/) as `make installcheck` does, with b3's daemon. */
-export const runScript = (prepared: ReturnType<typeof prepare>, script: string, timeoutSeconds = 300): Outcome => {
+export const runScript = (prepared: ReturnType<typeof prepare>, script: string, timeoutSeconds = 120): Outcome => {
   const name = script.replace(/\.sh$/, "")
   const tmp = join(prepared.dir, "tmp", name)
   mkdirSync(tmp, { recursive: true })

@@ -372,6 +372,7 @@ const addToStore: Handler = (c) => Effect.gen(function*() {
       const write = yield* needWrite(c)
       const chunks = yield* Stream.runCollect(dump)
       const bytes = Buffer.concat([...chunks] as Array<Uint8Array>)
+      if (name.endsWith(Derivation.drvExtension)) yield* checkDerivationText(c, name, bytes)
       result = yield* write.addText(name, bytes, references)
     } else {
       const rest = camStr.startsWith("fixed:") ? camStr.slice(6) : camStr
@@ -384,6 +385,21 @@ const addToStore: Handler = (c) => Effect.gen(function*() {
     return yield* c.backend.read.queryPathInfo(result.path)
   }))
   reply(c, (w) => Worker.writePathInfo(w, info, c.storeDir, c.minor, true))
+})
+
+/**
+ * A `.drv` being added must be a derivation whose recorded outputs are the ones it computes to, as
+ * Nix checks when it registers one: otherwise a crafted .drv could claim another's output paths.
+ */
+const checkDerivationText = (c: Conn, name: string, contents: Uint8Array | undefined) => Effect.gen(function*() {
+  if (contents === undefined) return yield* fail(`'${name}' is not a derivation (not a single regular file)`)
+  const drv = Derivation.parse(contents, { name: name.slice(0, -Derivation.drvExtension.length), storeDir: c.storeDir })
+  if (Result.isFailure(drv)) return yield* fail(drv.failure.message)
+  const inputs = yield* storePaths(c, [...drv.success.inputDrvs.keys()])
+  const graph = inputs.length === 0 ? new Map() : yield* Effect.mapError(loadDerivationGraph(inputs).pipe(Effect.provideService(StoreRead, c.backend.read)),
+    (e) => e._tag === "BuildFailed" ? new OpFailed({ message: e.reason }) : e)
+  const checked = Derivation.checkOutputs(drv.success, { lookup: (p) => graph.get(p.slice(c.storeDir.length + 1))?.drv, storeDir: c.storeDir })
+  if (Result.isFailure(checked)) return yield* fail(`derivation '${name}' has incorrect outputs: ${checked.failure.message}`)
 })
 
 /** Dumps up to this size are kept in memory; bigger ones are spooled to a temporary file. */
@@ -446,6 +462,11 @@ const addFromDump = (
     narHash = h.digest()
     narSize = head.length + size + tail.length
   }
+  if (validName.endsWith(Derivation.drvExtension) && !spool) {
+    const bytes = Buffer.concat(parts)
+    const tree = method === "recursive" ? Tree.fromNar(bytes) : Result.succeed(Tree.regular(bytes))
+    yield* checkDerivationText(c, validName, Result.isSuccess(tree) && tree.success._tag === "Regular" ? tree.success.contents : undefined)
+  }
   const ca = ContentAddress.fixed(method, caHash)
   const path = ContentAddress.storePath(ca, validName, { references, storeDir: c.storeDir })
   const info: PathInfo = { path, narHash, narSize, references: [...references].sort(StorePath.compare), signatures: [], ca }
@@ -471,6 +492,7 @@ const addTextToStore: Handler = (c) => Effect.gen(function*() {
   const contents = text.slice()
   const info = yield* work(c, Effect.gen(function*() {
     const write = yield* needWrite(c)
+    if (name.endsWith(Derivation.drvExtension)) yield* checkDerivationText(c, name, contents)
     return yield* write.addText(name, contents, yield* storePaths(c, refs))
   }))
   reply(c, (w) => w.string(print(c, info.path)))
@@ -790,7 +812,7 @@ const buildDerivation: Handler = (c) => Effect.gen(function*() {
   const mode = yield* read(c, Wire.uint("a build mode"))
   const result = yield* work(c, Effect.gen(function*() {
     const drvPath = yield* storePath(c, s)
-    const drv = yield* valid(Worker.validateDerivation(raw, Derivation.nameFromDrvPath(drvPath.name), c.storeDir))
+    const drv = yield* valid(Worker.validateDerivation(raw, Derivation.nameFromDrvPath(StorePath.baseName(drvPath)), c.storeDir))
     const fixedOutput = [...drv.outputs.values()].every((o) => o._tag === "Fixed")
     if (!c.options.trusted && !fixedOutput) return yield* fail("you are not privileged to build input-addressed derivations")
     if (mode !== Worker.BuildMode.Normal) return yield* fail("b3 only builds in normal mode (no repair or check)")

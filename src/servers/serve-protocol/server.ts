@@ -141,7 +141,7 @@ export const serve = (input: Readable, output: Writable, options: ServeOptions):
             const raw = yield* reader.run(Worker.rawDerivation())
             const settings = yield* reader.run(Serve.buildSettings(minor))
             const [drvPath] = yield* paths([s])
-            const drv = yield* Effect.mapError(Effect.fromResult(Worker.validateDerivation(raw, Derivation.nameFromDrvPath(drvPath!.name), storeDir)), (e) => new ServeFailed({ reason: e.reason }))
+            const drv = yield* Effect.mapError(Effect.fromResult(Worker.validateDerivation(raw, Derivation.nameFromDrvPath(StorePath.baseName(drvPath!)), storeDir)), (e) => new ServeFailed({ reason: e.reason }))
             const start = Math.floor(Date.now() / 1000)
             const outcome: Result.Result<BasicBuildResult, unknown> = build?.buildBasic
               ? yield* Effect.result(build.buildBasic(drvPath!, drv, buildOptions(settings)))
@@ -199,7 +199,7 @@ export const serve = (input: Readable, output: Writable, options: ServeOptions):
         const chunks = yield* Stream.runCollect(read.narFromPath(p))
         const tree = Tree.fromNar(Buffer.concat([...chunks]))
         if (Result.isFailure(tree) || tree.success._tag !== "Regular") return yield* fail("not a derivation")
-        const parsed = Derivation.parse(tree.success.contents, { name: Derivation.nameFromDrvPath(p.name), storeDir })
+        const parsed = Derivation.parse(tree.success.contents, { name: Derivation.nameFromDrvPath(StorePath.baseName(p)), storeDir })
         return Result.isSuccess(parsed) ? parsed.success : yield* fail(parsed.failure.message)
       })
     }
