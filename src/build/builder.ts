@@ -49,7 +49,7 @@ const buildBasic = (...[drvPath, drv, options = {}]: Parameters<NonNullable<Stor
   }
   options.onEvent?.({ type: "building", drvPath: printed })
   yield* buildDerivation({
-    drvPath, drv, outputs, inputs,
+    drvPath, drv, knownOutputs: new Map(Object.entries(outputs)), inputs,
     cores: options.cores, timeoutSeconds: options.timeoutSeconds, maxSilentSeconds: options.maxSilentSeconds, sandboxPaths: options.sandboxPaths,
     onLog: options.onLog ? (chunk) => options.onLog!(printed, chunk) : undefined
   }).pipe(Effect.tapError((e) => Effect.sync(() => options.onEvent?.({ type: "failed", drvPath: printed, message: e.message }))))

@@ -20,7 +20,7 @@ import { readFileStream } from "../../io/file-stream.ts"
 import { loadDerivationGraph, readDerivation } from "../../build/derivation-graph.ts"
 import { StoreRead } from "../../services/store-read.ts"
 import { checkSignature } from "../../services/copy.ts"
-import { checkContentAddress } from "../../services/content-address-check.ts"
+import { withContentAddressCheck } from "../../services/verified-nar.ts"
 import { fingerprint, type PathInfo } from "../../services/path-info.ts"
 import * as Signature from "../../core/signature.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
@@ -237,7 +237,7 @@ const admit = (c: Conn, info: PathInfo, dontCheckSigs: boolean): Effect.Effect<P
 
 /** A NAR from a client, with its content address checked while it streams when it claims one. */
 const checkedNar = <E>(c: Conn, info: PathInfo, nar: Stream.Stream<Uint8Array, E>) =>
-  info.ca ? checkContentAddress(info, c.storeDir, nar) : nar
+  withContentAddressCheck(info, c.storeDir, nar)
 
 const addToStoreNar: Handler = (c) => Effect.gen(function*() {
   const s = yield* read(c, Worker.storePathString())
