@@ -204,6 +204,10 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<ReadonlyM
       onLog: (chunk) => { log.write(chunk); build.onLog?.(chunk) }
     })
     const registered = yield* outputInfos({ drvPath: build.drvPath, drv, storeDir, outputs, built: result.outputs, inputClosure: closure })
+    if (registered.mismatch) {
+      yield* host.registerBuilt(registered.built)
+      return yield* registered.mismatch
+    }
     yield* checkOutputs(parsed, registered.infos)
     yield* host.registerBuilt(registered.built)
     return registered.infos
