@@ -5,7 +5,6 @@
  * when the scope closes.
  */
 import { Effect, type Scope } from "effect"
-import { connect } from "node:net"
 import { spawn, type ChildProcess } from "node:child_process"
 import { existsSync, watch } from "node:fs"
 import { dirname, basename } from "node:path"
@@ -50,35 +49,37 @@ const appears = (path: string) => Effect.callback<void>((resume) => {
 })
 
 /**
- * Connects to the socket until it accepts (refused while the daemon has bound it but not yet
- * listens), giving up after 30 s. Node timers, not Effect's clock: @effect/vitest's `it.effect`
- * runs on a test clock that does not advance by itself.
+ * Runs a command with a unix socket already listening on `path`, handed over as systemd does
+ * (socket activation: fd 3, LISTEN_FDS=1, LISTEN_PID; nix-daemon 2.8 takes it). The socket listens
+ * under a temporary name and is renamed into place, so once `path` exists connections are accepted
+ * (queued until the daemon takes them): nothing has to be polled.
  */
-const accepts = (path: string) => Effect.callback<void, Error>((resume) => {
-  const deadline = Date.now() + 30_000
-  let timer: NodeJS.Timeout | undefined
-  const attempt = () => {
-    const s = connect(path)
-    s.once("connect", () => { s.destroy(); resume(Effect.void) })
-    s.once("error", (e) => {
-      if (Date.now() > deadline) resume(Effect.fail(new Error(`${path} does not accept connections: ${e.message}`)))
-      else timer = setTimeout(attempt, 10)
-    })
-  }
-  attempt()
-  return Effect.sync(() => clearTimeout(timer))
-})
+const socketActivation = `import os, socket, sys
+path = sys.argv[1]
+tmp = path + ".listening"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(tmp)
+os.chmod(tmp, 0o666)
+s.listen(128)
+os.rename(tmp, path)
+if s.fileno() != 3:
+    os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execvp(sys.argv[2], sys.argv[2:])
+`
 
-/** Nix 2.8's `nix-daemon` serving the chroot store at `root` on `socket`. */
+/** Nix 2.8's `nix-daemon` serving the chroot store at `root` on `socket` (socket-activated, see above). */
 export const startNixDaemon = (root: string, socket: string, extraArgs: ReadonlyArray<string> = []): Effect.Effect<RunningDaemon, Error, Scope.Scope> =>
   Effect.acquireRelease(Effect.gen(function*() {
-    const child = spawn("nix-daemon", ["--store", root, ...extraArgs], {
+    const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+    const child = spawn(python, ["-c", socketActivation, socket, "nix-daemon", "--store", root, ...extraArgs], {
       env: { ...nixEnv, NIX_DAEMON_SOCKET_PATH: socket }, stdio: ["ignore", "ignore", "pipe"]
     })
     let err = ""
     child.stderr!.on("data", (d) => { err += d.toString() })
     const exited = Effect.callback<never, Error>((resume) => { child.once("exit", (code) => resume(Effect.fail(new Error(`nix-daemon exited (${code}): ${err}`)))) })
-    // The socket file appears when nix-daemon binds it, a moment before it listens: then probe it.
-    yield* Effect.raceFirst(Effect.andThen(appears(socket), accepts(socket)), exited)
+    yield* Effect.raceFirst(appears(socket), exited)
     return { socket, uri: `unix://${socket}`, process: child, stderr: () => err }
   }), (d) => stop(d.process))
