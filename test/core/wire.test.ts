@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest"
 import * as ContentAddress from "../../src/core/content-address.ts"
 import * as Derivation from "../../src/core/derivation/index.ts"
 import * as Hash from "../../src/core/hash.ts"
+import * as Machines from "../../src/core/machines.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import { Serve, Wire, Worker, NarBoundary, WireWriter } from "../../src/core/wire/index.ts"
 import { encode, endFrame, frameHeader } from "../../src/core/wire/encoder.ts"
@@ -30,6 +31,8 @@ const decoders: Record<string, () => Decoder<unknown>> = {
   stderr: () => Worker.stderrMessage(34),
   oldStderr: () => Worker.stderrMessage(20),
   buildResult: () => Worker.buildResult(),
+  buildOutputs: () => Worker.buildOutputs(),
+  storePaths: () => Worker.storePathStrings(),
   servePathInfo: () => Serve.servePathInfo(7),
   buildSettings: () => Serve.buildSettings(7)
 }
@@ -80,6 +83,57 @@ describe("wire decoders are total", () => {
     bytes[bytes.length - 1] = 1
     const r = Wire.decodeBytes(Wire.string("x"), bytes)
     expect(Result.isFailure(r) && r.failure._tag).toBe("WireMalformed")
+  })
+})
+
+describe("what decoded strings are parsed into is total too", () => {
+  // strings near the real shapes (store paths, derived paths, JSON) as well as arbitrary ones
+  const arbText = fc.oneof(
+    fc.string({ maxLength: 120 }),
+    fc.tuple(fc.constantFrom("/nix/store/", "/nix/store", "/tmp/", ""), fc.string({ maxLength: 60 }), fc.constantFrom("", "!", "!*", "!out,dev", ".drv!out"))
+      .map(([a, b, c]) => a + b + c),
+    arbPath.map((p) => StorePath.print(p, storeDir) + "!out"),
+    fc.json({ maxDepth: 2 }))
+  const typed = (r: Result.Result<unknown, { readonly _tag: string }>) => {
+    if (Result.isFailure(r)) expect(typeof r.failure._tag).toBe("string")
+  }
+
+  it("derived paths, store paths and realisation JSON give a value or a typed error", () => {
+    fc.assert(fc.property(arbText, (text) => {
+      typed(Worker.parseDerivedPath(text, storeDir))
+      typed(Worker.parsePath(text, storeDir))
+      const out = Worker.realisationOutPath(text, storeDir)
+      if (out !== undefined) expect(typeof out.hashPart).toBe("string")
+    }), { numRuns: 1000 })
+  })
+
+  it("path infos and derivations decoded from any bytes validate to a value or a typed error", () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), arbPath, (bytes, path) => {
+      const info = Wire.decodeBytes(Worker.rawPathInfo(34), bytes)
+      if (Result.isSuccess(info)) typed(Worker.validatePathInfo(path, info.success.value, storeDir))
+      const drv = Wire.decodeBytes(Worker.rawDerivation(), bytes)
+      if (Result.isSuccess(drv)) typed(Worker.validateDerivation(drv.success.value, path.name, storeDir))
+    }), { numRuns: 500 })
+  })
+
+  it("path infos and derivations with any field texts validate to a value or a typed error", () => {
+    const arbHashText = fc.oneof(arbText, arbHash.map((h) => Hash.print(h, "base32")), arbHash.map((h) => Hash.encode(h, "sri")),
+      fc.constantFrom("sha256:", "md5:00", "sha256-", "fixed:r:sha256:", "text:sha256:", "fixed:md5:"))
+    const arbCa = fc.oneof(arbHashText, arbHashText.map((h) => `fixed:r:${h}`), arbHashText.map((h) => `text:${h}`))
+    fc.assert(fc.property(arbPath, arbText, arbHashText, fc.array(arbText, { maxLength: 3 }), fc.array(arbText, { maxLength: 2 }), arbCa, fc.nat(), (path, deriver, narHash, references, sigs, ca, narSize) => {
+      typed(Worker.validatePathInfo(path, { deriver, narHash, references, registrationTime: 0, narSize, ultimate: false, sigs, ca }, storeDir))
+    }), { numRuns: 1000 })
+    fc.assert(fc.property(arbPath, fc.array(fc.tuple(arbText, arbText, fc.oneof(arbText, fc.constantFrom("r:sha256", "sha256", "md5", "text:sha256")), arbHashText), { maxLength: 3 }),
+      fc.array(arbText, { maxLength: 3 }), arbText, fc.array(fc.tuple(arbText, arbText), { maxLength: 3 }), (path, outputs, inputSrcs, builder, env) => {
+        typed(Worker.validateDerivation({ outputs, inputSrcs, platform: "x86_64-linux", builder, args: [], env }, path.name, storeDir))
+      }), { numRuns: 1000 })
+  })
+
+  it("machines lines (builders) give machines or a typed error", () => {
+    const arbField = fc.oneof(fc.constantFrom("-", "", "ssh://u@h", "x86_64-linux,i686-linux", "4", "kvm,big-parallel", "@/etc/nix/machines", "#", ";", "\n"), fc.string({ maxLength: 12 }))
+    fc.assert(fc.property(fc.array(arbField, { maxLength: 10 }), (fields) => {
+      typed(Machines.parseMachines(fields.join(" "), "x86_64-linux"))
+    }), { numRuns: 1000 })
   })
 })
 
