@@ -17,7 +17,9 @@ import { WireTruncated, type WireMalformed } from "../../core/wire/errors.ts"
 import { NarBoundary } from "../../core/wire/nar-boundary.ts"
 import * as Tree from "../../nar/tree.ts"
 import { readFileStream } from "../../io/file-stream.ts"
-import { loadDerivationGraph, readDerivation } from "../../build/derivation-graph.ts"
+import { loadDerivationGraph, readDerivation, staticOutputHashes } from "../../build/derivation-graph.ts"
+import * as Realisation from "../../core/realisation.ts"
+import { queryRealisation as realisationOf, registerRealisation } from "../../services/realisations.ts"
 import { StoreRead } from "../../services/store-read.ts"
 import { checkSignature } from "../../services/copy.ts"
 import { withContentAddressCheck } from "../../services/verified-nar.ts"
@@ -162,6 +164,10 @@ const queryValidDerivers: Handler = (c) => Effect.gen(function*() {
 const drvOf = (c: Conn, p: StorePath.StorePath) =>
   Effect.mapError(readDerivation(c.backend.read, p), (e) => e._tag === "BuildFailed" ? new OpFailed({ message: e.reason }) : e)
 
+/**
+ * A derivation's outputs and their paths: the path a derivation gives, else (floating
+ * content-addressed) the one its realisation records, as Nix's queryPartialDerivationOutputMap.
+ */
 const outputPathsOf = (c: Conn, drvPath: StorePath.StorePath, drv: Derivation.Derivation) =>
   Effect.gen(function*() {
     const out = new Map<string, StorePath.StorePath | undefined>()
@@ -169,7 +175,16 @@ const outputPathsOf = (c: Conn, drvPath: StorePath.StorePath, drv: Derivation.De
       const path = Derivation.outputPath(o)
       out.set(name, path === undefined ? undefined : yield* storePath(c, path))
     }
-    void drvPath
+    const read = c.backend.read
+    if (read.queryRealisation !== undefined && [...out.values()].some((p) => p === undefined)) {
+      const hashes = yield* staticOutputHashes(drvPath).pipe(Effect.provideService(StoreRead, read))
+      for (const [name, path] of out) {
+        const hash = hashes.get(name)
+        if (path !== undefined || hash === undefined) continue
+        const r = yield* realisationOf(read, { drvHash: hash, outputName: name })
+        if (Option.isSome(r)) out.set(name, r.value.outPath)
+      }
+    }
     return out
   })
 
@@ -886,9 +901,37 @@ const queryMissing: Handler = (c) => Effect.gen(function*() {
 })
 
 const queryRealisation: Handler = (c) => Effect.gen(function*() {
-  yield* read(c, Wire.string("a derivation output id", 1024))
-  yield* work(c, Effect.void)
-  reply(c, (w) => w.u64(0))
+  const text = yield* read(c, Wire.string("a derivation output id", 1024))
+  const found = yield* work(c, Effect.gen(function*() {
+    const id = Realisation.parseDrvOutput(text)
+    if (Result.isFailure(id)) return yield* fail(id.failure.message)
+    return yield* realisationOf(c.backend.read, id.success)
+  }))
+  reply(c, (w) => {
+    if (Option.isNone(found)) { w.u64(0); return }
+    // 1.31+: the realisation as JSON; older clients get its output path
+    w.u64(1).string(c.minor >= 31 ? Realisation.print(found.value) : print(c, found.value.outPath))
+  })
+})
+
+const registerDrvOutput: Handler = (c) => Effect.gen(function*() {
+  const first = yield* read(c, Wire.string(c.minor >= 31 ? "a realisation" : "a derivation output id", Wire.limits.shortString))
+  const outPath = c.minor >= 31 ? undefined : yield* read(c, Worker.storePathString())
+  yield* work(c, Effect.gen(function*() {
+    const write = yield* needWrite(c)
+    let r: Realisation.Realisation
+    if (outPath === undefined) {
+      const parsed = Realisation.parse(first)
+      if (Result.isFailure(parsed)) return yield* fail(parsed.failure.message)
+      r = parsed.success
+    } else {
+      const id = Realisation.parseDrvOutput(first)
+      if (Result.isFailure(id)) return yield* fail(id.failure.message)
+      r = Realisation.make(id.success, yield* storePath(c, outPath))
+    }
+    yield* registerRealisation({ read: c.backend.read, write }, r)
+  }))
+  reply(c, () => {})
 })
 
 const obsoleteEmpty: Handler = (c) => Effect.gen(function*() {
@@ -939,6 +982,7 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Worker.Op.AddToStoreNar, addToStoreNar],
   [Worker.Op.QueryMissing, queryMissing],
   [Worker.Op.QueryDerivationOutputMap, queryDerivationOutputMap],
+  [Worker.Op.RegisterDrvOutput, registerDrvOutput],
   [Worker.Op.QueryRealisation, queryRealisation],
   [Worker.Op.AddMultipleToStore, addMultipleToStore],
   [Worker.Op.AddBuildLog, addBuildLog],
