@@ -1,6 +1,7 @@
 /** `b3 daemon`: serve a store to Nix (and b3) clients over Nix's worker protocol on a unix socket. */
 import { Console, Context, Effect, Exit, Result, Scope, Semaphore } from "effect"
-import { statSync } from "node:fs"
+import { mkdirSync, statSync } from "node:fs"
+import { join } from "node:path"
 import { makeLayout } from "../../layers/local/layout.ts"
 import { backendFromContext } from "../../servers/daemon/backend.ts"
 import type { StoreContext } from "../../services/registry.ts"
@@ -22,13 +23,24 @@ const parseGroup = (text: string): number | undefined => {
   try { return Number(execFileSync("getent", ["group", text]).toString().split(":")[2]) } catch { return undefined }
 }
 
-/** The database file of a local store URI, if it is one. */
-const localDatabase = (uri: string): string | undefined => {
+/** The layout of a local store URI, if it is one. */
+const localLayout = (uri: string) => {
   const parsed = parseStoreUri(uri)
   if (Result.isFailure(parsed) || parsed.success.scheme !== "local") return undefined
   const p = parsed.success.params
   const root = p.get("root") ?? undefined
-  return makeLayout({ storeDir: p.get("store") ?? "/nix/store", ...(root ? { root } : {}), ...(p.get("state") ? { stateDir: p.get("state")! } : {}) }).dbPath
+  return makeLayout({ storeDir: p.get("store") ?? "/nix/store", ...(root ? { root } : {}), ...(p.get("state") ? { stateDir: p.get("state")! } : {}) })
+}
+
+/**
+ * The directories Nix's daemon makes when it opens the local store for a client (it does for each
+ * one): a client may have removed one (Nix's tests remove profiles/) and expects it back.
+ */
+const remakeDirs = (layout: ReturnType<typeof localLayout>) => {
+  if (layout === undefined) return
+  for (const dir of [join(layout.stateDir, "profiles"), layout.gcRootsDir, join(layout.realStoreDir, ".links")]) {
+    try { mkdirSync(dir, { recursive: true }) } catch { /* the store's own open reports what is wrong */ }
+  }
 }
 
 const inode = (file: string) => { try { return statSync(file).ino } catch { return -1 } }
@@ -40,12 +52,14 @@ const inode = (file: string) => { try { return statSync(file).ino } catch { retu
  * connection ends.
  */
 const reopeningBackends = (uri: string, first: StoreContext) => Effect.gen(function*() {
-  const db = localDatabase(uri)
+  const layout = localLayout(uri)
+  const db = layout?.dbPath
   interface Generation { context: StoreContext; scope: Scope.Closeable | undefined; users: number; retired: boolean; ino: number }
   let current: Generation = { context: first, scope: undefined, users: 0, retired: false, ino: db ? inode(db) : -1 }
   const lock = yield* Semaphore.make(1)
   const close = (g: Generation) => g.scope ? Scope.close(g.scope, Exit.void) : Effect.void
   const acquire = lock.withPermits(1)(Effect.gen(function*() {
+    remakeDirs(layout)
     if (db && inode(db) !== current.ino) {
       const old = current
       const scope = yield* Scope.make()
