@@ -34,7 +34,8 @@ const localLayout = (uri: string) => {
 
 /**
  * The directories Nix's daemon makes when it opens the local store for a client (it does for each
- * one): a client may have removed one (Nix's tests remove profiles/) and expects it back.
+ * one): a client may have removed one (Nix's tests remove profiles/) and expects it back; `.links`
+ * (where `nix-store --optimise` keeps its hard links) is there for Nix's tools, b3 does not use it.
  */
 const remakeDirs = (layout: ReturnType<typeof localLayout>) => {
   if (layout === undefined) return

@@ -83,8 +83,7 @@ const uriOf = (options: LocalStoreOptions) => {
 const openFiles = (uri: string, layout: LocalStoreLayout) => trySync(uri, "open store", () => {
   mkdirSync(layout.realStoreDir, { recursive: true })
   chmodSync(layout.realStoreDir, 0o1775)
-  // as Nix's LocalStore makes them (`.links` is where `nix-store --optimise` keeps its hard links)
-  for (const dir of [layout.gcRootsDir, layout.tempRootsDir, join(layout.stateDir, "profiles"), join(layout.realStoreDir, ".links")]) mkdirSync(dir, { recursive: true })
+  for (const dir of [layout.gcRootsDir, layout.tempRootsDir, join(layout.stateDir, "profiles")]) mkdirSync(dir, { recursive: true })
   return openDatabase(layout.dbDir)
 }).pipe(Effect.flatMap((db) => typeof db === "string"
   ? Effect.fail(new StoreCorrupt({ store: uri, reason: db }))
