@@ -2,7 +2,7 @@
  * bench/daemon, in one run: `b3 daemon` against Nix 2.8's `nix-daemon`, each on a private socket
  * over a fresh chroot store (same location, same settings), with Nix's own client:
  *  - `nix copy --to unix://…` of 1,000 small paths, and of one 1 GiB path (time of the client);
- *  - QueryValidPaths of 10,000 paths (half valid), one request on one connection, sent by the same
+ *  - QueryValidPaths of 10,000 paths (1,000 of them valid), one request on one connection, sent by the same
  *    raw client to both daemons (best of 5);
  *  - peak RSS of each daemon over the whole case (its process tree: nix-daemon forks per client).
  *   npm run bench:daemon [-- --quick]
