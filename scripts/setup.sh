@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what b3 and its tests need on a fresh Debian machine: Debian packages (real Nix for the
 # differential tests, bubblewrap for the sandbox, busybox-static for test builds, compression tools,
-# chromium for the web view's browser tests)
+# chromium for the web view's browser tests, OpenSSH for remote builders, PostgreSQL for the chunk
+# index and the farm, nginx as the reference server in bench/serve)
 # and the npm dependencies from the lock file (including Node 24, which npm scripts and bin/b3 run on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nix-bin bubblewrap busybox-static sqlite3 xz-utils bzip2 zstd chromium)
+packages=(nix-bin bubblewrap busybox-static sqlite3 xz-utils bzip2 zstd chromium openssh-server openssh-client postgresql nginx-light)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -23,3 +24,4 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
 fi
 node_modules/.bin/node --version
 node_modules/.bin/node scripts/bundle.ts
+bash scripts/fetch-nix-tests.sh   # Nix 2.8.0's own tests/, run against b3 daemon by test/nix-suite

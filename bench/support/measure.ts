@@ -60,8 +60,10 @@ export const printTable = (title: string, rows: ReadonlyArray<Row>): void => {
   console.log(`\n${title}\n`)
   console.log("| case | b3 time (s) | Nix time (s) | ratio b3/Nix | b3 peak RSS (MiB) | Nix peak RSS (MiB) |")
   console.log("|---|---|---|---|---|---|")
+  // sub-second cases (a single request) keep three decimals
+  const secs = (s: number) => s < 1 ? s.toFixed(3) : s.toFixed(2)
   for (const r of rows) {
-    console.log(`| ${r.case} | ${r.b3.seconds.toFixed(2)} | ${r.nix.seconds.toFixed(2)} | ${(r.b3.seconds / r.nix.seconds).toFixed(2)} | ${r.b3.peakRssMiB.toFixed(0)} | ${r.nix.peakRssMiB.toFixed(0)} |`)
+    console.log(`| ${r.case} | ${secs(r.b3.seconds)} | ${secs(r.nix.seconds)} | ${(r.b3.seconds / r.nix.seconds).toFixed(2)} | ${r.b3.peakRssMiB.toFixed(0)} | ${r.nix.peakRssMiB.toFixed(0)} |`)
   }
   console.log("\n" + JSON.stringify({ benchmark: title, rows: rows.map((r) => ({ ...r, ratio: r.b3.seconds / r.nix.seconds })) }))
 }

@@ -38,6 +38,7 @@ export interface DerivationBuild {
   readonly cores?: number | undefined
   readonly timeoutSeconds?: number | undefined
   readonly maxSilentSeconds?: number | undefined
+  readonly sandboxPaths?: ReadonlyArray<string> | undefined
   readonly onLog?: ((chunk: Uint8Array) => void) | undefined
   readonly systemFeatures?: ReadonlyArray<string> | undefined
   readonly hashedMirrors?: ReadonlyArray<string> | undefined
@@ -187,6 +188,7 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<ReadonlyM
       storeDir,
       realStoreDir: host.realStoreDir,
       drvPath: build.drvPath,
+      derivation: drv,
       drvName: drv.name,
       builder: rewrite(drv.builder),
       args: drv.args.map(rewrite),
@@ -202,9 +204,14 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<ReadonlyM
       maxSilentSeconds: build.maxSilentSeconds || undefined,
       extraBuildFiles: Object.keys(extraBuildFiles).length > 0 ? extraBuildFiles : undefined,
       hashedMirrors: build.hashedMirrors,
+      sandboxPaths: build.sandboxPaths,
       onLog: (chunk) => { log.write(chunk); build.onLog?.(chunk) }
     })
     const registered = yield* outputInfos({ drvPath: build.drvPath, drv, storeDir, outputs, built: result.outputs, inputClosure: closure })
+    if (registered.mismatch) {
+      yield* host.registerBuilt(registered.built)
+      return yield* registered.mismatch
+    }
     yield* checkOutputs(parsed, registered.infos)
     yield* host.registerBuilt(registered.built)
     return registered.infos

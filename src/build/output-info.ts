@@ -48,6 +48,11 @@ export interface RegisteredOutputs {
   readonly built: ReadonlyArray<BuiltPath>
   /** Output name → its final info. */
   readonly infos: ReadonlyMap<string, PathInfo>
+  /**
+   * A fixed-output hash mismatch: `built` then holds the output under the path of the hash it has
+   * (Nix registers it there), and the build fails with this error once it is registered.
+   */
+  readonly mismatch?: OutputHashMismatch
 }
 
 /** What the builder needs of one pass over an output's NAR. */
@@ -172,7 +177,14 @@ export const outputInfos = (outputs: OutputsToRegister): Effect.Effect<Registere
             return yield* failed(drvPath, `output path '${printed}' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)`)
           }
           if (!Hash.equals(fixed.hash, digest.caHash)) {
-            return yield* new OutputHashMismatch({ drvPath, output: name, specified: Hash.encode(fixed.hash, "sri"), got: Hash.encode(digest.caHash, "sri") })
+            const mismatch = new OutputHashMismatch({ drvPath, output: name, specified: Hash.encode(fixed.hash, "sri"), got: Hash.encode(digest.caHash, "sri") })
+            if (digest.references.length > 0) return yield* mismatch
+            // As Nix: what was built is registered under the path of the hash it has, then the build fails.
+            const actual = StorePath.makeFixedOutput(fixed.method, digest.caHash, scratch.name, { storeDir })
+            const info: PathInfo = {
+              ...base, path: actual, narHash: digest.narHash, narSize: digest.size, ca: ContentAddress.fixed(fixed.method, digest.caHash), references: []
+            }
+            return { built: [{ info, output: { nar: output.nar } }], infos: new Map(), mismatch }
           }
           if (digest.references.length > 0) return yield* failed(drvPath, "illegal path references in fixed-output derivation")
           ca = ContentAddress.fixed(fixed.method, digest.caHash)

@@ -202,7 +202,7 @@ export const realise = (
       const built = yield* buildDerivation({
         drvPath, drv, knownOutputs, inputs,
         cores: options.cores, timeoutSeconds: options.timeoutSeconds, maxSilentSeconds: options.maxSilentSeconds,
-        systemFeatures: options.systemFeatures, hashedMirrors: options.hashedMirrors,
+        systemFeatures: options.systemFeatures, hashedMirrors: options.hashedMirrors, sandboxPaths: options.sandboxPaths,
         onLog: options.onLog ? (chunk) => options.onLog!(reportAs, chunk) : undefined
       })
       const outputs = new Map([...built].map(([name, i]) => [name, i.path]))

@@ -7,6 +7,8 @@ import { startupSnapshot } from "node:v8"
 import { buildCommand, logCommand } from "./commands/build.ts"
 import { configCommand } from "./commands/config.ts"
 import { copyCommand } from "./commands/copy.ts"
+import { daemonCommand } from "./commands/daemon.ts"
+import { nixStoreCommand } from "./commands/nix-store.ts"
 import { drvCommand } from "./commands/drv.ts"
 import { hashCommand } from "./commands/hash.ts"
 import { ipfsCommand } from "./commands/ipfs.ts"
@@ -24,7 +26,7 @@ import { outputFlags } from "./output.ts"
 
 export const b3 = Command.make("b3").pipe(
   Command.withDescription("b3: a Nix-compatible store and build engine."),
-  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, uiCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand]),
+  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, uiCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand, daemonCommand, nixStoreCommand]),
   Command.withGlobalFlags(outputFlags),
   Command.withExamples([
     { command: "b3 store add --store /tmp/r ./src", description: "add a tree to a chroot store" },
@@ -33,7 +35,8 @@ export const b3 = Command.make("b3").pipe(
   ])
 )
 
-export const version = "0.1.0"
+export { version } from "./version.ts"
+import { version } from "./version.ts"
 
 /** Help and version go to stdout; a bad invocation is one line per problem on stderr, not the whole help page. */
 const presenter = CliOutput.layerPresenter({

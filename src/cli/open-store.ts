@@ -5,7 +5,7 @@
  */
 import { Effect, Layer } from "effect"
 import { registryLayer } from "../compose/registry.ts"
-import { buildingStoreLayer, openStore, storeLayer, writableStoreLayer } from "../services/registry.ts"
+import { buildingStoreLayer, openStore, storeLayer, writableStoreLayer, type StoreRegistry } from "../services/registry.ts"
 import { config } from "./config.ts"
 import { UsageError } from "./output.ts"
 
@@ -25,8 +25,9 @@ export const cliStore = (uri: string) => Layer.unwrap(Effect.map(checked(uri), s
 /** A store that must be writable; a read-only one fails with `Unsupported`. */
 export const cliWritableStore = (uri: string) => Layer.unwrap(Effect.map(checked(uri), writableStoreLayer)).pipe(Layer.provide(registryLayer))
 
-/** A store that must build; one that cannot fails with `Unsupported`. */
-export const cliBuildingStore = (uri: string) => Layer.unwrap(Effect.map(checked(uri), buildingStoreLayer)).pipe(Layer.provide(registryLayer))
+/** A store that must build; one that cannot fails with `Unsupported`. A registry other than the built-in one may be given (remote builders). */
+export const cliBuildingStore = (uri: string, registry: Layer.Layer<StoreRegistry> = registryLayer) =>
+  Layer.unwrap(Effect.map(checked(uri), buildingStoreLayer)).pipe(Layer.provide(registry))
 
 /** Opens a store's services for the rest of the command, where a command meets two stores (copy). */
 export const openCliStore = (uri: string) => Effect.flatMap(checked(uri), openStore).pipe(Effect.provide(registryLayer))

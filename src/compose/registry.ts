@@ -11,6 +11,7 @@ import { makeRegistry, StoreRegistry, type BuilderLayer, type StoreOpener } from
 import { StoreBuild } from "../services/store-build.ts"
 import { StoreRead } from "../services/store-read.ts"
 import { checkParams } from "../services/store-uri.ts"
+import type { RemoteBuildersOptions } from "../layers/remote/remote-sandbox.ts"
 import { StoreWrite } from "../services/store-write.ts"
 
 const loadedOnUse = <M>(load: () => Promise<M>, opener: (module: M) => StoreOpener): StoreOpener => (uri) =>
@@ -32,6 +33,7 @@ const ipfs = loadedOnUse(() => import("../layers/ipfs/opener.ts"), (m) => m.open
 const chunkedFile = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedFile)
 const chunkedS3 = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedS3)
 const chunkedHttp = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedHttp)
+const daemon = loadedOnUse(() => import("../layers/daemon/opener.ts"), (m) => m.openDaemonStore)
 
 /**
  * `StoreBuild` for a store that hosts builds: the scheduler (src/build) with the bubblewrap sandbox
@@ -44,13 +46,40 @@ export const sandboxedBuilder: BuilderLayer = Layer.effect(StoreBuild, Effect.ge
     Effect.flatMap(([build, sandbox]) => Layer.buildWithScope(build.layer.pipe(Layer.provide(sandbox.layer)), scope)),
     Effect.provideContext(store),
     Effect.map(Context.get(StoreBuild))))
-  return StoreBuild.of({ buildDerivations: (drvPaths, options) => Effect.flatMap(builder, (b) => b.buildDerivations(drvPaths, options)) })
+  return StoreBuild.of({
+    buildDerivations: (drvPaths, options) => Effect.flatMap(builder, (b) => b.buildDerivations(drvPaths, options)),
+    buildBasic: (drvPath, drv, options) => Effect.flatMap(builder, (b) => b.buildBasic!(drvPath, drv, options))
+  })
+}))
+
+/**
+ * `StoreBuild` that sends builds to remote machines (Nix's `builders`), over ssh and the serve
+ * protocol, and builds in the local bubblewrap sandbox what they cannot take (when `localJobs` > 0).
+ */
+export const remoteBuilder = (options: RemoteBuildersOptions): BuilderLayer => Layer.effect(StoreBuild, Effect.gen(function*() {
+  const store = yield* Effect.context<StoreRead | StoreWrite | BuildHost>()
+  const scope = yield* Effect.scope
+  const builder = yield* Effect.cached(Effect.promise(() => Promise.all([
+    import("../build/builder.ts"), import("../layers/sandbox/bubblewrap.ts"), import("../layers/remote/remote-sandbox.ts")
+  ])).pipe(
+    Effect.flatMap(([build, sandbox, remote]) =>
+      Layer.buildWithScope(build.layer.pipe(Layer.provide(remote.layer(options).pipe(Layer.provide(sandbox.layer)))), scope)),
+    Effect.provideContext(store),
+    Effect.map(Context.get(StoreBuild))))
+  return StoreBuild.of({
+    buildDerivations: (drvPaths, buildOptions) => Effect.flatMap(builder, (b) => b.buildDerivations(drvPaths, buildOptions)),
+    buildBasic: (drvPath, drv, buildOptions) => Effect.flatMap(builder, (b) => b.buildBasic!(drvPath, drv, buildOptions))
+  })
 }))
 
 export const builtinRegistry = makeRegistry({
-  local, memory, file, http, https: http, s3, ipfs,
+  local, memory, file, http, https: http, s3, ipfs, daemon, unix: daemon,
   "chunked+file": chunkedFile, "chunked+s3": chunkedS3, "chunked+http": chunkedHttp, "chunked+https": chunkedHttp
 }, sandboxedBuilder)
 
 /** Provides the built-in registry. */
 export const registryLayer = Layer.succeed(StoreRegistry, builtinRegistry)
+
+/** The built-in registry whose building stores send builds to remote machines too. */
+export const registryWithBuilders = (options: RemoteBuildersOptions) =>
+  Layer.succeed(StoreRegistry, makeRegistry(Object.fromEntries(builtinRegistry.schemes), remoteBuilder(options)))

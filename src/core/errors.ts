@@ -21,3 +21,7 @@ export class InvalidStorePath extends Schema.TaggedError<InvalidStorePath>()("In
 export class InvalidContentAddress extends Schema.TaggedError<InvalidContentAddress>()("InvalidContentAddress", fields) {
   override get message() { return `invalid content address '${this.input}': ${this.reason}` }
 }
+
+export class InvalidMachines extends Schema.TaggedError<InvalidMachines>()("InvalidMachines", fields) {
+  override get message() { return `bad machine specification '${this.input}': ${this.reason}` }
+}

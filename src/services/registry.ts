@@ -59,9 +59,11 @@ export const openStore = (uri: string): Effect.Effect<StoreContext, StoreError |
     if (!opener) {
       return yield* new BadStoreUri({ uri, reason: `unknown store type '${parsed.success.scheme}' (known: ${[...registry.schemes.keys()].sort().join(", ")})` })
     }
-    const context = yield* Layer.build(opener(parsed.success))
+    // fresh: every store opened is its own, with its own builder (a memo map in the context, as in a
+    // daemon that opens the store again, would otherwise hand the second store the first one's builder)
+    const context = yield* Layer.build(Layer.fresh(opener(parsed.success)))
     if (!registry.builder || has(context, StoreBuild) || !has(context, BuildHost) || !has(context, StoreWrite)) return context
-    const builder = yield* Layer.build(registry.builder).pipe(
+    const builder = yield* Layer.build(Layer.fresh(registry.builder)).pipe(
       Effect.provideContext(context as Context.Context<StoreRead | StoreWrite | BuildHost>))
     return Context.merge(context, builder)
   })

@@ -4,6 +4,7 @@
  * bubblewrap sandbox (src/layers/sandbox) reproduces Nix 2.8's; tests use fakes.
  */
 import { Context, type Effect, type Scope } from "effect"
+import type * as Derivation from "../core/derivation/index.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { BuiltOutput } from "./build-host.ts"
 import type { BuildFailed } from "./store-build.ts"
@@ -15,6 +16,8 @@ export interface SandboxSpec {
   readonly realStoreDir: string
   /** The `.drv` store path being built (for messages). */
   readonly drvPath: StorePath.StorePath
+  /** The derivation being built, for sandboxes that hand it on whole (a remote builder sends it with BuildDerivation). */
+  readonly derivation?: Derivation.Derivation | undefined
   /** The derivation's name ("hello" for hello.drv); names the build directory nix-build-<name>.drv-N. */
   readonly drvName: string
   readonly builder: string
@@ -41,6 +44,11 @@ export interface SandboxSpec {
   readonly maxSilentSeconds?: number | undefined
   /** Builder stdout + stderr as it arrives (also the sandbox's own error messages). */
   readonly onLog?: ((chunk: Uint8Array) => void) | undefined
+  /**
+   * Host paths made visible (read-only) in the sandbox, as Nix's `sandbox-paths`: `PATH`,
+   * `TARGET=SOURCE`, a trailing `?` for paths that may be missing. Symlinks are recreated as links.
+   */
+  readonly sandboxPaths?: ReadonlyArray<string> | undefined
   /** Extra files for the build directory, owned by root, 0644 (e.g. exportReferencesGraph files). */
   readonly extraBuildFiles?: Readonly<Record<string, string>> | undefined
   /** Where a fixed-output derivation's impureEnvVars are read from; default process.env. */

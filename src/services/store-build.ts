@@ -4,6 +4,7 @@
  */
 import { Context, Schema, type Effect } from "effect"
 import { InvalidDerivationAttribute } from "../core/derivation/parsed.ts"
+import type * as Derivation from "../core/derivation/index.ts"
 import type * as Signature from "../core/signature.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { StoreError } from "./store-errors.ts"
@@ -84,6 +85,8 @@ export interface BuildOptions {
   readonly cores?: number | undefined
   readonly timeoutSeconds?: number | undefined
   readonly maxSilentSeconds?: number | undefined
+  /** Host paths visible in the sandbox (Nix's sandbox-paths: `PATH`, `TARGET=SOURCE`, `PATH?`). */
+  readonly sandboxPaths?: ReadonlyArray<string> | undefined
   /** Stores to take outputs from instead of building them, in order. */
   readonly substituters?: ReadonlyArray<StoreReadApi>
   /** Keys whose signatures make substituted paths trusted. */
@@ -107,12 +110,29 @@ export interface BuildResult {
   readonly status: "built" | "substituted" | "already-valid"
 }
 
+/** The outcome of building one derivation sent whole (`buildBasic`). */
+export interface BasicBuildResult {
+  /** Output name → store path. */
+  readonly outputs: Readonly<Record<string, StorePath.StorePath>>
+  readonly status: "built" | "already-valid"
+}
+
 export interface StoreBuildApi {
   /** Realises the derivations (already valid in the store) and everything they need. */
   readonly buildDerivations: (
     drvPaths: ReadonlyArray<StorePath.StorePath>,
     options?: BuildOptions
   ) => Effect.Effect<ReadonlyArray<BuildResult>, BuildError | StoreError>
+  /**
+   * Builds one derivation given whole, as Nix's BuildDerivation (remote builders, the serve
+   * protocol): its inputs are all sources already valid in the store and the `.drv` itself need
+   * not be in the store. Its outputs are registered as built from `drvPath`.
+   */
+  readonly buildBasic?: (
+    drvPath: StorePath.StorePath,
+    drv: Derivation.Derivation,
+    options?: BuildOptions
+  ) => Effect.Effect<BasicBuildResult, BuildError | StoreError>
 }
 
 export class StoreBuild extends Context.Service<StoreBuild, StoreBuildApi>()("b3/StoreBuild") {}

@@ -141,6 +141,11 @@ describe("b3 build vs nix-build (sandbox = true)", () => {
     expect(result.stderr).toMatch(new RegExp(`specified: sha256-\\S+\\n\\s+got:\\s+${got.replace(/[+/]/g, "\\$&")}`))
     // Nothing of the wrong output is left valid.
     expect(runB3(["path-info", "--store", b3Store(), outputOf(drvPath)]).status).toBe(3)
+    // What was built is kept under the path of the hash it has, as Nix keeps it (Nix's tests/fixed.sh).
+    const kept = spawnSync("nix", ["path-info", "--all", "--store", nixRoot], { env: nixEnv }).stdout.toString().split("\n")
+      .filter((p) => p.endsWith("-wrong-hash") && p !== outputOf(drvPath))
+    expect(kept).toHaveLength(1)
+    expect(b3(["path-info", "--store", b3Store(), kept[0]!])).toBe(kept[0])
   }, 120_000)
 
   it("stops dependents of a failed build, names it with its log tail, and --keep-going finishes the rest", () => {

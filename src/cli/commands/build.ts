@@ -1,7 +1,10 @@
 /** `b3 build` (realise derivations in the sandbox) and `b3 log` (show a build log). */
 import { Console, Context, Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import * as Machines from "../../core/machines.ts"
 import * as StorePath from "../../core/store-path.ts"
+import { readFileSync } from "node:fs"
+import { registryWithBuilders } from "../../compose/registry.ts"
 import { requireLogs } from "../../services/registry.ts"
 import { StoreBuild, type BuildResult } from "../../services/store-build.ts"
 import { StoreRead } from "../../services/store-read.ts"
@@ -13,6 +16,16 @@ import { cliBuildingStore, openCliStore } from "../open-store.ts"
 import { makeProgress } from "../progress.ts"
 import { writeStdout } from "../stdio.ts"
 import { parseTrustedKeys, trustedKeysFlag } from "../trust.ts"
+
+/** The machines of a builders setting, `@FILE` lines read in. */
+const parseBuilders = (text: string) => Effect.gen(function*() {
+  const expand = (t: string, depth: number): string => Machines.machineLines(t).map((line) => {
+    if (!line.startsWith("@")) return line
+    if (depth > 4) return ""
+    try { return expand(readFileSync(line.slice(1).trim(), "utf8"), depth + 1) } catch { return "" }
+  }).join("\n")
+  return yield* Effect.fromResult(Machines.parseMachines(expand(text, 0), "x86_64-linux"))
+})
 
 const optionalInt = (name: string, description: string) => Flag.Int(name).pipe(Flag.optional, Flag.withDescription(description))
 const drvName = (drvPath: string) => drvPath.slice(drvPath.indexOf("-") + 1).replace(/\.drv$/, "")
@@ -59,10 +72,11 @@ export const buildCommand = Command.make("build", {
     Flag.withDescription("space-separated features this machine offers to requiredSystemFeatures (default Nix's: benchmark big-parallel ca-derivations kvm nixos-test)")),
   hashedMirrors: Flag.String("hashed-mirrors").pipe(Flag.withDefault(""),
     Flag.withDescription("space-separated servers builtin:fetchurl asks first for a file by its hash (<mirror>/<algo>/<base16>), as Nix's hashed-mirrors")),
+  builders: Flag.String("builders").pipe(Flag.withDefault(""), Flag.withDescription(
+    "remote machines to build on, in Nix's machines syntax: 'ssh://user@host SYSTEMS KEY MAX-JOBS SPEED FEATURES MANDATORY HOST-KEY; …' or '@FILE' (ssh options from $NIX_SSHOPTS; remote-program=b3%20nix-store for a machine with b3)")),
   targets: Argument.String("target").pipe(Argument.variadic({ min: 1 }),
     Argument.withDescription(".drv store paths, .drv files, or a module (.ts/.js) exporting derivations"))
-}, (args) => Effect.scoped(Effect.gen(function*() {
-  const mode = yield* outputMode
+}, (args) => Effect.flatMap(Effect.all([outputMode, parseBuilders(args.builders)]), ([mode, machines]) => Effect.scoped(Effect.gen(function*() {
   const builder = yield* StoreBuild
   const substituters = yield* Effect.forEach(args.substituters.split(/\s+/).filter((s) => s.length > 0), (uri) =>
     Effect.map(openCliStore(uri), Context.get(StoreRead)))
@@ -90,8 +104,9 @@ export const buildCommand = Command.make("build", {
   const printResults = (results: ReadonlyArray<BuildResult>) => mode.json
     ? printJson(results.map(asJson))
     : Effect.forEach(results, (r) => Effect.forEach(Object.values(r.outputs), (path) => Console.log(StorePath.print(path, storeDir))), { discard: true })
+  const remoteJobs = machines.reduce((n, m) => n + m.maxJobs, 0)
   const results = yield* builder.buildDerivations(drvPaths, {
-    maxJobs: args.maxJobs, keepGoing: args.keepGoing, cores: Option.getOrUndefined(args.cores), timeoutSeconds: Option.getOrUndefined(args.timeout),
+    maxJobs: Math.max(1, args.maxJobs + remoteJobs), keepGoing: args.keepGoing, cores: Option.getOrUndefined(args.cores), timeoutSeconds: Option.getOrUndefined(args.timeout),
     maxSilentSeconds: Option.getOrUndefined(args.maxSilentTime), substituters, trustedKeys, onEvent: progress.onEvent,
     onResult: (result) => { finished.push(result) },
     systemFeatures: Option.getOrUndefined(Option.map(args.systemFeatures, (s) => s.split(/\s+/).filter((t) => t !== ""))),
@@ -101,7 +116,9 @@ export const buildCommand = Command.make("build", {
     Effect.ensuring(Effect.sync(progress.done)),
     Effect.tapError(() => args.keepGoing && finished.length > 0 ? printResults(finished) : Effect.void))
   yield* printResults(results)
-})).pipe(Effect.provide(cliBuildingStore(args.store)))).pipe(
+})).pipe(Effect.provide(cliBuildingStore(args.store, machines.length > 0
+  ? registryWithBuilders({ machines, localJobs: args.maxJobs, ...(args.printBuildLogs || mode.verbose ? { onDispatch: (drv, uri) => process.stderr.write(`building '${drv}' on '${uri}'\n`) } : {}) })
+  : undefined))))).pipe(
   Command.withShortDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths."),
   Command.withDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths (with --json [{\"drvPath\", \"outputs\", \"status\"}])."),
   Command.withExamples([

@@ -45,6 +45,8 @@ export class StoreDatabase {
   readonly #insertRealisation: StatementSync
   readonly #updateRealisation: StatementSync
   readonly #insertRealisationRef: StatementSync
+  readonly #derivers: StatementSync
+  #validChunk: StatementSync | undefined
   #depth = 0
 
   constructor(db: DatabaseSync, storeDir: string) {
@@ -75,6 +77,7 @@ export class StoreDatabase {
     this.#insertRealisationRef = db.prepare(
       "insert or replace into RealisationsRefs (referrer, realisationReference) values (" +
       "(select id from Realisations where drvPath = ? and outputName = ?), (select id from Realisations where drvPath = ? and outputName = ?))")
+    this.#derivers = db.prepare("select v.path as path from DerivationOutputs d join ValidPaths v on v.id = d.drv where d.path = ? order by v.path")
   }
 
   close(): void { this.#db.close() }
@@ -126,6 +129,20 @@ export class StoreDatabase {
     return this.#idOf.get(this.#print(path)) !== undefined
   }
 
+  /** The valid ones of `paths`, in the order given, asked a few hundred at a time. */
+  validOf(paths: ReadonlyArray<StorePath.StorePath>): ReadonlyArray<StorePath.StorePath> {
+    if (paths.length < 16) return paths.filter((p) => this.isValid(p))
+    const valid = new Set<string>()
+    const chunk = 500
+    for (let i = 0; i < paths.length; i += chunk) {
+      const printed = paths.slice(i, i + chunk).map((p) => this.#print(p))
+      const statement = printed.length === chunk ? (this.#validChunk ??= this.#db.prepare(`select path from ValidPaths where path in (${Array(chunk).fill("?").join(",")})`))
+        : this.#db.prepare(`select path from ValidPaths where path in (${printed.map(() => "?").join(",")})`)
+      for (const row of statement.all(...printed) as Array<{ path: string }>) valid.add(row.path)
+    }
+    return paths.filter((p) => valid.has(this.#print(p)))
+  }
+
   referrers(path: StorePath.StorePath): ReadonlyArray<string> {
     return this.referrersOfPath(this.#print(path))
   }
@@ -145,6 +162,11 @@ export class StoreDatabase {
   /** Referrers of a valid path, by full path. */
   referrersOfPath(path: string): ReadonlyArray<string> {
     return (this.#referrersOf.all(path) as Array<{ path: string }>).map((r) => r.path)
+  }
+
+  /** Valid derivations that name `path` as one of their outputs. */
+  validDerivers(path: string): ReadonlyArray<string> {
+    return (this.#derivers.all(path) as Array<{ path: string }>).map((r) => r.path)
   }
 
   allValidPaths(): ReadonlyArray<string> {

@@ -13,12 +13,14 @@
  * store paths (Nix's `add-*` directories while it adds, b3's own temporaries) are never touched.
  */
 import { Effect, Option, Result, type Scope } from "effect"
-import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync } from "node:fs"
+import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { dirname, join, resolve } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
-import type { GcResult } from "../../services/store-maintenance.ts"
-import type { StoreIoError } from "../../services/store-errors.ts"
+import * as Hash from "../../core/hash.ts"
+import type { GcOptions, GcResult, GcRoot } from "../../services/store-maintenance.ts"
+import { StoreIoError } from "../../services/store-errors.ts"
+import { listenUnix } from "../../io/unix-socket.ts"
 import type { StoreDatabase } from "./database.ts"
 import { removeTree, rename, trySync } from "./fs-ops.ts"
 import type { LocalStoreLayout } from "./layout.ts"
@@ -42,8 +44,12 @@ const storePathOf = (layout: LocalStoreLayout, target: string): string | undefin
 }
 
 /** The permanent roots: store paths the links under `gcroots/` lead to. */
-export const findRoots = (layout: LocalStoreLayout): ReadonlyArray<string> => {
-  const roots = new Set<string>()
+export const findRoots = (layout: LocalStoreLayout): ReadonlyArray<string> =>
+  [...new Set(findRootLinks(layout).map((r) => r.target))].sort()
+
+/** The permanent roots with the links that make them roots (for an indirect root, the outer link, e.g. `result`). */
+export const findRootLinks = (layout: LocalStoreLayout): ReadonlyArray<GcRoot> => {
+  const roots: Array<GcRoot> = []
   const stack = [layout.gcRootsDir]
   while (stack.length > 0) {
     const dir = stack.pop()!
@@ -54,21 +60,43 @@ export const findRoots = (layout: LocalStoreLayout): ReadonlyArray<string> => {
       const st = lstatSync(path)
       if (st.isDirectory()) { stack.push(path); continue }
       if (!st.isSymbolicLink()) continue
+      let link = path
       let target = resolve(dirname(path), readlinkSync(path))
       let root = storePathOf(layout, target)
       if (!root) {
         // an indirect root: a link to a link (e.g. a `result` symlink) that points into the store
         try {
           if (lstatSync(target).isSymbolicLink()) {
+            link = target
             target = resolve(dirname(target), readlinkSync(target))
             root = storePathOf(layout, target)
           }
         } catch { /* a dangling indirect root keeps nothing */ }
       }
-      if (root) roots.add(root)
+      if (root) roots.push({ link, target: root })
     }
   }
-  return [...roots].sort()
+  return roots
+}
+
+/** Makes `link` (a symlink outside the store, like `result`) an indirect root, as Nix does: gcroots/auto/<sha1 of link> → link. */
+export const addIndirectRoot = (layout: LocalStoreLayout, link: string): void => {
+  const auto = join(layout.gcRootsDir, "auto")
+  mkdirSync(auto, { recursive: true })
+  const name = join(auto, Hash.encode(Hash.hashBytes("sha1", link), "base32"))
+  const temp = `${name}.tmp-${process.pid}`
+  rmSync(temp, { force: true })
+  symlinkSync(link, temp)
+  renameSync(temp, name)
+}
+
+/** A path asked to be deleted is still reachable from a root. */
+export class StillAlive extends Error {
+  readonly path: string
+  constructor(path: string) {
+    super(`cannot delete path '${path}' since it is still alive`)
+    this.path = path
+  }
 }
 
 const sizeOf = (path: string): number => {
@@ -112,29 +140,30 @@ const rootsServer = (layout: LocalStoreLayout, uri: string): Effect.Effect<Set<s
           if (pending.length > 4096) connection.destroy()
         })
       })
-      server.listen(socketPath)
       return server
-    }).pipe(Effect.flatMap((server) => Effect.callback<Server, StoreIoError>((resume) => {
-      if (server.listening) return resume(Effect.succeed(server))
-      server.once("listening", () => resume(Effect.succeed(server)))
+    }).pipe(Effect.flatMap((server) => Effect.tryPromise({
+      // a path too long for a socket (a store deep in temporary directories) is handled by listenUnix
+      try: () => listenUnix(server, socketPath).then((cleanup) => ({ server, cleanup })),
+      catch: (e) => new StoreIoError({ store: uri, operation: "listen on the GC socket", reason: e instanceof Error ? e.message : String(e) })
     }))),
-    (server) => Effect.callback<void>((resume) => {
+    ({ server, cleanup }) => Effect.callback<void>((resume) => {
       server.close(() => resume(Effect.void))
+      cleanup()
       rmSync(socketPath, { force: true })
     })
   ).pipe(Effect.as(hashParts))
 }
 
-export const collectGarbage = (ctx: GcContext, options: { readonly dryRun?: boolean } = {}): Effect.Effect<GcResult, StoreIoError> =>
+export const collectGarbage = (ctx: GcContext, options: GcOptions = {}): Effect.Effect<GcResult, StoreIoError> =>
   Effect.scoped(Effect.gen(function*() {
     const { layout, db } = ctx
     yield* ctx.locks.gcLock
     const socketRoots = yield* rootsServer(layout, ctx.uri)
-    const tempRoots = new Set((yield* liveTempRoots(layout, ctx.locks)).map((p) => p.slice(layout.storeDir.length + 1, layout.storeDir.length + 33)))
+    const tempRoots = new Set((yield* liveTempRoots(layout, ctx.locks, { skipOwn: options.ownTempRoots === false })).map((p) => p.slice(layout.storeDir.length + 1, layout.storeDir.length + 33)))
     const trash: Array<string> = []
     const result = yield* trySync(ctx.uri, "collect garbage", () => db.immediate(() => {
       const rooted = (hashPart: string) => tempRoots.has(hashPart) || socketRoots.has(hashPart)
-      const roots = findRoots(layout)
+      const roots = [...new Set([...findRoots(layout), ...(options.extraRoots ?? [])])].sort()
       const valid = new Set(db.allValidPaths())
       const live = new Set<string>()
       const hashPartOf = (path: string) => path.slice(layout.storeDir.length + 1, layout.storeDir.length + 33)
@@ -144,7 +173,20 @@ export const collectGarbage = (ctx: GcContext, options: { readonly dryRun?: bool
         const path = frontier.pop()!
         for (const ref of db.referencesOf(path)) if (!live.has(ref)) { live.add(ref); frontier.push(ref) }
       }
-      const dead = [...valid].filter((p) => !live.has(p))
+      let dead = [...valid].filter((p) => !live.has(p))
+      if (options.paths) {
+        // only these (with their dead referrers, which cannot outlive them)
+        for (const p of options.paths) if (valid.has(p) && live.has(p)) throw new StillAlive(p)
+        const wanted = new Set<string>()
+        const stack = options.paths.filter((p) => valid.has(p))
+        while (stack.length > 0) {
+          const p = stack.pop()!
+          if (wanted.has(p)) continue
+          wanted.add(p)
+          for (const r of db.referrersOfPath(p)) if (!wanted.has(r)) stack.push(r)
+        }
+        dead = dead.filter((p) => wanted.has(p))
+      }
       // Unregister referrers before what they refer to (Refs' "on delete restrict").
       const deadSet = new Set(dead)
       const order: Array<string> = []
@@ -165,7 +207,7 @@ export const collectGarbage = (ctx: GcContext, options: { readonly dryRun?: bool
       // Invalid entries nobody is adding: a store path's name, no row, no temporary root, no lock.
       const present = readdirSync(layout.realStoreDir)
       const names = new Set(present)
-      const invalid = present.filter((name) => {
+      const invalid = options.paths ? [] : present.filter((name) => {
         if (name.startsWith(".") || names.has(`${name}.lock`) || name.endsWith(".lock")) return false
         const parsed = StorePath.parseBaseName(name)
         return Result.isSuccess(parsed) && !valid.has(`${layout.storeDir}/${name}`) && !rooted(parsed.success.hashPart)
@@ -182,7 +224,7 @@ export const collectGarbage = (ctx: GcContext, options: { readonly dryRun?: bool
           trash.push(aside)
         } catch { /* contents already missing */ }
       }
-      return { roots, deleted: [...order, ...invalid], bytesFreed }
+      return { roots, deleted: [...order, ...invalid], bytesFreed, live: [...live].sort() }
     }))
     for (const path of trash) removeTree(path)
     return result

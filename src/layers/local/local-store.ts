@@ -18,7 +18,7 @@ import { addBuilt, addFromNar, addMultipleFromNars, addPathOnePass, withGroupCom
 import { StoreDatabase } from "./database.ts"
 import { ioError, trySync } from "./fs-ops.ts"
 import { makeLayout, type LocalStoreLayout } from "./layout.ts"
-import { collectGarbage } from "./gc.ts"
+import { addIndirectRoot, collectGarbage, findRootLinks } from "./gc.ts"
 import { recover } from "./recovery.ts"
 import { verifyStore } from "./verify.ts"
 import { StoreMaintenance, type StoreMaintenanceApi } from "../../services/store-maintenance.ts"
@@ -38,6 +38,8 @@ export interface LocalStoreOptions {
   readonly stateDir?: string
   /** The URI it was opened from, for messages. */
   readonly uri?: string
+  /** Build logs; default `<root>/nix/var/log/nix` (Nix's NIX_LOG_DIR). */
+  readonly logDir?: string
 }
 
 export interface LocalStore {
@@ -92,7 +94,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
   Effect.gen(function*() {
     const storeDir = options.storeDir ?? StorePath.defaultStoreDir
     const uri = uriOf(options)
-    const layout = makeLayout({ storeDir, ...(options.root ? { root: options.root } : {}), ...(options.stateDir ? { stateDir: options.stateDir } : {}) })
+    const layout = makeLayout({ storeDir, ...(options.root ? { root: options.root } : {}), ...(options.stateDir ? { stateDir: options.stateDir } : {}), ...(options.logDir ? { logDir: options.logDir } : {}) })
     const db = yield* Effect.acquireRelease(openFiles(uri, layout), (db) => Effect.sync(() => db.close()))
     const temp = yield* trySync(uri, "open store", () => tempPlace(layout))
     yield* trySync(uri, "recover store", () => recover(layout, temp))
@@ -117,7 +119,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       storeDir,
       queryPathInfo: query,
       isValidPath: (path) => trySync(uri, "query path", () => db.isValid(path)),
-      queryValidPaths: (paths) => trySync(uri, "query paths", () => paths.filter((p) => db.isValid(p))),
+      queryValidPaths: (paths) => trySync(uri, "query paths", () => db.validOf(paths)),
       narFromPath: (path) => Stream.unwrap(Effect.map(query(path), () =>
         Stream.mapError(narFromPath(join(layout.realStoreDir, StorePath.baseName(path))), ioError(uri, `read ${print(path)}`)))),
       forEachNarChunk: (path, consume) => Effect.flatMap(query(path), () =>
@@ -149,7 +151,12 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
 
     const maintenance: StoreMaintenanceApi = {
       verify: (options = {}) => verifyStore(layout, db, options),
-      collectGarbage: (options = {}) => collectGarbage({ uri, layout, db, locks, temp }, options)
+      collectGarbage: (options = {}) => collectGarbage({ uri, layout, db, locks, temp }, options),
+      findRoots: () => trySync(uri, "find roots", () => findRootLinks(layout)),
+      addIndirectRoot: (link) => trySync(uri, "add an indirect root", () => addIndirectRoot(layout, link)),
+      allValidPaths: () => trySync(uri, "list valid paths", () => db.allValidPaths()),
+      validDerivers: (path) => trySync(uri, "query derivers", () => db.validDerivers(path)),
+      releaseTempRoots: () => locks.dropTempRoots
     }
 
     const buildHost: BuildHostApi = {

@@ -111,6 +111,8 @@ export interface NixLocks {
   readonly gcLock: Effect.Effect<void, StoreIoError, Scope.Scope>
   /** Whether the owner of a temporary roots file is alive; a dead owner's file is deleted. */
   readonly probe: (file: string) => Effect.Effect<"alive" | "dead" | "gone", StoreIoError>
+  /** Drops all of this process's temporary roots (its file is removed; the next root starts a new one). */
+  readonly dropTempRoots: Effect.Effect<void, StoreIoError>
 }
 
 /** The helper, started on first use and stopped (its locks released, our roots file removed) when the scope closes. */
@@ -162,6 +164,7 @@ export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<N
   return {
     addTempRoots: (roots) => roots.length === 0 ? Effect.void : Effect.asVoid(request("add temporary roots", `R ${roots.join("\t")}`)),
     gcLock: Effect.acquireRelease(request("take the GC lock", "L"), () => Effect.ignore(request("release the GC lock", "U"))).pipe(Effect.asVoid),
-    probe: (file) => Effect.map(request("check temporary roots", `P ${file}`), (reply) => reply as "alive" | "dead" | "gone")
+    probe: (file) => Effect.map(request("check temporary roots", `P ${file}`), (reply) => reply as "alive" | "dead" | "gone"),
+    dropTempRoots: Effect.suspend(() => child === undefined ? Effect.void : Effect.asVoid(request("remove temporary roots", "D")))
   }
 })

@@ -51,13 +51,14 @@ export const tempOwner = (place: TempPlace, name: string): number | undefined =>
  * The temporary roots of live processes (store paths, printed); the files of dead owners are
  * deleted on the way, as Nix's collector does.
  */
-export const liveTempRoots = (layout: LocalStoreLayout, locks: NixLocks): Effect.Effect<ReadonlyArray<string>, StoreIoError> =>
+export const liveTempRoots = (layout: LocalStoreLayout, locks: NixLocks, options: { readonly skipOwn?: boolean } = {}): Effect.Effect<ReadonlyArray<string>, StoreIoError> =>
   Effect.gen(function*() {
     let names: Array<string> = []
     try { names = readdirSync(layout.tempRootsDir) } catch { return [] }
     const roots: Array<string> = []
     for (const name of names) {
       if (name.startsWith(".")) continue
+      if (options.skipOwn && name === String(process.pid)) continue
       const file = join(layout.tempRootsDir, name)
       if ((yield* locks.probe(file)) !== "alive") continue
       try { roots.push(...readFileSync(file, "utf8").split("\0").filter((p) => p.length > 0)) } catch { /* gone meanwhile */ }

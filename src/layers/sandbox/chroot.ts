@@ -52,6 +52,17 @@ export interface SkeletonOptions {
   /** fixedOutputHostFiles that exist on the host. */
   readonly hostFiles: ReadonlyArray<string>
   readonly devPts: boolean
+  /** Host paths to show (sandbox-paths), resolved: mount points for directories and files, links for symlinks. */
+  readonly hostPaths?: ReadonlyArray<HostPath> | undefined
+}
+
+/** One `sandbox-paths` entry as it is on the host. */
+export interface HostPath {
+  readonly target: string
+  readonly source: string
+  readonly kind: "dir" | "file" | "symlink"
+  /** For a symlink: its target, recreated as is. */
+  readonly link?: string | undefined
 }
 
 /** Every proper ancestor of an absolute path, outermost first ("/a/b/c" → "/a", "/a/b"). */
@@ -63,7 +74,9 @@ const ancestors = (path: string): Array<string> => {
 export const skeleton = (o: SkeletonOptions): Array<SkeletonEntry> => {
   const dir = (path: string, mode = 0o755): SkeletonEntry => ({ kind: "dir", path, mode })
   const mountPoint = (path: string): SkeletonEntry => ({ kind: "file", path, mode: 0o644, contents: "" })
-  return [
+  // Each path once (a store dir under /tmp shares /tmp with the chroot's own): the first entry wins.
+  const seen = new Set<string>()
+  const entries: Array<SkeletonEntry> = [
     { kind: "dir", path: "/", mode: 0o750, buildGroup: true },
     dir("/tmp", 0o1777),
     dir("/etc"),
@@ -85,8 +98,27 @@ export const skeleton = (o: SkeletonOptions): Array<SkeletonEntry> => {
     { kind: "symlink", path: "/dev/stdin", target: "/proc/self/fd/0" },
     { kind: "symlink", path: "/dev/stdout", target: "/proc/self/fd/1" },
     { kind: "symlink", path: "/dev/stderr", target: "/proc/self/fd/2" },
-    ...(o.devPts ? [{ kind: "symlink", path: "/dev/ptmx", target: "/dev/pts/ptmx" } as const] : [])
+    ...(o.devPts ? [{ kind: "symlink", path: "/dev/ptmx", target: "/dev/pts/ptmx" } as const] : []),
+    ...hostPathEntries(o.hostPaths ?? [], ["/", "/tmp", "/etc", "/etc/group", "/etc/passwd", "/etc/hosts", "/etc/nsswitch.conf", "/proc", "/dev", o.buildDir, o.storeDir, ...ancestors(o.storeDir)])
   ]
+  return entries.filter((e) => seen.has(e.path) ? false : (seen.add(e.path), true))
+}
+
+/** Skeleton entries for host paths: their ancestors as directories, then a mount point or link each; paths the chroot already has are left alone. */
+const hostPathEntries = (paths: ReadonlyArray<HostPath>, taken: ReadonlyArray<string>): Array<SkeletonEntry> => {
+  const seen = new Set(taken)
+  const out: Array<SkeletonEntry> = []
+  for (const p of paths) {
+    if (seen.has(p.target) || [...seen].some((t) => t !== "/" && p.target.startsWith(t + "/") && !ancestors(p.target).includes(t))) continue
+    for (const a of ancestors(p.target)) {
+      if (!seen.has(a)) { seen.add(a); out.push({ kind: "dir", path: a, mode: 0o755 }) }
+    }
+    seen.add(p.target)
+    out.push(p.kind === "dir" ? { kind: "dir", path: p.target, mode: 0o755 }
+      : p.kind === "file" ? { kind: "file", path: p.target, mode: 0o644, contents: "" }
+      : { kind: "symlink", path: p.target, target: p.link! })
+  }
+  return out
 }
 
 /** Hard-links a non-directory store path, or copies it (same mode, mtime, root owner) across file systems. */

@@ -51,6 +51,8 @@ export interface BwrapOptions {
   /** fixedOutputHostFiles that exist on the host (bound read-only for fixed-output builds). */
   readonly hostFiles: ReadonlyArray<string>
   readonly env: ReadonlyArray<readonly [string, string]>
+  /** Host paths bound read-only (sandbox-paths): [source, target]. */
+  readonly hostBinds?: ReadonlyArray<readonly [string, string]> | undefined
 }
 
 const baseName = (path: string) => path.slice(path.lastIndexOf("/") + 1)
@@ -73,6 +75,7 @@ export const bwrapArguments = (o: BwrapOptions): Array<string> => [
   ...o.devices.flatMap((dev) => ["--dev-bind", dev, dev]),
   "--proc", "/proc",
   ...(o.fixedOutput ? o.hostFiles.flatMap((file) => ["--ro-bind", file, file]) : []),
+  ...(o.hostBinds ?? []).flatMap(([source, target]) => ["--ro-bind", source, target]),
   "--chdir", sandboxBuildDir,
   "--clearenv",
   ...o.env.flatMap(([name, value]) => ["--setenv", name, value]),

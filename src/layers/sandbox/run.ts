@@ -3,14 +3,14 @@
  * (`sandbox = true`) and gives back where the outputs are. See command.ts for the mechanism and
  * chroot.ts / environment.ts for what the builder sees.
  */
-import { chmodSync, chownSync, existsSync, lstatSync, writeFileSync } from "node:fs"
+import { chmodSync, chownSync, existsSync, lstatSync, readlinkSync, writeFileSync } from "node:fs"
 import { getSystemErrorMessage } from "node:util"
 import { Effect, Result } from "effect"
 import type { Scope } from "effect"
 import * as ByteString from "../../core/byte-string.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { ensureBuildUsers } from "./build-user.ts"
-import { createSkeleton, fixedOutputHostFiles, sandboxDevices, skeleton } from "./chroot.ts"
+import { createSkeleton, fixedOutputHostFiles, sandboxDevices, skeleton, type HostPath } from "./chroot.ts"
 import { bwrapArguments, encodeArgs, sandboxCommand } from "./command.ts"
 import { builderEnvironment, sandboxBuildDir } from "./environment.ts"
 import {
@@ -67,6 +67,22 @@ const hostFacts = (): HostFacts => ({
   devShm: existsSync("/dev/shm")
 })
 
+/** `sandbox-paths` entries (`PATH`, `TARGET=SOURCE`, `PATH?`) as they are on the host; missing ones are left out. */
+const resolveSandboxPaths = (entries: ReadonlyArray<string>): Array<HostPath> => entries.flatMap((entry): Array<HostPath> => {
+  const e = entry.endsWith("?") ? entry.slice(0, -1) : entry
+  const eq = e.indexOf("=")
+  const target = eq >= 0 ? e.slice(0, eq) : e
+  const source = eq >= 0 ? e.slice(eq + 1) : e
+  if (!target.startsWith("/") || !source.startsWith("/")) return []
+  try {
+    const st = lstatSync(source)
+    if (st.isSymbolicLink()) return [{ target, source, kind: "symlink" as const, link: readlinkSync(source) }]
+    return [{ target, source, kind: st.isDirectory() ? "dir" as const : "file" as const }]
+  } catch {
+    return []
+  }
+})
+
 interface Prepared {
   readonly rootDir: string
   readonly helperPath: string
@@ -87,9 +103,10 @@ const prepare = (
   })
   // Fixed-output and impure derivations are not sandboxed from the network (Nix: !isSandboxed()).
   const unsandboxed = spec.fixedOutput || spec.impure === true
+  const hostPaths = resolveSandboxPaths(spec.sandboxPaths ?? [])
   createSkeleton(rootDir, skeleton({
     storeDir: spec.storeDir, buildDir: sandboxBuildDir, fixedOutput: unsandboxed,
-    inputs, devices, hostFiles, devPts
+    inputs, devices, hostFiles, devPts, hostPaths
   }), user.gid)
 
   const environment = builderEnvironment({
@@ -115,7 +132,8 @@ const prepare = (
   const bwrapOptions = bwrapArguments({
     rootDir, storeDir: spec.storeDir, hostBuildDir, storeMount: `${workDir}/store`,
     directoryInputs: inputs.filter((i) => i.isDirectory).map((i) => i.path),
-    devices, fixedOutput: unsandboxed, hostFiles, env: environment.variables
+    devices, fixedOutput: unsandboxed, hostFiles, env: environment.variables,
+    hostBinds: hostPaths.filter((p) => p.kind !== "symlink").map((p) => [p.source, p.target] as const)
   })
   createSkeleton(workDir, [{ kind: "dir", path: "/store", mode: 0o755 }], user.gid)
   return {

@@ -1,0 +1,150 @@
+/**
+ * Decoders for Nix's wire format (little-endian u64 numbers, strings as a u64 length then the bytes
+ * padded with zeros to a multiple of 8, lists as a count then the items), written once and run
+ * either over bytes in memory (`decodeBytes`, total: any input gives a value or a typed error) or
+ * over a connection (src/io/wire-source.ts), which supplies bytes as they arrive.
+ *
+ * A decoder is a generator that yields instructions: `Read(n)` (resumed with exactly n bytes) or
+ * `Fail(error)` (never resumed). Every length is checked against a limit before bytes are asked
+ * for, so a peer that announces 2^63 bytes gets `WireTooLarge`, not an allocation.
+ */
+import { Result } from "effect"
+import { WireMalformed, WireTooLarge, WireTruncated, type WireError } from "./errors.ts"
+
+export type Instruction =
+  | { readonly _tag: "Read"; readonly n: number; readonly what: string }
+  | { readonly _tag: "Fail"; readonly error: WireError }
+
+export type Decoder<A> = Generator<Instruction, A, Uint8Array>
+
+/** Limits on what a peer may send; they bound memory whatever the length fields say. */
+export const limits = {
+  /** store paths, hash parts, names, settings */
+  shortString: 64 * 1024,
+  /** text contents (AddTextToStore), derivation env values, error messages */
+  longString: 64 * 1024 * 1024,
+  /** paths in one request (QueryValidPaths of a whole closure) */
+  listLength: 1 << 20,
+  /** overrides in SetOptions, outputs of a derivation, env entries */
+  smallList: 1 << 16
+} as const
+
+const utf8 = new TextDecoder("utf-8", { fatal: false })
+
+/** UTF-8 text of bytes (invalid sequences become U+FFFD); short ASCII strings, the common case, without a decoder call. */
+const text = (b: Uint8Array): string => {
+  const n = b.length
+  if (n <= 64) {
+    let ascii = true
+    for (let i = 0; i < n; i++) if (b[i]! >= 0x80) { ascii = false; break }
+    if (ascii) return String.fromCharCode.apply(null, b as unknown as Array<number>)
+  }
+  return utf8.decode(b)
+}
+
+export function* read(n: number, what: string): Decoder<Uint8Array> {
+  return yield { _tag: "Read", n, what }
+}
+
+export function* fail(error: WireError): Decoder<never> {
+  yield { _tag: "Fail", error }
+  // A driver never resumes after Fail.
+  throw new Error("wire decoder resumed after a failure")
+}
+
+const two32 = 0x1_0000_0000
+
+/** The u64 at `offset` as a bigint (exact). */
+export const u64At = (b: Uint8Array, offset = 0): bigint => {
+  const lo = (b[offset]! | (b[offset + 1]! << 8) | (b[offset + 2]! << 16) | (b[offset + 3]! << 24)) >>> 0
+  const hi = (b[offset + 4]! | (b[offset + 5]! << 8) | (b[offset + 6]! << 16) | (b[offset + 7]! << 24)) >>> 0
+  return (BigInt(hi) << 32n) | BigInt(lo)
+}
+
+/** A u64 that must fit in a JS number (below 2^53). */
+export function* u64(what = "a number"): Decoder<number> {
+  const b = yield* read(8, what)
+  const lo = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0
+  const hi = (b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24)) >>> 0
+  if (hi > 0x1f_ffff) return yield* fail(new WireTooLarge({ what, length: u64At(b).toString(), max: Number.MAX_SAFE_INTEGER }))
+  return hi * two32 + lo
+}
+
+/** A u64 where values beyond 2^53 mean "no limit" (e.g. GC's maxFreed): clamped to MAX_SAFE_INTEGER. */
+export function* u64Clamped(what = "a number"): Decoder<number> {
+  const b = yield* read(8, what)
+  const v = u64At(b)
+  return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v)
+}
+
+/** A number that must be at most `max` (Nix's `readInt` is an unsigned int). */
+export function* uint(what: string, max = 0xffff_ffff): Decoder<number> {
+  const n = yield* u64(what)
+  if (n > max) return yield* fail(new WireTooLarge({ what, length: String(n), max }))
+  return n
+}
+
+export function* bool(what = "a flag"): Decoder<boolean> {
+  const b = yield* read(8, what)
+  for (let i = 0; i < 8; i++) if (b[i] !== 0) return true
+  return false
+}
+
+export const paddingOf = (n: number): number => (8 - (n % 8)) % 8
+
+/**
+ * A length-prefixed, zero-padded byte string of at most `max` bytes. The result may be a view of
+ * the input. (Written out flat, without nested decoders: lists of thousands of paths go through here.)
+ */
+export function* bytes(what: string, max: number): Decoder<Uint8Array> {
+  const l: Uint8Array = yield { _tag: "Read", n: 8, what }
+  const lo = (l[0]! | (l[1]! << 8) | (l[2]! << 16) | (l[3]! << 24)) >>> 0
+  const hi = (l[4]! | (l[5]! << 8) | (l[6]! << 16) | (l[7]! << 24)) >>> 0
+  const n = hi * two32 + lo
+  if (hi > 0x1f_ffff || n > max) return yield* fail(new WireTooLarge({ what: `the length of ${what}`, length: u64At(l).toString(), max }))
+  const pad = (8 - (n % 8)) % 8
+  const b: Uint8Array = yield { _tag: "Read", n: n + pad, what }
+  for (let i = n; i < n + pad; i++) {
+    if (b[i] !== 0) return yield* fail(new WireMalformed({ reason: `non-zero padding after ${what}` }))
+  }
+  return b.subarray(0, n)
+}
+
+export function* string(what: string, max: number = limits.shortString): Decoder<string> {
+  return text(yield* bytes(what, max))
+}
+
+/** A count-prefixed list of at most `max` items. */
+export function* list<A>(what: string, max: number, item: () => Decoder<A>): Decoder<Array<A>> {
+  const n = yield* u64(`the number of ${what}`)
+  if (n > max) return yield* fail(new WireTooLarge({ what: `the number of ${what}`, length: String(n), max }))
+  const out: Array<A> = []
+  for (let i = 0; i < n; i++) out.push(yield* item())
+  return out
+}
+
+export function* strings(what: string, maxItems: number = limits.listLength, maxLength: number = limits.shortString): Decoder<Array<string>> {
+  const count = yield* u64(`the number of ${what}`)
+  if (count > maxItems) return yield* fail(new WireTooLarge({ what: `the number of ${what}`, length: String(count), max: maxItems }))
+  const out: Array<string> = []
+  for (let i = 0; i < count; i++) out.push(text(yield* bytes(what, maxLength)))
+  return out
+}
+
+/** Runs a decoder over bytes in memory: the value and how many bytes it used, or a typed error. */
+export const decodeBytes = <A>(decoder: Decoder<A>, input: Uint8Array): Result.Result<{ readonly value: A; readonly used: number }, WireError> => {
+  let offset = 0
+  let step = decoder.next()
+  while (!step.done) {
+    const instr = step.value
+    if (instr._tag === "Fail") return Result.fail(instr.error)
+    if (offset + instr.n > input.length) {
+      decoder.return(undefined as never)
+      return Result.fail(new WireTruncated({ what: instr.what }))
+    }
+    const view = input.subarray(offset, offset + instr.n)
+    offset += instr.n
+    step = decoder.next(view)
+  }
+  return Result.succeed({ value: step.value, used: offset })
+}
