@@ -10,6 +10,7 @@ import { copyCommand } from "./commands/copy.ts"
 import { daemonCommand } from "./commands/daemon.ts"
 import { nixStoreCommand } from "./commands/nix-store.ts"
 import { drvCommand } from "./commands/drv.ts"
+import { farmCommand } from "./commands/farm.ts"
 import { hashCommand } from "./commands/hash.ts"
 import { ipfsCommand } from "./commands/ipfs.ts"
 import { keyCommand } from "./commands/key.ts"
@@ -26,7 +27,7 @@ import { outputFlags } from "./output.ts"
 
 export const b3 = Command.make("b3").pipe(
   Command.withDescription("b3: a Nix-compatible store and build engine."),
-  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, uiCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand, daemonCommand, nixStoreCommand]),
+  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, uiCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand, daemonCommand, nixStoreCommand, farmCommand]),
   Command.withGlobalFlags(outputFlags),
   Command.withExamples([
     { command: "b3 store add --store /tmp/r ./src", description: "add a tree to a chroot store" },

@@ -8,11 +8,12 @@ import { registryWithBuilders } from "../../compose/registry.ts"
 import { requireLogs } from "../../services/registry.ts"
 import { StoreBuild, type BuildResult } from "../../services/store-build.ts"
 import { StoreRead } from "../../services/store-read.ts"
+import { StoreWrite } from "../../services/store-write.ts"
 import type { BuildEvent } from "../../services/store-build.ts"
 import { BadBuildTarget, NoBuildLog, resolveTarget } from "../build-targets.ts"
 import { storeFlag, substitutersFlag, switchFlag } from "../flags.ts"
-import { outputMode, printJson, rejectJson } from "../output.ts"
-import { cliBuildingStore, openCliStore } from "../open-store.ts"
+import { outputMode, printJson, rejectJson, type OutputMode } from "../output.ts"
+import { cliBuildingStore, cliWritableStore, openCliStore } from "../open-store.ts"
 import { makeProgress } from "../progress.ts"
 import { writeStdout } from "../stdio.ts"
 import { parseTrustedKeys, trustedKeysFlag } from "../trust.ts"
@@ -58,7 +59,55 @@ const buildProgress = (quiet: boolean) => {
   }
 }
 
+
+/** Builder output as lines on stderr, each prefixed with the derivation's name. */
+const logPrinter = () => {
+  const partial = new Map<string, string>()
+  const decoder = new TextDecoder()
+  return (drvPath: string, chunk: Uint8Array) => {
+    const text = (partial.get(drvPath) ?? "") + decoder.decode(chunk, { stream: true })
+    const lines = text.split("\n")
+    partial.set(drvPath, lines.pop()!)
+    for (const line of lines) process.stderr.write(`${drvName(drvPath)}> ${line}\n`)
+  }
+}
+
+/** Farm events and logs as the progress line, JSON lines (--json) and prefixed log lines. */
+export const farmWatcher = (mode: OutputMode, printLogs = mode.verbose) => {
+  const progress = buildProgress(mode.quiet)
+  const onLog = logPrinter()
+  const encoder = new TextEncoder()
+  return {
+    options: {
+      onPlan: (plan: { submission: string; derivations: ReadonlyArray<string>; finished: ReadonlyArray<string> }) => {
+        if (!mode.quiet && !mode.json) process.stderr.write(`farm submission ${plan.submission}: ${plan.derivations.length - plan.finished.length} of ${plan.derivations.length} derivations to realise\n`)
+        if (mode.json) process.stdout.write(JSON.stringify({ event: "submitted", submission: plan.submission, derivations: plan.derivations.length, finished: plan.finished.length }) + "\n")
+        progress.onEvent({ type: "plan", build: plan.derivations.filter((d) => !plan.finished.includes(d)), valid: plan.finished })
+      },
+      onEvent: (event: { type: string; drvPath: string; runner: string | null; message: string | null; at: number }) => {
+        if (mode.json) process.stdout.write(JSON.stringify({ event: event.type, drvPath: event.drvPath, runner: event.runner, message: event.message, at: event.at }) + "\n")
+        if (event.type === "building") progress.onEvent({ type: "building", drvPath: event.drvPath })
+        if (event.type === "built") progress.onEvent({ type: "built", drvPath: event.drvPath, outputs: {} })
+        if (event.type === "cached") progress.onEvent({ type: "substituted", drvPath: event.drvPath, from: "cache" })
+        if (event.type === "failed") progress.onEvent({ type: "failed", drvPath: event.drvPath, message: event.message ?? "" })
+      },
+      ...(printLogs ? { onLog: (drvPath: string, text: string) => onLog(drvPath, encoder.encode(text)) } : {})
+    },
+    done: () => progress.done()
+  }
+}
+
+/** Output paths on stdout (or the results as JSON). */
+export const printFarmResults = (results: ReadonlyArray<{ drvPath: string; outputs: Readonly<Record<string, string>>; status: string }>) => Effect.gen(function*() {
+  if ((yield* outputMode).json) yield* printJson(results)
+  else for (const r of results) for (const path of Object.values(r.outputs)) yield* Console.log(path)
+})
+
 export const buildCommand = Command.make("build", {
+  farm: Flag.String("farm").pipe(Flag.optional, Flag.withDescription("build on a farm instead (its database: postgres://… or sqlite:PATH; see b3 farm --help): the .drv closure goes to the farm's cache, the outputs come back into --store")),
+  detach: switchFlag("detach", "with --farm: submit, print the submission id and return (follow it with b3 farm attach)"),
+  submission: Flag.String("submission").pipe(Flag.optional, Flag.withDescription("with --farm: the submission's id (default: a new one); submitting again with the same id re-attaches")),
+  cache: Flag.String("cache").pipe(Flag.optional, Flag.withDescription("with --farm: the shared cache (default: the one the farm's runners published)")),
   store: storeFlag,
   substituters: substitutersFlag,
   trustedPublicKeys: trustedKeysFlag,
@@ -76,23 +125,14 @@ export const buildCommand = Command.make("build", {
     "remote machines to build on, in Nix's machines syntax: 'ssh://user@host SYSTEMS KEY MAX-JOBS SPEED FEATURES MANDATORY HOST-KEY; …' or '@FILE' (ssh options from $NIX_SSHOPTS; remote-program=b3%20nix-store for a machine with b3)")),
   targets: Argument.String("target").pipe(Argument.variadic({ min: 1 }),
     Argument.withDescription(".drv store paths, .drv files, or a module (.ts/.js) exporting derivations"))
-}, (args) => Effect.flatMap(Effect.all([outputMode, parseBuilders(args.builders)]), ([mode, machines]) => Effect.scoped(Effect.gen(function*() {
+}, (args) => Option.isSome(args.farm) ? farmBuild(args, args.farm.value) : Effect.flatMap(Effect.all([outputMode, parseBuilders(args.builders)]), ([mode, machines]) => Effect.scoped(Effect.gen(function*() {
   const builder = yield* StoreBuild
   const substituters = yield* Effect.forEach(args.substituters.split(/\s+/).filter((s) => s.length > 0), (uri) =>
     Effect.map(openCliStore(uri), Context.get(StoreRead)))
   const trustedKeys = yield* parseTrustedKeys(args.trustedPublicKeys)
   const progress = buildProgress(mode.quiet)
   const drvPaths = (yield* Effect.forEach(args.targets, (target) => resolveTarget(target, { substituters, trustedKeys, onEvent: progress.onEvent }))).flat()
-  const partial = new Map<string, string>()
-  const decoder = new TextDecoder()
-  const onLog = args.printBuildLogs || mode.verbose
-    ? (drvPath: string, chunk: Uint8Array) => {
-      const text = (partial.get(drvPath) ?? "") + decoder.decode(chunk, { stream: true })
-      const lines = text.split("\n")
-      partial.set(drvPath, lines.pop()!)
-      for (const line of lines) process.stderr.write(`${drvName(drvPath)}> ${line}\n`)
-    }
-    : undefined
+  const onLog = args.printBuildLogs || mode.verbose ? logPrinter() : undefined
   const storeDir = (yield* StoreRead).storeDir
   const asJson = (r: BuildResult) => ({
     drvPath: StorePath.print(r.drvPath, storeDir),
@@ -125,6 +165,34 @@ export const buildCommand = Command.make("build", {
     { command: "b3 build --store /tmp/r hello.ts", description: "build the derivations a TypeScript module exports" },
     { command: "b3 build --store /tmp/r --max-jobs 4 --substituters http://127.0.0.1:5000 /nix/store/…-hello.drv", description: "build a .drv, taking what a cache already has" }
   ]))
+
+/** `b3 build --farm`: the targets are added to the local store, built on the farm, and their outputs copied back. */
+const farmBuild = (args: {
+  readonly store: string
+  readonly cache: Option.Option<string>
+  readonly trustedPublicKeys: string
+  readonly detach: boolean
+  readonly submission: Option.Option<string>
+  readonly printBuildLogs: boolean
+  readonly targets: ReadonlyArray<string>
+}, farmUrl: string) => Effect.scoped(Effect.gen(function*() {
+  const mode = yield* outputMode
+  const farm = yield* Effect.promise(() => import("../../farm/cli-support.ts"))
+  const trustedKeys = yield* parseTrustedKeys(args.trustedPublicKeys)
+  const drvPaths = (yield* Effect.forEach(args.targets, (target) => resolveTarget(target))).flat()
+  const watcher = farmWatcher(mode, args.printBuildLogs || mode.verbose)
+  const { submission, results } = yield* farm.runSubmit(
+    { farm: farmUrl, store: args.store, cache: Option.getOrUndefined(args.cache), trustedKeys },
+    { read: yield* StoreRead, write: yield* StoreWrite }, drvPaths,
+    { detach: args.detach, submission: Option.getOrUndefined(args.submission), ...watcher.options }
+  ).pipe(Effect.ensuring(Effect.sync(watcher.done)))
+  if (args.detach) {
+    if (mode.json) yield* printJson({ submission })
+    else yield* Console.log(submission)
+    return
+  }
+  yield* printFarmResults(results)
+})).pipe(Effect.provide(cliWritableStore(args.store)))
 
 export const logCommand = Command.make("log", {
   store: storeFlag,

@@ -1,0 +1,78 @@
+/**
+ * What the CLI's farm commands run (loaded on first use, so other commands do not pay for the
+ * cluster and PostgreSQL client at start-up).
+ */
+import { Effect, Layer } from "effect"
+import type * as Signature from "../core/signature.ts"
+import type * as StorePath from "../core/store-path.ts"
+import { registryLayer } from "../compose/registry.ts"
+import { openStore, requireBuild, requireWrite } from "../services/registry.ts"
+import { clientClusterLayer, dialectOf, runnerClusterLayer, sqlLayer } from "./cluster.ts"
+import { runnerLayer, type RunnerConfig } from "./runner.ts"
+import { farmStatus, formatStatus } from "./status.ts"
+import { connect } from "./store-build.ts"
+import { attach, submit, type SubmitOptions } from "./submit.ts"
+import { FarmNotReady } from "./store-build.ts"
+
+export { formatStatus }
+
+const checkUrl = (farm: string) => dialectOf(farm) === undefined
+  ? Effect.fail(new FarmNotReady({ farm, reason: "not a farm database URL (postgres://USER@HOST:PORT/DB or sqlite:PATH)" }))
+  : Effect.void
+
+export interface RunnerArgs extends Omit<RunnerConfig, "cacheUri"> {
+  readonly farm: string
+  readonly cache: string
+  readonly store: string
+  readonly host: string
+  readonly port: number
+}
+
+/** Runs a runner until interrupted (SIGINT/SIGTERM): its running jobs go back to the queue. */
+export const runRunner = (args: RunnerArgs) => Effect.scoped(Effect.gen(function*() {
+  yield* checkUrl(args.farm)
+  const local = yield* openStore(args.store).pipe(Effect.provide(registryLayer))
+  const cache = yield* openStore(args.cache).pipe(Effect.provide(registryLayer))
+  const stores = {
+    local: { read: local.read, write: yield* requireWrite(local), build: yield* requireBuild(local) },
+    cache: { read: cache.read, write: yield* requireWrite(cache) }
+  }
+  const { farm: url, cache: cacheUri, store: _s, host, port, ...config } = args
+  yield* Layer.launch(runnerLayer({ ...config, cacheUri }, stores).pipe(Layer.provide(runnerClusterLayer(url, host, port))))
+}))
+
+export interface ClientArgs {
+  readonly farm: string
+  readonly store: string
+  readonly cache?: string | undefined
+  readonly trustedKeys: ReadonlyArray<Signature.PublicKey>
+}
+
+const withClient = <A, E, R>(farm: string, f: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(checkUrl(farm), () => f.pipe(Effect.provide(clientClusterLayer(farm))))
+
+/** `b3 build --farm`: submits targets already valid in the local store. */
+export const runSubmit = (
+  args: ClientArgs,
+  local: { readonly read: SubmitOptions["local"]["read"]; readonly write: SubmitOptions["local"]["write"] },
+  drvPaths: ReadonlyArray<StorePath.StorePath>,
+  options: Omit<SubmitOptions, "local" | "cache" | "trustedKeys">
+) => withClient(args.farm, Effect.scoped(Effect.gen(function*() {
+  const farm = yield* connect(args.farm, { cache: args.cache, trustedKeys: args.trustedKeys })
+  return yield* submit(drvPaths, { ...options, local, cache: farm.cache, trustedKeys: farm.trustedKeys })
+})))
+
+/** `b3 farm attach`: watches a submission to its end and substitutes its outputs. */
+export const runAttach = (
+  args: ClientArgs,
+  submission: string,
+  options: Omit<SubmitOptions, "local" | "cache" | "trustedKeys" | "submission" | "detach">
+) => withClient(args.farm, Effect.scoped(Effect.gen(function*() {
+  const local = yield* openStore(args.store).pipe(Effect.provide(registryLayer))
+  const farm = yield* connect(args.farm, { cache: args.cache, trustedKeys: args.trustedKeys })
+  return yield* attach(submission, { ...options, local: { read: local.read, write: yield* requireWrite(local) }, cache: farm.cache, trustedKeys: farm.trustedKeys })
+})))
+
+/** `b3 farm status`: reads the farm's tables only (no cluster membership needed). */
+export const runStatus = (farm: string) => Effect.flatMap(checkUrl(farm), () =>
+  farmStatus().pipe(Effect.provide(sqlLayer(farm))))
