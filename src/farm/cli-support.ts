@@ -7,7 +7,7 @@ import type * as Signature from "../core/signature.ts"
 import type * as StorePath from "../core/store-path.ts"
 import { registryLayer } from "../compose/registry.ts"
 import { openStore, requireBuild, requireWrite } from "../services/registry.ts"
-import { clientClusterLayer, dialectOf, runnerClusterLayer, sqlLayer } from "./cluster.ts"
+import { clientClusterLayer, dialectOf, runnerClusterLayer, sharedCacheUri, sqlLayer } from "./cluster.ts"
 import { runnerLayer, type RunnerConfig } from "./runner.ts"
 import { farmStatus, formatStatus } from "./status.ts"
 import { connect } from "./store-build.ts"
@@ -32,7 +32,7 @@ export interface RunnerArgs extends Omit<RunnerConfig, "cacheUri"> {
 export const runRunner = (args: RunnerArgs) => Effect.scoped(Effect.gen(function*() {
   yield* checkUrl(args.farm)
   const local = yield* openStore(args.store).pipe(Effect.provide(registryLayer))
-  const cache = yield* openStore(args.cache).pipe(Effect.provide(registryLayer))
+  const cache = yield* openStore(sharedCacheUri(args.cache)).pipe(Effect.provide(registryLayer))
   const stores = {
     local: { read: local.read, write: yield* requireWrite(local), build: yield* requireBuild(local) },
     cache: { read: cache.read, write: yield* requireWrite(cache) }

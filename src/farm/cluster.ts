@@ -59,3 +59,10 @@ export const clientClusterLayer = (url: string) => {
   const sharding = NodeClusterSocket.layer({ storage: "sql", clientOnly: true, serialization: "ndjson", shardingConfig: shardingConfig(dialect) })
   return ClusterWorkflowEngine.layer.pipe(Layer.provideMerge(sharding), Layer.provideMerge(sqlLayer(url)))
 }
+
+/**
+ * The shared cache's URI as the farm opens it: binary caches remember "not in the cache" answers
+ * (Nix's narinfo-cache-negative-ttl), but on a farm other runners fill the cache all the time.
+ */
+export const sharedCacheUri = (uri: string): string =>
+  /^(s3|https?|file):/.test(uri) && !/[?&]negative-ttl=/.test(uri) ? `${uri}${uri.includes("?") ? "&" : "?"}negative-ttl=0` : uri

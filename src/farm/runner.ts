@@ -101,12 +101,15 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
       pid = ${process.pid}, started_at = ${started}, heartbeat_at = ${started}, stopped_at = NULL`)
   yield* Effect.addFinalizer(() => Effect.ignore(sql`UPDATE farm_runners SET stopped_at = ${Db.now()} WHERE id = ${config.id}`))
 
-  // Jobs this process is working on (drv → build record id); their leases are renewed together.
-  const running = new Map<string, number>()
+  // Jobs this process is working on (drv → completed when its lease is lost); their leases are renewed together.
+  // A job whose lease ran out anyway (this process stalled) was given to another runner: its build here stops.
+  const running = new Map<string, Deferred.Deferred<void>>()
   const renew = Effect.gen(function*() {
     const t = Db.now()
     yield* sql`UPDATE farm_runners SET heartbeat_at = ${t} WHERE id = ${config.id}`
-    if (running.size > 0) yield* sql`UPDATE farm_jobs SET lease_until = ${t + leaseMs} WHERE runner = ${config.id} AND state = 'running'`
+    if (running.size === 0) return
+    const held = new Set((yield* sql<{ drv: string }>`UPDATE farm_jobs SET lease_until = ${t + leaseMs} WHERE runner = ${config.id} AND state = 'running' RETURNING drv`).map((r) => r.drv))
+    for (const [drv, lost] of running) if (!held.has(drv)) yield* Deferred.succeed(lost, undefined)
   })
   yield* renew.pipe(Effect.ignore, Effect.repeat(Schedule.spaced(Math.max(200, Math.floor(leaseMs / 4)))), Effect.forkScoped)
 
@@ -183,13 +186,15 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     const t0 = Db.now()
     const [record] = yield* retry(sql<{ id: number }>`INSERT INTO farm_builds (drv, runner, status, started_at) VALUES (${job.drv}, ${config.id}, 'running', ${t0}) RETURNING id`)
     const buildId = Number(record!.id)
-    running.set(job.drv, buildId)
+    const leaseLost = yield* Deferred.make<void>()
+    running.set(job.drv, leaseLost)
     const finish = (status: string, message: string | null) => retry(sql.withTransaction(Effect.gen(function*() {
       yield* sql`UPDATE farm_builds SET status = ${status}, finished_at = ${Db.now()}, message = ${message} WHERE id = ${buildId}`
       yield* sql`UPDATE farm_jobs SET state = ${status === "failed" ? "failed" : "done"}, finished_at = ${Db.now()}, lease_until = NULL
         WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND runner = ${config.id}`
     })))
     const sink = logSink(job.drv)
+    let timings = ""
     const flusher = yield* sink.flush.pipe(Effect.repeat(Schedule.spaced("200 millis")), Effect.forkChild)
     const work = Effect.gen(function*() {
       const drvPath = yield* parsePath(job.drv, storeDir)
@@ -202,21 +207,30 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
       }
       yield* retry(Db.event(job.drv, "building", config.id))
       log(`building ${job.drv}`)
+      const t1 = Db.now()
       yield* fetchInputs(drvPath)
+      const t2 = Db.now()
       yield* stores.local.build.buildDerivations([drvPath], { maxJobs: 1, cores: config.cores, onLog: (_, chunk) => sink.write(chunk) })
+      const t3 = Db.now()
       yield* copyPaths(stores.local.read, stores.cache, outputPaths, { checkSigs: false, signWith: config.secretKey ? [config.secretKey] : [] })
+      timings = `claim→start ${t1 - t0} ms, fetch ${t2 - t1} ms, build ${t3 - t2} ms, push ${Db.now() - t3} ms`
       return { outputs, skipped: false }
     })
-    const exit = yield* Effect.exit(work)
+    const exit = yield* Effect.exit(Effect.raceFirst(work, Effect.andThen(Deferred.await(leaseLost), Effect.fail("lease-lost" as const))))
     yield* Fiber.interrupt(flusher)
     yield* sink.flush
     running.delete(job.drv)
     const token = job.token as DurableDeferred.Token
+    if (Exit.isFailure(exit) && Option.getOrUndefined(Exit.findErrorOption(exit)) === "lease-lost") {
+      yield* retry(sql`UPDATE farm_builds SET status = 'lost', finished_at = ${Db.now()}, message = 'its lease ran out: another runner took it over' WHERE id = ${buildId}`)
+      log(`gave up ${job.drv}: lease lost`)
+      return
+    }
     if (Exit.isSuccess(exit)) {
       const { outputs, skipped } = exit.value
       yield* finish(skipped ? "skipped" : "succeeded", skipped ? "the cache had the outputs already" : null)
       yield* retry(Db.event(job.drv, skipped ? "cached" : "built", config.id, `${Db.now() - t0} ms`))
-      log(`${skipped ? "found" : "built"} ${job.drv} in ${Db.now() - t0} ms`)
+      log(`${skipped ? "found" : "built"} ${job.drv} in ${Db.now() - t0} ms${timings ? ` (${timings})` : ""}`)
       yield* DurableDeferred.done(BuildDone, { token, exit: Exit.succeed(outputs) })
       return
     }

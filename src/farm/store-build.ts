@@ -17,7 +17,7 @@ import { openStore, requireWrite } from "../services/registry.ts"
 import { BuildFailed, StoreBuild, type BuildEvent, type BuildResult, type StoreBuildApi } from "../services/store-build.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"
-import { clientClusterLayer } from "./cluster.ts"
+import { clientClusterLayer, sharedCacheUri } from "./cluster.ts"
 import * as Db from "./db.ts"
 import { submit, type FarmEvent, type SubmitOptions } from "./submit.ts"
 import { FarmBuildFailed } from "./workflow.ts"
@@ -37,7 +37,7 @@ export const connect = (farm: string, options: { readonly cache?: string | undef
     yield* Db.migrate
     const cacheUri = options.cache ?? (yield* Db.getConfig("cache"))
     if (!cacheUri) return yield* new FarmNotReady({ farm, reason: "no shared cache known (start a runner first, or pass --cache)" })
-    const cache = yield* openStore(cacheUri).pipe(Effect.provide(registryLayer))
+    const cache = yield* openStore(sharedCacheUri(cacheUri)).pipe(Effect.provide(registryLayer))
     const write = yield* requireWrite(cache)
     const published = yield* Db.getConfig("public-key")
     const trustedKeys = [...(options.trustedKeys ?? [])]

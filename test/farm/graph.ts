@@ -35,11 +35,14 @@ const make = (name: string, inputs: ReadonlyArray<{ readonly outputs: Readonly<R
 }
 
 const exported: Array<Drv> = []
+const all: Array<Drv> = []
 if (shape === "independent") {
   const n = Number(env("B3_FARM_N", "60"))
   for (let i = 0; i < n; i++) exported.push(make(`ind-${i}`, []))
+  all.push(...exported)
 } else if (shape === "feature") {
   exported.push(make("needs-feature", [], { requiredSystemFeatures: [env("B3_FARM_FEATURE", "gpu")] }))
+  all.push(...exported)
 } else {
   const n = Number(env("B3_FARM_N", "200"))
   const width = 20
@@ -53,6 +56,7 @@ if (shape === "independent") {
       layer.push(make(`n-${l}-${i}`, [...new Set(inputs)]))
     }
     layers.push(layer)
+    all.push(...layer)
   }
   const last = layers[layers.length - 1]!
   const [from, to] = env("B3_FARM_ROOTS", `0-${last.length - 1}`).split("-").map(Number)
@@ -60,3 +64,6 @@ if (shape === "independent") {
 }
 
 export default exported
+
+/** Every derivation of the graph (not only the exported roots), for tests that compare all outputs. */
+export const allDerivations = () => all

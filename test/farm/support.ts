@@ -96,7 +96,7 @@ export const startFarm = async (): Promise<TestFarm> => {
     mkdirSync(store, { recursive: true })
     const child = spawn(b3Bin, ["farm", "runner", "--farm", pg.url, "--cache", cacheUri, "--store", `local?root=${store}`,
       "--listen", `127.0.0.1:${port}`, "--id", name, "--max-jobs", String(options.maxJobs ?? 2), "--secret-key", secretKeyFile,
-      "--systems", options.systems ?? "x86_64-linux", "--features", options.features ?? "", "--lease", String(options.lease ?? 3)],
+      "--systems", options.systems ?? "x86_64-linux", "--features", options.features ?? "", "--lease", String(options.lease ?? 6)],
     { env, stdio: ["ignore", "ignore", "pipe"] })
     const lines: Array<string> = []
     const waiters: Array<{ match: RegExp; resolve: (l: string) => void }> = []
