@@ -198,17 +198,22 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     const flusher = yield* sink.flush.pipe(Effect.repeat(Schedule.spaced("200 millis")), Effect.forkChild)
     const work = Effect.gen(function*() {
       const drvPath = yield* parsePath(job.drv, storeDir)
-      const drv = yield* readDerivation(stores.cache.read, drvPath)
-      const outputs: Record<string, string> = {}
-      for (const [name, output] of drv.outputs) if ("path" in output) outputs[name] = output.path
-      const outputPaths = yield* Effect.forEach(Object.values(outputs), (p) => parsePath(p, storeDir))
-      if ((yield* stores.cache.read.queryValidPaths(outputPaths)).length === outputPaths.length) {
-        return { outputs, skipped: true }
+      const outputsOf = (drv: { readonly outputs: ReadonlyMap<string, { readonly _tag: string }> }) => {
+        const outputs: Record<string, string> = {}
+        for (const [name, output] of drv.outputs) if ("path" in output) outputs[name] = output.path as string
+        return outputs
+      }
+      // A job claimed again (its runner went away) may have been pushed already: then there is nothing to build.
+      if (Number(job.attempts) + 1 > 1) {
+        const outputs = outputsOf(yield* readDerivation(stores.cache.read, drvPath))
+        const outputPaths = yield* Effect.forEach(Object.values(outputs), (p) => parsePath(p, storeDir))
+        if ((yield* stores.cache.read.queryValidPaths(outputPaths)).length === outputPaths.length) return { outputs, skipped: true }
       }
       yield* retry(Db.event(job.drv, "building", config.id))
       log(`building ${job.drv}`)
       const t1 = Db.now()
-      yield* fetchInputs(drvPath)
+      const outputs = outputsOf(yield* fetchInputs(drvPath))
+      const outputPaths = yield* Effect.forEach(Object.values(outputs), (p) => parsePath(p, storeDir))
       const t2 = Db.now()
       yield* stores.local.build.buildDerivations([drvPath], { maxJobs: 1, cores: config.cores, onLog: (_, chunk) => sink.write(chunk) })
       const t3 = Db.now()
