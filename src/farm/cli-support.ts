@@ -2,11 +2,14 @@
  * What the CLI's farm commands run (loaded on first use, so other commands do not pay for the
  * cluster and PostgreSQL client at start-up).
  */
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import type * as Signature from "../core/signature.ts"
 import type * as StorePath from "../core/store-path.ts"
 import { registryLayer } from "../compose/registry.ts"
-import { openStore, requireBuild, requireWrite } from "../services/registry.ts"
+import { buildingStoreLayer, writableStoreLayer } from "../services/registry.ts"
+import { StoreBuild } from "../services/store-build.ts"
+import { StoreRead } from "../services/store-read.ts"
+import { StoreWrite } from "../services/store-write.ts"
 import { clientClusterLayer, dialectOf, runnerClusterLayer, sharedCacheUri, sqlLayer } from "./cluster.ts"
 import { runnerLayer, type RunnerConfig } from "./runner.ts"
 import { farmStatus, formatStatus } from "./status.ts"
@@ -31,11 +34,11 @@ export interface RunnerArgs extends Omit<RunnerConfig, "cacheUri"> {
 /** Runs a runner until interrupted (SIGINT/SIGTERM): its running jobs go back to the queue. */
 export const runRunner = (args: RunnerArgs) => Effect.scoped(Effect.gen(function*() {
   yield* checkUrl(args.farm)
-  const local = yield* openStore(args.store).pipe(Effect.provide(registryLayer))
-  const cache = yield* openStore(sharedCacheUri(args.cache)).pipe(Effect.provide(registryLayer))
+  const local = yield* Layer.build(buildingStoreLayer(args.store).pipe(Layer.provide(registryLayer)))
+  const cache = yield* Layer.build(writableStoreLayer(sharedCacheUri(args.cache)).pipe(Layer.provide(registryLayer)))
   const stores = {
-    local: { read: local.read, write: yield* requireWrite(local), build: yield* requireBuild(local) },
-    cache: { read: cache.read, write: yield* requireWrite(cache) }
+    local: { read: Context.get(local, StoreRead), write: Context.get(local, StoreWrite), build: Context.get(local, StoreBuild) },
+    cache: { read: Context.get(cache, StoreRead), write: Context.get(cache, StoreWrite) }
   }
   const { farm: url, cache: cacheUri, store: _s, host, port, ...config } = args
   yield* Layer.launch(runnerLayer({ ...config, cacheUri }, stores).pipe(Layer.provide(runnerClusterLayer(url, host, port))))
@@ -68,9 +71,9 @@ export const runAttach = (
   submission: string,
   options: Omit<SubmitOptions, "local" | "cache" | "trustedKeys" | "submission" | "detach">
 ) => withClient(args.farm, Effect.scoped(Effect.gen(function*() {
-  const local = yield* openStore(args.store).pipe(Effect.provide(registryLayer))
+  const local = yield* Layer.build(writableStoreLayer(args.store).pipe(Layer.provide(registryLayer)))
   const farm = yield* connect(args.farm, { cache: args.cache, trustedKeys: args.trustedKeys })
-  return yield* attach(submission, { ...options, local: { read: local.read, write: yield* requireWrite(local) }, cache: farm.cache, trustedKeys: farm.trustedKeys })
+  return yield* attach(submission, { ...options, local: { read: Context.get(local, StoreRead), write: Context.get(local, StoreWrite) }, cache: farm.cache, trustedKeys: farm.trustedKeys })
 })))
 
 /** `b3 farm status`: reads the farm's tables only (no cluster membership needed). */

@@ -23,9 +23,8 @@ import type { WorkflowEngine } from "effect/workflow/WorkflowEngine"
 import { PgClient } from "@effect/sql-pg"
 import * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
-import { readDerivation } from "../build/read-derivation.ts"
+import { readDerivation } from "../build/derivation-graph.ts"
 import { copyPaths } from "../services/copy.ts"
-import type { OpenedStore } from "../services/registry.ts"
 import type { StoreBuildApi } from "../services/store-build.ts"
 import type { StoreReadApi } from "../services/store-read.ts"
 import type { StoreWriteApi } from "../services/store-write.ts"
@@ -284,4 +283,4 @@ export const runnerLayer = (config: RunnerConfig, stores: RunnerStores) =>
     Layer.effectDiscard(runnerProgram(config, stores))
   )
 
-export type { WorkflowEngine, OpenedStore, Scope }
+export type { WorkflowEngine, Scope }

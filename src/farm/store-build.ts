@@ -7,13 +7,13 @@
  * The shared cache and the farm's public key are read from the farm's database (runners publish
  * them) unless given.
  */
-import { Effect, Layer, Result, Schema } from "effect"
+import { Context, Effect, Layer, Result, Schema } from "effect"
 import type { SqlClient } from "effect/sql"
 import type { WorkflowEngine } from "effect/workflow/WorkflowEngine"
 import * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
 import { registryLayer } from "../compose/registry.ts"
-import { openStore, requireWrite } from "../services/registry.ts"
+import { writableStoreLayer } from "../services/registry.ts"
 import { BuildFailed, StoreBuild, type BuildEvent, type BuildResult, type StoreBuildApi } from "../services/store-build.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"
@@ -37,15 +37,14 @@ export const connect = (farm: string, options: { readonly cache?: string | undef
     yield* Db.migrate
     const cacheUri = options.cache ?? (yield* Db.getConfig("cache"))
     if (!cacheUri) return yield* new FarmNotReady({ farm, reason: "no shared cache known (start a runner first, or pass --cache)" })
-    const cache = yield* openStore(sharedCacheUri(cacheUri)).pipe(Effect.provide(registryLayer))
-    const write = yield* requireWrite(cache)
+    const cache = yield* Layer.build(writableStoreLayer(sharedCacheUri(cacheUri)).pipe(Layer.provide(registryLayer)))
     const published = yield* Db.getConfig("public-key")
     const trustedKeys = [...(options.trustedKeys ?? [])]
     if (published) {
       const key = Signature.parsePublicKey(published)
       if (Result.isSuccess(key)) trustedKeys.push(key.success)
     }
-    return { cache: { read: cache.read, write }, trustedKeys } satisfies FarmConnection
+    return { cache: { read: Context.get(cache, StoreRead), write: Context.get(cache, StoreWrite) }, trustedKeys } satisfies FarmConnection
   })
 
 /** Farm events as the local builder's events, so the same progress display serves both. */

@@ -17,7 +17,7 @@ import * as StorePath from "../core/store-path.ts"
 import { computeClosure } from "../services/closure.ts"
 import { copyPaths } from "../services/copy.ts"
 import type { StoreError } from "../services/store-errors.ts"
-import type { StoreReadApi } from "../services/store-read.ts"
+import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import type { StoreWriteApi } from "../services/store-write.ts"
 import * as Db from "./db.ts"
 import { DerivationWorkflow, FarmBuildFailed, storedResult, type DerivationResult } from "./workflow.ts"
@@ -92,7 +92,7 @@ export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: Sub
   const sql = yield* SqlClient.SqlClient
   yield* Db.migrate
   const storeDir = options.local.read.storeDir
-  const closure = yield* computeClosure(options.local.read, drvPaths)
+  const closure = yield* computeClosure(drvPaths).pipe(Effect.provideService(StoreRead, options.local.read))
   yield* copyPaths(options.local.read, options.cache, closure, { closure: false, checkSigs: false })
   const derivations = closure.map((p) => StorePath.print(p, storeDir)).filter((p) => p.endsWith(".drv"))
   const roots = drvPaths.map((p) => StorePath.print(p, storeDir))

@@ -14,7 +14,7 @@ import { Effect, Exit, Option, Result, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Activity, DurableDeferred, Workflow } from "effect/workflow"
 import * as StorePath from "../core/store-path.ts"
-import { readDerivation } from "../build/read-derivation.ts"
+import { readDerivation } from "../build/derivation-graph.ts"
 import type { StoreReadApi } from "../services/store-read.ts"
 import * as Db from "./db.ts"
 

@@ -15,7 +15,7 @@ import { addBusybox } from "../support/busybox.ts"
 import { freePort } from "../support/postgres.ts"
 import { graphModule } from "./support.ts"
 import * as FarmBuild from "../../src/farm/store-build.ts"
-import { openStore, requireWrite } from "../../src/services/registry.ts"
+import { writableStoreLayer } from "../../src/services/registry.ts"
 import { registryLayer } from "../../src/compose/registry.ts"
 import { StoreBuild } from "../../src/services/store-build.ts"
 import { StoreRead } from "../../src/services/store-read.ts"
@@ -70,15 +70,13 @@ describe("b3 farm on SQLite", () => {
     const program = Effect.gen(function*() {
       const build = yield* StoreBuild
       const read = yield* StoreRead
-      const drvPaths = yield* resolveTarget({ read, write: yield* StoreWrite }, graphModule)
+      const drvPaths = yield* resolveTarget(graphModule)
       const results = yield* build.buildDerivations(drvPaths)
       return results.map((r) => ({ status: r.status, out: StorePath.print(r.outputs.out!, read.storeDir) }))
     })
-    const results = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-      const local = yield* openStore(`local?root=${join(scratch, "client")}`).pipe(Effect.provide(registryLayer))
-      const stores = Layer.mergeAll(Layer.succeed(StoreRead, local.read), Layer.succeed(StoreWrite, yield* requireWrite(local)))
-      return yield* program.pipe(Effect.provide(FarmBuild.layer(url).pipe(Layer.provideMerge(stores))))
-    })))
+    // the local store without its own builder: StoreBuild comes from the farm
+    const stores = writableStoreLayer(`local?root=${join(scratch, "client")}`).pipe(Layer.provide(registryLayer))
+    const results = await Effect.runPromise(program.pipe(Effect.provide(FarmBuild.layer(url).pipe(Layer.provideMerge(stores)))))
     expect(results).toHaveLength(20)
     expect(results.every((r) => r.status === "built")).toBe(true)
     // the outputs are in the local store, with the farm's signature
