@@ -18,11 +18,17 @@ const ddl = (sql: Sql) => {
     `CREATE TABLE IF NOT EXISTS farm_runners (id TEXT PRIMARY KEY, host TEXT NOT NULL, systems TEXT NOT NULL, features TEXT NOT NULL,
       max_jobs INTEGER NOT NULL, pid INTEGER NOT NULL, started_at ${time} NOT NULL, heartbeat_at ${time} NOT NULL, stopped_at ${time})`,
     `CREATE TABLE IF NOT EXISTS farm_submissions (id TEXT PRIMARY KEY, roots TEXT NOT NULL, created_at ${time} NOT NULL)`,
-    `CREATE TABLE IF NOT EXISTS farm_derivations (drv TEXT PRIMARY KEY, epoch INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, result TEXT, updated_at ${time} NOT NULL)`,
-    `CREATE TABLE IF NOT EXISTS farm_waiters (dep TEXT NOT NULL, parent TEXT NOT NULL, token TEXT NOT NULL, PRIMARY KEY (dep, parent))`,
+    // one row per derivation the farm was asked for: pending until its result is known (done or failed);
+    // `recorded` once its workflow has recorded it; `execution` is the workflow's execution id
+    `CREATE TABLE IF NOT EXISTS farm_derivations (drv TEXT PRIMARY KEY, epoch INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, result TEXT,
+      recorded INTEGER NOT NULL DEFAULT 0, execution TEXT, submission TEXT, updated_at ${time} NOT NULL)`,
+    // the input derivations of each derivation with a job
+    `CREATE TABLE IF NOT EXISTS farm_deps (drv TEXT NOT NULL, dep TEXT NOT NULL, PRIMARY KEY (drv, dep))`,
+    `CREATE INDEX IF NOT EXISTS farm_deps_dep ON farm_deps (dep)`,
+    // the build queue: blocked (inputs not built yet) → queued → running → done | failed; `result` is the exit the workflow is woken with
     `CREATE TABLE IF NOT EXISTS farm_jobs (seq ${serial}, drv TEXT NOT NULL, epoch INTEGER NOT NULL, system TEXT NOT NULL, features TEXT NOT NULL,
-      submission TEXT NOT NULL, token TEXT NOT NULL, state TEXT NOT NULL, runner TEXT, lease_until ${time}, attempts INTEGER NOT NULL DEFAULT 0,
-      queued_at ${time} NOT NULL, started_at ${time}, finished_at ${time}, UNIQUE (drv, epoch))`,
+      submission TEXT NOT NULL, token TEXT NOT NULL, execution TEXT NOT NULL, state TEXT NOT NULL, runner TEXT, lease_until ${time},
+      attempts INTEGER NOT NULL DEFAULT 0, result TEXT, queued_at ${time} NOT NULL, started_at ${time}, finished_at ${time}, UNIQUE (drv, epoch))`,
     `CREATE INDEX IF NOT EXISTS farm_jobs_state ON farm_jobs (state, seq)`,
     `CREATE TABLE IF NOT EXISTS farm_builds (id ${serial}, drv TEXT NOT NULL, runner TEXT NOT NULL, status TEXT NOT NULL,
       started_at ${time} NOT NULL, finished_at ${time}, message TEXT)`,

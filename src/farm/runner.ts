@@ -1,6 +1,6 @@
 /**
  * A farm runner: a member of the cluster that hosts derivation workflows (whichever shards it is
- * given) and builds jobs from the queue.
+ * given) and builds jobs from the queue (src/farm/queue.ts).
  *
  * The queue is pulled, not pushed: a runner with a free slot claims the next job it can build —
  * its system among the runner's, its required features a subset of the runner's — taking first
@@ -9,27 +9,35 @@
  * stops renewing, and any runner puts its jobs back in the queue once the lease has run out.
  *
  * A job: `fetch` the .drv closure and the inputs' outputs from the shared cache into the runner's
- * local store (signatures checked), `build` in the local sandbox, `push` the outputs to the shared
- * cache signed with the farm's key (each path's narinfo only after its whole NAR: nothing partial
- * is ever visible), then complete the workflow's `build` deferred. Each attempt is a build record
- * (running → succeeded | failed | lost | skipped); a job whose outputs the cache already has (a
- * runner died after pushing) is completed without building.
+ * local store (signatures checked; only what the local store lacks), `build` in the local sandbox,
+ * `push` the outputs to the shared cache signed with the farm's key (each path's narinfo only after
+ * its whole NAR: nothing partial is ever visible), then finish: one transaction stores the result
+ * and releases the jobs that were waiting for it, and the workflow's `build` deferred is completed.
+ * The runner claims one job beyond its build slots and fetches its inputs while the slots build,
+ * and pushes outside the slots, so a slot goes from one build to the next without waiting for the
+ * cache. Each attempt is a build record (running → succeeded | failed | lost | skipped); a job
+ * whose outputs the cache already has (a runner died after pushing) is finished without building.
+ *
+ * Every runner also reconciles: jobs finished a while ago whose workflow has not recorded the
+ * result get their wake-up again, and workflows that never enqueued are resumed or restarted, so
+ * no derivation waits on a message the workflow engine lost.
  */
 import { hostname } from "node:os"
-import { Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Result, Schedule, Scope, Semaphore } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Result, Schedule, Semaphore } from "effect"
 import { SqlClient } from "effect/sql"
 import { DurableDeferred } from "effect/workflow"
-import type { WorkflowEngine } from "effect/workflow/WorkflowEngine"
 import { PgClient } from "@effect/sql-pg"
 import * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
 import { readDerivation } from "../build/derivation-graph.ts"
 import { copyPaths } from "../services/copy.ts"
+import type { StoreError } from "../services/store-errors.ts"
 import type { StoreBuildApi } from "../services/store-build.ts"
 import type { StoreReadApi } from "../services/store-read.ts"
 import type { StoreWriteApi } from "../services/store-write.ts"
 import * as Db from "./db.ts"
-import { BuildDone, FarmBuildFailed, derivationWorkflowLayer } from "./workflow.ts"
+import * as Jobs from "./queue.ts"
+import { BuildDone, DerivationWorkflow, FarmBuildFailed, derivationWorkflowLayer, wakeCascaded } from "./workflow.ts"
 
 export interface RunnerConfig {
   /** This runner's id (default: host:port). */
@@ -45,8 +53,10 @@ export interface RunnerConfig {
   readonly cacheUri: string
   /** How long a claimed job stays leased without renewal (default 10 s). */
   readonly leaseMs?: number | undefined
-  /** How often an idle runner looks for jobs without being woken (default 250 ms). */
+  /** How often an idle runner looks for jobs without being woken (default 1 s with PostgreSQL's NOTIFY, else 100 ms). */
   readonly pollMs?: number | undefined
+  /** How long a finished job's workflow may take to record it before the wake-up is repeated (default 10 s). */
+  readonly reconcileMs?: number | undefined
   readonly cores?: number | undefined
   readonly log?: ((line: string) => void) | undefined
 }
@@ -76,17 +86,43 @@ const parsePath = (path: string, storeDir: string) => {
   return Result.isSuccess(parsed) ? Effect.succeed(parsed.success) : Effect.fail(parsed.failure)
 }
 
-/** The runner's work: registration and heartbeat, the lease sweeper, and the job slots. */
+/**
+ * The paths of `roots`' closure in `from` that `to` lacks. A path valid in a store has its whole
+ * closure there, so the walk stops at the first path the target has: a runner that built the
+ * graph's lower layers fetches only the new .drv and the new outputs.
+ */
+const missingClosure = (from: StoreReadApi, to: StoreReadApi, roots: ReadonlyArray<StorePath.StorePath>): Effect.Effect<Array<StorePath.StorePath>, StoreError> =>
+  Effect.gen(function*() {
+    const seen = new Set<string>()
+    const missing: Array<StorePath.StorePath> = []
+    let frontier = roots.filter((p) => !seen.has(StorePath.baseName(p)) && seen.add(StorePath.baseName(p)))
+    while (frontier.length > 0) {
+      const present = new Set((yield* to.queryValidPaths(frontier)).map((p) => StorePath.baseName(p)))
+      const absent = frontier.filter((p) => !present.has(StorePath.baseName(p)))
+      missing.push(...absent)
+      const infos = yield* Effect.forEach(absent, (p) => from.queryPathInfo(p), { concurrency: 16 })
+      frontier = infos.flatMap((info) => info.references).filter((p) => !seen.has(StorePath.baseName(p)) && seen.add(StorePath.baseName(p)))
+    }
+    return missing
+  })
+
+interface Claimed extends Db.JobRow {
+  readonly claimedAt: number
+}
+
+/** The runner's work: registration and heartbeat, the lease sweeper, the reconciler and the job slots. */
 export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const log = config.log ?? (() => {})
   const leaseMs = config.leaseMs ?? 10_000
-  const pollMs = config.pollMs ?? 250
+  const reconcileMs = config.reconcileMs ?? 10_000
   const storeDir = stores.cache.read.storeDir
   const trusted = [...config.trustedKeys, ...(config.secretKey ? [Signature.publicKeyOf(config.secretKey)] : [])]
   const systems = new Set(config.systems)
   const features = new Set(config.features)
   const retry = <A, E, R>(e: Effect.Effect<A, E, R>) => e.pipe(Effect.retry({ schedule: Db.sqlRetry, times: 30 }))
+  const pg = yield* Effect.serviceOption(PgClient.PgClient)
+  const pollMs = config.pollMs ?? (Option.isSome(pg) ? 1000 : 100)
 
   yield* retry(Db.migrate)
   yield* retry(Db.setConfig("cache", config.cacheUri))
@@ -100,17 +136,31 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
       pid = ${process.pid}, started_at = ${started}, heartbeat_at = ${started}, stopped_at = NULL`)
   yield* Effect.addFinalizer(() => Effect.ignore(sql`UPDATE farm_runners SET stopped_at = ${Db.now()} WHERE id = ${config.id}`))
 
-  // Jobs this process is working on (drv → completed when its lease is lost); their leases are renewed together.
+  // Jobs this process holds (drv → completed when its lease is lost); their leases are renewed together.
   // A job whose lease ran out anyway (this process stalled) was given to another runner: its build here stops.
-  const running = new Map<string, Deferred.Deferred<void>>()
+  const held = new Map<string, Deferred.Deferred<void>>()
   const renew = Effect.gen(function*() {
     const t = Db.now()
     yield* sql`UPDATE farm_runners SET heartbeat_at = ${t} WHERE id = ${config.id}`
-    if (running.size === 0) return
-    const held = new Set((yield* sql<{ drv: string }>`UPDATE farm_jobs SET lease_until = ${t + leaseMs} WHERE runner = ${config.id} AND state = 'running' RETURNING drv`).map((r) => r.drv))
-    for (const [drv, lost] of running) if (!held.has(drv)) yield* Deferred.succeed(lost, undefined)
+    if (held.size === 0) return
+    const kept = new Set((yield* sql<{ drv: string }>`UPDATE farm_jobs SET lease_until = ${t + leaseMs} WHERE runner = ${config.id} AND state = 'running' RETURNING drv`).map((r) => r.drv))
+    for (const [drv, lost] of held) if (!kept.has(drv)) yield* Deferred.succeed(lost, undefined)
   })
   yield* renew.pipe(Effect.ignore, Effect.repeat(Schedule.spaced(Math.max(200, Math.floor(leaseMs / 4)))), Effect.forkScoped)
+
+  // Idle slots wait for a wake-up: a NOTIFY (PostgreSQL), a finished job, or the poll interval.
+  const wake = yield* Ref.make(yield* Deferred.make<void>())
+  const signal = Effect.flatMap(Ref.getAndSet(wake, Deferred.makeUnsafe<void>()), (d) => Deferred.succeed(d, undefined))
+  if (Option.isSome(pg)) {
+    yield* Effect.gen(function*() {
+      const queue = yield* pg.value.listen(notifyChannel)
+      while (true) {
+        yield* Queue.take(queue)
+        yield* signal
+      }
+    }).pipe(Effect.scoped, Effect.retry(Schedule.spaced("1 second")), Effect.ignore, Effect.forkScoped)
+  }
+  const notify = Effect.andThen(notifyQueued, signal)
 
   // Jobs whose lease ran out (their runner died or hung) go back to the queue; their build records are lost.
   const sweep = Effect.gen(function*() {
@@ -122,22 +172,38 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
       yield* Db.event(job.drv, "requeued", undefined, "the runner building it went away")
       log(`requeued ${job.drv} (lease expired)`)
     }
+    if (expired.length > 0) yield* notify
   })
   yield* sweep.pipe(Effect.ignore, Effect.repeat(Schedule.spaced(Math.max(200, Math.floor(leaseMs / 4)))), Effect.forkScoped)
 
-  // Idle slots wait for a wake-up: a NOTIFY (PostgreSQL), a finished job, or the poll interval.
-  const wake = yield* Ref.make(yield* Deferred.make<void>())
-  const signal = Effect.flatMap(Ref.getAndSet(wake, Deferred.makeUnsafe<void>()), (d) => Deferred.succeed(d, undefined))
-  const pg = yield* Effect.serviceOption(PgClient.PgClient)
-  if (Option.isSome(pg)) {
-    yield* Effect.gen(function*() {
-      const queue = yield* pg.value.listen(notifyChannel)
-      while (true) {
-        yield* Queue.take(queue)
-        yield* signal
+  // Wake-ups the workflow engine lost are repeated from the tables (idempotent: a deferred completes once).
+  const reconcile = Effect.gen(function*() {
+    for (const job of yield* Jobs.unrecorded(reconcileMs)) {
+      yield* DurableDeferred.done(BuildDone, { token: job.token as DurableDeferred.Token, exit: Jobs.exitFromJson(job.result) })
+      yield* DerivationWorkflow.resume(job.execution)
+      yield* sql`UPDATE farm_jobs SET finished_at = ${Db.now()} WHERE drv = ${job.drv} AND epoch = ${job.epoch}`
+      log(`reconcile: woke the workflow of ${job.drv} again`)
+    }
+    for (const d of yield* Jobs.unstarted(3 * reconcileMs)) {
+      yield* Jobs.touch(d.drv)
+      const result = yield* DerivationWorkflow.poll(d.execution)
+      if (Option.isNone(result)) {
+        yield* DerivationWorkflow.execute({ drvPath: d.drv, epoch: Number(d.epoch), submission: d.submission ?? "reconcile" }, { discard: true })
+        log(`reconcile: started the workflow of ${d.drv} again`)
+      } else if (result.value._tag === "Suspended") {
+        yield* DerivationWorkflow.resume(d.execution)
+        log(`reconcile: resumed the workflow of ${d.drv}`)
+      } else {
+        const finished = yield* Jobs.finish(d.drv, Number(d.epoch), result.value.exit, { recorded: true })
+        yield* wakeCascaded(finished.cascaded)
+        if (finished.released.length > 0) yield* notify
+        log(`reconcile: recorded the result of ${d.drv}`)
       }
-    }).pipe(Effect.scoped, Effect.retry(Schedule.spaced("1 second")), Effect.ignore, Effect.forkScoped)
-  }
+    }
+  })
+  yield* reconcile.pipe(
+    Effect.catchCause((cause) => Effect.logWarning("reconciling failed", cause)),
+    Effect.repeat(Schedule.spaced(Math.max(500, Math.floor(reconcileMs / 2)))), Effect.forkScoped)
 
   const claim = Effect.gen(function*() {
     const candidates = yield* sql<Db.JobRow>`SELECT j.seq, j.drv, j.epoch, j.system, j.features, j.submission, j.token, j.state, j.runner, j.lease_until, j.attempts
@@ -148,13 +214,15 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
       const t = Db.now()
       const taken = yield* sql<{ drv: string }>`UPDATE farm_jobs SET state = 'running', runner = ${config.id}, lease_until = ${t + leaseMs},
         attempts = attempts + 1, started_at = ${t} WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND state = 'queued' RETURNING drv`
-      if (taken.length > 0) return Option.some(job)
+      if (taken.length > 0) return Option.some<Claimed>({ ...job, claimedAt: t })
     }
-    return Option.none<Db.JobRow>()
+    return Option.none<Claimed>()
   })
 
+  /** The .drv closure and the inputs' outputs, from the cache into the local store; gives the outputs. */
   const fetchInputs = (drvPath: StorePath.StorePath) => Effect.gen(function*() {
-    yield* copyPaths(stores.cache.read, stores.local, [drvPath], { trustedKeys: trusted })
+    const missingDrvs = yield* missingClosure(stores.cache.read, stores.local.read, [drvPath])
+    if (missingDrvs.length > 0) yield* copyPaths(stores.cache.read, stores.local, missingDrvs, { closure: false, trustedKeys: trusted })
     const drv = yield* readDerivation(stores.local.read, drvPath)
     const inputs: Array<StorePath.StorePath> = []
     for (const [input, names] of drv.inputDrvs) {
@@ -164,8 +232,11 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
         if (output && "path" in output) inputs.push(yield* parsePath(output.path, storeDir))
       }
     }
-    if (inputs.length > 0) yield* copyPaths(stores.cache.read, stores.local, inputs, { trustedKeys: trusted })
-    return drv
+    const missingInputs = yield* missingClosure(stores.cache.read, stores.local.read, inputs)
+    if (missingInputs.length > 0) yield* copyPaths(stores.cache.read, stores.local, missingInputs, { closure: false, trustedKeys: trusted })
+    const outputs: Record<string, string> = {}
+    for (const [name, output] of drv.outputs) if ("path" in output) outputs[name] = output.path as string
+    return outputs
   })
 
   /** Log lines go to the database in batches, for submitters to stream. */
@@ -181,64 +252,61 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     return { write: (bytes: Uint8Array) => { pending += decoder.decode(bytes, { stream: true }) }, flush }
   }
 
-  const runJob = (job: Db.JobRow) => Effect.gen(function*() {
-    const t0 = Db.now()
+  // Claims: one more than the build slots, so the next job's inputs arrive while the slots build.
+  const claims = yield* Semaphore.make(config.maxJobs + 1)
+  const slots = yield* Semaphore.make(config.maxJobs)
+
+  const runJob = (job: Claimed) => Effect.gen(function*() {
+    const t0 = job.claimedAt
     const [record] = yield* retry(sql<{ id: number }>`INSERT INTO farm_builds (drv, runner, status, started_at) VALUES (${job.drv}, ${config.id}, 'running', ${t0}) RETURNING id`)
     const buildId = Number(record!.id)
     const leaseLost = yield* Deferred.make<void>()
-    running.set(job.drv, leaseLost)
-    const finish = (status: string, message: string | null) => retry(sql.withTransaction(Effect.gen(function*() {
-      yield* sql`UPDATE farm_builds SET status = ${status}, finished_at = ${Db.now()}, message = ${message} WHERE id = ${buildId}`
-      yield* sql`UPDATE farm_jobs SET state = ${status === "failed" ? "failed" : "done"}, finished_at = ${Db.now()}, lease_until = NULL
-        WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND runner = ${config.id}`
-    })))
+    held.set(job.drv, leaseLost)
+    let claimHeld = true
+    const releaseClaim = Effect.suspend(() => {
+      if (!claimHeld) return Effect.void
+      claimHeld = false
+      return Effect.andThen(claims.release(1), signal)
+    })
     const sink = logSink(job.drv)
     let timings = ""
-    const flusher = yield* sink.flush.pipe(Effect.repeat(Schedule.spaced("200 millis")), Effect.forkChild)
     const work = Effect.gen(function*() {
       const drvPath = yield* parsePath(job.drv, storeDir)
-      const outputsOf = (drv: { readonly outputs: ReadonlyMap<string, { readonly _tag: string }> }) => {
-        const outputs: Record<string, string> = {}
-        for (const [name, output] of drv.outputs) if ("path" in output) outputs[name] = output.path as string
-        return outputs
-      }
       // A job claimed again (its runner went away) may have been pushed already: then there is nothing to build.
       if (Number(job.attempts) + 1 > 1) {
-        const outputs = outputsOf(yield* readDerivation(stores.cache.read, drvPath))
+        const drv = yield* readDerivation(stores.cache.read, drvPath)
+        const outputs: Record<string, string> = {}
+        for (const [name, output] of drv.outputs) if ("path" in output) outputs[name] = output.path as string
         const outputPaths = yield* Effect.forEach(Object.values(outputs), (p) => parsePath(p, storeDir))
         if ((yield* stores.cache.read.queryValidPaths(outputPaths)).length === outputPaths.length) return { outputs, skipped: true }
       }
-      yield* retry(Db.event(job.drv, "building", config.id))
-      log(`building ${job.drv}`)
-      const t1 = Db.now()
-      const outputs = outputsOf(yield* fetchInputs(drvPath))
+      const outputs = yield* fetchInputs(drvPath)
       const outputPaths = yield* Effect.forEach(Object.values(outputs), (p) => parsePath(p, storeDir))
-      const t2 = Db.now()
-      yield* stores.local.build.buildDerivations([drvPath], { maxJobs: 1, cores: config.cores, onLog: (_, chunk) => sink.write(chunk) })
+      const t1 = Db.now()
+      const t2 = yield* slots.withPermits(1)(Effect.gen(function*() {
+        const t2 = Db.now()
+        yield* Effect.ignore(Db.event(job.drv, "building", config.id))
+        log(`building ${job.drv}`)
+        const flusher = yield* sink.flush.pipe(Effect.repeat(Schedule.spaced("250 millis")), Effect.forkChild)
+        yield* stores.local.build.buildDerivations([drvPath], { maxJobs: 1, cores: config.cores, onLog: (_, chunk) => sink.write(chunk) }).pipe(
+          Effect.ensuring(Fiber.interrupt(flusher)))
+        return t2
+      }).pipe(Effect.ensuring(releaseClaim)))
       const t3 = Db.now()
       yield* copyPaths(stores.local.read, stores.cache, outputPaths, { checkSigs: false, signWith: config.secretKey ? [config.secretKey] : [] })
-      timings = `claim→start ${t1 - t0} ms, fetch ${t2 - t1} ms, build ${t3 - t2} ms, push ${Db.now() - t3} ms`
+      timings = `fetch ${t1 - t0} ms, wait ${t2 - t1} ms, build ${t3 - t2} ms, push ${Db.now() - t3} ms`
       return { outputs, skipped: false }
     })
     const exit = yield* Effect.exit(Effect.raceFirst(work, Effect.andThen(Deferred.await(leaseLost), Effect.fail("lease-lost" as const))))
-    yield* Fiber.interrupt(flusher)
+    yield* releaseClaim
     yield* sink.flush
-    running.delete(job.drv)
-    const token = job.token as DurableDeferred.Token
+    held.delete(job.drv)
     if (Exit.isFailure(exit) && Option.getOrUndefined(Exit.findErrorOption(exit)) === "lease-lost") {
       yield* retry(sql`UPDATE farm_builds SET status = 'lost', finished_at = ${Db.now()}, message = 'its lease ran out: another runner took it over' WHERE id = ${buildId}`)
       log(`gave up ${job.drv}: lease lost`)
       return
     }
-    if (Exit.isSuccess(exit)) {
-      const { outputs, skipped } = exit.value
-      yield* finish(skipped ? "skipped" : "succeeded", skipped ? "the cache had the outputs already" : null)
-      yield* retry(Db.event(job.drv, skipped ? "cached" : "built", config.id, `${Db.now() - t0} ms`))
-      log(`${skipped ? "found" : "built"} ${job.drv} in ${Db.now() - t0} ms${timings ? ` (${timings})` : ""}`)
-      yield* DurableDeferred.done(BuildDone, { token, exit: Exit.succeed(outputs) })
-      return
-    }
-    if (Exit.hasInterrupts(exit)) {
+    if (Exit.hasInterrupts(exit) && !Exit.isSuccess(exit)) {
       // Stopping: give the job back at once rather than waiting for the lease to run out.
       yield* Effect.ignore(sql.withTransaction(Effect.gen(function*() {
         yield* sql`UPDATE farm_builds SET status = 'lost', finished_at = ${Db.now()}, message = 'the runner stopped' WHERE id = ${buildId}`
@@ -247,28 +315,43 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
       yield* notifyQueued
       return
     }
-    const failure = asFailure(job.drv, Option.getOrElse(Exit.findErrorOption(exit), () => Exit.isFailure(exit) ? exit.cause : "build failed"))
-    yield* finish("failed", failure.reason)
-    yield* retry(Db.event(job.drv, "failed", config.id, failure.reason))
-    log(`failed ${job.drv}: ${failure.reason}`)
-    yield* DurableDeferred.done(BuildDone, { token, exit: Exit.fail(failure) })
+    const failure = Exit.isFailure(exit) ? asFailure(job.drv, Option.getOrElse(Exit.findErrorOption(exit), () => exit.cause)) : undefined
+    const result: Jobs.DerivationExit = Exit.isSuccess(exit) ? Exit.succeed({ outputs: exit.value.outputs, status: "built" }) : Exit.fail(failure!)
+    const status = Exit.isSuccess(exit) ? (exit.value.skipped ? "skipped" : "succeeded") : "failed"
+    const message = Exit.isSuccess(exit) ? (exit.value.skipped ? "the cache had the outputs already" : null) : failure!.reason
+    // One transaction: the build record, the job, the derivation's result, and the jobs it releases or fails.
+    const finished = yield* retry(sql.withTransaction(Effect.gen(function*() {
+      const t = Db.now()
+      yield* sql`UPDATE farm_builds SET status = ${status}, finished_at = ${t}, message = ${message} WHERE id = ${buildId}`
+      const mine = yield* sql<{ drv: string }>`UPDATE farm_jobs SET state = ${status === "failed" ? "failed" : "done"}, result = ${Jobs.exitToJson(result)},
+        finished_at = ${t}, lease_until = NULL WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND runner = ${config.id} AND state = 'running' RETURNING drv`
+      if (mine.length === 0) return undefined // the job was given to another runner meanwhile
+      yield* Db.event(job.drv, status === "failed" ? "failed" : status === "skipped" ? "cached" : "built", config.id, status === "failed" ? message ?? undefined : `${t - t0} ms`)
+      return yield* Jobs.finish(job.drv, Number(job.epoch), result)
+    })))
+    if (finished === undefined) {
+      log(`gave up ${job.drv}: another runner holds it`)
+      return
+    }
+    if (finished.released.length > 0) yield* notify
+    log(`${status === "failed" ? `failed ${job.drv}: ${message}` : `${status === "skipped" ? "found" : "built"} ${job.drv} in ${Db.now() - t0} ms${timings ? ` (${timings})` : ""}`}`)
+    yield* DurableDeferred.done(BuildDone, { token: job.token as DurableDeferred.Token, exit: result })
+    yield* wakeCascaded(finished.cascaded)
   })
 
-  const slots = yield* Semaphore.make(config.maxJobs)
   const scope = yield* Effect.scope
   const dispatcher = Effect.gen(function*() {
     while (true) {
-      yield* slots.take(1)
+      yield* claims.take(1)
       const waitFor = yield* Ref.get(wake)
-      const job = yield* Effect.catch(claim, (e) => Effect.as(Effect.logWarning(`claiming a job failed: ${e.message}`), Option.none<Db.JobRow>()))
+      const job = yield* Effect.catch(claim, (e) => Effect.as(Effect.logWarning(`claiming a job failed: ${e.message}`), Option.none<Claimed>()))
       if (Option.isNone(job)) {
-        yield* slots.release(1)
+        yield* claims.release(1)
         yield* Effect.raceFirst(Deferred.await(waitFor), Effect.sleep(pollMs))
         continue
       }
       yield* runJob(job.value).pipe(
         Effect.catchCause((cause) => Effect.logError(`job ${job.value.drv}: ${cause}`)),
-        Effect.ensuring(Effect.andThen(slots.release(1), signal)),
         Effect.forkIn(scope))
     }
   })
@@ -282,5 +365,3 @@ export const runnerLayer = (config: RunnerConfig, stores: RunnerStores) =>
     derivationWorkflowLayer({ cache: stores.cache.read, notifyQueued }),
     Layer.effectDiscard(runnerProgram(config, stores))
   )
-
-export type { WorkflowEngine, Scope }

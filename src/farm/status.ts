@@ -17,6 +17,8 @@ export interface FarmStatus {
     readonly lastSeen: number
   }>
   readonly queued: number
+  /** Jobs waiting for their inputs to be built. */
+  readonly waiting: number
   readonly queue: ReadonlyArray<{ readonly drvPath: string; readonly system: string; readonly features: ReadonlyArray<string>; readonly submission: string; readonly since: number }>
   readonly running: ReadonlyArray<{ readonly drvPath: string; readonly runner: string; readonly since: number; readonly attempts: number }>
   readonly failed: ReadonlyArray<{ readonly drvPath: string; readonly runner: string; readonly at: number; readonly message: string }>
@@ -31,6 +33,7 @@ export const farmStatus = (limit = 50): Effect.Effect<FarmStatus, unknown, SqlCl
   const runningBy = yield* sql<{ runner: string; n: number }>`SELECT runner, COUNT(*) AS n FROM farm_jobs WHERE state = 'running' GROUP BY runner`
   const counts = new Map(runningBy.map((r) => [r.runner, Number(r.n)]))
   const [queued] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM farm_jobs WHERE state = 'queued'`
+  const [waiting] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM farm_jobs WHERE state = 'blocked'`
   const queue = yield* sql<{ drv: string; system: string; features: string; submission: string; queued_at: number }>`SELECT drv, system, features, submission, queued_at FROM farm_jobs WHERE state = 'queued' ORDER BY seq LIMIT ${limit}`
   const running = yield* sql<{ drv: string; runner: string; started_at: number; attempts: number }>`SELECT drv, runner, started_at, attempts FROM farm_jobs WHERE state = 'running' ORDER BY started_at`
   const failed = yield* sql<{ drv: string; runner: string; finished_at: number; message: string | null }>`SELECT drv, runner, finished_at, message FROM farm_builds WHERE status = 'failed' ORDER BY id DESC LIMIT ${limit}`
@@ -44,6 +47,7 @@ export const farmStatus = (limit = 50): Effect.Effect<FarmStatus, unknown, SqlCl
       lastSeen: Number(r.heartbeat_at)
     })),
     queued: Number(queued?.n ?? 0),
+    waiting: Number(waiting?.n ?? 0),
     queue: queue.map((q) => ({ drvPath: q.drv, system: q.system, features: Db.splitList(q.features), submission: q.submission, since: Number(q.queued_at) })),
     running: running.map((r) => ({ drvPath: r.drv, runner: r.runner, since: Number(r.started_at), attempts: Number(r.attempts) })),
     failed: failed.map((f) => ({ drvPath: f.drv, runner: f.runner, at: Number(f.finished_at), message: f.message ?? "" })),
@@ -60,7 +64,7 @@ export const formatStatus = (s: FarmStatus): string => {
   for (const r of s.runners) {
     lines.push(`  ${r.id}  ${r.state}${r.state === "up" ? "" : ` (last seen ${ago(r.lastSeen)} ago)`}  ${r.systems.join(",")}${r.features.length ? ` [${r.features.join(",")}]` : ""}  ${r.running}/${r.maxJobs} jobs`)
   }
-  lines.push(`queue: ${s.queued} waiting`)
+  lines.push(`queue: ${s.queued} ready, ${s.waiting} waiting for their inputs`)
   for (const q of s.queue.slice(0, 10)) lines.push(`  ${q.drvPath}  ${q.system}${q.features.length ? ` [${q.features.join(",")}]` : ""}  ${ago(q.since)}`)
   lines.push(`running: ${s.running.length}`)
   for (const r of s.running) lines.push(`  ${r.drvPath}  on ${r.runner}  for ${ago(r.since)}${r.attempts > 1 ? `  (attempt ${r.attempts})` : ""}`)

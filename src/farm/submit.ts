@@ -9,12 +9,12 @@
  * client was stopped or detached); re-submitting the same targets joins the same workflows.
  */
 import { randomBytes } from "node:crypto"
-import { Effect, Exit, Option, Schema } from "effect"
+import { Effect, Exit, Option, Result, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import type { WorkflowEngine } from "effect/workflow/WorkflowEngine"
 import type * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
-import { computeClosure } from "../services/closure.ts"
+import { computeClosure, topoSortInfos } from "../services/closure.ts"
 import { copyPaths } from "../services/copy.ts"
 import type { StoreError } from "../services/store-errors.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
@@ -94,7 +94,9 @@ export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: Sub
   const storeDir = options.local.read.storeDir
   const closure = yield* computeClosure(drvPaths).pipe(Effect.provideService(StoreRead, options.local.read))
   yield* copyPaths(options.local.read, options.cache, closure, { closure: false, checkSigs: false })
-  const derivations = closure.map((p) => StorePath.print(p, storeDir)).filter((p) => p.endsWith(".drv"))
+  // inputs before the derivations that use them, so the leaves' jobs are queued first
+  const infos = yield* Effect.forEach(closure.filter((p) => p.name.endsWith(".drv")), (p) => options.local.read.queryPathInfo(p), { concurrency: 16 })
+  const derivations = Result.getOrElse(topoSortInfos(infos, storeDir), () => infos).map((i) => StorePath.print(i.path, storeDir))
   const roots = drvPaths.map((p) => StorePath.print(p, storeDir))
   const submission = options.submission ?? newSubmissionId()
   const { epochs, finished } = yield* epochsFor(derivations)
@@ -102,8 +104,17 @@ export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: Sub
     ON CONFLICT (id) DO UPDATE SET roots = ${JSON.stringify({ roots, derivations })}`
   options.onPlan?.({ submission, derivations, finished })
   const done = new Set(finished)
-  yield* Effect.forEach(derivations.filter((d) => !done.has(d)), (drvPath) =>
-    DerivationWorkflow.execute({ drvPath, epoch: epochs.get(drvPath) ?? 0, submission }, { discard: true }), { concurrency: 16, discard: true })
+  const todo = derivations.filter((d) => !done.has(d)).map((drvPath) => ({ drvPath, epoch: epochs.get(drvPath) ?? 0, submission }))
+  // The derivations and their workflows' ids: a runner restarts a workflow that never gets going.
+  const t = Db.now()
+  for (const part of chunks(todo, 200)) {
+    const rows = yield* Effect.forEach(part, (p) => Effect.map(DerivationWorkflow.executionId(p),
+      (execution) => ({ drv: p.drvPath, epoch: p.epoch, state: "pending", execution, submission, updated_at: t })))
+    if (rows.length === 0) continue
+    yield* sql`INSERT INTO farm_derivations ${sql.insert(rows as [typeof rows[number], ...Array<typeof rows[number]>])} ON CONFLICT (drv) DO UPDATE SET execution = excluded.execution,
+      submission = COALESCE(farm_derivations.submission, excluded.submission)`
+  }
+  yield* Effect.forEach(todo, (payload) => DerivationWorkflow.execute(payload, { discard: true }), { concurrency: 16, discard: true })
   return { submission, roots, derivations }
 })
 

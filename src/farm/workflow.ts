@@ -1,41 +1,25 @@
 /**
  * The durable workflow behind every derivation the farm realises, keyed by its `.drv` path (and an
  * epoch that a re-submission bumps after a failure, so a failed derivation can be tried again).
- * Whoever reaches a derivation — a submitter, or another derivation's workflow — executes the same
- * workflow id, so the cluster runs it once however many graphs share it.
+ * Whoever reaches a derivation — any number of submitters — executes the same workflow id, so the
+ * cluster runs it once however many graphs share it.
  *
  * A run: `plan` (read the .drv from the shared cache; done already if the cache has every output;
- * fail at once if no live runner offers its system and features), start the input derivations'
- * workflows and wait for them (`wait-deps`: a durable deferred per input, completed by the input's
- * `record`), `enqueue` a build job and wait for a runner to finish it (durable deferred `build`),
- * then `record` the result and wake the derivations waiting for this one.
+ * fail at once if no live runner offers its system and features), `enqueue` a build job that waits
+ * in SQL for the inputs' jobs (src/farm/queue.ts), wait for a runner to finish it (the durable
+ * deferred `build`), then `record` the result. Waiting for inputs is not a workflow wake-up: the
+ * transaction that finishes an input releases the jobs waiting for it, so the critical path of a
+ * graph is SQL transactions and runners' claims, and every workflow is woken once.
  */
-import { Effect, Exit, Option, Result, Schema } from "effect"
-import { SqlClient } from "effect/sql"
+import { Cause, Effect, Exit, Option, Schema } from "effect"
 import { Activity, DurableDeferred, Workflow } from "effect/workflow"
 import * as StorePath from "../core/store-path.ts"
 import { readDerivation } from "../build/derivation-graph.ts"
 import type { StoreReadApi } from "../services/store-read.ts"
 import * as Db from "./db.ts"
+import { DerivationResult, FarmBuildFailed, enqueue, failedWith, finish, type DerivationExit } from "./queue.ts"
 
-export class FarmBuildFailed extends Schema.TaggedError<FarmBuildFailed>()("FarmBuildFailed", {
-  drvPath: Schema.String,
-  /** build: the builder failed; dependency: an input failed; unsupported: no runner can build it; error: the farm could not go on */
-  kind: Schema.Literals(["build", "dependency", "unsupported", "error"]),
-  reason: Schema.String,
-  logTail: Schema.String
-}) {
-  override get message() {
-    return `build of '${this.drvPath}' failed: ${this.reason}${this.logTail ? `\nlast log lines:\n${this.logTail}` : ""}`
-  }
-}
-
-export const DerivationResult = Schema.Struct({
-  outputs: Schema.Record(Schema.String, Schema.String),
-  /** built: by a runner for this request; cached: the shared cache had it */
-  status: Schema.Literals(["built", "cached"])
-})
-export type DerivationResult = typeof DerivationResult.Type
+export { DerivationResult, FarmBuildFailed, storedResult } from "./queue.ts"
 
 export const DerivationWorkflow = Workflow.make("b3/Derivation", {
   payload: { drvPath: Schema.String, epoch: Schema.Number, submission: Schema.String },
@@ -44,17 +28,13 @@ export const DerivationWorkflow = Workflow.make("b3/Derivation", {
   idempotencyKey: ({ drvPath, epoch }) => epoch === 0 ? drvPath : `${drvPath}#${epoch}`
 })
 
-/** Completed by the runner that built (or failed to build) the derivation. */
-export const BuildDone = DurableDeferred.make("build", { success: Schema.Record(Schema.String, Schema.String), error: FarmBuildFailed })
-
-/** Completed by an input derivation's `record`, for each derivation waiting on it. */
-export const dependencyDone = (depDrv: string) =>
-  DurableDeferred.make(`dep:${depDrv.slice(depDrv.lastIndexOf("/") + 1)}`, { success: DerivationResult, error: FarmBuildFailed })
+/** Completed by the runner that built (or failed to build) the derivation, or by the failure of an input. */
+export const BuildDone = DurableDeferred.make("build", { success: DerivationResult, error: FarmBuildFailed })
 
 const Plan = Schema.Struct({
   cached: Schema.Boolean,
   outputs: Schema.Record(Schema.String, Schema.String),
-  deps: Schema.Array(Schema.Struct({ drvPath: Schema.String, epoch: Schema.Number })),
+  deps: Schema.Array(Schema.String),
   system: Schema.String,
   features: Schema.Array(Schema.String)
 })
@@ -73,9 +53,6 @@ export const requiredFeatures = (env: ReadonlyMap<string, string>): Array<string
 
 /** How long a runner counts as alive after its last heartbeat. */
 export const runnerLiveMs = 30_000
-
-const failedWith = (drvPath: string, kind: FarmBuildFailed["kind"], reason: string) =>
-  new FarmBuildFailed({ drvPath, kind, reason, logTail: "" })
 
 const asFarmError = (drvPath: string) => (e: unknown): FarmBuildFailed =>
   e instanceof FarmBuildFailed ? e : failedWith(drvPath, "error", e instanceof Error ? e.message : String(e))
@@ -120,103 +97,52 @@ const plan = (ctx: WorkflowContext, drvPath: string) => Effect.gen(function*() {
   const features = requiredFeatures(drv.env)
   if (present.length === outputPaths.length) return { cached: true, outputs, deps: [], system: drv.system, features }
   yield* checkCapability(drvPath, drv.system, features)
-  const depPaths = [...drv.inputDrvs.keys()]
-  const sql = yield* SqlClient.SqlClient
-  const epochs = depPaths.length === 0 ? [] : yield* sql<{ drv: string; epoch: number }>`SELECT drv, epoch FROM farm_derivations WHERE ${sql.in("drv", depPaths)}`
-  const epochOf = new Map(epochs.map((r) => [r.drv, Number(r.epoch)]))
-  return { cached: false, outputs, deps: depPaths.map((d) => ({ drvPath: d, epoch: epochOf.get(d) ?? 0 })), system: drv.system, features }
+  return { cached: false, outputs, deps: [...drv.inputDrvs.keys()], system: drv.system, features }
 })
 
-/** Registers this derivation as waiting on each input; gives the inputs that had finished already. */
-const registerWaiters = (parent: string, deps: ReadonlyArray<{ drvPath: string; token: string }>) => Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const finished: Array<{ drvPath: string; state: string; result: string }> = []
-  yield* sql.withTransaction(Effect.gen(function*() {
-    for (const dep of deps) {
-      yield* sql`INSERT INTO farm_derivations (drv, epoch, state, updated_at) VALUES (${dep.drvPath}, 0, 'pending', ${Db.now()}) ON CONFLICT (drv) DO NOTHING`
-      const rows = yield* sql.onDialectOrElse({
-        pg: () => sql<{ state: string; result: string | null }>`SELECT state, result FROM farm_derivations WHERE drv = ${dep.drvPath} FOR UPDATE`,
-        orElse: () => sql<{ state: string; result: string | null }>`SELECT state, result FROM farm_derivations WHERE drv = ${dep.drvPath}`
-      })
-      const row = rows[0]
-      if (row && row.state !== "pending" && row.result) finished.push({ drvPath: dep.drvPath, state: row.state, result: row.result })
-      else yield* sql`INSERT INTO farm_waiters (dep, parent, token) VALUES (${dep.drvPath}, ${parent}, ${dep.token}) ON CONFLICT (dep, parent) DO UPDATE SET token = ${dep.token}`
-    }
-  }))
-  return finished
+const retrySql = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(Effect.retry({ schedule: Db.sqlRetry, times: 30, while: (e) => (e as { _tag?: string })._tag === "SqlError" }))
+
+/** Completes the `build` deferred of jobs failed because an input failed. */
+export const wakeCascaded = (cascaded: ReadonlyArray<{ readonly token: string; readonly exit: DerivationExit }>) =>
+  Effect.forEach(cascaded, (c) => DurableDeferred.done(BuildDone, { token: c.token as DurableDeferred.Token, exit: c.exit }), { concurrency: 16, discard: true })
+
+/** Stores the result (if no runner did), marks it recorded, releases or fails the jobs waiting for it. */
+const record = (drvPath: string, epoch: number, exit: DerivationExit) => Effect.gen(function*() {
+  const finished = yield* retrySql(finish(drvPath, epoch, exit, { recorded: true }))
+  if (Exit.isSuccess(exit) && exit.value.status === "cached") yield* Effect.ignore(Db.event(drvPath, "cached"))
+  yield* wakeCascaded(finished.cascaded)
+  return finished.released.length > 0
 })
-
-const ExitJson = Schema.toCodecJson(Schema.Exit(DerivationResult, FarmBuildFailed, Schema.Defect()))
-const encodeExit = Schema.encodeSync(ExitJson)
-const decodeExit = Schema.decodeUnknownSync(ExitJson)
-
-/** Stores the result and completes the deferred of every derivation waiting on this one. */
-const record = (drvPath: string, exit: Exit.Exit<DerivationResult, FarmBuildFailed>) => Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const state = Exit.isSuccess(exit) ? "done" : "failed"
-  const result = JSON.stringify(encodeExit(exit))
-  const waiters = yield* sql.withTransaction(Effect.gen(function*() {
-    yield* sql`INSERT INTO farm_derivations (drv, epoch, state, result, updated_at) VALUES (${drvPath}, 0, ${state}, ${result}, ${Db.now()})
-      ON CONFLICT (drv) DO UPDATE SET state = ${state}, result = ${result}, updated_at = ${Db.now()}`
-    return yield* sql<{ token: string }>`SELECT token FROM farm_waiters WHERE dep = ${drvPath}`
-  }))
-  const deferred = dependencyDone(drvPath)
-  yield* Effect.forEach(waiters, (w) => DurableDeferred.done(deferred, { token: w.token as DurableDeferred.Token, exit }), { concurrency: 16, discard: true })
-  yield* sql`DELETE FROM farm_waiters WHERE dep = ${drvPath}`
-})
-
-const retrySql = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.retry({ schedule: Db.sqlRetry, times: 30, while: (e) => (e as { _tag?: string })._tag === "SqlError" }))
 
 /** The workflow's implementation, registered by every runner. */
-export const derivationWorkflowLayer = (ctx: WorkflowContext) => DerivationWorkflow.toLayer(Effect.fnUntraced(function*(payload) {
-  const { drvPath, submission } = payload
-  // typed failures only: a suspension (an interruption) must not be recorded as a result
-  const outcomeResult = yield* Effect.result(Effect.gen(function*() {
+export const derivationWorkflowLayer = (ctx: WorkflowContext) => DerivationWorkflow.toLayer(Effect.fnUntraced(function*(payload, executionId) {
+  const { drvPath, epoch, submission } = payload
+  const body = Effect.gen(function*() {
     const planned = yield* Activity.make({
       name: "plan", success: Plan, error: FarmBuildFailed,
       execute: retrySql(plan(ctx, drvPath)).pipe(Effect.mapError(asFarmError(drvPath)))
     })
-    if (planned.cached) {
-      yield* Activity.make({ name: "cached-event", execute: Effect.orDie(retrySql(Db.event(drvPath, "cached"))) })
-      return { outputs: planned.outputs, status: "cached" as const }
-    }
-    if (planned.deps.length > 0) {
-      yield* Effect.forEach(planned.deps, (dep) =>
-        DerivationWorkflow.execute({ drvPath: dep.drvPath, epoch: dep.epoch, submission }, { discard: true, detached: true }), { concurrency: 16, discard: true })
-      const tokens = yield* Effect.forEach(planned.deps, (dep) => Effect.map(DurableDeferred.token(dependencyDone(dep.drvPath)), (token) => ({ drvPath: dep.drvPath, token })))
-      const finished = yield* Activity.make({
-        name: "wait-deps",
-        success: Schema.Array(Schema.Struct({ drvPath: Schema.String, state: Schema.String, result: Schema.String })),
-        execute: Effect.orDie(retrySql(registerWaiters(drvPath, tokens)))
-      })
-      const done = new Set(finished.map((f) => f.drvPath))
-      for (const f of finished) {
-        if (f.state !== "done") return yield* failedWith(drvPath, "dependency", `dependency '${f.drvPath}' failed`)
-      }
-      yield* Effect.forEach(planned.deps.filter((d) => !done.has(d.drvPath)), (dep) =>
-        DurableDeferred.await(dependencyDone(dep.drvPath)).pipe(
-          Effect.mapError(() => failedWith(drvPath, "dependency", `dependency '${dep.drvPath}' failed`))), { concurrency: "unbounded", discard: true })
-    }
+    if (planned.cached) return { outputs: planned.outputs, status: "cached" as const }
     const token = yield* DurableDeferred.token(BuildDone)
-    yield* Activity.make({
+    const enqueued = yield* Activity.make({
       name: "enqueue",
-      execute: Effect.orDie(retrySql(Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const inserted = yield* sql<{ drv: string }>`INSERT INTO farm_jobs (drv, epoch, system, features, submission, token, state, queued_at)
-          VALUES (${drvPath}, ${payload.epoch}, ${planned.system}, ${Db.joinList(planned.features)}, ${submission}, ${token}, 'queued', ${Db.now()})
-          ON CONFLICT (drv, epoch) DO NOTHING RETURNING drv`
-        if (inserted.length > 0) yield* Db.event(drvPath, "queued")
-      }))).pipe(Effect.tap(() => ctx.notifyQueued))
+      success: Schema.Struct({ failedDep: Schema.optional(Schema.String), queued: Schema.Boolean }),
+      execute: Effect.orDie(retrySql(enqueue({
+        drv: drvPath, epoch, system: planned.system, features: planned.features, submission, token, execution: executionId, deps: planned.deps
+      }))).pipe(Effect.tap((e) => e.queued ? ctx.notifyQueued : Effect.void))
     })
-    const outputs = yield* DurableDeferred.await(BuildDone)
-    return { outputs, status: "built" as const }
-  }))
-  const outcome: Exit.Exit<DerivationResult, FarmBuildFailed> = Result.isSuccess(outcomeResult)
-    ? Exit.succeed(outcomeResult.success) : Exit.fail(outcomeResult.failure)
-  yield* Activity.make({ name: "record", execute: Effect.orDie(retrySql(record(drvPath, outcome))) })
+    if (enqueued.failedDep !== undefined) return yield* failedWith(drvPath, "dependency", `dependency '${enqueued.failedDep}' failed`)
+    return yield* DurableDeferred.await(BuildDone)
+  })
+  // A suspension (an interruption) is not a result; a typed failure or a defect is, and is recorded.
+  const exit = yield* Effect.exit(body)
+  if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) return yield* exit
+  const outcome: DerivationExit = Exit.isSuccess(exit) ? exit : Exit.fail(Option.getOrElse(Exit.findErrorOption(exit),
+    () => failedWith(drvPath, "error", Cause.pretty(exit.cause).split("\n")[0] ?? "the workflow died")))
+  yield* Activity.make({
+    name: "record", success: Schema.Boolean,
+    execute: Effect.orDie(record(drvPath, epoch, outcome)).pipe(Effect.tap((released) => released ? ctx.notifyQueued : Effect.void))
+  })
   return yield* outcome
 }))
-
-/** The stored result of a derivation, if it has finished. */
-export const storedResult = (row: { readonly state: string; readonly result: string | null }): Option.Option<Exit.Exit<DerivationResult, FarmBuildFailed>> =>
-  row.state === "pending" || !row.result ? Option.none() : Option.some(decodeExit(JSON.parse(row.result)) as Exit.Exit<DerivationResult, FarmBuildFailed>)
