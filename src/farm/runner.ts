@@ -106,6 +106,24 @@ const missingClosure = (from: StoreReadApi, to: StoreReadApi, roots: ReadonlyArr
     return missing
   })
 
+/** The advisory lock class of runners' liveness locks (the second key is the runner id's hash). */
+const livenessLockClass = 730018
+/** With liveness locks, a live runner's job is taken from it only after its lease has been out this long. */
+const hungMs = 5 * 60_000
+
+/** Puts a runner's running jobs (or one of them) back in the queue; their build records are lost. */
+const requeueOf = (sql: SqlClient.SqlClient, runner: string, why: string, log: (line: string) => void, drv?: string) => Effect.gen(function*() {
+  const t = Db.now()
+  const jobs = yield* sql<{ drv: string }>`UPDATE farm_jobs SET state = 'queued', runner = NULL, lease_until = NULL
+    WHERE state = 'running' AND runner = ${runner} ${drv === undefined ? sql`` : sql`AND drv = ${drv}`} RETURNING drv`
+  for (const job of jobs) {
+    yield* sql`UPDATE farm_builds SET status = 'lost', finished_at = ${t}, message = ${why} WHERE drv = ${job.drv} AND runner = ${runner} AND status = 'running'`
+    yield* Db.event(job.drv, "requeued", undefined, why)
+    log(`requeued ${job.drv} of ${runner}: ${why}`)
+  }
+  return jobs.length
+})
+
 interface Claimed extends Db.JobRow {
   readonly claimedAt: number
 }
@@ -136,6 +154,22 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
       pid = ${process.pid}, started_at = ${started}, heartbeat_at = ${started}, stopped_at = NULL`)
   yield* Effect.addFinalizer(() => Effect.ignore(sql`UPDATE farm_runners SET stopped_at = ${Db.now()} WHERE id = ${config.id}`))
 
+  // PostgreSQL: the runner holds a session lock named after its id for as long as it lives. A runner
+  // that dies (SIGKILL, lost machine) loses its connection and with it the lock, so the others see at
+  // once that its jobs are orphaned, however slow a live runner is to renew its leases.
+  const locking = Option.isSome(pg)
+  if (locking) {
+    const connection = yield* sql.reserve
+    const tryLock = connection.execute("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked", [livenessLockClass, config.id], undefined)
+    const locked = yield* tryLock.pipe(
+      Effect.flatMap((rows) => (rows[0] as { locked: boolean }).locked ? Effect.void : Effect.fail("held" as const)),
+      Effect.retry({ schedule: Schedule.spaced("500 millis"), times: 20 }),
+      Effect.as(true), Effect.catch(() => Effect.succeed(false)))
+    if (!locked) return yield* Effect.die(new Error(`another runner with the id '${config.id}' is running on this farm`))
+    // Jobs a previous run of this runner held are orphans.
+    yield* requeueOf(sql, config.id, "the runner was restarted", log)
+  }
+
   // Jobs this process holds (drv → completed when its lease is lost); their leases are renewed together.
   // A job whose lease ran out anyway (this process stalled) was given to another runner: its build here stops.
   const held = new Map<string, Deferred.Deferred<void>>()
@@ -162,17 +196,23 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
   }
   const notify = Effect.andThen(notifyQueued, signal)
 
-  // Jobs whose lease ran out (their runner died or hung) go back to the queue; their build records are lost.
+  // Jobs of a runner that died (PostgreSQL: its lock is free) or hung (its lease ran out long ago; with
+  // SQLite: its lease ran out) go back to the queue; their build records are lost.
   const sweep = Effect.gen(function*() {
-    const t = Db.now()
-    const expired = yield* sql<{ drv: string }>`UPDATE farm_jobs SET state = 'queued', runner = NULL, lease_until = NULL
-      WHERE state = 'running' AND lease_until < ${t} RETURNING drv`
-    for (const job of expired) {
-      yield* sql`UPDATE farm_builds SET status = 'lost', finished_at = ${t}, message = 'the runner stopped renewing its lease' WHERE drv = ${job.drv} AND status = 'running'`
-      yield* Db.event(job.drv, "requeued", undefined, "the runner building it went away")
-      log(`requeued ${job.drv} (lease expired)`)
+    let requeued = 0
+    if (locking) {
+      const others = yield* sql<{ runner: string }>`SELECT DISTINCT runner FROM farm_jobs WHERE state = 'running' AND runner <> ${config.id}`
+      for (const { runner } of others) {
+        requeued += yield* sql.withTransaction(Effect.gen(function*() {
+          const [free] = yield* sql<{ free: boolean }>`SELECT pg_try_advisory_xact_lock(${livenessLockClass}, hashtext(${runner})) AS free`
+          return free?.free ? yield* requeueOf(sql, runner, "the runner building it went away", log) : 0
+        }))
+      }
     }
-    if (expired.length > 0) yield* notify
+    const t = Db.now()
+    const expired = yield* sql<{ drv: string; runner: string }>`SELECT drv, runner FROM farm_jobs WHERE state = 'running' AND lease_until < ${locking ? t - hungMs : t}`
+    for (const job of expired) requeued += yield* requeueOf(sql, job.runner, locking ? "the runner building it stopped renewing its lease" : "the runner building it went away", log, job.drv)
+    if (requeued > 0) yield* notify
   })
   yield* sweep.pipe(Effect.ignore, Effect.repeat(Schedule.spaced(Math.max(200, Math.floor(leaseMs / 4)))), Effect.forkScoped)
 
@@ -322,10 +362,14 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     // One transaction: the build record, the job, the derivation's result, and the jobs it releases or fails.
     const finished = yield* retry(sql.withTransaction(Effect.gen(function*() {
       const t = Db.now()
-      yield* sql`UPDATE farm_builds SET status = ${status}, finished_at = ${t}, message = ${message} WHERE id = ${buildId}`
       const mine = yield* sql<{ drv: string }>`UPDATE farm_jobs SET state = ${status === "failed" ? "failed" : "done"}, result = ${Jobs.exitToJson(result)},
         finished_at = ${t}, lease_until = NULL WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND runner = ${config.id} AND state = 'running' RETURNING drv`
-      if (mine.length === 0) return undefined // the job was given to another runner meanwhile
+      if (mine.length === 0) {
+        // the job was given to another runner meanwhile: this attempt does not count
+        yield* sql`UPDATE farm_builds SET status = 'lost', finished_at = ${t}, message = 'another runner took the job over' WHERE id = ${buildId}`
+        return undefined
+      }
+      yield* sql`UPDATE farm_builds SET status = ${status}, finished_at = ${t}, message = ${message} WHERE id = ${buildId}`
       yield* Db.event(job.drv, status === "failed" ? "failed" : status === "skipped" ? "cached" : "built", config.id, status === "failed" ? message ?? undefined : `${t - t0} ms`)
       return yield* Jobs.finish(job.drv, Number(job.epoch), result)
     })))
