@@ -18,6 +18,7 @@
  */
 import { Effect, Exit, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql"
+import { PgClient } from "@effect/sql-pg"
 import * as Db from "./db.ts"
 
 export class FarmBuildFailed extends Schema.TaggedError<FarmBuildFailed>()("FarmBuildFailed", {
@@ -54,6 +55,14 @@ export const exitFromJson = (json: string): DerivationExit => decodeExit(JSON.pa
 /** The stored result of a derivation, if it has finished. */
 export const storedResult = (row: { readonly state: string; readonly result: string | null }): Option.Option<DerivationExit> =>
   row.state === "pending" || !row.result ? Option.none() : Option.some(exitFromJson(row.result))
+
+export const notifyChannel = "b3_farm_jobs"
+
+/** NOTIFY idle runners that a job was queued (PostgreSQL); a no-op elsewhere. */
+export const notifyQueued = Effect.gen(function*() {
+  const pg = yield* Effect.serviceOption(PgClient.PgClient)
+  if (Option.isSome(pg)) yield* Effect.ignore(pg.value.notify(notifyChannel, ""))
+})
 
 /** Takes the scheduler's lock for the rest of the transaction. */
 const lockScheduler = (sql: SqlClient.SqlClient) =>
@@ -164,7 +173,7 @@ export const finish = (drv: string, epoch: number, exit: DerivationExit, options
 
 /** Jobs that finished a while ago whose workflow has not recorded the result: their wake-up may have been lost. */
 export const unrecorded = (olderThanMs: number, limit = 100) => Db.withSql((sql) =>
-  sql<{ drv: string; epoch: number; token: string; execution: string; result: string }>`SELECT j.drv, j.epoch, j.token, j.execution, j.result
+  sql<{ drv: string; epoch: number; token: string; execution: string; submission: string; result: string }>`SELECT j.drv, j.epoch, j.token, j.execution, j.submission, j.result
     FROM farm_jobs j JOIN farm_derivations d ON d.drv = j.drv AND d.epoch = j.epoch
     WHERE j.state IN ('done', 'failed') AND j.result IS NOT NULL AND d.recorded = 0 AND j.finished_at < ${Db.now() - olderThanMs}
     ORDER BY j.finished_at LIMIT ${limit}`)

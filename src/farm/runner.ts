@@ -37,6 +37,7 @@ import type { StoreReadApi } from "../services/store-read.ts"
 import type { StoreWriteApi } from "../services/store-write.ts"
 import * as Db from "./db.ts"
 import * as Jobs from "./queue.ts"
+import { notifyChannel, notifyQueued } from "./queue.ts"
 import { BuildDone, DerivationWorkflow, FarmBuildFailed, derivationWorkflowLayer, wakeCascaded } from "./workflow.ts"
 
 export interface RunnerConfig {
@@ -66,13 +67,7 @@ export interface RunnerStores {
   readonly local: { readonly read: StoreReadApi; readonly write: StoreWriteApi; readonly build: StoreBuildApi }
 }
 
-const notifyChannel = "b3_farm_jobs"
-
-/** NOTIFY idle runners that a job was queued (PostgreSQL); a no-op elsewhere. */
-export const notifyQueued = Effect.gen(function*() {
-  const pg = yield* Effect.serviceOption(PgClient.PgClient)
-  if (Option.isSome(pg)) yield* Effect.ignore(pg.value.notify(notifyChannel, ""))
-})
+export { notifyQueued }
 
 const asFailure = (drvPath: string, e: unknown): FarmBuildFailed => {
   if (e instanceof FarmBuildFailed) return e
@@ -219,6 +214,8 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
   // Wake-ups the workflow engine lost are repeated from the tables (idempotent: a deferred completes once).
   const reconcile = Effect.gen(function*() {
     for (const job of yield* Jobs.unrecorded(reconcileMs)) {
+      // the workflow may never have been started (its submitter died first), or its wake-up was lost
+      yield* DerivationWorkflow.execute({ drvPath: job.drv, epoch: Number(job.epoch), submission: job.submission }, { discard: true })
       yield* DurableDeferred.done(BuildDone, { token: job.token as DurableDeferred.Token, exit: Jobs.exitFromJson(job.result) })
       yield* DerivationWorkflow.resume(job.execution)
       yield* sql`UPDATE farm_jobs SET finished_at = ${Db.now()} WHERE drv = ${job.drv} AND epoch = ${job.epoch}`

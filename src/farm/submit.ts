@@ -9,7 +9,7 @@
  * client was stopped or detached); re-submitting the same targets joins the same workflows.
  */
 import { randomBytes } from "node:crypto"
-import { Effect, Exit, Option, Result, Schema } from "effect"
+import { Effect, Exit, Fiber, Option, Result, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import type { WorkflowEngine } from "effect/workflow/WorkflowEngine"
 import type * as Signature from "../core/signature.ts"
@@ -20,7 +20,9 @@ import type { StoreError } from "../services/store-errors.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import type { StoreWriteApi } from "../services/store-write.ts"
 import * as Db from "./db.ts"
-import { DerivationWorkflow, FarmBuildFailed, storedResult, type DerivationResult } from "./workflow.ts"
+import { readDerivation } from "../build/derivation-graph.ts"
+import { enqueue, failedWith, finish, notifyQueued, type Cascaded, type DerivationExit } from "./queue.ts"
+import { DerivationWorkflow, FarmBuildFailed, buildToken, capabilityProblem, requiredFeatures, runnerLiveMs, storedResult, wakeCascaded, type DerivationResult } from "./workflow.ts"
 
 /** What a submitter sees, one per derivation and step (`--json` prints them). */
 export interface FarmEvent {
@@ -114,9 +116,63 @@ export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: Sub
     yield* sql`INSERT INTO farm_derivations ${sql.insert(rows as [typeof rows[number], ...Array<typeof rows[number]>])} ON CONFLICT (drv) DO UPDATE SET execution = excluded.execution,
       submission = COALESCE(farm_derivations.submission, excluded.submission)`
   }
-  yield* Effect.forEach(todo, (payload) => DerivationWorkflow.execute(payload, { discard: true }), { concurrency: 16, discard: true })
-  return { submission, roots, derivations }
+  yield* planGraph(todo, submission, options)
+  // the builds are under way; the workflows are started meanwhile (join `started` before leaving)
+  const started = yield* Effect.forEach(todo, (payload) => DerivationWorkflow.execute(payload, { discard: true }), { concurrency: 16, discard: true }).pipe(
+    Effect.forkChild({ startImmediately: true }))
+  return { submission, roots, derivations, started: Fiber.join(started) }
 })
+
+/**
+ * Plans the graph at once, as each derivation's workflow would one by one: a derivation whose
+ * outputs the cache has is done, one no live runner can build fails, the others get their jobs
+ * (blocked on their inputs' jobs). The submitter has every .drv at hand, so the first builds start
+ * as soon as this commits, without waiting for the workflows to get going; each workflow then finds
+ * its job (or result) and waits for it. Derivations of other kinds are left to their workflows.
+ */
+const planGraph = (todo: ReadonlyArray<{ readonly drvPath: string; readonly epoch: number }>, submission: string, options: Pick<SubmitOptions, "local" | "cache">) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const storeDir = options.local.read.storeDir
+    const planned = yield* Effect.forEach(todo, (t) => Effect.gen(function*() {
+      const drv = yield* readDerivation(options.local.read, yield* Effect.fromResult(StorePath.parse(t.drvPath, storeDir)))
+      const outputs: Record<string, string> = {}
+      for (const [name, output] of drv.outputs) {
+        if (output._tag !== "InputAddressed" && output._tag !== "Fixed") return []
+        outputs[name] = output.path
+      }
+      return [{ ...t, drv, outputs, execution: yield* DerivationWorkflow.executionId({ drvPath: t.drvPath, epoch: t.epoch, submission }) }]
+    }), { concurrency: 16 }).pipe(Effect.map((all) => all.flat()))
+    const outputPaths = planned.flatMap((p) => Object.values(p.outputs)).flatMap((o) => Result.isSuccess(StorePath.parse(o, storeDir)) ? [StorePath.parse(o, storeDir).pipe(Result.getOrThrow)] : [])
+    const present = new Set((yield* options.cache.read.queryValidPaths(outputPaths)).map((p) => StorePath.print(p, storeDir)))
+    const runners = yield* Db.liveRunners(runnerLiveMs)
+    const cascaded: Array<Cascaded> = []
+    let queued = false
+    // inputs come first (todo is in dependency order), so a part never waits for a later one
+    for (const part of chunks(planned, 50)) {
+      yield* sql.withTransaction(Effect.forEach(part, (p) => Effect.gen(function*() {
+        const decide = (exit: DerivationExit) => Effect.map(finish(p.drvPath, p.epoch, exit), (f) => { cascaded.push(...f.cascaded) })
+        if (Object.values(p.outputs).every((o) => present.has(o))) {
+          yield* decide(Exit.succeed({ outputs: p.outputs, status: "cached" }))
+          return yield* Db.event(p.drvPath, "cached")
+        }
+        const features = requiredFeatures(p.drv.env)
+        const problem = capabilityProblem(runners, p.drv.system, features)
+        if (problem !== undefined) {
+          yield* decide(Exit.fail(failedWith(p.drvPath, "unsupported", problem)))
+          return yield* Db.event(p.drvPath, "failed", undefined, problem)
+        }
+        const enqueued = yield* enqueue({
+          drv: p.drvPath, epoch: p.epoch, system: p.drv.system, features, submission, token: buildToken(p.execution), execution: p.execution,
+          deps: [...p.drv.inputDrvs.keys()]
+        })
+        if (enqueued.failedDep !== undefined) yield* decide(Exit.fail(failedWith(p.drvPath, "dependency", `dependency '${enqueued.failedDep}' failed`)))
+        queued ||= enqueued.queued
+      }), { discard: true }))
+    }
+    if (queued) yield* notifyQueued
+    yield* wakeCascaded(cascaded)
+  })
 
 /** Watches a submission until its roots have finished; gives their results (or the first failure). */
 export const watch = (submission: string, options: Pick<SubmitOptions, "onEvent" | "onLog" | "pollMs">) => Effect.gen(function*() {
@@ -180,9 +236,13 @@ export const submit = (
   options: SubmitOptions
 ): Effect.Effect<{ readonly submission: string; readonly results: ReadonlyArray<SubmitResult> }, FarmBuildFailed | StoreError | SubmissionNotFound | Error, WorkflowEngine | SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const { submission } = yield* start(drvPaths, options)
-    if (options.detach) return { submission, results: [] }
+    const { submission, started } = yield* start(drvPaths, options)
+    if (options.detach) {
+      yield* started
+      return { submission, results: [] }
+    }
     const results = yield* watch(submission, options)
+    yield* started
     if (options.substitute ?? true) yield* substitute(results, options)
     return { submission, results }
   }) as never

@@ -12,12 +12,13 @@
  * graph is SQL transactions and runners' claims, and every workflow is woken once.
  */
 import { Cause, Effect, Exit, Option, Schema } from "effect"
+import { SqlClient } from "effect/sql"
 import { Activity, DurableDeferred, Workflow } from "effect/workflow"
 import * as StorePath from "../core/store-path.ts"
 import { readDerivation } from "../build/derivation-graph.ts"
 import type { StoreReadApi } from "../services/store-read.ts"
 import * as Db from "./db.ts"
-import { DerivationResult, FarmBuildFailed, enqueue, failedWith, finish, type DerivationExit } from "./queue.ts"
+import { DerivationResult, FarmBuildFailed, enqueue, exitFromJson, failedWith, finish, type DerivationExit } from "./queue.ts"
 
 export { DerivationResult, FarmBuildFailed, storedResult } from "./queue.ts"
 
@@ -32,6 +33,8 @@ export const DerivationWorkflow = Workflow.make("b3/Derivation", {
 export const BuildDone = DurableDeferred.make("build", { success: DerivationResult, error: FarmBuildFailed })
 
 const Plan = Schema.Struct({
+  /** A job exists already (the submitter enqueued it). */
+  enqueued: Schema.Boolean,
   cached: Schema.Boolean,
   outputs: Schema.Record(Schema.String, Schema.String),
   deps: Schema.Array(Schema.String),
@@ -57,21 +60,24 @@ export const runnerLiveMs = 30_000
 const asFarmError = (drvPath: string) => (e: unknown): FarmBuildFailed =>
   e instanceof FarmBuildFailed ? e : failedWith(drvPath, "error", e instanceof Error ? e.message : String(e))
 
-/** Which live runners could build it; the error names what is missing. */
-const checkCapability = (drvPath: string, system: string, features: ReadonlyArray<string>) => Effect.gen(function*() {
-  const runners = yield* Db.liveRunners(runnerLiveMs)
-  if (runners.length === 0) return // runners come and go: with none alive the job waits for one
+/** Why none of `runners` can build a derivation for `system` needing `features` (none: one can, or no runner is alive to ask). */
+export const capabilityProblem = (runners: ReadonlyArray<Db.RunnerRow>, system: string, features: ReadonlyArray<string>): string | undefined => {
+  if (runners.length === 0) return undefined // runners come and go: with none alive the job waits for one
   const forSystem = runners.filter((r) => Db.splitList(r.systems).includes(system))
   if (forSystem.length === 0) {
     const offered = Db.joinList(runners.flatMap((r) => Db.splitList(r.systems)))
-    return yield* failedWith(drvPath, "unsupported", `it needs system '${system}', which no runner offers (runners build for: ${offered || "nothing"})`)
+    return `it needs system '${system}', which no runner offers (runners build for: ${offered || "nothing"})`
   }
-  if (forSystem.some((r) => features.every((f) => Db.splitList(r.features).includes(f)))) return
+  if (forSystem.some((r) => features.every((f) => Db.splitList(r.features).includes(f)))) return undefined
   const offered = new Set(forSystem.flatMap((r) => Db.splitList(r.features)))
   const missing = features.filter((f) => !offered.has(f))
   const named = missing.length > 0 ? missing : features
-  return yield* failedWith(drvPath, "unsupported",
-    `it requires system feature${named.length > 1 ? "s" : ""} ${named.map((f) => `'${f}'`).join(", ")}, which no runner for '${system}' offers${missing.length === 0 ? " together" : ""} (runners offer: ${Db.joinList(offered) || "no features"})`)
+  return `it requires system feature${named.length > 1 ? "s" : ""} ${named.map((f) => `'${f}'`).join(", ")}, which no runner for '${system}' offers${missing.length === 0 ? " together" : ""} (runners offer: ${Db.joinList(offered) || "no features"})`
+}
+
+const checkCapability = (drvPath: string, system: string, features: ReadonlyArray<string>) => Effect.gen(function*() {
+  const problem = capabilityProblem(yield* Db.liveRunners(runnerLiveMs), system, features)
+  if (problem !== undefined) return yield* failedWith(drvPath, "unsupported", problem)
 })
 
 export interface WorkflowContext {
@@ -81,7 +87,17 @@ export interface WorkflowContext {
   readonly notifyQueued: Effect.Effect<void>
 }
 
-const plan = (ctx: WorkflowContext, drvPath: string) => Effect.gen(function*() {
+const plan = (ctx: WorkflowContext, drvPath: string, epoch: number) => Effect.gen(function*() {
+  // The submitter usually planned and enqueued the whole graph already (src/farm/submit.ts).
+  const sql = yield* SqlClient.SqlClient
+  const jobs = yield* sql<{ drv: string }>`SELECT drv FROM farm_jobs WHERE drv = ${drvPath} AND epoch = ${epoch}`
+  if (jobs.length > 0) return { enqueued: true, cached: false, outputs: {}, deps: [], system: "", features: [] }
+  const decided = yield* sql<{ result: string }>`SELECT result FROM farm_derivations WHERE drv = ${drvPath} AND epoch = ${epoch} AND state <> 'pending' AND result IS NOT NULL`
+  if (decided.length > 0) {
+    const exit = exitFromJson(decided[0]!.result)
+    if (Exit.isFailure(exit)) return yield* Effect.failCause(exit.cause)
+    return { enqueued: false, cached: true, outputs: exit.value.outputs, deps: [], system: "", features: [] }
+  }
   const parsed = StorePath.parse(drvPath, ctx.cache.storeDir)
   if (parsed._tag === "Failure") return yield* failedWith(drvPath, "error", parsed.failure.message)
   const drv = yield* readDerivation(ctx.cache, parsed.success)
@@ -95,22 +111,26 @@ const plan = (ctx: WorkflowContext, drvPath: string) => Effect.gen(function*() {
   const outputPaths = Object.values(outputs).map((p) => StorePath.parse(p, ctx.cache.storeDir)).flatMap((r) => r._tag === "Success" ? [r.success] : [])
   const present = yield* ctx.cache.queryValidPaths(outputPaths)
   const features = requiredFeatures(drv.env)
-  if (present.length === outputPaths.length) return { cached: true, outputs, deps: [], system: drv.system, features }
+  if (present.length === outputPaths.length) return { enqueued: false, cached: true, outputs, deps: [], system: drv.system, features }
   yield* checkCapability(drvPath, drv.system, features)
-  return { cached: false, outputs, deps: [...drv.inputDrvs.keys()], system: drv.system, features }
+  return { enqueued: false, cached: false, outputs, deps: [...drv.inputDrvs.keys()], system: drv.system, features }
 })
 
 const retrySql = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(Effect.retry({ schedule: Db.sqlRetry, times: 30, while: (e) => (e as { _tag?: string })._tag === "SqlError" }))
 
 /** Completes the `build` deferred of jobs failed because an input failed. */
+/** The token of a derivation's `build` deferred, from its workflow's execution id. */
+export const buildToken = (executionId: string): string =>
+  DurableDeferred.tokenFromExecutionId(BuildDone, { workflow: DerivationWorkflow, executionId })
+
 export const wakeCascaded = (cascaded: ReadonlyArray<{ readonly token: string; readonly exit: DerivationExit }>) =>
   Effect.forEach(cascaded, (c) => DurableDeferred.done(BuildDone, { token: c.token as DurableDeferred.Token, exit: c.exit }), { concurrency: 16, discard: true })
 
 /** Stores the result (if no runner did), marks it recorded, releases or fails the jobs waiting for it. */
 const record = (drvPath: string, epoch: number, exit: DerivationExit) => Effect.gen(function*() {
   const finished = yield* retrySql(finish(drvPath, epoch, exit, { recorded: true }))
-  if (Exit.isSuccess(exit) && exit.value.status === "cached") yield* Effect.ignore(Db.event(drvPath, "cached"))
+  if (finished.decided && Exit.isSuccess(exit) && exit.value.status === "cached") yield* Effect.ignore(Db.event(drvPath, "cached"))
   yield* wakeCascaded(finished.cascaded)
   return finished.released.length > 0
 })
@@ -121,9 +141,10 @@ export const derivationWorkflowLayer = (ctx: WorkflowContext) => DerivationWorkf
   const body = Effect.gen(function*() {
     const planned = yield* Activity.make({
       name: "plan", success: Plan, error: FarmBuildFailed,
-      execute: retrySql(plan(ctx, drvPath)).pipe(Effect.mapError(asFarmError(drvPath)))
+      execute: retrySql(plan(ctx, drvPath, epoch)).pipe(Effect.mapError(asFarmError(drvPath)))
     })
     if (planned.cached) return { outputs: planned.outputs, status: "cached" as const }
+    if (planned.enqueued) return yield* DurableDeferred.await(BuildDone)
     const token = yield* DurableDeferred.token(BuildDone)
     const enqueued = yield* Activity.make({
       name: "enqueue",
