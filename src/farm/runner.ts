@@ -172,8 +172,10 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     const t = Db.now()
     yield* sql`UPDATE farm_runners SET heartbeat_at = ${t} WHERE id = ${config.id}`
     if (held.size === 0) return
+    // only jobs held before the renewal are checked: one claimed meanwhile is not in its answer
+    const before = [...held]
     const kept = new Set((yield* sql<{ drv: string }>`UPDATE farm_jobs SET lease_until = ${t + leaseMs} WHERE runner = ${config.id} AND state = 'running' RETURNING drv`).map((r) => r.drv))
-    for (const [drv, lost] of held) if (!kept.has(drv)) yield* Deferred.succeed(lost, undefined)
+    for (const [drv, lost] of before) if (!kept.has(drv) && held.get(drv) === lost) yield* Deferred.succeed(lost, undefined)
   })
   yield* renew.pipe(Effect.ignore, Effect.repeat(Schedule.spaced(Math.max(200, Math.floor(leaseMs / 4)))), Effect.forkScoped)
 
@@ -339,7 +341,12 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     yield* sink.flush
     held.delete(job.drv)
     if (Exit.isFailure(exit) && Option.getOrUndefined(Exit.findErrorOption(exit)) === "lease-lost") {
-      yield* retry(sql`UPDATE farm_builds SET status = 'lost', finished_at = ${Db.now()}, message = 'its lease ran out: another runner took it over' WHERE id = ${buildId}`)
+      yield* retry(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`UPDATE farm_builds SET status = 'lost', finished_at = ${Db.now()}, message = 'its lease ran out: another runner took it over' WHERE id = ${buildId}`
+        // if it is still ours after all, it goes back to the queue
+        yield* sql`UPDATE farm_jobs SET state = 'queued', runner = NULL, lease_until = NULL WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND runner = ${config.id} AND state = 'running'`
+      })))
+      yield* notify
       log(`gave up ${job.drv}: lease lost`)
       return
     }
