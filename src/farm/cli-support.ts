@@ -41,7 +41,9 @@ export const runRunner = (args: RunnerArgs) => Effect.scoped(Effect.gen(function
     cache: { read: Context.get(cache, StoreRead), write: Context.get(cache, StoreWrite) }
   }
   const { farm: url, cache: cacheUri, store: _s, host, port, ...config } = args
-  yield* Layer.launch(runnerLayer({ ...config, cacheUri }, stores).pipe(Layer.provide(runnerClusterLayer(url, host, port))))
+  // a test hook: the runner "loses" the wake-ups of its first N finished jobs (src/farm/runner.ts)
+  const dropWakeups = Number(process.env.B3_FARM_TEST_DROP_WAKEUPS ?? "0") || 0
+  yield* Layer.launch(runnerLayer({ ...config, cacheUri, dropWakeups }, stores).pipe(Layer.provide(runnerClusterLayer(url, host, port))))
 }))
 
 export interface ClientArgs {

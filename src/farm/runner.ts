@@ -56,8 +56,13 @@ export interface RunnerConfig {
   readonly leaseMs?: number | undefined
   /** How often an idle runner looks for jobs without being woken (default 1 s with PostgreSQL's NOTIFY, else 100 ms). */
   readonly pollMs?: number | undefined
-  /** How long a finished job's workflow may take to record it before the wake-up is repeated (default 10 s). */
+  /** How long a finished job's workflow may take to record it before the wake-up is repeated (default 30 s). */
   readonly reconcileMs?: number | undefined
+  /**
+   * For tests: the wake-ups of this many of the first jobs the runner finishes are not sent, as if
+   * the workflow engine had lost them (the reconciler must repair them).
+   */
+  readonly dropWakeups?: number | undefined
   readonly cores?: number | undefined
   readonly log?: ((line: string) => void) | undefined
 }
@@ -128,7 +133,8 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
   const sql = yield* SqlClient.SqlClient
   const log = config.log ?? (() => {})
   const leaseMs = config.leaseMs ?? 10_000
-  const reconcileMs = config.reconcileMs ?? 10_000
+  const reconcileMs = config.reconcileMs ?? 30_000
+  let dropWakeups = config.dropWakeups ?? 0
   const storeDir = stores.cache.read.storeDir
   const trusted = [...config.trustedKeys, ...(config.secretKey ? [Signature.publicKeyOf(config.secretKey)] : [])]
   const systems = new Set(config.systems)
@@ -383,7 +389,12 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     }
     if (finished.released.length > 0) yield* notify
     log(`${status === "failed" ? `failed ${job.drv}: ${message}` : `${status === "skipped" ? "found" : "built"} ${job.drv} in ${Db.now() - t0} ms${timings ? ` (${timings})` : ""}`}`)
-    yield* DurableDeferred.done(BuildDone, { token: job.token as DurableDeferred.Token, exit: result })
+    if (dropWakeups > 0) {
+      dropWakeups--
+      log(`test: not waking the workflow of ${job.drv}`)
+    } else {
+      yield* DurableDeferred.done(BuildDone, { token: job.token as DurableDeferred.Token, exit: result })
+    }
     yield* wakeCascaded(finished.cascaded)
   })
 
@@ -410,6 +421,6 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
 /** Everything a runner process runs, given its cluster layer and stores: the workflow handler and the runner program. */
 export const runnerLayer = (config: RunnerConfig, stores: RunnerStores) =>
   Layer.mergeAll(
-    derivationWorkflowLayer({ cache: stores.cache.read, notifyQueued }),
+    derivationWorkflowLayer({ cache: stores.cache.read, notifyQueued, log: config.log }),
     Layer.effectDiscard(runnerProgram(config, stores))
   )

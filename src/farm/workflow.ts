@@ -85,6 +85,7 @@ export interface WorkflowContext {
   readonly cache: StoreReadApi
   /** Wakes idle runners after a job is queued (PostgreSQL NOTIFY), if the database can. */
   readonly notifyQueued: Effect.Effect<void>
+  readonly log?: ((line: string) => void) | undefined
 }
 
 const plan = (ctx: WorkflowContext, drvPath: string, epoch: number) => Effect.gen(function*() {
@@ -163,7 +164,9 @@ export const derivationWorkflowLayer = (ctx: WorkflowContext) => DerivationWorkf
     () => failedWith(drvPath, "error", Cause.pretty(exit.cause).split("\n")[0] ?? "the workflow died")))
   yield* Activity.make({
     name: "record", success: Schema.Boolean,
-    execute: Effect.orDie(record(drvPath, epoch, outcome)).pipe(Effect.tap((released) => released ? ctx.notifyQueued : Effect.void))
+    execute: Effect.orDie(record(drvPath, epoch, outcome)).pipe(Effect.tap((released) => Effect.andThen(
+      Effect.sync(() => ctx.log?.(`recorded ${drvPath}: ${Exit.isSuccess(outcome) ? outcome.value.status : "failed"}`)),
+      released ? ctx.notifyQueued : Effect.void)))
   })
   return yield* outcome
 }))

@@ -4,11 +4,10 @@
  * as `b3 build --farm` processes. Graphs come from test/farm/graph.ts; each test salts its own so
  * that they share nothing.
  */
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { existsSync, readdirSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { runB3 } from "../support/b3.ts"
 import { graphModule, spawnB3, startFarm, type RunnerProcess, type TestFarm } from "./support.ts"
 
 let farm: TestFarm
@@ -26,15 +25,26 @@ const query = (sql: string): Array<Array<string>> => {
   return out.stdout.split("\n").filter((l) => l.length > 0).map((l) => l.split("\t"))
 }
 
+/**
+ * b3 as a child process, awaited: the S3 proxy in front of s3rver runs in this process, so a
+ * synchronous spawn (spawnSync) would block it and any b3 reaching the cache would wait forever.
+ */
+const b3 = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = farm.env) => spawnB3(args, env).result
+
 const graphEnv = (vars: Record<string, string>) => ({ ...farm.env, B3_FARM_BUSYBOX: farm.busybox, ...vars })
 
 /** The .drv paths of a graph, as `b3 build` writes them (read through the module's own API). */
 const graphDrvs = async (vars: Record<string, string>): Promise<Array<{ drvPath: string; out: string }>> => {
-  const out = spawnSync(join(process.cwd(), "node_modules/.bin/node"), ["--input-type=module", "-e",
+  const child = spawn(join(process.cwd(), "node_modules/.bin/node"), ["--input-type=module", "-e",
     `const m = await import(${JSON.stringify(graphModule)}); console.log(JSON.stringify(m.allDerivations().map((d) => ({ drvPath: d.drvPath, out: d.outputPaths.out }))))`],
-  { env: graphEnv(vars), encoding: "utf8" })
-  if (out.status !== 0) throw new Error(out.stderr)
-  return JSON.parse(out.stdout)
+  { env: graphEnv(vars), stdio: ["ignore", "pipe", "pipe"] })
+  let stdout = ""
+  let stderr = ""
+  child.stdout!.on("data", (d: Buffer) => { stdout += d.toString() })
+  child.stderr!.on("data", (d: Buffer) => { stderr += d.toString() })
+  const status = await new Promise<number | null>((resolve) => child.on("close", resolve))
+  if (status !== 0) throw new Error(stderr)
+  return JSON.parse(stdout)
 }
 
 /** Build records per derivation: how many attempts ended how. */
@@ -111,20 +121,20 @@ describe("b3 build farm", () => {
     expect(roots).toHaveLength(20)
 
     const local = farm.clientStore("equal-local")
-    const built = runB3(["build", "--store", local, "--max-jobs", "2", graphModule], { env: graphEnv(vars) })
+    const built = await b3(["build", "--store", local, "--max-jobs", "2", graphModule], graphEnv(vars))
     expect(built.status, built.stderr).toBe(0)
     expect(built.stdout.trim().split("\n")).toEqual(roots)
 
     const drvs = await graphDrvs(vars)
     expect(drvs).toHaveLength(200)
     const outs = drvs.map((d) => d.out)
-    const hashes = (uri: string) => {
-      const r = runB3(["--json", "path-info", "--store", uri, ...outs], { env: farm.env })
+    const hashes = async (uri: string) => {
+      const r = await b3(["--json", "path-info", "--store", uri, ...outs])
       expect(r.stderr).toBe("")
       return new Map((JSON.parse(r.stdout) as Array<{ path: string; narHash: string }>).map((i) => [i.path, i.narHash]))
     }
-    const onFarm = hashes(farm.cacheUri)
-    const onLocal = hashes(local)
+    const onFarm = await hashes(farm.cacheUri)
+    const onLocal = await hashes(local)
     expect(onFarm.size).toBe(200)
     expect(Object.fromEntries(onFarm)).toEqual(Object.fromEntries(onLocal))
     expectBuiltOnce(drvs.map((d) => d.drvPath))
@@ -163,7 +173,7 @@ describe("b3 build farm", () => {
     r1.child.kill("SIGTERM")
     await r1.exited
     await farm.startRunner("r1")
-    const status = runB3(["--json", "farm", "status", "--farm", farm.url], { env: farm.env })
+    const status = await b3(["--json", "farm", "status", "--farm", farm.url])
     expect(status.status).toBe(0)
     expect((JSON.parse(status.stdout) as { runners: Array<{ id: string; state: string }> }).runners.filter((r) => r.state === "up").map((r) => r.id).sort()).toEqual(["r1", "r2", "r3"])
     const again = await spawnB3(["farm", "attach", "--farm", farm.url, "--store", store, "restart-1"], graphEnv(vars)).result
@@ -194,7 +204,7 @@ describe("b3 build farm", () => {
     const result = await spawnB3(["build", "--farm", farm.url, "--store", farm.clientStore("feature"), graphModule], graphEnv(vars)).result
     expect(result.status).toBe(5)
     expect(result.stderr).toMatch(/requires system feature 'gpu-9000', which no runner for 'x86_64-linux' offers/)
-    const status = JSON.parse(runB3(["--json", "farm", "status", "--farm", farm.url], { env: farm.env }).stdout) as { queue: Array<{ drvPath: string }> }
+    const status = JSON.parse((await b3(["--json", "farm", "status", "--farm", farm.url])).stdout) as { queue: Array<{ drvPath: string }> }
     expect(status.queue.filter((q) => q.drvPath.includes("needs-feature"))).toEqual([])
   }, 120_000)
 

@@ -4,6 +4,7 @@
  * farm's `StoreBuild` layer in this process, swapped in for the local builder.
  */
 import { spawn } from "node:child_process"
+import { DatabaseSync } from "node:sqlite"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -13,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { b3Bin, runB3 } from "../support/b3.ts"
 import { addBusybox } from "../support/busybox.ts"
 import { freePort } from "../support/postgres.ts"
-import { graphModule } from "./support.ts"
+import { graphModule, spawnB3 } from "./support.ts"
 import * as FarmBuild from "../../src/farm/store-build.ts"
 import { writableStoreLayer } from "../../src/services/registry.ts"
 import { registryLayer } from "../../src/compose/registry.ts"
@@ -27,6 +28,15 @@ let scratch: string
 let busybox: string
 let runner: ReturnType<typeof spawn>
 let url: string
+const runnerLines: Array<string> = []
+const lineWaiters: Array<{ match: RegExp; resolve: () => void }> = []
+/** Resolves once the runner has printed `count` lines matching `match` (so far or from now on). */
+const runnerPrinted = (match: RegExp, count: number) => new Promise<void>((resolve) => {
+  let seen = runnerLines.filter((l) => match.test(l)).length
+  if (seen >= count) return resolve()
+  const waitOne = (): void => { lineWaiters.push({ match, resolve: () => { if (++seen >= count) resolve(); else waitOne() } }) }
+  waitOne()
+})
 
 beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), "b3-farm-sqlite-"))
@@ -36,11 +46,17 @@ beforeAll(async () => {
   const gen = runB3(["key", "generate", "--name", "farm-1", "--secret", join(scratch, "farm.sec"), "--public", join(scratch, "farm.pub")])
   expect(gen.status).toBe(0)
   const port = await freePort()
+  // the runner "loses" the wake-ups of its first 3 finished builds (a test hook): its reconciler must repair them
   runner = spawn(b3Bin, ["farm", "runner", "--farm", url, "--cache", `file://${join(scratch, "cache")}`, "--store", `local?root=${join(scratch, "runner")}`,
-    "--listen", `127.0.0.1:${port}`, "--max-jobs", "2", "--secret-key", join(scratch, "farm.sec")], { stdio: ["ignore", "ignore", "pipe"] })
+    "--listen", `127.0.0.1:${port}`, "--max-jobs", "2", "--secret-key", join(scratch, "farm.sec"), "--reconcile", "2"],
+  { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, B3_FARM_TEST_DROP_WAKEUPS: "3" } })
   await new Promise<void>((resolve, reject) => {
     runner.once("exit", (code) => reject(new Error(`runner exited ${code}`)))
-    createInterface({ input: runner.stderr! }).on("line", (line) => { if (/ ready: /.test(line)) resolve() })
+    createInterface({ input: runner.stderr! }).on("line", (line) => {
+      runnerLines.push(line)
+      for (const w of lineWaiters.splice(0)) { if (w.match.test(line)) w.resolve(); else lineWaiters.push(w) }
+      if (/ ready: /.test(line)) resolve()
+    })
   })
 }, 120_000)
 
@@ -54,13 +70,28 @@ afterAll(async () => {
 })
 
 describe("b3 farm on SQLite", () => {
-  it("builds a graph with b3 build --farm sqlite:…", () => {
+  it("builds a graph with b3 build --farm sqlite:…", async () => {
     const env = { ...process.env, B3_FARM_BUSYBOX: busybox, B3_FARM_N: "40", B3_FARM_SALT: "sqlite-cli" }
-    const result = runB3(["build", "--farm", url, "--store", `local?root=${join(scratch, "client")}`, graphModule], { env })
+    // awaited, not spawnSync: this process must go on reading the runner's output meanwhile
+    const result = await spawnB3(["build", "--farm", url, "--store", `local?root=${join(scratch, "client")}`, graphModule], env).result
     expect(result.status, result.stderr).toBe(0)
     expect(result.stdout.trim().split("\n")).toHaveLength(20)
     const status = JSON.parse(runB3(["--json", "farm", "status", "--farm", url]).stdout) as { builds: { succeeded: number } }
     expect(status.builds.succeeded).toBe(40)
+  }, 300_000)
+
+  it("repairs wake-ups the workflow engine lost: every derivation's workflow records its result", async () => {
+    // the graph above did not wait for those workflows (inputs are released in SQL); the reconciler wakes them again
+    const dropped = runnerLines.flatMap((l) => /test: not waking the workflow of (\S+)/.exec(l)?.[1] ?? [])
+    expect(dropped).toHaveLength(3)
+    await runnerPrinted(/reconcile: woke the workflow of /, 3)
+    for (const drv of dropped) await runnerPrinted(new RegExp(`recorded ${drv.replace(/[.]/g, "\\.")}: built`), 1)
+    // and every workflow of the graph has recorded its result
+    await runnerPrinted(/ recorded \S+: /, 40)
+    const db = new DatabaseSync(join(scratch, "farm.db"), { readOnly: true })
+    try {
+      expect(db.prepare("SELECT drv FROM farm_derivations WHERE recorded = 0").all()).toEqual([])
+    } finally { db.close() }
   }, 300_000)
 
   it("builds through the farm's StoreBuild layer, swapped for the local builder", async () => {

@@ -32,7 +32,8 @@ const runnerCommand = Command.make("runner", {
   secretKey: Flag.String("secret-key").pipe(Flag.optional, Flag.withDescription("the farm's signing key file: outputs pushed to the cache are signed with it")),
   trustedPublicKeys: trustedKeysFlag,
   id: Flag.String("id").pipe(Flag.optional, Flag.withDescription("this runner's name (default: HOST:PORT)")),
-  lease: Flag.Int("lease").pipe(Flag.withDefault(10), Flag.withDescription("seconds a build stays claimed without a heartbeat before another runner takes it over"))
+  lease: Flag.Int("lease").pipe(Flag.withDefault(10), Flag.withDescription("seconds a build stays claimed without a heartbeat before another runner takes it over (with PostgreSQL a dead runner's builds are taken over at once, a live one's only after 5 minutes without renewal)")),
+  reconcile: Flag.Int("reconcile").pipe(Flag.withDefault(30), Flag.withDescription("seconds a finished build's workflow may take to record it before its wake-up is sent again"))
 }, (args) => Effect.gen(function*() {
   const farm = yield* loadFarm
   const listen = yield* Effect.fromResult(parseListen(args.listen))
@@ -45,6 +46,7 @@ const runnerCommand = Command.make("runner", {
     systems: list(args.systems), features: list(args.features), maxJobs,
     cores: Option.getOrElse(args.cores, () => Math.max(1, Math.floor(cpus().length / maxJobs))),
     secretKey, trustedKeys: yield* parseTrustedKeys(args.trustedPublicKeys), leaseMs: Math.max(1, args.lease) * 1000,
+    reconcileMs: Math.max(1, args.reconcile) * 1000,
     log: mode.quiet ? undefined : (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`)
   })
 })).pipe(
