@@ -68,6 +68,10 @@ export const notifyQueued = Effect.gen(function*() {
 const lockScheduler = (sql: SqlClient.SqlClient) =>
   sql.onDialectOrElse({ pg: () => Effect.asVoid(sql`SELECT pg_advisory_xact_lock(730017)`), orElse: () => Effect.void })
 
+/** Runs `effect` in a transaction holding the scheduler's lock (rows several submitters write at once). */
+export const withSchedulerLock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Db.withSql((sql) => sql.withTransaction(Effect.andThen(lockScheduler(sql), effect)))
+
 export interface NewJob {
   readonly drv: string
   readonly epoch: number

@@ -370,7 +370,7 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     const status = Exit.isSuccess(exit) ? (exit.value.skipped ? "skipped" : "succeeded") : "failed"
     const message = Exit.isSuccess(exit) ? (exit.value.skipped ? "the cache had the outputs already" : null) : failure!.reason
     // One transaction: the build record, the job, the derivation's result, and the jobs it releases or fails.
-    const finished = yield* retry(sql.withTransaction(Effect.gen(function*() {
+    const finished = yield* retry(Jobs.withSchedulerLock(Effect.gen(function*() {
       const t = Db.now()
       const mine = yield* sql<{ drv: string }>`UPDATE farm_jobs SET state = ${status === "failed" ? "failed" : "done"}, result = ${Jobs.exitToJson(result)},
         finished_at = ${t}, lease_until = NULL WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND runner = ${config.id} AND state = 'running' RETURNING drv`

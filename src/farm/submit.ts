@@ -21,7 +21,7 @@ import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import type { StoreWriteApi } from "../services/store-write.ts"
 import * as Db from "./db.ts"
 import { readDerivation } from "../build/derivation-graph.ts"
-import { enqueue, failedWith, finish, notifyQueued, type Cascaded, type DerivationExit } from "./queue.ts"
+import { enqueue, failedWith, finish, notifyQueued, withSchedulerLock, type Cascaded, type DerivationExit } from "./queue.ts"
 import { DerivationWorkflow, FarmBuildFailed, buildToken, capabilityProblem, requiredFeatures, runnerLiveMs, storedResult, wakeCascaded, type DerivationResult } from "./workflow.ts"
 
 /** What a submitter sees, one per derivation and step (`--json` prints them). */
@@ -101,7 +101,8 @@ export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: Sub
   const derivations = Result.getOrElse(topoSortInfos(infos, storeDir), () => infos).map((i) => StorePath.print(i.path, storeDir))
   const roots = drvPaths.map((p) => StorePath.print(p, storeDir))
   const submission = options.submission ?? newSubmissionId()
-  const { epochs, finished } = yield* epochsFor(derivations)
+  // under the scheduler's lock: submitters sharing derivations write the same rows
+  const { epochs, finished } = yield* withSchedulerLock(epochsFor(derivations))
   yield* sql`INSERT INTO farm_submissions (id, roots, created_at) VALUES (${submission}, ${JSON.stringify({ roots, derivations })}, ${Db.now()})
     ON CONFLICT (id) DO UPDATE SET roots = ${JSON.stringify({ roots, derivations })}`
   options.onPlan?.({ submission, derivations, finished })
@@ -113,8 +114,8 @@ export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: Sub
     const rows = yield* Effect.forEach(part, (p) => Effect.map(DerivationWorkflow.executionId(p),
       (execution) => ({ drv: p.drvPath, epoch: p.epoch, state: "pending", execution, submission, updated_at: t })))
     if (rows.length === 0) continue
-    yield* sql`INSERT INTO farm_derivations ${sql.insert(rows as [typeof rows[number], ...Array<typeof rows[number]>])} ON CONFLICT (drv) DO UPDATE SET execution = excluded.execution,
-      submission = COALESCE(farm_derivations.submission, excluded.submission)`
+    yield* withSchedulerLock(sql`INSERT INTO farm_derivations ${sql.insert(rows as [typeof rows[number], ...Array<typeof rows[number]>])} ON CONFLICT (drv) DO UPDATE SET execution = excluded.execution,
+      submission = COALESCE(farm_derivations.submission, excluded.submission)`)
   }
   yield* planGraph(todo, submission, options)
   // the builds are under way; the workflows are started meanwhile (join `started` before leaving)
