@@ -5,18 +5,14 @@
  * that they share nothing.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { existsSync, readdirSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { postgresBin } from "../support/postgres.ts"
 import { graphModule, spawnB3, startFarm, type RunnerProcess, type TestFarm } from "./support.ts"
 
 let farm: TestFarm
 
-const psqlBin = (() => {
-  const base = "/usr/lib/postgresql"
-  const version = existsSync(base) ? readdirSync(base).sort().reverse().find((v) => existsSync(join(base, v, "bin", "psql"))) : undefined
-  return version ? join(base, version, "bin", "psql") : "psql"
-})()
+const psqlBin = postgresBin("psql")
 
 /** Rows of a query on the farm's database, as arrays of strings. */
 const query = (sql: string): Array<Array<string>> => {

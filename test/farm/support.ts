@@ -11,7 +11,7 @@ import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { b3Bin } from "../support/b3.ts"
 import { addBusybox } from "../support/busybox.ts"
-import { freePort, startPostgres, type TestPostgres } from "../support/postgres.ts"
+import { freePort, startPostgresServer, type TestPostgresServer } from "../support/postgres.ts"
 import { s3Credentials, startS3Server, type S3TestServer } from "../support/s3-server.ts"
 
 export const graphModule = fileURLToPath(new URL("./graph.ts", import.meta.url))
@@ -31,7 +31,7 @@ export interface RunnerProcess {
 
 export interface TestFarm {
   readonly scratch: string
-  readonly pg: TestPostgres
+  readonly pg: TestPostgresServer
   readonly s3: S3TestServer
   readonly url: string
   readonly cacheUri: string
@@ -73,7 +73,11 @@ export const spawnB3 = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) => 
 
 export const startFarm = async (): Promise<TestFarm> => {
   const scratch = mkdtempSync(join(tmpdir(), "b3-farm-"))
-  const pg = await startPostgres()
+  // runners and clients are other processes: they reach it over TCP; each holds a few connections
+  const pg = await startPostgresServer({
+    tcp: true, maxConnections: 300,
+    settings: { shared_buffers: "64MB", ...(process.env.B3_PG_STATS ? { shared_preload_libraries: "pg_stat_statements" } : {}) }
+  })
   const s3 = await startS3Server(join(scratch, "s3"))
   const bucket = "farmcache"
   await fetch(`${s3.directUrl()}/${bucket}`, { method: "PUT" })
@@ -94,7 +98,7 @@ export const startFarm = async (): Promise<TestFarm> => {
     const port = await freePort()
     const store = join(scratch, "runners", name)
     mkdirSync(store, { recursive: true })
-    const child = spawn(b3Bin, ["farm", "runner", "--farm", pg.url, "--cache", cacheUri, "--store", `local?root=${store}`,
+    const child = spawn(b3Bin, ["farm", "runner", "--farm", pg.tcpUrl, "--cache", cacheUri, "--store", `local?root=${store}`,
       "--listen", `127.0.0.1:${port}`, "--id", name, "--max-jobs", String(options.maxJobs ?? 2), "--secret-key", secretKeyFile,
       "--systems", options.systems ?? "x86_64-linux", "--features", options.features ?? "", "--lease", String(options.lease ?? 6)],
     { env, stdio: ["ignore", "ignore", "pipe"] })
@@ -137,5 +141,5 @@ export const startFarm = async (): Promise<TestFarm> => {
   }
 
   writeFileSync(join(scratch, "README"), "b3 farm test scratch\n")
-  return { scratch, pg, s3, url: pg.url, cacheUri, bucket, publicKey, secretKeyFile, env, busybox, runners, startRunner, clientStore, close }
+  return { scratch, pg, s3, url: pg.tcpUrl, cacheUri, bucket, publicKey, secretKeyFile, env, busybox, runners, startRunner, clientStore, close }
 }
