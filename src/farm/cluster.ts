@@ -61,8 +61,17 @@ export const clientClusterLayer = (url: string) => {
 }
 
 /**
- * The shared cache's URI as the farm opens it: binary caches remember "not in the cache" answers
- * (Nix's narinfo-cache-negative-ttl), but on a farm other runners fill the cache all the time.
+ * The shared cache's URI as the farm opens it:
+ * - binary caches remember "not in the cache" answers (Nix's narinfo-cache-negative-ttl), but on a
+ *   farm other runners fill the cache all the time: `negative-ttl=0`;
+ * - NARs are written with zstd unless the URI names a compression: binary caches default to xz,
+ *   which runs an `xz` process per NAR each way (~0.1–1 s of CPU apiece on a loaded machine, for
+ *   every .drv uploaded, input fetched, output pushed and substituted); zstd runs in-process.
+ *   Nix reads both.
  */
-export const sharedCacheUri = (uri: string): string =>
-  /^(s3|https?|file):/.test(uri) && !/[?&]negative-ttl=/.test(uri) ? `${uri}${uri.includes("?") ? "&" : "?"}negative-ttl=0` : uri
+export const sharedCacheUri = (uri: string): string => {
+  if (!/^(s3|https?|file):/.test(uri)) return uri
+  const add = (u: string, param: string, value: string) =>
+    new RegExp(`[?&]${param}=`).test(u) ? u : `${u}${u.includes("?") ? "&" : "?"}${param}=${value}`
+  return add(add(uri, "negative-ttl", "0"), "compression", "zstd")
+}

@@ -187,7 +187,8 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
 
   // Idle slots wait for a wake-up: a NOTIFY (PostgreSQL), a finished job, or the poll interval.
   const wake = yield* Ref.make(yield* Deferred.make<void>())
-  const signal = Effect.flatMap(Ref.getAndSet(wake, Deferred.makeUnsafe<void>()), (d) => Deferred.succeed(d, undefined))
+  // a fresh deferred per signal (one made once would stay completed, and idle slots would spin on the queue)
+  const signal = Effect.flatMap(Deferred.make<void>(), (next) => Effect.flatMap(Ref.getAndSet(wake, next), (d) => Deferred.succeed(d, undefined)))
   if (Option.isSome(pg)) {
     yield* Effect.gen(function*() {
       const queue = yield* pg.value.listen(notifyChannel)
@@ -330,16 +331,18 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
       const t1 = Db.now()
       const t2 = yield* slots.withPermits(1)(Effect.gen(function*() {
         const t2 = Db.now()
-        yield* Effect.ignore(Db.event(job.drv, "building", config.id))
+        // the event is written while the build starts (not a round trip of the slot's time); joined before the result
+        const building = yield* Effect.forkChild(Effect.ignore(Db.event(job.drv, "building", config.id)), { startImmediately: true })
         log(`building ${job.drv}`)
         const flusher = yield* sink.flush.pipe(Effect.repeat(Schedule.spaced("250 millis")), Effect.forkChild)
         yield* stores.local.build.buildDerivations([drvPath], { maxJobs: 1, cores: config.cores, onLog: (_, chunk) => sink.write(chunk) }).pipe(
           Effect.ensuring(Fiber.interrupt(flusher)))
+        yield* Fiber.join(building)
         return t2
       }).pipe(Effect.ensuring(releaseClaim)))
       const t3 = Db.now()
       yield* copyPaths(stores.local.read, stores.cache, outputPaths, { checkSigs: false, signWith: config.secretKey ? [config.secretKey] : [] })
-      timings = `fetch ${t1 - t0} ms, wait ${t2 - t1} ms, build ${t3 - t2} ms, push ${Db.now() - t3} ms`
+      timings = `fetch ${t1 - t0} ms, wait ${t2 - t1} ms, build ${t3 - t2} ms from ${t2}, push ${Db.now() - t3} ms`
       return { outputs, skipped: false }
     })
     const exit = yield* Effect.exit(Effect.raceFirst(work, Effect.andThen(Deferred.await(leaseLost), Effect.fail("lease-lost" as const))))

@@ -71,6 +71,12 @@ const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A
   return out
 }
 
+/** `B3_FARM_TRACE=1`: the submitter's phases on stderr, in ms since the process started (bench/farm reads them). */
+const tracing = process.env.B3_FARM_TRACE === "1"
+export const trace = (phase: string) => Effect.sync(() => {
+  if (tracing) process.stderr.write(`farm trace: ${phase} at ${performance.now().toFixed(0)} ms\n`)
+})
+
 const newSubmissionId = () => `sub-${randomBytes(6).toString("hex")}`
 
 /** Current epochs of the graph's derivations; failed ones get a new epoch (a fresh workflow) so they are tried again. */
@@ -92,10 +98,12 @@ const epochsFor = (drvs: ReadonlyArray<string>) => Effect.gen(function*() {
 /** Uploads and starts the graph of `drvPaths`; gives the submission id. */
 export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: SubmitOptions) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  yield* trace("start")
   yield* Db.migrate
   const storeDir = options.local.read.storeDir
   const closure = yield* computeClosure(drvPaths).pipe(Effect.provideService(StoreRead, options.local.read))
   yield* copyPaths(options.local.read, options.cache, closure, { closure: false, checkSigs: false })
+  yield* trace(`uploaded the closure (${closure.length} paths)`)
   // inputs before the derivations that use them, so the leaves' jobs are queued first
   const infos = yield* Effect.forEach(closure.filter((p) => p.name.endsWith(".drv")), (p) => options.local.read.queryPathInfo(p), { concurrency: 16 })
   const derivations = Result.getOrElse(topoSortInfos(infos, storeDir), () => infos).map((i) => StorePath.print(i.path, storeDir))
@@ -117,9 +125,12 @@ export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: Sub
     yield* withSchedulerLock(sql`INSERT INTO farm_derivations ${sql.insert(rows as [typeof rows[number], ...Array<typeof rows[number]>])} ON CONFLICT (drv) DO UPDATE SET execution = excluded.execution,
       submission = COALESCE(farm_derivations.submission, excluded.submission)`)
   }
+  yield* trace("wrote the derivations' rows")
   yield* planGraph(todo, submission, options)
+  yield* trace("planned the graph")
   // the builds are under way; the workflows are started meanwhile (join `started` before leaving)
   const started = yield* Effect.forEach(todo, (payload) => DerivationWorkflow.execute(payload, { discard: true }), { concurrency: 16, discard: true }).pipe(
+    Effect.tap(() => trace("started the workflows")),
     Effect.forkChild({ startImmediately: true }))
   return { submission, roots, derivations, started: Fiber.join(started) }
 })
@@ -243,8 +254,10 @@ export const submit = (
       return { submission, results: [] }
     }
     const results = yield* watch(submission, options)
+    yield* trace("the roots finished")
     yield* started
     if (options.substitute ?? true) yield* substitute(results, options)
+    yield* trace("substituted the outputs")
     return { submission, results }
   }) as never
 
