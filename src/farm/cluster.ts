@@ -23,7 +23,12 @@ const sqliteFile = (url: string) => url.replace(/^sqlite:(\/\/)?/, "")
 /** The farm database as an `SqlClient` (and `PgClient` for PostgreSQL). */
 export const sqlLayer = (url: string): Layer.Layer<SqlClient.SqlClient, unknown> =>
   dialectOf(url) === "pg"
-    ? PgClient.layer({ url: Redacted.make(url), maxConnections: 8, applicationName: "b3-farm" })
+    ? PgClient.layer({
+      url: Redacted.make(url), maxConnections: 8, applicationName: "b3-farm",
+      // a session that stalls inside a transaction (its process hung or stopped reading) is ended by the
+      // server after a minute, releasing the scheduler's lock it may hold
+      startupParameters: { idle_in_transaction_session_timeout: "60000" }
+    })
     : SqliteClient.layer({ filename: sqliteFile(url) })
 
 /** Cluster timings: fast failover and short poll intervals (builds are seconds, not days). */

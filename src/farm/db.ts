@@ -52,6 +52,14 @@ export const migrate: Effect.Effect<void, SqlError.SqlError, SqlClient.SqlClient
 
 export const now = () => Date.now()
 
+/**
+ * A transaction that, once begun, runs to its commit or rollback even if the fiber is interrupted
+ * (a runner stopping, a workflow's entity moving): an interruption between its statements left the
+ * connection idle in the transaction, holding its locks (the scheduler's lock stalled every runner).
+ */
+export const transaction = <A, E, R>(sql: Sql, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError.SqlError, R> =>
+  Effect.uninterruptible(sql.withTransaction(effect))
+
 /** Runs `f` with the SqlClient in context. */
 export const withSql = <A, E, R>(f: (sql: Sql) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R | SqlClient.SqlClient> =>
   Effect.gen(function*() { return yield* f(yield* SqlClient.SqlClient) })

@@ -70,7 +70,7 @@ const lockScheduler = (sql: SqlClient.SqlClient) =>
 
 /** Runs `effect` in a transaction holding the scheduler's lock (rows several submitters write at once). */
 export const withSchedulerLock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Db.withSql((sql) => sql.withTransaction(Effect.andThen(lockScheduler(sql), effect)))
+  Db.withSql((sql) => Db.transaction(sql, Effect.andThen(lockScheduler(sql), effect)))
 
 export interface NewJob {
   readonly drv: string
@@ -88,7 +88,7 @@ export interface NewJob {
  * Enqueues a derivation's job: queued if every input is built, blocked otherwise, not at all if an
  * input failed (that input is returned). Idempotent (a job per derivation and epoch).
  */
-export const enqueue = (job: NewJob) => Db.withSql((sql) => sql.withTransaction(Effect.gen(function*() {
+export const enqueue = (job: NewJob) => Db.withSql((sql) => Db.transaction(sql, Effect.gen(function*() {
   yield* lockScheduler(sql)
   const t = Db.now()
   yield* sql`INSERT INTO farm_derivations (drv, epoch, state, execution, submission, updated_at) VALUES (${job.drv}, ${job.epoch}, 'pending', ${job.execution}, ${job.submission}, ${t})
@@ -134,7 +134,7 @@ export interface Finished {
  * the jobs that depend on it.
  */
 export const finish = (drv: string, epoch: number, exit: DerivationExit, options: { readonly recorded?: boolean } = {}) =>
-  Db.withSql((sql) => sql.withTransaction(Effect.gen(function*() {
+  Db.withSql((sql) => Db.transaction(sql, Effect.gen(function*() {
     yield* lockScheduler(sql)
     const t = Db.now()
     const state = Exit.isSuccess(exit) ? "done" : "failed"
@@ -191,3 +191,28 @@ export const unstarted = (olderThanMs: number, limit = 100) => Db.withSql((sql) 
 
 /** Marks a derivation as looked at now (so `unstarted` does not return it again at once). */
 export const touch = (drv: string) => Db.withSql((sql) => sql`UPDATE farm_derivations SET updated_at = ${Db.now()} WHERE drv = ${drv} AND state = 'pending'`)
+
+export interface Claimed extends Db.JobRow {
+  readonly claimedAt: number
+}
+
+/**
+ * A runner claims the next queued job it can build (its system among `systems`, its required
+ * features a subset of `features`): from the submission with the fewest builds running (fair
+ * sharing between submitters: a small graph is not stuck behind a big one), then the oldest job.
+ * The job is leased to the runner for `leaseMs`. Two runners racing for a job: one wins, the other
+ * takes the next.
+ */
+export const claim = (runner: string, systems: ReadonlySet<string>, features: ReadonlySet<string>, leaseMs: number) => Db.withSql((sql) => Effect.gen(function*() {
+  const candidates = yield* sql<Db.JobRow>`SELECT j.seq, j.drv, j.epoch, j.system, j.features, j.submission, j.token, j.state, j.runner, j.lease_until, j.attempts
+    FROM farm_jobs j LEFT JOIN (SELECT submission, COUNT(*) AS n FROM farm_jobs WHERE state = 'running' GROUP BY submission) r ON r.submission = j.submission
+    WHERE j.state = 'queued' ORDER BY COALESCE(r.n, 0), j.seq LIMIT 200`
+  for (const job of candidates) {
+    if (!Db.canRun(job, systems, features)) continue
+    const t = Db.now()
+    const taken = yield* sql<{ drv: string }>`UPDATE farm_jobs SET state = 'running', runner = ${runner}, lease_until = ${t + leaseMs},
+      attempts = attempts + 1, started_at = ${t} WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND state = 'queued' RETURNING drv`
+    if (taken.length > 0) return Option.some<Claimed>({ ...job, claimedAt: t })
+  }
+  return Option.none<Claimed>()
+}))

@@ -124,9 +124,7 @@ const requeueOf = (sql: SqlClient.SqlClient, runner: string, why: string, log: (
   return jobs.length
 })
 
-interface Claimed extends Db.JobRow {
-  readonly claimedAt: number
-}
+type Claimed = Jobs.Claimed
 
 /** The runner's work: registration and heartbeat, the lease sweeper, the reconciler and the job slots. */
 export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Effect.gen(function*() {
@@ -207,7 +205,7 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     if (locking) {
       const others = yield* sql<{ runner: string }>`SELECT DISTINCT runner FROM farm_jobs WHERE state = 'running' AND runner <> ${config.id}`
       for (const { runner } of others) {
-        requeued += yield* sql.withTransaction(Effect.gen(function*() {
+        requeued += yield* Db.transaction(sql, Effect.gen(function*() {
           const [free] = yield* sql<{ free: boolean }>`SELECT pg_try_advisory_xact_lock(${livenessLockClass}, hashtext(${runner})) AS free`
           return free?.free ? yield* requeueOf(sql, runner, "the runner building it went away", log) : 0
         }))
@@ -251,19 +249,7 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     Effect.catchCause((cause) => Effect.logWarning("reconciling failed", cause)),
     Effect.repeat(Schedule.spaced(Math.max(500, Math.floor(reconcileMs / 2)))), Effect.forkScoped)
 
-  const claim = Effect.gen(function*() {
-    const candidates = yield* sql<Db.JobRow>`SELECT j.seq, j.drv, j.epoch, j.system, j.features, j.submission, j.token, j.state, j.runner, j.lease_until, j.attempts
-      FROM farm_jobs j LEFT JOIN (SELECT submission, COUNT(*) AS n FROM farm_jobs WHERE state = 'running' GROUP BY submission) r ON r.submission = j.submission
-      WHERE j.state = 'queued' ORDER BY COALESCE(r.n, 0), j.seq LIMIT 200`
-    for (const job of candidates) {
-      if (!Db.canRun(job, systems, features)) continue
-      const t = Db.now()
-      const taken = yield* sql<{ drv: string }>`UPDATE farm_jobs SET state = 'running', runner = ${config.id}, lease_until = ${t + leaseMs},
-        attempts = attempts + 1, started_at = ${t} WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND state = 'queued' RETURNING drv`
-      if (taken.length > 0) return Option.some<Claimed>({ ...job, claimedAt: t })
-    }
-    return Option.none<Claimed>()
-  })
+  const claim = Jobs.claim(config.id, systems, features, leaseMs)
 
   /** The .drv closure and the inputs' outputs, from the cache into the local store; gives the outputs. */
   const fetchInputs = (drvPath: StorePath.StorePath) => Effect.gen(function*() {
@@ -335,7 +321,10 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
         const building = yield* Effect.forkChild(Effect.ignore(Db.event(job.drv, "building", config.id)), { startImmediately: true })
         log(`building ${job.drv}`)
         const flusher = yield* sink.flush.pipe(Effect.repeat(Schedule.spaced("250 millis")), Effect.forkChild)
-        yield* stores.local.build.buildDerivations([drvPath], { maxJobs: 1, cores: config.cores, onLog: (_, chunk) => sink.write(chunk) }).pipe(
+        yield* stores.local.build.buildDerivations([drvPath], {
+          // the features the runner offers are the builder's (it claims only jobs that need no others)
+          maxJobs: 1, cores: config.cores, systemFeatures: [...features], onLog: (_, chunk) => sink.write(chunk)
+        }).pipe(
           Effect.ensuring(Fiber.interrupt(flusher)))
         yield* Fiber.join(building)
         return t2
@@ -350,7 +339,7 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     yield* sink.flush
     held.delete(job.drv)
     if (Exit.isFailure(exit) && Option.getOrUndefined(Exit.findErrorOption(exit)) === "lease-lost") {
-      yield* retry(sql.withTransaction(Effect.gen(function*() {
+      yield* retry(Db.transaction(sql, Effect.gen(function*() {
         yield* sql`UPDATE farm_builds SET status = 'lost', finished_at = ${Db.now()}, message = 'its lease ran out: another runner took it over' WHERE id = ${buildId}`
         // if it is still ours after all, it goes back to the queue
         yield* sql`UPDATE farm_jobs SET state = 'queued', runner = NULL, lease_until = NULL WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND runner = ${config.id} AND state = 'running'`
@@ -361,7 +350,7 @@ export const runnerProgram = (config: RunnerConfig, stores: RunnerStores) => Eff
     }
     if (Exit.hasInterrupts(exit) && !Exit.isSuccess(exit)) {
       // Stopping: give the job back at once rather than waiting for the lease to run out.
-      yield* Effect.ignore(sql.withTransaction(Effect.gen(function*() {
+      yield* Effect.ignore(Db.transaction(sql, Effect.gen(function*() {
         yield* sql`UPDATE farm_builds SET status = 'lost', finished_at = ${Db.now()}, message = 'the runner stopped' WHERE id = ${buildId}`
         yield* sql`UPDATE farm_jobs SET state = 'queued', runner = NULL, lease_until = NULL WHERE drv = ${job.drv} AND epoch = ${job.epoch} AND runner = ${config.id}`
       })))

@@ -162,7 +162,7 @@ const planGraph = (todo: ReadonlyArray<{ readonly drvPath: string; readonly epoc
     let queued = false
     // inputs come first (todo is in dependency order), so a part never waits for a later one
     for (const part of chunks(planned, 50)) {
-      yield* sql.withTransaction(Effect.forEach(part, (p) => Effect.gen(function*() {
+      yield* Db.transaction(sql, Effect.forEach(part, (p) => Effect.gen(function*() {
         const decide = (exit: DerivationExit) => Effect.map(finish(p.drvPath, p.epoch, exit), (f) => { cascaded.push(...f.cascaded) })
         if (Object.values(p.outputs).every((o) => present.has(o))) {
           yield* decide(Exit.succeed({ outputs: p.outputs, status: "cached" }))

@@ -116,6 +116,10 @@ describe("b3 build farm", () => {
     const roots = client.stdout.trim().split("\n")
     expect(roots).toHaveLength(20)
 
+    // the outputs were substituted into the client's store
+    const substituted = await b3(["path-info", "--store", store, ...roots])
+    expect(substituted.status, substituted.stderr).toBe(0)
+
     const local = farm.clientStore("equal-local")
     const built = await b3(["build", "--store", local, "--max-jobs", "2", graphModule], graphEnv(vars))
     expect(built.status, built.stderr).toBe(0)
@@ -194,6 +198,25 @@ describe("b3 build farm", () => {
     // both graphs together cover all 60 derivations; each was built exactly once
     expectBuiltOnce(drvs)
   }, 600_000)
+
+  it("routes derivations needing a feature only to the runner that offers it, and streams their logs", async () => {
+    const r4 = await farm.startRunner("r4", { features: "kvm", maxJobs: 1 })
+    try {
+      const vars = { B3_FARM_SHAPE: "feature", B3_FARM_FEATURE: "kvm", B3_FARM_N: "3", B3_FARM_SALT: "route" }
+      const result = await spawnB3(["build", "--farm", farm.url, "--print-build-logs", "--store", farm.clientStore("route"), graphModule], graphEnv(vars)).result
+      expect(result.status, result.stderr).toBe(0)
+      expect(result.stdout.trim().split("\n")).toHaveLength(3)
+      // the builders' lines, streamed from the runner, prefixed with the derivation's name
+      for (let i = 0; i < 3; i++) expect(result.stderr).toMatch(new RegExp(`needs-feature-${i}> hello from needs-feature-${i}`))
+      const drvs = (await graphDrvs(vars)).map((d) => d.drvPath)
+      const rows = query(`SELECT runner, status FROM farm_builds WHERE drv IN (${drvs.map((d) => `'${d}'`).join(", ")})`)
+      expect(rows.map(([runner, status]) => `${runner} ${status}`)).toEqual(["r4 succeeded", "r4 succeeded", "r4 succeeded"])
+    } finally {
+      r4.child.kill("SIGTERM")
+      await r4.exited
+      farm.runners.delete("r4")
+    }
+  }, 300_000)
 
   it("fails at once, naming the feature, when a derivation needs a feature no runner has", async () => {
     const vars = { B3_FARM_SHAPE: "feature", B3_FARM_FEATURE: "gpu-9000", B3_FARM_SALT: "feature" }

@@ -2,7 +2,7 @@
  * Derivation graphs for the farm tests, in b3's TypeScript derivation API. Environment:
  *   B3_FARM_BUSYBOX  the busybox store path (required)
  *   B3_FARM_SHAPE    layered (default) | independent | feature
- *   B3_FARM_N        derivations (layered: 200, in 10 layers of 20; independent: 60)
+ *   B3_FARM_N        derivations (layered: 200, in 10 layers of 20; independent: 60; feature: 1)
  *   B3_FARM_SLEEP    seconds each builder sleeps (default 0; busybox sleep takes fractions)
  *   B3_FARM_SALT     makes the graph's derivations distinct from other tests' (default "")
  *   B3_FARM_ROOTS    layered: which of the last layer's nodes are exported, "FROM-TO" (default all)
@@ -26,11 +26,11 @@ const shape = env("B3_FARM_SHAPE", "layered")
 
 type Drv = ReturnType<typeof make>
 type Ref = Parameters<typeof str>[1]
-const make = (name: string, inputs: ReadonlyArray<{ readonly outputs: Readonly<Record<string, Ref>> }>, extra: Record<string, unknown> = {}) => {
+const make = (name: string, inputs: ReadonlyArray<{ readonly outputs: Readonly<Record<string, Ref>> }>, extra: Record<string, unknown> = {}, say = "") => {
   const cat = inputs.reduce<ReturnType<typeof str>>((acc, input) => str`${acc} ${input.outputs.out!}`, str`${bb} cat`)
   return Result.getOrThrow(derivation({
     name, system: "x86_64-linux", builder: sh, salt, ...extra,
-    args: ["-c", str`${bb} sleep ${sleep}; { ${bb} echo ${name}; ${inputs.length > 0 ? cat : str`true`}; } | ${bb} sha256sum > $out`]
+    args: ["-c", str`${say ? str`${bb} echo ${say}; ` : str``}${bb} sleep ${sleep}; { ${bb} echo ${name}; ${inputs.length > 0 ? cat : str`true`}; } | ${bb} sha256sum > $out`]
   } as Parameters<typeof derivation>[0]))
 }
 
@@ -41,7 +41,9 @@ if (shape === "independent") {
   for (let i = 0; i < n; i++) exported.push(make(`ind-${i}`, []))
   all.push(...exported)
 } else if (shape === "feature") {
-  exported.push(make("needs-feature", [], { requiredSystemFeatures: [env("B3_FARM_FEATURE", "gpu")] }))
+  // B3_FARM_N of them (default 1), each saying hello on its log
+  const n = Number(env("B3_FARM_N", "1"))
+  for (let i = 0; i < n; i++) exported.push(make(n === 1 ? "needs-feature" : `needs-feature-${i}`, [], { requiredSystemFeatures: [env("B3_FARM_FEATURE", "gpu")] }, `hello from needs-feature-${i}`))
   all.push(...exported)
 } else {
   const n = Number(env("B3_FARM_N", "200"))

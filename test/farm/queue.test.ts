@@ -1,13 +1,14 @@
 /**
  * The farm's scheduling transactions (src/farm/queue.ts) on an embedded SQLite database: jobs wait
  * for their inputs in SQL, finishing an input releases them, a failure fails what depends on it
- * transitively, and finished jobs whose workflow has not recorded them are found for reconciling.
+ * transitively, finished jobs whose workflow has not recorded them are found for reconciling, and
+ * runners claim only what they can build, fairly between submissions.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Option } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Db from "../../src/farm/db.ts"
 import * as Queue from "../../src/farm/queue.ts"
@@ -89,5 +90,34 @@ describe("farm queue", () => {
     assert.deepStrictEqual((yield* Queue.unstarted(1000)).map((d) => d.drv), ["p"])
     yield* Queue.touch("p")
     assert.deepStrictEqual(yield* Queue.unstarted(1000), [])
+  })))
+
+  it.effect("a runner claims only jobs whose system and required features it offers", () => withDb(Effect.gen(function*() {
+    yield* Queue.enqueue({ ...job("arm"), system: "aarch64-linux" })
+    yield* Queue.enqueue({ ...job("gpu"), features: ["cuda", "kvm"] })
+    yield* Queue.enqueue({ ...job("kvm"), features: ["kvm"] })
+    const claimedBy = (runner: string, systems: Array<string>, features: Array<string>) =>
+      Effect.map(Queue.claim(runner, new Set(systems), new Set(features), 10_000), Option.map((j) => j.drv))
+    // a plain x86_64 runner: nothing here is for it
+    assert.deepStrictEqual(yield* claimedBy("plain", ["x86_64-linux"], []), Option.none())
+    // kvm but not cuda: only the kvm job
+    assert.deepStrictEqual(yield* claimedBy("kvm-runner", ["x86_64-linux"], ["kvm"]), Option.some("kvm"))
+    assert.deepStrictEqual(yield* claimedBy("kvm-runner", ["x86_64-linux"], ["kvm"]), Option.none())
+    assert.deepStrictEqual(yield* claimedBy("gpu-runner", ["x86_64-linux"], ["cuda", "kvm", "big-parallel"]), Option.some("gpu"))
+    assert.deepStrictEqual(yield* claimedBy("arm-runner", ["aarch64-linux"], []), Option.some("arm"))
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ drv: string; runner: string }>`SELECT drv, runner FROM farm_jobs ORDER BY drv`
+    assert.deepStrictEqual(rows.map((r) => [r.drv, r.runner]), [["arm", "arm-runner"], ["gpu", "gpu-runner"], ["kvm", "kvm-runner"]])
+  })))
+
+  it.effect("the next job comes from the submission with the fewest builds running, then the oldest", () => withDb(Effect.gen(function*() {
+    // a big submission queued first, a small one after it
+    for (let i = 0; i < 6; i++) yield* Queue.enqueue({ ...job(`big-${i}`), submission: "big" })
+    for (let i = 0; i < 2; i++) yield* Queue.enqueue({ ...job(`small-${i}`), submission: "small" })
+    const next = Effect.map(Queue.claim("r", new Set(["x86_64-linux"]), new Set(), 10_000), (j) => Option.getOrThrow(j).drv)
+    const order: Array<string> = []
+    for (let i = 0; i < 6; i++) order.push(yield* next)
+    // the oldest first; then the small submission, which has none running, takes turns with the big one
+    assert.deepStrictEqual(order, ["big-0", "small-0", "big-1", "small-1", "big-2", "big-3"])
   })))
 })
