@@ -4,8 +4,9 @@
  * missing `--store` is a usage error, never a silent fall back to the machine's /nix/store.
  */
 import { Effect, Layer } from "effect"
-import { registryLayer } from "../compose/registry.ts"
-import { buildingStoreLayer, openStore, storeLayer, writableStoreLayer } from "../services/registry.ts"
+import { loadPlugins, withPlugins } from "../compose/plugins.ts"
+import { builtinRegistry } from "../compose/registry.ts"
+import { buildingStoreLayer, openStore, storeLayer, StoreRegistry, writableStoreLayer } from "../services/registry.ts"
 import { config } from "./config.ts"
 import { UsageError } from "./output.ts"
 
@@ -18,6 +19,9 @@ const checked = (uri: string): Effect.Effect<string, UsageError> => Effect.suspe
   }
   return Effect.succeed(uri)
 })
+
+/** The built-in store types, and those of the plugins the configuration names (`plugins`, B3_PLUGINS). */
+const registryLayer = Layer.effect(StoreRegistry, Effect.suspend(() => Effect.map(loadPlugins(config().plugins), (plugins) => withPlugins(builtinRegistry, plugins))))
 
 /** The store a URI names as a layer: StoreRead, and at run time whatever else it can do. */
 export const cliStore = (uri: string) => Layer.unwrap(Effect.map(checked(uri), storeLayer)).pipe(Layer.provide(registryLayer))
