@@ -1,8 +1,8 @@
 /**
- * The process `b3 run` starts for a pipeline: it runs on the project's Node from the unbundled
- * sources, so the pipeline's `import … from "b3"` and `"effect"` are the very modules its services
- * and errors come from (the CLI bundle has its own copy of both; errors from one copy are not
- * `instanceof` the other's classes).
+ * The process `b3 run` starts for a pipeline: it runs from b3's unbundled modules (the sources in a
+ * checkout, lib/ compiled from them in the npm package), so the pipeline's `import … from "b3"` and
+ * `"effect"` are the very modules its services and errors come from (the CLI bundle has its own copy
+ * of both; errors from one copy are not `instanceof` the other's classes).
  *
  *   node src/cli/run-pipeline.ts '{"pipeline":…,"store":…,"cache":…,"json":…,"quiet":…,"verbose":…}' ARGS…
  *
@@ -26,6 +26,7 @@ interface RunOptions {
   readonly json: boolean
   readonly quiet: boolean
   readonly verbose: boolean
+  readonly plugins?: ReadonlyArray<string>
 }
 
 const options = JSON.parse(process.argv[2] ?? "{}") as RunOptions
