@@ -20,6 +20,7 @@ import { storePathCommand } from "./commands/store-path.ts"
 import { ExitCode, exitCodeFor, exitTeardown, messageOf } from "./exit.ts"
 import { outputFlags, UsageError } from "./output.ts"
 import { config } from "./config.ts"
+import { quietSqliteWarning } from "../io/quiet-warnings.ts"
 import { installHint, knownPlugins, loadPlugin, type PluginError } from "../compose/plugins.ts"
 
 const commands = [hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand]
@@ -74,6 +75,7 @@ const presenter = CliOutput.layerPresenter({
  * snapshot (snapshot-entry.ts) can load this module when it is built and run the CLI when it starts.
  */
 export const main = (): void => {
+  quietSqliteWarning()
   const argv = process.argv.slice(2)
   /** Read here too: the failure of an invocation is reported outside its handler, where the setting is not provided. */
   const verbose = argv.slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length).includes("--verbose")

@@ -10,8 +10,10 @@
  * "@effect/platform-node": if they do not resolve from where it is, they resolve from here.
  * SIGINT/SIGTERM interrupt the program, so its scopes close and its finalizers run.
  */
+import { quietSqliteWarning } from "../io/quiet-warnings.ts"
 import { shareModules } from "../io/shared-modules.ts"
 
+quietSqliteWarning()
 shareModules(new URL("../../package.json", import.meta.url).href)
 
 const { Cause, Effect } = await import("effect")
