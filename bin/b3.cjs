@@ -12,8 +12,10 @@ if (compare(current, minimum) < 0) {
   process.stderr.write(`b3: needs Node.js ${minimum.join(".")} or newer, and this is Node.js ${process.versions.node} (${process.execPath}); install a current Node.js (22 LTS or later: https://nodejs.org/en/download) and run b3 again\n`)
   process.exit(1)
 }
-// V8's compile cache makes every start after the first faster.
-require("node:module").enableCompileCache?.()
+// V8's compile cache makes every start after the first faster; the environment variable passes it on
+// to the process `b3 run` starts a pipeline in.
+const cache = require("node:module").enableCompileCache?.()
+if (cache && cache.directory && !process.env.NODE_COMPILE_CACHE) process.env.NODE_COMPILE_CACHE = cache.directory
 import("../dist/npm/b3.mjs").catch((error) => {
   process.stderr.write(`b3: cannot start: ${error && error.message ? error.message : String(error)}\n`)
   process.exit(1)

@@ -18,6 +18,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, write
 import { createRequire } from "node:module"
 import { basename, dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { buildLib } from "./bundle-lib.ts"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const outdir = join(root, "dist")
@@ -133,7 +134,17 @@ const snapshotBuild = forPackage ? undefined : build({
   define: { "import.meta.url": "snapshotUrl" }
 })
 
-const [result, snapshotResult] = await Promise.all([esmBuild, snapshotBuild])
+const banner = "import { createRequire as __b3CreateRequire } from 'node:module'; const require = __b3CreateRequire(import.meta.url);"
+/** The library bundle b3 run starts pipelines from (scripts/bundle-lib.ts). */
+const libBuild = buildLib({
+  root,
+  outdir: join(forPackage ? join(outdir, "npm") : outdir, "lib"),
+  target: forPackage ? "node22" : "node24",
+  plugins: [builtinsByRequire as unknown as Plugin, undiciNamedExports as unknown as Plugin],
+  banner
+})
+
+const [result, snapshotResult] = await Promise.all([esmBuild, snapshotBuild, libBuild])
 
 const place = (path: string, contents: Uint8Array) => {
   mkdirSync(dirname(path), { recursive: true })

@@ -10,11 +10,19 @@
  * "@effect/platform-node": if they do not resolve from where it is, they resolve from here.
  * SIGINT/SIGTERM interrupt the program, so its scopes close and its finalizers run.
  */
+import { existsSync, readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
 import { quietSqliteWarning } from "../io/quiet-warnings.ts"
-import { shareModules } from "../io/shared-modules.ts"
+import { shareBundledModules, shareModules } from "../io/shared-modules.ts"
 
 quietSqliteWarning()
-shareModules(new URL("../../package.json", import.meta.url).href)
+// Run from the library bundle (dist/lib/run-pipeline.mjs, scripts/bundle-lib.ts), its modules.json
+// lists the modules a pipeline shares with it; run from the sources, b3's own package does.
+const modulesJson = new URL("./modules.json", import.meta.url)
+if (existsSync(fileURLToPath(modulesJson))) {
+  const relative = JSON.parse(readFileSync(modulesJson, "utf8")) as Record<string, string>
+  shareBundledModules(Object.fromEntries(Object.entries(relative).map(([specifier, file]) => [specifier, new URL(file, modulesJson).href])))
+} else shareModules(new URL("../../package.json", import.meta.url).href)
 
 const { Cause, Effect } = await import("effect")
 const NodeRuntime = await import("@effect/platform-node/NodeRuntime")

@@ -39,3 +39,26 @@ export const shareModules = (packageUrl: string | undefined = packageJsonUrl()):
     }
   })
 }
+
+/**
+ * In the library bundle b3 run starts pipelines from (scripts/bundle-lib.ts): `b3`, `b3/…`, `effect`,
+ * `effect/…` and `@effect/platform-node…` resolve to the bundle's modules (`modules`, specifier → URL),
+ * wherever they are imported from, so a pipeline and the plugins it loads share the runner's copies.
+ * Other imports of those packages (internal modules) resolve as shareModules does.
+ */
+export const shareBundledModules = (modules: Readonly<Record<string, string>>, packageUrl: string | undefined = packageJsonUrl()): void => {
+  if (shared) return
+  shared = true
+  registerHooks({
+    resolve: (specifier, context, nextResolve) => {
+      const bundled = sharedModules.test(specifier) ? modules[specifier] : undefined
+      if (bundled !== undefined) return { url: bundled, format: "module", shortCircuit: true }
+      try {
+        return nextResolve(specifier, context)
+      } catch (error) {
+        if (packageUrl === undefined || !sharedModules.test(specifier) || context.parentURL === packageUrl) throw error
+        return nextResolve(specifier, { ...context, parentURL: packageUrl })
+      }
+    }
+  })
+}

@@ -25,6 +25,9 @@ import { outputMode } from "../output.ts"
  */
 const runner = (): { readonly path: string; readonly execArgv: ReadonlyArray<string> } | undefined => {
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    // beside the CLI bundle (dist/, dist/npm/): the library bundle, which starts in a fraction of the time
+    const bundled = join(dir, "lib", "run-pipeline.mjs")
+    if (existsSync(bundled)) return { path: bundled, execArgv: existsSync(join(dir, "..", "src")) ? ["--conditions=b3-source"] : [] }
     const source = join(dir, "src", "cli", "run-pipeline.ts")
     if (existsSync(source)) return { path: source, execArgv: ["--conditions=b3-source"] }
     const compiled = join(dir, "lib", "cli", "run-pipeline.js")
