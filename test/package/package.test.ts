@@ -74,7 +74,7 @@ beforeAll(() => {
 describe("npm package b3", () => {
   it("ships the compiled library, its typings, the CLI bundle and the launcher; no sources, tests or startup snapshot", () => {
     const files = core.files.map((f) => f.path)
-    for (const needed of ["bin/b3.cjs", "dist/npm/b3.mjs", "lib/index.js", "lib/index.d.ts", "lib/plugin.js", "lib/core/derivation/index.d.ts", "lib/cli/run-pipeline.js", "package.json"]) {
+    for (const needed of ["bin/b3.cjs", "dist/npm/b3.mjs", "dist/npm/lib/run-pipeline.mjs", "dist/npm/lib/modules.json", "lib/index.js", "lib/index.d.ts", "lib/plugin.js", "lib/core/derivation/index.d.ts", "lib/cli/run-pipeline.js", "package.json"]) {
       expect(files).toContain(needed)
     }
     expect(files.filter((f) => /^(src|test|bench|scripts|packages|examples)\//.test(f) || f.endsWith(".blob") || f === "bin/b3")).toEqual([])
@@ -132,7 +132,7 @@ describe("npm package b3", () => {
     expect(checkWrong.status).not.toBe(0)
   })
 
-  it("runs a pipeline with b3 run from the installed package (its compiled runner), from a directory outside the project", () => {
+  it("runs a pipeline with b3 run from the installed package (its library bundle), from a directory outside the project", () => {
     const elsewhere = join(scratch, "elsewhere")
     ok("mkdir", ["-p", elsewhere])
     writeFileSync(join(elsewhere, "note.ts"), [
@@ -140,13 +140,14 @@ describe("npm package b3", () => {
       `import { StorePath, StoreRead, StoreWrite } from "b3"`,
       `export default (args: ReadonlyArray<string>) => Effect.gen(function*() {`,
       `  const info = yield* (yield* StoreWrite).addText("note.txt", args.join(" "))`,
-      `  return StorePath.print(info.path, (yield* StoreRead).storeDir)`,
+      `  return StorePath.print(info.path, (yield* StoreRead).storeDir) + " " + import.meta.resolve("b3")`,
       `})`
     ].join("\n"))
     const result = b3(["run", "note.ts", "--store", "memory://", "--", "a", "note"], { cwd: elsewhere })
     expect(result.stderr).toBe("")
     expect(result.status).toBe(0)
-    expect(result.stdout).toMatch(/^\/nix\/store\/[0-9a-z]{32}-note\.txt\n$/)
+    // b3 from the package's library bundle (what its runner was loaded with)
+    expect(result.stdout).toMatch(/^\/nix\/store\/[0-9a-z]{32}-note\.txt file:\/\/.*\/node_modules\/b3\/dist\/npm\/lib\/b3\.mjs\n$/)
   })
 
   it("on a Node older than 22.18 prints one line saying what to install, and nothing that cannot work", () => {
