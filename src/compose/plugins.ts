@@ -16,6 +16,7 @@ import { createRequire } from "node:module"
 import { isAbsolute, join, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { importModule } from "../io/import-module.ts"
+import { shareLibraryBundle } from "../io/shared-modules.ts"
 import type { BlobStoreOpener } from "../layers/binary-cache/blob-store.ts"
 import { BadStoreUri } from "../services/store-errors.ts"
 import type { Registry, StoreOpener } from "../services/registry.ts"
@@ -88,6 +89,9 @@ export const loadPlugin = (name: string, cwd: string = process.cwd()): Promise<B
   let plugin = loaded.get(key)
   if (!plugin) {
     plugin = (async () => {
+      // from the CLI's bundle: the plugin's `b3/plugin` and `effect` are the library bundle's (one
+      // bundled copy), not b3's separate modules (sources or lib/) loaded a second time
+      shareLibraryBundle(import.meta.url)
       const specifier = specifierOf(name, cwd)
       let module: { default?: unknown; plugin?: unknown }
       try {

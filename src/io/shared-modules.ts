@@ -62,3 +62,19 @@ export const shareBundledModules = (modules: Readonly<Record<string, string>>, p
     }
   })
 }
+
+/**
+ * The library bundle beside a CLI bundle (dist/lib/ beside dist/b3.mjs and dist/chunks/, dist/npm/lib/
+ * in the package), if `from` is code of one: its modules shared as shareBundledModules does. Nothing
+ * when run from the sources.
+ */
+export const shareLibraryBundle = (from: string): void => {
+  if (shared || !from.startsWith("file:")) return
+  for (let dir = dirname(fileURLToPath(from)), up = 0; up < 2; dir = dirname(dir), up++) {
+    const modulesJson = join(dir, "lib", "modules.json")
+    if (!existsSync(modulesJson) || !existsSync(join(dir, "b3.mjs"))) continue
+    const relative = JSON.parse(readFileSync(modulesJson, "utf8")) as Record<string, string>
+    const base = pathToFileURL(modulesJson)
+    return shareBundledModules(Object.fromEntries(Object.entries(relative).map(([specifier, file]) => [specifier, new URL(file, base).href])))
+  }
+}
