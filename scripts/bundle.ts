@@ -22,6 +22,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { createRequire } from "node:module"
 import { basename, dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { buildLib } from "./bundle-lib.ts"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const outdir = join(root, "dist")
@@ -54,12 +55,13 @@ const undiciNamedExports = {
 }
 
 /**
- * The IPFS packages (Helia, libp2p, multiformats, UnixFS) stay in node_modules, loaded when an
- * ipfs:// store is opened: src/layers/ipfs loads Helia's node class from its own file, which a
- * bundled copy of multiformats or libp2p beside it would not share classes and errors with.
+ * `--package`: the bundle the npm package ships (scripts/pack-build.ts), in dist/npm: for any Node
+ * from 22 on, without the startup snapshot (a blob works only with the Node binary that made it),
+ * built afresh (no chunks of older bundles).
  */
-const ipfsPackages = ["helia", "@helia/*", "libp2p", "@libp2p/*", "@chainsafe/*", "multiformats", "multiformats/*",
-  "@multiformats/*", "@ipld/*", "ipfs-unixfs", "blockstore-fs", "datastore-fs"]
+const forPackage = process.argv.includes("--package")
+
+if (forPackage) rmSync(join(root, "dist", "npm"), { recursive: true, force: true })
 
 const esmBuild = build({
   entryPoints: { b3: join(root, "src/cli/main.ts") },
@@ -67,8 +69,8 @@ const esmBuild = build({
   splitting: true,
   platform: "node",
   format: "esm",
-  target: "node24",
-  outdir,
+  target: forPackage ? "node22" : "node24",
+  outdir: forPackage ? join(outdir, "npm") : outdir,
   outExtension: { ".js": ".mjs" },
   chunkNames: "chunks/[name]-[hash]",
   // Whitespace and syntax only: names stay, so stack traces and class names read as in the sources.
@@ -77,7 +79,6 @@ const esmBuild = build({
   write: false,
   logLevel: "warning",
   packages: "bundle",
-  external: ipfsPackages,
   plugins: [builtinsByRequire, undiciNamedExports],
   // CommonJS dependencies inside an ES module bundle still call require().
   banner: { js: "import { createRequire as __b3CreateRequire } from 'node:module'; const require = __b3CreateRequire(import.meta.url);" }
@@ -86,18 +87,17 @@ const esmBuild = build({
 /** src/cli/snapshot-runtime.ts: what the snapshot bundle has in place of import.meta.url and of imports from node_modules. */
 const snapshotRuntime = join(root, "src/cli/snapshot-runtime.ts")
 /**
- * Packages the snapshot bundle loads from node_modules at run time: the IPFS ones (see above), and
- * undici and ws (half the bundle's code, needed only by the HTTP client and server), which need not
- * be in every run's heap.
+ * Packages the snapshot bundle loads from node_modules at run time: undici and ws (half the bundle's
+ * code, needed only by the HTTP client and server), which need not be in every run's heap.
  */
-const runTimePackages = [...ipfsPackages, "undici", "ws"]
+const runTimePackages = ["undici", "ws"]
 /** As esbuild's `external` matches: the package, its subpaths, and `scope/*` for a whole scope. */
 const isRunTimePackage = (path: string) => runTimePackages.some((name) =>
   name.endsWith("/*") ? path.startsWith(name.slice(0, -1)) : path === name || path.startsWith(`${name}/`))
 
 /**
- * In the snapshot bundle, a static import of one of those packages (the IPFS store's modules import
- * multiformats, @ipld/dag-pb and ipfs-unixfs) is a require() of the file esbuild resolves it to, done by
+ * In the snapshot bundle, a static import of one of those packages (@effect/platform-node's HTTP
+ * modules import undici and ws) is a require() of the file esbuild resolves it to, done by
  * snapshot-runtime.ts's requireAtRunTime when the module that imports it is first loaded. The path is
  * kept from `node_modules/` on, so it holds wherever node_modules really is (a symlink in a worktree).
  */
@@ -120,7 +120,7 @@ const packagesAtRunTime: Plugin = {
   }
 }
 
-const snapshotBuild = build({
+const snapshotBuild = forPackage ? undefined : build({
   entryPoints: { "b3-snapshot": join(root, "src/cli/snapshot-entry.ts") },
   bundle: true,
   platform: "node",
@@ -154,9 +154,19 @@ const webBuild = build({
   logLevel: "warning"
 })
 
-const [result, snapshotResult, webResult] = await Promise.all([esmBuild, snapshotBuild, webBuild])
+const banner = "import { createRequire as __b3CreateRequire } from 'node:module'; const require = __b3CreateRequire(import.meta.url);"
+/** The library bundle b3 run starts pipelines from (scripts/bundle-lib.ts). */
+const libBuild = buildLib({
+  root,
+  outdir: join(forPackage ? join(outdir, "npm") : outdir, "lib"),
+  target: forPackage ? "node22" : "node24",
+  plugins: [builtinsByRequire as unknown as Plugin, undiciNamedExports as unknown as Plugin],
+  banner
+})
 
-// The web view: written to a fresh directory that replaces dist/ui.
+const [result, snapshotResult, webResult] = await Promise.all([esmBuild, snapshotBuild, webBuild, libBuild])
+
+// The web view (also shipped in the package: dist/ui/): written to a fresh directory that replaces dist/ui.
 const uiDir = join(outdir, "ui")
 const uiTmp = `${uiDir}.${process.pid}.tmp`
 rmSync(uiTmp, { recursive: true, force: true })
@@ -175,6 +185,12 @@ const place = (path: string, contents: Uint8Array) => {
   writeFileSync(tmp, contents)
   renameSync(tmp, path)
 }
+
+if (forPackage || snapshotResult === undefined) {
+  for (const file of result.outputFiles) place(file.path, file.contents)
+  process.exit(0)
+}
+
 const entry = join(outdir, "b3.mjs")
 const chunks = result.outputFiles.filter((file) => file.path !== entry)
 for (const chunk of chunks) if (!existsSync(chunk.path)) place(chunk.path, chunk.contents)

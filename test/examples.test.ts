@@ -5,6 +5,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { b3, runB3 } from "./support/b3.ts"
@@ -85,6 +86,28 @@ describe("examples/", () => {
     expect(JSON.parse(run.stdout)).toEqual({ pushed: [run.stderr.slice("added ".length).trim()] })
     const publicKey = readFileSync(join(scratch, "key.pub"), "utf8").trim()
     nix("nix", ["store", "verify", "--store", `file://${join(scratch, "release-cache")}`, "--trusted-public-keys", publicKey, "--all"])
+  })
+
+  it("the README's build example builds as its first lines say (busybox added with store add-tool)", () => {
+    const readme = readFileSync(fileURLToPath(new URL("../README.md", import.meta.url)), "utf8")
+    const code = /\n```ts\n(\/\/ hello\.ts — b3 build [\s\S]*?)```\n/.exec(readme)?.[1]
+    expect(code).toBeDefined()
+    const root = join(scratch, "hello-root")
+    const words = (line: string) => line.replaceAll("'local?root=/tmp/r'", `local?root=${root}`).split(" ").filter((w) => w !== "")
+    const [buildLine, addLine] = code!.split("\n") as [string, string]
+    const addArgs = words(addLine.replace(/^\/\/ first: b3 /, ""))
+    expect(addArgs.slice(0, 2)).toEqual(["store", "add-tool"])
+    const busybox = b3(addArgs)
+    // the README's path is Debian 12's busybox-static's; with another busybox, the module gets the one add-tool printed
+    const readmePath = /storePath\("([^"]+)"\)/.exec(code!)![1]!
+    const version = spawnSync("dpkg-query", ["-W", "-f", "${Version}", "busybox-static"], { encoding: "utf8" }).stdout
+    if (version === "1:1.35.0-4+deb12u1+b1") expect(busybox).toBe(readmePath)
+    const module = join(scratch, "hello.ts")
+    writeFileSync(module, code!.replace(readmePath, busybox))
+    const buildArgs = words(buildLine.replace(/^\/\/ hello\.ts — b3 /, "")).map((w) => w === "hello.ts" ? module : w)
+    const out = b3(buildArgs)
+    expect(out).toMatch(/^\/nix\/store\/[0-9a-z]{32}-hello$/)
+    expect(readFileSync(join(root, out), "utf8")).toBe("hello\n")
   })
 
   it("memory-store.ts runs on a real store too, with its arguments", () => {

@@ -20,7 +20,7 @@ const invalid = (drvPath: string, reason: string) => new BuildFailed({ drvPath, 
  * The bytes of a store path that is a single regular file: its NAR decoded once (with whatever
  * checks the store's stream carries, check.ts), the file's contents kept.
  */
-const readRegularFile = (store: StoreReadApi, path: StorePath.StorePath): Effect.Effect<Uint8Array, StoreError | BuildFailed> =>
+export const readRegularFile = (store: StoreReadApi, path: StorePath.StorePath): Effect.Effect<Uint8Array, StoreError | BuildFailed> =>
   Effect.gen(function*() {
     const printed = StorePath.print(path, store.storeDir)
     const parts: Array<Uint8Array> = []

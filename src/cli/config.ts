@@ -1,7 +1,7 @@
 /**
  * b3's configuration: defaults, then a config file (`./b3.json`, else
  * `$XDG_CONFIG_HOME/b3/config.json` or `~/.config/b3/config.json`), then environment variables
- * (`B3_STORE`, `B3_SUBSTITUTERS`, `B3_TRUSTED_PUBLIC_KEYS`), then command-line flags.
+ * (`B3_STORE`, `B3_SUBSTITUTERS`, `B3_TRUSTED_PUBLIC_KEYS`, `B3_PLUGINS`), then command-line flags.
  * Read once, when first needed. There is no default store: the machine's /nix/store is used only
  * when asked for (`--store local` or `/nix/store`). A malformed file fails every command that opens a
  * store (open-store.ts); `b3 config show` prints what is wrong with it.
@@ -19,6 +19,8 @@ export interface B3Config {
   readonly substituters: ReadonlyArray<string>
   /** Trusted public keys `name:base64`. */
   readonly trustedPublicKeys: ReadonlyArray<string>
+  /** Plugins to load (package names or module paths, relative to the working directory), space-separated in env. */
+  readonly plugins: ReadonlyArray<string>
   /** Where each setting came from. */
   readonly sources: Readonly<Record<string, string>>
   /** The config file read, if any, and problems with it. */
@@ -37,7 +39,8 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): B3Config => {
   let store = ""
   let substituters: ReadonlyArray<string> = []
   let trustedPublicKeys: ReadonlyArray<string> = []
-  const sources: Record<string, string> = { store: "default", substituters: "default", trustedPublicKeys: "default" }
+  let plugins: ReadonlyArray<string> = []
+  const sources: Record<string, string> = { store: "default", substituters: "default", trustedPublicKeys: "default", plugins: "default" }
   const problems: Array<string> = []
   const file = configFiles().find((f) => existsSync(f))
   if (file) {
@@ -51,11 +54,12 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): B3Config => {
         return undefined
       }
       for (const key of Object.keys(json)) {
-        if (!["store", "substituters", "trustedPublicKeys"].includes(key)) problems.push(`${file}: unknown setting '${key}'`)
+        if (!["store", "substituters", "trustedPublicKeys", "plugins"].includes(key)) problems.push(`${file}: unknown setting '${key}'`)
       }
       if (typeof json.store === "string") { store = json.store; sources.store = file } else if (json.store !== undefined) problems.push(`${file}: 'store' must be a string`)
       if (json.substituters !== undefined) { const v = stringList("substituters", json.substituters); if (v) { substituters = v; sources.substituters = file } }
       if (json.trustedPublicKeys !== undefined) { const v = stringList("trustedPublicKeys", json.trustedPublicKeys); if (v) { trustedPublicKeys = v; sources.trustedPublicKeys = file } }
+      if (json.plugins !== undefined) { const v = stringList("plugins", json.plugins); if (v) { plugins = v; sources.plugins = file } }
     } catch (e) {
       problems.push(`${file}: not valid JSON (${(e as Error).message})`)
     }
@@ -63,7 +67,8 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): B3Config => {
   if (env.B3_STORE) { store = env.B3_STORE; sources.store = "B3_STORE" }
   if (env.B3_SUBSTITUTERS !== undefined) { substituters = words(env.B3_SUBSTITUTERS); sources.substituters = "B3_SUBSTITUTERS" }
   if (env.B3_TRUSTED_PUBLIC_KEYS !== undefined) { trustedPublicKeys = words(env.B3_TRUSTED_PUBLIC_KEYS); sources.trustedPublicKeys = "B3_TRUSTED_PUBLIC_KEYS" }
-  return { store, substituters, trustedPublicKeys, sources, ...(file ? { file } : {}), problems }
+  if (env.B3_PLUGINS !== undefined) { plugins = words(env.B3_PLUGINS); sources.plugins = "B3_PLUGINS" }
+  return { store, substituters, trustedPublicKeys, plugins, sources, ...(file ? { file } : {}), problems }
 }
 
 let loaded: B3Config | undefined

@@ -12,7 +12,6 @@ import { nixStoreCommand } from "./commands/nix-store.ts"
 import { drvCommand } from "./commands/drv.ts"
 import { farmCommand } from "./commands/farm.ts"
 import { hashCommand } from "./commands/hash.ts"
-import { ipfsCommand } from "./commands/ipfs.ts"
 import { keyCommand } from "./commands/key.ts"
 import { narCommand } from "./commands/nar.ts"
 import { narinfoCommand } from "./commands/narinfo.ts"
@@ -23,11 +22,17 @@ import { storeCommand } from "./commands/store.ts"
 import { runCommand } from "./commands/run.ts"
 import { storePathCommand } from "./commands/store-path.ts"
 import { ExitCode, exitCodeFor, exitTeardown, messageOf } from "./exit.ts"
-import { outputFlags } from "./output.ts"
+import { outputFlags, UsageError } from "./output.ts"
+import { config } from "./config.ts"
+import { quietSqliteWarning } from "../io/quiet-warnings.ts"
+import { installHint, knownPlugins, loadPlugin, type PluginError } from "../compose/plugins.ts"
 
-export const b3 = Command.make("b3").pipe(
+const commands = [hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, uiCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand, daemonCommand, nixStoreCommand, farmCommand]
+
+/** The root command, with commands from plugins (see pluginCommands) after the built-in ones. */
+const makeB3 = (fromPlugins: ReadonlyArray<Command.Command<string, any, any, any>>) => Command.make("b3").pipe(
   Command.withDescription("b3: a Nix-compatible store and build engine."),
-  Command.withSubcommands([hashCommand, storePathCommand, narCommand, storeCommand, pathInfoCommand, copyCommand, serveCommand, uiCommand, buildCommand, logCommand, runCommand, drvCommand, keyCommand, narinfoCommand, configCommand, ipfsCommand, daemonCommand, nixStoreCommand, farmCommand]),
+  Command.withSubcommands([...commands, ...fromPlugins]),
   Command.withGlobalFlags(outputFlags),
   Command.withExamples([
     { command: "b3 store add --store /tmp/r ./src", description: "add a tree to a chroot store" },
@@ -35,6 +40,27 @@ export const b3 = Command.make("b3").pipe(
     { command: "b3 --completions bash >> ~/.bashrc", description: "shell completion (bash, zsh, fish)" }
   ])
 )
+
+export const b3 = makeB3([])
+
+/**
+ * The commands of the plugin that provides the command this command line names (`b3 ipfs …` is in
+ * @b3/ipfs; configured plugins are asked too), loaded only then: other commands start without them.
+ */
+const pluginCommands = (argv: ReadonlyArray<string>) => Effect.gen(function*() {
+  const name = argv.find((a) => !a.startsWith("-"))
+  if (name === undefined || commands.some((c) => c.name === name)) return []
+  const known = knownPlugins.find((p) => p.commands.includes(name))
+  const names = [...(known ? [known.name] : []), ...config().plugins.filter((p) => p !== known?.name)]
+  if (names.length === 0) return []
+  const plugins = yield* Effect.forEach(names, (plugin) => Effect.tryPromise({
+    try: () => loadPlugin(plugin),
+    catch: (error) => plugin === known?.name && (error as PluginError).missing
+      ? new UsageError({ reason: `'b3 ${name}' is in the ${plugin} plugin, which is not installed: ${installHint(plugin)}` })
+      : error as PluginError
+  }))
+  return plugins.flatMap((p) => (p.commands ?? []) as ReadonlyArray<Command.Command<string, any, any, any>>)
+})
 
 export { version } from "./version.ts"
 import { version } from "./version.ts"
@@ -54,11 +80,13 @@ const presenter = CliOutput.layerPresenter({
  * snapshot (snapshot-entry.ts) can load this module when it is built and run the CLI when it starts.
  */
 export const main = (): void => {
+  quietSqliteWarning()
   const argv = process.argv.slice(2)
   /** Read here too: the failure of an invocation is reported outside its handler, where the setting is not provided. */
   const verbose = argv.slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length).includes("--verbose")
 
-  const program = Command.runWith(b3, { version })(argv).pipe(
+  const program = pluginCommands(argv).pipe(
+    Effect.flatMap((fromPlugins) => Command.runWith(fromPlugins.length > 0 ? makeB3(fromPlugins) : b3, { version })(argv)),
     Effect.catchCause((cause) => Effect.sync(() => {
       if (Cause.hasInterruptsOnly(cause)) {
         // Every write is atomic (a path is valid whole or not at all) and every scope has closed: say so

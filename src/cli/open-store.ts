@@ -4,8 +4,9 @@
  * missing `--store` is a usage error, never a silent fall back to the machine's /nix/store.
  */
 import { Effect, Layer } from "effect"
-import { registryLayer } from "../compose/registry.ts"
-import { buildingStoreLayer, openStore, storeLayer, writableStoreLayer, type StoreRegistry } from "../services/registry.ts"
+import { loadPlugins, withPlugins } from "../compose/plugins.ts"
+import { builtinRegistry } from "../compose/registry.ts"
+import { buildingStoreLayer, openStore, storeLayer, StoreRegistry, writableStoreLayer } from "../services/registry.ts"
 import { config } from "./config.ts"
 import { UsageError } from "./output.ts"
 
@@ -19,6 +20,9 @@ const checked = (uri: string): Effect.Effect<string, UsageError> => Effect.suspe
   return Effect.succeed(uri)
 })
 
+/** The built-in store types, and those of the plugins the configuration names (`plugins`, B3_PLUGINS). */
+const registryLayer = Layer.effect(StoreRegistry, Effect.suspend(() => Effect.map(loadPlugins(config().plugins), (plugins) => withPlugins(builtinRegistry, plugins))))
+
 /** The store a URI names as a layer: StoreRead, and at run time whatever else it can do. */
 export const cliStore = (uri: string) => Layer.unwrap(Effect.map(checked(uri), storeLayer)).pipe(Layer.provide(registryLayer))
 
@@ -26,7 +30,7 @@ export const cliStore = (uri: string) => Layer.unwrap(Effect.map(checked(uri), s
 export const cliWritableStore = (uri: string) => Layer.unwrap(Effect.map(checked(uri), writableStoreLayer)).pipe(Layer.provide(registryLayer))
 
 /** A store that must build; one that cannot fails with `Unsupported`. A registry other than the built-in one may be given (remote builders). */
-export const cliBuildingStore = (uri: string, registry: Layer.Layer<StoreRegistry> = registryLayer) =>
+export const cliBuildingStore = (uri: string, registry: Layer.Layer<StoreRegistry, unknown> = registryLayer) =>
   Layer.unwrap(Effect.map(checked(uri), buildingStoreLayer)).pipe(Layer.provide(registry))
 
 /** Opens a store's services for the rest of the command, where a command meets two stores (copy). */

@@ -1,8 +1,8 @@
 /**
- * The process `b3 run` starts for a pipeline: it runs on the project's Node from the unbundled
- * sources, so the pipeline's `import … from "b3"` and `"effect"` are the very modules its services
- * and errors come from (the CLI bundle has its own copy of both; errors from one copy are not
- * `instanceof` the other's classes).
+ * The process `b3 run` starts for a pipeline: it runs from b3's unbundled modules (the sources in a
+ * checkout, lib/ compiled from them in the npm package), so the pipeline's `import … from "b3"` and
+ * `"effect"` are the very modules its services and errors come from (the CLI bundle has its own copy
+ * of both; errors from one copy are not `instanceof` the other's classes).
  *
  *   node src/cli/run-pipeline.ts '{"pipeline":…,"store":…,"cache":…,"json":…,"quiet":…,"verbose":…}' ARGS…
  *
@@ -10,9 +10,19 @@
  * "@effect/platform-node": if they do not resolve from where it is, they resolve from here.
  * SIGINT/SIGTERM interrupt the program, so its scopes close and its finalizers run.
  */
-import { shareModules } from "../io/shared-modules.ts"
+import { existsSync, readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { quietSqliteWarning } from "../io/quiet-warnings.ts"
+import { shareBundledModules, shareModules } from "../io/shared-modules.ts"
 
-shareModules(new URL("../../package.json", import.meta.url).href)
+quietSqliteWarning()
+// Run from the library bundle (dist/lib/run-pipeline.mjs, scripts/bundle-lib.ts), its modules.json
+// lists the modules a pipeline shares with it; run from the sources, b3's own package does.
+const modulesJson = new URL("./modules.json", import.meta.url)
+if (existsSync(fileURLToPath(modulesJson))) {
+  const relative = JSON.parse(readFileSync(modulesJson, "utf8")) as Record<string, string>
+  shareBundledModules(Object.fromEntries(Object.entries(relative).map(([specifier, file]) => [specifier, new URL(file, modulesJson).href])))
+} else shareModules(new URL("../../package.json", import.meta.url).href)
 
 const { Cause, Effect } = await import("effect")
 const NodeRuntime = await import("@effect/platform-node/NodeRuntime")
@@ -26,6 +36,7 @@ interface RunOptions {
   readonly json: boolean
   readonly quiet: boolean
   readonly verbose: boolean
+  readonly plugins?: ReadonlyArray<string>
 }
 
 const options = JSON.parse(process.argv[2] ?? "{}") as RunOptions

@@ -28,8 +28,9 @@ import type { StoreContext } from "../services/registry.ts"
 import { StoreBuild } from "../services/store-build.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"
-import { registryLayer } from "./registry.ts"
-import { openStore } from "../services/registry.ts"
+import { builtinRegistry } from "./registry.ts"
+import { loadPlugins, withPlugins } from "./plugins.ts"
+import { openStore, StoreRegistry } from "../services/registry.ts"
 
 /** A second store a pipeline works with, typically the binary cache it pushes to or pulls from. */
 export interface CacheApi {
@@ -72,6 +73,8 @@ export interface PipelineOptions {
   readonly args: ReadonlyArray<string>
   readonly quiet: boolean
   readonly verbose: boolean
+  /** Plugins (package names or module paths) whose store types the run adds to the built-in ones. */
+  readonly plugins?: ReadonlyArray<string> | undefined
 }
 
 /** A second store as a pipeline's `Cache`: reading, and writing if it can. */
@@ -137,8 +140,9 @@ export const loadPipeline = (file: string, args: ReadonlyArray<string>) => Effec
  */
 export const runPipeline = (options: PipelineOptions) => Effect.scoped(Effect.gen(function*() {
   const program = yield* loadPipeline(options.pipeline, options.args)
-  const store = yield* openStore(options.store).pipe(Effect.provide(registryLayer))
-  const cache = options.cache === undefined ? undefined : yield* openStore(options.cache).pipe(Effect.provide(registryLayer))
+  const registry = Layer.succeed(StoreRegistry, withPlugins(builtinRegistry, yield* loadPlugins(options.plugins ?? [])))
+  const store = yield* openStore(options.store).pipe(Effect.provide(registry))
+  const cache = options.cache === undefined ? undefined : yield* openStore(options.cache).pipe(Effect.provide(registry))
   const level: LogLevel.LogLevel = options.quiet ? "Warn" : options.verbose ? "Debug" : "Info"
   return yield* program.pipe(
     Effect.provideContext(pipelineContext(store, cache)),

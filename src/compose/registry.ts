@@ -13,6 +13,7 @@ import { StoreRead } from "../services/store-read.ts"
 import { checkParams } from "../services/store-uri.ts"
 import type { RemoteBuildersOptions } from "../layers/remote/remote-sandbox.ts"
 import { StoreWrite } from "../services/store-write.ts"
+import { pluginBlobStore, pluginScheme } from "./plugins.ts"
 
 const loadedOnUse = <M>(load: () => Promise<M>, opener: (module: M) => StoreOpener): StoreOpener => (uri) =>
   Layer.unwrap(Effect.map(Effect.promise(load), (module) => opener(module)(uri)))
@@ -28,10 +29,11 @@ const memory: StoreOpener = (uri) => Layer.effectContext(Effect.gen(function*() 
 const local = loadedOnUse(() => import("../layers/local/opener.ts"), (m) => m.openLocalStore)
 const file = loadedOnUse(() => import("../layers/binary-cache/openers.ts"), (m) => m.openFileCache)
 const http = loadedOnUse(() => import("../layers/binary-cache/openers.ts"), (m) => m.openHttpCache)
-const s3 = loadedOnUse(() => import("../layers/s3/opener.ts"), (m) => m.openS3Cache)
-const ipfs = loadedOnUse(() => import("../layers/ipfs/opener.ts"), (m) => m.openIpfsStore)
 const chunkedFile = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedFile)
-const chunkedS3 = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedS3)
+// In plugins (./plugins.ts): s3:// and the blobs of chunked+s3:// in @b3/s3, ipfs:// in @b3/ipfs.
+const s3 = pluginScheme("@b3/s3", "s3")
+const ipfs = pluginScheme("@b3/ipfs", "ipfs")
+const chunkedS3 = pluginBlobStore("@b3/s3", "s3", (blobs) => loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedOver(blobs)))
 const chunkedHttp = loadedOnUse(() => import("../layers/chunked/opener.ts"), (m) => m.openChunkedHttp)
 const daemon = loadedOnUse(() => import("../layers/daemon/opener.ts"), (m) => m.openDaemonStore)
 

@@ -39,3 +39,42 @@ export const shareModules = (packageUrl: string | undefined = packageJsonUrl()):
     }
   })
 }
+
+/**
+ * In the library bundle b3 run starts pipelines from (scripts/bundle-lib.ts): `b3`, `b3/…`, `effect`,
+ * `effect/…` and `@effect/platform-node…` resolve to the bundle's modules (`modules`, specifier → URL),
+ * wherever they are imported from, so a pipeline and the plugins it loads share the runner's copies.
+ * Other imports of those packages (internal modules) resolve as shareModules does.
+ */
+export const shareBundledModules = (modules: Readonly<Record<string, string>>, packageUrl: string | undefined = packageJsonUrl()): void => {
+  if (shared) return
+  shared = true
+  registerHooks({
+    resolve: (specifier, context, nextResolve) => {
+      const bundled = sharedModules.test(specifier) ? modules[specifier] : undefined
+      if (bundled !== undefined) return { url: bundled, format: "module", shortCircuit: true }
+      try {
+        return nextResolve(specifier, context)
+      } catch (error) {
+        if (packageUrl === undefined || !sharedModules.test(specifier) || context.parentURL === packageUrl) throw error
+        return nextResolve(specifier, { ...context, parentURL: packageUrl })
+      }
+    }
+  })
+}
+
+/**
+ * The library bundle beside a CLI bundle (dist/lib/ beside dist/b3.mjs and dist/chunks/, dist/npm/lib/
+ * in the package), if `from` is code of one: its modules shared as shareBundledModules does. Nothing
+ * when run from the sources.
+ */
+export const shareLibraryBundle = (from: string): void => {
+  if (shared || !from.startsWith("file:")) return
+  for (let dir = dirname(fileURLToPath(from)), up = 0; up < 2; dir = dirname(dir), up++) {
+    const modulesJson = join(dir, "lib", "modules.json")
+    if (!existsSync(modulesJson) || !existsSync(join(dir, "b3.mjs"))) continue
+    const relative = JSON.parse(readFileSync(modulesJson, "utf8")) as Record<string, string>
+    const base = pathToFileURL(modulesJson)
+    return shareBundledModules(Object.fromEntries(Object.entries(relative).map(([specifier, file]) => [specifier, new URL(file, base).href])))
+  }
+}

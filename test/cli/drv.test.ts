@@ -70,6 +70,24 @@ describe("b3 drv", () => {
     expect(runB3(["drv", "attrs", file("dep")]).status).toBe(2)
   })
 
+  it("--store reads the derivations and their inputs from a store: the local store, or a binary cache", () => {
+    const paths = Object.values(info).map((i) => i.drvPath)
+    const theirs = run("nix", ["show-derivation", "--store", root, ...paths])
+    expect(b3(["drv", "show", "--store", root, ...paths])).toBe(theirs)
+    // a file cache holding only the closure of top.drv: its inputs come from the cache too
+    const cache = `file://${join(scratch, "drv-cache")}`
+    b3(["copy", "--closure", "--from", root, "--to", cache, info.top!.drvPath])
+    expect(b3(["drv", "show", "--store", cache, info.top!.drvPath])).toBe(run("nix", ["show-derivation", "--store", root, info.top!.drvPath]))
+    expect(b3(["drv", "hash", "--masked", "--store", cache, info.top!.drvPath])).toBe(b3(["drv", "hash", "--masked", file("top")]))
+    expect(b3(["drv", "outputs", "--store", cache, info.top!.drvPath])).toBe(`out ${info.top!.outputs.out}`)
+    expect(JSON.parse(b3(["drv", "attrs", "--store", root, info.structured!.drvPath]))).toMatchObject({ n: 1, l: [1, "x"] })
+    // a path the cache does not have: exit 3, naming it
+    const absent = runB3(["drv", "show", "--store", cache, info.structured!.drvPath])
+    expect(absent.status).toBe(3)
+    expect(absent.stderr).toContain(info.structured!.drvPath.slice("/nix/store/".length))
+    expect(absent.stderr.trim().split("\n")).toHaveLength(1)
+  })
+
   it("fails with one line and exit 2 on a malformed .drv, 3 on a missing file or input", () => {
     const bad = join(scratch, "bad.drv")
     writeFileSync(bad, `Derive([("out","","","")],[],[],"s","b",["a" "b"],[])`)

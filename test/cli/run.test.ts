@@ -78,6 +78,36 @@ describe("b3 run", () => {
     expect(runB3(["run", "--json", none, "--store", "memory://"]).stdout).toBe("null\n")
   })
 
+  it("runs from the library bundle (dist/lib), sharing one copy of each module of b3 and Effect with the pipeline", () => {
+    const shared = pipeline("shared.ts", `
+import { Effect, Stream } from "effect"
+import * as StreamModule from "effect/Stream"
+import { Command } from "effect/cli"
+import * as CommandModule from "effect/cli/Command"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import { NodeServices as NodeServicesNs } from "@effect/platform-node"
+import { StoreRead } from "b3"
+import { StoreRead as PluginStoreRead } from "b3/plugin"
+import { derivation } from "b3/derivation"
+import { StorePath } from "b3"
+import { StorePath as PluginStorePath } from "b3/plugin"
+export default Effect.gen(function*() {
+  const read = yield* StoreRead
+  return {
+    resolved: import.meta.resolve("b3"),
+    same: [Stream.make === StreamModule.make, Command.make === CommandModule.make, NodeServices.layer === NodeServicesNs.layer,
+      StoreRead === PluginStoreRead, StorePath.print === PluginStorePath.print && typeof derivation === "function", typeof Effect.void === "object"],
+    uri: read.uri
+  }
+})
+`)
+    const result = runB3(["run", "--json", shared, "--store", "memory://"])
+    expect(result.stderr).toBe("")
+    expect(JSON.parse(result.stdout)).toEqual({
+      resolved: expect.stringMatching(/\/dist\/lib\/b3\.mjs$/), same: [true, true, true, true, true, true], uri: "memory://"
+    })
+  })
+
   it("exits with the code of the pipeline's error, with one line on stderr", () => {
     const cases: Array<[string, number, RegExp]> = [
       ["not-found", 3, /is not valid in store memory:\/\//],

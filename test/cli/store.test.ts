@@ -1,8 +1,9 @@
 /** The store-facing CLI: help everywhere, JSON shapes, and exit codes that tell failures apart. */
 import { afterAll, describe, expect, it } from "vitest"
-import { mkdirSync, writeFileSync } from "node:fs"
+import { mkdirSync, readdirSync, readlinkSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { b3, runB3 } from "../support/b3.ts"
+import { addBusybox, hostBusybox } from "../support/busybox.ts"
 import { makeScratch, removeScratch } from "../support/nix.ts"
 
 const scratch = makeScratch()
@@ -29,6 +30,23 @@ describe("b3 CLI: stores", () => {
     expect(Object.keys(infos[0]!).sort()).toEqual(["ca", "narHash", "narSize", "path", "references", "registrationTime"])
     const gc = JSON.parse(b3(["store", "gc", "--json", "--dry-run", "--store", root])) as { dryRun: boolean; deleted: Array<string> }
     expect(gc).toMatchObject({ dryRun: true, deleted: [added.path] })
+  })
+
+  it("store add-tool adds a static tool as NAME/bin/TOOL with links, at the path nix-store --add-fixed --recursive gives that tree", () => {
+    const root = join(scratch, "tools")
+    const ours = b3(["store", "add-tool", "--store", root, "--name", "bb", "--link", "sh", hostBusybox])
+    expect(ours).toBe(addBusybox(join(scratch, "tools-nix")))
+    expect(readlinkSync(join(root, ours, "bin", "sh"))).toBe("busybox")
+    expect(statSync(join(root, ours, "bin", "busybox")).mode & 0o777).toBe(0o555)
+    expect(readdirSync(join(root, ours))).toEqual(["bin"])
+    // the name defaults to the file's; a name with a slash is refused
+    expect(b3(["store", "add-tool", "--store", root, hostBusybox])).toMatch(/^\/nix\/store\/[0-9a-z]{32}-busybox$/)
+    const bad = runB3(["store", "add-tool", "--store", root, "--link", "../sh", hostBusybox])
+    expect(bad.status).toBe(2)
+    oneLineError(bad)
+    const dir = runB3(["store", "add-tool", "--store", root, scratch])
+    expect(dir.status).toBe(2)
+    oneLineError(dir)
   })
 
   it("exit codes: 2 bad input, 3 not found, 4 mismatch", () => {

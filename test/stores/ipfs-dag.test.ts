@@ -7,9 +7,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
 import fc from "fast-check"
-import { FileDagBuilder, rawBlock } from "../../src/layers/ipfs/file-dag.ts"
-import { ipfsNode } from "../../src/layers/ipfs/helia-node.ts"
-import { type Leaf, NarSegmenter } from "../../src/layers/ipfs/nar-segments.ts"
+import { FileDagBuilder, rawBlock } from "../../packages/ipfs/src/file-dag.ts"
+import { ipfsNode } from "../../packages/ipfs/src/helia-node.ts"
+import { type Leaf, NarSegmenter } from "../../packages/ipfs/src/nar-segments.ts"
 import * as Tree from "../../src/nar/tree.ts"
 
 // Small sizes so that generated NARs exercise every boundary.

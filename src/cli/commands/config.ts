@@ -12,13 +12,14 @@ const show = Command.make("show", {}, () => Effect.gen(function*() {
   yield* Console.log(`store:                ${config.store || "(none: give --store)"}  (${config.sources.store})`)
   yield* Console.log(`substituters:         ${config.substituters.join(" ") || "(none)"}  (${config.sources.substituters})`)
   yield* Console.log(`trusted-public-keys:  ${config.trustedPublicKeys.join(" ") || "(none)"}  (${config.sources.trustedPublicKeys})`)
+  yield* Console.log(`plugins:              ${config.plugins.join(" ") || "(none)"}  (${config.sources.plugins})`)
   }
   if (config.problems.length > 0) return yield* new UsageError({ reason: config.problems.join("; ") })
 })).pipe(
   Command.withDescription("Print the effective configuration (defaults < config file < B3_* env vars < flags); exits 2 if the config file is malformed, saying what is wrong."),
   Command.withExamples([
     { command: "b3 config show", description: "each setting and where it comes from" },
-    { command: "B3_STORE=/tmp/r b3 config show --json", description: "{\"store\", \"substituters\", \"trustedPublicKeys\", \"sources\", \"file\"?, \"problems\"}" }
+    { command: "B3_STORE=/tmp/r b3 config show --json", description: "{\"store\", \"substituters\", \"trustedPublicKeys\", \"plugins\", \"sources\", \"file\"?, \"problems\"}" }
   ]))
 
 export const configCommand = Command.make("config").pipe(

@@ -1,7 +1,8 @@
 /**
  * `b3 run PIPELINE.ts`: runs a pipeline (an Effect program needing store services, see
- * ../pipeline.ts) in a child process on the project's Node with the unbundled sources
- * (../run-pipeline.ts), so the pipeline and its services share one copy of `effect` and of b3.
+ * ../pipeline.ts) in a child process on this Node with b3's unbundled modules (../run-pipeline.ts:
+ * the sources in a checkout, lib/ in the npm package), so the pipeline and its services share one
+ * copy of `effect` and of b3.
  * stdin/stdout/stderr are the child's; its exit code is b3's. Interrupting b3 interrupts the
  * pipeline (its finalizers run) and waits for it to end.
  */
@@ -13,14 +14,24 @@ import { dirname, join, resolve } from "node:path"
 import { constants } from "node:os"
 import { fileURLToPath } from "node:url"
 import { FileNotFound } from "../../nar/fs/errors.ts"
+import { config } from "../config.ts"
 import { storeFlag } from "../flags.ts"
 import { outputMode } from "../output.ts"
 
-/** The pipeline runner's source file, found from wherever this code runs (the bundle in dist/, or src/). */
-const runnerPath = (): string | undefined => {
+/**
+ * The pipeline runner, found from wherever this code runs (a bundle in dist/ or dist/npm/, or src/):
+ * the TypeScript source in a checkout (run with the `b3-source` condition, so that `b3` and the
+ * plugins resolve to their sources too), the compiled lib/cli/run-pipeline.js in an installed package.
+ */
+const runner = (): { readonly path: string; readonly execArgv: ReadonlyArray<string> } | undefined => {
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    const candidate = join(dir, "src", "cli", "run-pipeline.ts")
-    if (existsSync(candidate)) return candidate
+    // beside the CLI bundle (dist/, dist/npm/): the library bundle, which starts in a fraction of the time
+    const bundled = join(dir, "lib", "run-pipeline.mjs")
+    if (existsSync(bundled)) return { path: bundled, execArgv: existsSync(join(dir, "..", "src")) ? ["--conditions=b3-source"] : [] }
+    const source = join(dir, "src", "cli", "run-pipeline.ts")
+    if (existsSync(source)) return { path: source, execArgv: ["--conditions=b3-source"] }
+    const compiled = join(dir, "lib", "cli", "run-pipeline.js")
+    if (existsSync(compiled)) return { path: compiled, execArgv: [] }
     if (dirname(dir) === dir) return undefined
   }
 }
@@ -51,11 +62,11 @@ export const runCommand = Command.make("run", {
 }, (args) => Effect.gen(function*() {
   const pipeline = resolve(args.pipeline)
   if (!existsSync(pipeline)) return yield* new FileNotFound({ path: args.pipeline })
-  const runner = runnerPath()
-  if (!runner) return yield* new FileNotFound({ path: "src/cli/run-pipeline.ts (b3's sources are needed to run pipelines)" })
+  const found = runner()
+  if (!found) return yield* new FileNotFound({ path: "lib/cli/run-pipeline.js (b3's pipeline runner; reinstall b3)" })
   const mode = yield* outputMode
-  const options = { pipeline, store: args.store, ...(args.cache._tag === "Some" ? { cache: args.cache.value } : {}), ...mode }
-  const code = yield* runChild([runner, JSON.stringify(options), ...args.args])
+  const options = { pipeline, store: args.store, ...(args.cache._tag === "Some" ? { cache: args.cache.value } : {}), plugins: config().plugins, ...mode }
+  const code = yield* runChild([...found.execArgv, found.path, JSON.stringify(options), ...args.args])
   process.exitCode = code
 })).pipe(
   Command.withShortDescription("Run a pipeline: a TypeScript module whose default export is an Effect program using b3's store services."),

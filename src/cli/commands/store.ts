@@ -1,7 +1,7 @@
-/** `b3 store add|add-fixed|verify|gc`: working with a store's contents. */
-import { Console, Context, Effect } from "effect"
+/** `b3 store add|add-fixed|add-tool|verify|gc`: working with a store's contents. */
+import { Console, Context, Effect, FileSystem } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { resolve } from "node:path"
+import { basename, join, resolve } from "node:path"
 import * as Hash from "../../core/hash.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { storeFlag, switchFlag } from "../flags.ts"
@@ -54,6 +54,42 @@ const addFixed = Command.make("add-fixed", {
 }, (args) => addAll(args.store, args.paths, { method: args.recursive ? "recursive" : "flat", algorithm: args.type })).pipe(
   Command.withDescription("Add files as fixed-output paths (like `nix-store --add-fixed [--recursive] ALGO`)."),
   Command.withExamples([{ command: "b3 store add-fixed --recursive --store /tmp/r ./busybox", description: "add a tree as a fixed-output (recursive sha256) path" }]))
+
+/**
+ * A static tool (busybox, a statically linked shell…) as a store path builders can use: the tree
+ * NAME/bin/TOOL (the file, executable) with each --link as a symlink to it in bin/ (busybox's applets:
+ * `--link sh` gives NAME/bin/sh), added as `nix-store --add-fixed --recursive sha256 NAME` would,
+ * so the path depends only on the file's bytes, the name and the links.
+ */
+const addTool = Command.make("add-tool", {
+  store: storeFlag,
+  name: Flag.String("name").pipe(Flag.optional, Flag.withDescription("the store path's name (default: the file's name)")),
+  links: Flag.String("link").pipe(Flag.atLeast(0), Flag.withDescription("a name in bin/ that links to the tool, e.g. sh for busybox (repeatable)")),
+  file: Argument.String("file").pipe(Argument.withDescription("the tool: a statically linked executable"))
+}, (args) => Effect.scoped(Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
+  const file = resolve(args.file)
+  const tool = basename(file)
+  const name = args.name._tag === "Some" ? args.name.value : tool
+  const bad = (what: string, value: string) => !value || value === "." || value === ".." || value.includes("/")
+    ? new UsageError({ reason: `${what} '${value}' must be a plain file name` }) : undefined
+  for (const [what, value] of [["--name", name], ...args.links.map((l) => ["--link", l] as const)] as const) {
+    const problem = bad(what, value)
+    if (problem) return yield* problem
+  }
+  if (args.links.includes(tool)) return yield* new UsageError({ reason: `--link '${tool}' is the tool's own name` })
+  const info = yield* fs.stat(file)
+  if (info.type !== "File") return yield* new UsageError({ reason: `'${args.file}' is not a regular file` })
+  const staging = yield* fs.makeTempDirectoryScoped({ prefix: "b3-add-tool-" })
+  const bin = join(staging, name, "bin")
+  yield* fs.makeDirectory(bin, { recursive: true })
+  yield* fs.copyFile(file, join(bin, tool))
+  yield* fs.chmod(join(bin, tool), 0o755)
+  for (const link of new Set(args.links)) yield* fs.symlink(tool, join(bin, link))
+  yield* addAll(args.store, [join(staging, name)], { method: "recursive", algorithm: "sha256" })
+}))).pipe(
+  Command.withDescription("Add a static tool as a store path NAME/bin/TOOL, with symlinks to it in bin/ (a fixed-output path, as `nix-store --add-fixed --recursive sha256` of that tree)."),
+  Command.withExamples([{ command: "b3 store add-tool --store /tmp/r --name bb --link sh /bin/busybox", description: "busybox as <path>/bin/busybox and <path>/bin/sh, for builders" }]))
 
 const verify = Command.make("verify", { store: storeFlag }, (args) =>
   Effect.scoped(Effect.gen(function*() {
@@ -145,6 +181,6 @@ const remove = Command.make("delete", {
 
 export const storeCommand = Command.make("store").pipe(
   Command.withDescription("Add to, verify and clean a store."),
-  Command.withSubcommands([add, addFixed, verify, gc, remove, repack, stats]),
+  Command.withSubcommands([add, addFixed, addTool, verify, gc, remove, repack, stats]),
   Command.withExamples([{ command: "b3 store add --store 'local?root=/tmp/r' ./src && b3 store verify --store /tmp/r", description: "add, then verify" }])
 )

@@ -3,8 +3,9 @@
  * `nar/<filehash>.nar.xz`, …). A directory, an HTTP server and an S3 bucket each implement it;
  * binary-cache-store.ts speaks Nix's cache protocol on top of any of them.
  */
-import type { Effect, Option, Stream } from "effect"
-import type { StoreIoError } from "../../services/store-errors.ts"
+import type { Effect, Option, Scope, Stream } from "effect"
+import type { BadStoreUri, StoreError, StoreIoError } from "../../services/store-errors.ts"
+import type { StoreUri } from "../../services/store-uri.ts"
 
 export interface BlobStore {
   /** Where the blobs are, for messages. */
@@ -43,4 +44,14 @@ export interface BlobStore {
   readonly localPath?: (key: string) => string
   /** A directory for spooling uploads (on the same file system as the blobs where there is one). */
   readonly spoolDir: string
+}
+
+/**
+ * Opens the blobs a store URI names (`s3://bucket?…`), for the life of the scope: how a plugin
+ * lends its storage to stores built on blobs (`chunked+s3://`). `params` are the URI options it reads.
+ */
+export interface BlobStoreOpener {
+  readonly params: ReadonlyArray<string>
+  readonly open: (uri: StoreUri, options: { readonly readOnly: boolean; readonly spoolDir: string }) =>
+    Effect.Effect<BlobStore, StoreError | BadStoreUri, Scope.Scope>
 }

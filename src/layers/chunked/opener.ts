@@ -2,7 +2,7 @@
  * Chunk store URIs and layers:
  *
  *   chunked+file:///dir[?index=postgresql://…][&…]    blobs in a directory, index in dir/index/chunks.sqlite
- *   chunked+s3://bucket?region=…&endpoint=…&index=FILE|postgresql://…
+ *   chunked+s3://bucket?region=…&endpoint=…&index=FILE|postgresql://…   (blobs from the S3 plugin, @b3/s3)
  *   chunked+http(s)://host/path                         read-only: the blobs as an HTTP server serves them
  *
  * Options: `secret-key=FILE` (sign paths written), `store=/nix/store`, `pack-size=MiB` (default 32),
@@ -21,7 +21,7 @@ import { BadStoreUri, type StoreError } from "../../services/store-errors.ts"
 import { StoreRead } from "../../services/store-read.ts"
 import { checkParams, type StoreUri } from "../../services/store-uri.ts"
 import { StoreWrite } from "../../services/store-write.ts"
-import type { BlobStore } from "../binary-cache/blob-store.ts"
+import type { BlobStoreOpener } from "../binary-cache/blob-store.ts"
 import { makeFileBlobs } from "../binary-cache/file-blobs.ts"
 import { makeHttpBlobs } from "../binary-cache/http-blobs.ts"
 import { makeChunkIndex } from "./chunk-index.ts"
@@ -127,15 +127,16 @@ export const openChunkedHttp: StoreOpener = (uri) => Layer.effectContext(Effect.
   return opened(yield* makeChunkedStore(blobs, options))
 }))
 
-export const openChunkedS3: StoreOpener = (uri) => Layer.effectContext(Effect.gen(function*() {
-  const [{ parseS3Location, s3Params }, { makeS3Blobs }, { loadSdk }] = yield* Effect.promise(() =>
-    Promise.all([import("../s3/location.ts"), import("../s3/s3-blobs.ts"), import("../s3/sdk.ts")]))
-  const { readOnly, options } = yield* parseOptions(uri, s3Params)
-  const s3Uri: StoreUri = { ...uri, scheme: "s3", params: new URLSearchParams([...uri.params].filter(([k]) => (s3Params as ReadonlyArray<string>).includes(k))) }
-  const location = yield* Effect.fromResult(parseS3Location(s3Uri))
-  const sdk = yield* Effect.tryPromise({ try: loadSdk, catch: (e) => new BadStoreUri({ uri: uri.raw, reason: `cannot load the AWS SDK: ${String(e)}` }) })
-  const blobs: BlobStore = yield* makeS3Blobs(sdk, uri.raw, location, { spoolDir: join(tmpdir(), "b3-upload-spool"), createBucket: !readOnly })
-  // The index of a bucket lives with the writer: ~/.cache/b3/chunked/<bucket+endpoint>.sqlite unless given.
+/**
+ * `chunked+SCHEME://…`: a chunk store over the blobs another store type keeps (`chunked+s3://`, with
+ * the S3 plugin's blobs). The index of such a store lives with the writer: `index=FILE|postgresql://…`,
+ * else ~/.cache/b3/chunked/<hash of the URI>.sqlite.
+ */
+export const openChunkedOver = (blobStore: BlobStoreOpener): StoreOpener => (uri) => Layer.effectContext(Effect.gen(function*() {
+  const { readOnly, options } = yield* parseOptions(uri, blobStore.params)
+  const scheme = uri.scheme.replace(/^chunked\+/, "")
+  const blobUri: StoreUri = { ...uri, scheme, params: new URLSearchParams([...uri.params].filter(([k]) => blobStore.params.includes(k))) }
+  const blobs = yield* blobStore.open(blobUri, { readOnly, spoolDir: join(tmpdir(), "b3-upload-spool") })
   const indexLocation = uri.params.get("index")
     ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "b3", "chunked", `${createHash("sha256").update(uri.raw.split("?")[0] + (uri.params.get("endpoint") ?? "")).digest("hex").slice(0, 16)}.sqlite`)
   const index = readOnly ? undefined : yield* openIndex(uri.raw, indexLocation)

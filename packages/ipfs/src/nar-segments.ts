@@ -12,9 +12,7 @@
  * the NAR's bytes, not on how its stream is chunked, so the same NAR always gives the same DAG. The NAR is decoded
  * (strictly) on the way: a malformed one yields the decoder's BadNar.
  */
-import { NarDecoder } from "../../nar/decode.ts"
-import type { BadNar } from "../../nar/errors.ts"
-import type { NarEvent } from "../../nar/events.ts"
+import { NarDecoder, type BadNar, type NarEvent } from "b3/plugin"
 
 export interface SegmentOptions {
   /** Leaf size (default 256 KiB, the UnixFS default). */

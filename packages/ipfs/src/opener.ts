@@ -14,14 +14,7 @@
  */
 import { Effect, Layer, Result } from "effect"
 import { resolve } from "node:path"
-import * as Signature from "../../core/signature.ts"
-import { BadStoreUri, StoreIoError } from "../../services/store-errors.ts"
-import { openerLayer, readWriteContext, type StoreOpener } from "../../services/registry.ts"
-import type { StoreError } from "../../services/store-errors.ts"
-import type { StoreRead } from "../../services/store-read.ts"
-import type { StoreWrite } from "../../services/store-write.ts"
-import { checkParams, secondsOption, trustedKeysOption, type StoreUri } from "../../services/store-uri.ts"
-import { parseBinaryCacheOptions } from "../binary-cache/options.ts"
+import { Signature, BadStoreUri, StoreIoError, openerLayer, readWriteContext, type StoreOpener, type StoreError, type StoreRead, type StoreWrite, checkParams, secondsOption, trustedKeysOption, type StoreUri, parseBinaryCacheOptions } from "b3/plugin"
 import type { IpfsStoreOptions } from "./ipfs-store.ts"
 
 export const ipfsParams = ["repo", "listen", "peer", "secret-key", "trusted-public-keys", "store", "timeout"] as const

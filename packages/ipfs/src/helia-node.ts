@@ -9,21 +9,18 @@
  * refuses any address outside loopback, both ways. Peers are dialled at start and kept; blocks
  * are fetched from them with bitswap (and verified against their CIDs by Helia).
  *
- * Helia is loaded from node_modules when a node starts (through importModule, which works in the CLI's
- * startup snapshot too): Helia's own class without the `helia`
- * package's default libp2p configuration (whose WebRTC, DHT and relay modules take a second
- * to load), and libp2p only when networking is on.
+ * Helia is loaded when a node starts: Helia's own class without the `helia` package's default
+ * libp2p configuration (whose WebRTC, DHT and relay modules take a second to load, and which the
+ * published plugin leaves out altogether: see scripts/build.ts), and libp2p only when networking is on.
  */
 import type { UnixFS } from "@helia/unixfs"
 import type { Libp2p, PrivateKey } from "@libp2p/interface"
 import { Effect } from "effect"
 import type { Helia, HeliaInit } from "helia"
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
-import { createRequire } from "node:module"
-import { dirname, join } from "node:path"
-import { pathToFileURL } from "node:url"
-import { importModule } from "../../io/import-module.ts"
-import { StoreIoError } from "../../services/store-errors.ts"
+import { join } from "node:path"
+import { StoreIoError } from "b3/plugin"
+import { loadHeliaClass } from "./helia-class.ts"
 
 export interface IpfsNodeOptions {
   /** The repository directory; none: blocks in memory. */
@@ -45,18 +42,9 @@ export interface IpfsNode {
 
 const isLoopback = (address: { toString(): string }) => /^\/ip4\/127\./.test(address.toString())
 
-type HeliaClass = new (init: HeliaInit & { name: string; version: string }) => Helia
-
-/** Helia's node class, from the installed `helia` package but without its default-config entry point. */
-const loadHeliaClass = async (): Promise<HeliaClass> => {
-  const entry = createRequire(import.meta.url).resolve("helia")
-  const module = await importModule<{ Helia: HeliaClass }>(pathToFileURL(join(dirname(entry), "helia.js")).href)
-  return module.Helia
-}
-
 /** The node's libp2p key, kept in the repo so its peer id stays the same across runs. */
 const peerKey = async (repo: string | undefined): Promise<PrivateKey> => {
-  const keys = await importModule<typeof import("@libp2p/crypto/keys")>("@libp2p/crypto/keys")
+  const keys = await import("@libp2p/crypto/keys")
   const file = repo === undefined ? undefined : join(repo, "peer-key")
   if (file && existsSync(file)) return keys.privateKeyFromProtobuf(readFileSync(file))
   const key = await keys.generateKeyPair("Ed25519")
@@ -69,11 +57,11 @@ const peerKey = async (repo: string | undefined): Promise<PrivateKey> => {
 
 const startLibp2p = async (options: IpfsNodeOptions, helia: Helia): Promise<Libp2p> => {
   const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { identify }] = await Promise.all([
-    importModule<typeof import("libp2p")>("libp2p"),
-    importModule<typeof import("@libp2p/tcp")>("@libp2p/tcp"),
-    importModule<typeof import("@chainsafe/libp2p-noise")>("@chainsafe/libp2p-noise"),
-    importModule<typeof import("@chainsafe/libp2p-yamux")>("@chainsafe/libp2p-yamux"),
-    importModule<typeof import("@libp2p/identify")>("@libp2p/identify")
+    import("libp2p"),
+    import("@libp2p/tcp"),
+    import("@chainsafe/libp2p-noise"),
+    import("@chainsafe/libp2p-yamux"),
+    import("@libp2p/identify")
   ])
   const libp2p = await createLibp2p({
     privateKey: await peerKey(options.repo),
@@ -91,18 +79,18 @@ const startLibp2p = async (options: IpfsNodeOptions, helia: Helia): Promise<Libp
   })
   // @helia/bitswap finds the node's libp2p here (as @helia/libp2p would have put it).
   Object.defineProperty(helia, "libp2p", { value: libp2p, enumerable: true })
-  const { withBitswap } = await importModule<typeof import("@helia/bitswap")>("@helia/bitswap")
+  const { withBitswap } = await import("@helia/bitswap")
   withBitswap(helia as Parameters<typeof withBitswap>[0])
   return libp2p
 }
 
 const start = async (options: IpfsNodeOptions): Promise<IpfsNode> => {
-  const [Helia, { unixfs }] = await Promise.all([loadHeliaClass(), importModule<typeof import("@helia/unixfs")>("@helia/unixfs")])
+  const [Helia, { unixfs }] = await Promise.all([loadHeliaClass(), import("@helia/unixfs")])
   const init: HeliaInit = { blockBrokers: [], routers: [] }
   if (options.repo !== undefined) {
     const [{ FsBlockstore }, { FsDatastore }] = await Promise.all([
-      importModule<typeof import("blockstore-fs")>("blockstore-fs"),
-      importModule<typeof import("datastore-fs")>("datastore-fs")
+      import("blockstore-fs"),
+      import("datastore-fs")
     ])
     mkdirSync(options.repo, { recursive: true })
     const blockstore = new FsBlockstore(join(options.repo, "blocks"))
@@ -118,7 +106,7 @@ const start = async (options: IpfsNodeOptions): Promise<IpfsNode> => {
     if (networked) libp2p = await startLibp2p(options, helia)
     await helia.start()
     if (libp2p) {
-      const { multiaddr } = await importModule<typeof import("@multiformats/multiaddr")>("@multiformats/multiaddr")
+      const { multiaddr } = await import("@multiformats/multiaddr")
       for (const peer of options.peers) await libp2p.dial(multiaddr(peer))
     }
   } catch (error) {

@@ -6,10 +6,7 @@
  * makes (services/copy.ts), applied by the store itself.
  */
 import { Effect, Stream } from "effect"
-import type * as Signature from "../../core/signature.ts"
-import { checkSignature } from "../../services/copy.ts"
-import { withContentAddressCheck } from "../../services/verified-nar.ts"
-import type { StoreReadApi } from "../../services/store-read.ts"
+import { type Signature, checkSignature, withContentAddressCheck, type StoreReadApi } from "b3/plugin"
 
 export const trustedRead = (read: StoreReadApi, trusted: ReadonlyArray<Signature.PublicKey>): StoreReadApi => {
   const checked = (path: Parameters<StoreReadApi["queryPathInfo"]>[0]) => Effect.flatMap(read.queryPathInfo(path), (info) =>

@@ -13,12 +13,7 @@
  */
 import { Effect, type Scope } from "effect"
 import { CID } from "multiformats/cid"
-import type * as Signature from "../../core/signature.ts"
-import { BadStoreUri, StoreIoError } from "../../services/store-errors.ts"
-import type { StoreError } from "../../services/store-errors.ts"
-import type { StoreReadApi } from "../../services/store-read.ts"
-import type { StoreWriteApi } from "../../services/store-write.ts"
-import { makeBinaryCacheStore } from "../binary-cache/binary-cache-store.ts"
+import { type Signature, BadStoreUri, StoreIoError, type StoreError, type StoreReadApi, type StoreWriteApi, makeBinaryCacheStore } from "b3/plugin"
 import { ipfsNode } from "./helia-node.ts"
 import { makeIpfsBlobs } from "./ipfs-blobs.ts"
 import { lockRepo, publishRoot, readRoot } from "./repo.ts"

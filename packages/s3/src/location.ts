@@ -5,8 +5,7 @@
  * (those come from the AWS environment variables and shared config files when the client is made).
  */
 import { Result } from "effect"
-import { BadStoreUri } from "../../services/store-errors.ts"
-import type { StoreUri } from "../../services/store-uri.ts"
+import { BadStoreUri, type StoreUri } from "b3/plugin"
 
 export const s3Params = ["region", "endpoint", "scheme", "profile", "addressing-style", "buffer-size"] as const
 

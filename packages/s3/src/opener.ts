@@ -6,14 +6,10 @@
 import { Effect, Layer } from "effect"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { openerLayer, readWriteContext, type StoreOpener } from "../../services/registry.ts"
-import type { BadStoreUri, StoreError } from "../../services/store-errors.ts"
-import type { StoreRead } from "../../services/store-read.ts"
-import type { StoreWrite } from "../../services/store-write.ts"
-import { makeBinaryCacheStore } from "../binary-cache/binary-cache-store.ts"
-import { parseBinaryCacheOptions } from "../binary-cache/options.ts"
-import { StoreIoError } from "../../services/store-errors.ts"
-import { readOnlyOption } from "../../services/store-uri.ts"
+import {
+  BadStoreUri, type BlobStoreOpener, makeBinaryCacheStore, openerLayer, parseBinaryCacheOptions, readOnlyOption, readWriteContext,
+  type StoreError, StoreIoError, type StoreOpener, type StoreRead, type StoreWrite
+} from "b3/plugin"
 import { parseS3Location, s3Params } from "./location.ts"
 import { makeS3Blobs } from "./s3-blobs.ts"
 import { loadSdk } from "./sdk.ts"
@@ -31,3 +27,13 @@ export const openS3Cache: StoreOpener = (uri) => Layer.effectContext(Effect.gen(
 /** An `s3://BUCKET?…` cache that reads and writes (for read-only access, open its URI with `read-only=true`). */
 export const s3CacheLayer = (uri: string): Layer.Layer<StoreRead | StoreWrite, StoreError | BadStoreUri> =>
   openerLayer(openS3Cache, uri)
+
+/** The bucket's blobs for stores built on blobs (`chunked+s3://bucket?…`): the same options as s3://. */
+export const s3BlobStore: BlobStoreOpener = {
+  params: s3Params,
+  open: (uri, { readOnly, spoolDir }) => Effect.gen(function*() {
+    const location = yield* Effect.fromResult(parseS3Location(uri))
+    const sdk = yield* Effect.tryPromise({ try: loadSdk, catch: (e) => new BadStoreUri({ uri: uri.raw, reason: `cannot load the AWS SDK: ${String(e)}` }) })
+    return yield* makeS3Blobs(sdk, uri.raw, location, { spoolDir, createBucket: !readOnly })
+  })
+}

@@ -1,11 +1,8 @@
-/** `b3 ipfs …`: commands for IPFS stores (src/layers/ipfs). */
+/** `b3 ipfs …`: commands for IPFS stores, which the b3 CLI offers when this plugin is installed. */
 import { Console, Effect, Result } from "effect"
 import { Command } from "effect/cli"
-import { BadStoreUri } from "../../services/store-errors.ts"
-import { parseStoreUri } from "../../services/store-uri.ts"
-import { ipfsOptionsFromUri, loadIpfsStore } from "../../layers/ipfs/opener.ts"
-import { storeFlag } from "../flags.ts"
-import { outputMode, printJson } from "../output.ts"
+import { BadStoreUri, parseStoreUri, storeFlag, outputMode, printJson } from "b3/plugin"
+import { ipfsOptionsFromUri, loadIpfsStore } from "./opener.ts"
 
 const root = Command.make("root", { store: storeFlag }, ({ store }) => Effect.scoped(Effect.gen(function*() {
   const uri = parseStoreUri(store)

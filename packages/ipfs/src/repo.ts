@@ -11,8 +11,7 @@ import { Effect, type Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
 import { join } from "node:path"
-import { StoreIoError } from "../../services/store-errors.ts"
-import { processAlive } from "../../io/process-alive.ts"
+import { StoreIoError, processAlive } from "b3/plugin"
 
 const rootFile = (repo: string) => join(repo, "root")
 
