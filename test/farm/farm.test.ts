@@ -31,7 +31,7 @@ const graphEnv = (vars: Record<string, string>) => ({ ...farm.env, B3_FARM_BUSYB
 
 /** The .drv paths of a graph, as `b3 build` writes them (read through the module's own API). */
 const graphDrvs = async (vars: Record<string, string>): Promise<Array<{ drvPath: string; out: string }>> => {
-  const child = spawn(join(process.cwd(), "node_modules/.bin/node"), ["--input-type=module", "-e",
+  const child = spawn(join(process.cwd(), "node_modules/.bin/node"), ["--conditions=b3-source", "--input-type=module", "-e",
     `const m = await import(${JSON.stringify(graphModule)}); console.log(JSON.stringify(m.allDerivations().map((d) => ({ drvPath: d.drvPath, out: d.outputPaths.out }))))`],
   { env: graphEnv(vars), stdio: ["ignore", "pipe", "pipe"] })
   let stdout = ""
