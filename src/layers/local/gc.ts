@@ -204,11 +204,11 @@ export const collectGarbage = (ctx: GcContext, options: GcOptions = {}): Effect.
         }
       }
       for (const p of dead.sort()) if (!done.has(p)) visit(p)
-      // Invalid entries nobody is adding: a store path's name, no row, no temporary root, no lock.
+      // Invalid entries nobody is adding: a store path's name (a `<path>.lock` Nix left too, as Nix's
+      // collector deletes them), no row, no temporary root (adders take one before they lock or write).
       const present = readdirSync(layout.realStoreDir)
-      const names = new Set(present)
       const invalid = options.paths ? [] : present.filter((name) => {
-        if (name.startsWith(".") || names.has(`${name}.lock`) || name.endsWith(".lock")) return false
+        if (name.startsWith(".")) return false
         const parsed = StorePath.parseBaseName(name)
         return Result.isSuccess(parsed) && !valid.has(`${layout.storeDir}/${name}`) && !rooted(parsed.success.hashPart)
       }).map((name) => `${layout.storeDir}/${name}`)
