@@ -41,7 +41,8 @@ export interface StoreReadApi {
    * The NAR of a valid path fed to `consume` chunk by chunk, each chunk valid only until the promise
    * `consume` returns settles, so that the store can read into the same buffers again (no garbage
    * per chunk). For consumers that keep nothing (a server writing to a socket, a hasher). `consume`
-   * stops the NAR early by resolving to `"stop"`. Stores that dump from disk offer it.
+   * stops the NAR early by resolving to `"stop"`. Stores that dump from disk offer it (reading little
+   * ahead: a server runs many at once).
    */
   readonly forEachNarChunk?: (path: StorePath.StorePath, consume: (chunk: Uint8Array) => Promise<"stop" | undefined>) => Effect.Effect<void, StoreError>
   /**

@@ -29,6 +29,11 @@ export interface DumpOptions {
   readonly reuseBuffers?: boolean
   /** Worker threads (default: the shared pool, one per core but one, at most 4); 0 runs everything on this thread. */
   readonly workers?: number
+  /**
+   * Directory jobs read ahead of the output (default 24, each up to ~1.3 MiB of file contents):
+   * fewer for a consumer that runs many dumps at once (a server), so memory stays small.
+   */
+  readonly ahead?: number
 }
 
 const limits: JobLimits = { smallFileMax: 256 * 1024, jobBytes: 1024 * 1024, jobEntries: 512 }
@@ -145,9 +150,11 @@ class DumpRun {
   /** output buffers of emitted jobs, for the next jobs (only when reusing buffers) */
   private readonly free: Array<ArrayBuffer> = []
   private readonly reuse: boolean
+  private readonly maxAhead: number
 
   constructor(options: DumpOptions) {
     this.reuse = options.reuseBuffers === true
+    this.maxAhead = Math.max(1, options.ahead ?? maxAhead)
     this.pool = options.workers === 0 ? undefined : sharedPool(limits, options.workers)
   }
 
@@ -196,7 +203,7 @@ class DumpRun {
   private dispatch(): void {
     const pool = this.pool
     if (!pool || !pool.started) return
-    while (this.ahead < maxAhead && pool.hasIdle) {
+    while (this.ahead < this.maxAhead && pool.hasIdle) {
       const next = this.heap.pop()
       if (!next) return
       this.submit(next)
@@ -232,7 +239,7 @@ class DumpRun {
       }
     }
     while (!node.result) {
-      if (this.heap.size === 0 || this.ahead >= maxAhead) return node.promise!
+      if (this.heap.size === 0 || this.ahead >= this.maxAhead) return node.promise!
       if (pool!.hasIdle) this.dispatch()
       else this.runHere(this.heap.pop()!)
       await nextTurn()
@@ -247,7 +254,7 @@ class DumpRun {
       // the consumer has asked for the chunk after this job's output: its buffers are free again
       const jobBuffer = limits.jobBytes + limits.smallFileMax + 4096
       for (const s of node.result.segments) {
-        if (s instanceof Uint8Array && s.buffer.byteLength === jobBuffer && !this.free.includes(s.buffer as ArrayBuffer) && this.free.length < maxAhead) {
+        if (s instanceof Uint8Array && s.buffer.byteLength === jobBuffer && !this.free.includes(s.buffer as ArrayBuffer) && this.free.length < this.maxAhead) {
           this.free.push(s.buffer as ArrayBuffer)
         }
       }
