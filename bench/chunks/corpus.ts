@@ -22,7 +22,7 @@ import * as Hash from "../../src/core/hash.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import { narFromPath } from "../../src/nar/fs/index.ts"
 import * as Tree from "../../src/nar/tree.ts"
-import type { PathInfo } from "../../src/services/path-info.ts"
+import type { PathInfo } from "../../src/core/path-info.ts"
 
 export interface CorpusPath {
   readonly info: PathInfo

@@ -8,7 +8,7 @@
 import { Effect, Result } from "effect"
 import * as Parsed from "../core/derivation/parsed.ts"
 import * as StorePath from "../core/store-path.ts"
-import type { PathInfo } from "../services/path-info.ts"
+import type { PathInfo } from "../core/path-info.ts"
 import { InvalidDerivationAttribute, OutputRejected } from "../services/store-build.ts"
 import type { StoreError } from "../services/store-errors.ts"
 import { StoreRead } from "../services/store-read.ts"

@@ -28,7 +28,7 @@ import type * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
 import { compress, extension, isCompression, type Compression } from "../io/compression.ts"
 import { fromPathInfo } from "../services/narinfo-convert.ts"
-import type { PathInfo } from "../services/path-info.ts"
+import type { PathInfo } from "../core/path-info.ts"
 import { StoreCorrupt, type StoreError } from "../services/store-errors.ts"
 import { StoreRead } from "../services/store-read.ts"
 

@@ -6,7 +6,7 @@
  */
 import { Context, type Effect, type Scope, type Stream } from "effect"
 import type * as StorePath from "../core/store-path.ts"
-import type { PathInfo } from "./path-info.ts"
+import type { PathInfo } from "../core/path-info.ts"
 import type { StoreError, StoreIoError } from "./store-errors.ts"
 
 /** One output as a sandbox leaves it: canonical, and readable as a NAR until the build's scope closes. */

@@ -1,7 +1,7 @@
 /** Closures and closure order over any `StoreRead`. */
 import { Effect, Result } from "effect"
 import * as StorePath from "../core/store-path.ts"
-import type { PathInfo } from "./path-info.ts"
+import type { PathInfo } from "../core/path-info.ts"
 import { ReferenceCycle, type StoreError } from "./store-errors.ts"
 import { StoreRead } from "./store-read.ts"
 

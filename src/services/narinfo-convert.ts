@@ -3,8 +3,8 @@ import { Result } from "effect"
 import type * as Hash from "../core/hash.ts"
 import * as NarInfo from "../core/narinfo.ts"
 import * as StorePath from "../core/store-path.ts"
-import type { PathInfo } from "./path-info.ts"
-import { sortReferences } from "./path-info.ts"
+import type { PathInfo } from "../core/path-info.ts"
+import { sortReferences } from "../core/path-info.ts"
 
 export const toPathInfo = (info: NarInfo.NarInfo, storeDir: string): Result.Result<PathInfo, NarInfo.InvalidNarInfo> => {
   const bad = (reason: string) => Result.fail(new NarInfo.InvalidNarInfo({ input: info.storePath, reason }))

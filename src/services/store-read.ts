@@ -7,7 +7,7 @@ import type * as Hash from "../core/hash.ts"
 import type * as Realisation from "../core/realisation.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { StoreError } from "./store-errors.ts"
-import type { PathInfo } from "./path-info.ts"
+import type { PathInfo } from "../core/path-info.ts"
 
 export interface StoreReadApi {
   /** The URI this store was opened from (for messages; never holds secrets). */

@@ -7,7 +7,7 @@ import { Context, type Effect, type Stream } from "effect"
 import type * as Hash from "../core/hash.ts"
 import type * as Realisation from "../core/realisation.ts"
 import type * as StorePath from "../core/store-path.ts"
-import type { PathInfo } from "./path-info.ts"
+import type { PathInfo } from "../core/path-info.ts"
 import type { StoreError } from "./store-errors.ts"
 
 export interface AddPathOptions {

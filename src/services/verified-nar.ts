@@ -9,7 +9,7 @@ import type { Stream } from "effect"
 import * as StorePath from "../core/store-path.ts"
 import { expectNar, narBytes, narEvents, type NarExpectation, type OnResult } from "../nar/check.ts"
 import type { NarEvent } from "../nar/events.ts"
-import type { PathInfo } from "./path-info.ts"
+import type { PathInfo } from "../core/path-info.ts"
 import type { StoreError } from "./store-errors.ts"
 
 /** What a path's NAR must be: its NAR hash and size. */

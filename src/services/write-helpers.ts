@@ -14,7 +14,7 @@ import { checkNar, type NarCheckOptions, type NarCheckResult } from "../nar/chec
 import { FileNotFound, narFromPath } from "../nar/fs/index.ts"
 import { topoSortInfos } from "./closure.ts"
 import { type ReferenceCycle, StoreIoError } from "./store-errors.ts"
-import { sortReferences, type PathInfo } from "./path-info.ts"
+import { sortReferences, type PathInfo } from "../core/path-info.ts"
 import type { StoreError } from "./store-errors.ts"
 import type { StoreReadApi } from "./store-read.ts"
 import type { AddMultipleOptions, AddPathOptions, StoreWriteApi } from "./store-write.ts"

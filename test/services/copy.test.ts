@@ -11,7 +11,7 @@ import * as StorePath from "../../src/core/store-path.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import * as MemoryStore from "../../src/layers/memory.ts"
 import { copyPaths } from "../../src/services/copy.ts"
-import { fingerprint, type PathInfo } from "../../src/services/path-info.ts"
+import { fingerprint, type PathInfo } from "../../src/core/path-info.ts"
 
 const trusted = Signature.generateSecretKey("cache-1")
 const stranger = Signature.generateSecretKey("stranger-1")

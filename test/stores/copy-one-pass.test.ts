@@ -19,7 +19,7 @@ import * as LocalStore from "../../src/layers/local/local-store.ts"
 import { NarDecoder } from "../../src/nar/decode.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import { copyPaths } from "../../src/services/copy.ts"
-import { fingerprint } from "../../src/services/path-info.ts"
+import { fingerprint } from "../../src/core/path-info.ts"
 
 const counted = { decoded: 0, hashed: 0 }
 let dir: string

@@ -8,7 +8,8 @@ import * as ContentAddress from "../content-address.ts"
 import * as StorePath from "../store-path.ts"
 import { bool, limits, string, strings, u64, uint, type Decoder } from "./decoder.ts"
 import { WireWriter } from "./encoder.ts"
-import { storePathString, storePathStrings, writePaths, type PathInfoLike } from "./worker-protocol.ts"
+import { storePathString, storePathStrings, writePaths } from "./worker-protocol.ts"
+import type { PathInfo } from "../path-info.ts"
 
 export const SERVE_MAGIC_1 = 0x390c9deb
 export const SERVE_MAGIC_2 = 0x5452eecb
@@ -51,7 +52,7 @@ export const writeBuildSettings = (w: WireWriter, s: BuildSettings, minor: numbe
 export const defaultBuildSettings: BuildSettings = { maxSilentTime: 0, buildTimeout: 0, maxLogSize: 0, buildRepeat: 0, enforceDeterminism: false, keepFailed: false }
 
 /** One entry of QueryPathInfos' reply (2.4+: with the NAR hash, content address and signatures). */
-export const writeServePathInfo = (w: WireWriter, info: PathInfoLike, storeDir: string, minor: number): WireWriter => {
+export const writeServePathInfo = (w: WireWriter, info: PathInfo, storeDir: string, minor: number): WireWriter => {
   w.string(StorePath.print(info.path, storeDir))
   w.string(info.deriver ? StorePath.print(info.deriver, storeDir) : "")
   writePaths(w, info.references, storeDir)

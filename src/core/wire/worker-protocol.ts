@@ -12,6 +12,7 @@ import * as StorePath from "../store-path.ts"
 import { bool, bytes, fail, list, limits, string, strings, u64, u64Clamped, uint, type Decoder } from "./decoder.ts"
 import { WireWriter } from "./encoder.ts"
 import { WireMalformed } from "./errors.ts"
+import type { PathInfo } from "../path-info.ts"
 
 export const WORKER_MAGIC_1 = 0x6e697863
 export const WORKER_MAGIC_2 = 0x6478696f
@@ -118,7 +119,7 @@ export function* rawPathInfo(minor: number): Decoder<RawPathInfo> {
 }
 
 /** Turns a sent path info into a PathInfo for `path`. */
-export const validatePathInfo = (path: StorePath.StorePath, raw: RawPathInfo, storeDir: string): Result.Result<PathInfoLike, WireMalformed> =>
+export const validatePathInfo = (path: StorePath.StorePath, raw: RawPathInfo, storeDir: string): Result.Result<PathInfo, WireMalformed> =>
   Result.gen(function*() {
     const narHash = yield* Result.mapError(Hash.parse(raw.narHash, "sha256"), (e) => malformed(e.message))
     const references = yield* parsePaths(raw.references, storeDir)
@@ -132,18 +133,6 @@ export const validatePathInfo = (path: StorePath.StorePath, raw: RawPathInfo, st
     }
   })
 
-export interface PathInfoLike {
-  readonly path: StorePath.StorePath
-  readonly narHash: Hash.Hash
-  readonly narSize: number
-  readonly references: ReadonlyArray<StorePath.StorePath>
-  readonly deriver?: StorePath.StorePath | undefined
-  readonly signatures: ReadonlyArray<string>
-  readonly ca?: ContentAddress.ContentAddress | undefined
-  readonly registrationTime?: number | undefined
-  readonly ultimate?: boolean | undefined
-}
-
 export const writePaths = (w: WireWriter, paths: ReadonlyArray<StorePath.StorePath>, storeDir: string): WireWriter => {
   const sorted = [...paths].sort(StorePath.compare)
   w.u64(sorted.length)
@@ -152,7 +141,7 @@ export const writePaths = (w: WireWriter, paths: ReadonlyArray<StorePath.StorePa
 }
 
 /** ValidPathInfo::write. */
-export const writePathInfo = (w: WireWriter, info: PathInfoLike, storeDir: string, minor: number, includePath: boolean): WireWriter => {
+export const writePathInfo = (w: WireWriter, info: PathInfo, storeDir: string, minor: number, includePath: boolean): WireWriter => {
   if (includePath) w.string(StorePath.print(info.path, storeDir))
   w.string(info.deriver ? StorePath.print(info.deriver, storeDir) : "")
   w.string(Hash.encode(info.narHash, "base16"))

@@ -22,7 +22,7 @@ import { NarIoError, restoreNarEvents, TargetExists } from "../../nar/fs/index.t
 import { NarWriter } from "../../nar/nar-writer.ts"
 import { PathNotValid, StoreIoError } from "../../services/store-errors.ts"
 import type { BuiltPath } from "../../services/build-host.ts"
-import type { PathInfo } from "../../services/path-info.ts"
+import type { PathInfo } from "../../core/path-info.ts"
 import type { AddPathOptions, StoreWriteApi } from "../../services/store-write.ts"
 import { addInDependencyOrder, contentAddressedInfo, contentDigestOptions, narFromFileSystem } from "../../services/write-helpers.ts"
 import type { StoreError } from "../../services/store-errors.ts"

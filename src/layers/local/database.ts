@@ -9,7 +9,7 @@ import * as ContentAddress from "../../core/content-address.ts"
 import * as Hash from "../../core/hash.ts"
 import * as Realisation from "../../core/realisation.ts"
 import * as StorePath from "../../core/store-path.ts"
-import type { PathInfo } from "../../services/path-info.ts"
+import type { PathInfo } from "../../core/path-info.ts"
 
 interface ValidPathRow {
   id: number

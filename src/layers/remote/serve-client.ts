@@ -15,7 +15,7 @@ import * as StorePath from "../../core/store-path.ts"
 import { Serve, Wire, Worker } from "../../core/wire/index.ts"
 import { WireWriter } from "../../core/wire/encoder.ts"
 import { readableChunkSource, WireReader, WireSink, type WireIoError } from "../../io/wire-io.ts"
-import type { PathInfo } from "../../services/path-info.ts"
+import type { PathInfo } from "../../core/path-info.ts"
 
 /** The remote machine could not be reached, or broke the protocol. */
 export class RemoteError extends Schema.TaggedError<RemoteError>()("RemoteError", { host: Schema.String, reason: Schema.String }) {

@@ -23,7 +23,7 @@ import { queryRealisation as realisationOf, registerRealisation } from "../../se
 import { StoreRead } from "../../services/store-read.ts"
 import { checkSignature } from "../../services/copy.ts"
 import { withContentAddressCheck } from "../../services/verified-nar.ts"
-import { fingerprint, type PathInfo } from "../../services/path-info.ts"
+import { fingerprint, type PathInfo } from "../../core/path-info.ts"
 import * as Signature from "../../core/signature.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
 import type { BuildEvent, BuildOptions } from "../../services/store-build.ts"

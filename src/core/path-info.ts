@@ -1,8 +1,8 @@
 /** What a store knows about a valid path, as Nix's ValidPathInfo. */
-import * as ContentAddress from "../core/content-address.ts"
-import * as Hash from "../core/hash.ts"
-import * as Signature from "../core/signature.ts"
-import * as StorePath from "../core/store-path.ts"
+import * as ContentAddress from "./content-address.ts"
+import * as Hash from "./hash.ts"
+import * as Signature from "./signature.ts"
+import * as StorePath from "./store-path.ts"
 
 export interface PathInfo {
   readonly path: StorePath.StorePath
