@@ -298,6 +298,30 @@ describe("binary cache negative narinfo cache", () => {
     }
   }))
 
+  it.effect("narinfos kept in memory are bounded: past the bound the least recently used is read again", () => Effect.gen(function*() {
+    const { blobs, asked, store } = countingBlobs()
+    blobs.set("nix-cache-info", new TextEncoder().encode(`StoreDir: ${storeDir}\n`))
+    const cache = yield* makeBinaryCacheStore(store, { writable: false, maxCachedNarInfos: 2 })
+    const paths = ["a", "b", "c"].map((name) => StorePath.makeText(name, Hash.hashBytes("sha256", new TextEncoder().encode(name)), [], storeDir))
+    for (const path of paths) {
+      blobs.set(`${path.hashPart}.narinfo`, new TextEncoder().encode(NarInfo.print({
+        storePath: StorePath.print(path, storeDir), url: `nar/${path.hashPart}.nar`, compression: "none",
+        narHash: Hash.hashBytes("sha256", new Uint8Array([1])), narSize: 8, references: [], sigs: []
+      })))
+    }
+    const reads = (i: number) => asked.get(`${paths[i]!.hashPart}.narinfo`) ?? 0
+    const [a, b, c] = paths as [StorePath.StorePath, StorePath.StorePath, StorePath.StorePath]
+    expect(yield* cache.read.isValidPath(a)).toBe(true)
+    expect(yield* cache.read.isValidPath(b)).toBe(true)
+    expect(yield* cache.read.isValidPath(a)).toBe(true) // a is now the most recently used
+    expect([reads(0), reads(1)]).toEqual([1, 1])
+    expect(yield* cache.read.isValidPath(c)).toBe(true) // b, the least recently used, is dropped
+    expect(yield* cache.read.isValidPath(a)).toBe(true)
+    expect(reads(0)).toBe(1)
+    expect(yield* cache.read.isValidPath(b)).toBe(true)
+    expect(reads(1)).toBe(2)
+  }))
+
   it.effect("with a TTL of 0 every lookup of a missing path asks the cache", () => Effect.gen(function*() {
     const { blobs, asked, store } = countingBlobs()
     blobs.set("nix-cache-info", new TextEncoder().encode(`StoreDir: ${storeDir}\nPriority: 30\n`))

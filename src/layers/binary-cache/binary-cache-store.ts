@@ -45,6 +45,11 @@ export interface BinaryCacheOptions {
   readonly negativeTtlMs?: number
   /** Priority as a substituter (lower first); default: the cache's `nix-cache-info`, else 0. */
   readonly priority?: number
+  /**
+   * Narinfos (and misses) kept in memory, least recently used dropped first (default 65,536, a few
+   * tens of MiB): a long-running server or a huge copy does not grow without bound.
+   */
+  readonly maxCachedNarInfos?: number
 }
 
 export interface BinaryCacheStore {
@@ -81,6 +86,13 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
     }
 
     // narinfo lookups, remembered: hits for the life of the store, misses for a while.
+    const maxCached = Math.max(1, options.maxCachedNarInfos ?? 65_536)
+    // Maps keep insertion order: re-inserting on use makes the first key the least recently used.
+    const remember = <V>(map: Map<string, V>, key: string, value: V) => {
+      map.delete(key)
+      map.set(key, value)
+      if (map.size > maxCached) map.delete(map.keys().next().value!)
+    }
     const known = new Map<string, NarInfo.NarInfo>()
     const missing = new Map<string, number>()
     const negativeTtl = options.negativeTtlMs ?? 60_000
@@ -89,11 +101,11 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
 
     const lookup = (hashPart: string): Effect.Effect<Option.Option<NarInfo.NarInfo>, StoreError> => Effect.gen(function*() {
       const hit = known.get(hashPart)
-      if (hit) return Option.some(hit)
+      if (hit) { remember(known, hashPart, hit); return Option.some(hit) }
       const missedAt = missing.get(hashPart)
       if (missedAt !== undefined && Date.now() - missedAt < negativeTtl) return Option.none()
       const bytes = yield* blobs.getBytes(`${hashPart}.narinfo`)
-      if (Option.isNone(bytes)) { missing.set(hashPart, Date.now()); return Option.none() }
+      if (Option.isNone(bytes)) { remember(missing, hashPart, Date.now()); return Option.none() }
       if (bytes.value.length > maxNarInfoSize) return yield* corrupt(`${hashPart}.narinfo is larger than ${maxNarInfoSize} bytes`)
       const parsed = NarInfo.parse(new TextDecoder().decode(bytes.value), { storeDir, source: `${uri}/${hashPart}.narinfo` })
       if (Result.isFailure(parsed)) return yield* corrupt(parsed.failure.message)
@@ -101,7 +113,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       if (Result.isFailure(stored) || stored.success.hashPart !== hashPart) {
         return yield* corrupt(`${hashPart}.narinfo describes ${parsed.success.storePath}`)
       }
-      known.set(hashPart, parsed.success)
+      remember(known, hashPart, parsed.success)
       missing.delete(hashPart)
       return Option.some(parsed.success)
     })
@@ -158,7 +170,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
     const writeNarInfo = (ni: NarInfo.NarInfo, hashPart: string) => Effect.gen(function*() {
       const signed = (options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, storeDir), ni)
       yield* blobs.putBytes(`${hashPart}.narinfo`, new TextEncoder().encode(NarInfo.print(signed)), "text/x-nix-narinfo")
-      known.set(hashPart, signed)
+      remember(known, hashPart, signed)
       missing.delete(hashPart)
     })
 
