@@ -11,9 +11,6 @@ import { BuildFailed } from "../services/store-build.ts"
 import type { StoreError } from "../services/store-errors.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 
-/** Derivations are small; a larger "derivation" is refused rather than read into memory. */
-const maxDerivationSize = 64 * 1024 * 1024
-
 const invalid = (drvPath: string, reason: string) => new BuildFailed({ drvPath, reason: `invalid derivation: ${reason}`, logTail: "" })
 
 /**
@@ -29,7 +26,7 @@ export const readRegularFile = (store: StoreReadApi, path: StorePath.StorePath):
     yield* Stream.runForEachArray(narEvents(store.narFromPath(path)), (events) => Effect.sync(() => {
       for (const event of events) {
         if (problem !== undefined) return
-        if (event._tag === "File" && event.size > maxDerivationSize) problem = `larger than ${maxDerivationSize} bytes`
+        if (event._tag === "File" && event.size > Derivation.maxDerivationBytes) problem = `larger than ${Derivation.maxDerivationBytes} bytes`
         if (event._tag === "Directory" || event._tag === "Symlink") problem = "not a regular file"
         if (event._tag === "Contents") { parts.push(event.bytes.slice()); size += event.bytes.length }
       }

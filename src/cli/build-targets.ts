@@ -21,7 +21,7 @@ import { substituteMissing, type SubstituteOptions } from "../build/substitute.t
 import { BuildFailed } from "../services/store-build.ts"
 import { StoreRead } from "../services/store-read.ts"
 import { StoreWrite } from "../services/store-write.ts"
-import { maxDerivationBytes, readBounded } from "../io/read-bounded.ts"
+import { readBounded } from "../io/read-bounded.ts"
 
 export class BadBuildTarget extends Schema.TaggedError<BadBuildTarget>()("BadBuildTarget", {
   target: Schema.String,
@@ -106,7 +106,7 @@ export const resolveTarget = (target: string, substitute: SubstituteOptions = {}
     return [asStorePath.success]
   }
   if (target.endsWith(Derivation.drvExtension) && existsSync(target)) {
-    const aterm = ByteString.decode(yield* readBounded(target, maxDerivationBytes, "a derivation"))
+    const aterm = ByteString.decode(yield* readBounded(target, Derivation.maxDerivationBytes, "a derivation"))
     const base = basename(target)
     if (Result.isSuccess(StorePath.parseBaseName(base))) return [yield* addDrvFile(write, storeDir, { drvPath: `${storeDir}/${base}`, aterm })]
     // Only the name is known: add it and take the path its contents give.

@@ -57,6 +57,9 @@ export interface NarInfoOptions {
 const sizeRe = /^[0-9]+$/
 const once = new Set(["StorePath", "URL", "Compression", "FileHash", "FileSize", "NarHash", "NarSize", "References", "Deriver", "System", "CA"])
 
+/** A narinfo is a few hundred bytes; one larger than this (16 MiB) is broken or hostile. */
+export const maxNarInfoBytes = 16 << 20
+
 export const parse = (text: string, options: NarInfoOptions = {}): Result.Result<NarInfo, InvalidNarInfo> => {
   const storeDir = options.storeDir ?? StorePath.defaultStoreDir
   const source = options.source ?? "<narinfo>"

@@ -18,8 +18,6 @@ export class FileTooLarge extends Schema.TaggedError<FileTooLarge>()("FileTooLar
 
 const formatLimit = (bytes: number) => bytes % (1 << 20) === 0 ? `${bytes / (1 << 20)} MiB` : `${bytes} bytes`
 
-/** The `.drv` size Nix would not get near: 64 MiB. */
-export const maxDerivationBytes = 64 << 20
 /** Narinfos, keys, config files: 16 MiB. */
 export const maxSmallFileBytes = 16 << 20
 

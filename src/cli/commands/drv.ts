@@ -17,7 +17,7 @@ import { fromResult } from "../effect-result.ts"
 import { cliStore } from "../open-store.ts"
 import { switchFlag } from "../flags.ts"
 import { outputMode, printJson, UsageError } from "../output.ts"
-import { maxDerivationBytes, readBounded } from "../../io/read-bounded.ts"
+import { readBounded } from "../../io/read-bounded.ts"
 
 const storeDirFlag = Flag.String("store-dir").pipe(
   Flag.withDefault(StorePath.defaultStoreDir),
@@ -39,7 +39,7 @@ const drvNameOf = (file: string): string => {
 }
 
 const readDrvFile = (file: string, storeDir: string) => Effect.gen(function*() {
-  const bytes = yield* readBounded(file, maxDerivationBytes, "a derivation")
+  const bytes = yield* readBounded(file, Drv.maxDerivationBytes, "a derivation")
   const drv = yield* fromResult(Drv.parse(bytes, { name: drvNameOf(file), storeDir, source: file }))
   return { bytes, drv }
 })

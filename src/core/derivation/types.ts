@@ -50,6 +50,9 @@ export const methodAlgo = (method: FileIngestionMethod, algorithm: Hash.HashAlgo
 
 export const drvExtension = ".drv"
 
+/** Derivations are small: a larger "derivation" (64 MiB) is refused rather than read into memory. */
+export const maxDerivationBytes = 64 << 20
+
 /** The derivation name of a `.drv` store path or base name: `…/<hash>-hello.drv` → `hello`. */
 export const nameFromDrvPath = (drvPath: string): string => {
   const base = drvPath.slice(drvPath.lastIndexOf("/") + 1)

@@ -58,9 +58,6 @@ export interface BinaryCacheStore {
   readonly cacheInfo: CacheInfo.CacheInfo
 }
 
-/** A narinfo is a few hundred bytes; a cache that sends more than this is broken or hostile. */
-const maxNarInfoSize = 16 * 1024 * 1024
-
 /** Where a binary cache keeps a realisation. */
 export const realisationKey = (id: Realisation.DrvOutput): string => `realisations/${Realisation.printDrvOutput(id)}.doi`
 
@@ -106,7 +103,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       if (missedAt !== undefined && Date.now() - missedAt < negativeTtl) return Option.none()
       const bytes = yield* blobs.getBytes(`${hashPart}.narinfo`)
       if (Option.isNone(bytes)) { remember(missing, hashPart, Date.now()); return Option.none() }
-      if (bytes.value.length > maxNarInfoSize) return yield* corrupt(`${hashPart}.narinfo is larger than ${maxNarInfoSize} bytes`)
+      if (bytes.value.length > NarInfo.maxNarInfoBytes) return yield* corrupt(`${hashPart}.narinfo is larger than ${NarInfo.maxNarInfoBytes} bytes`)
       const parsed = NarInfo.parse(new TextDecoder().decode(bytes.value), { storeDir, source: `${uri}/${hashPart}.narinfo` })
       if (Result.isFailure(parsed)) return yield* corrupt(parsed.failure.message)
       const stored = StorePath.parse(parsed.success.storePath, storeDir)
