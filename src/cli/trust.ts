@@ -1,9 +1,9 @@
 /** Trusted public keys and signing keys from CLI flags (and $B3_TRUSTED_PUBLIC_KEYS). */
 import { Effect, Result } from "effect"
-import { readFileSync } from "node:fs"
 import * as Signature from "../core/signature.ts"
 import { Flag } from "effect/cli"
 import { configDefault } from "./config.ts"
+import { maxSmallFileBytes, readBoundedString } from "../io/read-bounded.ts"
 
 export const trustedKeysFlag = Flag.String("trusted-public-keys").pipe(
   Flag.withDefault(configDefault((c) => c.trustedPublicKeys.join(" "))),
@@ -16,9 +16,11 @@ export const parseTrustedKeys = (text: string): Effect.Effect<ReadonlyArray<Sign
     return Result.isSuccess(parsed) ? Effect.succeed(parsed.success) : Effect.fail(parsed.failure)
   })
 
-export const readSecretKey = (file: string): Effect.Effect<Signature.SecretKey, Signature.InvalidKey> =>
-  Effect.try({ try: () => readFileSync(file, "utf8").trim(), catch: () => new Signature.InvalidKey({ input: file, reason: "cannot read the secret key file" }) }).pipe(
+/** A secret key file (`--secret-key`, `--key-file`, `key public`), read with a size bound. */
+export const readSecretKey = (file: string) =>
+  readBoundedString(file, maxSmallFileBytes, "a secret key").pipe(
+    Effect.catchTag("NarIoError", (e) => Effect.fail(new Signature.InvalidKey({ input: file, reason: `cannot read the secret key file: ${e.reason}` }))),
     Effect.flatMap((text) => {
-      const parsed = Signature.parseSecretKey(text)
+      const parsed = Signature.parseSecretKey(text.trim())
       return Result.isSuccess(parsed) ? Effect.succeed(parsed.success) : Effect.fail(parsed.failure)
     }))

@@ -2,9 +2,8 @@
 import { Console, Effect, FileSystem } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Signature from "../../core/signature.ts"
-import { fromResult } from "../effect-result.ts"
 import { outputMode, printJson } from "../output.ts"
-import { maxSmallFileBytes, readBoundedString } from "../../io/read-bounded.ts"
+import { readSecretKey } from "../trust.ts"
 
 const generate = Command.make("generate", {
   name: Flag.String("name").pipe(Flag.withDescription("the key name, e.g. cache.example.org-1")),
@@ -29,7 +28,7 @@ const generate = Command.make("generate", {
 const publicOf = Command.make("public", {
   secret: Argument.String("secret-key-file").pipe(Argument.withDescription("a secret key file"))
 }, (args) => Effect.gen(function*() {
-  const secret = yield* fromResult(Signature.parseSecretKey(yield* readBoundedString(args.secret, maxSmallFileBytes, "a secret key")))
+  const secret = yield* readSecretKey(args.secret)
   const publicKey = Signature.printPublicKey(Signature.publicKeyOf(secret))
   yield* ((yield* outputMode).json ? printJson({ publicKey }) : Console.log(publicKey))
 })).pipe(

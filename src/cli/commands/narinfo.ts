@@ -6,7 +6,8 @@ import * as Signature from "../../core/signature.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { fromResult } from "../effect-result.ts"
 import { outputMode, printJson } from "../output.ts"
-import { maxSmallFileBytes, readBoundedString } from "../../io/read-bounded.ts"
+import { readBoundedString } from "../../io/read-bounded.ts"
+import { readSecretKey } from "../trust.ts"
 
 const storeDirFlag = Flag.String("store-dir").pipe(
   Flag.withDefault(StorePath.defaultStoreDir),
@@ -14,7 +15,7 @@ const storeDirFlag = Flag.String("store-dir").pipe(
 )
 
 const readNarInfo = (file: string, storeDir: string) => Effect.gen(function*() {
-  return yield* fromResult(NarInfo.parse(yield* readBoundedString(file, maxSmallFileBytes, "a narinfo"), { storeDir, source: file }))
+  return yield* fromResult(NarInfo.parse(yield* readBoundedString(file, NarInfo.maxNarInfoBytes, "a narinfo"), { storeDir, source: file }))
 })
 
 const verify = Command.make("verify", {
@@ -36,7 +37,7 @@ const sign = Command.make("sign", {
   files: Argument.String("narinfo").pipe(Argument.withDescription("a .narinfo file, rewritten with the signature added"), Argument.variadic({ min: 1 }))
 }, (args) => Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
-  const key = yield* fromResult(Signature.parseSecretKey(yield* readBoundedString(args.keyFile, maxSmallFileBytes, "a secret key")))
+  const key = yield* readSecretKey(args.keyFile)
   for (const file of args.files) {
     const info = yield* readNarInfo(file, args.storeDir)
     yield* fs.writeFileString(file, NarInfo.print(NarInfo.sign(info, key, args.storeDir)))
