@@ -7,10 +7,19 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
+/**
+ * Nix keeps a narinfo cache per binary-cache URL in $XDG_CACHE_HOME/nix (30 days for hits). Test
+ * servers listen on ephemeral ports, so a later test on a reused port would read the narinfos
+ * (and signatures) of an earlier one: each test process gets a cache directory of its own, under
+ * the run's directory that global-setup.ts removes at the end.
+ */
+const nixCacheHome = mkdtempSync(join(process.env.B3_TEST_NIX_CACHES ?? tmpdir(), "b3-nix-cache-"))
+
 export const nixEnv: NodeJS.ProcessEnv = {
   ...process.env,
   NIX_CONFIG: "experimental-features = nix-command\nsubstituters =\nsandbox = false",
-  NIX_REMOTE: ""
+  NIX_REMOTE: "",
+  XDG_CACHE_HOME: nixCacheHome
 }
 
 /** Runs a Nix tool and returns its stdout (trimmed of the final newline); throws with stderr on failure. */
