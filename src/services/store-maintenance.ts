@@ -53,6 +53,14 @@ export interface GcOptions {
   readonly ownTempRoots?: boolean
 }
 
+/** What hard-linking identical files did (Nix's OptimiseStats). */
+export interface OptimiseResult {
+  readonly filesLinked: number
+  /** Bytes of the files replaced by links (what Nix reports as freed). */
+  readonly bytesFreed: number
+  readonly blocksFreed: number
+}
+
 /** A GC root: the link (or `{temp:PID}` for a temporary root) and the store path it keeps. */
 export interface GcRoot {
   readonly link: string
@@ -68,8 +76,19 @@ export interface StoreMaintenanceApi {
   readonly repack?: (options?: { readonly dryRun?: boolean }) => Effect.Effect<RepackResult, StoreError>
   /** Sizes and counts, by name (a chunk store: logical and stored bytes, dedup ratio, packs, live fraction). */
   readonly stats?: () => Effect.Effect<Readonly<Record<string, number>>, StoreError>
-  /** The roots with the links that make them roots. */
-  readonly findRoots?: () => Effect.Effect<ReadonlyArray<GcRoot>, StoreError>
+  /**
+   * The roots with the links that make them roots, running processes' paths included (their
+   * places in /proc, or `{censored}` with `censor`, what Nix tells clients that are not trusted).
+   */
+  readonly findRoots?: (options?: { readonly censor?: boolean }) => Effect.Effect<ReadonlyArray<GcRoot>, StoreError>
+  /**
+   * Hard-links identical files (Nix's `nix-store --optimise`): of the whole store, or only of
+   * `paths` (what `auto-optimise-store` does for new paths). `warn` gets what Nix prints as warnings.
+   */
+  readonly optimise?: (options?: {
+    readonly paths?: ReadonlyArray<string>
+    readonly warn?: (message: string) => void
+  }) => Effect.Effect<OptimiseResult, StoreError>
   /** Registers `link` (a symlink outside the store, like `result`) as an indirect root. */
   readonly addIndirectRoot?: (link: string) => Effect.Effect<void, StoreError>
   /** Every valid path. */

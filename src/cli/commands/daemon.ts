@@ -35,7 +35,7 @@ const localLayout = (uri: string) => {
 /**
  * The directories Nix's daemon makes when it opens the local store for a client (it does for each
  * one): a client may have removed one (Nix's tests remove profiles/) and expects it back; `.links`
- * (where `nix-store --optimise` keeps its hard links) is there for Nix's tools, b3 does not use it.
+ * is where optimising (`nix-store --optimise`, `auto-optimise-store`) keeps its hard links.
  */
 const remakeDirs = (layout: ReturnType<typeof localLayout>) => {
   if (layout === undefined) return
@@ -91,7 +91,8 @@ export const daemonCommand = Command.make("daemon", {
   trustedKeys: trustedKeysFlag,
   sandboxPaths: Flag.String("sandbox-paths").pipe(Flag.withDefault(""), Flag.withDescription("host paths shown read-only in build sandboxes, space-separated (Nix's sandbox-paths: PATH, TARGET=SOURCE, PATH?)")),
   secretKeyFiles: Flag.String("secret-key-files").pipe(Flag.withDefault(""), Flag.withDescription("secret key files whose keys sign what the daemon builds, space-separated (Nix's secret-key-files)")),
-  noRequireSigs: switchFlag("no-require-sigs", "accept input-addressed paths from clients without a trusted signature (Nix's require-sigs = false)")
+  noRequireSigs: switchFlag("no-require-sigs", "accept input-addressed paths from clients without a trusted signature (Nix's require-sigs = false)"),
+  autoOptimiseStore: switchFlag("auto-optimise-store", "hard-link the files of each new path to identical files already in the store (Nix's auto-optimise-store; trusted clients may set it too)")
 }, (args) => Effect.scoped(Effect.gen(function*() {
   const mode = yield* outputMode
   const socketMode = parseMode(args.socketMode)
@@ -110,6 +111,7 @@ export const daemonCommand = Command.make("daemon", {
     socketPath: args.socket, mode: socketMode, gid, trusted, requireSigs: !args.noRequireSigs, trustedKeys, backends,
     sandboxPaths: args.sandboxPaths.split(/\s+/).filter((p) => p.length > 0),
     secretKeyFiles: args.secretKeyFiles.split(/\s+/).filter((p) => p.length > 0),
+    autoOptimiseStore: args.autoOptimiseStore,
     version: `2.8.0 (b3 ${version})`,
     ...(mode.verbose ? { log: (line: string) => process.stderr.write(`b3 daemon: ${line}\n`) } : {})
   }).pipe(Effect.provideContext(store))

@@ -3,7 +3,9 @@
  * the collector holds `gc.lock` exclusively, serves `gc-socket/socket` for roots other processes
  * add while it runs, and reads the temporary roots of live processes (nix-locks.ts). Roots are also
  * the symlinks under `gcroots/` (followed one level further when they point at a symlink outside
- * the store, like a `result` link); everything their closure reaches is kept.
+ * the store, like a `result` link) and the paths running processes hold (runtime-roots.ts, from
+ * /proc); everything their closure reaches is kept. After deleting, entries of `.links` (Nix's
+ * hard-link deduplication, optimise.ts) that no path uses any more are removed.
  *
  * Deciding and deleting happen in one write transaction: no path can become valid (or referenced)
  * in between, and a root that arrives on the socket is handled either before (kept) or after (the
@@ -26,6 +28,8 @@ import { removeTree, rename, trySync } from "./fs-ops.ts"
 import type { LocalStoreLayout } from "./layout.ts"
 import type { NixLocks } from "./nix-locks.ts"
 import { liveTempRoots, tempName, type TempPlace } from "./temp-roots.ts"
+import { findRuntimeRoots } from "./runtime-roots.ts"
+import { removeUnusedLinks } from "./optimise.ts"
 
 export interface GcContext {
   readonly uri: string
@@ -99,14 +103,20 @@ export class StillAlive extends Error {
   }
 }
 
+/**
+ * The bytes deleting `path` frees, counted as Nix's deletePath does: a file with more than two
+ * links frees nothing, one with two is taken to be shared with `.links` only (freed with it).
+ */
 const sizeOf = (path: string): number => {
   let total = 0
   const stack = [path]
   while (stack.length > 0) {
     const p = stack.pop()!
     const st = lstatSync(p)
-    total += st.size
-    if (st.isDirectory()) for (const name of readdirSync(p)) stack.push(join(p, name))
+    if (st.isDirectory()) {
+      total += st.size
+      for (const name of readdirSync(p)) stack.push(join(p, name))
+    } else if (st.nlink <= 2) total += st.size
   }
   return total
 }
@@ -160,10 +170,13 @@ export const collectGarbage = (ctx: GcContext, options: GcOptions = {}): Effect.
     yield* ctx.locks.gcLock
     const socketRoots = yield* rootsServer(layout, ctx.uri)
     const tempRoots = new Set((yield* liveTempRoots(layout, ctx.locks, { skipOwn: options.ownTempRoots === false })).map((p) => p.slice(layout.storeDir.length + 1, layout.storeDir.length + 33)))
+    // paths running processes hold (read before deciding: a process that starts using a path later
+    // has to get it from somewhere that is a root, or take a temporary root, as with Nix)
+    const runtimeRoots = yield* trySync(ctx.uri, "find runtime roots", () => findRuntimeRoots(layout, { censor: true }).map((r) => r.target))
     const trash: Array<string> = []
     const result = yield* trySync(ctx.uri, "collect garbage", () => db.immediate(() => {
       const rooted = (hashPart: string) => tempRoots.has(hashPart) || socketRoots.has(hashPart)
-      const roots = [...new Set([...findRoots(layout), ...(options.extraRoots ?? [])])].sort()
+      const roots = [...new Set([...findRoots(layout), ...runtimeRoots, ...(options.extraRoots ?? [])])].sort()
       const valid = new Set(db.allValidPaths())
       const live = new Set<string>()
       const hashPartOf = (path: string) => path.slice(layout.storeDir.length + 1, layout.storeDir.length + 33)
@@ -227,5 +240,6 @@ export const collectGarbage = (ctx: GcContext, options: GcOptions = {}): Effect.
       return { roots, deleted: [...order, ...invalid], bytesFreed, live: [...live].sort() }
     }))
     for (const path of trash) removeTree(path)
+    if (!options.dryRun) yield* trySync(ctx.uri, "remove unused links", () => removeUnusedLinks(layout))
     return result
   }))

@@ -19,6 +19,8 @@ import { StoreDatabase } from "./database.ts"
 import { ioError, trySync } from "./fs-ops.ts"
 import { makeLayout, type LocalStoreLayout } from "./layout.ts"
 import { addIndirectRoot, collectGarbage, findRootLinks } from "./gc.ts"
+import { findRuntimeRoots } from "./runtime-roots.ts"
+import { optimisePaths } from "./optimise.ts"
 import { recover } from "./recovery.ts"
 import { verifyStore } from "./verify.ts"
 import { StoreMaintenance, type StoreMaintenanceApi } from "../../services/store-maintenance.ts"
@@ -152,7 +154,23 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
     const maintenance: StoreMaintenanceApi = {
       verify: (options = {}) => verifyStore(layout, db, options),
       collectGarbage: (options = {}) => collectGarbage({ uri, layout, db, locks, temp }, options),
-      findRoots: () => trySync(uri, "find roots", () => findRootLinks(layout)),
+      findRoots: (options = {}) => trySync(uri, "find roots", () => {
+        const runtime = findRuntimeRoots(layout, { censor: options.censor ?? false })
+        const valid = new Set(db.validOf(parsePaths([...new Set(runtime.map((r) => r.target))])).map(print))
+        return [...findRootLinks(layout), ...runtime.filter((r) => valid.has(r.target))]
+      }),
+      optimise: (options = {}) => Effect.gen(function*() {
+        const warn = options.warn ?? (() => {})
+        if (options.paths !== undefined) {
+          const physical = options.paths.flatMap((p) => parsePaths([p]).map((sp) => join(layout.realStoreDir, StorePath.baseName(sp))))
+          return yield* optimisePaths({ uri, layout }, physical, { warn })
+        }
+        // the whole store, path by path, each made a temporary root first (the collector may run meanwhile)
+        const all = parsePaths(yield* trySync(uri, "list valid paths", () => db.allValidPaths()))
+        yield* locks.addTempRoots(all.map(print))
+        const still = yield* trySync(uri, "query paths", () => db.validOf(all))
+        return yield* optimisePaths({ uri, layout }, still.map((sp) => join(layout.realStoreDir, StorePath.baseName(sp))), { warn, wholeStore: true })
+      }),
       addIndirectRoot: (link) => trySync(uri, "add an indirect root", () => addIndirectRoot(layout, link)),
       allValidPaths: () => trySync(uri, "list valid paths", () => db.allValidPaths()),
       validDerivers: (path) => trySync(uri, "query derivers", () => db.validDerivers(path)),

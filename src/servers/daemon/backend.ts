@@ -35,6 +35,8 @@ export interface DaemonOptions {
   readonly version: string
   /** Host paths shown in build sandboxes (Nix's sandbox-paths); trusted clients may add more with `extra-sandbox-paths`. */
   readonly sandboxPaths?: ReadonlyArray<string> | undefined
+  /** Hard-link the files of new paths to identical ones (Nix's auto-optimise-store; trusted clients may set it too). */
+  readonly autoOptimiseStore?: boolean | undefined
   /** Secret key files whose keys sign what the daemon builds (Nix's secret-key-files). */
   readonly secretKeyFiles?: ReadonlyArray<string> | undefined
   /** The daemon's own log (connections accepted and closed, failures). */

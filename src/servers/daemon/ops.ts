@@ -69,6 +69,25 @@ const writePathSet = (c: Conn, paths: ReadonlyArray<StorePath.StorePath>) => rep
 
 const onePath = (c: Conn) => Effect.flatMap(read(c, Worker.storePathString()), (s) => storePath(c, s))
 
+/** A boolean setting as Nix parses one (`true`/`yes`/`1`, `false`/`no`/`0`), else undefined. */
+const boolSetting = (value: string | undefined): boolean | undefined =>
+  value === "true" || value === "yes" || value === "1" ? true : value === "false" || value === "no" || value === "0" ? false : undefined
+
+/** Whether new paths are hard-linked to identical files (`auto-optimise-store`: the daemon's, or a trusted client's). */
+const autoOptimising = (c: Conn): boolean => {
+  const fromClient = c.options.trusted
+    ? boolSetting(c.settings?.overrides.findLast(([k]) => k === "auto-optimise-store")?.[1])
+    : undefined
+  return fromClient ?? c.options.autoOptimiseStore ?? false
+}
+
+/** With `auto-optimise-store`, hard-links the files of new paths to identical ones (Nix's optimisePath after adding or building). */
+const autoOptimise = (c: Conn, paths: ReadonlyArray<string>) => Effect.suspend(() => {
+  const optimise = c.backend.maintenance?.optimise
+  if (!optimise || paths.length === 0 || !autoOptimising(c)) return Effect.void
+  return Effect.asVoid(optimise({ paths: [...new Set(paths)], warn: (m) => c.tunnel.log(`warning: ${m}`, Worker.Verbosity.Warn) }))
+})
+
 // ---------------------------------------------------------------------------------------------
 // queries
 
@@ -269,6 +288,7 @@ const addToStoreNar: Handler = (c) => Effect.gen(function*() {
     c.addTempRoot(print(c, path))
     yield* write.addToStore(info, checkedNar(c, info, nar))
     if (c.framed) yield* c.framed.drain()
+    yield* autoOptimise(c, [print(c, path)])
   }))
 })
 
@@ -346,6 +366,7 @@ const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
     }
     yield* framed.drain()
     for (const finished of order) yield* Deferred.await(finished)
+    yield* autoOptimise(c, [...done.keys()].map((base) => `${c.storeDir}/${base}`))
   })))
 })
 
@@ -397,6 +418,7 @@ const addToStore: Handler = (c) => Effect.gen(function*() {
       result = yield* addFromDump(c, name, method, algorithm, references, dump)
     }
     yield* c.framed!.drain()
+    yield* autoOptimise(c, [print(c, result.path)])
     return yield* c.backend.read.queryPathInfo(result.path)
   }))
   reply(c, (w) => Worker.writePathInfo(w, info, c.storeDir, c.minor, true))
@@ -508,7 +530,9 @@ const addTextToStore: Handler = (c) => Effect.gen(function*() {
   const info = yield* work(c, Effect.gen(function*() {
     const write = yield* needWrite(c)
     if (name.endsWith(Derivation.drvExtension)) yield* checkDerivationText(c, name, contents)
-    return yield* write.addText(name, contents, yield* storePaths(c, refs))
+    const added = yield* write.addText(name, contents, yield* storePaths(c, refs))
+    yield* autoOptimise(c, [print(c, added.path)])
+    return added
   }))
   reply(c, (w) => w.string(print(c, info.path)))
 })
@@ -567,8 +591,10 @@ const syncWithGC: Handler = (c) => Effect.gen(function*() {
 const findRoots: Handler = (c) => Effect.gen(function*() {
   const roots = yield* work(c, Effect.gen(function*() {
     const m = yield* maintenance(c, "garbage collector roots")
-    const found = m.findRoots ? yield* m.findRoots() : []
-    const temp = c.tempRoots.all().map((target) => ({ link: "{temp:daemon}", target }))
+    // as Nix's daemon: a client that is not trusted does not learn which processes or files hold a path
+    const censor = !c.options.trusted
+    const found = m.findRoots ? yield* m.findRoots({ censor }) : []
+    const temp = c.tempRoots.all().map((target) => ({ link: censor ? "{censored}" : "{temp:daemon}", target }))
     return [...found, ...temp]
   }))
   reply(c, (w) => {
@@ -624,7 +650,12 @@ const verifyStore: Handler = (c) => Effect.gen(function*() {
 })
 
 const optimiseStore: Handler = (c) => Effect.gen(function*() {
-  yield* work(c, fail(`store '${c.backend.read.uri}' does not support optimising (hard-linking identical files)`))
+  yield* work(c, Effect.gen(function*() {
+    const m = yield* maintenance(c, "optimising (hard-linking identical files)")
+    if (!m.optimise) return yield* fail(`store '${c.backend.read.uri}' does not support optimising (hard-linking identical files)`)
+    const r = yield* m.optimise({ warn: (message) => c.tunnel.log(`warning: ${message}`, Worker.Verbosity.Warn) })
+    c.tunnel.log(`${(r.bytesFreed / (1024 * 1024)).toFixed(2)} MiB freed by hard-linking ${r.filesLinked} files`, Worker.Verbosity.Info)
+  }))
   reply(c, (w) => w.u64(1))
 })
 
@@ -756,6 +787,7 @@ const realiseTargets = (c: Conn, targets: ReadonlyArray<Worker.DerivedPath>, mod
   for (const d of drvs) c.addTempRoot(print(c, d))
   const results = yield* build.buildDerivations(drvs, options).pipe(Effect.ensuring(Effect.sync(options.finish)))
   yield* signBuilt(c, options.built)
+  yield* autoOptimise(c, options.built)
   // outputs stay roots while the client is connected, as in Nix (it roots them itself next)
   for (const r of results) for (const p of Object.values(r.outputs)) c.addTempRoot(print(c, p))
   return results
@@ -837,7 +869,8 @@ const buildDerivation: Handler = (c) => Effect.gen(function*() {
     const start = Math.floor(Date.now() / 1000)
     const outcome = yield* Effect.result(build.buildBasic(drvPath, drv, options).pipe(
       Effect.ensuring(Effect.sync(options.finish)),
-      Effect.tap(() => signBuilt(c, options.built))))
+      Effect.tap(() => signBuilt(c, options.built)),
+      Effect.tap(() => autoOptimise(c, options.built))))
     const stop = Math.floor(Date.now() / 1000)
     if (outcome._tag === "Failure") {
       const e = outcome.failure
