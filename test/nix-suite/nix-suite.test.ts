@@ -7,12 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { haveNixTests, prepare, runScript } from "./harness.ts"
 
-/** Scripts of tests/local.mk that use the store (adding, querying, copying, exporting, GC) and builds through the daemon. */
+/** Scripts of tests/local.mk that use the store (adding, querying, copying, exporting, GC, optimising) and builds through the daemon. */
 export const mustPass = [
   "add.sh", "local-store.sh", "export.sh", "misc.sh", "store-ping.sh", "describe-stores.sh", "dependencies.sh",
   "build.sh", "build-dry.sh", "nix-build.sh", "multiple-outputs.sh", "pass-as-file.sh", "import-derivation.sh",
   "readfile-context.sh", "why-depends.sh", "case-hack.sh", "secure-drv-outputs.sh", "signing.sh", "fixed.sh",
-  "check-reqs.sh", "export-graph.sh", "ca/build.sh", "gc.sh", "ca/gc.sh"
+  "check-reqs.sh", "export-graph.sh", "ca/build.sh", "gc.sh", "ca/gc.sh", "gc-runtime.sh", "optimise-store.sh"
 ]
 
 describe("Nix 2.8.0's tests against b3 daemon", () => {
