@@ -12,7 +12,8 @@ export const mustPass = [
   "add.sh", "local-store.sh", "export.sh", "misc.sh", "store-ping.sh", "describe-stores.sh", "dependencies.sh",
   "build.sh", "build-dry.sh", "nix-build.sh", "multiple-outputs.sh", "pass-as-file.sh", "import-derivation.sh",
   "readfile-context.sh", "why-depends.sh", "case-hack.sh", "secure-drv-outputs.sh", "signing.sh", "fixed.sh",
-  "check-reqs.sh", "export-graph.sh", "ca/build.sh", "gc.sh", "ca/gc.sh", "gc-runtime.sh", "optimise-store.sh"
+  "check-reqs.sh", "export-graph.sh", "ca/build.sh", "gc.sh", "ca/gc.sh", "gc-runtime.sh", "optimise-store.sh",
+  "ca/nix-copy.sh", "ca/signatures.sh", "ca/nix-run.sh"
 ]
 
 describe("Nix 2.8.0's tests against b3 daemon", () => {

@@ -75,10 +75,7 @@ const boolSetting = (value: string | undefined): boolean | undefined =>
 
 /** Whether new paths are hard-linked to identical files (`auto-optimise-store`: the daemon's, or a trusted client's). */
 const autoOptimising = (c: Conn): boolean => {
-  const fromClient = c.options.trusted
-    ? boolSetting(c.settings?.overrides.findLast(([k]) => k === "auto-optimise-store")?.[1])
-    : undefined
-  return fromClient ?? c.options.autoOptimiseStore ?? false
+  return boolSetting(trustedOverride(c, "auto-optimise-store")) ?? c.options.autoOptimiseStore ?? false
 }
 
 /** With `auto-optimise-store`, hard-links the files of new paths to identical ones (Nix's optimisePath after adding or building). */
@@ -259,12 +256,27 @@ const narFromPath: Handler = (c) => Effect.gen(function*() {
 // ---------------------------------------------------------------------------------------------
 // adding paths
 
+/** A trusted client's value of a setting (Nix's daemon applies a trusted client's settings to itself). */
+const trustedOverride = (c: Conn, name: string): string | undefined =>
+  c.options.trusted ? c.settings?.overrides.findLast(([k]) => k === name)?.[1] : undefined
+
+/** The keys paths from this client must be signed with: the daemon's, or a trusted client's `trusted-public-keys` (plus `extra-`). */
+const trustedKeysFor = (c: Conn): ReadonlyArray<Signature.PublicKey> => {
+  const parse = (text: string | undefined) => (text ?? "").split(/\s+/).flatMap((k) => {
+    const key = k === "" ? undefined : Signature.parsePublicKey(k)
+    return key && Result.isSuccess(key) ? [key.success] : []
+  })
+  const own = trustedOverride(c, "trusted-public-keys")
+  return [...(own === undefined ? c.options.trustedKeys : parse(own)), ...parse(trustedOverride(c, "extra-trusted-public-keys"))]
+}
+
 /** The trust rules for a path from a client (Nix's LocalStore::addToStore with checkSigs). */
 const admit = (c: Conn, info: PathInfo, dontCheckSigs: boolean): Effect.Effect<PathInfo, OpFailed> => {
   const checkSigs = !(dontCheckSigs && c.options.trusted)
   const admitted: PathInfo = c.options.trusted ? info : { ...info, ultimate: false }
-  if (!checkSigs || !c.options.requireSigs) return Effect.succeed(admitted)
-  return checkSignature(info, c.storeDir, c.options.trustedKeys).pipe(
+  const requireSigs = boolSetting(trustedOverride(c, "require-sigs")) ?? c.options.requireSigs
+  if (!checkSigs || !requireSigs) return Effect.succeed(admitted)
+  return checkSignature(info, c.storeDir, trustedKeysFor(c)).pipe(
     Effect.as(admitted),
     Effect.mapError(() => new OpFailed({ message: `cannot add path '${print(c, info.path)}' because it lacks a signature by a trusted key` })))
 }
@@ -810,11 +822,16 @@ const realisations = (c: Conn, drvPath: StorePath.StorePath, wanted: ReadonlyArr
   const out: Array<readonly [string, string]> = []
   for (const [name, o] of drv.outputs) {
     if (wanted.length > 0 && !wanted.includes(name)) continue
-    const path = Derivation.outputPath(o)
     const hash = hashed.success.hashes.get(name)
-    if (path === undefined || hash === undefined) continue
+    if (hash === undefined) continue
     const id = Worker.drvOutputId(hash, name)
-    out.push([id, Worker.realisationJson(id, yield* storePath(c, path))])
+    const known = Derivation.outputPath(o)
+    if (known !== undefined) { out.push([id, Worker.realisationJson(id, yield* storePath(c, known))]); continue }
+    // a floating content-addressed output: where it went is its realisation
+    const drvOutput = Realisation.parseDrvOutput(id)
+    if (Result.isFailure(drvOutput)) continue
+    const found = yield* realisationOf(c.backend.read, drvOutput.success)
+    if (Option.isSome(found)) out.push([id, Worker.realisationJson(id, found.value.outPath)])
   }
   return out
 })
