@@ -9,6 +9,7 @@ import * as StorePath from "../core/store-path.ts"
 import { StoreRead } from "../services/store-read.ts"
 import { BuildFailed, StoreBuild, type StoreBuildApi } from "../services/store-build.ts"
 import { buildDerivation } from "./build-derivation.ts"
+import { runPostBuildHook } from "./post-build-hook.ts"
 import { realise, type RealiseServices } from "./realise.ts"
 
 /** Provides StoreBuild from a store (StoreRead, StoreWrite, BuildHost) and a Sandbox. */
@@ -54,5 +55,6 @@ const buildBasic = (...[drvPath, drv, options = {}]: Parameters<NonNullable<Stor
     onLog: options.onLog ? (chunk) => options.onLog!(printed, chunk) : undefined
   }).pipe(Effect.tapError((e) => Effect.sync(() => options.onEvent?.({ type: "failed", drvPath: printed, message: e.message }))))
   options.onEvent?.({ type: "built", drvPath: printed, outputs: Object.fromEntries(Object.entries(outputs).map(([n, p]) => [n, StorePath.print(p, store.storeDir)])) })
+  yield* runPostBuildHook(options, drvPath, Object.values(outputs), store.storeDir)
   return { outputs, status: "built" as const }
 })

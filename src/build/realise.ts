@@ -15,8 +15,14 @@
  * - Impure derivations are always built, never substituted, and record no realisation; a pure
  *   derivation other than a fixed-output one may not depend on one.
  *
+ * With a `postBuildHook`, it runs after each build, once the outputs and their realisations are
+ * registered, one hook at a time (derivation-goal.cc `runPostBuildHook`): for a resolved derivation
+ * once for the resolved one and once more for the original. Substituted and already valid outputs
+ * run no hook.
+ *
  * Without `keepGoing` the first failure stops everything; with it, everything that does not depend
- * on a failure still finishes.
+ * on a failure still finishes — except a failed post-build-hook, which stops everything as in Nix
+ * (there it is an error out of the worker, not a failed goal).
  */
 import { Deferred, Effect, Exit, Option, Result, Scope, Semaphore } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
@@ -29,12 +35,13 @@ import type { BuildHost } from "../services/build-host.ts"
 import { copyPaths } from "../services/copy.ts"
 import { keepsRealisations, queryRealisation, realisationClosure, registerRealisation } from "../services/realisations.ts"
 import type { Sandbox } from "../services/sandbox.ts"
-import { BuildFailed, type BuildError, type BuildOptions, type BuildResult } from "../services/store-build.ts"
+import { BuildFailed, type PostBuildHookFailed, type BuildError, type BuildOptions, type BuildResult } from "../services/store-build.ts"
 import type { StoreError } from "../services/store-errors.ts"
 import { StoreRead } from "../services/store-read.ts"
 import { StoreWrite } from "../services/store-write.ts"
 import { addDerivationText } from "./add-derivations.ts"
 import { buildDerivation } from "./build-derivation.ts"
+import { runPostBuildHook } from "./post-build-hook.ts"
 import { loadDerivationGraph, type DerivationGraph, type LoadedDerivation } from "./derivation-graph.ts"
 import { byPriority, substituteAll, substituteMissing } from "./substitute.ts"
 
@@ -166,6 +173,13 @@ export const realise = (
   for (const key of rootKeySet) if (!planned.has(key)) options.onResult?.(resultOf(key, "already-valid", validity.get(key) ?? new Map()))
 
   const jobs = yield* Semaphore.make(Math.max(1, options.maxJobs ?? 1))
+  const hooks = yield* Semaphore.make(1)
+  const hookFailed = yield* Deferred.make<void>()
+  let hookFailure: PostBuildHookFailed | undefined
+  /** The post-build-hook for a derivation built with these outputs, one at a time; its failure ends the whole run. */
+  const postBuildHook = (drvPath: StorePath.StorePath, outputs: ReadonlyMap<string, StorePath.StorePath>) =>
+    hooks.withPermits(1)(runPostBuildHook(options, drvPath, outputs.values(), storeDir)).pipe(
+      Effect.tapError((e) => Effect.andThen(Effect.sync(() => { hookFailure ??= e }), Deferred.succeed(hookFailed, undefined))))
   const results = new Map<string, Outcome>()
   // Derivations are realised when first needed, each once: a root, then (only if it cannot be
   // substituted) its inputs, as Nix's goals do. Each runs in a fiber of this scope.
@@ -255,6 +269,7 @@ export const realise = (
       if (isPure(node.type)) {
         for (const [name, outPath] of outputs) yield* register(Realisation.make({ drvHash: node.staticHashes.get(name)!, outputName: name }, outPath))
       }
+      yield* postBuildHook(node.loaded.path, outputs)
       return { status: "built" as const, outputs }
     }
 
@@ -293,6 +308,7 @@ export const realise = (
       if (isPure(node.type)) {
         for (const [name, outPath] of outputs) yield* register(Realisation.make({ drvHash: resolvedHashes.hashes.get(name)!, outputName: name }, outPath))
       }
+      yield* postBuildHook(resolvedPath, outputs)
     }
     if (isPure(node.type)) {
       for (const [name, outPath] of outputs) {
@@ -300,6 +316,8 @@ export const realise = (
         yield* register(Realisation.make({ drvHash: node.staticHashes.get(name)!, outputName: name }, outPath, { dependentRealisations: deps }))
       }
     }
+    // Nix's resolvedFinished: the original derivation's hook, also when the resolved one was valid already
+    yield* postBuildHook(node.loaded.path, outputs)
     return { status, outputs }
   }).pipe(
     Effect.tap((outcome) => Effect.sync(() => {
@@ -316,10 +334,13 @@ export const realise = (
   const failures: Array<Failure> = []
   const rootKeys = [...new Set(roots.map(StorePath.baseName))].filter((key) => planned.has(key))
   // Without keepGoing the first failure ends everything (the scope's fibers are interrupted).
+  // A failed post-build-hook ends everything, with keepGoing too.
   yield* Effect.forEach(rootKeys, (key) => options.keepGoing ? Effect.ignore(demand(key)) : demand(key), { concurrency: "unbounded", discard: true }).pipe(
+    Effect.raceFirst(Deferred.await(hookFailed)),
     Effect.ensuring(Scope.close(scope, Exit.void)),
     Effect.catch(() => Effect.void))
   // Failures that happened where they are reported (not passed on from a dependency), in the order they happened.
+  if (hookFailure !== undefined) return yield* Effect.fail(hookFailure)
   const real = failures.filter((f) => !isDependencyFailure(f))
   const failuresReported = real.length > 0 ? real : failures
   if (failuresReported.length > 0) {

@@ -39,6 +39,7 @@ const exitCodeByTag: Record<string, ExitCode> = {
   OutputHashMismatch: ExitCode.mismatch,
   OutputRejected: ExitCode.buildFailed,
   MissingSystemFeatures: ExitCode.buildFailed,
+  PostBuildHookFailed: ExitCode.buildFailed,
   InvalidDerivationAttribute: ExitCode.buildFailed,
   SandboxSetupFailed: ExitCode.buildFailed,
   SandboxUnavailable: ExitCode.buildFailed,

@@ -7,7 +7,7 @@ import { Context, type Effect, type Scope } from "effect"
 import type * as Derivation from "../core/derivation/index.ts"
 import type * as StorePath from "../core/store-path.ts"
 import type { BuiltOutput } from "./build-host.ts"
-import type { BuildFailed } from "./store-build.ts"
+import type { BuildFailed, PostBuildHookFailed } from "./store-build.ts"
 
 export interface SandboxSpec {
   /** The logical store directory the builder sees, e.g. "/nix/store". */
@@ -62,11 +62,27 @@ export interface SandboxResult {
   readonly logTail: string
 }
 
+/** A program run on the host (not sandboxed) after a build: Nix's `post-build-hook`. */
+export interface HookSpec {
+  readonly program: string
+  /** The `.drv` the hook runs for (printed), for messages. */
+  readonly drvPath: string
+  /** Added to (or replacing) the host's environment: DRV_PATH, OUT_PATHS, NIX_CONFIG. */
+  readonly env: Readonly<Record<string, string>>
+  /** Each line of its output (stdout and stderr merged), without the newline. */
+  readonly onLine?: ((line: string) => void) | undefined
+}
+
 export interface SandboxApi {
   /** The platforms this sandbox builds for, e.g. ["x86_64-linux", "i686-linux"]. */
   readonly systems: ReadonlyArray<string>
   /** Runs the builder; its outputs live until the scope closes. Any failure is a BuildFailed naming the derivation. */
   readonly run: (spec: SandboxSpec) => Effect.Effect<SandboxResult, BuildFailed, Scope.Scope>
+  /**
+   * Runs a post-build-hook on this machine and waits for it; closing the scope early kills it.
+   * Sandboxes that cannot run host programs leave it out (a build asked for a hook then fails).
+   */
+  readonly runHook?: ((spec: HookSpec) => Effect.Effect<void, PostBuildHookFailed, Scope.Scope>) | undefined
 }
 
 export class Sandbox extends Context.Service<Sandbox, SandboxApi>()("b3/Sandbox") {}

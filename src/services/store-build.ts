@@ -58,10 +58,23 @@ export class MissingSystemFeatures extends Schema.TaggedError<MissingSystemFeatu
   }
 }
 
+/**
+ * The post-build-hook (Nix's `post-build-hook`) did not exit 0 after a build; as in Nix 2.8 the
+ * build's outputs stay registered, and the message is Nix's (`program '…' failed with exit code 1`).
+ */
+export class PostBuildHookFailed extends Schema.TaggedError<PostBuildHookFailed>()("PostBuildHookFailed", {
+  drvPath: Schema.String,
+  program: Schema.String,
+  /** Nix's statusToString: "failed with exit code N", "failed due to signal N". */
+  status: Schema.String
+}) {
+  override get message() { return `program '${this.program}' ${this.status}` }
+}
+
 /** A derivation attribute the builder cannot honour as given (a bad reference specifier, exportReferencesGraph, …); worded as Nix's. */
 export { InvalidDerivationAttribute }
 
-export type BuildError = BuildFailed | OutputHashMismatch | OutputRejected | MissingSystemFeatures | InvalidDerivationAttribute
+export type BuildError = BuildFailed | OutputHashMismatch | OutputRejected | MissingSystemFeatures | InvalidDerivationAttribute | PostBuildHookFailed
 
 /** What happens during a build, for progress displays and scripts. */
 export type BuildEvent =
@@ -75,6 +88,9 @@ export type BuildEvent =
   | { readonly type: "building"; readonly drvPath: string }
   | { readonly type: "built"; readonly drvPath: string; readonly outputs: Readonly<Record<string, string>> }
   | { readonly type: "failed"; readonly drvPath: string; readonly message: string }
+  /** The post-build-hook starts for a derivation that was built (its outputs registered); `done` when it has exited. */
+  | { readonly type: "post-build-hook"; readonly drvPath: string; readonly program: string }
+  | { readonly type: "post-build-hook-done"; readonly drvPath: string }
 
 export interface BuildOptions {
   /** Builds run at once (default 1). */
@@ -96,6 +112,15 @@ export interface BuildOptions {
   readonly onResult?: (result: BuildResult) => void
   /** Builder output as it arrives. */
   readonly onLog?: (drvPath: string, chunk: Uint8Array) => void
+  /**
+   * Nix's `post-build-hook`: a program run on the host after each derivation built (not
+   * substituted or already valid), once its outputs are registered, with DRV_PATH and OUT_PATHS
+   * (space-separated) added to the environment; a failure stops the build (`PostBuildHookFailed`).
+   * `nixConfig` becomes its NIX_CONFIG (Nix passes its settings that way).
+   */
+  readonly postBuildHook?: { readonly program: string; readonly nixConfig?: string | undefined } | undefined
+  /** The post-build-hook's output (stdout and stderr), line by line, without the newline. */
+  readonly onHookLog?: (drvPath: string, line: string) => void
   /** The features this builder offers (`requiredSystemFeatures`); default Nix 2.8's: benchmark, big-parallel, ca-derivations, kvm (with /dev/kvm), nixos-test. */
   readonly systemFeatures?: ReadonlyArray<string> | undefined
   /** Nix's `hashed-mirrors`: servers builtin:fetchurl asks for a flat file by its hash first (`<mirror>/<algo>/<base16>`). */

@@ -54,9 +54,9 @@ export const prepare = (): { readonly dir: string; readonly testsDir: string; re
     "# nix-daemon for Nix's test suite: b3 daemon over the test's store",
     `if [ "$1" = "--version" ]; then echo "nix-daemon (Nix) 2.8.0"; exit 0; fi`,
     "# build users come from the machine's user pool (/nix/var/nix/userpool), shared with every Nix and b3",
-    "# building here, not from the test's private state dir: two pools would hand out the same nixbld user",
-    `state="$NIX_STATE_DIR"`,
-    `NIX_STATE_DIR=/nix/var/nix exec ${b3Bin} --quiet daemon --store "local?store=$NIX_STORE_DIR&state=$state&log=$NIX_LOG_DIR" --socket "$NIX_DAEMON_SOCKET_PATH" --trust all --sandbox-paths "/bin /usr /lib /lib64? /etc/ssl?"`,
+    "# building here, not from the test's private state dir: two pools would hand out the same nixbld user.",
+    "# NIX_STATE_DIR stays the test's: a post-build-hook inherits it, and its nix commands use the test's store",
+    `B3_USER_POOL_DIR=/nix/var/nix/userpool exec ${b3Bin} --quiet daemon --store "local?store=$NIX_STORE_DIR&state=$NIX_STATE_DIR&log=$NIX_LOG_DIR" --socket "$NIX_DAEMON_SOCKET_PATH" --trust all --sandbox-paths "/bin /usr /lib /lib64? /etc/ssl?"`,
     ""
   ].join("\n"), { mode: 0o755 })
   return { dir, testsDir, daemonPackage, cleanup: () => { spawnSync("chmod", ["-R", "u+w", dir]); rmSync(dir, { recursive: true, force: true }) } }

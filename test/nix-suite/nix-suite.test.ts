@@ -13,7 +13,7 @@ export const mustPass = [
   "build.sh", "build-dry.sh", "nix-build.sh", "multiple-outputs.sh", "pass-as-file.sh", "import-derivation.sh",
   "readfile-context.sh", "why-depends.sh", "case-hack.sh", "secure-drv-outputs.sh", "signing.sh", "fixed.sh",
   "check-reqs.sh", "export-graph.sh", "ca/build.sh", "gc.sh", "ca/gc.sh", "gc-runtime.sh", "optimise-store.sh",
-  "ca/nix-copy.sh", "ca/signatures.sh", "ca/nix-run.sh", "nix-profile.sh"
+  "ca/nix-copy.sh", "ca/signatures.sh", "ca/nix-run.sh", "nix-profile.sh", "post-hook.sh", "ca/post-hook.sh", "flake-local-settings.sh"
 ]
 
 describe("Nix 2.8.0's tests against b3 daemon", () => {

@@ -121,6 +121,8 @@ export const buildCommand = Command.make("build", {
     Flag.withDescription("space-separated features this machine offers to requiredSystemFeatures (default Nix's: benchmark big-parallel ca-derivations kvm nixos-test)")),
   hashedMirrors: Flag.String("hashed-mirrors").pipe(Flag.withDefault(""),
     Flag.withDescription("space-separated servers builtin:fetchurl asks first for a file by its hash (<mirror>/<algo>/<base16>), as Nix's hashed-mirrors")),
+  postBuildHook: Flag.String("post-build-hook").pipe(Flag.withDefault(""), Flag.withDescription(
+    "a program run after each derivation is built (not for substituted or valid ones), with DRV_PATH and OUT_PATHS in its environment; its output is shown as 'post-build-hook: …' lines and its failure fails the build (Nix's post-build-hook)")),
   builders: Flag.String("builders").pipe(Flag.withDefault(""), Flag.withDescription(
     "remote machines to build on, in Nix's machines syntax: 'ssh://user@host SYSTEMS KEY MAX-JOBS SPEED FEATURES MANDATORY HOST-KEY; …' or '@FILE' (ssh options from $NIX_SSHOPTS; remote-program=b3%20nix-store for a machine with b3)")),
   targets: Argument.String("target").pipe(Argument.variadic({ min: 1 }),
@@ -151,6 +153,11 @@ export const buildCommand = Command.make("build", {
     onResult: (result) => { finished.push(result) },
     systemFeatures: Option.getOrUndefined(Option.map(args.systemFeatures, (s) => s.split(/\s+/).filter((t) => t !== ""))),
     hashedMirrors: args.hashedMirrors.split(/\s+/).filter((t) => t !== ""),
+    ...(args.postBuildHook !== "" ? {
+      postBuildHook: { program: args.postBuildHook },
+      // as Nix's simple logger prints a hook's lines
+      onHookLog: (_drvPath: string, line: string) => { progress.done(); process.stderr.write(`post-build-hook: ${line}\n`) }
+    } : {}),
     ...(onLog ? { onLog } : {})
   }).pipe(
     Effect.ensuring(Effect.sync(progress.done)),
@@ -163,7 +170,8 @@ export const buildCommand = Command.make("build", {
   Command.withDescription("Build derivations (and everything they need) in a sandbox like Nix's, taking what the substituters have; prints the output paths (with --json [{\"drvPath\", \"outputs\", \"status\"}])."),
   Command.withExamples([
     { command: "b3 build --store /tmp/r hello.ts", description: "build the derivations a TypeScript module exports" },
-    { command: "b3 build --store /tmp/r --max-jobs 4 --substituters http://127.0.0.1:5000 /nix/store/…-hello.drv", description: "build a .drv, taking what a cache already has" }
+    { command: "b3 build --store /tmp/r --max-jobs 4 --substituters http://127.0.0.1:5000 /nix/store/…-hello.drv", description: "build a .drv, taking what a cache already has" },
+    { command: "b3 build --store /tmp/r --post-build-hook ./upload.sh hello.ts", description: "run ./upload.sh after each build, with DRV_PATH and OUT_PATHS set (e.g. to copy the outputs to a cache)" }
   ]))
 
 /** `b3 build --farm`: the targets are added to the local store, built on the farm, and their outputs copied back. */

@@ -92,7 +92,8 @@ export const daemonCommand = Command.make("daemon", {
   sandboxPaths: Flag.String("sandbox-paths").pipe(Flag.withDefault(""), Flag.withDescription("host paths shown read-only in build sandboxes, space-separated (Nix's sandbox-paths: PATH, TARGET=SOURCE, PATH?)")),
   secretKeyFiles: Flag.String("secret-key-files").pipe(Flag.withDefault(""), Flag.withDescription("secret key files whose keys sign what the daemon builds, space-separated (Nix's secret-key-files)")),
   noRequireSigs: switchFlag("no-require-sigs", "accept input-addressed paths from clients without a trusted signature (Nix's require-sigs = false)"),
-  autoOptimiseStore: switchFlag("auto-optimise-store", "hard-link the files of each new path to identical files already in the store (Nix's auto-optimise-store; trusted clients may set it too)")
+  autoOptimiseStore: switchFlag("auto-optimise-store", "hard-link the files of each new path to identical files already in the store (Nix's auto-optimise-store; trusted clients may set it too)"),
+  postBuildHook: Flag.String("post-build-hook").pipe(Flag.withDefault(""), Flag.withDescription("a program run after each build, as the daemon's user, with DRV_PATH and OUT_PATHS in its environment; its output goes to the client's log and its failure fails the build (Nix's post-build-hook; trusted clients may set their own)"))
 }, (args) => Effect.scoped(Effect.gen(function*() {
   const mode = yield* outputMode
   const socketMode = parseMode(args.socketMode)
@@ -112,6 +113,7 @@ export const daemonCommand = Command.make("daemon", {
     sandboxPaths: args.sandboxPaths.split(/\s+/).filter((p) => p.length > 0),
     secretKeyFiles: args.secretKeyFiles.split(/\s+/).filter((p) => p.length > 0),
     autoOptimiseStore: args.autoOptimiseStore,
+    ...(args.postBuildHook !== "" ? { postBuildHook: args.postBuildHook } : {}),
     version: `2.8.0 (b3 ${version})`,
     ...(mode.verbose ? { log: (line: string) => process.stderr.write(`b3 daemon: ${line}\n`) } : {})
   }).pipe(Effect.provideContext(store))
@@ -123,5 +125,6 @@ export const daemonCommand = Command.make("daemon", {
   Command.withDescription("Serve a store to Nix clients over Nix's worker protocol (1.34, as nix-daemon 2.8) on a unix socket: nix-store, nix-build, nix copy … with --store unix://SOCKET or NIX_REMOTE=unix://SOCKET use it as their store, and builds run in b3's sandbox. Who may connect follows from --socket-mode/--socket-group; --trust says whether they are trusted."),
   Command.withExamples([
     { command: "b3 daemon --store /tmp/r --socket /tmp/b3.sock", description: "serve a chroot store; then: nix-store --store unix:///tmp/b3.sock -q --references …" },
-    { command: "b3 daemon --store local --socket /nix/var/nix/daemon-socket/socket --socket-mode 0660 --socket-group nixusers --trust none", description: "a system daemon for a group of untrusted users" }
+    { command: "b3 daemon --store local --socket /nix/var/nix/daemon-socket/socket --socket-mode 0660 --socket-group nixusers --trust none", description: "a system daemon for a group of untrusted users" },
+    { command: "b3 daemon --store /tmp/r --socket /tmp/b3.sock --post-build-hook /etc/b3/upload.sh", description: "run a script after each build (it gets DRV_PATH and OUT_PATHS), e.g. to copy the outputs to a cache" }
   ]))

@@ -159,5 +159,6 @@ export const layer = (options: RemoteBuildersOptions): Layer.Layer<Sandbox, neve
       })
     })
 
-    return Sandbox.of({ systems, run })
+    // the post-build-hook runs here, whichever machine built (as in Nix, where the goal runs it)
+    return Sandbox.of({ systems, run, runHook: local.runHook })
   }))

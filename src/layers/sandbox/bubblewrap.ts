@@ -21,6 +21,7 @@ import type { BuildUser } from "./spec.ts"
 import { lockBuildUser } from "./user-lock.ts"
 import { backgroundRemovals, buildParent, reclaimBuildDirectories, workDirectory } from "./work-dirs.ts"
 import { runBuiltin } from "./builtins.ts"
+import { runHook } from "./post-build-hook.ts"
 import { existsSync } from "node:fs"
 
 /** The platforms this machine builds for (x86-64 Linux, and i686 through the personality syscall). */
@@ -68,7 +69,7 @@ export const make: Effect.Effect<SandboxApi, never, Scope.Scope> = Effect.gen(fu
     }
     return { outputs, logTail: result.logTail }
   })
-  return { systems, run }
+  return { systems, run, runHook }
 })
 
 /**

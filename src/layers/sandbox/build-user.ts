@@ -35,8 +35,12 @@ export const parseGroup = (text: string): Array<GroupEntry> =>
     return gid === undefined ? [] : [{ name: f[0]!, gid, members }]
   })
 
-/** Where Nix keeps its user-pool locks (settings.nixStateDir + "/userpool"). */
-export const nixUserPoolDir = () => `${process.env["NIX_STATE_DIR"] ?? "/nix/var/nix"}/userpool`
+/**
+ * Where Nix keeps its user-pool locks (settings.nixStateDir + "/userpool"); B3_USER_POOL_DIR names
+ * it directly, for a b3 whose NIX_STATE_DIR (passed on to the programs it runs, such as a
+ * post-build-hook) is not the one of the Nix installation whose build users it shares.
+ */
+export const nixUserPoolDir = () => process.env["B3_USER_POOL_DIR"] || `${process.env["NIX_STATE_DIR"] ?? "/nix/var/nix"}/userpool`
 
 /**
  * The build users, in the order to try them: the members of group `nixbld` (with Nix's lock

@@ -15,3 +15,4 @@ export {
   SandboxSetupFailed, SandboxUnavailable, type SandboxError
 } from "./errors.ts"
 export { layer, make as makeBubblewrap, systems } from "./bubblewrap.ts"
+export { runHook } from "./post-build-hook.ts"

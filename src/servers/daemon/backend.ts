@@ -37,6 +37,8 @@ export interface DaemonOptions {
   readonly sandboxPaths?: ReadonlyArray<string> | undefined
   /** Hard-link the files of new paths to identical ones (Nix's auto-optimise-store; trusted clients may set it too). */
   readonly autoOptimiseStore?: boolean | undefined
+  /** A program run after each build (Nix's post-build-hook, with DRV_PATH and OUT_PATHS); trusted clients may set their own. */
+  readonly postBuildHook?: string | undefined
   /** Secret key files whose keys sign what the daemon builds (Nix's secret-key-files). */
   readonly secretKeyFiles?: ReadonlyArray<string> | undefined
   /** The daemon's own log (connections accepted and closed, failures). */

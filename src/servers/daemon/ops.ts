@@ -679,6 +679,9 @@ const setOptions: Handler = (c) => Effect.gen(function*() {
   yield* work(c, Effect.sync(() => {
     c.settings = settings
     c.tunnel.verbosity = settings.verbosity
+    if (!c.options.trusted && settings.overrides.some(([k]) => k === "post-build-hook")) {
+      c.tunnel.log("ignoring the client-specified setting 'post-build-hook', because it is a restricted setting and you are not a trusted user", Worker.Verbosity.Debug)
+    }
   }))
 })
 
@@ -709,8 +712,11 @@ const buildOptions = (c: Conn): BuildOptions & { readonly finish: () => void; re
   const s = c.settings
   const fromClient = c.options.trusted ? (s?.overrides ?? []).filter(([k]) => k === "extra-sandbox-paths" || k === "sandbox-paths").flatMap(([, v]) => v.split(/\s+/).filter((x) => x.length > 0)) : []
   const sandboxPaths = [...(c.options.sandboxPaths ?? []), ...fromClient]
+  const hooks = new Map<string, number>()
+  const hook = postBuildHook(c)
   return {
     ...(sandboxPaths.length > 0 ? { sandboxPaths } : {}),
+    ...(hook !== undefined ? { postBuildHook: hook } : {}),
     maxJobs: s && s.maxBuildJobs > 0 ? s.maxBuildJobs : 1,
     keepGoing: s?.keepGoing ?? false,
     ...(s && s.buildCores > 0 ? { cores: s.buildCores } : {}),
@@ -721,6 +727,17 @@ const buildOptions = (c: Conn): BuildOptions & { readonly finish: () => void; re
         activities.set(e.drvPath, { id, partial: "" })
       } else if (e.type === "built") { built.push(...Object.values(e.outputs)); end(e.drvPath) }
       else if (e.type === "failed") end(e.drvPath)
+      // Nix's runPostBuildHook: an activity of its own, its output as post-build log lines
+      else if (e.type === "post-build-hook") {
+        hooks.set(e.drvPath, c.tunnel.startActivity(Worker.ActivityType.PostBuildHook, `running post-build-hook '${e.program}'`, [e.drvPath]))
+      } else if (e.type === "post-build-hook-done") {
+        const id = hooks.get(e.drvPath)
+        if (id !== undefined) { c.tunnel.stopActivity(id); hooks.delete(e.drvPath) }
+      }
+    },
+    onHookLog: (drvPath: string, line: string) => {
+      const id = hooks.get(drvPath)
+      if (id !== undefined) c.tunnel.result(id, Worker.ResultType.PostBuildLogLine, [line])
     },
     onLog: (drvPath: string, chunk: Uint8Array) => {
       const a = activities.get(drvPath)
@@ -733,6 +750,18 @@ const buildOptions = (c: Conn): BuildOptions & { readonly finish: () => void; re
     finish: () => { for (const drvPath of [...activities.keys()]) end(drvPath) },
     built
   }
+}
+
+/**
+ * The post-build-hook for this client's builds: a trusted client's `post-build-hook` (an empty one
+ * turns the daemon's off), else the daemon's own. Nix hands the hook its settings as NIX_CONFIG;
+ * here that is the settings the client sent, for a trusted client.
+ */
+const postBuildHook = (c: Conn): { readonly program: string; readonly nixConfig?: string } | undefined => {
+  const program = trustedOverride(c, "post-build-hook") ?? c.options.postBuildHook ?? ""
+  if (program === "") return undefined
+  const overrides = c.options.trusted ? c.settings?.overrides ?? [] : []
+  return overrides.length > 0 ? { program, nixConfig: overrides.map(([k, v]) => `${k} = ${v}\n`).join("") } : { program }
 }
 
 /** The keys built outputs are signed with: the daemon's, and those of a trusted client's `secret-key-files`. */

@@ -1,0 +1,69 @@
+/**
+ * Nix's `post-build-hook` (derivation-goal.cc `runPostBuildHook`): after a build's outputs are
+ * registered, a program runs on the host, outside any sandbox, as the user b3 runs as, with the
+ * host's environment plus DRV_PATH, OUT_PATHS and NIX_CONFIG. Its stdout and stderr (merged, as
+ * Nix's `mergeStderrToStdout`) are handed on line by line; a last line without a newline too.
+ * It is not searched for in PATH (Nix's runProgram2 execs the path as given). Exit 0 is success;
+ * anything else is `PostBuildHookFailed`, worded as Nix's ExecError. The process is a resource of
+ * the scope: closing the scope before it exits kills its process group and waits for it.
+ */
+import { spawn, type ChildProcess } from "node:child_process"
+import { constants as osConstants } from "node:os"
+import { Effect, type Scope } from "effect"
+import type { HookSpec } from "../../services/sandbox.ts"
+import { PostBuildHookFailed } from "../../services/store-build.ts"
+
+interface Running {
+  readonly child: ChildProcess
+  /** The exit status in Nix's words ("" for exit 0), once it has exited. */
+  readonly exited: Promise<string>
+}
+
+const start = (spec: HookSpec): Running => {
+  const child = spawn(spec.program.includes("/") ? spec.program : `./${spec.program}`, [], {
+    env: { ...process.env, ...spec.env },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true // its own process group, so a kill reaches what it started too
+  })
+  let partial = ""
+  const decoder = new TextDecoder()
+  const take = (chunk: Buffer) => {
+    const lines = (partial + decoder.decode(chunk, { stream: true })).split("\n")
+    partial = lines.pop()!
+    for (const line of lines) spec.onLine?.(line)
+  }
+  child.stdout!.on("data", take)
+  child.stderr!.on("data", take)
+  const exited = new Promise<string>((resolve) => {
+    let spawnError: string | undefined
+    // as in Nix, where the forked child reports the failed exec on its stderr and exits 1
+    child.on("error", (e: NodeJS.ErrnoException) => {
+      spec.onLine?.(`error: executing '${spec.program}': ${e.code === "ENOENT" ? "No such file or directory" : e.code === "EACCES" ? "Permission denied" : e.message}`)
+      spawnError = "failed with exit code 1"
+    })
+    // 'close': the process has exited and its output pipes are drained
+    child.on("close", (code, signal) => {
+      if (partial !== "") { spec.onLine?.(partial); partial = "" }
+      resolve(spawnError ?? (signal !== null ? `failed due to signal ${signalNumber(signal)}` : code === 0 ? "" : `failed with exit code ${code}`))
+    })
+  })
+  return { child, exited }
+}
+
+/** A signal's number, as Nix's statusToString prints it ("failed due to signal 9"). */
+const signalNumber = (signal: NodeJS.Signals): number | string => osConstants.signals[signal] ?? signal
+
+const stop = (running: Running) => Effect.promise(async () => {
+  if (running.child.exitCode === null && running.child.signalCode === null && running.child.pid !== undefined) {
+    try { process.kill(-running.child.pid, "SIGKILL") } catch { /* already gone */ }
+  }
+  await running.exited
+})
+
+/** Runs the hook and waits for it to exit (see the module comment). */
+export const runHook = (spec: HookSpec): Effect.Effect<void, PostBuildHookFailed, Scope.Scope> =>
+  Effect.gen(function*() {
+    const running = yield* Effect.acquireRelease(Effect.sync(() => start(spec)), stop)
+    const status = yield* Effect.promise(() => running.exited)
+    if (status !== "") return yield* new PostBuildHookFailed({ drvPath: spec.drvPath, program: spec.program, status })
+  })
