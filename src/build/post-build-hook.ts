@@ -30,7 +30,8 @@ export const runPostBuildHook = (
   options.onEvent?.({ type: "post-build-hook", drvPath: printed, program: hook.program })
   yield* Effect.scoped(run({
     program: hook.program, drvPath: printed,
-    env: { DRV_PATH: printed, OUT_PATHS: outPaths.join(" "), ...(hook.nixConfig !== undefined ? { NIX_CONFIG: hook.nixConfig } : {}) },
+    env: { DRV_PATH: printed, OUT_PATHS: outPaths.join(" ") },
+    defaultEnv: hook.nixConfig !== undefined ? { NIX_CONFIG: hook.nixConfig } : undefined,
     onLine: options.onHookLog ? (line) => options.onHookLog!(printed, line) : undefined
   })).pipe(Effect.ensuring(Effect.sync(() => options.onEvent?.({ type: "post-build-hook-done", drvPath: printed }))))
 })

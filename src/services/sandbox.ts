@@ -67,8 +67,10 @@ export interface HookSpec {
   readonly program: string
   /** The `.drv` the hook runs for (printed), for messages. */
   readonly drvPath: string
-  /** Added to (or replacing) the host's environment: DRV_PATH, OUT_PATHS, NIX_CONFIG. */
+  /** Added to the host's environment (replacing what it has): DRV_PATH, OUT_PATHS. */
   readonly env: Readonly<Record<string, string>>
+  /** Added only where the host's environment lacks them (NIX_CONFIG: Nix `emplace`s it, so a daemon's own NIX_CONFIG wins). */
+  readonly defaultEnv?: Readonly<Record<string, string>> | undefined
   /** Each line of its output (stdout and stderr merged), without the newline. */
   readonly onLine?: ((line: string) => void) | undefined
 }

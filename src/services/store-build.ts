@@ -116,7 +116,8 @@ export interface BuildOptions {
    * Nix's `post-build-hook`: a program run on the host after each derivation built (not
    * substituted or already valid), once its outputs are registered, with DRV_PATH and OUT_PATHS
    * (space-separated) added to the environment; a failure stops the build (`PostBuildHookFailed`).
-   * `nixConfig` becomes its NIX_CONFIG (Nix passes its settings that way).
+   * `nixConfig` becomes its NIX_CONFIG unless the host's environment has one (Nix passes its
+   * settings that way, never replacing its own NIX_CONFIG).
    */
   readonly postBuildHook?: { readonly program: string; readonly nixConfig?: string | undefined } | undefined
   /** The post-build-hook's output (stdout and stderr), line by line, without the newline. */

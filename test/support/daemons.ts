@@ -25,10 +25,10 @@ const stop = (child: ChildProcess) => Effect.callback<void>((resume) => {
   child.kill("SIGTERM")
 })
 
-/** `b3 daemon --store STORE --socket SOCKET ARGS…`, ready when it has printed its JSON line. */
-export const startB3Daemon = (store: string, socket: string, args: ReadonlyArray<string> = []): Effect.Effect<RunningDaemon, Error, Scope.Scope> =>
+/** `b3 daemon --store STORE --socket SOCKET ARGS…` (in `env`, default the test's), ready when it has printed its JSON line. */
+export const startB3Daemon = (store: string, socket: string, args: ReadonlyArray<string> = [], env?: NodeJS.ProcessEnv): Effect.Effect<RunningDaemon, Error, Scope.Scope> =>
   Effect.acquireRelease(Effect.callback<RunningDaemon, Error>((resume) => {
-    const child = spawn(b3Bin, ["--json", "--verbose", "daemon", "--store", store, "--socket", socket, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(b3Bin, ["--json", "--verbose", "daemon", "--store", store, "--socket", socket, ...args], { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env } : {}) })
     let err = ""
     let out = ""
     child.stderr!.on("data", (d) => { err += d.toString() })

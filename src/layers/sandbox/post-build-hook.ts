@@ -6,6 +6,9 @@
  * It is not searched for in PATH (Nix's runProgram2 execs the path as given). Exit 0 is success;
  * anything else is `PostBuildHookFailed`, worded as Nix's ExecError. The process is a resource of
  * the scope: closing the scope before it exits kills its process group and waits for it.
+ *
+ * NIX_CONFIG (`defaultEnv`) is only added where the host's environment has none: Nix `emplace`s
+ * it into a copy of its own environment, so a daemon started with NIX_CONFIG hands the hook that.
  */
 import { spawn, type ChildProcess } from "node:child_process"
 import { constants as osConstants } from "node:os"
@@ -21,7 +24,7 @@ interface Running {
 
 const start = (spec: HookSpec): Running => {
   const child = spawn(spec.program.includes("/") ? spec.program : `./${spec.program}`, [], {
-    env: { ...process.env, ...spec.env },
+    env: { ...spec.defaultEnv, ...process.env, ...spec.env },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true // its own process group, so a kill reaches what it started too
   })
