@@ -1,8 +1,9 @@
-/** `b3 build` and `b3 log` on the command line: help, bad targets, stores that cannot build, missing logs. */
+/** `b3 build` and `b3 log` on the command line: help, bad targets, stores that cannot build, missing logs, --post-build-hook. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { runB3 } from "../support/b3.ts"
+import { addBusybox } from "../support/busybox.ts"
 import { makeScratch, removeScratch } from "../support/nix.ts"
 
 let scratch: string
@@ -19,7 +20,7 @@ describe("b3 build / b3 log", () => {
   it("documents its flags", () => {
     const help = runB3(["build", "--help"])
     expect(help.status).toBe(0)
-    for (const flag of ["--store", "--substituters", "--max-jobs", "--keep-going", "--json", "--print-build-logs", "--timeout", "--max-silent-time"]) {
+    for (const flag of ["--store", "--substituters", "--max-jobs", "--keep-going", "--json", "--print-build-logs", "--timeout", "--max-silent-time", "--post-build-hook"]) {
       expect(help.stdout).toContain(flag)
     }
     expect(runB3(["log", "--help"]).stdout).toContain("build log")
@@ -56,4 +57,49 @@ describe("b3 build / b3 log", () => {
     expect(result.status).toBe(3)
     oneLine(result.stderr)
   })
+
+  it("--post-build-hook runs a program after each build with DRV_PATH and OUT_PATHS, shows its output, and its failure fails the build (exit 5)", () => {
+    const root = join(scratch, "hooked")
+    const bb = addBusybox(root)
+    const store = `local?root=${root}`
+    const module = (salt: string) => {
+      const file = join(scratch, `hooked-${salt}.ts`)
+      writeFileSync(file, `
+import { Result } from "effect"
+import { derivation, storePath, str } from ${JSON.stringify(join(process.cwd(), "src/core/derivation/builder-api.ts"))}
+const bb = storePath(${JSON.stringify(bb)})
+const dep = Result.getOrThrow(derivation({ name: "dep-${salt}", system: "x86_64-linux", builder: str\`\${bb}/bin/sh\`, args: ["-c", "echo dep > $out"] }))
+export default Result.getOrThrow(derivation({ name: "top-${salt}", system: "x86_64-linux", builder: str\`\${bb}/bin/sh\`,
+  args: ["-c", str\`echo \${dep.outputs.out} > $out\`] }))
+`)
+      return file
+    }
+    const hook = (name: string, status: number) => {
+      const path = join(scratch, name)
+      writeFileSync(path, `#!/bin/sh\necho "$DRV_PATH|$OUT_PATHS" >> ${path}.record\necho "pushed $OUT_PATHS"\nexit ${status}\n`, { mode: 0o755 })
+      return path
+    }
+    const records = (path: string) => existsSync(`${path}.record`) ? readFileSync(`${path}.record`, "utf8").trim().split("\n") : []
+
+    const good = hook("good.sh", 0)
+    const built = runB3(["--json", "build", "--store", store, "--post-build-hook", good, module("a")])
+    expect(built.status, built.stderr).toBe(0)
+    const [result] = JSON.parse(built.stdout) as Array<{ drvPath: string; outputs: { out: string } }>
+    const lines = records(good)
+    expect(lines).toHaveLength(2) // the dependency's build, then the target's
+    expect(lines[1]).toBe(`${result!.drvPath}|${result!.outputs.out}`)
+    expect(lines[0]).toMatch(/^\/nix\/store\/[a-z0-9]{32}-dep-a\.drv\|\/nix\/store\/[a-z0-9]{32}-dep-a$/)
+    expect(built.stderr).toContain(`post-build-hook: pushed ${result!.outputs.out}`)
+    // valid already: no hook
+    expect(runB3(["build", "--store", store, "--post-build-hook", good, module("a")]).status).toBe(0)
+    expect(records(good)).toHaveLength(2)
+
+    const bad = hook("bad.sh", 4)
+    const failed = runB3(["build", "--store", store, "--post-build-hook", bad, module("b")])
+    expect(failed.status).toBe(5)
+    expect(failed.stderr).toContain(`program '${bad}' failed with exit code 4`)
+    expect(records(bad)).toHaveLength(1) // the dependency's hook failed: the target was not built
+    const depOut = records(bad)[0]!.split("|")[1]!
+    expect(existsSync(join(root, depOut))).toBe(true)
+  }, 120_000)
 })

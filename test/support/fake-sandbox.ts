@@ -6,9 +6,9 @@
 import { Deferred, Effect, Layer, Result, Stream } from "effect"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as Tree from "../../src/nar/tree.ts"
-import { Sandbox, type SandboxSpec } from "../../src/services/sandbox.ts"
-import { BuildFailed } from "../../src/services/store-build.ts"
-import { StoreRead } from "../../src/services/store-read.ts"
+import { Sandbox, type HookSpec, type SandboxSpec } from "../../src/services/sandbox.ts"
+import { BuildFailed, type PostBuildHookFailed } from "../../src/services/store-build.ts"
+import { StoreRead, type StoreReadApi } from "../../src/services/store-read.ts"
 
 export interface FakeSandboxOptions {
   /** Derivation names whose builds fail. */
@@ -17,6 +17,8 @@ export interface FakeSandboxOptions {
   readonly gate?: number
   /** Derivation names whose builds never finish (until interrupted). */
   readonly hanging?: ReadonlyArray<string>
+  /** Makes the fake run post-build-hooks (`runHook`): this is called instead of a program, with the store. */
+  readonly hook?: (spec: HookSpec, store: StoreReadApi) => Effect.Effect<void, PostBuildHookFailed>
 }
 
 export interface FakeSandboxRecord {
@@ -72,7 +74,8 @@ export const makeFakeSandbox = (options: FakeSandboxOptions = {}) => Effect.gen(
         spec.onLog?.(new TextEncoder().encode(`building ${spec.drvName}\n`))
         record.ended.push(spec.drvName)
         return { outputs, logTail: "" }
-      })
+      }),
+      ...(options.hook ? { runHook: (spec: HookSpec) => options.hook!(spec, store) } : {})
     })
   }))
   /** Lets gated builds go on even if fewer than `gate` could run at once (e.g. the last ones). */

@@ -1,8 +1,9 @@
 /**
  * Nix's `post-build-hook` (derivation-goal.cc `runPostBuildHook`): after a build's outputs are
  * registered, a program runs on the host, outside any sandbox, as the user b3 runs as, with the
- * host's environment plus DRV_PATH, OUT_PATHS and NIX_CONFIG. Its stdout and stderr (merged, as
- * Nix's `mergeStderrToStdout`) are handed on line by line; a last line without a newline too.
+ * host's environment plus DRV_PATH, OUT_PATHS and NIX_CONFIG. Its stdout and stderr are handed on
+ * line by line, a last line without a newline too. (Nix merges stderr into the stdout pipe; here
+ * they are two pipes, each read in whole lines, so lines of the two may interleave differently.)
  * It is not searched for in PATH (Nix's runProgram2 execs the path as given). Exit 0 is success;
  * anything else is `PostBuildHookFailed`, worded as Nix's ExecError. The process is a resource of
  * the scope: closing the scope before it exits kills its process group and waits for it.
@@ -28,15 +29,22 @@ const start = (spec: HookSpec): Running => {
     stdio: ["ignore", "pipe", "pipe"],
     detached: true // its own process group, so a kill reaches what it started too
   })
-  let partial = ""
-  const decoder = new TextDecoder()
-  const take = (chunk: Buffer) => {
-    const lines = (partial + decoder.decode(chunk, { stream: true })).split("\n")
-    partial = lines.pop()!
-    for (const line of lines) spec.onLine?.(line)
+  // each stream split in lines of its own: Node cannot hand both the same pipe as Nix does
+  const lineReader = () => {
+    const decoder = new TextDecoder()
+    let partial = ""
+    return {
+      take: (chunk: Buffer) => {
+        const lines = (partial + decoder.decode(chunk, { stream: true })).split("\n")
+        partial = lines.pop()!
+        for (const line of lines) spec.onLine?.(line)
+      },
+      flush: () => { if (partial !== "") spec.onLine?.(partial); partial = "" }
+    }
   }
-  child.stdout!.on("data", take)
-  child.stderr!.on("data", take)
+  const out = lineReader(), err = lineReader()
+  child.stdout!.on("data", out.take)
+  child.stderr!.on("data", err.take)
   const exited = new Promise<string>((resolve) => {
     let spawnError: string | undefined
     // as in Nix, where the forked child reports the failed exec on its stderr and exits 1
@@ -46,7 +54,8 @@ const start = (spec: HookSpec): Running => {
     })
     // 'close': the process has exited and its output pipes are drained
     child.on("close", (code, signal) => {
-      if (partial !== "") { spec.onLine?.(partial); partial = "" }
+      out.flush()
+      err.flush()
       resolve(spawnError ?? (signal !== null ? `failed due to signal ${signalNumber(signal)}` : code === 0 ? "" : `failed with exit code ${code}`))
     })
   })
