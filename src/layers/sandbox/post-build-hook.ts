@@ -19,6 +19,8 @@ import { PostBuildHookFailed } from "../../services/store-build.ts"
 
 interface Running {
   readonly child: ChildProcess
+  /** Whether it has exited and its output pipes are closed (what it started has let go of them too). */
+  readonly closed: () => boolean
   /** The exit status in Nix's words ("" for exit 0), once it has exited. */
   readonly exited: Promise<string>
 }
@@ -45,6 +47,7 @@ const start = (spec: HookSpec): Running => {
   const out = lineReader(), err = lineReader()
   child.stdout!.on("data", out.take)
   child.stderr!.on("data", err.take)
+  let closed = false
   const exited = new Promise<string>((resolve) => {
     let spawnError: string | undefined
     // as in Nix, where the forked child reports the failed exec on its stderr and exits 1
@@ -54,19 +57,21 @@ const start = (spec: HookSpec): Running => {
     })
     // 'close': the process has exited and its output pipes are drained
     child.on("close", (code, signal) => {
+      closed = true
       out.flush()
       err.flush()
       resolve(spawnError ?? (signal !== null ? `failed due to signal ${signalNumber(signal)}` : code === 0 ? "" : `failed with exit code ${code}`))
     })
   })
-  return { child, exited }
+  return { child, closed: () => closed, exited }
 }
 
 /** A signal's number, as Nix's statusToString prints it ("failed due to signal 9"). */
 const signalNumber = (signal: NodeJS.Signals): number | string => osConstants.signals[signal] ?? signal
 
+/** Kills its process group unless all is over (the hook may have exited, leaving a child that holds its output). */
 const stop = (running: Running) => Effect.promise(async () => {
-  if (running.child.exitCode === null && running.child.signalCode === null && running.child.pid !== undefined) {
+  if (!running.closed() && running.child.pid !== undefined) {
     try { process.kill(-running.child.pid, "SIGKILL") } catch { /* already gone */ }
   }
   await running.exited
