@@ -15,6 +15,7 @@ import * as StorePath from "../core/store-path.ts"
 import { registryLayer } from "../compose/registry.ts"
 import { writableStoreLayer } from "../services/registry.ts"
 import { BuildFailed, StoreBuild, type BuildEvent, type BuildResult, type StoreBuildApi } from "../services/store-build.ts"
+import { Unsupported } from "../services/store-errors.ts"
 import { StoreRead, type StoreReadApi } from "../services/store-read.ts"
 import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"
 import { clientClusterLayer, sharedCacheUri } from "./cluster.ts"
@@ -67,6 +68,8 @@ export const makeFarmBuilder = (
   extra: Partial<Pick<SubmitOptions, "submission" | "pollMs">> = {}
 ): Effect.Effect<StoreBuildApi, never, WorkflowEngine | SqlClient.SqlClient> => Effect.map(Effect.context<WorkflowEngine | SqlClient.SqlClient>(), (context) => ({
   buildDerivations: (drvPaths, options = {}) => Effect.gen(function*() {
+    // the runners build, on other machines: a hook meant to run after each build has nowhere to run here
+    if (options.postBuildHook) return yield* new Unsupported({ store: `farm (cache ${farm.cache.read.uri})`, operation: "post-build-hook (set it on the cache's side instead)" })
     const encoder = new TextEncoder()
     const { results } = yield* submit(drvPaths, {
       local, cache: farm.cache, trustedKeys: [...farm.trustedKeys, ...(options.trustedKeys ?? [])], ...extra,
@@ -83,7 +86,7 @@ export const makeFarmBuilder = (
   }).pipe(
     Effect.catchTag("FarmBuildFailed", (e) => Effect.fail(asBuildFailed(e))),
     Effect.mapError((e) => (e instanceof BuildFailed || (e as { _tag?: string })._tag?.startsWith("Store") || (e as { _tag?: string })._tag === "PathNotValid"
-      ? e : new BuildFailed({ drvPath: "", reason: (e as Error).message ?? String(e), logTail: "" })) as never),
+      || (e as { _tag?: string })._tag === "Unsupported" ? e : new BuildFailed({ drvPath: "", reason: (e as Error).message ?? String(e), logTail: "" })) as never),
     Effect.provideContext(context)
   )
 }))

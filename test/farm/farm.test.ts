@@ -225,6 +225,10 @@ describe("b3 build farm", () => {
     expect(result.stderr).toMatch(/requires system feature 'gpu-9000', which no runner for 'x86_64-linux' offers/)
     const status = JSON.parse((await b3(["--json", "farm", "status", "--farm", farm.url])).stdout) as { queue: Array<{ drvPath: string }> }
     expect(status.queue.filter((q) => q.drvPath.includes("needs-feature"))).toEqual([])
+    // the runners build elsewhere: a post-build-hook is refused, not silently skipped
+    const hooked = await spawnB3(["build", "--farm", farm.url, "--store", farm.clientStore("hook"), "--post-build-hook", "/bin/true", graphModule], graphEnv({ ...vars, B3_FARM_SALT: "hook" })).result
+    expect(hooked.status).toBe(2)
+    expect(hooked.stderr).toMatch(/--post-build-hook does not work with --farm/)
   }, 120_000)
 
   it("runs 60 one-second builds on 3 runners × 2 jobs (measured, not asserted)", async () => {

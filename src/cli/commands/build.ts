@@ -12,7 +12,7 @@ import { StoreWrite } from "../../services/store-write.ts"
 import type { BuildEvent } from "../../services/store-build.ts"
 import { BadBuildTarget, NoBuildLog, resolveTarget } from "../build-targets.ts"
 import { storeFlag, substitutersFlag, switchFlag } from "../flags.ts"
-import { outputMode, printJson, rejectJson, type OutputMode } from "../output.ts"
+import { outputMode, printJson, rejectJson, UsageError, type OutputMode } from "../output.ts"
 import { cliBuildingStore, cliWritableStore, openCliStore } from "../open-store.ts"
 import { makeProgress } from "../progress.ts"
 import { writeStdout } from "../stdio.ts"
@@ -183,7 +183,10 @@ const farmBuild = (args: {
   readonly submission: Option.Option<string>
   readonly printBuildLogs: boolean
   readonly targets: ReadonlyArray<string>
+  readonly postBuildHook: string
 }, farmUrl: string) => Effect.scoped(Effect.gen(function*() {
+  // the runners build on other machines: there is nowhere here to run a hook after each build
+  if (args.postBuildHook !== "") return yield* new UsageError({ reason: "--post-build-hook does not work with --farm (the runners build elsewhere; copy the outputs after b3 build returns instead)" })
   const mode = yield* outputMode
   const farm = yield* Effect.promise(() => import("../../farm/cli-support.ts"))
   const trustedKeys = yield* parseTrustedKeys(args.trustedPublicKeys)
