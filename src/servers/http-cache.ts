@@ -56,6 +56,14 @@ export interface ServeOptions {
   /** A connection with no traffic for this long is closed (default 60 s). */
   readonly idleTimeoutMs?: number
   readonly priority?: number
+  /**
+   * How long a rendered (and signed) narinfo is served from memory before it is made again from the
+   * store, in ms (default 10 s; 0: never kept). A path deleted or re-signed in the store meanwhile
+   * shows in its narinfo this late at most (Nix itself keeps narinfos it fetched for 30 days).
+   */
+  readonly narInfoCacheMs?: number
+  /** Bytes of rendered narinfos kept at most, least recently used dropped first (default 4 MiB). */
+  readonly narInfoCacheBytes?: number
   /** One line per request (method, path, status, ms); default: none. */
   readonly accessLog?: (line: string) => void
   /** Other handlers on the same listener, tried first. */
@@ -258,6 +266,35 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
     return Option.some(Buffer.from(NarInfo.print((options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, store.storeDir), ni))))
   })
 
+  /**
+   * Rendered narinfos by hash part: a lookup answered again within `narInfoCacheMs` is one map
+   * lookup and one write, with no store query, no rendering, no signing and no Effect run. Maps keep
+   * insertion order, so re-inserting on use makes the first key the least recently used.
+   */
+  const renderedTtl = options.narInfoCacheMs ?? 10_000
+  const maxRenderedBytes = options.narInfoCacheBytes ?? 4 << 20
+  const rendered = new Map<string, { readonly body: Buffer; readonly until: number }>()
+  let renderedBytes = 0
+  const forget = (hashPart: string) => {
+    const entry = rendered.get(hashPart)
+    if (entry) { rendered.delete(hashPart); renderedBytes -= entry.body.length }
+  }
+  const renderedNarInfo = (hashPart: string): Buffer | undefined => {
+    const entry = rendered.get(hashPart)
+    if (entry === undefined) return undefined
+    rendered.delete(hashPart)
+    if (entry.until < Date.now()) { renderedBytes -= entry.body.length; return undefined }
+    rendered.set(hashPart, entry)
+    return entry.body
+  }
+  const keepNarInfo = (hashPart: string, body: Buffer) => {
+    if (renderedTtl <= 0 || body.length > maxRenderedBytes) return
+    forget(hashPart)
+    rendered.set(hashPart, { body, until: Date.now() + renderedTtl })
+    renderedBytes += body.length
+    while (renderedBytes > maxRenderedBytes) forget(rendered.keys().next().value!)
+  }
+
   /** A realisation's `.doi` JSON, signed with the server's keys. */
   const realisationText = (name: string) => Effect.gen(function*() {
     let decoded: string
@@ -273,7 +310,7 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
   /** The NAR file a `/nar/…` URL names: the one the narinfo names, or the plain NAR, which is always there. */
   const narFile = (hashPart: string, wanted: Compression) => Effect.gen(function*() {
     const found = yield* pathOf(hashPart)
-    if (Option.isNone(found)) return Option.none<ServedNar>()
+    if (Option.isNone(found)) { forget(hashPart); return Option.none<ServedNar>() }
     const served = yield* servedNar(found.value.path, found.value.info)
     if (wanted === served.compression) return Option.some(served)
     if (wanted === "none") return Option.some<ServedNar>({ compression: "none", fileSize: found.value.info.narSize, bytes: store.narFromPath(found.value.path) })
@@ -293,6 +330,11 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
   /** Runs a lookup, then `respond` with its value; failures become 404/500. */
   const lookup = <A>(effect: Effect.Effect<A, StoreError>, response: ServerResponse, respond: (value: A) => void) =>
     run(effect, { onExit: (exit) => Exit.isSuccess(exit) ? respond(exit.value) : failed(response, Cause.squash(exit.cause)) })
+
+  const sendNarInfo = (response: ServerResponse, body: Buffer, head: boolean) => {
+    response.writeHead(200, { "content-type": "text/x-nix-narinfo", "content-length": body.length })
+    response.end(head ? undefined : body)
+  }
 
   const sendNar = (request: IncomingMessage, response: ServerResponse, file: ServedNar, head: boolean) => {
     const size = file.fileSize
@@ -342,10 +384,13 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
     }
     const narinfo = narinfoRe.exec(pathname)
     if (narinfo) {
-      lookup(narInfoText(narinfo[1]!), response, (found) => {
+      const hashPart = narinfo[1]!
+      const known = renderedNarInfo(hashPart)
+      if (known !== undefined) return sendNarInfo(response, known, head)
+      lookup(narInfoText(hashPart), response, (found) => {
         if (Option.isNone(found)) return notFound(response)
-        response.writeHead(200, { "content-type": "text/x-nix-narinfo", "content-length": found.value.length })
-        response.end(head ? undefined : found.value)
+        keepNarInfo(hashPart, found.value)
+        sendNarInfo(response, found.value, head)
       })
       return
     }
