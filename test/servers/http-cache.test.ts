@@ -6,13 +6,15 @@
  * dumped from a local store into reused buffers (and what they get is the NAR, byte for byte).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Result, Stream } from "effect"
+import { Context, Effect, Layer, Result, Stream } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { connect, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { randomBytes } from "node:crypto"
 import * as Hash from "../../src/core/hash.ts"
+import * as NarInfo from "../../src/core/narinfo.ts"
+import * as Signature from "../../src/core/signature.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import { fileCacheLayer } from "../../src/layers/binary-cache/openers.ts"
@@ -83,6 +85,46 @@ describe("b3 serve: HTTP details", () => {
     const unsatisfiable = yield* Effect.promise(() => fetch(`${base}/nar/${hash}.nar`, { headers: { range: `bytes=${nar.length}-` } }))
     expect(unsatisfiable.status).toBe(416)
   }).pipe(Effect.scoped)))
+})
+
+describe("b3 serve: narinfos kept in memory", () => {
+  const key = Signature.generateSecretKey("serve-test-1")
+  /** A memory store with one path, served signing with `key`; gives its store path and a way to fetch its narinfo. */
+  const servingSigned = (narInfoCacheMs: number | undefined) => Effect.gen(function*() {
+    const context = yield* Layer.build(MemoryStore.layer())
+    const { info, nar } = bigNar(1000)
+    const write = Context.get(context, StoreWrite)
+    yield* write.addToStore(info, Stream.make(nar))
+    const address = yield* serveCache({ host: "127.0.0.1", port: 0, secretKeys: [key], ...(narInfoCacheMs === undefined ? {} : { narInfoCacheMs }) }).pipe(Effect.provideContext(context))
+    const narinfo = Effect.promise(async () => {
+      const response = await fetch(`http://127.0.0.1:${address.port}/${info.path.hashPart}.narinfo`)
+      expect(response.status).toBe(200)
+      return Result.getOrThrow(NarInfo.parse(await response.text()))
+    })
+    return { info, narinfo, write }
+  })
+
+  it.effect("a narinfo answered again is the same, its signature made on the fly valid both times", () => Effect.gen(function*() {
+    const { narinfo } = yield* servingSigned(undefined)
+    const first = yield* narinfo
+    const again = yield* narinfo
+    expect(again).toEqual(first)
+    for (const ni of [first, again]) expect(Result.getOrThrow(NarInfo.verify(ni, [Signature.publicKeyOf(key)]))).toBe("serve-test-1")
+  }).pipe(Effect.scoped))
+
+  it.effect("is made again from the store once narInfoCacheMs has passed (0: every time), and kept until then", () => Effect.gen(function*() {
+    const other = Signature.generateSecretKey("other-1")
+    for (const ttl of [0, 3_600_000]) {
+      const { info, narinfo, write } = yield* servingSigned(ttl)
+      const before = yield* narinfo
+      const sig = Signature.signDetached(other, NarInfo.fingerprint(before))
+      yield* write.addSignatures(info.path, [sig])
+      const after = yield* narinfo
+      // kept for an hour: the store's new signature is not seen yet; not kept: it is
+      expect(after.sigs.includes(sig)).toBe(ttl === 0)
+      expect(Result.getOrThrow(NarInfo.verify(after, [Signature.publicKeyOf(key)]))).toBe("serve-test-1")
+    }
+  }).pipe(Effect.scoped))
 })
 
 describe("b3 serve: clients that stop reading", () => {
