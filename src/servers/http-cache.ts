@@ -8,6 +8,9 @@
  * `/realisations/<drv output>.doi` serves the store's realisations of content-addressed derivation
  * outputs (signed on the fly when given a key).
  *
+ * Narinfos, once rendered (and signed), are kept in memory by hash part for `narInfoCacheMs`
+ * (default 10 s, at most 4 MiB): a repeated lookup costs a map lookup and one write.
+ *
  * The server is a Scope resource, its lookups are Effect programs run with the store's services;
  * bodies go straight to Node's sockets (a file on disk through a read stream, anything else with
  * back-pressure), with no framework between, so the hot paths cost what Node's own do.
