@@ -91,6 +91,13 @@ const through = <E, R>(stream: Stream.Stream<Uint8Array, E, R>, compression: Com
       onError: (error) => new CompressionError({ compression, direction, reason: error instanceof Error ? error.message : String(error) })
     })
 
+/**
+ * A compressing Node stream, for a caller that feeds it itself (a server writing chunks it will
+ * reuse: a chunk's write callback runs once the compressor has taken it).
+ */
+export const compressor = (compression: Exclude<Compression, "none">, options: CompressOptions = {}): Duplex =>
+  duplexFor(compression, "compress", options)
+
 export const compress = <E, R>(stream: Stream.Stream<Uint8Array, E, R>, compression: Compression, options: CompressOptions = {}): Stream.Stream<Uint8Array, E | CompressionError, R> =>
   through(stream, compression, "compress", options)
 

@@ -8,6 +8,9 @@
  * `/realisations/<drv output>.doi` serves the store's realisations of content-addressed derivation
  * outputs (signed on the fly when given a key).
  *
+ * Narinfos, once rendered (and signed), are kept in memory by hash part for `narInfoCacheMs`
+ * (default 10 s, at most 4 MiB): a repeated lookup costs a map lookup and one write.
+ *
  * The server is a Scope resource, its lookups are Effect programs run with the store's services;
  * bodies go straight to Node's sockets (a file on disk through a read stream, anything else with
  * back-pressure), with no framework between, so the hot paths cost what Node's own do.
@@ -26,7 +29,7 @@ import * as NarInfo from "../core/narinfo.ts"
 import * as Realisation from "../core/realisation.ts"
 import type * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
-import { compress, extension, isCompression, type Compression } from "../io/compression.ts"
+import { compress, compressor, extension, isCompression, type Compression } from "../io/compression.ts"
 import { fromPathInfo } from "../services/narinfo-convert.ts"
 import type { PathInfo } from "../core/path-info.ts"
 import { StoreCorrupt, type StoreError } from "../services/store-errors.ts"
@@ -56,6 +59,14 @@ export interface ServeOptions {
   /** A connection with no traffic for this long is closed (default 60 s). */
   readonly idleTimeoutMs?: number
   readonly priority?: number
+  /**
+   * How long a rendered (and signed) narinfo is served from memory before it is made again from the
+   * store, in ms (default 10 s; 0: never kept). A path deleted or re-signed in the store meanwhile
+   * shows in its narinfo this late at most (Nix itself keeps narinfos it fetched for 30 days).
+   */
+  readonly narInfoCacheMs?: number
+  /** Bytes of rendered narinfos kept at most, least recently used dropped first (default 4 MiB). */
+  readonly narInfoCacheBytes?: number
   /** One line per request (method, path, status, ms); default: none. */
   readonly accessLog?: (line: string) => void
   /** Other handlers on the same listener, tried first. */
@@ -70,7 +81,10 @@ interface ServedNar {
   readonly bytes: Stream.Stream<Uint8Array, unknown>
   /** A file on disk with exactly these bytes. */
   readonly file?: string | undefined
-  /** The same bytes fed chunk by chunk into buffers the store reuses (whole NARs only). */
+  /**
+   * The plain NAR fed chunk by chunk into buffers the store reuses (whole NARs only), to be
+   * compressed here when `compression` is not none.
+   */
   readonly feed?: ((consume: (chunk: Uint8Array) => Promise<"stop" | undefined>) => Effect.Effect<void, unknown>) | undefined
 }
 
@@ -177,6 +191,41 @@ const sendFed = (feed: NonNullable<ServedNar["feed"]>, response: ServerResponse,
   )
 
 /**
+ * Compresses chunks the store will reuse on the way to the response: each is handed back once the
+ * compressor has taken it, and the compressor pauses while the socket is full. (Compressing
+ * `narFromPath`'s fresh chunks instead left ~50 MiB of buffers to the garbage collector.)
+ */
+const sendFedCompressed = (feed: NonNullable<ServedNar["feed"]>, compression: Exclude<Compression, "none">, options: { level?: number }, response: ServerResponse, slot: Slot): Effect.Effect<void, unknown> =>
+  Effect.suspend(() => {
+    const z = compressor(compression, options)
+    /** Writes the compressor has not called back yet: a compressor closed early stops the feed. */
+    const pending = new Set<(stop: "stop" | undefined) => void>()
+    let ended = false
+    const done = new Promise<void>((resolve) => {
+      z.once("end", () => { ended = true; resolve() })
+      z.once("close", () => { for (const stop of pending) stop("stop"); pending.clear(); resolve() })
+    })
+    z.on("error", () => response.destroy())
+    z.on("data", (chunk: Uint8Array) => {
+      if (response.write(chunk)) return
+      z.pause()
+      slot.blocked()
+      response.once("drain", () => { slot.unblocked(); z.resume() })
+    })
+    response.once("close", () => z.destroy())
+    return feed((chunk) => new Promise((resolve) => {
+      if (response.destroyed || z.destroyed) return resolve("stop")
+      const settle = (stop: "stop" | undefined) => { if (pending.delete(settle)) resolve(stop) }
+      pending.add(settle)
+      z.write(chunk, (error) => settle(error ? "stop" : undefined))
+    })).pipe(
+      Effect.andThen(Effect.promise(() => { if (!z.destroyed) z.end(); return done })),
+      Effect.andThen(Effect.sync(() => { if (ended && !response.destroyed) response.end(); else response.destroy() })),
+      Effect.onInterrupt(() => Effect.sync(() => z.destroy()))
+    )
+  })
+
+/**
  * Read buffers for files being sent, reused: a buffer is free again once the socket has taken its
  * bytes. 256 KiB: as fast as 1 MiB on loopback (the socket takes a few hundred KiB at a time), and
  * 32 transfers hold 16 MiB instead of 64.
@@ -240,9 +289,10 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
     }
     const nar = store.narFromPath(path)
     const forEach = store.forEachNarChunk
+    const feed = forEach && ((consume: (chunk: Uint8Array) => Promise<"stop" | undefined>) => forEach(path, consume))
     return Effect.succeed(compression === "none"
-      ? { compression, fileHash: info.narHash, fileSize: info.narSize, bytes: nar, feed: forEach && ((consume) => forEach(path, consume)) }
-      : { compression, bytes: compress(nar, compression, compressOptions) })
+      ? { compression, fileHash: info.narHash, fileSize: info.narSize, bytes: nar, feed }
+      : { compression, bytes: compress(nar, compression, compressOptions), feed })
   }
 
   const pathOf = (hashPart: string) => Effect.flatMap(store.queryPathFromHashPart(hashPart), (path) =>
@@ -257,6 +307,35 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
     const ni = fromPathInfo(found.value.info, { url, compression: served.compression, fileHash: served.fileHash, fileSize: served.fileSize }, store.storeDir)
     return Option.some(Buffer.from(NarInfo.print((options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, store.storeDir), ni))))
   })
+
+  /**
+   * Rendered narinfos by hash part: a lookup answered again within `narInfoCacheMs` is one map
+   * lookup and one write, with no store query, no rendering, no signing and no Effect run. Maps keep
+   * insertion order, so re-inserting on use makes the first key the least recently used.
+   */
+  const renderedTtl = options.narInfoCacheMs ?? 10_000
+  const maxRenderedBytes = options.narInfoCacheBytes ?? 4 << 20
+  const rendered = new Map<string, { readonly body: Buffer; readonly until: number }>()
+  let renderedBytes = 0
+  const forget = (hashPart: string) => {
+    const entry = rendered.get(hashPart)
+    if (entry) { rendered.delete(hashPart); renderedBytes -= entry.body.length }
+  }
+  const renderedNarInfo = (hashPart: string): Buffer | undefined => {
+    const entry = rendered.get(hashPart)
+    if (entry === undefined) return undefined
+    rendered.delete(hashPart)
+    if (entry.until < Date.now()) { renderedBytes -= entry.body.length; return undefined }
+    rendered.set(hashPart, entry)
+    return entry.body
+  }
+  const keepNarInfo = (hashPart: string, body: Buffer) => {
+    if (renderedTtl <= 0 || body.length > maxRenderedBytes) return
+    forget(hashPart)
+    rendered.set(hashPart, { body, until: Date.now() + renderedTtl })
+    renderedBytes += body.length
+    while (renderedBytes > maxRenderedBytes) forget(rendered.keys().next().value!)
+  }
 
   /** A realisation's `.doi` JSON, signed with the server's keys. */
   const realisationText = (name: string) => Effect.gen(function*() {
@@ -273,7 +352,7 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
   /** The NAR file a `/nar/…` URL names: the one the narinfo names, or the plain NAR, which is always there. */
   const narFile = (hashPart: string, wanted: Compression) => Effect.gen(function*() {
     const found = yield* pathOf(hashPart)
-    if (Option.isNone(found)) return Option.none<ServedNar>()
+    if (Option.isNone(found)) { forget(hashPart); return Option.none<ServedNar>() }
     const served = yield* servedNar(found.value.path, found.value.info)
     if (wanted === served.compression) return Option.some(served)
     if (wanted === "none") return Option.some<ServedNar>({ compression: "none", fileSize: found.value.info.narSize, bytes: store.narFromPath(found.value.path) })
@@ -293,6 +372,11 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
   /** Runs a lookup, then `respond` with its value; failures become 404/500. */
   const lookup = <A>(effect: Effect.Effect<A, StoreError>, response: ServerResponse, respond: (value: A) => void) =>
     run(effect, { onExit: (exit) => Exit.isSuccess(exit) ? respond(exit.value) : failed(response, Cause.squash(exit.cause)) })
+
+  const sendNarInfo = (response: ServerResponse, body: Buffer, head: boolean) => {
+    response.writeHead(200, { "content-type": "text/x-nix-narinfo", "content-length": body.length })
+    response.end(head ? undefined : body)
+  }
 
   const sendNar = (request: IncomingMessage, response: ServerResponse, file: ServedNar, head: boolean) => {
     const size = file.fileSize
@@ -317,7 +401,8 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
       if (size === 0) { response.end(); return }
       if (file.file !== undefined && size !== undefined) return sendFile(file.file, start, end, response, slot)
       if (file.feed !== undefined && status === 200) {
-        return run(sendFed(file.feed, response, slot), { onExit: (sent) => { if (!Exit.isSuccess(sent)) response.destroy() } })
+        const sending = file.compression === "none" ? sendFed(file.feed, response, slot) : sendFedCompressed(file.feed, file.compression, compressOptions, response, slot)
+        return run(sending, { onExit: (sent) => { if (!Exit.isSuccess(sent)) response.destroy() } })
       }
       const bytes = size !== undefined && status === 206 ? slice(file.bytes, start, end) : file.bytes
       run(sendStream(bytes, response, slot), { onExit: (sent) => { if (!Exit.isSuccess(sent)) response.destroy() } })
@@ -342,10 +427,13 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
     }
     const narinfo = narinfoRe.exec(pathname)
     if (narinfo) {
-      lookup(narInfoText(narinfo[1]!), response, (found) => {
+      const hashPart = narinfo[1]!
+      const known = renderedNarInfo(hashPart)
+      if (known !== undefined) return sendNarInfo(response, known, head)
+      lookup(narInfoText(hashPart), response, (found) => {
         if (Option.isNone(found)) return notFound(response)
-        response.writeHead(200, { "content-type": "text/x-nix-narinfo", "content-length": found.value.length })
-        response.end(head ? undefined : found.value)
+        keepNarInfo(hashPart, found.value)
+        sendNarInfo(response, found.value, head)
       })
       return
     }

@@ -88,6 +88,31 @@ describe("consumers", () => {
     expect(seen).toBe(2)
   })
 
+  it("forEachNarChunk dumps running at once and one after another (their read buffers pooled and reused) each give their own exact NAR, also after dumps stopped early", async () => {
+    const files = [1, 2, 3].map((k) => {
+      const file = join(scratch, `big${k}`)
+      writeFileSync(file, Buffer.alloc((3 << 20) + k * 12345, k))
+      return { file, hash: nix("nix-hash", ["--type", "sha256", file]) }
+    })
+    const dump = (file: string, chunkBytes: number | undefined, stopAfter?: number) => {
+      const hasher = Hash.hasher("sha256")
+      let chunks = 0
+      // the consumer hands each chunk back later, as a socket does
+      const run = forEachNarChunk(file, (chunk) => new Promise<"stop" | undefined>((resolve) => {
+        hasher.update(chunk)
+        setImmediate(() => resolve(++chunks === stopAfter ? "stop" : undefined))
+      }), chunkBytes === undefined ? {} : { chunkBytes })
+      return Effect.runPromise(Effect.catch(run, (e) => e === "stop" ? Effect.void : Effect.fail(e))).then(() => Hash.encode(hasher.digest(), "base16"))
+    }
+    for (const chunkBytes of [undefined, 64 * 1024]) {
+      for (let round = 0; round < 3; round++) {
+        await Promise.all(files.map(({ file }) => dump(file, chunkBytes, 2)))
+        const hashes = await Promise.all([...files, ...files].map(({ file }) => dump(file, chunkBytes)))
+        expect(hashes).toEqual([...files, ...files].map(({ hash }) => hash))
+      }
+    }
+  })
+
   it("taking a few chunks of a large dump and dropping the rest works, and the next dump is whole", async () => {
     const first = await Effect.runPromise(Stream.runCollect(Stream.take(narFromPath(largeTree), 2)))
     expect(first.length).toBe(2)

@@ -6,13 +6,16 @@
  * dumped from a local store into reused buffers (and what they get is the NAR, byte for byte).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Result, Stream } from "effect"
+import { Context, Effect, Layer, Result, Stream } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { connect, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { randomBytes } from "node:crypto"
+import { zstdDecompressSync } from "node:zlib"
 import * as Hash from "../../src/core/hash.ts"
+import * as NarInfo from "../../src/core/narinfo.ts"
+import * as Signature from "../../src/core/signature.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import { fileCacheLayer } from "../../src/layers/binary-cache/openers.ts"
@@ -33,14 +36,15 @@ const bigNar = (size: number) => {
 }
 
 /** A store holding one big path, served with 2 transfer slots and a short stall time. */
-const serving = (store: Layer.Layer<StoreRead | StoreWrite, unknown>, size: number) => Effect.gen(function*() {
+const serving = (store: Layer.Layer<StoreRead | StoreWrite, unknown>, size: number, compression: "none" | "zstd" = "none") => Effect.gen(function*() {
   // the store lives as long as the test's scope (a local store's database stays open for the server)
   const context = yield* Layer.build(store)
   return yield* Effect.gen(function*() {
     const { info, nar } = bigNar(size)
     yield* (yield* StoreWrite).addToStore(info, Stream.make(nar))
-    const address = yield* serveCache({ host: "127.0.0.1", port: 0, maxConcurrentNars: 2, stallMs: 200 })
-    return { base: `http://127.0.0.1:${address.port}`, port: address.port, hash: info.path.hashPart, nar }
+    const address = yield* serveCache({ host: "127.0.0.1", port: 0, maxConcurrentNars: 2, stallMs: 200, compression })
+    const narUrl = `/nar/${info.path.hashPart}${compression === "zstd" ? ".nar.zst" : ".nar"}`
+    return { base: `http://127.0.0.1:${address.port}`, port: address.port, hash: info.path.hashPart, nar, narUrl }
   }).pipe(Effect.provideContext(context))
 })
 
@@ -57,9 +61,10 @@ const stalledClient = (port: number, path: string) => new Promise<Socket>((resol
 })
 
 const stores = [
-  ["a file cache (NAR files sent from disk)", (dir: string) => fileCacheLayer(dir, "compression=none")],
-  ["an in-memory store (NARs made on the fly)", (_dir: string) => MemoryStore.layer()],
-  ["a local store (NARs dumped from disk into buffers reused once the socket has them)", (dir: string) => LocalStore.layer({ root: join(dir, "root") })]
+  ["a file cache (NAR files sent from disk)", (dir: string) => fileCacheLayer(dir, "compression=none"), "none"],
+  ["an in-memory store (NARs made on the fly)", (_dir: string) => MemoryStore.layer(), "none"],
+  ["a local store (NARs dumped from disk into buffers reused once the socket has them)", (dir: string) => LocalStore.layer({ root: join(dir, "root") }), "none"],
+  ["a local store, zstd on the fly (dumped into reused buffers, each handed back once the compressor has it)", (dir: string) => LocalStore.layer({ root: join(dir, "root") }), "zstd"]
 ] as const
 
 describe("b3 serve: HTTP details", () => {
@@ -85,18 +90,59 @@ describe("b3 serve: HTTP details", () => {
   }).pipe(Effect.scoped)))
 })
 
+describe("b3 serve: narinfos kept in memory", () => {
+  const key = Signature.generateSecretKey("serve-test-1")
+  /** A memory store with one path, served signing with `key`; gives its store path and a way to fetch its narinfo. */
+  const servingSigned = (narInfoCacheMs: number | undefined) => Effect.gen(function*() {
+    const context = yield* Layer.build(MemoryStore.layer())
+    const { info, nar } = bigNar(1000)
+    const write = Context.get(context, StoreWrite)
+    yield* write.addToStore(info, Stream.make(nar))
+    const address = yield* serveCache({ host: "127.0.0.1", port: 0, secretKeys: [key], ...(narInfoCacheMs === undefined ? {} : { narInfoCacheMs }) }).pipe(Effect.provideContext(context))
+    const narinfo = Effect.promise(async () => {
+      const response = await fetch(`http://127.0.0.1:${address.port}/${info.path.hashPart}.narinfo`)
+      expect(response.status).toBe(200)
+      return Result.getOrThrow(NarInfo.parse(await response.text()))
+    })
+    return { info, narinfo, write }
+  })
+
+  it.effect("a narinfo answered again is the same, its signature made on the fly valid both times", () => Effect.gen(function*() {
+    const { narinfo } = yield* servingSigned(undefined)
+    const first = yield* narinfo
+    const again = yield* narinfo
+    expect(again).toEqual(first)
+    for (const ni of [first, again]) expect(Result.getOrThrow(NarInfo.verify(ni, [Signature.publicKeyOf(key)]))).toBe("serve-test-1")
+  }).pipe(Effect.scoped))
+
+  it.effect("is made again from the store once narInfoCacheMs has passed (0: every time), and kept until then", () => Effect.gen(function*() {
+    const other = Signature.generateSecretKey("other-1")
+    for (const ttl of [0, 3_600_000]) {
+      const { info, narinfo, write } = yield* servingSigned(ttl)
+      const before = yield* narinfo
+      const sig = Signature.signDetached(other, NarInfo.fingerprint(before))
+      yield* write.addSignatures(info.path, [sig])
+      const after = yield* narinfo
+      // kept for an hour: the store's new signature is not seen yet; not kept: it is
+      expect(after.sigs.includes(sig)).toBe(ttl === 0)
+      expect(Result.getOrThrow(NarInfo.verify(after, [Signature.publicKeyOf(key)]))).toBe("serve-test-1")
+    }
+  }).pipe(Effect.scoped))
+})
+
 describe("b3 serve: clients that stop reading", () => {
-  for (const [name, layer] of stores) {
+  for (const [name, layer, compression] of stores) {
     it.effect(`cannot starve the others: ${name}`, () => withCacheDir((dir) => Effect.gen(function*() {
       // 48 MiB: more than the kernel's socket buffers take, so a client that does not read blocks its transfer
-      const { base, port, hash, nar } = yield* serving(layer(dir), 48 << 20)
-      const stalled = yield* Effect.promise(() => Promise.all(Array.from({ length: 6 }, () => stalledClient(port, `/nar/${hash}.nar`))))
+      const { base, port, nar, narUrl } = yield* serving(layer(dir), 48 << 20, compression)
+      const stalled = yield* Effect.promise(() => Promise.all(Array.from({ length: 6 }, () => stalledClient(port, narUrl))))
       yield* Effect.addFinalizer(() => Effect.sync(() => { for (const socket of stalled) socket.destroy() }))
       // with 2 slots and 6 stalled transfers, these complete only if stalled transfers give their slots back
       for (let i = 0; i < 3; i++) {
-        const response = yield* Effect.promise(() => fetch(`${base}/nar/${hash}.nar`))
+        const response = yield* Effect.promise(() => fetch(`${base}${narUrl}`))
         expect(response.status).toBe(200)
-        const body = Buffer.from(yield* Effect.promise(() => response.arrayBuffer()))
+        const sent = Buffer.from(yield* Effect.promise(() => response.arrayBuffer()))
+        const body = compression === "zstd" ? zstdDecompressSync(sent) : sent
         expect(body.length).toBe(nar.length)
         expect(Hash.equals(Hash.hashBytes("sha256", body), Hash.hashBytes("sha256", nar))).toBe(true)
       }
