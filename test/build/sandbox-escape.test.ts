@@ -299,4 +299,11 @@ wait`))
     expect(noBuilderError?._tag).toBe("SandboxSetupFailed")
     expect(noBuilderError?.message).toContain(`executing '${bb}/bin/nope': No such file or directory`)
   })
+
+  it("reports a failing first stage (as root: mounts, the build user) as the step and its error", async () => {
+    const store = join(scratch, "no-such-store")
+    const error = errorOf((await run({ ...spec("echo never > $out"), inputPaths: [], realStoreDir: store })).exit)
+    expect(error?._tag).toBe("SandboxSetupFailed")
+    expect(error?.message).toContain("binding the store into the sandbox's work directory: No such file or directory")
+  })
 })

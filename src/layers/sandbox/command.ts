@@ -1,17 +1,17 @@
 /**
  * The command line that starts a build (pure). Two stages:
  *
- * 1. As root, in a private mount namespace of its own (`unshare --mount`), a short sh script
- *    binds the real store directory at <work>/store (so the unprivileged stage can reach inputs even
- *    when the store lies below directories only root may enter), mounts a tmpfs on the chroot's
- *    /dev/shm and a new devpts instance on /dev/pts — as real root, so that inside they are owned
- *    by nobody like in Nix. These mounts exist only in that namespace: nothing to unmount later,
- *    even if b3 is killed.
- * 2. `setpriv` drops to the build user (no supplementary groups), `setarch -R` turns address space
- *    randomisation off (and sets the 32-bit personality for i686 builds), and bubblewrap creates
- *    the user/mount/pid/ipc/uts(/net) namespaces, maps uid 1000/gid 100 to the build user, binds
- *    the chroot, the build directory, the inputs and the devices, loads the seccomp filter and
- *    runs the exec helper (fd 3), which starts the builder.
+ * 1. As root, the root stage (root-stage.ts, a tiny program made for each build) makes a private
+ *    mount namespace, binds the real store directory at <work>/store (so the unprivileged stage can
+ *    reach inputs even when the store lies below directories only root may enter), mounts a tmpfs
+ *    on the chroot's /dev/shm and a new devpts instance on /dev/pts — as real root, so that inside
+ *    they are owned by nobody like in Nix — drops to the build user (no supplementary groups),
+ *    turns address space randomisation off (and sets the 32-bit personality for i686 builds) and
+ *    starts bubblewrap. These mounts exist only in that namespace: nothing to unmount later, even
+ *    if b3 is killed.
+ * 2. bubblewrap creates the user/mount/pid/ipc/uts(/net) namespaces, maps uid 1000/gid 100 to the
+ *    build user, binds the chroot, the build directory, the inputs and the devices, loads the
+ *    seccomp filter and runs the exec helper (fd 3), which starts the builder.
  */
 import * as ByteString from "../../core/byte-string.ts"
 import { sandboxBuildDir } from "./environment.ts"
@@ -24,19 +24,6 @@ export const fds = {
   helper: helperFds.self, ptyMaster: helperFds.ptyMaster, status: helperFds.status,
   seccomp: 6, args: 7, jsonStatus: 8
 } as const
-
-/** Stage 1, run by sh as root: $1 = work dir, $2 = real store dir, $3 = "1" to mount /dev/shm, $4 = "1" for devpts. */
-export const rootStageScript = [
-  "set -e",
-  "work=$1; store=$2; shm=$3; pts=$4; shift 4",
-  "mount --bind \"$store\" \"$work/store\"",
-  "if [ \"$shm\" = 1 ]; then mount -t tmpfs -o size=50% none \"$work/root/dev/shm\"; fi",
-  "if [ \"$pts\" = 1 ]; then",
-  "  mount -t devpts -o newinstance,mode=0620 none \"$work/root/dev/pts\"",
-  "  chmod 0666 \"$work/root/dev/pts/ptmx\"",
-  "fi",
-  "exec \"$@\""
-].join("\n")
 
 export interface BwrapOptions {
   readonly rootDir: string
@@ -88,27 +75,14 @@ export const encodeArgs = (args: ReadonlyArray<string>): Uint8Array =>
   ByteString.encode(args.map((a) => a + "\0").join(""))
 
 export interface CommandOptions {
-  readonly workDir: string
-  readonly realStoreDir: string
-  readonly devShm: boolean
-  readonly devPts: boolean
-  readonly uid: number
-  readonly gid: number
-  /** `setarch` architecture: "i686" for i686-linux builds (32-bit personality), else "x86_64". */
-  readonly personality: "x86_64" | "i686"
+  /** The root stage program (written for this build, see root-stage.ts). */
+  readonly rootStage: string
   readonly builder: string
   readonly args: ReadonlyArray<string>
 }
 
 /** The program and arguments to spawn (fds as in `fds`, bwrap's options on fd 7). */
 export const sandboxCommand = (tools: HostTools, o: CommandOptions): { file: string; args: Array<string> } => ({
-  file: tools.unshare,
-  args: [
-    "--mount", "--propagation", "private", "--",
-    tools.sh, "-c", rootStageScript, "b3-sandbox", o.workDir, o.realStoreDir, o.devShm ? "1" : "0", o.devPts ? "1" : "0",
-    tools.setpriv, `--reuid=${o.uid}`, `--regid=${o.gid}`, "--clear-groups",
-    tools.setarch, o.personality, "-R",
-    tools.bwrap, "--args", String(fds.args), "--",
-    `/proc/self/fd/${fds.helper}`, o.builder, baseName(o.builder), ...o.args
-  ]
+  file: o.rootStage,
+  args: [tools.bwrap, "--args", String(fds.args), "--", `/proc/self/fd/${fds.helper}`, o.builder, baseName(o.builder), ...o.args]
 })

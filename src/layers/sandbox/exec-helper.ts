@@ -21,6 +21,8 @@
  * helper as /proc/self/fd/3: nothing of it is visible inside the sandbox afterwards.
  */
 
+import { andStack, EAX, EDI, EDX, elfExecutable, emit, type Emitter, ESI, finish, js, jnz, mark, movImm, rel32, step, syscall, testEax, u32 } from "./x86-elf.ts"
+
 /** Steps reported in the failure record [0x01, step, errno]. */
 export const helperSteps = {
   1: "dropping capabilities",
@@ -33,40 +35,6 @@ export const helperSteps = {
 
 /** The descriptors the helper expects (the runner passes them at these numbers). */
 export const helperFds = { self: 3, ptyMaster: 4, status: 5 } as const
-
-// --- a minimal x86_64 emitter: raw bytes plus rel32 fix-ups for labels ---
-
-interface Emitter {
-  readonly bytes: Array<number>
-  readonly labels: Map<string, number>
-  readonly fixups: Array<{ readonly at: number; readonly label: string }>
-}
-
-const u32 = (value: number): Array<number> => {
-  const v = value >>> 0
-  return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]
-}
-
-const emit = (e: Emitter, ...bytes: Array<number>) => { e.bytes.push(...bytes) }
-const mark = (e: Emitter, name: string) => { e.labels.set(name, e.bytes.length) }
-/** Emits `opcode` followed by a rel32 to `label` (relative to the end of the instruction). */
-const rel32 = (e: Emitter, opcode: Array<number>, label: string) => {
-  emit(e, ...opcode)
-  e.fixups.push({ at: e.bytes.length, label })
-  emit(e, 0, 0, 0, 0)
-}
-
-// Registers by their 3-bit encoding, for the `mov r32, imm32` family (opcode 0xb8 + reg).
-const EAX = 0, EDX = 2, ESI = 6, EDI = 7
-const movImm = (e: Emitter, reg: number, value: number) => emit(e, 0xb8 + reg, ...u32(value))
-const syscall = (e: Emitter) => emit(e, 0x0f, 0x05)
-const testEax = (e: Emitter) => emit(e, 0x85, 0xc0)
-const js = (e: Emitter, label: string) => rel32(e, [0x0f, 0x88], label)
-const jnz = (e: Emitter, label: string) => rel32(e, [0x0f, 0x85], label)
-/** mov r14d, step — the step number reported if the next syscalls fail */
-const step = (e: Emitter, n: number) => emit(e, 0x41, 0xbe, ...u32(n))
-/** and dword [rsp+disp8], imm32 */
-const andStack = (e: Emitter, disp: number, mask: number) => emit(e, 0x81, 0x64, 0x24, disp, ...u32(mask))
 
 // Linux x86_64 syscall numbers and constants
 const SYS = { write: 1, open: 2, ioctl: 16, dup2: 33, execve: 59, umask: 95, capset: 126, prctl: 157, setrlimit: 160, exitGroup: 231, closeRange: 436 }
@@ -177,42 +145,8 @@ const program = (): Array<number> => {
   mark(e, "devnull")
   emit(e, ...new TextEncoder().encode("/dev/null\0"))
 
-  for (const { at, label } of e.fixups) {
-    const target = e.labels.get(label)!
-    e.bytes.splice(at, 4, ...u32(target - (at + 4)))
-  }
-  return e.bytes
+  return finish(e)
 }
 
-const BASE = 0x400000
-const HEADERS = 64 + 2 * 56
-
-/** The helper as a complete static ELF64 executable (one PT_LOAD, plus PT_GNU_STACK = non-exec). */
-export const execHelperElf = (): Uint8Array => {
-  const code = program()
-  const size = HEADERS + code.length
-  const out = new Uint8Array(size)
-  const v = new DataView(out.buffer)
-  out.set([0x7f, 0x45, 0x4c, 0x46, 2 /* 64-bit */, 1 /* LE */, 1 /* version */, 0 /* SysV */])
-  v.setUint16(16, 2, true) //             e_type = ET_EXEC
-  v.setUint16(18, 0x3e, true) //          e_machine = x86_64
-  v.setUint32(20, 1, true) //             e_version
-  v.setBigUint64(24, BigInt(BASE + HEADERS), true) // e_entry
-  v.setBigUint64(32, 64n, true) //        e_phoff
-  v.setUint16(52, 64, true) //            e_ehsize
-  v.setUint16(54, 56, true) //            e_phentsize
-  v.setUint16(56, 2, true) //             e_phnum
-  const ph = (at: number, type: number, flags: number, fileSize: number, vaddr: number, align: number) => {
-    v.setUint32(at, type, true)
-    v.setUint32(at + 4, flags, true)
-    v.setBigUint64(at + 16, BigInt(vaddr), true) // p_vaddr
-    v.setBigUint64(at + 24, BigInt(vaddr), true) // p_paddr
-    v.setBigUint64(at + 32, BigInt(fileSize), true) // p_filesz
-    v.setBigUint64(at + 40, BigInt(fileSize), true) // p_memsz
-    v.setBigUint64(at + 48, BigInt(align), true)
-  }
-  ph(64, 1 /* PT_LOAD */, 5 /* R+X */, size, BASE, 0x1000)
-  ph(120, 0x6474e551 /* PT_GNU_STACK */, 6 /* R+W */, 0, 0, 16)
-  out.set(code, HEADERS)
-  return out
-}
+/** The helper as a complete static ELF64 executable. */
+export const execHelperElf = (): Uint8Array => elfExecutable(program())

@@ -1,6 +1,7 @@
 /**
  * What the host must offer for sandboxed builds: Linux on x86_64, root, user namespaces, and the
- * programs the runner starts (bubblewrap; util-linux unshare, setpriv, setarch, flock, mount; sh, chmod).
+ * programs the runner starts (bubblewrap; util-linux flock and sh, which hold the build user's lock).
+ * The rest of the sandbox's first stage is b3's own (root-stage.ts).
  */
 import { accessSync, constants, readFileSync } from "node:fs"
 import { Effect } from "effect"
@@ -8,9 +9,6 @@ import { SandboxUnavailable } from "./errors.ts"
 
 export interface HostTools {
   readonly bwrap: string
-  readonly unshare: string
-  readonly setpriv: string
-  readonly setarch: string
   readonly sh: string
   readonly flock: string
 }
@@ -25,8 +23,7 @@ const findTool = (name: string): string | undefined =>
 
 const hint = {
   bwrap: "install bubblewrap (Debian: apt-get install bubblewrap)",
-  unshare: "install util-linux", setpriv: "install util-linux", setarch: "install util-linux", flock: "install util-linux",
-  mount: "install mount (util-linux)", sh: "a POSIX shell is needed", chmod: "install coreutils"
+  flock: "install util-linux", sh: "a POSIX shell is needed"
 } as const
 
 const userNamespacesEnabled = (): boolean => {
@@ -44,15 +41,12 @@ export const checkHost: Effect.Effect<HostTools, SandboxUnavailable> = Effect.su
     return unavailable("user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0 or missing)")
   }
   const found: Record<string, string> = {}
-  for (const name of ["bwrap", "unshare", "setpriv", "setarch", "flock", "mount", "sh", "chmod"] as const) {
+  for (const name of ["bwrap", "flock", "sh"] as const) {
     const path = findTool(name)
     if (path === undefined) return unavailable(`'${name}' not found in ${toolDirs.join(":")}: ${hint[name]}`)
     found[name] = path
   }
-  checked = {
-    bwrap: found["bwrap"]!, unshare: found["unshare"]!, setpriv: found["setpriv"]!,
-    setarch: found["setarch"]!, sh: found["sh"]!, flock: found["flock"]!
-  }
+  checked = { bwrap: found["bwrap"]!, sh: found["sh"]!, flock: found["flock"]! }
   return Effect.succeed(checked)
 })
 

@@ -17,6 +17,7 @@ import {
   BuilderFailed, BuildSilenceTimedOut, BuildTimedOut, OutputMissing, SandboxSetupFailed, type SandboxError
 } from "./errors.ts"
 import { execHelperElf, helperSteps } from "./exec-helper.ts"
+import { rootStageElf, rootStageSteps } from "./root-stage.ts"
 import { checkHost } from "./host.ts"
 import { makeLogTail } from "./log-tail.ts"
 import { nixSeccompFilter } from "./seccomp.ts"
@@ -88,6 +89,7 @@ interface Prepared {
   readonly helperPath: string
   readonly seccompPath: string
   readonly argsPath: string
+  readonly rootStagePath: string
 }
 
 /** Writes the chroot tree, the build directory's files and the helper files (as root). */
@@ -136,8 +138,14 @@ const prepare = (
     hostBinds: hostPaths.filter((p) => p.kind !== "symlink").map((p) => [p.source, p.target] as const)
   })
   createSkeleton(workDir, [{ kind: "dir", path: "/store", mode: 0o755 }], user.gid)
+  const rootStage = rootStageElf({
+    realStoreDir: spec.realStoreDir, storeMount: `${workDir}/store`,
+    devShm: host.devShm ? `${rootDir}/dev/shm` : undefined, devPts: devPts ? `${rootDir}/dev/pts` : undefined,
+    uid: user.uid, gid: user.gid, personality: spec.platform === "i686-linux" ? "i686" : "x86_64"
+  })
   return {
     rootDir,
+    rootStagePath: write("root-stage", rootStage, 0o500),
     helperPath: write("exec-helper", helperElf(), 0o555),
     seccompPath: write("seccomp.bpf", seccomp, 0o444),
     argsPath: write("bwrap-args", encodeArgs(bwrapOptions), 0o400)
@@ -154,7 +162,8 @@ const interpret = (spec: RunSpec, completion: Completion, logTail: string): Resu
   const status = completion.status
   const failedAt = status.indexOf(1)
   if (failedAt >= 0) {
-    const step = helperSteps[status[failedAt + 1] as keyof typeof helperSteps] ?? "starting the builder"
+    const steps: Record<number, string> = { ...helperSteps, ...rootStageSteps }
+    const step = steps[status[failedAt + 1]!] ?? "starting the builder"
     const errno = status[failedAt + 2] ?? 0
     const what = step === helperSteps[6] ? `executing '${spec.builder}'` : step
     return Result.fail(new SandboxSetupFailed({ drvName, reason: `${what}: ${strerror(errno)}`, logTail }))
@@ -197,11 +206,7 @@ export const runInSandbox = (spec: RunSpec): Effect.Effect<RunResult, SandboxErr
     })
 
     const tail = makeLogTail()
-    const command = sandboxCommand(tools, {
-      workDir, realStoreDir: spec.realStoreDir, devShm: host.devShm, devPts: host.devPts,
-      uid: user.uid, gid: user.gid, personality: spec.platform === "i686-linux" ? "i686" : "x86_64",
-      builder: spec.builder, args: spec.args
-    })
+    const command = sandboxCommand(tools, { rootStage: prepared.rootStagePath, builder: spec.builder, args: spec.args })
     const running = yield* startBuild({
       file: command.file, args: command.args,
       helperPath: prepared.helperPath, seccompPath: prepared.seccompPath, argsPath: prepared.argsPath,

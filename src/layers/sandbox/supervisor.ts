@@ -51,9 +51,13 @@ export interface RunningBuild {
   readonly completion: Effect.Effect<Completion>
 }
 
-/** Opens a pty master; its slave (the builder's stdout/stderr) is owned by the build user, 0600, like Nix's. */
+/**
+ * Opens a pty master; its slave (the builder's stdout/stderr) is owned by the build user, 0600, like
+ * Nix's. Non-blocking: draining it at the end must not wait for a slave that was never opened (a
+ * sandbox that failed before the exec helper opened it).
+ */
 const openPty = (buildUid: number): number => {
-  const master = openSync("/dev/ptmx", constants.O_RDWR | constants.O_NOCTTY)
+  const master = openSync("/dev/ptmx", constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK)
   let ready = false
   try {
     const index = /tty-index:\s*(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${master}`, "utf8"))?.[1]
