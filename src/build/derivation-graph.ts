@@ -2,9 +2,10 @@
  * Reading `.drv` files out of any store (through their NAR, so caches work as well as the local
  * store) and loading a derivation with its whole input graph, its store paths parsed once.
  */
+import { lstatSync, readFileSync } from "node:fs"
 import { Effect, Result, Stream } from "effect"
 import * as Derivation from "../core/derivation/index.ts"
-import type * as Hash from "../core/hash.ts"
+import * as Hash from "../core/hash.ts"
 import * as StorePath from "../core/store-path.ts"
 import { narEvents } from "../nar/check.ts"
 import { BuildFailed } from "../services/store-build.ts"
@@ -90,16 +91,53 @@ const loaded = (path: StorePath.StorePath, drv: Derivation.Derivation, storeDir:
   return Result.succeed({ path, drv, inputDrvs, inputSrcs, outputPaths })
 }
 
-/** Loads the roots and all their input derivations from the store in the context (breadth first, several reads at once). */
+/**
+ * A valid `.drv` read straight from where the store keeps it (`realStoreDir`, as a BuildHost
+ * tells), without a NAR around it: only when it is a regular file whose contents and references
+ * give exactly its store path (a `.drv` is a text path), so it is the store's file. Anything else
+ * (not there, too large, not parsable, another content) gives undefined: the caller reads it
+ * through the store.
+ */
+const readDerivationFile = (storeDir: string, realStoreDir: string, drvPath: StorePath.StorePath): LoadedDerivation | undefined => {
+  try {
+    const file = `${realStoreDir}/${StorePath.baseName(drvPath)}`
+    const st = lstatSync(file)
+    if (!st.isFile() || st.size > Derivation.maxDerivationBytes || !drvPath.name.endsWith(Derivation.drvExtension)) return undefined
+    const bytes = readFileSync(file)
+    const parsed = Derivation.parse(bytes, { name: Derivation.nameFromDrvPath(StorePath.baseName(drvPath)), storeDir, source: StorePath.print(drvPath, storeDir) })
+    if (Result.isFailure(parsed)) return undefined
+    const node = loaded(drvPath, parsed.success, storeDir)
+    if (Result.isFailure(node)) return undefined
+    const references = [...node.success.inputDrvs.map((i) => i.path), ...node.success.inputSrcs]
+    const expected = StorePath.makeText(drvPath.name, Hash.hashBytes("sha256", bytes), references, storeDir)
+    return StorePath.equals(expected, drvPath) ? node.success : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Loads the roots and all their input derivations from the store in the context (breadth first,
+ * several reads at once). With `realStoreDir` (the store's files are on this machine), valid `.drv`
+ * files are read directly from there when they check out (readDerivationFile).
+ */
 export const loadDerivationGraph = (
-  roots: ReadonlyArray<StorePath.StorePath>
+  roots: ReadonlyArray<StorePath.StorePath>,
+  options: { readonly realStoreDir?: string | undefined } = {}
 ): Effect.Effect<DerivationGraph, StoreError | BuildFailed, StoreRead> => Effect.gen(function*() {
   const store = yield* StoreRead
   const graph = new Map<string, LoadedDerivation>()
   let frontier = [...new Map(roots.map((r) => [StorePath.baseName(r), r])).values()]
+  const realStoreDir = options.realStoreDir
   while (frontier.length > 0) {
-    const found = yield* Effect.forEach(frontier, (path) => Effect.flatMap(readDerivation(store, path),
-      (drv) => Effect.fromResult(loaded(path, drv, store.storeDir))), { concurrency: 8 })
+    const valid = realStoreDir === undefined ? new Set<string>() : new Set((yield* store.queryValidPaths(frontier)).map(StorePath.baseName))
+    const direct = (path: StorePath.StorePath) =>
+      realStoreDir !== undefined && valid.has(StorePath.baseName(path)) ? readDerivationFile(store.storeDir, realStoreDir, path) : undefined
+    const found = yield* Effect.forEach(frontier, (path) => Effect.suspend(() => {
+      const node = direct(path)
+      return node !== undefined ? Effect.succeed(node)
+        : Effect.flatMap(readDerivation(store, path), (drv) => Effect.fromResult(loaded(path, drv, store.storeDir)))
+    }), { concurrency: 8 })
     for (const node of found) graph.set(StorePath.baseName(node.path), node)
     const next = new Map<string, StorePath.StorePath>()
     for (const node of found) {

@@ -31,7 +31,7 @@ import { tryResolve } from "../core/derivation/resolve.ts"
 import * as Hash from "../core/hash.ts"
 import * as Realisation from "../core/realisation.ts"
 import * as StorePath from "../core/store-path.ts"
-import type { BuildHost } from "../services/build-host.ts"
+import { BuildHost } from "../services/build-host.ts"
 import { copyPaths } from "../services/copy.ts"
 import { keepsRealisations, queryRealisation, realisationClosure, registerRealisation } from "../services/realisations.ts"
 import type { Sandbox } from "../services/sandbox.ts"
@@ -93,7 +93,7 @@ export const realise = (
   const target = { read: store, write }
   const storeDir = store.storeDir
   const print = (path: StorePath.StorePath) => StorePath.print(path, storeDir)
-  const graph = yield* loadDerivationGraph(roots)
+  const graph = yield* loadDerivationGraph(roots, { realStoreDir: (yield* BuildHost).realStoreDir })
   const infos = yield* staticInfos(graph, storeDir)
   const info = (key: string) => infos.get(key)!
   const register = (r: Realisation.Realisation) => keepsRealisations(write) ? registerRealisation(target, r) : Effect.void
