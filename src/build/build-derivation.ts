@@ -42,6 +42,12 @@ export interface DerivationBuild {
   readonly onLog?: ((chunk: Uint8Array) => void) | undefined
   readonly systemFeatures?: ReadonlyArray<string> | undefined
   readonly hashedMirrors?: ReadonlyArray<string> | undefined
+  /**
+   * Run once the builder has finished, before its outputs are hashed, checked and registered: the
+   * scheduler frees the build's job slot there, as Nix 2.8 does (a goal leaves its slot when its
+   * builder ends, then registers the outputs), so the next build starts meanwhile.
+   */
+  readonly builderDone?: Effect.Effect<void> | undefined
 }
 
 /** Nix 2.8's default `system-features` (with `ca-derivations` on, as b3 always has it). */
@@ -207,6 +213,7 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<ReadonlyM
       sandboxPaths: build.sandboxPaths,
       onLog: (chunk) => { log.write(chunk); build.onLog?.(chunk) }
     })
+    if (build.builderDone !== undefined) yield* build.builderDone
     const registered = yield* outputInfos({ drvPath: build.drvPath, drv, storeDir, outputs, built: result.outputs, inputClosure: closure })
     if (registered.mismatch) {
       yield* host.registerBuilt(registered.built)

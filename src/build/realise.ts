@@ -202,8 +202,17 @@ export const realise = (
   const outputOf = (inputKey: string, name: string) => results.get(inputKey)?.outputs.get(name) ?? validity.get(inputKey)?.get(name)
 
   /** Builds one derivation (the original, or its resolved form) and gives its outputs. */
+  // A build holds one of the `maxJobs` slots until its builder has finished (buildDerivation's
+  // builderDone); its outputs are then registered while the next build starts, as in Nix 2.8.
   const buildOne = (drvPath: StorePath.StorePath, drv: Derivation.Derivation, inputs: ReadonlyArray<StorePath.StorePath>, reportAs: string) =>
-    jobs.withPermits(1)(Effect.gen(function*() {
+    Effect.scoped(Effect.gen(function*() {
+      let held = false
+      const freeSlot = Effect.suspend(() => {
+        if (!held) return Effect.void
+        held = false
+        return Effect.asVoid(Semaphore.release(jobs, 1))
+      })
+      yield* Effect.acquireRelease(Effect.map(Semaphore.take(jobs, 1), () => { held = true }), () => freeSlot)
       options.onEvent?.({ type: "building", drvPath: reportAs })
       const knownOutputs = new Map<string, StorePath.StorePath>()
       for (const [name, output] of drv.outputs) {
@@ -217,7 +226,8 @@ export const realise = (
         drvPath, drv, knownOutputs, inputs,
         cores: options.cores, timeoutSeconds: options.timeoutSeconds, maxSilentSeconds: options.maxSilentSeconds,
         systemFeatures: options.systemFeatures, hashedMirrors: options.hashedMirrors, sandboxPaths: options.sandboxPaths,
-        onLog: options.onLog ? (chunk) => options.onLog!(reportAs, chunk) : undefined
+        onLog: options.onLog ? (chunk) => options.onLog!(reportAs, chunk) : undefined,
+        builderDone: freeSlot
       })
       const outputs = new Map([...built].map(([name, i]) => [name, i.path]))
       options.onEvent?.({ type: "built", drvPath: reportAs, outputs: Object.fromEntries([...outputs].map(([name, path]) => [name, print(path)])) })
