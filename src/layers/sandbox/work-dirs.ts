@@ -60,8 +60,14 @@ const removeTreeAsync = async (dir: string): Promise<void> => {
   try {
     const mounts = await readFile("/proc/self/mountinfo", "utf8").catch(() => "")
     if (mounts.split("\n").some((line) => { const m = line.split(" ")[4] ?? ""; return m === dir || m.startsWith(dir + "/") })) return
-    makeRemovable(dir)
-    await rm(dir, { recursive: true, force: true })
+    // As root (sandboxed builds run as root) modes do not stop the removal: the tree is walked to
+    // make it removable only when a first attempt fails.
+    try {
+      await rm(dir, { recursive: true, force: true })
+    } catch {
+      makeRemovable(dir)
+      await rm(dir, { recursive: true, force: true })
+    }
   } catch {
     // as removeTree: a tree that cannot be removed is left for reclaimBuildDirectories
   }
