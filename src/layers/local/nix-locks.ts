@@ -122,6 +122,8 @@ export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<N
   let buffered = ""
   const waiting: Array<(reply: string) => void> = []
   const lock = Semaphore.makeUnsafe(1)
+  /** The roots in our roots file (added and not dropped since). */
+  const added = new Set<string>()
   const error = (operation: string, reason: string) => new StoreIoError({ store: uri, operation, reason })
 
   const start = () => {
@@ -147,13 +149,14 @@ export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<N
     return c
   }
 
-  /** One request, one reply line, in order. */
-  const request = (operation: string, line: string) => lock.withPermits(1)(Effect.callback<string, StoreIoError>((resume) => {
+  /** One request, one reply line (callers hold `lock`, so replies come in order). */
+  const send = (operation: string, line: string) => Effect.callback<string, StoreIoError>((resume) => {
     if (failure !== undefined) return resume(Effect.fail(error(operation, failure)))
     child ??= start()
     waiting.push((reply) => resume(reply === "" ? Effect.fail(error(operation, failure ?? "the lock helper stopped")) : Effect.succeed(reply)))
     child.stdin!.write(line + "\n")
-  }))
+  })
+  const request = (operation: string, line: string) => lock.withPermits(1)(send(operation, line))
 
   yield* Effect.addFinalizer(() => Effect.suspend(() => {
     if (child === undefined || failure !== undefined) return Effect.void
@@ -162,9 +165,18 @@ export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<N
   }))
 
   return {
-    addTempRoots: (roots) => roots.length === 0 ? Effect.void : Effect.asVoid(request("add temporary roots", `R ${roots.join("\t")}`)),
+    // A root stays in our roots file until it is dropped: each is sent once (a build adds its whole
+    // input closure, which for a chain of builds is mostly roots added before).
+    addTempRoots: (roots) => lock.withPermits(1)(Effect.suspend(() => {
+      const fresh = [...new Set(roots)].filter((root) => !added.has(root))
+      if (fresh.length === 0) return Effect.void
+      return send("add temporary roots", `R ${fresh.join("\t")}`).pipe(Effect.map(() => { for (const root of fresh) added.add(root) }))
+    })),
     gcLock: Effect.acquireRelease(request("take the GC lock", "L"), () => Effect.ignore(request("release the GC lock", "U"))).pipe(Effect.asVoid),
     probe: (file) => Effect.map(request("check temporary roots", `P ${file}`), (reply) => reply as "alive" | "dead" | "gone"),
-    dropTempRoots: Effect.suspend(() => child === undefined ? Effect.void : Effect.asVoid(request("remove temporary roots", "D")))
+    dropTempRoots: lock.withPermits(1)(Effect.suspend(() => {
+      added.clear()
+      return child === undefined ? Effect.void : Effect.asVoid(send("remove temporary roots", "D"))
+    }))
   }
 })
