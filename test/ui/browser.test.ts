@@ -2,7 +2,7 @@
  * The web view in a real headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core;
  * no browser download), served by `b3 ui` over a local store holding a generated closure of 2,000
  * paths, a second version of it, and a real `b3 build` whose log the page shows. Each view is
- * checked against what the b3 CLI says about the same store, and screenshotted to docs/screenshots.
+ * checked against what the b3 CLI says about the same store, and screenshotted (to docs/screenshots with B3_SCREENSHOTS=1).
  */
 import { Effect } from "effect"
 import { spawn, type ChildProcess } from "node:child_process"
@@ -18,7 +18,10 @@ import { planClosure, writeClosure } from "../support/generated-closure.ts"
 import { makeScratch, removeScratch } from "../support/nix.ts"
 
 const repo = fileURLToPath(new URL("../../", import.meta.url))
-const shots = join(repo, "docs", "screenshots")
+// B3_SCREENSHOTS=1 renews README's pictures in docs/screenshots; otherwise they go to the scratch dir,
+// so a test run leaves the checkout as it was
+const shotsInDocs = process.env.B3_SCREENSHOTS === "1"
+let shots = join(repo, "docs", "screenshots")
 const chromiumPath = "/usr/bin/chromium"
 
 let scratch: string
@@ -85,6 +88,7 @@ beforeAll(async () => {
     server!.on("close", (code) => reject(new Error(`b3 ui exited with ${code}`)))
   })
 
+  if (!shotsInDocs) shots = join(scratch, "screenshots")
   mkdirSync(shots, { recursive: true })
   context = await chromium.launchPersistentContext(join(scratch, "chromium-profile"), {
     executablePath: chromiumPath,
