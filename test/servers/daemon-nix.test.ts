@@ -11,20 +11,10 @@ import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startB3Daemon, type RunningDaemon } from "../support/daemons.ts"
 import { hostBusybox } from "../support/busybox.ts"
-import { makeScratch, nixEnv, removeScratch } from "../support/nix.ts"
+import { makeScratch, nixRunner, nixSandboxEnv, removeScratch } from "../support/nix.ts"
 
-const env = { ...nixEnv, NIX_CONFIG: "experimental-features = nix-command\nsubstituters =\nsandbox = true" }
-
-interface Run { status: number; stdout: string; stderr: string }
-const run = (command: string, args: ReadonlyArray<string>): Run => {
-  const r = spawnSync(command, args, { env, maxBuffer: 1 << 28 })
-  return { status: r.status ?? -1, stdout: r.stdout.toString().replace(/\n$/, ""), stderr: r.stderr.toString() }
-}
-const ok = (command: string, args: ReadonlyArray<string>): string => {
-  const r = run(command, args)
-  if (r.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${r.status}): ${r.stderr}`)
-  return r.stdout
-}
+const env = nixSandboxEnv
+const { run, ok } = nixRunner(env)
 
 let scope: Scope.Closeable
 let dir: string

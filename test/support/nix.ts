@@ -51,3 +51,22 @@ export const removeScratch = (dir: string): void => {
   spawnSync("chmod", ["-R", "u+w", dir])
   rmSync(dir, { recursive: true, force: true })
 }
+
+/** Nix's environment with its sandbox on (as the daemon tests compare builds). */
+export const nixSandboxEnv: NodeJS.ProcessEnv = { ...nixEnv, NIX_CONFIG: "experimental-features = nix-command\nsubstituters =\nsandbox = true" }
+
+export interface NixRun { status: number; stdout: string; stderr: string }
+
+/** `run` (status and output, whatever the exit) and `ok` (stdout, or throw with stderr) of Nix's tools in `env`. */
+export const nixRunner = (env: NodeJS.ProcessEnv) => {
+  const run = (command: string, args: ReadonlyArray<string>): NixRun => {
+    const r = spawnSync(command, args, { env, maxBuffer: 1 << 28 })
+    return { status: r.status ?? -1, stdout: r.stdout.toString().replace(/\n$/, ""), stderr: r.stderr.toString() }
+  }
+  const ok = (command: string, args: ReadonlyArray<string>): string => {
+    const r = run(command, args)
+    if (r.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${r.status}): ${r.stderr}`)
+    return r.stdout
+  }
+  return { run, ok }
+}

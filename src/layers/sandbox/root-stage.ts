@@ -20,7 +20,7 @@
  * too, see exec-helper.ts) and exits 127.
  */
 import { helperFds } from "./exec-helper.ts"
-import { EAX, EDI, EDX, elfExecutable, emit, type Emitter, ESI, finish, jnz, mark, movImm, rel32, step, syscall, testEax } from "./x86-elf.ts"
+import { EAX, EDI, EDX, elfExecutable, emit, type Emitter, ESI, failExit, finish, jnz, mark, movImm, rel32, step, syscall, testEax } from "./x86-elf.ts"
 
 /** Steps reported in the failure record [0x01, step, errno] (numbered after the exec helper's). */
 export const rootStageSteps = {
@@ -122,14 +122,7 @@ const program = (o: RootStageOptions): Array<number> => {
   emit(e, 0x49, 0x8d, 0x54, 0xc4, 0x10) //           lea rdx, [r12+rax*8+16]  envp
   movImm(e, EAX, SYS.execve); syscall(e)
 
-  mark(e, "fail") //                                 write(status, [1, step, errno], 3); exit(127)
-  emit(e, 0xf7, 0xd8) //                             neg eax
-  emit(e, 0x88, 0x44, 0x24, 0x02) //                 mov byte [rsp+2], al
-  emit(e, 0x44, 0x88, 0x74, 0x24, 0x01) //           mov byte [rsp+1], r14b
-  emit(e, 0xc6, 0x04, 0x24, 0x01) //                 mov byte [rsp], 1
-  movImm(e, EAX, SYS.write); movImm(e, EDI, helperFds.status)
-  emit(e, 0x48, 0x89, 0xe6); movImm(e, EDX, 3); syscall(e) // mov rsi, rsp
-  movImm(e, EAX, SYS.exitGroup); movImm(e, EDI, 127); syscall(e)
+  failExit(e, helperFds.status) //                        write(status, [1, step, errno], 3); exit(127)
 
   const encoder = new TextEncoder()
   for (const [label, value] of strings) {

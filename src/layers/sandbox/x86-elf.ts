@@ -37,6 +37,21 @@ export const step = (e: Emitter, n: number) => emit(e, 0x41, 0xbe, ...u32(n))
 export const andStack = (e: Emitter, disp: number, mask: number) => emit(e, 0x81, 0x64, 0x24, disp, ...u32(mask))
 
 /** Resolves the rel32 fix-ups; gives the code. */
+/**
+ * The `fail` label both generated programs end with: reports `[1, step, errno]` on the status pipe
+ * `statusFd` (the step is in r14b, the failing system call's -errno in eax) and exits with 127.
+ */
+export const failExit = (e: Emitter, statusFd: number) => {
+  mark(e, "fail")
+  emit(e, 0xf7, 0xd8) //                             neg eax
+  emit(e, 0x88, 0x44, 0x24, 0x02) //                 mov byte [rsp+2], al
+  emit(e, 0x44, 0x88, 0x74, 0x24, 0x01) //           mov byte [rsp+1], r14b
+  emit(e, 0xc6, 0x04, 0x24, 0x01) //                 mov byte [rsp], 1
+  movImm(e, EAX, 1); movImm(e, EDI, statusFd) //     write(status, rsp, 3)
+  emit(e, 0x48, 0x89, 0xe6); movImm(e, EDX, 3); syscall(e) // mov rsi, rsp
+  movImm(e, EAX, 231); movImm(e, EDI, 127); syscall(e) // exit_group(127)
+}
+
 export const finish = (e: Emitter): Array<number> => {
   for (const { at, label } of e.fixups) {
     const target = e.labels.get(label)
