@@ -10,7 +10,12 @@
  * - **Pack index** (`packs/<name>.idx`): the current version of a pack and where each of its chunks
  *   sits in it (offset, stored length, raw length, codec).
  *
- *   Codec 0: the chunk's bytes as they are; 1: one zstd frame.
+ *   Codec 0: the chunk's bytes as they are; 1: one zstd frame; 2: one zstd frame compressed with
+ *   another chunk's raw bytes (its *base*) as a raw-content dictionary. A base is always stored
+ *   with codec 0 or 1 (chains are one deep). Version 2 of the pack index adds, for each codec-2
+ *   entry, the base's id and the pack it is in (its place for a reader with only the blobs: a base
+ *   stays in its pack, whatever version, while any chunk needs it). Version 1 (no deltas) is still
+ *   read, and still written for a pack without deltas.
  */
 import { Schema } from "effect"
 import { Result } from "effect"
@@ -27,9 +32,10 @@ export class InvalidChunkFormat extends Schema.TaggedError<InvalidChunkFormat>()
 export const CHUNK_ID_LENGTH = 32
 export const PACK_NAME_LENGTH = 8
 
-export type Codec = 0 | 1
+export type Codec = 0 | 1 | 2
 export const CODEC_RAW: Codec = 0
 export const CODEC_ZSTD: Codec = 1
+export const CODEC_DELTA: Codec = 2
 
 export interface ManifestChunk {
   /** sha256 of the chunk's normalised (uncompressed) bytes. */
@@ -50,7 +56,7 @@ export interface Manifest {
 
 const MANIFEST_MAGIC = [0x42, 0x33, 0x43, 0x4d, 1] // "B3CM" v1
 const RECORD_MAGIC = [0x42, 0x33, 0x43, 0x50, 1] // "B3CP" v1
-const INDEX_MAGIC = [0x42, 0x33, 0x50, 0x49, 1] // "B3PI" v1
+const INDEX_MAGIC = [0x42, 0x33, 0x50, 0x49] // "B3PI", then the version (1, or 2 with deltas)
 
 const writeManifest = (w: ByteWriter, m: Manifest): void => {
   for (const b of MANIFEST_MAGIC) w.byte(b)
@@ -146,12 +152,20 @@ export const decodePathRecord = (bytes: Uint8Array): Result.Result<PathRecord, I
     return { narInfo, manifest: readManifest(r) }
   })
 
+/** Where the base of a delta chunk is: its id and its pack's name. */
+export interface BaseRef {
+  readonly id: Uint8Array
+  readonly pack: Uint8Array
+}
+
 export interface PackEntry {
   readonly id: Uint8Array
   readonly offset: number
   readonly stored: number
   readonly raw: number
   readonly codec: Codec
+  /** For codec 2 only. */
+  readonly base?: BaseRef | undefined
 }
 
 export interface PackIndex {
@@ -163,11 +177,17 @@ export interface PackIndex {
 
 export const encodePackIndex = (index: PackIndex): Uint8Array => {
   const w = new ByteWriter()
+  const deltas = index.entries.some((e) => e.codec === CODEC_DELTA)
   for (const b of INDEX_MAGIC) w.byte(b)
+  w.byte(deltas ? 2 : 1)
   w.bytes(index.name).varint(index.version).varint(index.entries.length)
   let end = 0
   for (const e of index.entries) {
     w.bytes(e.id).varint(e.offset - end).varint(e.stored).varint(e.raw).byte(e.codec)
+    if (e.codec === CODEC_DELTA) {
+      const base = e.base ?? { id: new Uint8Array(CHUNK_ID_LENGTH), pack: new Uint8Array(PACK_NAME_LENGTH) }
+      w.bytes(base.id).bytes(base.pack)
+    }
     end = e.offset + e.stored
   }
   return w.finish()
@@ -176,6 +196,8 @@ export const encodePackIndex = (index: PackIndex): Uint8Array => {
 export const decodePackIndex = (bytes: Uint8Array): Result.Result<PackIndex, InvalidChunkFormat> =>
   decodeWith("pack index", bytes, (r) => {
     readMagic(r, INDEX_MAGIC, "pack index")
+    const format = r.byte()
+    if (r.error === undefined && format !== 1 && format !== 2) r.fail(`not a pack index (or an unknown version: ${format})`)
     const name = r.bytes(PACK_NAME_LENGTH)
     const version = r.varint()
     const entries: Array<PackEntry> = []
@@ -186,11 +208,16 @@ export const decodePackIndex = (bytes: Uint8Array): Result.Result<PackIndex, Inv
       const stored = r.varint()
       const raw = r.varint()
       const codec = r.byte()
-      if (codec !== 0 && codec !== 1) r.fail(`unknown codec ${codec}`)
+      if (codec !== 0 && codec !== 1 && !(codec === 2 && format === 2)) r.fail(`unknown codec ${codec}`)
       if (stored === 0 || raw === 0) r.fail("an empty chunk")
       if (codec === 0 && stored !== raw) r.fail("a raw chunk whose stored and raw lengths differ")
+      let base: BaseRef | undefined
+      if (codec === CODEC_DELTA) {
+        base = { id: r.bytes(CHUNK_ID_LENGTH), pack: r.bytes(PACK_NAME_LENGTH) }
+        if (r.error === undefined && Buffer.compare(base.id, id) === 0) r.fail("a chunk is its own base")
+      }
       end = offset + stored
-      entries.push({ id, offset, stored, raw, codec: codec as Codec })
+      entries.push(base ? { id, offset, stored, raw, codec: codec as Codec, base } : { id, offset, stored, raw, codec: codec as Codec })
     }
     return { name, version, entries }
   })

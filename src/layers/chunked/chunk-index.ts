@@ -1,11 +1,17 @@
 /**
  * The chunk index: what the writers of a chunk store agree on, in SQLite or PostgreSQL.
  *
- * - `chunks`: chunk id → (pack, offset, stored and raw length, codec), its reference count (how many
- *   valid paths use it) and `dead_since`. A chunk is *pending* (refs 0, not dead) from the moment
+ * - `chunks`: chunk id → (pack, offset, stored and raw length, codec, the base of a delta chunk), its
+ *   reference count (how many valid paths use it, plus how many delta chunks have it as their base)
+ *   and `dead_since`. A chunk is *pending* (refs 0, not dead) from the moment
  *   its pack is sealed until a path using it commits; *live* (refs > 0); or *dead* (refs 0,
  *   `dead_since` set: its last path was deleted, or the ingest that wrote it failed or died).
  *   Lookups for deduplication see live and pending chunks, never dead ones.
+ * - `features`: super-feature → chunk, for the chunks stored whole (codec 0 or 1): where an ingest
+ *   looks for a base to delta-compress a new chunk against. A delta chunk's row holds a reference
+ *   on its base from the moment it is sealed (same transaction) until the row is deleted (same
+ *   transaction), so a base outlives every chunk that needs it; a base that loses its last
+ *   reference that way is dead like any other chunk. Rows of deleted chunks go with them.
  * - `writers`: one row per ingest in progress (when it started, and by whom). A dead chunk is deleted
  *   only once every ingest that was running when it died has ended (`dead_since` before the oldest
  *   writer's start): an ingest that found the chunk while it was still alive may yet commit a path
@@ -20,7 +26,7 @@
  */
 import { Effect, Option } from "effect"
 import { hex } from "../../core/chunks/binary.ts"
-import type { PackEntry } from "../../core/chunks/formats.ts"
+import type { Codec, PackEntry } from "../../core/chunks/formats.ts"
 import { StoreCorrupt, type StoreIoError } from "../../services/store-errors.ts"
 import type { Db, Sql, SqlValue } from "./db.ts"
 
@@ -34,6 +40,8 @@ create table if not exists chunks (
   id BLOB primary key, pack text not null, off bigint not null, stored integer not null, raw integer not null,
   codec integer not null, refs integer not null, writer text, dead_since bigint) WITHOUT ROWID;
 create index if not exists chunks_by_pack on chunks (pack);
+create table if not exists features (sf bigint not null, id BLOB not null, primary key (sf, id)) WITHOUT ROWID;
+create index if not exists features_by_id on features (id);
 create index if not exists chunks_dead on chunks (dead_since) where dead_since is not null;
 create index if not exists chunks_pending on chunks (writer) where refs = 0 and dead_since is null;
 create table if not exists paths (
@@ -50,7 +58,7 @@ export interface ChunkLocation {
   readonly offset: number
   readonly stored: number
   readonly raw: number
-  readonly codec: 0 | 1
+  readonly codec: Codec
 }
 
 export interface PackRow {
@@ -95,7 +103,13 @@ export interface IndexStats {
   readonly rowBytes: number
   readonly liveBytes: number
   readonly recordBytes: number
+  readonly deltaChunks: number
+  readonly deltaBytes: number
+  readonly deltaRawBytes: number
 }
+
+/** A chunk going into the index with its pack: who wrote it and, for a whole chunk, its super-features. */
+export type SealEntry = PackEntry & { readonly writer: string; readonly superFeatures?: ReadonlyArray<number> | undefined }
 
 const BATCH = 400
 
@@ -110,6 +124,9 @@ const idBytes = (h: string) => new Uint8Array(Buffer.from(h, "hex"))
 
 export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
   yield* db.migrate(schema)
+  // an index made before delta chunks: their chunks have no base column yet
+  const hasBase = yield* Effect.exit(db.all("select base from chunks limit 0"))
+  if (hasBase._tag === "Failure") yield* db.run("alter table chunks add column base BLOB")
   const corrupt = (reason: string) => new StoreCorrupt({ store: uri, reason })
 
   /** Adds `delta` to the reference count of each chunk; returns the bytes that became live (or dead) per pack. */
@@ -146,6 +163,23 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
     return { missing: undefined, rows }
   })
 
+  /** One more reference on a delta chunk's base (which must have a row, in `pack`); false when it has none there. */
+  const holdBase = (tx: Sql, base: Uint8Array, pack: string) => Effect.gen(function*() {
+    const rows = yield* tx.all<{ refs: number; pack: string; stored: number }>(
+      "update chunks set refs = refs + 1, dead_since = null where id = ? and pack = ? and codec <> 2 returning refs, pack, stored", [base, pack])
+    if (rows.length === 0) return false
+    if (rows[0]!.refs === 1) yield* tx.run("update packs set live = live + ? where name = ?", [rows[0]!.stored, pack])
+    return true
+  })
+  /** Drops a delta chunk's reference on its base: dead from `now` if it was the last. */
+  const releaseBase = (tx: Sql, base: Uint8Array, now: number) => Effect.gen(function*() {
+    const rows = yield* tx.all<{ refs: number; pack: string; stored: number }>(
+      "update chunks set refs = refs - 1, dead_since = case when refs = 1 then ? else dead_since end where id = ? returning refs, pack, stored", [now, base])
+    if (rows.length > 0 && rows[0]!.refs === 0) yield* tx.run("update packs set live = live - ? where name = ?", [rows[0]!.stored, rows[0]!.pack])
+  })
+  const addFeatures = (tx: Sql, id: Uint8Array, sfs: ReadonlyArray<number> | undefined) => Effect.forEach(sfs ?? [], (sf) =>
+    tx.run("insert into features (sf, id) values (?, ?) on conflict do nothing", [sf, id]), { discard: true })
+
   return {
     db,
 
@@ -172,10 +206,28 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
       }
       return found
     }),
+    /**
+     * Chunks stored whole, live or pending, that share a super-feature with these: per super-feature,
+     * the chunks (hex id) and their packs.
+     */
+    similar: (sfs: ReadonlyArray<number>) => Effect.gen(function*() {
+      const found = new Map<number, Array<{ id: string; pack: string }>>()
+      for (const batch of chunked([...new Set(sfs)])) {
+        const rows = yield* db.all<{ sf: number | string; id: Uint8Array; pack: string }>(
+          `select f.sf, f.id, c.pack from features f join chunks c on c.id = f.id where f.sf in (${marks(batch.length)}) and c.dead_since is null and c.codec <> 2`, batch)
+        for (const r of rows) {
+          const sf = Number(r.sf)
+          const list = found.get(sf) ?? []
+          if (list.length < 4) list.push({ id: hex(r.id), pack: r.pack })
+          found.set(sf, list)
+        }
+      }
+      return found
+    }),
     locate: (ids: ReadonlyArray<string>) => Effect.gen(function*() {
       const found = new Map<string, ChunkLocation>()
       for (const batch of chunked(ids)) {
-        const rows = yield* db.all<{ id: Uint8Array; pack: string; version: number; off: number; stored: number; raw: number; codec: 0 | 1 }>(
+        const rows = yield* db.all<{ id: Uint8Array; pack: string; version: number; off: number; stored: number; raw: number; codec: Codec }>(
           `select c.id, c.pack, p.version, c.off, c.stored, c.raw, c.codec from chunks c join packs p on p.name = c.pack where c.id in (${marks(batch.length)})`,
           batch.map(idBytes))
         for (const r of rows) found.set(hex(r.id), { pack: r.pack, version: r.version, offset: r.off, stored: r.stored, raw: r.raw, codec: r.codec })
@@ -190,25 +242,35 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
     /**
      * The pack's blob and index are stored: its chunks get rows (pending, owned by their writers).
      * A chunk that already has a row keeps it, unless that row is dead: then it moves here (the new
-     * copy is as good, and the dead one will go).
+     * copy is as good, and the dead one will go). A delta chunk takes a reference on its base in the
+     * same transaction; one whose base has no row (any more) in the pack it names gets no row: its
+     * bytes are garbage, and an ingest that wanted it fails at commit (to be retried).
      */
-    sealPack: (name: string, size: number, entries: ReadonlyArray<PackEntry & { readonly writer: string }>) => db.transaction((tx) => Effect.gen(function*() {
+    sealPack: (name: string, size: number, entries: ReadonlyArray<SealEntry>, now: number) => db.transaction((tx) => Effect.gen(function*() {
       let rowsBytes = 0
       const moved = new Map<string, number>()
       for (const e of entries) {
         const id = e.id
+        const base = e.codec === 2 ? e.base : undefined
+        if (e.codec === 2 && (!base || !(yield* holdBase(tx, base.id, hex(base.pack))))) continue
         // a writer sealing the same chunk at the same moment waits here for the other's commit
         const inserted = yield* tx.all<{ id: Uint8Array }>(
-          "insert into chunks (id, pack, off, stored, raw, codec, refs, writer, dead_since) values (?, ?, ?, ?, ?, ?, 0, ?, null) on conflict (id) do nothing returning id",
-          [id, name, e.offset, e.stored, e.raw, e.codec, e.writer])
-        if (inserted.length > 0) { rowsBytes += e.stored; continue }
-        const old = yield* tx.all<{ pack: string; stored: number; dead: number | null }>(
-          `select pack, stored, dead_since as dead from chunks where id = ?${db.dialect === "postgres" ? " for update" : ""}`, [id])
+          "insert into chunks (id, pack, off, stored, raw, codec, refs, writer, dead_since, base) values (?, ?, ?, ?, ?, ?, 0, ?, null, ?) on conflict (id) do nothing returning id",
+          [id, name, e.offset, e.stored, e.raw, e.codec, e.writer, base?.id ?? null])
+        if (inserted.length > 0) { rowsBytes += e.stored; yield* addFeatures(tx, id, e.superFeatures); continue }
+        const old = yield* tx.all<{ pack: string; stored: number; dead: number | null; base: Uint8Array | null }>(
+          `select pack, stored, dead_since as dead, base from chunks where id = ?${db.dialect === "postgres" ? " for update" : ""}`, [id])
         if (old.length > 0 && old[0]!.dead !== null) {
-          yield* tx.run("update chunks set pack = ?, off = ?, stored = ?, raw = ?, codec = ?, writer = ?, dead_since = null where id = ?",
-            [name, e.offset, e.stored, e.raw, e.codec, e.writer, id])
+          yield* tx.run("update chunks set pack = ?, off = ?, stored = ?, raw = ?, codec = ?, writer = ?, dead_since = null, base = ? where id = ?",
+            [name, e.offset, e.stored, e.raw, e.codec, e.writer, base?.id ?? null, id])
+          if (old[0]!.base !== null) yield* releaseBase(tx, old[0]!.base, now)
+          yield* tx.run("delete from features where id = ?", [id])
+          yield* addFeatures(tx, id, e.superFeatures)
           moved.set(old[0]!.pack, (moved.get(old[0]!.pack) ?? 0) + old[0]!.stored)
           rowsBytes += e.stored
+        } else if (base) {
+          // kept the row there is: this copy does not need its base
+          yield* releaseBase(tx, base.id, now)
         }
       }
       for (const [pack, bytes] of moved) yield* tx.run("update packs set rows_bytes = rows_bytes - ? where name = ?", [bytes, pack])
@@ -218,8 +280,14 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
     packs: () => db.all<PackRow>("select * from packs"),
     /** Packs not fully settled: uploads that may have died, rewrites to finish or undo. */
     unsettledPacks: () => db.all<PackRow>("select * from packs where state <> 'sealed' or next_version is not null or stale_version is not null"),
-    packChunks: (name: string) =>
-      db.all<{ id: Uint8Array; off: number; stored: number; raw: number; codec: 0 | 1 }>("select id, off, stored, raw, codec from chunks where pack = ? order by off", [name]),
+    /** The chunks with rows in a pack, by offset (with the base and its pack for a delta chunk). */
+    packChunks: (name: string) => Effect.map(
+      db.all<{ id: Uint8Array; off: number; stored: number; raw: number; codec: Codec; base: Uint8Array | null; base_pack: string | null }>(
+        "select c.id, c.off, c.stored, c.raw, c.codec, c.base, b.pack as base_pack from chunks c left join chunks b on b.id = c.base where c.pack = ? order by c.off", [name]),
+      (rows) => rows.map((r) => ({
+        id: r.id, off: r.off, stored: r.stored, raw: r.raw, codec: r.codec,
+        base: r.base !== null && r.base_pack !== null ? { id: r.base, pack: new Uint8Array(Buffer.from(r.base_pack, "hex")) } : undefined
+      }))),
     dropPack: (name: string) => db.transaction((tx) => Effect.gen(function*() {
       const left = yield* tx.all<{ n: number }>("select count(*) as n from chunks where pack = ?", [name])
       if (Number(left[0]?.n ?? 0) > 0) return false
@@ -286,11 +354,15 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
     })), { discard: true }),
     /** Deletes the rows of chunks dead since before `horizon`, a batch at a time; bytes per pack. */
     deleteDead: (horizon: number) => db.transaction((tx) => Effect.gen(function*() {
-      const rows = yield* tx.all<{ id: Uint8Array; pack: string; stored: number }>(
-        "select id, pack, stored from chunks where dead_since is not null and dead_since < ? and refs = 0 limit 5000", [horizon])
+      const rows = yield* tx.all<{ id: Uint8Array; pack: string; stored: number; base: Uint8Array | null }>(
+        "select id, pack, stored, base from chunks where dead_since is not null and dead_since < ? and refs = 0 limit 5000", [horizon])
       const perPack = new Map<string, number>()
+      const now = Date.now()
       for (const r of rows) {
         yield* tx.run("delete from chunks where id = ? and refs = 0 and dead_since is not null", [r.id])
+        yield* tx.run("delete from features where id = ?", [r.id])
+        // its base loses the reference this chunk held (and may die now: it goes at a later pass)
+        if (r.base !== null) yield* releaseBase(tx, r.base, now)
         perPack.set(r.pack, (perPack.get(r.pack) ?? 0) + r.stored)
       }
       for (const [pack, bytes] of perPack) yield* tx.run("update packs set rows_bytes = rows_bytes - ? where name = ?", [bytes, pack])
@@ -314,6 +386,7 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
       const p = yield* db.all<{ n: number; n_bytes: number | null; n_records: number | null }>(
         "select count(*) as n, sum(nar_size) as n_bytes, sum(length(manifest) + length(nar_info)) as n_records from paths where state <> 2")
       const c = yield* db.all<{ n: number }>("select count(*) as n from chunks")
+      const d = yield* db.all<{ n: number; n_bytes: number | null; n_raw: number | null }>("select count(*) as n, sum(stored) as n_bytes, sum(raw) as n_raw from chunks where codec = 2")
       const k = yield* db.all<{ n: number; n_size: number | null; n_rows: number | null; n_live: number | null }>(
         "select count(*) as n, sum(size) as n_size, sum(rows_bytes) as n_rows, sum(live) as n_live from packs")
       return {
@@ -324,7 +397,10 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
         packs: Number(k[0]?.n ?? 0),
         packBytes: Number(k[0]?.n_size ?? 0),
         rowBytes: Number(k[0]?.n_rows ?? 0),
-        liveBytes: Number(k[0]?.n_live ?? 0)
+        liveBytes: Number(k[0]?.n_live ?? 0),
+        deltaChunks: Number(d[0]?.n ?? 0),
+        deltaBytes: Number(d[0]?.n_bytes ?? 0),
+        deltaRawBytes: Number(d[0]?.n_raw ?? 0)
       } satisfies IndexStats
     })
   }

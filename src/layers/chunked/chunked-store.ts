@@ -18,10 +18,11 @@ import { createHash, randomBytes } from "node:crypto"
 import { readdirSync, rmSync } from "node:fs"
 import { hostname } from "node:os"
 import { dirname, join } from "node:path"
-import { hex } from "../../core/chunks/binary.ts"
+import { fromHex, hex } from "../../core/chunks/binary.ts"
 import { Chunker, type ChunkParams, looksIncompressible, makeCutter } from "../../core/chunks/fastcdc.ts"
-import { CODEC_RAW, CODEC_ZSTD, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk } from "../../core/chunks/formats.ts"
+import { CODEC_DELTA, CODEC_RAW, CODEC_ZSTD, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
 import { Normaliser } from "../../core/chunks/normalise.ts"
+import { superFeatures, usableAsBase } from "../../core/chunks/resemblance.ts"
 import * as Hash from "../../core/hash.ts"
 import * as NarInfo from "../../core/narinfo.ts"
 import type * as Signature from "../../core/signature.ts"
@@ -37,7 +38,7 @@ import { makeStoreWrite } from "../../services/write-helpers.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
 import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
 import type { ChunkIndex } from "./chunk-index.ts"
-import { makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstd, zstdNarStream } from "./packs.ts"
+import { makeBaseReader, makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstd, zstdNarStream } from "./packs.ts"
 
 /** 16/64/256 KiB: see bench/chunks (dedup against size of the index and of manifests). */
 export const defaultChunking: ChunkParams = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
@@ -53,6 +54,11 @@ export interface ChunkedStoreOptions {
   readonly zstdLevel?: number
   /** Repack a pack when less than this fraction of it is still kept (default 0.5). */
   readonly repackThreshold?: number
+  /**
+   * Store a new chunk as a zstd delta against a similar stored chunk when that is smaller (default
+   * true). Reading delta chunks works either way.
+   */
+  readonly delta?: boolean
   /** The index; without one the store is read-only. */
   readonly index?: ChunkIndex
 }
@@ -127,8 +133,9 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       Option.isSome(r) && r.value.narInfo.storePath === print(path) ? Effect.succeed(r.value) : Effect.fail(notValid(path)))
 
     const locator = makePackLocator(uri, blobs)
+    const bases = makeBaseReader(uri, blobs, locator)
     const readOptions = (manifest: Manifest) => ({
-      uri, blobs,
+      uri, blobs, bases,
       relocate: () => { for (const p of manifest.packs) locator.forget(hex(p)); return locator.places(manifest) }
     })
     const rawNar = (record: Record) => Stream.unwrap(Effect.map(locator.places(record.manifest), (places) => narStream(readOptions(record.manifest), record.manifest, places)))
@@ -164,6 +171,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
     const packWriter = yield* makePackWriter({ uri, blobs, index, owner, packSize: options.packSize ?? 32 << 20 })
     yield* Effect.addFinalizer(() => packWriter.flush)
     const level = options.zstdLevel ?? 3
+    const deltas = options.delta ?? true
     const activeWriters = new Set<string>()
     // Ingests that run long say they are alive (for writers on other hosts sharing a PostgreSQL index).
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep("60 seconds"), Effect.ignore(index.heartbeat([...activeWriters], Date.now())))))
@@ -215,15 +223,51 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
           }
           return yield* zstd(uri, piece, level)
         })
-        const payloads = new Map(yield* Effect.forEach([...firstOf.values()], (i) => Effect.map(compressOne(pieces[i]!), (z) => [i, z] as const), { concurrency: 4 }))
-        for (const [i, z] of payloads) poorRun = z.length >= pieces[i]!.length * 0.97 ? poorRun + 1 : 0
+        const fresh = [...firstOf.values()]
+        // Each new chunk's super-features; a stored whole chunk sharing one is its base, and the
+        // chunk is compressed against it too (kept when smaller).
+        const similar = deltas ? fresh.map((i) => usableAsBase(pieces[i]!) ? superFeatures(pieces[i]!) : []) : []
+        const baseOf = new Map<number, { id: string; pack: string }>()
+        if (deltas && fresh.length > 0) {
+          const matches = yield* index.similar(similar.flat())
+          fresh.forEach((i, k) => {
+            const votes = new Map<string, { ref: { id: string; pack: string }; n: number }>()
+            for (const sf of similar[k]!) for (const ref of matches.get(sf) ?? []) {
+              const v = votes.get(ref.id) ?? { ref, n: 0 }
+              v.n++
+              votes.set(ref.id, v)
+            }
+            let best: { ref: { id: string; pack: string }; n: number } | undefined
+            for (const v of votes.values()) if (!best || v.n > best.n) best = v
+            if (best) baseOf.set(i, best.ref)
+          })
+        }
+        const baseBytes = new Map(yield* Effect.forEach(new Map([...baseOf.values()].map((r) => [r.id, r])).values(), (ref) =>
+          // a base that cannot be read now (gone, or its pack being rewritten) is just not used
+          Effect.map(Effect.option(bases.bytes(ref)), (b) => [ref.id, Option.getOrUndefined(b)] as const), { concurrency: 4 }))
+        const encodeOne = (i: number) => Effect.gen(function*() {
+          const piece = pieces[i]!
+          const plain = yield* compressOne(piece)
+          const ref = baseOf.get(i)
+          const dictionary = ref ? baseBytes.get(ref.id) : undefined
+          if (!ref || !dictionary || !usableAsBase(dictionary)) return { plain }
+          const delta = yield* zstd(uri, piece, level, dictionary)
+          return delta.length < Math.min(plain.length, piece.length) ? { plain, delta, base: ref } : { plain }
+        })
+        const payloads = new Map(yield* Effect.forEach(fresh, (i) => Effect.map(encodeOne(i), (z) => [i, z] as const), { concurrency: 4 }))
+        const sfsOf = new Map(fresh.map((i, k) => [i, similar[k]] as const))
+        for (const [i, z] of payloads) poorRun = z.plain.length >= pieces[i]!.length * 0.97 ? poorRun + 1 : 0
         for (const [i, piece] of pieces.entries()) {
           const h = hexes[i]!
           let pack = assigned[i] ?? known.get(h)
           if (pack === undefined) {
-            const z = payloads.get(i)!
-            const useRaw = z.length >= piece.length * 0.97
-            pack = yield* packWriter.append(writer, ids[i]!, useRaw ? piece : z, piece.length, useRaw ? CODEC_RAW : CODEC_ZSTD)
+            const { plain: z, delta, base } = payloads.get(i)!
+            if (delta && base) {
+              pack = yield* packWriter.append(writer, ids[i]!, delta, piece.length, CODEC_DELTA, { base: { id: fromHex(base.id), pack: fromHex(base.pack) } })
+            } else {
+              const useRaw = z.length >= piece.length * 0.97
+              pack = yield* packWriter.append(writer, ids[i]!, useRaw ? piece : z, piece.length, useRaw ? CODEC_RAW : CODEC_ZSTD, { superFeatures: sfsOf.get(i) })
+            }
             known.set(h, pack)
           }
           chunks.push({ id: ids[i]!, idHex: h, length: piece.length, pack })
@@ -350,7 +394,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
 
     const writePackIndex = (name: string, version: number) => Effect.gen(function*() {
       const rows = yield* index.packChunks(name)
-      const entries = rows.map((r) => ({ id: r.id, offset: r.off, stored: r.stored, raw: r.raw, codec: r.codec }))
+      const entries = rows.map((r): PackEntry => ({ id: r.id, offset: r.off, stored: r.stored, raw: r.raw, codec: r.codec, base: r.base }))
       yield* blobs.putBytes(packIndexKey(name), encodePackIndex({ name: Buffer.from(name, "hex"), version, entries }), "application/octet-stream")
     })
 
@@ -404,7 +448,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       yield* index.setNextVersion(name, next)
       const parts: Array<Uint8Array> = []
       const offsets: Array<{ id: Uint8Array; offset: number }> = []
-      const entries: Array<{ id: Uint8Array; offset: number; stored: number; raw: number; codec: 0 | 1 }> = []
+      const entries: Array<PackEntry> = []
       let at = 0
       // neighbouring kept chunks are read together
       for (let i = 0; i < rows.length;) {
@@ -415,7 +459,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         for (let k = i; k < j; k++) {
           const r = rows[k]!
           offsets.push({ id: r.id, offset: at })
-          entries.push({ id: r.id, offset: at, stored: r.stored, raw: r.raw, codec: r.codec })
+          entries.push({ id: r.id, offset: at, stored: r.stored, raw: r.raw, codec: r.codec, base: r.base })
           at += r.stored
         }
         i = j
@@ -468,8 +512,8 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         return { roots: [], deleted: [], bytesFreed: repack.bytesFreed, repack }
       }
       yield* settle
-      const limit = yield* horizon
-      while ((yield* index.deleteDead(limit)).count > 0) { /* a batch at a time */ }
+      // a batch at a time; the horizon again each time, so bases whose last delta chunk went go too
+      while ((yield* index.deleteDead(yield* horizon)).count > 0) { /* next batch */ }
       const repack = yield* repackAll(false)
       return { roots: [], deleted: [], bytesFreed: repack.bytesFreed, repack }
     }))
@@ -504,6 +548,9 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         packs: s.packs,
         liveBytes: s.liveBytes,
         liveFraction: s.packBytes > 0 ? s.liveBytes / s.packBytes : 1,
+        deltaChunks: s.deltaChunks,
+        deltaBytes: s.deltaBytes,
+        deltaRawBytes: s.deltaRawBytes,
         reclaimableBytes: s.packBytes - s.rowBytes
       }
     })

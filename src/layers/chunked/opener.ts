@@ -7,7 +7,8 @@
  *
  * Options: `secret-key=FILE` (sign paths written), `store=/nix/store`, `pack-size=MiB` (default 32),
  * `zstd-level=N` (default 3), `repack-threshold=F` (default 0.5), `chunk-size=MIN/AVG/MAX` in KiB
- * (a new store only), `read-only=1`, and for S3 the `s3://` options.
+ * (a new store only), `delta=0` (store new chunks whole, never as deltas against similar ones;
+ * default 1), `read-only=1`, and for S3 the `s3://` options.
  */
 import { Context, Duration, Effect, Layer, Result, type Scope } from "effect"
 import { StoreMaintenance } from "../../services/store-maintenance.ts"
@@ -30,7 +31,7 @@ import { openPostgres, openSqlite } from "./db.ts"
 
 export { makeChunkedStore, type ChunkedStore, type ChunkedStoreOptions } from "./chunked-store.ts"
 
-const params = ["index", "secret-key", "store", "pack-size", "zstd-level", "repack-threshold", "chunk-size", "read-only"] as const
+const params = ["index", "secret-key", "store", "pack-size", "zstd-level", "repack-threshold", "chunk-size", "read-only", "delta"] as const
 
 /** The index a store URI names: a PostgreSQL URL, or an SQLite file. */
 export const openIndex = (uri: string, index: string) => Effect.gen(function*() {
@@ -70,6 +71,8 @@ const parseOptions = (uri: StoreUri, extra: ReadonlyArray<string>) => Effect.gen
   }
   const storeDir = uri.params.get("store")
   const readOnly = uri.params.get("read-only") === "1" || uri.params.get("read-only") === "true"
+  const deltaParam = uri.params.get("delta")
+  if (deltaParam !== null && !["0", "1", "false", "true"].includes(deltaParam)) return yield* bad(`delta must be 0 or 1, not '${deltaParam}'`)
   return {
     readOnly,
     options: {
@@ -78,7 +81,8 @@ const parseOptions = (uri: StoreUri, extra: ReadonlyArray<string>) => Effect.gen
       ...(packSize !== undefined ? { packSize: Math.round(packSize * 1048576) } : {}),
       ...(zstdLevel !== undefined ? { zstdLevel } : {}),
       ...(repackThreshold !== undefined ? { repackThreshold } : {}),
-      ...(chunking ? { chunking } : {})
+      ...(chunking ? { chunking } : {}),
+      ...(deltaParam !== null ? { delta: deltaParam === "1" || deltaParam === "true" } : {})
     } satisfies ChunkedStoreOptions
   }
 })

@@ -10,14 +10,14 @@
  * chunks at once, a few runs ahead, and decompressed on libuv's threads.
  */
 import { Deferred, Effect, Exit, Option, Semaphore, Stream } from "effect"
-import { randomBytes } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import { constants, zstdCompress, zstdDecompress } from "node:zlib"
 import { hex } from "../../core/chunks/binary.ts"
-import { CODEC_RAW, CODEC_ZSTD, type Codec, decodePackIndex, encodePackIndex, type Manifest, type PackEntry, rawZstdFrame } from "../../core/chunks/formats.ts"
+import { type BaseRef, CODEC_DELTA, CODEC_RAW, CODEC_ZSTD, type Codec, decodePackIndex, encodePackIndex, type Manifest, type PackEntry, rawZstdFrame } from "../../core/chunks/formats.ts"
 import { Denormaliser } from "../../core/chunks/normalise.ts"
 import { StoreCorrupt, StoreIoError, type StoreError } from "../../services/store-errors.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
-import type { ChunkIndex } from "./chunk-index.ts"
+import type { ChunkIndex, SealEntry } from "./chunk-index.ts"
 
 export const packKey = (name: string, version: number) => `packs/${name}-${version}.pack`
 export const packIndexKey = (name: string) => `packs/${name}.idx`
@@ -26,15 +26,16 @@ export const pathKey = (hashPart: string) => `paths/${hashPart}.b3p`
 const io = (uri: string, operation: string) => (e: unknown) =>
   new StoreIoError({ store: uri, operation, reason: e instanceof Error ? e.message : String(e) })
 
-export const zstd = (uri: string, bytes: Uint8Array, level: number): Effect.Effect<Uint8Array, StoreIoError> =>
+/** One zstd frame of the bytes; with `dictionary`, compressed against those bytes as raw content. */
+export const zstd = (uri: string, bytes: Uint8Array, level: number, dictionary?: Uint8Array): Effect.Effect<Uint8Array, StoreIoError> =>
   Effect.callback<Uint8Array, StoreIoError>((resume) => {
-    zstdCompress(bytes, { params: { [constants.ZSTD_c_compressionLevel]: level } }, (error, out) =>
+    zstdCompress(bytes, { params: { [constants.ZSTD_c_compressionLevel]: level }, ...(dictionary ? { dictionary } : {}) }, (error, out) =>
       resume(error ? Effect.fail(io(uri, "compress a chunk")(error)) : Effect.succeed(new Uint8Array(out.buffer, out.byteOffset, out.length))))
   })
 
-export const unzstd = (uri: string, bytes: Uint8Array, size: number): Effect.Effect<Uint8Array, StoreIoError> =>
+export const unzstd = (uri: string, bytes: Uint8Array, size: number, dictionary?: Uint8Array): Effect.Effect<Uint8Array, StoreIoError> =>
   Effect.callback<Uint8Array, StoreIoError>((resume) => {
-    zstdDecompress(bytes, { maxOutputLength: Math.max(size, 1) }, (error, out) =>
+    zstdDecompress(bytes, { maxOutputLength: Math.max(size, 1), ...(dictionary ? { dictionary } : {}) }, (error, out) =>
       resume(error ? Effect.fail(io(uri, "decompress chunks")(error))
         : out.length !== size ? Effect.fail(io(uri, "decompress chunks")(`got ${out.length} bytes, expected ${size}`))
         : Effect.succeed(new Uint8Array(out.buffer, out.byteOffset, out.length))))
@@ -52,7 +53,7 @@ export const putParts = (blobs: BlobStore, key: string, parts: ReadonlyArray<Uin
 interface OpenPack {
   readonly name: string
   readonly parts: Array<Uint8Array>
-  readonly entries: Array<PackEntry & { readonly writer: string }>
+  readonly entries: Array<SealEntry>
   size: number
   readonly done: Deferred.Deferred<void, StoreError>
 }
@@ -85,7 +86,7 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
     yield* putParts(blobs, packKey(pack.name, 1), pack.parts)
     pack.parts.length = 0
     yield* blobs.putBytes(packIndexKey(pack.name), encodePackIndex({ name: Buffer.from(pack.name, "hex"), version: 1, entries: pack.entries }), "application/octet-stream")
-    yield* index.sealPack(pack.name, pack.size, pack.entries)
+    yield* index.sealPack(pack.name, pack.size, pack.entries, Date.now())
   })
 
   /** Starts sealing a pack in the background (holding an upload slot); its `done` says how it went. */
@@ -108,8 +109,11 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
   return {
     /** Where a chunk already written here (maybe not yet sealed) is: its pack's name. */
     pendingPack: (id: string) => pending.get(id),
-    /** Appends a chunk to the open pack; returns the pack's name. May wait for an upload slot. */
-    append: (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec) => Effect.gen(function*() {
+    /**
+     * Appends a chunk to the open pack; returns the pack's name. May wait for an upload slot. A delta
+     * chunk names its base; a whole one may bring its super-features (indexed when the pack is sealed).
+     */
+    append: (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec, extra: { readonly base?: BaseRef | undefined; readonly superFeatures?: ReadonlyArray<number> | undefined } = {}) => Effect.gen(function*() {
       const idHex = hex(id)
       const already = pending.get(idHex)
       if (already !== undefined) return already
@@ -119,7 +123,7 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
         unsealed.set(current.name, current)
       }
       const pack = current
-      pack.entries.push({ id, offset: pack.size, stored: payload.length, raw, codec, writer })
+      pack.entries.push({ id, offset: pack.size, stored: payload.length, raw, codec, writer, base: extra.base, superFeatures: extra.superFeatures })
       pack.parts.push(payload)
       pack.size += payload.length
       pending.set(idHex, pack.name)
@@ -155,6 +159,8 @@ export interface ChunkPlace {
   readonly stored: number
   readonly raw: number
   readonly codec: Codec
+  /** For a delta chunk: its base (hex id) and the base's pack. */
+  readonly base?: { readonly id: string; readonly pack: string } | undefined
 }
 
 interface CachedIndex { readonly version: number; readonly byId: Map<string, PackEntry> }
@@ -174,6 +180,14 @@ export const makePackLocator = (uri: string, blobs: BlobStore) => {
   })
   return {
     forget: (name: string) => { cache.delete(name) },
+    /** Where one chunk is in a pack (its index read again when the cached one lacks it). */
+    place: (pack: string, id: string): Effect.Effect<ChunkPlace, StoreError> => Effect.gen(function*() {
+      let idx = cache.get(pack) ?? (yield* load(pack))
+      let e = idx.byId.get(id)
+      if (!e) { idx = yield* load(pack); e = idx.byId.get(id) }
+      if (!e) return yield* new StoreCorrupt({ store: uri, reason: `chunk ${id} is not in pack ${pack}` })
+      return { pack, version: idx.version, offset: e.offset, stored: e.stored, raw: e.raw, codec: e.codec, base: e.base ? { id: hex(e.base.id), pack: hex(e.base.pack) } : undefined }
+    }),
     /** Places of the manifest's chunks, in order. */
     places: (manifest: Manifest): Effect.Effect<Array<ChunkPlace>, StoreError> => Effect.gen(function*() {
       const names = manifest.packs.map((p) => hex(p))
@@ -186,7 +200,7 @@ export const makePackLocator = (uri: string, blobs: BlobStore) => {
         if (!e) { idx = indexes[c.pack] = yield* load(names[c.pack]!); e = idx.byId.get(id) }
         if (!e) return yield* new StoreCorrupt({ store: uri, reason: `chunk ${id} is not in pack ${names[c.pack]}` })
         if (e.raw !== c.length) return yield* new StoreCorrupt({ store: uri, reason: `chunk ${id} is ${e.raw} bytes in pack ${names[c.pack]}, the manifest says ${c.length}` })
-        out.push({ pack: names[c.pack]!, version: idx.version, offset: e.offset, stored: e.stored, raw: e.raw, codec: e.codec })
+        out.push({ pack: names[c.pack]!, version: idx.version, offset: e.offset, stored: e.stored, raw: e.raw, codec: e.codec, base: e.base ? { id: hex(e.base.id), pack: hex(e.base.pack) } : undefined })
       }
       return out
     })
@@ -194,6 +208,46 @@ export const makePackLocator = (uri: string, blobs: BlobStore) => {
 }
 
 export type PackLocator = ReturnType<typeof makePackLocator>
+
+/**
+ * The raw bytes of base chunks (for reading delta chunks, and for compressing new ones against
+ * them): located through the base's pack index, read with one ranged read, decompressed and
+ * checked against their id; the last few are kept (a few MiB at most), as neighbouring delta
+ * chunks often share bases.
+ */
+export const makeBaseReader = (uri: string, blobs: BlobStore, locator: PackLocator, keep = 16) => {
+  const cache = new Map<string, Effect.Effect<Uint8Array, StoreError>>()
+  const corrupt = (reason: string) => new StoreCorrupt({ store: uri, reason })
+  const readAt = (place: ChunkPlace, id: string) => Effect.gen(function*() {
+    const getRange = blobs.getRange
+    if (!getRange) return yield* new StoreIoError({ store: uri, operation: "read a pack", reason: "this blob store cannot read ranges" })
+    if (place.codec === CODEC_DELTA) return yield* corrupt(`base chunk ${id} is itself stored as a delta`)
+    const stored = yield* getRange(packKey(place.pack, place.version), place.offset, place.stored)
+    const raw = place.codec === CODEC_RAW ? stored : yield* unzstd(uri, stored, place.raw)
+    if (createHash("sha256").update(raw).digest("hex") !== id) return yield* corrupt(`base chunk ${id} in pack ${place.pack} does not have its hash`)
+    return raw
+  })
+  const fetch = (ref: { readonly id: string; readonly pack: string }) => Effect.gen(function*() {
+    const place = yield* locator.place(ref.pack, ref.id)
+    // a pack version rewritten under us: its index again, once
+    return yield* Effect.catch(readAt(place, ref.id), (error) => error instanceof StoreIoError
+      ? Effect.flatMap(Effect.suspend(() => { locator.forget(ref.pack); return locator.place(ref.pack, ref.id) }), (again) => readAt(again, ref.id))
+      : Effect.fail(error))
+  })
+  return {
+    bytes: (ref: { readonly id: string; readonly pack: string }): Effect.Effect<Uint8Array, StoreError> => Effect.suspend(() => {
+      const hit = cache.get(ref.id)
+      if (hit) { cache.delete(ref.id); cache.set(ref.id, hit); return hit }
+      return Effect.flatMap(Effect.cached(fetch(ref)), (once) => {
+        cache.set(ref.id, once)
+        if (cache.size > keep) cache.delete(cache.keys().next().value!)
+        return Effect.tapError(once, () => Effect.sync(() => { if (cache.get(ref.id) === once) cache.delete(ref.id) }))
+      })
+    })
+  }
+}
+
+export type BaseReader = ReturnType<typeof makeBaseReader>
 
 /** A run of chunks next to each other in one pack version: one ranged read. */
 interface Run {
@@ -230,6 +284,8 @@ export interface ReadOptions {
   readonly readAhead?: number
   /** Give neighbouring raw chunks as one piece (not for the zstd stream, which frames each chunk). */
   readonly mergeRaw?: boolean
+  /** The raw bytes of delta chunks' bases. */
+  readonly bases: BaseReader
 }
 
 const MAX_RUN = 8 << 20
@@ -284,7 +340,16 @@ const storedChunks = (options: ReadOptions, places: ReadonlyArray<ChunkPlace>) =
  */
 const normalisedPieces = (options: ReadOptions, places: ReadonlyArray<ChunkPlace>) =>
   storedChunks(options, places).pipe(
-    Stream.mapEffect(({ place, payload }) => place.codec === CODEC_RAW ? Effect.succeed(payload) : unzstd(options.uri, payload, place.raw), { concurrency: 4 }))
+    Stream.mapEffect(({ place, payload }) => decode(options, place, payload), { concurrency: 4 }))
+
+/** A chunk's normalised bytes from its stored payload (a delta chunk's base read first). */
+const decode = (options: ReadOptions, place: ChunkPlace, payload: Uint8Array): Effect.Effect<Uint8Array, StoreError> => {
+  if (place.codec === CODEC_RAW) return Effect.succeed(payload)
+  if (place.codec === CODEC_ZSTD) return unzstd(options.uri, payload, place.raw)
+  const base = place.base
+  if (!base) return Effect.fail(new StoreCorrupt({ store: options.uri, reason: `a delta chunk in pack ${place.pack} names no base` }))
+  return Effect.flatMap(options.bases.bytes(base), (dictionary) => unzstd(options.uri, payload, place.raw, dictionary))
+}
 
 /** The exact NAR: chunks read, decompressed and denormalised, in order. */
 export const narStream = (options: ReadOptions, manifest: Manifest, places: ReadonlyArray<ChunkPlace>): Stream.Stream<Uint8Array, StoreError> =>
@@ -295,7 +360,8 @@ export const narStream = (options: ReadOptions, manifest: Manifest, places: Read
 
 /**
  * The NAR as zstd frames: a chunk stored compressed and holding no normalised hash is passed on as
- * stored; a raw one is wrapped in a frame of raw blocks; one holding hashes is decompressed,
+ * stored; a raw one is wrapped in a frame of raw blocks; a delta chunk (whose frame needs its base
+ * to decompress) is decoded and compressed again (level 1); one holding hashes is decompressed,
  * patched and compressed again (level 1).
  */
 export const zstdNarStream = (options: ReadOptions, manifest: Manifest, places: ReadonlyArray<ChunkPlace>): Stream.Stream<Uint8Array, StoreError> =>
@@ -303,17 +369,21 @@ export const zstdNarStream = (options: ReadOptions, manifest: Manifest, places: 
     const denormaliser = new Denormaliser(manifest.hashes, manifest.positions)
     let offset = 0
     let next = 0
+    // delta chunks are decoded first (their frames need the base), a few at once
     return storedChunks(options, places).pipe(
-      Stream.map(({ place, payload }) => {
+      Stream.mapEffect(({ place, payload }) => place.codec === CODEC_DELTA
+        ? Effect.map(decode(options, place, payload), (raw) => ({ place: { ...place, codec: CODEC_RAW, stored: raw.length, base: undefined }, payload: raw, recompress: true }))
+        : Effect.succeed({ place, payload, recompress: false }), { concurrency: 4 }),
+      Stream.map(({ place, payload, recompress }) => {
         const start = offset
         offset += place.raw
         while (next < manifest.positions.length && manifest.positions[next]!.offset + 32 <= start) next++
-        return { place, payload, touched: Denormaliser.touches(manifest.positions, start, start + place.raw, next) }
+        return { place, payload, recompress, touched: Denormaliser.touches(manifest.positions, start, start + place.raw, next) }
       }),
-      Stream.mapEffect(({ place, payload, touched }) => Effect.gen(function*() {
+      Stream.mapEffect(({ place, payload, recompress, touched }) => Effect.gen(function*() {
         if (!touched) {
           denormaliser.skip(place.raw)
-          return place.codec === CODEC_ZSTD ? payload : rawZstdFrame(payload)
+          return place.codec === CODEC_ZSTD ? payload : recompress ? yield* zstd(options.uri, payload, 1) : rawZstdFrame(payload)
         }
         const raw = place.codec === CODEC_RAW ? payload : yield* unzstd(options.uri, payload, place.raw)
         return yield* zstd(options.uri, denormaliser.apply(raw), 1)
