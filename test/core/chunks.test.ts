@@ -11,7 +11,8 @@ import { describe, expect, it } from "vitest"
 import { alphabet } from "../../src/core/nixbase32.ts"
 import {
   Chunker, chunkLengths, decodeManifest, decodePackIndex, decodePathRecord, Denormaliser, encodeManifest, encodePackIndex,
-  encodePathRecord, FILLER, makeJsCutter, makeWasmCutter, type Manifest, Normaliser, rawZstdFrame
+  encodePathRecord, FILLER, makeJsCutter, makeWasmCutter, type Manifest, Normaliser, type PackEntry, rawZstdFrame, superFeatures,
+  superFeatureSlot, usableAsBase
 } from "../../src/core/chunks/index.ts"
 
 const params = { min: 256, avg: 1024, max: 4096 }
@@ -154,8 +155,58 @@ describe("formats", () => {
         offset += stored
         return e
       })
-      expect(Result.getOrThrow(decodePackIndex(encodePackIndex({ name, version, entries })))).toEqual({ name, version, entries })
+      const bytes = encodePackIndex({ name, version, entries })
+      expect(bytes[4]).toBe(1) // no deltas: version 1, as before them
+      expect(Result.getOrThrow(decodePackIndex(bytes))).toEqual({ name, version, entries })
     }))
+  })
+
+  const arbDeltaIndex = fc.record({
+    name: fc.uint8Array({ minLength: 8, maxLength: 8 }),
+    version: fc.nat(),
+    sizes: fc.array(fc.tuple(arbId, fc.integer({ min: 1, max: 1 << 20 }), fc.constantFrom(0, 1, 2), arbId, fc.uint8Array({ minLength: 8, maxLength: 8 })), { minLength: 1, maxLength: 10 })
+  }).map(({ name, version, sizes }) => {
+    let offset = 0
+    const entries = sizes.map(([id, stored, codec, baseId, basePack]): PackEntry => {
+      const e: PackEntry = codec === 2
+        ? { id, offset, stored, raw: stored * 5, codec: 2, base: { id: Buffer.compare(baseId, id) === 0 ? baseId.map((b) => b ^ 1) : baseId, pack: basePack } }
+        : { id, offset, stored, raw: codec === 1 ? stored * 3 : stored, codec: codec as 0 | 1 }
+      offset += stored
+      return e
+    })
+    return { name, version, entries }
+  })
+
+  it("pack indexes with delta chunks round-trip (version 2), naming each delta's base and its pack", () => {
+    fc.assert(fc.property(arbDeltaIndex, (index) => {
+      const bytes = encodePackIndex(index)
+      expect(bytes[4]).toBe(index.entries.some((e) => e.codec === 2) ? 2 : 1)
+      expect(Result.getOrThrow(decodePackIndex(bytes))).toEqual(index)
+    }))
+    // a version-1 index cannot hold a delta chunk
+    const id = new Uint8Array(32).fill(1)
+    const v2 = encodePackIndex({ name: new Uint8Array(8), version: 1, entries: [{ id, offset: 0, stored: 10, raw: 20, codec: 2, base: { id: new Uint8Array(32), pack: new Uint8Array(8) } }] })
+    const v1 = Uint8Array.from(v2)
+    v1[4] = 1
+    expect(Result.isFailure(decodePackIndex(v1))).toBe(true)
+    // nor is a chunk its own base
+    const self = encodePackIndex({ name: new Uint8Array(8), version: 1, entries: [{ id, offset: 0, stored: 10, raw: 20, codec: 2, base: { id, pack: new Uint8Array(8) } }] })
+    expect(Result.isFailure(decodePackIndex(self))).toBe(true)
+  })
+
+  it("damaged pack indexes with deltas decode to a value or a typed error", () => {
+    const damaged = fc.tuple(arbDeltaIndex, fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 }), fc.boolean()), { minLength: 1, maxLength: 4 })).map(([index, edits]) => {
+      let b = Buffer.from(encodePackIndex(index))
+      for (const [at, v, cut] of edits) {
+        if (cut) b = b.subarray(0, at % (b.length + 1))
+        else if (b.length > 0) b[at % b.length] = v
+      }
+      return new Uint8Array(b)
+    })
+    fc.assert(fc.property(damaged, (bytes) => {
+      const r = decodePackIndex(bytes)
+      expect(Result.isFailure(r) ? r.failure._tag : "ok").toMatch(/^(ok|InvalidChunkFormat)$/)
+    }), { numRuns: 300 })
   })
 
   it("any bytes, and any damage to a valid encoding, decode to a value or a typed error", () => {
@@ -185,5 +236,43 @@ describe("formats", () => {
       const data = pseudoRandom(n, n)
       expect(Buffer.compare(zstdDecompressSync(rawZstdFrame(data)), data)).toBe(0)
     }
+  })
+})
+
+describe("resemblance (super-features)", () => {
+  it("any bytes give at most 3 super-features, integers below 2^53 in their own slots, the same every time", () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 5000 }), (bytes) => {
+      const sfs = superFeatures(bytes)
+      expect(sfs.length === 0 || sfs.length === 3).toBe(true)
+      sfs.forEach((sf, k) => {
+        expect(Number.isSafeInteger(sf) && sf >= 0).toBe(true)
+        expect(superFeatureSlot(sf)).toBe(k)
+      })
+      expect(superFeatures(Uint8Array.from(bytes))).toEqual(sfs)
+    }))
+    // too short to sample: none
+    expect(superFeatures(new Uint8Array(0))).toEqual([])
+    expect(superFeatures(pseudoRandom(3, 64))).toEqual([])
+  })
+
+  it("a chunk with a few bytes changed shares a super-feature with the original; unrelated chunks share none", () => {
+    let similar = 0
+    let unrelated = 0
+    for (let seed = 1; seed <= 20; seed++) {
+      const original = pseudoRandom(seed, 64 * 1024)
+      const edited = Uint8Array.from(original)
+      for (let k = 0; k < 3; k++) edited[(seed * 7919 + k * 20011) % edited.length] ^= 0xff
+      const a = new Set(superFeatures(original))
+      if (superFeatures(edited).some((sf) => a.has(sf))) similar++
+      if (superFeatures(pseudoRandom(seed + 1000, 64 * 1024)).some((sf) => a.has(sf))) unrelated++
+    }
+    expect(similar).toBeGreaterThanOrEqual(18)
+    expect(unrelated).toBe(0)
+  })
+
+  it("a chunk that begins like a zstd dictionary is never a base", () => {
+    expect(usableAsBase(pseudoRandom(1, 100))).toBe(true)
+    expect(usableAsBase(new Uint8Array([0x37, 0xa4, 0x30, 0xec, 1, 2, 3, 4, 5]))).toBe(false)
+    expect(usableAsBase(new Uint8Array(4))).toBe(false)
   })
 })

@@ -3,7 +3,7 @@
  * repacking is killed with SIGKILL at a random point, many times over, on the same store. After
  * every kill the store is read as a reader without the index would (the blobs alone) and with it:
  * every valid path reads back byte-identical to what it was made from, and `verify` finds nothing
- * wrong. At the end a GC finishes what the killed processes left, and the packs on disk are
+ * wrong (paths share chunks, and similar chunks are stored as deltas against other paths'). At the end a GC finishes what the killed processes left, and the packs on disk are
  * exactly those the index knows.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url"
 import * as StorePath from "../../src/core/store-path.ts"
 import { openFileChunkStore } from "../../src/layers/chunked/opener.ts"
 import { crashPath, crashStoreOptions } from "../support/chunked-crash-worker.ts"
+import { checkDeltaIndex } from "../support/chunked-index-check.ts"
 
 const node = fileURLToPath(new URL("../../node_modules/.bin/node", import.meta.url))
 const worker = fileURLToPath(new URL("../support/chunked-crash-worker.ts", import.meta.url))
@@ -69,6 +70,7 @@ describe("chunk store crash safety", () => {
       if (killed) kills++
       else completed++
       yield* checkStore(dir)
+      if (existsSync(join(dir, "index", "chunks.sqlite"))) checkDeltaIndex(dir)
     }
     expect(kills).toBeGreaterThan(12)
 
@@ -78,6 +80,7 @@ describe("chunk store crash safety", () => {
       yield* store.maintenance!.collectGarbage()
       const report = yield* store.maintenance!.verify()
       expect(report.problems).toEqual([])
+      checkDeltaIndex(dir)
       const stats = yield* store.maintenance!.stats!()
       const packFiles = readdirSync(join(dir, "packs")).filter((f) => f.endsWith(".pack"))
       expect(packFiles.length).toBe(stats["packs"])
@@ -89,6 +92,8 @@ describe("chunk store crash safety", () => {
       return stats
     }))
     expect(live["paths"]).toBe(yield* checkStore(dir))
+    // the paths are alike without being the same: some of what is left is stored as deltas
+    expect(live["deltaChunks"]).toBeGreaterThan(0)
     expect(completed + kills).toBe(24)
   }), 600_000)
 })

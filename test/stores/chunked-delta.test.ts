@@ -14,7 +14,6 @@ import { spawnSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { DatabaseSync } from "node:sqlite"
 import * as Hash from "../../src/core/hash.ts"
 import type { PathInfo } from "../../src/core/path-info.ts"
 import * as StorePath from "../../src/core/store-path.ts"
@@ -23,6 +22,7 @@ import { openerLayer } from "../../src/services/registry.ts"
 import { StoreRead } from "../../src/services/store-read.ts"
 import { openChunkedHttp, openFileChunkStore } from "../../src/layers/chunked/opener.ts"
 import type { ChunkedStore } from "../../src/layers/chunked/chunked-store.ts"
+import { checkDeltaIndex as checkIndex } from "../support/chunked-index-check.ts"
 import { startFileServer } from "../support/file-server.ts"
 
 const storeDir = StorePath.defaultStoreDir
@@ -67,24 +67,6 @@ const add = (store: ChunkedStore, name: string, payload: Uint8Array) => Effect.g
   yield* store.write!.addToStore(infoFor(self, nar), Stream.make(nar.subarray(0, 3000), nar.subarray(3000)))
   return { path: self, nar }
 })
-
-/** The index's invariants about delta chunks and their bases (read from the SQLite file). */
-const checkIndex = (root: string) => {
-  const db = new DatabaseSync(join(root, "index", "chunks.sqlite"), { readOnly: true })
-  try {
-    const one = (sql: string) => Number((db.prepare(sql).get() as { n: number | bigint }).n)
-    // every delta chunk's base has a row and is stored whole
-    expect(one("select count(*) as n from chunks d left join chunks b on b.id = d.base where d.codec = 2 and (b.id is null or b.codec = 2)")).toBe(0)
-    // only delta chunks name a base
-    expect(one("select count(*) as n from chunks where (codec = 2) <> (base is not null)")).toBe(0)
-    // a base is referenced at least once per delta chunk that needs it, and so is not dead
-    expect(one("select count(*) as n from chunks b join (select base, count(*) as k from chunks where base is not null group by base) d on d.base = b.id where b.refs < d.k or b.dead_since is not null")).toBe(0)
-    // super-features belong to whole chunks that exist
-    expect(one("select count(*) as n from features f left join chunks c on c.id = f.id where c.id is null or c.codec = 2")).toBe(0)
-  } finally {
-    db.close()
-  }
-}
 
 describe("chunk store: delta chunks", () => {
   it.effect("versions with scattered edits are stored as deltas and read back byte for byte (writer, blobs alone, HTTP, zstd frames)", () => Effect.scoped(Effect.gen(function*() {

@@ -31,6 +31,9 @@ export const crashPath = (name: string) => {
   const h = Hash.hashBytes("sha256", name).bytes
   // content shared between paths (one of four base blocks) around bytes of its own
   const shared = bytesOf(`base ${h[0]! % 4}`, 60_000 + (h[1]! % 4) * 30_000)
+  // a few bytes of the shared block changed, at places of its own: chunks similar to other paths'
+  // chunks but not the same, stored as deltas against them (bases shared between paths)
+  for (let k = 0; k < 3; k++) shared[(h[3 + k]! * 211 + k * 17_011) % shared.length] ^= 0xff
   const own = bytesOf(`own ${name}`, 5_000 + h[2]! * 400)
   const mention = [self, ...refs].map((p) => StorePath.print(p, storeDir)).join(":")
   const nar = Result.getOrThrow(Tree.toNar(Tree.directory({
