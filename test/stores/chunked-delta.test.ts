@@ -11,7 +11,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Result, Stream } from "effect"
 import fc from "fast-check"
 import { spawnSync } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { DatabaseSync } from "node:sqlite"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Hash from "../../src/core/hash.ts"
@@ -151,6 +152,30 @@ describe("chunk store: delta chunks", () => {
     expect(after["packs"]).toBe(0)
     checkIndex(root)
   })), 120_000)
+
+  it.effect("a store made before delta chunks (index without their column and table, version-1 pack indexes) reads, and takes deltas", () => Effect.gen(function*() {
+    const dir = yield* scratchDir
+    const root = join(dir, "old")
+    const base = pseudoRandom(5, 100_000)
+    const first = yield* Effect.scoped(Effect.gen(function*() {
+      const store = yield* openFileChunkStore(root, { ...options, delta: false })
+      return [yield* add(store, "o0", version(base, 0, 4)), yield* add(store, "o1", version(base, 1, 4))]
+    }))
+    // what an index made by the code before delta chunks looks like
+    const db = new DatabaseSync(join(root, "index", "chunks.sqlite"))
+    db.exec("drop table features; alter table chunks drop column base")
+    db.close()
+    for (const f of readdirSync(join(root, "packs")).filter((f) => f.endsWith(".idx"))) expect(readFileSync(join(root, "packs", f))[4]).toBe(1)
+    yield* Effect.scoped(Effect.gen(function*() {
+      const store = yield* openFileChunkStore(root, options)
+      for (const p of first) expect(Buffer.compare(yield* collect(store.read.narFromPath(p.path)), p.nar)).toBe(0)
+      // chunks stored before have no super-features: a new version finds bases among the new ones
+      const later = [yield* add(store, "o2", version(base, 2, 4)), yield* add(store, "o3", version(base, 3, 4))]
+      expect((yield* store.maintenance!.stats!())["deltaChunks"]).toBeGreaterThan(0)
+      for (const p of [...first, ...later]) expect(Buffer.compare(yield* collect(store.read.narFromPath(p.path)), p.nar)).toBe(0)
+      checkIndex(root)
+    }))
+  }).pipe(Effect.scoped), 120_000)
 
   it.effect("delta=0 stores every chunk whole, and reads a store that has deltas", () => Effect.scoped(Effect.gen(function*() {
     const dir = yield* scratchDir

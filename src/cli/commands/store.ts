@@ -161,7 +161,7 @@ const stats = Command.make("stats", { store: storeFlag }, (args) => Effect.scope
     yield* Console.log(`${key.padEnd(18)} ${key.endsWith("Bytes") ? `${value} (${mib(value)})` : Number.isInteger(value) ? value : value.toFixed(3)}`)
   }
 }))).pipe(
-  Command.withDescription("Sizes of a chunk store: logical and stored bytes, dedup ratio, chunks, packs, live fraction."),
+  Command.withDescription("Sizes of a chunk store: logical and stored bytes, dedup ratio, chunks, packs, live fraction, chunks stored as deltas (count, stored and raw bytes)."),
   Command.withExamples([{ command: "b3 store stats --json --store chunked+file:///srv/chunks", description: "as JSON" }]))
 
 const remove = Command.make("delete", {

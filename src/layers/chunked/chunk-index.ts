@@ -38,7 +38,7 @@ create table if not exists packs (
   next_version integer, stale_version integer);
 create table if not exists chunks (
   id BLOB primary key, pack text not null, off bigint not null, stored integer not null, raw integer not null,
-  codec integer not null, refs integer not null, writer text, dead_since bigint) WITHOUT ROWID;
+  codec integer not null, refs integer not null, writer text, dead_since bigint, base BLOB) WITHOUT ROWID;
 create index if not exists chunks_by_pack on chunks (pack);
 create table if not exists features (sf bigint not null, id BLOB not null, primary key (sf, id)) WITHOUT ROWID;
 create index if not exists features_by_id on features (id);
@@ -124,9 +124,9 @@ const idBytes = (h: string) => new Uint8Array(Buffer.from(h, "hex"))
 
 export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
   yield* db.migrate(schema)
-  // an index made before delta chunks: their chunks have no base column yet
-  const hasBase = yield* Effect.exit(db.all("select base from chunks limit 0"))
-  if (hasBase._tag === "Failure") yield* db.run("alter table chunks add column base BLOB")
+  // an index made before delta chunks: its chunks table has no base column yet
+  if (db.dialect === "postgres") yield* db.migrate("alter table chunks add column if not exists base BLOB")
+  else if ((yield* Effect.exit(db.all("select base from chunks limit 0")))._tag === "Failure") yield* db.migrate("alter table chunks add column base BLOB")
   const corrupt = (reason: string) => new StoreCorrupt({ store: uri, reason })
 
   /** Adds `delta` to the reference count of each chunk; returns the bytes that became live (or dead) per pack. */
