@@ -316,15 +316,17 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
      * Returns undefined when the path was already there (nothing counted twice), else its manifest.
      */
     commitPath: (p: CommitPath, now: number, rewrite: (moved: ReadonlyMap<string, string>) => Uint8Array) => db.transaction((tx) => Effect.gen(function*() {
-      const existing = yield* tx.all<{ state: number }>("select state from paths where hash_part = ?", [p.hashPart])
-      if (existing.length > 0) return undefined
+      // the row first: a writer committing the same path at the same moment waits here, then finds it
+      const inserted = yield* tx.all<{ hash_part: string }>(
+        "insert into paths (hash_part, store_path, nar_info, manifest, nar_size, state, registered) values (?, ?, ?, ?, ?, 0, ?) on conflict (hash_part) do nothing returning hash_part",
+        [p.hashPart, p.storePath, p.narInfo, p.manifest, p.narSize, Math.floor(now / 1000)])
+      if (inserted.length === 0) return undefined
       const { missing, rows } = yield* bumpRefs(tx, [...p.chunks.keys()], 1, now)
       if (missing !== undefined) return yield* corrupt(`chunk ${missing} of ${p.storePath} disappeared while it was being added (a garbage collection ran); add it again`)
       const moved = new Map<string, string>()
       for (const r of rows) { const id = hex(r.id); if (p.chunks.get(id) !== r.pack) moved.set(id, r.pack) }
       const manifest = moved.size > 0 ? rewrite(moved) : p.manifest
-      yield* tx.run("insert into paths (hash_part, store_path, nar_info, manifest, nar_size, state, registered) values (?, ?, ?, ?, ?, 0, ?)",
-        [p.hashPart, p.storePath, p.narInfo, manifest, p.narSize, Math.floor(now / 1000)])
+      if (moved.size > 0) yield* tx.run("update paths set manifest = ? where hash_part = ?", [manifest, p.hashPart])
       for (const r of new Set(p.references)) yield* tx.run("insert into refs (reference, referrer) values (?, ?) on conflict do nothing", [r, p.hashPart])
       return manifest
     })),

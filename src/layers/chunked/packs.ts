@@ -89,8 +89,12 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
     yield* index.sealPack(pack.name, pack.size, pack.entries, Date.now())
   })
 
-  /** Starts sealing a pack in the background (holding an upload slot); its `done` says how it went. */
-  const startSeal = (pack: OpenPack) => Effect.gen(function*() {
+  /**
+   * Starts sealing a pack in the background (holding an upload slot); its `done` says how it went.
+   * Uninterruptible: an ingest interrupted while it waits for a slot must not leave the pack neither
+   * open nor sealing (the store's closing flush would wait for it forever).
+   */
+  const startSeal = (pack: OpenPack) => Effect.uninterruptible(Effect.gen(function*() {
     if (current === pack) current = undefined
     yield* uploadSlots.take(1)
     yield* Effect.forkDetach(seal(pack).pipe(
@@ -104,7 +108,7 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
         yield* Deferred.done(pack.done, Exit.isFailure(exit) ? Exit.fail(failed.get(pack.name)!) : Exit.void)
         yield* uploadSlots.release(1)
       }))))
-  })
+  }))
 
   return {
     /** Where a chunk already written here (maybe not yet sealed) is: its pack's name. */
