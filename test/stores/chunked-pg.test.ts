@@ -5,10 +5,11 @@
  * collecting garbage while the other keeps adding: nothing committed is lost.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Scope, Stream } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { openPostgres } from "../../src/layers/chunked/db.ts"
 import { openFileChunkStore } from "../../src/layers/chunked/opener.ts"
 import { crashPath } from "../support/chunked-crash-worker.ts"
 import { startPostgres, type TestPostgres } from "../support/postgres.ts"
@@ -37,8 +38,32 @@ storeConformance("chunked+file (PostgreSQL index)", () => uriStore(Effect.map(fr
 const collect = (s: Stream.Stream<Uint8Array, unknown>) => Effect.map(Stream.runCollect(s), (c) => Buffer.concat([...c]))
 const options = { chunking: { min: 1024, avg: 4096, max: 16384 }, packSize: 128 * 1024 }
 
+// These run on the live clock: a transaction PostgreSQL aborts as a deadlock is retried after a
+// short pause, which the test clock of it.effect would never end (the retrying ingest waited forever).
 describe("several writers on one PostgreSQL index", () => {
-  it.effect("ingest at once, then GC while the other ingests: every committed path reads back", () => Effect.scoped(Effect.gen(function*() {
+  it.live("two transactions that deadlock: PostgreSQL aborts one, it is retried, both commit", () => Effect.scoped(Effect.gen(function*() {
+    const db = yield* openPostgres("test", yield* Effect.promise(() => pg.freshDatabase()))
+    yield* db.run("create table t (k integer primary key, v integer not null)")
+    yield* db.run("insert into t (k, v) values (1, 0), (2, 0)")
+    const locked = [yield* Deferred.make<void>(), yield* Deferred.make<void>()] as const
+    const attempts = [0, 0]
+    // each locks its first row, waits until the other has locked its own (first attempt only), then
+    // wants the other's row: a deadlock every time, with no timing involved
+    const tx = (me: 0 | 1) => db.transaction((sql) => Effect.gen(function*() {
+      const first = attempts[me]++ === 0
+      yield* sql.run("update t set v = v + 1 where k = ?", [me + 1])
+      if (first) {
+        yield* Deferred.succeed(locked[me], undefined)
+        yield* Deferred.await(locked[1 - me]!)
+      }
+      yield* sql.run("update t set v = v + 10 where k = ?", [2 - me])
+    }))
+    yield* Effect.all([tx(0), tx(1)], { concurrency: 2 })
+    expect(attempts[0]! + attempts[1]!).toBe(3)
+    expect(yield* db.all<{ k: number; v: number }>("select k, v from t order by k")).toEqual([{ k: 1, v: 11 }, { k: 2, v: 11 }])
+  })), 60_000)
+
+  it.live("ingest at once, then GC while the other ingests: every committed path reads back", () => Effect.scoped(Effect.gen(function*() {
     const { dir, index } = yield* fresh()
     const a = yield* openFileChunkStore(dir, { index, ...options })
     const b = yield* openFileChunkStore(dir, { index, ...options })

@@ -129,13 +129,42 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
   else if ((yield* Effect.exit(db.all("select base from chunks limit 0")))._tag === "Failure") yield* db.migrate("alter table chunks add column base BLOB")
   const corrupt = (reason: string) => new StoreCorrupt({ store: uri, reason })
 
+  /**
+   * Changes to pack rows, made last and in name order. Transactions here lock chunk rows in id
+   * order, then pack rows in name order: taken in two orders, two writers' transactions deadlock
+   * (PostgreSQL aborts one, which is retried).
+   */
+  const packChanges = () => {
+    const live = new Map<string, number>()
+    const rows = new Map<string, number>()
+    const add = (m: Map<string, number>, pack: string, bytes: number) => { m.set(pack, (m.get(pack) ?? 0) + bytes) }
+    return {
+      live: (pack: string, bytes: number) => add(live, pack, bytes),
+      rows: (pack: string, bytes: number) => add(rows, pack, bytes),
+      liveOf: (pack: string) => live.get(pack) ?? 0,
+      /** The updates, in name order; `own` may make a pack's update itself. */
+      apply: (tx: Sql, own?: (pack: string) => Effect.Effect<void, StoreIoError> | undefined) =>
+        Effect.forEach([...new Set([...live.keys(), ...rows.keys()])].sort(), (pack) =>
+          own?.(pack) ?? tx.run("update packs set live = live + ?, rows_bytes = rows_bytes + ? where name = ?", [live.get(pack) ?? 0, rows.get(pack) ?? 0, pack]), { discard: true })
+    }
+  }
+  /** Chunk rows in id order (PostgreSQL; SQLite has one writer at a time): locked before a statement that changes several. */
+  const lockInOrder = (tx: Sql, where: string, params: ReadonlyArray<SqlValue>) =>
+    db.dialect === "postgres" ? tx.all(`select id from chunks where ${where} order by id for update`, params) : Effect.void
+  /** These chunk rows (hex ids; those that exist) locked in id order. */
+  const lockIds = (tx: Sql, ids: ReadonlyArray<string>) => db.dialect === "postgres"
+    ? Effect.forEach(chunked([...new Set(ids)].sort(), 2000), (batch) => lockInOrder(tx, `id in (${marks(batch.length)})`, batch.map(idBytes)), { discard: true })
+    : Effect.void
+
   /** Adds `delta` to the reference count of each chunk; returns the bytes that became live (or dead) per pack. */
   const bumpRefs = (tx: Sql, ids: ReadonlyArray<string>, delta: 1 | -1, now: number) => Effect.gen(function*() {
-    const changed = new Map<string, number>()
+    const changed = packChanges()
     const sorted = [...ids].sort()
     const rows: Array<{ id: Uint8Array; refs: number; pack: string; stored: number }> = []
     if (db.dialect === "postgres") {
       for (const batch of chunked(sorted, 2000)) {
+        // locked in id order first: an update of many rows locks them in whatever order its plan meets them
+        yield* lockInOrder(tx, `id in (${marks(batch.length)})`, batch.map(idBytes))
         rows.push(...yield* tx.all<{ id: Uint8Array; refs: number; pack: string; stored: number }>(
           delta === 1
             ? `update chunks set refs = refs + 1, dead_since = null where id in (${marks(batch.length)}) returning id, refs, pack, stored`
@@ -157,25 +186,25 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
       return { missing, rows }
     }
     for (const r of rows) {
-      if ((delta === 1 && r.refs === 1) || (delta === -1 && r.refs === 0)) changed.set(r.pack, (changed.get(r.pack) ?? 0) + r.stored)
+      if ((delta === 1 && r.refs === 1) || (delta === -1 && r.refs === 0)) changed.live(r.pack, delta * r.stored)
     }
-    for (const [pack, bytes] of changed) yield* tx.run("update packs set live = live + ? where name = ?", [delta * bytes, pack])
+    yield* changed.apply(tx)
     return { missing: undefined, rows }
   })
 
-  /** One more reference on a delta chunk's base (which must have a row, in `pack`); false when it has none there. */
-  const holdBase = (tx: Sql, base: Uint8Array, pack: string) => Effect.gen(function*() {
+  /** `n` more references on a delta chunk's base (which must have a row, in `pack`); false when it has none there. */
+  const holdBase = (tx: Sql, changes: ReturnType<typeof packChanges>, base: Uint8Array, pack: string, n: number) => Effect.gen(function*() {
     const rows = yield* tx.all<{ refs: number; pack: string; stored: number }>(
-      "update chunks set refs = refs + 1, dead_since = null where id = ? and pack = ? and codec <> 2 returning refs, pack, stored", [base, pack])
+      "update chunks set refs = refs + ?, dead_since = null where id = ? and pack = ? and codec <> 2 returning refs, pack, stored", [n, base, pack])
     if (rows.length === 0) return false
-    if (rows[0]!.refs === 1) yield* tx.run("update packs set live = live + ? where name = ?", [rows[0]!.stored, pack])
+    if (rows[0]!.refs === n) changes.live(pack, rows[0]!.stored)
     return true
   })
   /** Drops a delta chunk's reference on its base: dead from `now` if it was the last. */
-  const releaseBase = (tx: Sql, base: Uint8Array, now: number) => Effect.gen(function*() {
+  const releaseBase = (tx: Sql, changes: ReturnType<typeof packChanges>, base: Uint8Array, now: number) => Effect.gen(function*() {
     const rows = yield* tx.all<{ refs: number; pack: string; stored: number }>(
       "update chunks set refs = refs - 1, dead_since = case when refs = 1 then ? else dead_since end where id = ? returning refs, pack, stored", [now, base])
-    if (rows.length > 0 && rows[0]!.refs === 0) yield* tx.run("update packs set live = live - ? where name = ?", [rows[0]!.stored, rows[0]!.pack])
+    if (rows.length > 0 && rows[0]!.refs === 0) changes.live(rows[0]!.pack, -rows[0]!.stored)
   })
   const addFeatures = (tx: Sql, id: Uint8Array, sfs: ReadonlyArray<number> | undefined) => Effect.forEach(sfs ?? [], (sf) =>
     tx.run("insert into features (sf, id) values (?, ?) on conflict do nothing", [sf, id]), { discard: true })
@@ -188,6 +217,7 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
       db.run("insert into writers (id, owner, started, heartbeat) values (?, ?, ?, ?)", [id, owner, now, now]),
     /** Ends an ingest: chunks it wrote that no path took are dead from now. */
     unregisterWriter: (id: string, now: number) => db.transaction((tx) => Effect.gen(function*() {
+      yield* lockInOrder(tx, "writer = ? and refs = 0 and dead_since is null", [id])
       yield* tx.run("update chunks set dead_since = ? where writer = ? and refs = 0 and dead_since is null", [now, id])
       yield* tx.run("delete from writers where id = ?", [id])
     })),
@@ -248,33 +278,54 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
      */
     sealPack: (name: string, size: number, entries: ReadonlyArray<SealEntry>, now: number) => db.transaction((tx) => Effect.gen(function*() {
       let rowsBytes = 0
-      const moved = new Map<string, number>()
+      const changes = packChanges()
+      // Rows in id order (the pack's chunks that already have rows, and the bases), as every
+      // transaction here takes them; then the bases, one update each for all the delta chunks on it.
+      const wanted = new Map<string, { id: Uint8Array; pack: string; n: number }>()
       for (const e of entries) {
+        if (e.codec !== 2 || !e.base) continue
+        const key = `${hex(e.base.id)}:${hex(e.base.pack)}`
+        const w = wanted.get(key)
+        if (w) w.n++
+        else wanted.set(key, { id: e.base.id, pack: hex(e.base.pack), n: 1 })
+      }
+      yield* lockIds(tx, [...entries.map((e) => hex(e.id)), ...[...wanted.values()].map((w) => hex(w.id))])
+      const held = new Set<string>()
+      for (const [key, w] of [...wanted].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+        if (yield* holdBase(tx, changes, w.id, w.pack, w.n)) held.add(key)
+      }
+      for (const e of [...entries].sort((a, b) => Buffer.compare(a.id, b.id))) {
         const id = e.id
         const base = e.codec === 2 ? e.base : undefined
-        if (e.codec === 2 && (!base || !(yield* holdBase(tx, base.id, hex(base.pack))))) continue
+        if (e.codec === 2 && (!base || !held.has(`${hex(base.id)}:${hex(base.pack)}`))) continue
         // a writer sealing the same chunk at the same moment waits here for the other's commit
         const inserted = yield* tx.all<{ id: Uint8Array }>(
           "insert into chunks (id, pack, off, stored, raw, codec, refs, writer, dead_since, base) values (?, ?, ?, ?, ?, ?, 0, ?, null, ?) on conflict (id) do nothing returning id",
           [id, name, e.offset, e.stored, e.raw, e.codec, e.writer, base?.id ?? null])
         if (inserted.length > 0) { rowsBytes += e.stored; yield* addFeatures(tx, id, e.superFeatures); continue }
-        const old = yield* tx.all<{ pack: string; stored: number; dead: number | null; base: Uint8Array | null }>(
-          `select pack, stored, dead_since as dead, base from chunks where id = ?${db.dialect === "postgres" ? " for update" : ""}`, [id])
+        // the row there is, locked only when it is dead (to take it over): a live one is left alone
+        const seen = yield* tx.all<{ dead: number | null }>("select dead_since as dead from chunks where id = ?", [id])
+        const old = seen.length > 0 && seen[0]!.dead !== null
+          ? yield* tx.all<{ pack: string; stored: number; dead: number | null; base: Uint8Array | null }>(
+            `select pack, stored, dead_since as dead, base from chunks where id = ?${db.dialect === "postgres" ? " for update" : ""}`, [id])
+          : []
         if (old.length > 0 && old[0]!.dead !== null) {
           yield* tx.run("update chunks set pack = ?, off = ?, stored = ?, raw = ?, codec = ?, writer = ?, dead_since = null, base = ? where id = ?",
             [name, e.offset, e.stored, e.raw, e.codec, e.writer, base?.id ?? null, id])
-          if (old[0]!.base !== null) yield* releaseBase(tx, old[0]!.base, now)
+          if (old[0]!.base !== null) yield* releaseBase(tx, changes, old[0]!.base, now)
           yield* tx.run("delete from features where id = ?", [id])
           yield* addFeatures(tx, id, e.superFeatures)
-          moved.set(old[0]!.pack, (moved.get(old[0]!.pack) ?? 0) + old[0]!.stored)
+          changes.rows(old[0]!.pack, -old[0]!.stored)
           rowsBytes += e.stored
         } else if (base) {
           // kept the row there is: this copy does not need its base
-          yield* releaseBase(tx, base.id, now)
+          yield* releaseBase(tx, changes, base.id, now)
         }
       }
-      for (const [pack, bytes] of moved) yield* tx.run("update packs set rows_bytes = rows_bytes - ? where name = ?", [bytes, pack])
-      yield* tx.run("update packs set state = 'sealed', size = ?, rows_bytes = ? where name = ?", [size, rowsBytes, name])
+      changes.rows(name, rowsBytes)
+      yield* changes.apply(tx, (pack) => pack === name
+        ? tx.run("update packs set state = 'sealed', size = ?, rows_bytes = ?, live = live + ? where name = ?", [size, rowsBytes, changes.liveOf(name), name])
+        : undefined)
     })),
     pack: (name: string) => Effect.map(db.all<PackRow>("select * from packs where name = ?", [name]), (rows) => Option.fromNullishOr(rows[0])),
     packs: () => db.all<PackRow>("select * from packs"),
@@ -299,7 +350,7 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
     /** The rewrite is stored: its chunks' new offsets, the pack's new version and size, in one go. */
     finishRepack: (name: string, version: number, size: number, offsets: ReadonlyArray<{ readonly id: Uint8Array; readonly offset: number }>) =>
       db.transaction((tx) => Effect.gen(function*() {
-        for (const o of offsets) yield* tx.run("update chunks set off = ? where id = ? and pack = ?", [o.offset, o.id, name])
+        for (const o of [...offsets].sort((a, b) => Buffer.compare(a.id, b.id))) yield* tx.run("update chunks set off = ? where id = ? and pack = ?", [o.offset, o.id, name])
         const sums = yield* tx.all<{ n_rows: number | null; n_live: number | null }>(
           "select sum(stored) as n_rows, sum(case when refs > 0 then stored else 0 end) as n_live from chunks where pack = ?", [name])
         yield* tx.run("update packs set stale_version = version, version = ?, next_version = null, size = ?, rows_bytes = ?, live = ? where name = ?",
@@ -351,24 +402,34 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
     // ---- garbage ------------------------------------------------------------------------
     /** Marks the pending chunks of ingests that died as dead, and forgets those ingests. */
     reapWriters: (dead: ReadonlyArray<string>, now: number) => Effect.forEach(dead, (id) => db.transaction((tx) => Effect.gen(function*() {
+      yield* lockInOrder(tx, "writer = ? and refs = 0 and dead_since is null", [id])
       yield* tx.run("update chunks set dead_since = ? where writer = ? and refs = 0 and dead_since is null", [now, id])
       yield* tx.run("delete from writers where id = ?", [id])
     })), { discard: true }),
     /** Deletes the rows of chunks dead since before `horizon`, a batch at a time; bytes per pack. */
     deleteDead: (horizon: number) => db.transaction((tx) => Effect.gen(function*() {
-      const rows = yield* tx.all<{ id: Uint8Array; pack: string; stored: number; base: Uint8Array | null }>(
-        "select id, pack, stored, base from chunks where dead_since is not null and dead_since < ? and refs = 0 limit 5000", [horizon])
-      const perPack = new Map<string, number>()
+      const found = yield* tx.all<{ id: Uint8Array; base: Uint8Array | null }>(
+        "select id, base from chunks where dead_since is not null and dead_since < ? and refs = 0 order by id limit 5000", [horizon])
+      // locked in id order with their bases, like the rows of every other transaction here
+      yield* lockIds(tx, [...found.map((r) => hex(r.id)), ...found.flatMap((r) => (r.base ? [hex(r.base)] : []))])
+      const changes = packChanges()
+      const packs = new Set<string>()
+      const released: Array<Uint8Array> = []
       const now = Date.now()
-      for (const r of rows) {
-        yield* tx.run("delete from chunks where id = ? and refs = 0 and dead_since is not null", [r.id])
+      for (const r of found) {
+        // only if still dead: a new copy sealed meanwhile may have taken the row over
+        const gone = yield* tx.all<{ pack: string; stored: number; base: Uint8Array | null }>(
+          "delete from chunks where id = ? and refs = 0 and dead_since is not null and dead_since < ? returning pack, stored, base", [r.id, horizon])
+        if (gone.length === 0) continue
         yield* tx.run("delete from features where id = ?", [r.id])
-        // its base loses the reference this chunk held (and may die now: it goes at a later pass)
-        if (r.base !== null) yield* releaseBase(tx, r.base, now)
-        perPack.set(r.pack, (perPack.get(r.pack) ?? 0) + r.stored)
+        if (gone[0]!.base !== null) released.push(gone[0]!.base)
+        changes.rows(gone[0]!.pack, -gone[0]!.stored)
+        packs.add(gone[0]!.pack)
       }
-      for (const [pack, bytes] of perPack) yield* tx.run("update packs set rows_bytes = rows_bytes - ? where name = ?", [bytes, pack])
-      return { count: rows.length, packs: [...perPack.keys()] }
+      // their bases lose the references these chunks held (and may die now: they go at a later pass)
+      for (const base of released.sort((a, b) => Buffer.compare(a, b))) yield* releaseBase(tx, changes, base, now)
+      yield* changes.apply(tx)
+      return { count: found.length, packs: [...packs] }
     })),
     meta: (key: string) => Effect.map(db.all<{ value: string }>("select value from meta where key = ?", [key]), (rows) => Option.fromNullishOr(rows[0]?.value)),
     setMeta: (key: string, value: string) => db.run("insert into meta (key, value) values (?, ?) on conflict (key) do update set value = excluded.value", [key, value]),
