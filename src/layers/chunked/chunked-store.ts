@@ -233,6 +233,8 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
           fresh.forEach((i, k) => {
             const votes = new Map<string, { ref: { id: string; pack: string }; n: number }>()
             for (const sf of similar[k]!) for (const ref of matches.get(sf) ?? []) {
+              // the chunk itself, sealed by another writer since the lookup: never its own base
+              if (ref.id === hexes[i]) continue
               const v = votes.get(ref.id) ?? { ref, n: 0 }
               v.n++
               votes.set(ref.id, v)
@@ -245,18 +247,21 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         const baseBytes = new Map(yield* Effect.forEach(new Map([...baseOf.values()].map((r) => [r.id, r])).values(), (ref) =>
           // a base that cannot be read now (gone, or its pack being rewritten) is just not used
           Effect.map(Effect.option(bases.bytes(ref)), (b) => [ref.id, Option.getOrUndefined(b)] as const), { concurrency: 4 }))
-        const encodeOne = (i: number) => Effect.gen(function*() {
+        // With a base, the delta first: a good one (a quarter of the chunk or less) is kept without
+        // the plain pass (compressing against a similar base rarely loses to compressing alone).
+        const encodeOne = (i: number): Effect.Effect<{ readonly plain?: Uint8Array; readonly delta?: Uint8Array; readonly base?: { id: string; pack: string } }, StoreError> => Effect.gen(function*() {
           const piece = pieces[i]!
-          const plain = yield* compressOne(piece)
           const ref = baseOf.get(i)
           const dictionary = ref ? baseBytes.get(ref.id) : undefined
-          if (!ref || !dictionary || !usableAsBase(dictionary)) return { plain }
+          if (!ref || !dictionary || !usableAsBase(dictionary)) return { plain: yield* compressOne(piece) }
           const delta = yield* zstd(uri, piece, level, dictionary)
+          if (delta.length * 4 <= piece.length) return { delta, base: ref }
+          const plain = yield* compressOne(piece)
           return delta.length < Math.min(plain.length, piece.length) ? { plain, delta, base: ref } : { plain }
         })
         const payloads = new Map(yield* Effect.forEach(fresh, (i) => Effect.map(encodeOne(i), (z) => [i, z] as const), { concurrency: 4 }))
         const sfsOf = new Map(fresh.map((i, k) => [i, similar[k]] as const))
-        for (const [i, z] of payloads) poorRun = z.plain.length >= pieces[i]!.length * 0.97 ? poorRun + 1 : 0
+        for (const [i, z] of payloads) poorRun = z.plain !== undefined && z.plain.length >= pieces[i]!.length * 0.97 ? poorRun + 1 : 0
         for (const [i, piece] of pieces.entries()) {
           const h = hexes[i]!
           let pack = assigned[i] ?? known.get(h)
@@ -265,7 +270,8 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
             if (delta && base) {
               pack = yield* packWriter.append(writer, ids[i]!, delta, piece.length, CODEC_DELTA, { base: { id: fromHex(base.id), pack: fromHex(base.pack) } })
             } else {
-              const useRaw = z.length >= piece.length * 0.97
+              // (encodeOne gives the plain frame whenever it gives no delta)
+              const useRaw = !z || z.length >= piece.length * 0.97
               pack = yield* packWriter.append(writer, ids[i]!, useRaw ? piece : z, piece.length, useRaw ? CODEC_RAW : CODEC_ZSTD, { superFeatures: sfsOf.get(i) })
             }
             known.set(h, pack)
