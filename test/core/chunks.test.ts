@@ -12,7 +12,7 @@ import { alphabet } from "../../src/core/nixbase32.ts"
 import {
   Chunker, chunkLengths, decodeManifest, decodePackIndex, decodePathRecord, Denormaliser, encodeManifest, encodePackIndex,
   encodePathRecord, FILLER, makeJsCutter, makeWasmCutter, type Manifest, Normaliser, type PackEntry, rawZstdFrame, superFeatures,
-  superFeatureSlot, usableAsBase
+  superFeatureSlot, usableAsBase, features, featuresJs
 } from "../../src/core/chunks/index.ts"
 
 const params = { min: 256, avg: 1024, max: 4096 }
@@ -268,6 +268,18 @@ describe("resemblance (super-features)", () => {
     }
     expect(similar).toBeGreaterThanOrEqual(18)
     expect(unrelated).toBe(0)
+  })
+
+  it("the WebAssembly sampler gives the TypeScript loop's features for any bytes", () => {
+    const same = (bytes: Uint8Array) => {
+      const a = features(bytes), b = featuresJs(bytes)
+      expect(a.samples).toBe(b.samples)
+      expect([...a.features]).toEqual([...b.features])
+    }
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 5000 }), (bytes) => same(bytes)))
+    // longer than the sampler's window (256 KiB), and runs of one byte (some sample every byte)
+    same(pseudoRandom(7, 600 * 1024 + 13))
+    for (let b = 0; b < 256; b++) same(new Uint8Array(300 * 1024).fill(b))
   })
 
   it("a chunk that begins like a zstd dictionary is never a base", () => {
