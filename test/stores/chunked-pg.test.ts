@@ -33,7 +33,7 @@ const fresh = () => Effect.gen(function*() {
 })
 
 storeConformance("chunked+file (PostgreSQL index)", () => uriStore(Effect.map(fresh(), ({ dir, index }) =>
-  `chunked+file://${dir}?index=${encodeURIComponent(index)}&pack-size=0.25`)), { checksReferences: false })
+  `chunked+file://${dir}?index=${encodeURIComponent(index)}&pack-size=0.25`)), { checksReferences: false, live: true })
 
 const collect = (s: Stream.Stream<Uint8Array, unknown>) => Effect.map(Stream.runCollect(s), (c) => Buffer.concat([...c]))
 const options = { chunking: { min: 1024, avg: 4096, max: 16384 }, packSize: 128 * 1024 }

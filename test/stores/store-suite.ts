@@ -26,6 +26,11 @@ export interface OpenedTestStore {
 export interface ConformanceOptions {
   /** Whether the store refuses a path whose references are not valid (local stores do; caches do not). */
   readonly checksReferences: boolean
+  /**
+   * Run on the live clock, not it.effect's test clock: for stores that wait on real time (e.g. a
+   * PostgreSQL index retries a transaction aborted as a deadlock after a pause).
+   */
+  readonly live?: boolean
 }
 
 const collect = (stream: Stream.Stream<Uint8Array, unknown>) =>
@@ -69,8 +74,9 @@ export const storeConformance = (
     Effect.scoped(Effect.gen(function*() {
       return yield* f({ read: yield* StoreRead, write: yield* StoreWrite })
     })).pipe(Effect.provide(layer()))
+  const test = options.live ? it.live : it.effect
 
-  it.effect("addText gives Nix's text path and reads back byte for byte", () => withStore(({ read, write }) => Effect.gen(function*() {
+  test("addText gives Nix's text path and reads back byte for byte", () => withStore(({ read, write }) => Effect.gen(function*() {
     const info = yield* write.addText("greeting.txt", "hello world\n")
     const expected = StorePath.makeText("greeting.txt", Hash.hashBytes("sha256", "hello world\n"), [], read.storeDir)
     expect(StorePath.baseName(info.path)).toBe(StorePath.baseName(expected))
@@ -90,7 +96,7 @@ export const storeConformance = (
     expect(StorePath.equals(again.path, info.path)).toBe(true)
   })))
 
-  it.effect("addPath adds a tree (recursive) and a file (flat, any algorithm) as content-addressed paths", () => withStore(({ read, write }) => Effect.gen(function*() {
+  test("addPath adds a tree (recursive) and a file (flat, any algorithm) as content-addressed paths", () => withStore(({ read, write }) => Effect.gen(function*() {
     const { tree, cleanup } = scratchTree()
     yield* Effect.addFinalizer(() => Effect.sync(cleanup))
     const info = yield* write.addPath(tree)
@@ -104,7 +110,7 @@ export const storeConformance = (
     expect(flat.ca && ContentAddress.print(flat.ca)).toBe(`fixed:${Hash.print(Hash.hashBytes("sha1", "hello\n"), "base32")}`)
   })))
 
-  it.effect("addToStore rejects a NAR whose hash or size does not match, and keeps nothing", () => withStore(({ read, write }) => Effect.gen(function*() {
+  test("addToStore rejects a NAR whose hash or size does not match, and keeps nothing", () => withStore(({ read, write }) => Effect.gen(function*() {
     const { info, nar } = yield* sampleText("sample", "some contents")
     const wrongHash: PathInfo = { ...info, narHash: Hash.hashBytes("sha256", "other") }
     const e1 = yield* Effect.flip(write.addToStore(wrongHash, Stream.make(nar)))
@@ -120,7 +126,7 @@ export const storeConformance = (
     expect(yield* read.isValidPath(info.path)).toBe(true)
   })))
 
-  it.effect("addToStore rejects a malformed NAR even when its hash and size are declared for it", () => withStore(({ read, write }) => Effect.gen(function*() {
+  test("addToStore rejects a malformed NAR even when its hash and size are declared for it", () => withStore(({ read, write }) => Effect.gen(function*() {
     const { info, nar } = yield* sampleText("sample", "some contents")
     const bad = Buffer.from(nar)
     bad[20] = bad[20]! ^ 0x01 // inside the "nix-archive-1" magic / structure
@@ -130,7 +136,7 @@ export const storeConformance = (
     expect(yield* read.isValidPath(info.path)).toBe(false)
   })))
 
-  it.effect("a source stream that fails midway leaves nothing behind", () => withStore(({ read, write }) => Effect.gen(function*() {
+  test("a source stream that fails midway leaves nothing behind", () => withStore(({ read, write }) => Effect.gen(function*() {
     const { info, nar } = yield* sampleText("sample", "x".repeat(5000))
     const failing = Stream.concat(Stream.make(nar.subarray(0, 100)), Stream.fail("connection reset" as const))
     const exit = yield* Effect.exit(write.addToStore(info, failing))
@@ -138,7 +144,7 @@ export const storeConformance = (
     expect(yield* read.isValidPath(info.path)).toBe(false)
   })))
 
-  it.effect("references, closures and referrers", () => withStore(({ read, write }) => Effect.gen(function*() {
+  test("references, closures and referrers", () => withStore(({ read, write }) => Effect.gen(function*() {
     const a = yield* write.addText("a", "I am a")
     const b = yield* write.addText("b", `I use ${StorePath.print(a.path, read.storeDir)}`, [a.path])
     const c = yield* write.addText("c", `I use ${StorePath.print(b.path, read.storeDir)}`, [b.path])
@@ -151,7 +157,7 @@ export const storeConformance = (
   })))
 
   if (options.checksReferences) {
-    it.effect("refuses a path whose references are not valid", () => withStore(({ read, write }) => Effect.gen(function*() {
+    test("refuses a path whose references are not valid", () => withStore(({ read, write }) => Effect.gen(function*() {
       const dep = yield* sampleText("dep", "dependency")
       const { info, nar } = yield* sampleText("user", `uses ${StorePath.print(dep.info.path, read.storeDir)}`, [dep.info.path])
       const error = yield* Effect.flip(write.addToStore(info, Stream.make(nar)))
@@ -160,7 +166,7 @@ export const storeConformance = (
     })))
   }
 
-  it.effect("addMultiple adds dependencies first whatever the order given", () => withStore(({ read, write }) => Effect.gen(function*() {
+  test("addMultiple adds dependencies first whatever the order given", () => withStore(({ read, write }) => Effect.gen(function*() {
     const a = yield* sampleText("a", "base")
     const b = yield* sampleText("b", `needs ${StorePath.print(a.info.path, read.storeDir)}`, [a.info.path])
     const c = yield* sampleText("c", `needs ${StorePath.print(b.info.path, read.storeDir)}`, [b.info.path])
@@ -168,21 +174,21 @@ export const storeConformance = (
     expect((yield* read.queryValidPaths([a.info.path, b.info.path, c.info.path])).length).toBe(3)
   })))
 
-  it.effect("addSignatures merges signatures without duplicates", () => withStore(({ read, write }) => Effect.gen(function*() {
+  test("addSignatures merges signatures without duplicates", () => withStore(({ read, write }) => Effect.gen(function*() {
     const info = yield* write.addText("signed", "data")
     yield* write.addSignatures(info.path, ["k1:AAAA", "k2:BBBB"])
     yield* write.addSignatures(info.path, ["k2:BBBB", "k3:CCCC"])
     expect([...(yield* read.queryPathInfo(info.path)).signatures].sort()).toEqual(["k1:AAAA", "k2:BBBB", "k3:CCCC"])
   })))
 
-  it.effect("missing paths fail with PathNotValid", () => withStore(({ read }) => Effect.gen(function*() {
+  test("missing paths fail with PathNotValid", () => withStore(({ read }) => Effect.gen(function*() {
     const missing = StorePath.makeText("missing", Hash.hashBytes("sha256", "nope"), [], read.storeDir)
     expect((yield* Effect.flip(read.queryPathInfo(missing)))._tag).toBe("PathNotValid")
     expect((yield* Effect.flip(Stream.runDrain(read.narFromPath(missing))))._tag).toBe("PathNotValid")
     expect(yield* read.isValidPath(missing)).toBe(false)
   })))
 
-  it.effect("a large path streams in and out with the same hash", () => withStore(({ read, write }) => Effect.gen(function*() {
+  test("a large path streams in and out with the same hash", () => withStore(({ read, write }) => Effect.gen(function*() {
     const dir = mkdtempSync(join(tmpdir(), "b3-conf-big-"))
     yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
     const file = join(dir, "big.bin")
