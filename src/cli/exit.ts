@@ -106,8 +106,22 @@ const rawMessageOf = (error: unknown): string => {
   return String(error)
 }
 
+/**
+ * An error whose message is empty still says what it is: its tag (or class), and what it was
+ * caused by, as far as the chain of causes has words.
+ */
+const describedMessageOf = (error: unknown, depth = 0): string => {
+  const message = rawMessageOf(error)
+  if (message !== "" || typeof error !== "object" || error === null) return message
+  const tag = (error as { _tag?: unknown })._tag
+  const name = typeof tag === "string" ? tag : (error as { constructor?: { name?: string } }).constructor?.name ?? "error"
+  const cause = (error as { cause?: unknown }).cause
+  const because = cause !== undefined && depth < 5 ? describedMessageOf(cause, depth + 1) : ""
+  return `${name} (no message)${because ? `: ${because}` : ""}`
+}
+
 /** The one-line (or, for a build failure, few-line) message the CLI prints for an error. */
-export const messageOf = (error: unknown): string => sanitizeMessage(rawMessageOf(error))
+export const messageOf = (error: unknown): string => sanitizeMessage(describedMessageOf(error))
 
 /**
  * `NodeRuntime.runMain`'s teardown for b3's entry points: the exit code is the one the program set

@@ -107,22 +107,26 @@ beforeAll(async () => {
 
 afterAll(async () => { await farm?.close() })
 
+/** A failed client's stderr with the runners' last log lines, for the assertion's message. */
+const withRunnerLogs = (stderr: string) =>
+  `${stderr}\n--- the runners' last lines ---\n${[...farm.runners.values()].map((r) => `${r.name}:\n${r.lines.slice(-20).join("\n")}`).join("\n")}`
+
 describe("b3 build farm", () => {
   it("builds a 200-derivation graph on 3 runners with the NAR hashes of a local build", async () => {
     const vars = { B3_FARM_SALT: "equal" }
     const store = farm.clientStore("equal")
     const client = await spawnB3(["build", "--farm", farm.url, "--store", store, graphModule], graphEnv(vars)).result
-    expect(client.status, client.stderr).toBe(0)
+    expect(client.status, withRunnerLogs(client.stderr)).toBe(0)
     const roots = client.stdout.trim().split("\n")
     expect(roots).toHaveLength(20)
 
     // the outputs were substituted into the client's store
     const substituted = await b3(["path-info", "--store", store, ...roots])
-    expect(substituted.status, substituted.stderr).toBe(0)
+    expect(substituted.status, withRunnerLogs(substituted.stderr)).toBe(0)
 
     const local = farm.clientStore("equal-local")
     const built = await b3(["build", "--store", local, "--max-jobs", "2", graphModule], graphEnv(vars))
-    expect(built.status, built.stderr).toBe(0)
+    expect(built.status, withRunnerLogs(built.stderr)).toBe(0)
     expect(built.stdout.trim().split("\n")).toEqual(roots)
 
     const drvs = await graphDrvs(vars)
@@ -152,7 +156,7 @@ describe("b3 build farm", () => {
     victim.child.kill("SIGKILL")
     await victim.exited
     const result = await client.result
-    expect(result.status, result.stderr).toBe(0)
+    expect(result.status, withRunnerLogs(result.stderr)).toBe(0)
     const drvs = (await graphDrvs(vars)).map((d) => d.drvPath)
     expectBuiltOnce(drvs)
     await expectCacheWhole()
@@ -177,7 +181,7 @@ describe("b3 build farm", () => {
     expect(status.status).toBe(0)
     expect((JSON.parse(status.stdout) as { runners: Array<{ id: string; state: string }> }).runners.filter((r) => r.state === "up").map((r) => r.id).sort()).toEqual(["r1", "r2", "r3"])
     const again = await spawnB3(["farm", "attach", "--farm", farm.url, "--store", store, "restart-1"], graphEnv(vars)).result
-    expect(again.status, again.stderr).toBe(0)
+    expect(again.status, withRunnerLogs(again.stderr)).toBe(0)
     expect(again.stdout.trim().split("\n")).toHaveLength(20)
     expectBuiltOnce((await graphDrvs(vars)).map((d) => d.drvPath))
     await expectCacheWhole()
@@ -190,8 +194,8 @@ describe("b3 build farm", () => {
       spawnB3(["build", "--farm", farm.url, "--store", farm.clientStore("overlap-a"), graphModule], graphEnv(a)).result,
       spawnB3(["build", "--farm", farm.url, "--store", farm.clientStore("overlap-b"), graphModule], graphEnv(b)).result
     ])
-    expect(ra.status, ra.stderr).toBe(0)
-    expect(rb.status, rb.stderr).toBe(0)
+    expect(ra.status, withRunnerLogs(ra.stderr)).toBe(0)
+    expect(rb.status, withRunnerLogs(rb.stderr)).toBe(0)
     expect(ra.stdout.trim().split("\n")).toHaveLength(13)
     expect(rb.stdout.trim().split("\n")).toHaveLength(13)
     const drvs = (await graphDrvs(a)).map((d) => d.drvPath)
@@ -204,7 +208,7 @@ describe("b3 build farm", () => {
     try {
       const vars = { B3_FARM_SHAPE: "feature", B3_FARM_FEATURE: "kvm", B3_FARM_N: "3", B3_FARM_SALT: "route" }
       const result = await spawnB3(["build", "--farm", farm.url, "--print-build-logs", "--store", farm.clientStore("route"), graphModule], graphEnv(vars)).result
-      expect(result.status, result.stderr).toBe(0)
+      expect(result.status, withRunnerLogs(result.stderr)).toBe(0)
       expect(result.stdout.trim().split("\n")).toHaveLength(3)
       // the builders' lines, streamed from the runner, prefixed with the derivation's name
       for (let i = 0; i < 3; i++) expect(result.stderr).toMatch(new RegExp(`needs-feature-${i}> hello from needs-feature-${i}`))
@@ -237,7 +241,7 @@ describe("b3 build farm", () => {
     const started = Date.now()
     const result = await spawnB3(["--json", "build", "--farm", farm.url, "--store", store, graphModule], graphEnv(vars)).result
     const wall = Date.now() - started
-    expect(result.status, result.stderr).toBe(0)
+    expect(result.status, withRunnerLogs(result.stderr)).toBe(0)
     const events = result.stdout.split("\n").filter((l) => l.startsWith("{\"event\"")).map((l) => JSON.parse(l) as { event: string; at: number })
     const firstStart = Math.min(...events.filter((e) => e.event === "building").map((e) => e.at))
     const lastEnd = Math.max(...events.filter((e) => e.event === "built").map((e) => e.at))
