@@ -9,7 +9,7 @@
  * client was stopped or detached); re-submitting the same targets joins the same workflows.
  */
 import { randomBytes } from "node:crypto"
-import { Effect, Exit, Fiber, Option, Result, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Option, Result, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import type { WorkflowEngine } from "effect/workflow/WorkflowEngine"
 import type * as Signature from "../core/signature.ts"
@@ -95,6 +95,17 @@ const epochsFor = (drvs: ReadonlyArray<string>) => Effect.gen(function*() {
   return { epochs, finished }
 })
 
+/**
+ * Starts a derivation's workflow. The cluster reports a transient failure (a shard not assigned yet
+ * while runners join, a runner gone) as a defect; starting is idempotent (the execution id comes
+ * from the payload), so it is tried again a few times before the submission fails with it.
+ */
+const startWorkflow = (payload: { readonly drvPath: string; readonly epoch: number; readonly submission: string }) =>
+  DerivationWorkflow.execute(payload, { discard: true }).pipe(
+    Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.fail(cause)),
+    Effect.retry({ schedule: Db.sqlRetry, times: 8 }),
+    Effect.catch((cause) => Effect.failCause(cause)))
+
 /** Uploads and starts the graph of `drvPaths`; gives the submission id. */
 export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: SubmitOptions) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -129,7 +140,7 @@ export const start = (drvPaths: ReadonlyArray<StorePath.StorePath>, options: Sub
   yield* planGraph(todo, submission, options)
   yield* trace("planned the graph")
   // the builds are under way; the workflows are started meanwhile (join `started` before leaving)
-  const started = yield* Effect.forEach(todo, (payload) => DerivationWorkflow.execute(payload, { discard: true }), { concurrency: 16, discard: true }).pipe(
+  const started = yield* Effect.forEach(todo, startWorkflow, { concurrency: 16, discard: true }).pipe(
     Effect.tap(() => trace("started the workflows")),
     Effect.forkChild({ startImmediately: true }))
   return { submission, roots, derivations, started: Fiber.join(started) }
