@@ -16,6 +16,7 @@
  * A chunk too short to have a few samples has no super-features (it is never matched).
  */
 import { createHash } from "node:crypto"
+import { name, section, uleb, vector } from "./wasm-module.ts"
 
 export const FEATURES = 12
 export const SUPER_FEATURES = 3
@@ -60,20 +61,6 @@ export const featuresJs = (chunk: Uint8Array): { readonly features: Uint32Array;
 
 // ---- The sampling loop in WebAssembly (several times faster than the TypeScript one) ----------
 
-const uleb = (value: number): Array<number> => {
-  const out: Array<number> = []
-  let n = value >>> 0
-  do {
-    let byte = n & 0x7f
-    n >>>= 7
-    if (n !== 0) byte |= 0x80
-    out.push(byte)
-  } while (n !== 0)
-  return out
-}
-const section = (id: number, body: ReadonlyArray<number>) => [id, ...uleb(body.length), ...body]
-const vector = (items: ReadonlyArray<ReadonlyArray<number>>) => [...uleb(items.length), ...items.flat()]
-const name = (text: string) => [...uleb(text.length), ...Array.from(text, (c) => c.charCodeAt(0))]
 
 /** Memory: the gear table (1 KiB), the rolling hash carried between calls, a window of bytes, the samples. */
 const H_AT = 1024
