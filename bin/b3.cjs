@@ -16,7 +16,20 @@ if (compare(current, minimum) < 0) {
 // to the process `b3 run` starts a pipeline in.
 const cache = require("node:module").enableCompileCache?.()
 if (cache && cache.directory && !process.env.NODE_COMPILE_CACHE) process.env.NODE_COMPILE_CACHE = cache.directory
-import("../dist/npm/b3.mjs").catch((error) => {
+// `b3 run …` starts the pipeline runner (the library bundle's) in this process, without the CLI: it
+// reads the command line itself (src/cli/run-argv.ts) and hands one it does not know to the CLI. Help,
+// version, completions and the wizard go to the CLI from here.
+const startsRun = (args) => {
+  let at = 0
+  while (at < args.length && /^(--json|--quiet|-q|--verbose|--log-level(=.*)?)$/.test(args[at])) at += args[at] === "--log-level" ? 2 : 1
+  if (args[at] !== "run") return false
+  const end = args.indexOf("--")
+  return !(end < 0 ? args : args.slice(0, end)).some((a) => /^(--help|-h|--version|-v|--wizard|--completions(=.*)?)$/.test(a))
+}
+const args = process.argv.slice(2)
+const entry = startsRun(args) ? "../dist/npm/lib/run-pipeline.mjs" : "../dist/npm/b3.mjs"
+if (entry !== "../dist/npm/b3.mjs") process.argv = [process.argv[0], require.resolve(entry), "--argv", ...args]
+import(entry).catch((error) => {
   process.stderr.write(`b3: cannot start: ${error && error.message ? error.message : String(error)}\n`)
   process.exit(1)
 })

@@ -23,6 +23,7 @@ import { createRequire } from "node:module"
 import { basename, dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { buildLib } from "./bundle-lib.ts"
+import { buildRunSnapshotBundle } from "./bundle-run-snapshot.ts"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const outdir = join(root, "dist")
@@ -138,6 +139,9 @@ const snapshotBuild = forPackage ? undefined : build({
   define: { "import.meta.url": "snapshotUrl" }
 })
 
+/** The pipeline runner's snapshot bundle (scripts/bundle-run-snapshot.ts), for `b3 run` in a checkout. */
+const runSnapshotBuild = forPackage ? undefined : buildRunSnapshotBundle({ root, outdir, snapshotRuntime, isRunTimePackage })
+
 const webSource = join(root, "src/servers/ui/web")
 const webBuild = build({
   entryPoints: { app: join(webSource, "main.ts"), "app-style": join(webSource, "style.css") },
@@ -164,7 +168,7 @@ const libBuild = buildLib({
   banner
 })
 
-const [result, snapshotResult, webResult] = await Promise.all([esmBuild, snapshotBuild, webBuild, libBuild])
+const [result, snapshotResult, webResult, , runSnapshotResult] = await Promise.all([esmBuild, snapshotBuild, webBuild, libBuild, runSnapshotBuild])
 
 // The web view (also shipped in the package: dist/ui/): written to a fresh directory that replaces dist/ui.
 const uiDir = join(outdir, "ui")
@@ -186,7 +190,7 @@ const place = (path: string, contents: Uint8Array) => {
   renameSync(tmp, path)
 }
 
-if (forPackage || snapshotResult === undefined) {
+if (forPackage || snapshotResult === undefined || runSnapshotResult === undefined) {
   for (const file of result.outputFiles) place(file.path, file.contents)
   process.exit(0)
 }
@@ -205,26 +209,31 @@ for (const name of existsSync(chunkDir) ? readdirSync(chunkDir) : []) {
 }
 
 /**
- * The startup snapshot, from the bundle placed beside the blob (snapshot-entry.ts finds it there at run
- * time). It is built by the project's Node, the one bin/b3 runs it with (a blob works only with the Node
- * that made it), in an empty environment and at /, so nothing of this build's environment can be
- * mistaken for a run's.
+ * A startup snapshot, from the bundle placed beside the blob (the entry finds it there at run time). It
+ * is built by the project's Node, the one bin/b3 runs it with (a blob works only with the Node that
+ * made it), in an empty environment and at /, so nothing of this build's environment can be mistaken
+ * for a run's. The CLI's (dist/b3.blob, src/cli/snapshot-entry.ts) and the pipeline runner's
+ * (dist/run.blob, src/cli/run-snapshot-entry.ts); without one, b3 starts as it would without snapshots.
  */
-const snapshotBundle = join(outdir, "b3-snapshot.cjs")
-const blob = join(outdir, "b3.blob")
-place(snapshotBundle, snapshotResult.outputFiles[0]!.contents)
 const node = join(root, "node_modules", ".bin", "node")
-const tmpBlob = `${blob}.${process.pid}.tmp`
-const built = spawnSync(node, ["--snapshot-blob", tmpBlob, "--build-snapshot", snapshotBundle], { cwd: "/", env: {}, encoding: "utf8" })
-const log = join(outdir, "b3-snapshot.log")
-if (built.status === 0 && existsSync(tmpBlob)) {
-  renameSync(tmpBlob, blob)
-  rmSync(log, { force: true })
-} else {
-  rmSync(tmpBlob, { force: true })
-  rmSync(blob, { force: true })
-  writeFileSync(log, built.error ? String(built.error) : built.stderr)
-  // an exception thrown while the modules were evaluated, or V8's reason for refusing the heap
-  const reason = built.error?.message ?? built.stderr.split("\n").find((line) => /^\w*Error\b|^# .*failed|not serialized/.test(line))?.slice(0, 200)
-  process.stderr.write(`b3: the startup snapshot could not be built (${reason ?? `exit code ${built.status}`}; see ${log}); b3 starts without it\n`)
+const buildBlob = (name: string, contents: Uint8Array, what: string, without: string) => {
+  const snapshotBundle = join(outdir, `${name}.cjs`)
+  const blob = join(outdir, name === "b3-snapshot" ? "b3.blob" : "run.blob")
+  place(snapshotBundle, contents)
+  const tmpBlob = `${blob}.${process.pid}.tmp`
+  const built = spawnSync(node, ["--snapshot-blob", tmpBlob, "--build-snapshot", snapshotBundle], { cwd: "/", env: {}, encoding: "utf8" })
+  const log = join(outdir, `${name}.log`)
+  if (built.status === 0 && existsSync(tmpBlob)) {
+    renameSync(tmpBlob, blob)
+    rmSync(log, { force: true })
+  } else {
+    rmSync(tmpBlob, { force: true })
+    rmSync(blob, { force: true })
+    writeFileSync(log, built.error ? String(built.error) : built.stderr)
+    // an exception thrown while the modules were evaluated, or V8's reason for refusing the heap
+    const reason = built.error?.message ?? built.stderr.split("\n").find((line) => /^\w*Error\b|^# .*failed|not serialized|Unknown external reference/.test(line))?.slice(0, 200)
+    process.stderr.write(`b3: ${what} could not be built (${reason ?? `exit code ${built.status}`}; see ${log}); ${without}\n`)
+  }
 }
+buildBlob("b3-snapshot", snapshotResult.outputFiles[0]!.contents, "the startup snapshot", "b3 starts without it")
+buildBlob("run-snapshot", runSnapshotResult.outputFiles[0]!.contents, "the pipeline runner's startup snapshot", "b3 run starts without it")

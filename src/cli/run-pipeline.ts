@@ -12,26 +12,19 @@
  *   node src/cli/run-pipeline.ts '{"pipeline":…,"store":…,"cache":…,"json":…,"quiet":…,"verbose":…}' ARGS…
  *                                                    by the CLI's `b3 run` (commands/run.ts)
  *
+ * In a checkout, bin/b3 starts the runner from its startup snapshot instead when there is one
+ * (run-snapshot-entry.ts); pipeline-main.ts is what both run.
+ *
  * A pipeline outside this package can still import "b3", "b3/derivation", "effect" and
  * "@effect/platform-node": if they do not resolve from where it is, they resolve from here.
- * SIGINT/SIGTERM interrupt the program, so its scopes close and its finalizers run.
  */
 import { existsSync, readFileSync } from "node:fs"
-import { extname, resolve } from "node:path"
+import { extname } from "node:path"
 import { fileURLToPath } from "node:url"
 import { quietSqliteWarning } from "../io/quiet-warnings.ts"
 import { shareBundledModules, shareModules } from "../io/shared-modules.ts"
 import { parseRunArgv } from "./run-argv.ts"
-
-interface RunOptions {
-  readonly pipeline: string
-  readonly store: string
-  readonly cache?: string
-  readonly json: boolean
-  readonly quiet: boolean
-  readonly verbose: boolean
-  readonly plugins?: ReadonlyArray<string>
-}
+import type { RunOptions } from "./pipeline-main.ts"
 
 // Run from the library bundle (dist/lib/run-pipeline.mjs), its modules.json lists the modules a
 // pipeline shares with it; run from the sources, b3's own package does.
@@ -47,34 +40,6 @@ const share = (): void => {
   } else shareModules(new URL("../../package.json", import.meta.url).href)
 }
 
-const run = async (options: RunOptions, args: ReadonlyArray<string>, missing: string | undefined): Promise<void> => {
-  const { Cause, Effect } = await import("effect")
-  const NodeRuntime = await import("@effect/platform-node/NodeRuntime")
-  const { exitCodeFor, exitTeardown, messageOf } = await import("./exit.ts")
-  const { resultText, runPipeline } = await import("../compose/pipeline.ts")
-  const { FileNotFound } = await import("../nar/fs/errors.ts")
-
-  // The pipeline sees its own arguments as a script would: process.argv = [node, PIPELINE, ARGS…].
-  process.argv = [process.argv[0]!, options.pipeline, ...args]
-  if (options.quiet) process.env.B3_QUIET = "1"
-
-  const program = (missing !== undefined ? Effect.fail(new FileNotFound({ path: missing })) : runPipeline({ ...options, args })).pipe(
-    Effect.flatMap((value) => Effect.sync(() => {
-      const text = options.json ? JSON.stringify(value ?? null) : resultText(value)
-      if (text !== undefined) process.stdout.write(text + "\n")
-    })),
-    Effect.catchCause((cause) => Effect.sync(() => {
-      if (Cause.hasInterruptsOnly(cause)) { process.exitCode = 130; return }
-      const error = Cause.squash(cause)
-      process.stderr.write(`b3: ${messageOf(error)}\n`)
-      if (options.verbose && Cause.hasDies(cause)) process.stderr.write(Cause.pretty(cause) + "\n")
-      process.exitCode = exitCodeFor(error)
-    }))
-  )
-
-  NodeRuntime.runMain(program, { disableErrorReporting: true, teardown: exitTeardown })
-}
-
 if (process.argv[2] === "--argv") {
   const argv = process.argv.slice(3)
   const invocation = parseRunArgv(argv)
@@ -85,15 +50,12 @@ if (process.argv[2] === "--argv") {
     await import(cli.href)
   } else {
     share()
-    // As the CLI's `b3 run` does: the store and plugins from the configuration, unless given.
-    const { loadConfig } = await import("./config.ts")
-    const config = loadConfig()
-    const pipeline = resolve(invocation.pipeline)
-    const { cache, json, quiet, verbose } = invocation
-    const options = { pipeline, store: invocation.store ?? config.store, ...(cache !== undefined ? { cache } : {}), plugins: config.plugins, json, quiet, verbose }
-    await run(options, invocation.args, existsSync(pipeline) ? undefined : invocation.pipeline)
+    const { fromInvocation, runPipelineMain } = await import("./pipeline-main.ts")
+    const { options, args, missing } = fromInvocation(invocation)
+    runPipelineMain(options, args, missing)
   }
 } else {
   share()
-  await run(JSON.parse(process.argv[2] ?? "{}") as RunOptions, process.argv.slice(3), undefined)
+  const { runPipelineMain } = await import("./pipeline-main.ts")
+  runPipelineMain(JSON.parse(process.argv[2] ?? "{}") as RunOptions, process.argv.slice(3))
 }

@@ -12,49 +12,18 @@
  * needs them; the IPFS packages, undici and ws are loaded from node_modules then (snapshot-runtime.ts).
  */
 import { restoreIntl } from "./snapshot-prelude.ts" // first: it makes Effect's CLI modules snapshot-safe
-import { dirname, join, resolve } from "node:path"
+import { dirname, join } from "node:path"
 import { pathToFileURL } from "node:url"
 import { startupSnapshot } from "node:v8"
-import * as vm from "node:vm"
 import { setImporter } from "../io/import-module.ts"
 import { main } from "./main.ts"
 import { setSnapshotUrl } from "./snapshot-runtime.ts"
-
-/**
- * `import()` for the run. Code compiled into the snapshot has no module loader behind its import(), so
- * this one is compiled now with Node's default loader. That option (vm.USE_MAIN_CONTEXT_DEFAULT_LOADER)
- * is marked experimental: its warning, printed on the first import, is not passed on to b3's stderr.
- */
-const runTimeImporter = (bundle: string) => {
-  const load = vm.compileFunction("return import(specifier)", ["specifier"], {
-    filename: bundle, // bare specifiers resolve from here, i.e. from the project's node_modules
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER
-  }) as (specifier: string) => Promise<unknown>
-  return (specifier: string): Promise<unknown> => {
-    const emitWarning = process.emitWarning
-    process.emitWarning = ((warning: string | Error, ...rest: Array<never>) => {
-      if (!String(warning).includes("USE_MAIN_CONTEXT_DEFAULT_LOADER")) emitWarning.call(process, warning, ...rest)
-    }) as typeof process.emitWarning
-    try {
-      return load(specifier)
-    } finally {
-      process.emitWarning = emitWarning
-    }
-  }
-}
+import { runTimeImporter, snapshotBlob } from "./snapshot-support.ts"
 
 restoreIntl()
 
-/** The blob this process started from: bin/b3 runs `node --snapshot-blob BLOB -- ARGS…`. */
-const snapshotBlob = (): string => {
-  const args = process.execArgv
-  const at = args.indexOf("--snapshot-blob")
-  const given = at >= 0 ? args[at + 1] : args.find((a) => a.startsWith("--snapshot-blob="))?.slice("--snapshot-blob=".length)
-  return resolve(given ?? "dist/b3.blob")
-}
-
 startupSnapshot.setDeserializeMainFunction(() => {
-  const bundle = join(dirname(snapshotBlob()), "b3-snapshot.cjs")
+  const bundle = join(dirname(snapshotBlob("dist/b3.blob")), "b3-snapshot.cjs")
   setSnapshotUrl(pathToFileURL(bundle).href)
   setImporter(runTimeImporter(bundle))
   // A snapshot's process.argv is [node, ARGS…]: give it the [node, script, ARGS…] that main() and Node programs expect.

@@ -31,6 +31,7 @@ import { StoreWrite, type StoreWriteApi } from "../services/store-write.ts"
 import { builtinRegistry } from "./registry.ts"
 import { loadPlugins, withPlugins } from "./plugins.ts"
 import { openStore, StoreRegistry } from "../services/registry.ts"
+import { importModule } from "../io/import-module.ts"
 
 /** A second store a pipeline works with, typically the binary cache it pushes to or pulls from. */
 export interface CacheApi {
@@ -123,7 +124,7 @@ const isEffect = (value: unknown): value is Effect.Effect<unknown, unknown, Pipe
 /** Imports the pipeline module and returns its program for these arguments. */
 export const loadPipeline = (file: string, args: ReadonlyArray<string>) => Effect.gen(function*() {
   const module = yield* Effect.tryPromise({
-    try: () => import(pathToFileURL(file).href) as Promise<Record<string, unknown>>,
+    try: () => importModule<Record<string, unknown>>(pathToFileURL(file).href),
     catch: (e) => new BadPipeline({ pipeline: file, reason: `loading it failed: ${e instanceof Error ? e.message : String(e)}` })
   })
   const exported = module.default

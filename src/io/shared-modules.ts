@@ -64,6 +64,50 @@ export const shareBundledModules = (modules: Readonly<Record<string, string>>, p
 }
 
 /**
+ * In the pipeline runner's startup snapshot (src/cli/run-snapshot-entry.ts), where b3 and Effect are
+ * already in the heap: the shared modules resolve to the library bundle's URLs, as with
+ * shareBundledModules, but what is loaded there is a module made on the spot that exports the
+ * properties of the snapshot's own namespace object (`namespaceOf(specifier)`), so a pipeline and the
+ * plugins it loads use the very objects the runner's services are made of.
+ */
+export const shareSnapshotModules = (
+  modules: Readonly<Record<string, string>>,
+  namespaceOf: (specifier: string) => Readonly<Record<string, unknown>> | undefined,
+  packageUrl: string | undefined = packageJsonUrl()
+): void => {
+  if (shared) return
+  shared = true
+  const specifierOf = new Map(Object.entries(modules).map(([specifier, url]) => [url, specifier]))
+  const loaded: Record<string, Readonly<Record<string, unknown>>> = {}
+  const key = Symbol.for("b3/snapshot-modules")
+  ;(globalThis as unknown as Record<symbol, unknown>)[key] = loaded
+  registerHooks({
+    resolve: (specifier, context, nextResolve) => {
+      const url = sharedModules.test(specifier) ? modules[specifier] : undefined
+      if (url !== undefined) return { url, format: "module", shortCircuit: true }
+      try {
+        return nextResolve(specifier, context)
+      } catch (error) {
+        if (packageUrl === undefined || !sharedModules.test(specifier) || context.parentURL === packageUrl) throw error
+        return nextResolve(specifier, { ...context, parentURL: packageUrl })
+      }
+    },
+    load: (url, context, nextLoad) => {
+      const specifier = specifierOf.get(url)
+      const namespace = specifier === undefined ? undefined : namespaceOf(specifier)
+      if (namespace === undefined) return nextLoad(url, context)
+      loaded[url] = namespace
+      const names = Object.keys(namespace).filter((name) => name !== "default")
+      const source = `const m = globalThis[Symbol.for("b3/snapshot-modules")][${JSON.stringify(url)}]\n` +
+        names.map((name, i) => `const n${i} = m[${JSON.stringify(name)}]\n`).join("") +
+        `export { ${names.map((name, i) => `n${i} as ${JSON.stringify(name)}`).join(", ")} }\n` +
+        ("default" in namespace ? "export default m.default\n" : "")
+      return { url, format: "module", source, shortCircuit: true }
+    }
+  })
+}
+
+/**
  * The library bundle beside a CLI bundle (dist/lib/ beside dist/b3.mjs and dist/chunks/, dist/npm/lib/
  * in the package), if `from` is code of one: its modules shared as shareBundledModules does. Nothing
  * when run from the sources.
