@@ -30,7 +30,7 @@ const userEnv = (nodeDir = dirname(process.execPath)): NodeJS.ProcessEnv => {
 
 const run = (command: string, args: ReadonlyArray<string>, options: SpawnSyncOptions = {}) => {
   const result = spawnSync(command, args, { cwd: project, env: userEnv(), encoding: "utf8", maxBuffer: 1 << 28, ...options })
-  return { status: result.status ?? -1, stdout: String(result.stdout ?? ""), stderr: String(result.stderr ?? "") }
+  return { status: result.status ?? -1, stdout: String(result.stdout ?? ""), stderr: String(result.stderr ?? ""), pid: result.pid }
 }
 const ok = (command: string, args: ReadonlyArray<string>, options: SpawnSyncOptions = {}) => {
   const result = run(command, args, options)
@@ -148,6 +148,15 @@ describe("npm package b3", () => {
     expect(result.status).toBe(0)
     // b3 from the package's library bundle (what its runner was loaded with)
     expect(result.stdout).toMatch(/^\/nix\/store\/[0-9a-z]{32}-note\.txt file:\/\/.*\/node_modules\/b3\/dist\/npm\/lib\/b3\.mjs\n$/)
+    // bin/b3.cjs runs it in its own process (no CLI in front), global flags anywhere; the CLI takes what the runner does not read
+    writeFileSync(join(elsewhere, "pid.ts"), `import { Effect } from "effect"\nexport default Effect.sync(() => ({ pid: process.pid, args: process.argv.slice(2) }))\n`)
+    const pid = b3(["--json", "run", "pid.ts", "--store=memory://", "-q", "--", "--json"], { cwd: elsewhere })
+    expect(pid.stderr).toBe("")
+    expect(JSON.parse(pid.stdout)).toEqual({ pid: pid.pid, args: ["--json"] })
+    const bogus = b3(["run", "pid.ts", "--store", "memory://", "--bogus"], { cwd: elsewhere })
+    expect(bogus).toMatchObject({ status: 2, stdout: "", stderr: "b3: Unrecognized flag: --bogus in command b3 run (see 'b3 run --help')\n" })
+    expect(b3(["run", "missing.ts", "--store", "memory://"], { cwd: elsewhere })).toMatchObject({ status: 3, stderr: "b3: path 'missing.ts' does not exist\n" })
+    expect(b3(["run", "--help"], { cwd: elsewhere })).toMatchObject({ status: 0, stdout: expect.stringMatching(/USAGE\n\s+b3 run /) })
   })
 
   it("on a Node older than 22.18 prints one line saying what to install, and nothing that cannot work", () => {

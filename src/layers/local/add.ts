@@ -63,7 +63,7 @@ export interface TempEntry {
  * the local store does not flush new contents before registering them, so a crash can leave
  * registered paths with missing or partial contents. Never set it for real use.
  */
-const skipFsyncForMeasurement = process.env.B3_BENCH_NO_FSYNC === "1"
+const skipFsyncForMeasurement = () => process.env.B3_BENCH_NO_FSYNC === "1"
 
 /** The context with group commit: concurrent adds share one flush to disk and one transaction. */
 export const withGroupCommit = (ctx: AddContext): AddContext => ({ ...ctx, commit: makeGroupCommit((entries) => commitTemps(ctx, entries)) })
@@ -90,7 +90,7 @@ const restoreToTemp = <E, R>(ctx: AddContext, events: Stream.Stream<NarEvent, E,
  */
 const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect.Effect<void, StoreError> => Effect.gen(function*() {
   for (const { temp, canonical } of entries) if (!canonical) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
-  if (!skipFsyncForMeasurement) yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
+  if (!skipFsyncForMeasurement()) yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
   // Temporary roots before the paths appear in the store: a collector (b3's or Nix's) keeps them.
   yield* ctx.locks.addTempRoots(entries.map((e) => StorePath.print(e.info.path, ctx.layout.storeDir)))
   const outputs = new Map<string, Readonly<Record<string, string>>>()
