@@ -5,6 +5,10 @@
  * copy of `effect` and of b3.
  * stdin/stdout/stderr are the child's; its exit code is b3's. Interrupting b3 interrupts the
  * pipeline (its finalizers run) and waits for it to end.
+ *
+ * The launchers (bin/b3, bin/b3.cjs) start the runner themselves for the usual command lines of
+ * `b3 run` (../run-argv.ts), without this process in front; this command runs the rest (and shows
+ * `b3 run --help`).
  */
 import { Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
