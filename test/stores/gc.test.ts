@@ -1,7 +1,7 @@
 /** Garbage collection of the local store: roots (direct, indirect, temporary) keep their closures. */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
+import { Effect, Stream } from "effect"
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as StorePath from "../../src/core/store-path.ts"
@@ -54,4 +54,36 @@ describe("local store garbage collection", () => {
     expect((yield* store.maintenance.collectGarbage()).deleted).toEqual([])
     expect(yield* store.read.isValidPath(fresh.path)).toBe(true)
   })))
+
+  it.effect("a path an add finds valid already is held as a temporary root too, so a collector running meanwhile keeps it (Nix's collector here)", () => Effect.scoped(Effect.gen(function*() {
+    const root = yield* scratch
+    const file = join(root, "input-file")
+    writeFileSync(file, "added by addPath")
+    // made valid in one session, whose temporary roots end with it
+    const first = yield* Effect.scoped(Effect.gen(function*() {
+      const store = yield* LocalStore.make({ root })
+      const text = yield* store.write.addText("by-add-text", "added by addText")
+      const path = yield* store.write.addPath(file)
+      const viaNar = yield* store.write.addText("by-add-to-store", "added by addToStore")
+      const viaMultiple = yield* store.write.addText("by-add-multiple", "added by addMultiple")
+      const narOf = (p: StorePath.StorePath) => Effect.map(Stream.runCollect(store.read.narFromPath(p)), (chunks) => Buffer.concat([...chunks]))
+      return { text, path, viaNar, viaMultiple, nars: { viaNar: yield* narOf(viaNar.path), viaMultiple: yield* narOf(viaMultiple.path) } }
+    }))
+    const all = [first.text, first.path, first.viaNar, first.viaMultiple].map((p) => StorePath.print(p.path))
+    const nixGc = () => nix("nix-store", ["--store", root, "--gc"])
+    const valid = () => all.filter((p) => nix("nix-store", ["--store", root, "--check-validity", "--print-invalid", p]).trim() === "")
+    // a second session adds each again: every add finds its path valid and adds nothing
+    yield* Effect.scoped(Effect.gen(function*() {
+      const store = yield* LocalStore.make({ root })
+      yield* store.write.addText("by-add-text", "added by addText")
+      yield* store.write.addPath(file)
+      yield* store.write.addToStore(first.viaNar, Stream.make(new Uint8Array(first.nars.viaNar)))
+      yield* store.write.addMultiple([{ info: first.viaMultiple, nar: Stream.make(new Uint8Array(first.nars.viaMultiple)) }])
+      nixGc()
+      expect(valid()).toEqual(all)
+    }))
+    // once that session has ended, nothing holds them
+    nixGc()
+    expect(valid()).toEqual([])
+  })), 60_000)
 })

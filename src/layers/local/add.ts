@@ -135,12 +135,23 @@ const scopedTemp = (ctx: AddContext, tag: string) =>
     (temp) => Effect.sync(() => { try { removeTree(temp) } catch { /* recovery removes it on the next open */ } })
   )
 
+/**
+ * Holds `paths` as temporary roots of this process before their validity is checked, so a path
+ * found valid (and then returned without adding it) is not removed by a collector running at the
+ * same time, b3's or Nix's.
+ */
+const rootFirst = (ctx: AddContext, paths: ReadonlyArray<StorePath.StorePath>) =>
+  ctx.locks.addTempRoots(paths.map((path) => StorePath.print(path, ctx.layout.storeDir)))
+
 /** Runs `use` with a fresh temporary name in the store dir, removing whatever is left there afterwards. */
 const withTemp = <A, E, R>(ctx: AddContext, tag: string, use: (temp: string) => Effect.Effect<A, E, R>) =>
   Effect.scoped(Effect.flatMap(scopedTemp(ctx, tag), use))
 
 export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, StoreError | E, R> =>
   Effect.gen(function*() {
+    // A temporary root first, then the validity check (as Nix's addToStore): a collector running
+    // meanwhile either sees the root or has already removed the path, which is then added again.
+    yield* rootFirst(ctx, [info.path])
     const valid = yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))
     if (valid) return
     yield* checkReferences(ctx, info)
@@ -169,6 +180,7 @@ export const addMultipleFromNars = (ctx: AddContext): StoreWriteApi["addMultiple
   })
   const missing = yield* outside
   if (missing) return yield* new PathNotValid({ path: StorePath.print(missing, ctx.layout.storeDir), store: ctx.uri })
+  yield* rootFirst(ctx, items.map(({ info }) => info.path))
   yield* addInDependencyOrder(items, options, ctx.layout.storeDir, ({ info, nar }, { limit, referencesAdded, committing }) => Effect.gen(function*() {
     if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return
     yield* withTemp(ctx, "add", (temp) => Effect.gen(function*() {
@@ -236,6 +248,7 @@ export const addPathOnePass = (ctx: AddContext) => (fsPath: string, options: Add
       yield* restoreToTemp(ctx, narEvents(options.onProgress ? Stream.tap(nar, (chunk) => Effect.sync(() => progress(chunk))) : nar, check, (result) => { digest = result }), temp)
     }
     const info = yield* contentAddressedInfo(ctx.uri, ctx.layout.storeDir, fsPath, options, digest!)
+    yield* rootFirst(ctx, [info.path])
     if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return info
     yield* checkReferences(ctx, info)
     yield* commitTemp(ctx, { info, temp, canonical: !single })
