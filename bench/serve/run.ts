@@ -9,13 +9,14 @@
  * Median of several runs each; peak RSS of the server process (nginx: its largest worker).
  *   npm run bench:serve [-- --quick]
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
 import { Agent, request } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { runOrThrow } from "../support/measure.ts"
+import { startNginx } from "../support/nginx.ts"
 
 const quick = process.argv.includes("--quick")
 const count = quick ? 60 : 373
@@ -65,17 +66,6 @@ const writeFile = (path: string, size: number, seed: number) => {
   }
   closeSync(fd)
 }
-
-const startServer = (command: string, args: ReadonlyArray<string>, ready: RegExp | undefined): Promise<ChildProcess> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] })
-    if (!ready) return resolve(child)
-    let seen = ""
-    const onData = (chunk: Buffer) => { seen += chunk.toString(); if (ready.test(seen)) resolve(child) }
-    child.stdout!.on("data", onData)
-    child.stderr!.on("data", (chunk: Buffer) => { seen += chunk.toString() })
-    child.on("exit", (code) => reject(new Error(`${command} exited (${code}): ${seen}`)))
-  })
 
 const peakRssMiB = (pid: number): number => {
   try { return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024 } catch { return 0 }
@@ -157,25 +147,12 @@ try {
 
   const results: Array<{ lookup: Case; download: Case }> = []
   if (wanted("nginx")) {
-    const nginxPort = 20000 + Math.floor(Math.random() * 20000)
-    writeFileSync(join(work, "nginx.conf"), `
-user root root; daemon off; worker_processes 2; pid ${work}/nginx.pid; error_log ${work}/nginx-error.log;
-events { worker_connections 1024; }
-http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
-  types { text/x-nix-narinfo narinfo; application/x-nix-nar nar; }
-  server { listen 127.0.0.1:${nginxPort}; root ${cache}; } }
-`)
-    const nginx = await startServer("/usr/sbin/nginx", ["-c", join(work, "nginx.conf"), "-e", join(work, "nginx-error.log")], undefined)
-    await new Promise<void>((resolve) => {
-      const poll = () => request(`http://127.0.0.1:${nginxPort}/nix-cache-info`, (res) => { res.resume(); resolve() }).on("error", () => setTimeout(poll, 50)).end()
-      poll()
-    })
-    const nginxWorkers = () => runOrThrow("pgrep", ["-P", String(nginx.pid)]).split("\n").map(Number)
+    const nginx = await startNginx(cache, work)
     // The client's own code warms up first (on nginx's nix-cache-info, which changes nothing it measures):
     // otherwise nginx, measured first, would pay for the client's first, unoptimised rounds.
-    await fetchAll(`http://127.0.0.1:${nginxPort}`, Array.from({ length: 4 * count }, () => "nix-cache-info"))
-    results.push(await measureServer("nginx, file cache", `http://127.0.0.1:${nginxPort}`, nginxWorkers, hashes))
-    nginx.kill("SIGQUIT")
+    await fetchAll(nginx.base, Array.from({ length: 4 * count }, () => "nix-cache-info"))
+    results.push(await measureServer("nginx, file cache", nginx.base, nginx.workers, hashes))
+    nginx.stop()
   }
 
   const startB3 = async (args: ReadonlyArray<string>) => {

@@ -109,15 +109,21 @@ const wasmBytes = (): Uint8Array<ArrayBuffer> => {
   const get = (i: number) => [0x20, i]
   const set = (i: number) => [0x21, i]
   // locals: 0 i, 1 normal, 2 stop, 3 maskS, 4 maskL, 5 h
-  const step = (mask: number) => [
+  /** Byte `data[i + k]`: h = (h << 1) + gear[byte]; if ((h & mask) == 0) return i + k + 1. */
+  const step = (mask: number, k: number) => [
     ...get(5), 0x41, 1, 0x74, // h << 1
-    ...get(0), 0x2d, 0x00, ...uleb(DATA), 0x41, 2, 0x74, 0x28, 0x02, 0x00, // gear[data[i]]
+    ...get(0), 0x2d, 0x00, ...uleb(DATA + k), 0x41, 2, 0x74, 0x28, 0x02, 0x00, // gear[data[i + k]]
     0x6a, ...set(5), // h = ...
-    ...get(0), 0x41, 1, 0x6a, ...set(0), // i++
-    ...get(5), ...get(mask), 0x71, 0x45, 0x04, 0x40, ...get(0), 0x0f, 0x0b // if ((h & mask) == 0) return i
+    ...get(5), ...get(mask), 0x71, 0x45, 0x04, 0x40, ...get(0), 0x41, k + 1, 0x6a, 0x0f, 0x0b // if ((h & mask) == 0) return i + k + 1
   ]
-  const loop = (limit: number, mask: number) =>
-    [0x02, 0x40, 0x03, 0x40, ...get(0), ...get(limit), 0x4f, 0x0d, 1, ...step(mask), 0x0c, 0, 0x0b, 0x0b]
+  const UNROLL = 8
+  // UNROLL bytes at a time while that many are left before `limit`, then one at a time
+  const loop = (limit: number, mask: number) => [
+    0x02, 0x40, 0x03, 0x40, ...get(0), 0x41, UNROLL, 0x6a, ...get(limit), 0x4b, 0x0d, 1,
+    ...Array.from({ length: UNROLL }, (_, k) => step(mask, k)).flat(),
+    ...get(0), 0x41, UNROLL, 0x6a, ...set(0), 0x0c, 0, 0x0b, 0x0b,
+    0x02, 0x40, 0x03, 0x40, ...get(0), ...get(limit), 0x4f, 0x0d, 1, ...step(mask, 0), ...get(0), 0x41, 1, 0x6a, ...set(0), 0x0c, 0, 0x0b, 0x0b
+  ]
   const code = [...vector([[1, I32]]), ...loop(1, 3), ...loop(2, 4), ...get(2), 0x0b]
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,

@@ -20,7 +20,7 @@ import { hostname } from "node:os"
 import { dirname, join } from "node:path"
 import { fromHex, hex } from "../../core/chunks/binary.ts"
 import { Chunker, type ChunkParams, looksIncompressible, makeCutter } from "../../core/chunks/fastcdc.ts"
-import { CODEC_DELTA, CODEC_RAW, CODEC_ZSTD, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
+import { CODEC_DELTA, type Codec, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
 import { Normaliser } from "../../core/chunks/normalise.ts"
 import { superFeatures, usableAsBase } from "../../core/chunks/resemblance.ts"
 import * as Hash from "../../core/hash.ts"
@@ -38,7 +38,11 @@ import { makeStoreWrite } from "../../services/write-helpers.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
 import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
 import type { ChunkIndex } from "./chunk-index.ts"
+import { chunkWorkers } from "./chunk-workers.ts"
 import { makeBaseReader, makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstd, zstdNarStream } from "./packs.ts"
+
+/** Chunks hashed, looked up and encoded together (a message to a chunk worker each, a few in flight). */
+const BATCH_BYTES = 2 << 20
 
 /** 16/64/256 KiB: see bench/chunks (dedup against size of the index and of manifests). */
 export const defaultChunking: ChunkParams = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
@@ -172,6 +176,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
     yield* Effect.addFinalizer(() => packWriter.flush)
     const level = options.zstdLevel ?? 3
     const deltas = options.delta ?? true
+    const workers = chunkWorkers(uri)
     const activeWriters = new Set<string>()
     // Ingests that run long say they are alive (for writers on other hosts sharing a PostgreSQL index).
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep("60 seconds"), Effect.ignore(index.heartbeat([...activeWriters], Date.now())))))
@@ -190,45 +195,62 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       yield* index.setState(hashPart, 1)
     })
 
-    /** Chunks, hashes, dedups, compresses and packs one NAR; returns its manifest (not yet committed). */
+    /**
+     * Chunks, hashes, dedups, compresses and packs one NAR; returns its manifest (not yet committed).
+     *
+     * A pipeline over batches of about 2 MiB of chunks, so that both cores work: this thread reads,
+     * checks, normalises and cuts the NAR; the chunk workers hash each batch; then, one batch at a
+     * time in order, the batch's new chunks are decided (looked up in the index, and against the
+     * chunks earlier batches are still encoding); the workers compute the new chunks' super-features
+     * and, once the index has named similar stored chunks and their bytes are read, encode them
+     * (zstd, or a delta against the best base); then, in order again, they are appended to packs.
+     * Several batches are in flight at each stage.
+     */
     const ingest = <E, R>(pi: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, writer: string) => Effect.gen(function*() {
       const cutter = Result.getOrThrow(makeCutter(info.chunking))
       const chunker = new Chunker(cutter)
       const normaliser = new Normaliser([pi.path.hashPart, ...pi.references.map((r) => r.hashPart)])
       const chunks: Array<{ id: Uint8Array; idHex: string; length: number; pack: string }> = []
+      /** Chunks stored (by this ingest or before it) or being stored: their pack. */
       const known = new Map<string, string>()
+      /** Chunks an earlier batch is encoding (their pack is known once it has appended them). */
+      const encoding = new Set<string>()
       let poorRun = 0
-      let batch: Array<Uint8Array> = []
-      let batchBytes = 0
 
-      const processBatch = (pieces: ReadonlyArray<Uint8Array>) => Effect.gen(function*() {
-        const ids = pieces.map((c) => createHash("sha256").update(c).digest())
-        const hexes = ids.map((id) => id.toString("hex"))
-        const ask = [...new Set(hexes.filter((h) => !known.has(h) && packWriter.pendingPack(h) === undefined))]
-        const found = ask.length > 0 ? yield* index.lookup(ask) : new Map<string, string>()
-        for (const [h, pack] of found) known.set(h, pack)
-        // Where each chunk already is (decided now: a pending pack keeps its name once sealed);
-        // what is new is compressed in parallel on libuv's threads, then appended in order.
-        const assigned = hexes.map((h) => known.get(h) ?? packWriter.pendingPack(h))
-        const firstOf = new Map<string, number>()
-        hexes.forEach((h, i) => { if (assigned[i] === undefined && !firstOf.has(h)) firstOf.set(h, i) })
-        // After a run of chunks zstd could not shrink, a chunk is first tried by its first 16 KiB
-        // at level 1: data that does not compress costs little to skip.
-        const probing = poorRun >= 4
-        const compressOne = (piece: Uint8Array): Effect.Effect<Uint8Array, StoreError> => Effect.gen(function*() {
-          if (looksIncompressible(piece)) return piece
-          if (probing && piece.length > 32 * 1024) {
-            const sample = piece.subarray(0, 16 * 1024)
-            if ((yield* zstd(uri, sample, 1)).length >= sample.length * 0.95) return piece
-          }
-          return yield* zstd(uri, piece, level)
+      interface Hashed { readonly pieces: Array<Uint8Array>; readonly lengths: Array<number>; readonly ids: Uint8Array }
+      interface Decided extends Hashed { readonly hexes: Array<string>; readonly fresh: Array<number>; readonly probing: boolean }
+      interface Encoded extends Decided { readonly encoded: Map<number, { readonly codec: Codec; readonly payload: Uint8Array; readonly poor: boolean; readonly base?: { id: string; pack: string } | undefined; readonly sfs?: ReadonlyArray<number> | undefined }> }
+
+      const hashBatch = (pieces: Array<Uint8Array>): Effect.Effect<Hashed, StoreError> => Effect.suspend(() => {
+        const lengths = pieces.map((p) => p.length)
+        return Effect.map(workers.hash(pieces), (r) => ({ pieces: r.chunks, lengths, ids: r.ids }))
+      })
+
+      // In order: which chunks of the batch are new (each encoded once, by the first batch that has it).
+      const decide = (batch: Hashed): Effect.Effect<Decided, StoreError> => Effect.gen(function*() {
+        const hexes = batch.pieces.map((_, i) => hex(batch.ids.subarray(32 * i, 32 * i + 32)))
+        const ask = [...new Set(hexes.filter((h) => !known.has(h) && !encoding.has(h) && packWriter.pendingPack(h) === undefined))]
+        if (ask.length > 0) for (const [h, pack] of yield* index.lookup(ask)) known.set(h, pack)
+        const fresh: Array<number> = []
+        hexes.forEach((h, i) => {
+          if (known.has(h) || encoding.has(h) || packWriter.pendingPack(h) !== undefined) return
+          encoding.add(h)
+          fresh.push(i)
         })
-        const fresh = [...firstOf.values()]
-        // Each new chunk's super-features; a stored whole chunk sharing one is its base, and the
-        // chunk is compressed against it too (kept when smaller).
-        const similar = deltas ? fresh.map((i) => usableAsBase(pieces[i]!) ? superFeatures(pieces[i]!) : []) : []
+        return { ...batch, hexes, fresh, probing: poorRun >= 4 }
+      })
+
+      // Concurrently: the new chunks' super-features, their bases, their encoding.
+      const encode = (batch: Decided): Effect.Effect<Encoded, StoreError> => Effect.gen(function*() {
+        const { fresh, hexes } = batch
+        if (fresh.length === 0) return { ...batch, encoded: new Map() }
+        let pieces = fresh.map((i) => batch.pieces[i]!)
+        let similar: Array<ReadonlyArray<number>> = []
         const baseOf = new Map<number, { id: string; pack: string }>()
-        if (deltas && fresh.length > 0) {
+        if (deltas) {
+          const f = yield* workers.features(pieces, pieces.map((p) => usableAsBase(p)))
+          pieces = f.chunks
+          similar = f.sfs
           const matches = yield* index.similar(similar.flat())
           fresh.forEach((i, k) => {
             const votes = new Map<string, { ref: { id: string; pack: string }; n: number }>()
@@ -241,58 +263,69 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
             }
             let best: { ref: { id: string; pack: string }; n: number } | undefined
             for (const v of votes.values()) if (!best || v.n > best.n) best = v
-            if (best) baseOf.set(i, best.ref)
+            if (best) baseOf.set(k, best.ref)
           })
         }
-        const baseBytes = new Map(yield* Effect.forEach(new Map([...baseOf.values()].map((r) => [r.id, r])).values(), (ref) =>
+        const baseBytes = baseOf.size === 0 ? new Map<string, Uint8Array | undefined>() : new Map(yield* Effect.forEach(new Map([...baseOf.values()].map((r) => [r.id, r])).values(), (ref) =>
           // a base that cannot be read now (gone, or its pack being rewritten) is just not used
           Effect.map(Effect.option(bases.bytes(ref)), (b) => [ref.id, Option.getOrUndefined(b)] as const), { concurrency: 4 }))
-        // With a base, the delta first: a good one (a quarter of the chunk or less) is kept without
-        // the plain pass (compressing against a similar base rarely loses to compressing alone).
-        const encodeOne = (i: number): Effect.Effect<{ readonly plain?: Uint8Array; readonly delta?: Uint8Array; readonly base?: { id: string; pack: string } }, StoreError> => Effect.gen(function*() {
-          const piece = pieces[i]!
-          const ref = baseOf.get(i)
-          const dictionary = ref ? baseBytes.get(ref.id) : undefined
-          if (!ref || !dictionary || !usableAsBase(dictionary)) return { plain: yield* compressOne(piece) }
-          const delta = yield* zstd(uri, piece, level, dictionary)
-          if (delta.length * 4 <= piece.length) return { delta, base: ref }
-          const plain = yield* compressOne(piece)
-          return delta.length < Math.min(plain.length, piece.length) ? { plain, delta, base: ref } : { plain }
-        })
-        const payloads = new Map(yield* Effect.forEach(fresh, (i) => Effect.map(encodeOne(i), (z) => [i, z] as const), { concurrency: 4 }))
-        const sfsOf = new Map(fresh.map((i, k) => [i, similar[k]] as const))
-        for (const [i, z] of payloads) poorRun = z.plain !== undefined && z.plain.length >= pieces[i]!.length * 0.97 ? poorRun + 1 : 0
-        for (const [i, piece] of pieces.entries()) {
-          const h = hexes[i]!
-          let pack = assigned[i] ?? known.get(h)
-          if (pack === undefined) {
-            const { plain: z, delta, base } = payloads.get(i)!
-            if (delta && base) {
-              pack = yield* packWriter.append(writer, ids[i]!, delta, piece.length, CODEC_DELTA, { base: { id: fromHex(base.id), pack: fromHex(base.pack) } })
-            } else {
-              // (encodeOne gives the plain frame whenever it gives no delta)
-              const useRaw = !z || z.length >= piece.length * 0.97
-              pack = yield* packWriter.append(writer, ids[i]!, useRaw ? piece : z, piece.length, useRaw ? CODEC_RAW : CODEC_ZSTD, { superFeatures: sfsOf.get(i) })
-            }
-            known.set(h, pack)
+        const dictionaries = fresh.map((_, k) => { const ref = baseOf.get(k); return ref ? baseBytes.get(ref.id) : undefined })
+        const out = yield* workers.encode(pieces, dictionaries, { level, probing: batch.probing })
+        const encoded = new Map(fresh.map((i, k) => [i, {
+          ...out[k]!,
+          base: out[k]!.codec === CODEC_DELTA ? baseOf.get(k) : undefined,
+          sfs: out[k]!.codec === CODEC_DELTA ? undefined : similar[k]
+        }] as const))
+        return { ...batch, encoded }
+      })
+
+      // In order: the new chunks appended to the open pack, every chunk named in the manifest.
+      const append = (batch: Encoded): Effect.Effect<void, StoreError> => Effect.gen(function*() {
+        for (const [, e] of batch.encoded) poorRun = e.poor ? poorRun + 1 : 0
+        const ids = batch.ids
+        for (let i = 0; i < batch.hexes.length; i++) {
+          const h = batch.hexes[i]!
+          const id = ids.slice(32 * i, 32 * i + 32)
+          let pack = known.get(h) ?? packWriter.pendingPack(h)
+          const e = batch.encoded.get(i)
+          if (pack === undefined && e !== undefined) {
+            const extra = e.base ? { base: { id: fromHex(e.base.id), pack: fromHex(e.base.pack) } } : { superFeatures: e.sfs }
+            pack = packWriter.appendNow(writer, id, e.payload, batch.lengths[i]!, e.codec, extra)
           }
-          chunks.push({ id: ids[i]!, idHex: h, length: piece.length, pack })
+          if (e !== undefined) encoding.delete(h)
+          if (pack === undefined) return yield* corrupt(`chunk ${h} was neither stored nor encoded`)
+          known.set(h, pack)
+          chunks.push({ id, idHex: h, length: batch.lengths[i]!, pack })
         }
+        yield* packWriter.sealFull
       })
-      const flush = Effect.suspend(() => {
-        const pieces = batch
-        batch = []
-        batchBytes = 0
-        return pieces.length > 0 ? processBatch(pieces) : Effect.void
-      })
-      const feed = (bytes: Uint8Array) => Effect.suspend(() => {
-        chunker.push(bytes, (c) => { batch.push(c); batchBytes += c.length })
-        return batchBytes >= 4 << 20 ? flush : Effect.void
-      })
-      yield* Stream.runForEach(verifiedNar(pi, storeDir, nar), (piece) => Effect.forEach(normaliser.push(piece), feed, { discard: true }))
-      yield* feed(normaliser.end())
-      chunker.end((c) => batch.push(c))
-      yield* flush
+
+      let cut: Array<Uint8Array> = []
+      let cutBytes = 0
+      const take = (c: Uint8Array) => { cut.push(c); cutBytes += c.length }
+      const batchesReady = (final: boolean): Array<Array<Uint8Array>> => {
+        if (cutBytes < BATCH_BYTES && !(final && cut.length > 0)) return []
+        const out = cut
+        cut = []
+        cutBytes = 0
+        return [out]
+      }
+      const batches = Stream.concat(
+        Stream.map(verifiedNar(pi, storeDir, nar), (piece) => {
+          for (const p of normaliser.push(piece)) chunker.push(p, take)
+          return batchesReady(false)
+        }),
+        Stream.suspend(() => {
+          chunker.push(normaliser.end(), take)
+          chunker.end(take)
+          return Stream.make(batchesReady(true))
+        })
+      ).pipe(Stream.flattenIterable)
+      yield* batches.pipe(
+        Stream.mapEffect(hashBatch, { concurrency: 3 }),
+        Stream.mapEffect(decide),
+        Stream.mapEffect(encode, { concurrency: 3 }),
+        Stream.runForEach(append))
 
       const packNames = [...new Set(chunks.map((c) => c.pack))]
       yield* packWriter.awaitSealed(packNames)

@@ -29,13 +29,15 @@ const io = (uri: string, operation: string) => (e: unknown) =>
 /** One zstd frame of the bytes; with `dictionary`, compressed against those bytes as raw content. */
 export const zstd = (uri: string, bytes: Uint8Array, level: number, dictionary?: Uint8Array): Effect.Effect<Uint8Array, StoreIoError> =>
   Effect.callback<Uint8Array, StoreIoError>((resume) => {
-    zstdCompress(bytes, { params: { [constants.ZSTD_c_compressionLevel]: level }, ...(dictionary ? { dictionary } : {}) }, (error, out) =>
+    // one output buffer (zlib's default of 16 KiB is a trip to the thread pool and back per 16 KiB),
+    // tables sized by the pledged size
+    zstdCompress(bytes, { chunkSize: Math.max(64, bytes.length + (bytes.length >> 7) + 512), pledgedSrcSize: bytes.length, params: { [constants.ZSTD_c_compressionLevel]: level }, ...(dictionary ? { dictionary } : {}) }, (error, out) =>
       resume(error ? Effect.fail(io(uri, "compress a chunk")(error)) : Effect.succeed(new Uint8Array(out.buffer, out.byteOffset, out.length))))
   })
 
 export const unzstd = (uri: string, bytes: Uint8Array, size: number, dictionary?: Uint8Array): Effect.Effect<Uint8Array, StoreIoError> =>
   Effect.callback<Uint8Array, StoreIoError>((resume) => {
-    zstdDecompress(bytes, { maxOutputLength: Math.max(size, 1), ...(dictionary ? { dictionary } : {}) }, (error, out) =>
+    zstdDecompress(bytes, { chunkSize: Math.max(64, size), maxOutputLength: Math.max(size, 1), ...(dictionary ? { dictionary } : {}) }, (error, out) =>
       resume(error ? Effect.fail(io(uri, "decompress chunks")(error))
         : out.length !== size ? Effect.fail(io(uri, "decompress chunks")(`got ${out.length} bytes, expected ${size}`))
         : Effect.succeed(new Uint8Array(out.buffer, out.byteOffset, out.length))))
@@ -96,6 +98,8 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
    */
   const startSeal = (pack: OpenPack) => Effect.uninterruptible(Effect.gen(function*() {
     if (current === pack) current = undefined
+    const at = full.indexOf(pack)
+    if (at >= 0) full.splice(at, 1)
     yield* uploadSlots.take(1)
     yield* Effect.forkDetach(seal(pack).pipe(
       Effect.onExit((exit) => Effect.gen(function*() {
@@ -110,30 +114,45 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
       }))))
   }))
 
+  /** Packs that reached their size, closed to appends, not yet sealing (`sealFull` starts them). */
+  const full: Array<OpenPack> = []
+
+  /**
+   * Appends a chunk to the open pack (a new one when there is none); returns the pack's name. A
+   * pack that reaches its size is closed (`sealFull` seals it). A delta chunk names its base; a
+   * whole one may bring its super-features (indexed when the pack is sealed).
+   */
+  const appendNow = (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec, extra: { readonly base?: BaseRef | undefined; readonly superFeatures?: ReadonlyArray<number> | undefined } = {}): string => {
+    const idHex = hex(id)
+    const already = pending.get(idHex)
+    if (already !== undefined) return already
+    if (!current) {
+      current = { name: randomBytes(8).toString("hex"), parts: [], entries: [], size: 0, done: Deferred.makeUnsafe<void, StoreError>() }
+      unsealed.set(current.name, current)
+    }
+    const pack = current
+    pack.entries.push({ id, offset: pack.size, stored: payload.length, raw, codec, writer, base: extra.base, superFeatures: extra.superFeatures })
+    pack.parts.push(payload)
+    pack.size += payload.length
+    pending.set(idHex, pack.name)
+    if (pack.size >= options.packSize) {
+      current = undefined
+      full.push(pack)
+    }
+    return pack.name
+  }
+
+  /** Starts sealing the packs that are full (may wait for an upload slot). */
+  const sealFull: Effect.Effect<void> = Effect.suspend(() => full.length === 0 ? Effect.void : Effect.andThen(startSeal(full[0]!), sealFull))
+
   return {
     /** Where a chunk already written here (maybe not yet sealed) is: its pack's name. */
     pendingPack: (id: string) => pending.get(id),
-    /**
-     * Appends a chunk to the open pack; returns the pack's name. May wait for an upload slot. A delta
-     * chunk names its base; a whole one may bring its super-features (indexed when the pack is sealed).
-     */
-    append: (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec, extra: { readonly base?: BaseRef | undefined; readonly superFeatures?: ReadonlyArray<number> | undefined } = {}) => Effect.gen(function*() {
-      const idHex = hex(id)
-      const already = pending.get(idHex)
-      if (already !== undefined) return already
-      if (!current) {
-        const done = yield* Deferred.make<void, StoreError>()
-        current = { name: randomBytes(8).toString("hex"), parts: [], entries: [], size: 0, done }
-        unsealed.set(current.name, current)
-      }
-      const pack = current
-      pack.entries.push({ id, offset: pack.size, stored: payload.length, raw, codec, writer, base: extra.base, superFeatures: extra.superFeatures })
-      pack.parts.push(payload)
-      pack.size += payload.length
-      pending.set(idHex, pack.name)
-      if (pack.size >= options.packSize) yield* startSeal(pack)
-      return pack.name
-    }),
+    appendNow,
+    sealFull,
+    /** `appendNow`, then `sealFull`. */
+    append: (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec, extra: { readonly base?: BaseRef | undefined; readonly superFeatures?: ReadonlyArray<number> | undefined } = {}) =>
+      Effect.suspend(() => { const name = appendNow(writer, id, payload, raw, codec, extra); return Effect.as(sealFull, name) }),
     /** Waits until these packs are sealed (sealing the open one now if it is among them). */
     awaitSealed: (names: Iterable<string>) => Effect.gen(function*() {
       for (const name of names) {
@@ -141,12 +160,13 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
         if (error) return yield* error
         const pack = unsealed.get(name)
         if (!pack) continue
-        if (pack === current) yield* startSeal(pack)
+        if (pack === current || full.includes(pack)) yield* startSeal(pack)
         yield* Deferred.await(pack.done)
       }
     }),
     /** Seals what is open and waits for every upload (when the store closes). */
     flush: Effect.gen(function*() {
+      yield* sealFull
       if (current) yield* startSeal(current)
       for (const pack of [...unsealed.values()]) yield* Effect.ignore(Deferred.await(pack.done))
     })
