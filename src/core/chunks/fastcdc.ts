@@ -171,15 +171,18 @@ export const makeCutter = makeWasmCutter
 
 /**
  * A streaming chunker: feed it bytes in pieces of any size; it calls `emit` with each chunk (a
- * fresh copy the caller may keep) as soon as the chunk is known. Holds at most the cutter's window.
+ * fresh copy the caller may keep, or with `views`, a view of the cutter's window valid only until
+ * `emit` returns) as soon as the chunk is known. Holds at most the cutter's window.
  */
 export class Chunker {
   readonly #cutter: Cutter
+  readonly #views: boolean
   #start = 0
   #filled = 0
 
-  constructor(cutter: Cutter) {
+  constructor(cutter: Cutter, options: { readonly views?: boolean } = {}) {
     this.#cutter = cutter
+    this.#views = options.views ?? false
   }
 
   push(data: Uint8Array, emit: (chunk: Uint8Array) => void): void {
@@ -207,7 +210,7 @@ export class Chunker {
 
   #emitOne(emit: (chunk: Uint8Array) => void): void {
     const n = this.#cutter.cut(this.#start, this.#filled)
-    emit(this.#cutter.window.slice(this.#start, this.#start + n))
+    emit(this.#views ? this.#cutter.window.subarray(this.#start, this.#start + n) : this.#cutter.window.slice(this.#start, this.#start + n))
     this.#start += n
   }
 }

@@ -161,24 +161,14 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
     const changed = packChanges()
     const sorted = [...ids].sort()
     const rows: Array<{ id: Uint8Array; refs: number; pack: string; stored: number }> = []
-    if (db.dialect === "postgres") {
-      for (const batch of chunked(sorted, 2000)) {
-        // locked in id order first: an update of many rows locks them in whatever order its plan meets them
-        yield* lockInOrder(tx, `id in (${marks(batch.length)})`, batch.map(idBytes))
-        rows.push(...yield* tx.all<{ id: Uint8Array; refs: number; pack: string; stored: number }>(
-          delta === 1
-            ? `update chunks set refs = refs + 1, dead_since = null where id in (${marks(batch.length)}) returning id, refs, pack, stored`
-            : `update chunks set refs = refs - 1, dead_since = case when refs = 1 then ? else dead_since end where id in (${marks(batch.length)}) returning id, refs, pack, stored`,
-          delta === 1 ? batch.map(idBytes) : [now, ...batch.map(idBytes)]))
-      }
-    } else {
-      for (const id of sorted) {
-        rows.push(...yield* tx.all<{ id: Uint8Array; refs: number; pack: string; stored: number }>(
-          delta === 1
-            ? "update chunks set refs = refs + 1, dead_since = null where id = ? returning id, refs, pack, stored"
-            : "update chunks set refs = refs - 1, dead_since = case when refs = 1 then ? else dead_since end where id = ? returning id, refs, pack, stored",
-          delta === 1 ? [idBytes(id)] : [now, idBytes(id)]))
-      }
+    for (const batch of chunked(sorted, db.dialect === "postgres" ? 2000 : 400)) {
+      // locked in id order first (PostgreSQL): an update of many rows locks them in whatever order its plan meets them
+      yield* lockInOrder(tx, `id in (${marks(batch.length)})`, batch.map(idBytes))
+      rows.push(...yield* tx.all<{ id: Uint8Array; refs: number; pack: string; stored: number }>(
+        delta === 1
+          ? `update chunks set refs = refs + 1, dead_since = null where id in (${marks(batch.length)}) returning id, refs, pack, stored`
+          : `update chunks set refs = refs - 1, dead_since = case when refs = 1 then ? else dead_since end where id in (${marks(batch.length)}) returning id, refs, pack, stored`,
+        delta === 1 ? batch.map(idBytes) : [now, ...batch.map(idBytes)]))
     }
     if (rows.length !== sorted.length) {
       const found = new Set(rows.map((r) => hex(r.id)))
@@ -206,8 +196,9 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
       "update chunks set refs = refs - 1, dead_since = case when refs = 1 then ? else dead_since end where id = ? returning refs, pack, stored", [now, base])
     if (rows.length > 0 && rows[0]!.refs === 0) changes.live(rows[0]!.pack, -rows[0]!.stored)
   })
-  const addFeatures = (tx: Sql, id: Uint8Array, sfs: ReadonlyArray<number> | undefined) => Effect.forEach(sfs ?? [], (sf) =>
-    tx.run("insert into features (sf, id) values (?, ?) on conflict do nothing", [sf, id]), { discard: true })
+  /** (super-feature, chunk) rows, many at a time. */
+  const addFeatures = (tx: Sql, rows: ReadonlyArray<readonly [number, Uint8Array]>) => Effect.forEach(chunked(rows, 400), (batch) =>
+    tx.run(`insert into features (sf, id) values ${batch.map(() => "(?, ?)").join(", ")} on conflict do nothing`, batch.flat()), { discard: true })
 
   return {
     db,
@@ -294,15 +285,21 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
       for (const [key, w] of [...wanted].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
         if (yield* holdBase(tx, changes, w.id, w.pack, w.n)) held.add(key)
       }
-      for (const e of [...entries].sort((a, b) => Buffer.compare(a.id, b.id))) {
+      const candidates = [...entries].sort((a, b) => Buffer.compare(a.id, b.id)).filter((e) =>
+        e.codec !== 2 || (e.base !== undefined && held.has(`${hex(e.base.id)}:${hex(e.base.pack)}`)))
+      // new rows many at a time (in id order); a writer sealing the same chunk at the same moment waits here for the other's commit
+      const inserted = new Set<string>()
+      for (const batch of chunked(candidates, 200)) {
+        const rows = yield* tx.all<{ id: Uint8Array }>(
+          `insert into chunks (id, pack, off, stored, raw, codec, refs, writer, dead_since, base) values ${batch.map(() => "(?, ?, ?, ?, ?, ?, 0, ?, null, ?)").join(", ")} on conflict (id) do nothing returning id`,
+          batch.flatMap((e) => [e.id, name, e.offset, e.stored, e.raw, e.codec, e.writer, e.codec === 2 ? e.base!.id : null]))
+        for (const r of rows) inserted.add(hex(r.id))
+      }
+      const features: Array<readonly [number, Uint8Array]> = []
+      for (const e of candidates) {
         const id = e.id
         const base = e.codec === 2 ? e.base : undefined
-        if (e.codec === 2 && (!base || !held.has(`${hex(base.id)}:${hex(base.pack)}`))) continue
-        // a writer sealing the same chunk at the same moment waits here for the other's commit
-        const inserted = yield* tx.all<{ id: Uint8Array }>(
-          "insert into chunks (id, pack, off, stored, raw, codec, refs, writer, dead_since, base) values (?, ?, ?, ?, ?, ?, 0, ?, null, ?) on conflict (id) do nothing returning id",
-          [id, name, e.offset, e.stored, e.raw, e.codec, e.writer, base?.id ?? null])
-        if (inserted.length > 0) { rowsBytes += e.stored; yield* addFeatures(tx, id, e.superFeatures); continue }
+        if (inserted.has(hex(id))) { rowsBytes += e.stored; for (const sf of e.superFeatures ?? []) features.push([sf, id]); continue }
         // the row there is, locked only when it is dead (to take it over): a live one is left alone
         const seen = yield* tx.all<{ dead: number | null }>("select dead_since as dead from chunks where id = ?", [id])
         const old = seen.length > 0 && seen[0]!.dead !== null
@@ -314,7 +311,7 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
             [name, e.offset, e.stored, e.raw, e.codec, e.writer, base?.id ?? null, id])
           if (old[0]!.base !== null) yield* releaseBase(tx, changes, old[0]!.base, now)
           yield* tx.run("delete from features where id = ?", [id])
-          yield* addFeatures(tx, id, e.superFeatures)
+          for (const sf of e.superFeatures ?? []) features.push([sf, id])
           changes.rows(old[0]!.pack, -old[0]!.stored)
           rowsBytes += e.stored
         } else if (base) {
@@ -322,6 +319,7 @@ export const makeChunkIndex = (db: Db, uri: string) => Effect.gen(function*() {
           yield* releaseBase(tx, changes, base.id, now)
         }
       }
+      yield* addFeatures(tx, features)
       changes.rows(name, rowsBytes)
       yield* changes.apply(tx, (pack) => pack === name
         ? tx.run("update packs set state = 'sealed', size = ?, rows_bytes = ?, live = live + ? where name = ?", [size, rowsBytes, changes.liveOf(name), name])

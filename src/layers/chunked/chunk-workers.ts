@@ -108,17 +108,31 @@ parentPort.on("message", (m) => {
   const transfer = []
   const give = (bytes) => { const b = owned(bytes); transfer.push(b.buffer); return b }
   try {
+    const chunk = (i) => m.buffer.subarray(m.offsets[i], m.offsets[i] + m.lengths[i])
     if (m.op === "hash") {
-      const ids = new Uint8Array(32 * m.chunks.length)
-      m.chunks.forEach((c, i) => ids.set(crypto.createHash("sha256").update(c).digest(), 32 * i))
-      transfer.push(ids.buffer)
-      parentPort.postMessage({ id: m.id, ids, chunks: m.chunks.map(give) }, transfer)
+      const ids = new Uint8Array(32 * m.offsets.length)
+      for (let i = 0; i < m.offsets.length; i++) ids.set(crypto.createHash("sha256").update(chunk(i)).digest(), 32 * i)
+      transfer.push(ids.buffer, m.buffer.buffer)
+      parentPort.postMessage({ id: m.id, ids, buffer: m.buffer }, transfer)
     } else if (m.op === "features") {
-      const sfs = m.chunks.map((c, i) => m.wanted[i] ? resemblance.superFeatures(c) : [])
-      parentPort.postMessage({ id: m.id, sfs, chunks: m.chunks.map(give) }, transfer)
+      const sfs = m.items.map((i) => resemblance.superFeatures(chunk(i)))
+      transfer.push(m.buffer.buffer)
+      parentPort.postMessage({ id: m.id, sfs, buffer: m.buffer }, transfer)
     } else if (m.op === "encode") {
-      const out = m.chunks.map((c, i) => { const e = encode(c, m.dictionaries[i] ?? undefined, m.options); return { codec: e.codec, payload: give(e.payload), poor: e.poor } })
-      parentPort.postMessage({ id: m.id, out }, transfer)
+      // raw chunks stay where they are in the batch; frames are gathered in one buffer
+      const done = m.items.map((i, k) => encode(chunk(i), m.dictionaries[k] ?? undefined, m.options))
+      let size = 0
+      for (const e of done) if (e.codec !== 0) size += e.payload.length
+      const frames = new Uint8Array(size)
+      let at = 0
+      const out = done.map((e, k) => {
+        if (e.codec === 0) return { codec: 0, poor: e.poor, inFrames: false, offset: m.offsets[m.items[k]], length: e.payload.length }
+        frames.set(e.payload, at)
+        at += e.payload.length
+        return { codec: e.codec, poor: e.poor, inFrames: true, offset: at - e.payload.length, length: e.payload.length }
+      })
+      transfer.push(frames.buffer, m.buffer.buffer)
+      parentPort.postMessage({ id: m.id, out, frames, buffer: m.buffer }, transfer)
     } else if (m.op === "decode") {
       // a run of stored chunks in one buffer, decoded into one buffer (the caller's, when it gives one big enough)
       let size = 0
@@ -144,9 +158,10 @@ type Reply = {
   readonly id: number
   readonly error?: string
   readonly ids?: Uint8Array
-  readonly chunks?: Array<Uint8Array>
+  readonly buffer?: Uint8Array
   readonly sfs?: Array<Array<number>>
-  readonly out?: Array<Encoded>
+  readonly out?: Array<{ readonly codec: Codec; readonly poor: boolean; readonly inFrames: boolean; readonly offset: number; readonly length: number }>
+  readonly frames?: Uint8Array
   readonly bytes?: Uint8Array
   readonly run?: Uint8Array
 }
@@ -162,11 +177,40 @@ const pool = (): ThreadPool<Reply> => {
   return shared
 }
 
+/**
+ * Chunks cut from a NAR, one after the other in one buffer (moved to a worker and back with each job,
+ * so `buffer` is replaced by the one each job gives back). The buffer is the whole allocation (so it
+ * moves without a copy): its chunks end before `size`.
+ */
+export interface Batch {
+  buffer: Uint8Array
+  readonly size: number
+  readonly offsets: ReadonlyArray<number>
+  readonly lengths: ReadonlyArray<number>
+}
+
+/** Batch buffers to reuse (a fresh one costs the kernel's zeroing and more on its first move to a worker). */
+const freeBatchBuffers: Array<Uint8Array> = []
+
+export const takeBatchBuffer = (capacity: number): Uint8Array => {
+  while (freeBatchBuffers.length > 0) {
+    const b = freeBatchBuffers.pop()!
+    if (b.length === capacity) return b
+  }
+  return new Uint8Array(capacity)
+}
+
+export const giveBatchBuffer = (buffer: Uint8Array) => {
+  if (freeBatchBuffers.length < 16 && buffer.byteOffset === 0 && buffer.length === buffer.buffer.byteLength) freeBatchBuffers.push(buffer)
+}
+
 export interface ChunkWorkers {
-  readonly hash: (chunks: Array<Uint8Array>) => Effect.Effect<{ readonly ids: Uint8Array; readonly chunks: Array<Uint8Array> }, StoreIoError>
-  /** Super-features of the chunks where `wanted[i]` (none for the others). */
-  readonly features: (chunks: Array<Uint8Array>, wanted: ReadonlyArray<boolean>) => Effect.Effect<{ readonly sfs: Array<Array<number>>; readonly chunks: Array<Uint8Array> }, StoreIoError>
-  readonly encode: (chunks: Array<Uint8Array>, dictionaries: ReadonlyArray<Uint8Array | undefined>, options: EncodeOptions) => Effect.Effect<Array<Encoded>, StoreIoError>
+  /** The chunks' ids (sha256), 32 bytes each. */
+  readonly hash: (batch: Batch) => Effect.Effect<Uint8Array, StoreIoError>
+  /** Super-features of the chunks `items` (indexes in the batch). */
+  readonly features: (batch: Batch, items: ReadonlyArray<number>) => Effect.Effect<Array<Array<number>>, StoreIoError>
+  /** The chunks `items` encoded (each with its base's bytes or undefined); a raw payload is a view of the batch's buffer. */
+  readonly encode: (batch: Batch, items: ReadonlyArray<number>, dictionaries: ReadonlyArray<Uint8Array | undefined>, options: EncodeOptions) => Effect.Effect<Array<Encoded>, StoreIoError>
   /**
    * The raw bytes of a run of stored chunks, one after the other in one buffer (`into` when it is
    * big enough: a buffer to reuse). `run` holds their payloads (moved to the worker and given back
@@ -186,22 +230,21 @@ export const chunkWorkers = (uri: string): ChunkWorkers => {
     }), (reply) => reply.error !== undefined
       ? Effect.fail(new StoreIoError({ store: uri, operation, reason: reply.error }))
       : Effect.succeed(take(reply)))
-  const moved = (chunks: ReadonlyArray<Uint8Array>) => {
-    const own = chunks.map(owned)
-    return { own, transfer: own.map((c) => c.buffer as ArrayBuffer) }
-  }
   return {
-    hash: (chunks) => Effect.suspend(() => {
-      const { own, transfer } = moved(chunks)
-      return run("hash chunks", { op: "hash", chunks: own }, transfer, (r) => ({ ids: r.ids!, chunks: r.chunks! }))
+    hash: (batch) => Effect.suspend(() => {
+      const buffer = owned(batch.buffer)
+      return run("hash chunks", { op: "hash", buffer, offsets: batch.offsets, lengths: batch.lengths }, [buffer.buffer as ArrayBuffer], (r) => { batch.buffer = r.buffer!; return r.ids! })
     }),
-    features: (chunks, wanted) => Effect.suspend(() => {
-      const { own, transfer } = moved(chunks)
-      return run("compute super-features", { op: "features", chunks: own, wanted }, transfer, (r) => ({ sfs: r.sfs!, chunks: r.chunks! }))
+    features: (batch, items) => Effect.suspend(() => {
+      const buffer = owned(batch.buffer)
+      return run("compute super-features", { op: "features", buffer, offsets: batch.offsets, lengths: batch.lengths, items }, [buffer.buffer as ArrayBuffer], (r) => { batch.buffer = r.buffer!; return r.sfs! })
     }),
-    encode: (chunks, dictionaries, options) => Effect.suspend(() => {
-      const { own, transfer } = moved(chunks)
-      return run("compress chunks", { op: "encode", chunks: own, dictionaries, options }, transfer, (r) => r.out as Array<Encoded>)
+    encode: (batch, items, dictionaries, options) => Effect.suspend(() => {
+      const buffer = owned(batch.buffer)
+      return run("compress chunks", { op: "encode", buffer, offsets: batch.offsets, lengths: batch.lengths, items, dictionaries, options }, [buffer.buffer as ArrayBuffer], (r) => {
+        batch.buffer = r.buffer!
+        return r.out!.map((e): Encoded => ({ codec: e.codec, poor: e.poor, payload: (e.inFrames ? r.frames! : r.buffer!).subarray(e.offset, e.offset + e.length) }))
+      })
     }),
     decode: (runBytes, chunks, into) => Effect.suspend(() => {
       const whole = owned(runBytes)

@@ -20,7 +20,7 @@ import { hostname } from "node:os"
 import { dirname, join } from "node:path"
 import { fromHex, hex } from "../../core/chunks/binary.ts"
 import { Chunker, type ChunkParams, looksIncompressible, makeCutter } from "../../core/chunks/fastcdc.ts"
-import { CODEC_DELTA, type Codec, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
+import { CODEC_DELTA, CODEC_RAW, type Codec, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
 import { Normaliser } from "../../core/chunks/normalise.ts"
 import { superFeatures, usableAsBase } from "../../core/chunks/resemblance.ts"
 import * as Hash from "../../core/hash.ts"
@@ -38,7 +38,7 @@ import { makeStoreWrite } from "../../services/write-helpers.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
 import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
 import type { ChunkIndex } from "./chunk-index.ts"
-import { chunkWorkers } from "./chunk-workers.ts"
+import { type Batch, chunkWorkers, giveBatchBuffer, takeBatchBuffer } from "./chunk-workers.ts"
 import { makeBaseReader, makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstd, zstdNarStream } from "./packs.ts"
 
 /** Chunks hashed, looked up and encoded together (a message to a chunk worker each, a few in flight). */
@@ -208,7 +208,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
      */
     const ingest = <E, R>(pi: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, writer: string) => Effect.gen(function*() {
       const cutter = Result.getOrThrow(makeCutter(info.chunking))
-      const chunker = new Chunker(cutter)
+      const chunker = new Chunker(cutter, { views: true })
       const normaliser = new Normaliser([pi.path.hashPart, ...pi.references.map((r) => r.hashPart)])
       const chunks: Array<{ id: Uint8Array; idHex: string; length: number; pack: string }> = []
       /** Chunks stored (by this ingest or before it) or being stored: their pack. */
@@ -217,18 +217,18 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       const encoding = new Set<string>()
       let poorRun = 0
 
-      interface Hashed { readonly pieces: Array<Uint8Array>; readonly lengths: Array<number>; readonly ids: Uint8Array }
+      interface Hashed { readonly batch: Batch; readonly ids: Uint8Array }
       interface Decided extends Hashed { readonly hexes: Array<string>; readonly fresh: Array<number>; readonly probing: boolean }
-      interface Encoded extends Decided { readonly encoded: Map<number, { readonly codec: Codec; readonly payload: Uint8Array; readonly poor: boolean; readonly base?: { id: string; pack: string } | undefined; readonly sfs?: ReadonlyArray<number> | undefined }> }
+      interface EncodedChunk { readonly codec: Codec; readonly payload: Uint8Array; readonly poor: boolean; readonly base?: { id: string; pack: string } | undefined; readonly sfs?: ReadonlyArray<number> | undefined }
+      interface Encoded extends Decided { readonly encoded: Map<number, EncodedChunk> }
 
-      const hashBatch = (pieces: Array<Uint8Array>): Effect.Effect<Hashed, StoreError> => Effect.suspend(() => {
-        const lengths = pieces.map((p) => p.length)
-        return Effect.map(workers.hash(pieces), (r) => ({ pieces: r.chunks, lengths, ids: r.ids }))
-      })
+      const chunkOf = (batch: Batch, i: number) => batch.buffer.subarray(batch.offsets[i]!, batch.offsets[i]! + batch.lengths[i]!)
+
+      const hashBatch = (batch: Batch): Effect.Effect<Hashed, StoreError> => Effect.map(workers.hash(batch), (ids) => ({ batch, ids }))
 
       // In order: which chunks of the batch are new (each encoded once, by the first batch that has it).
-      const decide = (batch: Hashed): Effect.Effect<Decided, StoreError> => Effect.gen(function*() {
-        const hexes = batch.pieces.map((_, i) => hex(batch.ids.subarray(32 * i, 32 * i + 32)))
+      const decide = (hashed: Hashed): Effect.Effect<Decided, StoreError> => Effect.gen(function*() {
+        const hexes = hashed.batch.offsets.map((_, i) => hex(hashed.ids.subarray(32 * i, 32 * i + 32)))
         const ask = [...new Set(hexes.filter((h) => !known.has(h) && !encoding.has(h) && packWriter.pendingPack(h) === undefined))]
         if (ask.length > 0) for (const [h, pack] of yield* index.lookup(ask)) known.set(h, pack)
         const fresh: Array<number> = []
@@ -237,24 +237,23 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
           encoding.add(h)
           fresh.push(i)
         })
-        return { ...batch, hexes, fresh, probing: poorRun >= 4 }
+        return { ...hashed, hexes, fresh, probing: poorRun >= 4 }
       })
 
       // Concurrently: the new chunks' super-features, their bases, their encoding.
-      const encode = (batch: Decided): Effect.Effect<Encoded, StoreError> => Effect.gen(function*() {
-        const { fresh, hexes } = batch
-        if (fresh.length === 0) return { ...batch, encoded: new Map() }
-        let pieces = fresh.map((i) => batch.pieces[i]!)
-        let similar: Array<ReadonlyArray<number>> = []
+      const encode = (decided: Decided): Effect.Effect<Encoded, StoreError> => Effect.gen(function*() {
+        const { batch, fresh, hexes } = decided
+        if (fresh.length === 0) return { ...decided, encoded: new Map() }
+        const similar = new Map<number, ReadonlyArray<number>>()
         const baseOf = new Map<number, { id: string; pack: string }>()
         if (deltas) {
-          const f = yield* workers.features(pieces, pieces.map((p) => usableAsBase(p)))
-          pieces = f.chunks
-          similar = f.sfs
-          const matches = yield* index.similar(similar.flat())
-          fresh.forEach((i, k) => {
+          const wanted = fresh.filter((i) => usableAsBase(chunkOf(batch, i)))
+          const sfs = wanted.length > 0 ? yield* workers.features(batch, wanted) : []
+          wanted.forEach((i, k) => similar.set(i, sfs[k]!))
+          const matches = yield* index.similar(sfs.flat())
+          for (const i of fresh) {
             const votes = new Map<string, { ref: { id: string; pack: string }; n: number }>()
-            for (const sf of similar[k]!) for (const ref of matches.get(sf) ?? []) {
+            for (const sf of similar.get(i) ?? []) for (const ref of matches.get(sf) ?? []) {
               // the chunk itself, sealed by another writer since the lookup: never its own base
               if (ref.id === hexes[i]) continue
               const v = votes.get(ref.id) ?? { ref, n: 0 }
@@ -263,62 +262,97 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
             }
             let best: { ref: { id: string; pack: string }; n: number } | undefined
             for (const v of votes.values()) if (!best || v.n > best.n) best = v
-            if (best) baseOf.set(k, best.ref)
-          })
+            if (best) baseOf.set(i, best.ref)
+          }
         }
         const baseBytes = baseOf.size === 0 ? new Map<string, Uint8Array | undefined>() : new Map(yield* Effect.forEach(new Map([...baseOf.values()].map((r) => [r.id, r])).values(), (ref) =>
           // a base that cannot be read now (gone, or its pack being rewritten) is just not used
           Effect.map(Effect.option(bases.bytes(ref)), (b) => [ref.id, Option.getOrUndefined(b)] as const), { concurrency: 4 }))
-        const dictionaries = fresh.map((_, k) => { const ref = baseOf.get(k); return ref ? baseBytes.get(ref.id) : undefined })
-        const out = yield* workers.encode(pieces, dictionaries, { level, probing: batch.probing })
-        const encoded = new Map(fresh.map((i, k) => [i, {
+        const dictionaries = fresh.map((i) => { const ref = baseOf.get(i); return ref ? baseBytes.get(ref.id) : undefined })
+        const out = yield* workers.encode(batch, fresh, dictionaries, { level, probing: decided.probing })
+        const encoded = new Map(fresh.map((i, k): readonly [number, EncodedChunk] => [i, {
           ...out[k]!,
-          base: out[k]!.codec === CODEC_DELTA ? baseOf.get(k) : undefined,
-          sfs: out[k]!.codec === CODEC_DELTA ? undefined : similar[k]
-        }] as const))
-        return { ...batch, encoded }
+          base: out[k]!.codec === CODEC_DELTA ? baseOf.get(i) : undefined,
+          sfs: out[k]!.codec === CODEC_DELTA ? undefined : similar.get(i)
+        }]))
+        return { ...decided, encoded }
       })
 
       // In order: the new chunks appended to the open pack, every chunk named in the manifest.
       const append = (batch: Encoded): Effect.Effect<void, StoreError> => Effect.gen(function*() {
         for (const [, e] of batch.encoded) poorRun = e.poor ? poorRun + 1 : 0
-        const ids = batch.ids
-        for (let i = 0; i < batch.hexes.length; i++) {
-          const h = batch.hexes[i]!
+        // raw chunks stay views of the batch's buffer while their pack is open, unless few of the
+        // batch's bytes are kept: then they are copied out (so an open pack never holds whole batches for a few chunks)
+        let kept = 0
+        for (const [, e] of batch.encoded) if (e.codec === CODEC_RAW) kept += e.payload.length
+        const copyRaw = kept * 2 < batch.batch.size
+        /** The packs holding views of the batch's buffer: it is reused once they are all stored. */
+        const holders = new Set<string>()
+        const { ids, hexes } = batch
+        const lengths = batch.batch.lengths
+        for (let i = 0; i < hexes.length; i++) {
+          const h = hexes[i]!
           const id = ids.slice(32 * i, 32 * i + 32)
           let pack = known.get(h) ?? packWriter.pendingPack(h)
           const e = batch.encoded.get(i)
           if (pack === undefined && e !== undefined) {
             const extra = e.base ? { base: { id: fromHex(e.base.id), pack: fromHex(e.base.pack) } } : { superFeatures: e.sfs }
-            pack = packWriter.appendNow(writer, id, e.payload, batch.lengths[i]!, e.codec, extra)
+            const view = e.codec === CODEC_RAW && !copyRaw
+            pack = packWriter.appendNow(writer, id, e.codec === CODEC_RAW && copyRaw ? e.payload.slice() : e.payload, lengths[i]!, e.codec, extra)
+            if (view) holders.add(pack)
           }
           if (e !== undefined) encoding.delete(h)
           if (pack === undefined) return yield* corrupt(`chunk ${h} was neither stored nor encoded`)
           known.set(h, pack)
-          chunks.push({ id, idHex: h, length: batch.lengths[i]!, pack })
+          chunks.push({ id, idHex: h, length: lengths[i]!, pack })
         }
+        const buffer = batch.batch.buffer
+        let holds = holders.size
+        if (holds === 0) giveBatchBuffer(buffer)
+        for (const pack of holders) packWriter.onStored(pack, () => { if (--holds === 0) giveBatchBuffer(buffer) })
         yield* packWriter.sealFull
       })
 
-      let cut: Array<Uint8Array> = []
-      let cutBytes = 0
-      const take = (c: Uint8Array) => { cut.push(c); cutBytes += c.length }
-      const batchesReady = (final: boolean): Array<Array<Uint8Array>> => {
-        if (cutBytes < BATCH_BYTES && !(final && cut.length > 0)) return []
-        const out = cut
-        cut = []
-        cutBytes = 0
-        return [out]
+      // The NAR cut into batches: each chunk copied once, from the cutter's window into its batch.
+      const capacity = BATCH_BYTES + info.chunking.max
+      let buffer = takeBatchBuffer(capacity)
+      let offsets: Array<number> = []
+      let lengths: Array<number> = []
+      let filled = 0
+      const take = (view: Uint8Array) => {
+        buffer.set(view, filled)
+        offsets.push(filled)
+        lengths.push(view.length)
+        filled += view.length
+      }
+      const batchesReady = (final: boolean): Array<Batch> => {
+        if (filled < BATCH_BYTES && !(final && filled > 0)) return []
+        const batch: Batch = { buffer, size: filled, offsets, lengths }
+        buffer = takeBatchBuffer(capacity)
+        offsets = []
+        lengths = []
+        filled = 0
+        return [batch]
       }
       const batches = Stream.concat(
-        Stream.map(verifiedNar(pi, storeDir, nar), (piece) => {
-          for (const p of normaliser.push(piece)) chunker.push(p, take)
-          return batchesReady(false)
+        Stream.map(verifiedNar(pi, storeDir, nar), (piece): Array<Batch> => {
+          const out: Array<Batch> = []
+          for (const p of normaliser.push(piece)) {
+            chunker.push(p, (view) => {
+              if (filled + view.length > capacity) out.push(...batchesReady(true))
+              take(view)
+            })
+            out.push(...batchesReady(false))
+          }
+          return out
         }),
         Stream.suspend(() => {
-          chunker.push(normaliser.end(), take)
-          chunker.end(take)
-          return Stream.make(batchesReady(true))
+          const out: Array<Batch> = []
+          const last = (view: Uint8Array) => { if (filled + view.length > capacity) out.push(...batchesReady(true)); take(view) }
+          chunker.push(normaliser.end(), last)
+          chunker.end(last)
+          out.push(...batchesReady(true))
+          return Stream.make(out)
         })
       ).pipe(Stream.flattenIterable)
       yield* batches.pipe(
@@ -326,6 +360,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         Stream.mapEffect(decide),
         Stream.mapEffect(encode, { concurrency: 3 }),
         Stream.runForEach(append))
+      if (filled === 0) giveBatchBuffer(buffer)
 
       const packNames = [...new Set(chunks.map((c) => c.pack))]
       yield* packWriter.awaitSealed(packNames)

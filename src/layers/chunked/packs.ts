@@ -55,6 +55,8 @@ export const putParts = (blobs: BlobStore, key: string, parts: ReadonlyArray<Uin
 interface OpenPack {
   readonly name: string
   readonly parts: Array<Uint8Array>
+  /** Called once the parts are stored (or the seal failed): buffers the parts are views of go back to their owners. */
+  readonly releases: Array<() => void>
   readonly entries: Array<SealEntry>
   size: number
   readonly done: Deferred.Deferred<void, StoreError>
@@ -83,10 +85,12 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
   const pending = new Map<string, string>()
   const uploadSlots = yield* Semaphore.make(options.uploads ?? 2)
 
+  const releaseAll = (pack: OpenPack) => { for (const release of pack.releases.splice(0)) release() }
   const seal = (pack: OpenPack): Effect.Effect<void, StoreError> => Effect.gen(function*() {
     yield* index.beginPack(pack.name, options.owner, Date.now())
     yield* putParts(blobs, packKey(pack.name, 1), pack.parts)
     pack.parts.length = 0
+    releaseAll(pack)
     yield* blobs.putBytes(packIndexKey(pack.name), encodePackIndex({ name: Buffer.from(pack.name, "hex"), version: 1, entries: pack.entries }), "application/octet-stream")
     yield* index.sealPack(pack.name, pack.size, pack.entries, Date.now())
   })
@@ -105,6 +109,7 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
       Effect.onExit((exit) => Effect.gen(function*() {
         for (const e of pack.entries) if (pending.get(hex(e.id)) === pack.name) pending.delete(hex(e.id))
         unsealed.delete(pack.name)
+        releaseAll(pack)
         if (Exit.isFailure(exit)) {
           const error = Option.getOrUndefined(Exit.findErrorOption(exit)) ?? new StoreIoError({ store: uri, operation: `store pack ${pack.name}`, reason: "interrupted" })
           failed.set(pack.name, error)
@@ -127,7 +132,7 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
     const already = pending.get(idHex)
     if (already !== undefined) return already
     if (!current) {
-      current = { name: randomBytes(8).toString("hex"), parts: [], entries: [], size: 0, done: Deferred.makeUnsafe<void, StoreError>() }
+      current = { name: randomBytes(8).toString("hex"), parts: [], releases: [], entries: [], size: 0, done: Deferred.makeUnsafe<void, StoreError>() }
       unsealed.set(current.name, current)
     }
     const pack = current
@@ -149,6 +154,12 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
     /** Where a chunk already written here (maybe not yet sealed) is: its pack's name. */
     pendingPack: (id: string) => pending.get(id),
     appendNow,
+    /** Calls `release` once the pack's bytes are stored (or it failed): payloads appended to it may be views of a buffer to reuse then. */
+    onStored: (name: string, release: () => void) => {
+      const pack = unsealed.get(name)
+      if (pack && pack.parts.length > 0) pack.releases.push(release)
+      else release()
+    },
     sealFull,
     /** `appendNow`, then `sealFull`. */
     append: (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec, extra: { readonly base?: BaseRef | undefined; readonly superFeatures?: ReadonlyArray<number> | undefined } = {}) =>
