@@ -86,6 +86,8 @@ interface ServedNar {
    * compressed here when `compression` is not none.
    */
   readonly feed?: ((consume: (chunk: Uint8Array) => Promise<"stop" | undefined>) => Effect.Effect<void, unknown>) | undefined
+  /** The bytes as served (already compressed as `compression` says) fed into buffers the store reuses. */
+  readonly feedAsIs?: ((consume: (chunk: Uint8Array) => Promise<"stop" | undefined>) => Effect.Effect<void, unknown>) | undefined
 }
 
 const hashPartRe = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/
@@ -283,8 +285,8 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
 
   const servedNar = (path: StorePath.StorePath, info: PathInfo): Effect.Effect<ServedNar, StoreError> => {
     if (store.storedNar) {
-      return Effect.flatMap(store.storedNar(path, compression), (stored) => isCompression(stored.compression)
-        ? Effect.succeed({ ...stored, compression: stored.compression })
+      return Effect.flatMap(store.storedNar(path, compression), ({ feed, ...stored }) => isCompression(stored.compression)
+        ? Effect.succeed({ ...stored, compression: stored.compression, feedAsIs: feed })
         : Effect.fail(new StoreCorrupt({ store: store.uri, reason: `${StorePath.print(path, store.storeDir)} uses unknown compression '${stored.compression}'` })))
     }
     const nar = store.narFromPath(path)
@@ -400,6 +402,9 @@ export const makeCacheHandler = (options: Omit<ServeOptions, "host" | "port">) =
       response.writeHead(status, headers)
       if (size === 0) { response.end(); return }
       if (file.file !== undefined && size !== undefined) return sendFile(file.file, start, end, response, slot)
+      if (file.feedAsIs !== undefined && status === 200) {
+        return run(sendFed(file.feedAsIs, response, slot), { onExit: (sent) => { if (!Exit.isSuccess(sent)) response.destroy() } })
+      }
       if (file.feed !== undefined && status === 200) {
         const sending = file.compression === "none" ? sendFed(file.feed, response, slot) : sendFedCompressed(file.feed, file.compression, compressOptions, response, slot)
         return run(sending, { onExit: (sent) => { if (!Exit.isSuccess(sent)) response.destroy() } })

@@ -62,6 +62,12 @@ export interface StoredNar {
   readonly bytes: Stream.Stream<Uint8Array, StoreError>
   /** A local file with exactly these bytes, when the store keeps NARs as files (a server can send it directly). */
   readonly file?: string | undefined
+  /**
+   * The same bytes (as stored: compressed when `compression` says so) fed to `consume` piece by
+   * piece, each valid only until the promise `consume` returns settles, so that the store can reuse
+   * its buffers (a server writing to a socket); `consume` stops it by resolving to "stop".
+   */
+  readonly feed?: ((consume: (chunk: Uint8Array) => Promise<"stop" | undefined>) => Effect.Effect<void, StoreError>) | undefined
 }
 
 export class StoreRead extends Context.Service<StoreRead, StoreReadApi>()("b3/StoreRead") {}

@@ -20,10 +20,16 @@ import type { PathInfo } from "../../src/core/path-info.ts"
 import * as StorePath from "../../src/core/store-path.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import { openerLayer } from "../../src/services/registry.ts"
-import { StoreRead } from "../../src/services/store-read.ts"
+import { StoreRead, type StoredNar } from "../../src/services/store-read.ts"
 import { openChunkedHttp, openFileChunkStore } from "../../src/layers/chunked/opener.ts"
 import type { ChunkedStore } from "../../src/layers/chunked/chunked-store.ts"
 import { checkDeltaIndex as checkIndex } from "../support/chunked-index-check.ts"
+import { hex } from "../../src/core/chunks/binary.ts"
+import { decodePathRecord } from "../../src/core/chunks/formats.ts"
+import { makeFileBlobs } from "../../src/layers/binary-cache/file-blobs.ts"
+import { chunkWorkers } from "../../src/layers/chunked/chunk-workers.ts"
+import { type FeedMode, feedNar } from "../../src/layers/chunked/feed.ts"
+import { makeBaseReader, makePackLocator } from "../../src/layers/chunked/packs.ts"
 import { startFileServer } from "../support/file-server.ts"
 
 const storeDir = StorePath.defaultStoreDir
@@ -60,6 +66,12 @@ const infoFor = (path: StorePath.StorePath, nar: Uint8Array): PathInfo =>
   ({ path, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: [], signatures: [] })
 
 const collect = (s: Stream.Stream<Uint8Array, unknown>) => Effect.map(Stream.runCollect(s), (c) => Buffer.concat([...c]))
+/** What `StoredNar.feed` gives, each piece copied before the next (the store reuses its buffers). */
+const fed = (feed: StoredNar["feed"]) => Effect.gen(function*() {
+  const pieces: Array<Buffer> = []
+  yield* feed!(async (piece) => { pieces.push(Buffer.from(piece)); return undefined })
+  return Buffer.concat(pieces)
+})
 const unzstd = (bytes: Uint8Array) => spawnSync("zstd", ["-dcq"], { input: bytes, maxBuffer: 1 << 30 }).stdout
 
 const add = (store: ChunkedStore, name: string, payload: Uint8Array) => Effect.gen(function*() {
@@ -101,6 +113,11 @@ describe("chunk store: delta chunks", () => {
       expect(Buffer.compare(yield* collect(overHttp.narFromPath(p.path)), p.nar)).toBe(0)
       const stored = yield* store.read.storedNar!(p.path, "zstd")
       expect(Buffer.compare(unzstd(yield* collect(stored.bytes)), p.nar)).toBe(0)
+      // what b3 serve sends: fed into reused buffers, plain and as zstd frames, from the writer's store and a reader's
+      for (const s of [store, reader]) {
+        expect(Buffer.compare(yield* fed((yield* s.read.storedNar!(p.path, "none")).feed), p.nar)).toBe(0)
+        expect(Buffer.compare(unzstd(yield* fed((yield* s.read.storedNar!(p.path, "zstd")).feed)), p.nar)).toBe(0)
+      }
     }
     expect((yield* store.maintenance!.verify()).problems).toEqual([])
   })), 120_000)
@@ -132,6 +149,8 @@ describe("chunk store: delta chunks", () => {
     for (const p of [v2, v3]) {
       expect(Buffer.compare(yield* collect(store.read.narFromPath(p.path)), p.nar)).toBe(0)
       expect(Buffer.compare(yield* collect(reader.read.narFromPath(p.path)), p.nar)).toBe(0)
+      expect(Buffer.compare(yield* fed((yield* reader.read.storedNar!(p.path, "none")).feed), p.nar)).toBe(0)
+      expect(Buffer.compare(unzstd(yield* fed((yield* reader.read.storedNar!(p.path, "zstd")).feed)), p.nar)).toBe(0)
     }
     expect((yield* m.stats!())["deltaChunks"]).toBeGreaterThan(0)
     // a repack with nothing to do, then the same reads again
@@ -151,6 +170,48 @@ describe("chunk store: delta chunks", () => {
     expect(after["chunks"]).toBe(0)
     expect(after["packs"]).toBe(0)
     checkIndex(root)
+  })), 120_000)
+
+  it.effect("serving feeds: a pack rewritten after the chunks were located is found again; a consumer that stops gives its buffers back", () => Effect.scoped(Effect.gen(function*() {
+    const dir = yield* scratchDir
+    const root = join(dir, "store")
+    const store = yield* openFileChunkStore(root, { ...options, repackThreshold: 1 })
+    const base = pseudoRandom(3, 120_000)
+    const v1 = yield* add(store, "v1", Buffer.concat([version(base, 1, 6), pseudoRandom(98, 40_000)]))
+    const v2 = yield* add(store, "v2", version(base, 2, 6))
+    const uri = `chunked+file://${root}`
+    const blobs = makeFileBlobs(uri, root)
+    const locator = makePackLocator(uri, blobs)
+    const record = decodePathRecord(readFileSync(join(root, "paths", `${v2.path.hashPart}.b3p`)))
+    const manifest = Result.getOrThrow(record).manifest
+    const stale = yield* locator.places(manifest)
+    // v1 goes and the packs it shared with v2 are rewritten: the places located above are gone
+    yield* store.maintenance!.deletePaths!([v1.path])
+    const gc = yield* store.maintenance!.collectGarbage()
+    expect(gc.repack!.packsRewritten).toBeGreaterThan(0)
+    const feedOptions = {
+      uri, blobs, bases: makeBaseReader(uri, blobs, locator), workers: chunkWorkers(uri),
+      relocate: () => { for (const p of manifest.packs) locator.forget(hex(p)); return locator.places(manifest) }
+    }
+    const now = yield* feedOptions.relocate()
+    expect(now.some((p, i) => p.version !== stale[i]!.version)).toBe(true)
+    const feedAll = (mode: FeedMode) => Effect.gen(function*() {
+      const pieces: Array<Buffer> = []
+      yield* feedNar(feedOptions, manifest, stale, mode, async (piece) => { pieces.push(Buffer.from(piece)); return undefined })
+      return Buffer.concat(pieces)
+    })
+    expect(Buffer.compare(yield* feedAll("plain"), v2.nar)).toBe(0)
+    expect(Buffer.compare(unzstd(yield* feedAll("zstd")), v2.nar)).toBe(0)
+
+    // a NAR of several runs, whose consumer stops after the first piece, many times over: every
+    // time the feed ends cleanly, and the buffers it held are free again (else this would hang)
+    const big = yield* add(store, "big", pseudoRandom(77, 12 << 20))
+    for (let i = 0; i < 30; i++) {
+      let pieces = 0
+      yield* (yield* store.read.storedNar!(big.path, i % 2 === 0 ? "none" : "zstd")).feed!(async () => { pieces++; return "stop" })
+      expect(pieces).toBe(1)
+    }
+    expect(Buffer.compare(yield* fed((yield* store.read.storedNar!(big.path, "none")).feed), big.nar)).toBe(0)
   })), 120_000)
 
   it.effect("a store made before delta chunks (index without their column and table, version-1 pack indexes) reads, and takes deltas", () => Effect.gen(function*() {

@@ -17,6 +17,7 @@ import * as Tree from "../../src/nar/tree.ts"
 import * as ChunkStore from "../../src/layers/chunked/opener.ts"
 import { openFileChunkStore } from "../../src/layers/chunked/opener.ts"
 import { makeKitchenSink } from "../nar/support.ts"
+import type { StoredNar } from "../../src/services/store-read.ts"
 import { storeConformance, uriStore } from "./store-suite.ts"
 
 const scratchDir = Effect.acquireRelease(
@@ -28,6 +29,13 @@ const small = { chunking: { min: 256, avg: 1024, max: 4096 }, packSize: 512 * 10
 
 storeConformance("chunked+file (SQLite index, small chunks)", () => Layer.unwrap(Effect.map(scratchDir, (dir) => ChunkStore.layer(dir, small))), { checksReferences: false })
 storeConformance("chunked+file (URI, default sizes)", () => uriStore(Effect.map(scratchDir, (dir) => `chunked+file://${dir}`)), { checksReferences: false })
+
+/** What `StoredNar.feed` gives, each piece copied before the next (the store reuses its buffers). */
+const fed = (feed: StoredNar["feed"]) => Effect.gen(function*() {
+  const pieces: Array<Buffer> = []
+  yield* feed!(async (piece) => { pieces.push(Buffer.from(piece)); return undefined })
+  return Buffer.concat(pieces)
+})
 
 /** zstd -d (Node's zstd decompresses only the first of several frames; Nix and zstd read them all). */
 const unzstd = (bytes: Uint8Array) => spawnSync("zstd", ["-dcq"], { input: bytes, maxBuffer: 1 << 30 }).stdout
@@ -89,6 +97,9 @@ describe("chunk store", () => {
       const stored = yield* store.read.storedNar!(self, "zstd")
       expect(stored.compression).toBe("zstd")
       expect(Buffer.compare(unzstd(yield* collect(stored.bytes)), nar)).toBe(0)
+      // and what b3 serve sends, fed into buffers the store reuses
+      expect(Buffer.compare(unzstd(yield* fed(stored.feed)), nar)).toBe(0)
+      expect(Buffer.compare(yield* fed((yield* store.read.storedNar!(self, "none")).feed), nar)).toBe(0)
     }
   })))
 

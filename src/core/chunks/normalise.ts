@@ -161,6 +161,23 @@ export class Denormaliser {
     return false
   }
 
+  /**
+   * What putting the hashes back into bytes [start, end) of the NAR takes: the bytes to write at each
+   * offset from `start` (the parts of hashes that fall inside). `from`: the first position that
+   * may be concerned (positions are in order), to skip the earlier ones.
+   */
+  static patches(hashes: ReadonlyArray<Uint8Array>, positions: ReadonlyArray<Position>, start: number, end: number, from = 0): Array<{ readonly at: number; readonly bytes: Uint8Array }> {
+    const out: Array<{ at: number; bytes: Uint8Array }> = []
+    for (let k = from; k < positions.length; k++) {
+      const p = positions[k]!
+      if (p.offset >= end) break
+      const a = Math.max(p.offset, start)
+      const b = Math.min(p.offset + HASH_LENGTH, end)
+      if (a < b) out.push({ at: a - start, bytes: hashes[p.index]!.subarray(a - p.offset, b - p.offset) })
+    }
+    return out
+  }
+
   /** Skips `n` bytes (a piece the caller passes on unpatched because it knows it holds no hash). */
   skip(n: number): void {
     this.#offset += n

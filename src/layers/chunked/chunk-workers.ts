@@ -1,16 +1,17 @@
 /**
  * Worker threads for the chunk store's per-chunk work, so that an ingest uses every core: the
  * thread that reads, checks, normalises and cuts the NAR hands batches of chunks to these and goes
- * on cutting. Three jobs, each over a batch (the chunks are moved to the worker and back, never
- * copied):
+ * on cutting. A batch lives in a slot, a pair of SharedArrayBuffers the workers were given once
+ * (nothing is copied, moved or allocated per job). Jobs, each over a batch:
  *
  * - `hash`: each chunk's id (sha256);
  * - `features`: each chunk's super-features (resemblance.ts, the same code from its source text);
  * - `encode`: each chunk's stored form — zstd at the store's level, or a zstd delta against a base
- *   given as a dictionary, or the bytes as they are when zstd cannot shrink them (see `encodeKit`).
+ *   given as a dictionary, or the bytes as they are when zstd cannot shrink them (see `encodeKit`),
+ *   frames written to the slot's output.
  *
- * Reading: `decode` turns a run of stored chunks (zstd frames, deltas with their bases, raw bytes)
- * back into the normalised bytes, all of the run in one message.
+ * Serving (feed.ts): `serve` turns a run of stored chunks read into a slot back into the NAR's bytes
+ * or into zstd frames, into the slot's output.
  *
  * One pool per process (the mechanism is src/nar/fs/thread-pool.ts: workers from source text, so
  * this works the same from the sources, tests and the bundle); idle workers do not keep the process
@@ -85,9 +86,29 @@ export const decodeKit = (zlib: typeof import("node:zlib")) => (codec: number, p
   return out
 }
 
-/** A view that owns its whole ArrayBuffer (one that can be moved to another thread without taking neighbours along). */
-const owned = (bytes: Uint8Array): Uint8Array =>
-  bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length && !(bytes.buffer instanceof SharedArrayBuffer) ? bytes : new Uint8Array(bytes)
+/**
+ * Writes the bytes as one zstd frame of raw (stored) blocks into `out` at `at` (what a zstd reader
+ * decompresses back to the bytes, made without compressing: formats.ts's rawZstdFrame, in place);
+ * returns where it ends. Self-contained, like `encodeKit`.
+ */
+export const rawFrameInto = (out: Uint8Array, at: number, bytes: Uint8Array): number => {
+  const BLOCK = 128 * 1024
+  const blocks = Math.max(1, Math.ceil(bytes.length / BLOCK))
+  out[at] = 0x28; out[at + 1] = 0xb5; out[at + 2] = 0x2f; out[at + 3] = 0xfd // magic
+  out[at + 4] = 0xa0 // single segment, 4-byte frame content size, no checksum, no dictionary
+  out[at + 5] = bytes.length & 0xff; out[at + 6] = (bytes.length >>> 8) & 0xff; out[at + 7] = (bytes.length >>> 16) & 0xff; out[at + 8] = (bytes.length >>> 24) & 0xff
+  let to = at + 9
+  for (let b = 0; b < blocks; b++) {
+    const size = Math.min(BLOCK, bytes.length - b * BLOCK)
+    const header = (size << 3) | (b === blocks - 1 ? 1 : 0) // raw block type 0
+    out[to] = header & 0xff
+    out[to + 1] = (header >>> 8) & 0xff
+    out[to + 2] = (header >>> 16) & 0xff
+    out.set(bytes.subarray(b * BLOCK, b * BLOCK + size), to + 3)
+    to += 3 + size
+  }
+  return to
+}
 
 const workerSource = (): string => {
   const deps = resemblanceDeps()
@@ -95,7 +116,6 @@ const workerSource = (): string => {
 const crypto = process.getBuiltinModule("node:crypto")
 const zlib = process.getBuiltinModule("node:zlib")
 const { parentPort } = process.getBuiltinModule("node:worker_threads")
-const owned = ${owned.toString()}
 const resemblance = (${resemblanceKit.toString()})({
   wasm: new Uint8Array(${JSON.stringify([...deps.wasm])}),
   gear: ${JSON.stringify(Array.from(deps.gear))}, a: ${JSON.stringify(Array.from(deps.a))}, b: ${JSON.stringify(Array.from(deps.b))},
@@ -104,48 +124,67 @@ const resemblance = (${resemblanceKit.toString()})({
 const zstd = (${zstdSync.toString()})(zlib)
 const encode = (${encodeKit.toString()})({ zstd, looksIncompressible: ${looksIncompressible.toString()}, usableAsBase: ${usableAsBase.toString()} })
 const decode = (${decodeKit.toString()})(zlib)
+const rawFrameInto = ${rawFrameInto.toString()}
+/** Batch buffers shared with the main thread, by slot number (sent once, with the first job on each). */
+const slots = new Map()
 parentPort.on("message", (m) => {
-  const transfer = []
-  const give = (bytes) => { const b = owned(bytes); transfer.push(b.buffer); return b }
   try {
-    const chunk = (i) => m.buffer.subarray(m.offsets[i], m.offsets[i] + m.lengths[i])
+    if (m.shared) slots.set(m.slot, { input: new Uint8Array(m.shared[0]), output: new Uint8Array(m.shared[1]) })
+    if (m.op === "forget") { slots.delete(m.slot); return }
+    const slot = slots.get(m.slot)
+    const chunk = (i) => slot.input.subarray(m.offsets[i], m.offsets[i] + m.lengths[i])
     if (m.op === "hash") {
       const ids = new Uint8Array(32 * m.offsets.length)
       for (let i = 0; i < m.offsets.length; i++) ids.set(crypto.createHash("sha256").update(chunk(i)).digest(), 32 * i)
-      transfer.push(ids.buffer, m.buffer.buffer)
-      parentPort.postMessage({ id: m.id, ids, buffer: m.buffer }, transfer)
+      parentPort.postMessage({ id: m.id, ids }, [ids.buffer])
     } else if (m.op === "features") {
-      const sfs = m.items.map((i) => resemblance.superFeatures(chunk(i)))
-      transfer.push(m.buffer.buffer)
-      parentPort.postMessage({ id: m.id, sfs, buffer: m.buffer }, transfer)
+      parentPort.postMessage({ id: m.id, sfs: m.items.map((i) => resemblance.superFeatures(chunk(i))) })
     } else if (m.op === "encode") {
-      // raw chunks stay where they are in the batch; frames are gathered in one buffer
-      const done = m.items.map((i, k) => encode(chunk(i), m.dictionaries[k] ?? undefined, m.options))
-      let size = 0
-      for (const e of done) if (e.codec !== 0) size += e.payload.length
-      const frames = new Uint8Array(size)
+      // raw chunks stay where they are in the batch; frames go one after the other into the slot's output
+      // (every frame kept is smaller than its chunk, so they fit)
       let at = 0
-      const out = done.map((e, k) => {
-        if (e.codec === 0) return { codec: 0, poor: e.poor, inFrames: false, offset: m.offsets[m.items[k]], length: e.payload.length }
-        frames.set(e.payload, at)
+      const out = m.items.map((i, k) => {
+        const e = encode(chunk(i), m.dictionaries[k] ?? undefined, m.options)
+        if (e.codec === 0) return { codec: 0, poor: e.poor, inOutput: false, offset: m.offsets[i], length: e.payload.length }
+        slot.output.set(e.payload, at)
         at += e.payload.length
-        return { codec: e.codec, poor: e.poor, inFrames: true, offset: at - e.payload.length, length: e.payload.length }
+        return { codec: e.codec, poor: e.poor, inOutput: true, offset: at - e.payload.length, length: e.payload.length }
       })
-      transfer.push(frames.buffer, m.buffer.buffer)
-      parentPort.postMessage({ id: m.id, out, frames, buffer: m.buffer }, transfer)
-    } else if (m.op === "decode") {
-      // a run of stored chunks in one buffer, decoded into one buffer (the caller's, when it gives one big enough)
-      let size = 0
-      for (const r of m.raws) size += r
-      const out = m.into && m.into.length >= size ? m.into : new Uint8Array(size)
+      parentPort.postMessage({ id: m.id, out })
+    } else if (m.op === "serve") {
+      const { input, output } = slot
       let at = 0
-      for (let i = 0; i < m.codecs.length; i++) {
-        const p = m.run.subarray(m.offsets[i], m.offsets[i] + m.stored[i])
-        out.set(decode(m.codecs[i], p, m.raws[i], m.dictionaries[i] ?? undefined), at)
-        at += m.raws[i]
+      let rawAt = 0
+      let p = 0
+      for (const c of m.chunks) {
+        const payload = input.subarray(c.offset, c.offset + c.stored)
+        if (m.mode === "plain") {
+          if (c.codec === 0) output.set(payload, at)
+          else output.set(decode(c.codec, payload, c.raw, c.dictionary ?? undefined), at)
+          at += c.raw
+          continue
+        }
+        // the zstd stream: this chunk's hashes (a hash may lie across two chunks: each gets its part)
+        while (p < m.patches.length && m.patches[p].at + m.patches[p].bytes.length <= rawAt) p++
+        const mine = []
+        for (let q = p; q < m.patches.length && m.patches[q].at < rawAt + c.raw; q++) mine.push(m.patches[q])
+        if (c.codec === 2 || mine.length > 0) {
+          const raw = decode(c.codec, payload, c.raw, c.dictionary ?? undefined)
+          for (const x of mine) {
+            const a = Math.max(x.at, rawAt), b = Math.min(x.at + x.bytes.length, rawAt + c.raw)
+            raw.set(x.bytes.subarray(a - x.at, b - x.at), a - rawAt)
+          }
+          const frame = zstd(raw, 1)
+          output.set(frame, at)
+          at += frame.length
+        } else if (c.codec === 1) {
+          output.set(payload, at)
+          at += payload.length
+        } else at = rawFrameInto(output, at, payload)
+        rawAt += c.raw
       }
-      transfer.push(out.buffer, m.run.buffer)
-      parentPort.postMessage({ id: m.id, bytes: out.subarray(0, size), run: m.run }, transfer)
+      if (m.mode === "plain") for (const x of m.patches) output.set(x.bytes, x.at)
+      parentPort.postMessage({ id: m.id, size: at })
     }
   } catch (e) {
     parentPort.postMessage({ id: m.id, error: String(e && e.message || e) })
@@ -160,10 +199,8 @@ type Reply = {
   readonly ids?: Uint8Array
   readonly buffer?: Uint8Array
   readonly sfs?: Array<Array<number>>
-  readonly out?: Array<{ readonly codec: Codec; readonly poor: boolean; readonly inFrames: boolean; readonly offset: number; readonly length: number }>
-  readonly frames?: Uint8Array
-  readonly bytes?: Uint8Array
-  readonly run?: Uint8Array
+  readonly out?: Array<{ readonly codec: Codec; readonly poor: boolean; readonly inOutput: boolean; readonly offset: number; readonly length: number }>
+  readonly size?: number
 }
 
 let shared: ThreadPool<Reply> | undefined
@@ -178,30 +215,71 @@ const pool = (): ThreadPool<Reply> => {
 }
 
 /**
- * Chunks cut from a NAR, one after the other in one buffer (moved to a worker and back with each job,
- * so `buffer` is replaced by the one each job gives back). The buffer is the whole allocation (so it
- * moves without a copy): its chunks end before `size`.
+ * A batch buffer shared with the workers (SharedArrayBuffer: nothing is copied or moved per job, and
+ * nothing is allocated per batch): `input` holds the batch's chunks, `output` the frames `encode`
+ * makes. Taken from the ring for one batch at a time and given back once the batch is done with.
  */
+export interface BatchSlot {
+  readonly id: number
+  readonly input: Uint8Array
+  readonly output: Uint8Array
+  /** The workers that have it already. */
+  readonly known: WeakSet<object>
+  /** Jobs on it not yet answered (a slot given back while a job of a failed batch still runs is reused only after). */
+  jobs: number
+  returning: boolean
+}
+
+const RING = 12
+let slotIds = 0
+const rings = new Map<number, { free: Array<BatchSlot>; made: number; waiting: Array<(slot: BatchSlot) => void> }>()
+const ringOf = (capacity: number) => {
+  let ring = rings.get(capacity)
+  if (!ring) { ring = { free: [], made: 0, waiting: [] }; rings.set(capacity, ring) }
+  return ring
+}
+
+/** A slot of `capacity` bytes (waits while all of the ring's are in use). */
+export const takeSlot = (capacity: number): Effect.Effect<BatchSlot> => Effect.callback<BatchSlot>((resume) => {
+  const ring = ringOf(capacity)
+  const free = ring.free.pop()
+  if (free) return resume(Effect.succeed(free))
+  if (ring.made < RING) {
+    ring.made++
+    return resume(Effect.succeed({ id: slotIds++, input: new Uint8Array(new SharedArrayBuffer(capacity)), output: new Uint8Array(new SharedArrayBuffer(capacity)), known: new WeakSet(), jobs: 0, returning: false }))
+  }
+  const waiter = (slot: BatchSlot) => resume(Effect.succeed(slot))
+  ring.waiting.push(waiter)
+  return Effect.sync(() => { const at = ring.waiting.indexOf(waiter); if (at >= 0) ring.waiting.splice(at, 1) })
+})
+
+const release = (slot: BatchSlot) => {
+  slot.returning = false
+  const ring = ringOf(slot.input.length)
+  const waiter = ring.waiting.shift()
+  if (waiter) waiter(slot)
+  else if (slot.input.length <= 8 << 20) ring.free.push(slot)
+  else ring.made-- // an outsized one (a chunk bigger than a run): not kept
+}
+
+/** Counts `job` (a worker's or a read's, on the slot's buffers) as running on the slot until it settles. */
+export const slotJob = <A>(slot: BatchSlot, job: Promise<A>): Promise<A> => {
+  slot.jobs++
+  return job.finally(() => { if (--slot.jobs === 0 && slot.returning) release(slot) })
+}
+
+/** Gives a slot back (once its jobs are answered). */
+export const giveSlot = (slot: BatchSlot) => {
+  if (slot.jobs === 0) release(slot)
+  else slot.returning = true
+}
+
+/** Chunks cut from a NAR, one after the other in a slot's input. */
 export interface Batch {
-  buffer: Uint8Array
+  readonly slot: BatchSlot
   readonly size: number
   readonly offsets: ReadonlyArray<number>
   readonly lengths: ReadonlyArray<number>
-}
-
-/** Batch buffers to reuse (a fresh one costs the kernel's zeroing and more on its first move to a worker). */
-const freeBatchBuffers: Array<Uint8Array> = []
-
-export const takeBatchBuffer = (capacity: number): Uint8Array => {
-  while (freeBatchBuffers.length > 0) {
-    const b = freeBatchBuffers.pop()!
-    if (b.length === capacity) return b
-  }
-  return new Uint8Array(capacity)
-}
-
-export const giveBatchBuffer = (buffer: Uint8Array) => {
-  if (freeBatchBuffers.length < 16 && buffer.byteOffset === 0 && buffer.length === buffer.buffer.byteLength) freeBatchBuffers.push(buffer)
 }
 
 export interface ChunkWorkers {
@@ -209,51 +287,39 @@ export interface ChunkWorkers {
   readonly hash: (batch: Batch) => Effect.Effect<Uint8Array, StoreIoError>
   /** Super-features of the chunks `items` (indexes in the batch). */
   readonly features: (batch: Batch, items: ReadonlyArray<number>) => Effect.Effect<Array<Array<number>>, StoreIoError>
-  /** The chunks `items` encoded (each with its base's bytes or undefined); a raw payload is a view of the batch's buffer. */
+  /** The chunks `items` encoded (each with its base's bytes or undefined); payloads are views of the batch's slot (valid until it is given back). */
   readonly encode: (batch: Batch, items: ReadonlyArray<number>, dictionaries: ReadonlyArray<Uint8Array | undefined>, options: EncodeOptions) => Effect.Effect<Array<Encoded>, StoreIoError>
   /**
-   * The raw bytes of a run of stored chunks, one after the other in one buffer (`into` when it is
-   * big enough: a buffer to reuse). `run` holds their payloads (moved to the worker and given back
-   * as `run`); a delta chunk comes with its base's bytes.
+   * A run of stored chunks in the slot's input (their payloads at `offset`), given out into its
+   * output as the NAR's bytes (`plain`: the hashes put back) or as zstd frames; the bytes written.
    */
-  readonly decode: (run: Uint8Array, chunks: ReadonlyArray<{ readonly offset: number; readonly stored: number; readonly raw: number; readonly codec: Codec; readonly dictionary?: Uint8Array | undefined }>, into?: Uint8Array) =>
-    Effect.Effect<{ readonly bytes: Uint8Array; readonly run: Uint8Array }, StoreIoError>
+  readonly serve: (slot: BatchSlot, job: {
+    readonly mode: "plain" | "zstd"
+    readonly chunks: ReadonlyArray<{ readonly offset: number; readonly stored: number; readonly raw: number; readonly codec: Codec; readonly dictionary?: Uint8Array | undefined }>
+    readonly patches: ReadonlyArray<{ readonly at: number; readonly bytes: Uint8Array }>
+  }) => Effect.Effect<number, StoreIoError>
 }
 
 /** The chunk workers, failures told as StoreIoError of `uri`. */
 export const chunkWorkers = (uri: string): ChunkWorkers => {
-  const run = <A>(operation: string, message: object, transfer: ReadonlyArray<ArrayBuffer>, take: (reply: Reply) => A) =>
+  const run = <A>(operation: string, message: object, transfer: ReadonlyArray<ArrayBuffer>, take: (reply: Reply) => A, batch?: BatchSlot) =>
     Effect.flatMap(Effect.promise(() => {
       const threads = pool()
-      const slot: ThreadSlot | undefined = threads.pick()
-      return slot ? threads.send(slot, message, transfer) : Promise.resolve<Reply>({ id: -1, error: "no chunk worker is alive" })
+      const worker: ThreadSlot | undefined = threads.pick()
+      if (!worker) return Promise.resolve<Reply>({ id: -1, error: "no chunk worker is alive" })
+      if (!batch) return threads.send(worker, message, transfer)
+      const first = !batch.known.has(worker)
+      batch.known.add(worker)
+      return slotJob(batch, threads.send(worker, { ...message, slot: batch.id, ...(first ? { shared: [batch.input.buffer, batch.output.buffer] } : {}) }, transfer))
     }), (reply) => reply.error !== undefined
       ? Effect.fail(new StoreIoError({ store: uri, operation, reason: reply.error }))
       : Effect.succeed(take(reply)))
   return {
-    hash: (batch) => Effect.suspend(() => {
-      const buffer = owned(batch.buffer)
-      return run("hash chunks", { op: "hash", buffer, offsets: batch.offsets, lengths: batch.lengths }, [buffer.buffer as ArrayBuffer], (r) => { batch.buffer = r.buffer!; return r.ids! })
-    }),
-    features: (batch, items) => Effect.suspend(() => {
-      const buffer = owned(batch.buffer)
-      return run("compute super-features", { op: "features", buffer, offsets: batch.offsets, lengths: batch.lengths, items }, [buffer.buffer as ArrayBuffer], (r) => { batch.buffer = r.buffer!; return r.sfs! })
-    }),
-    encode: (batch, items, dictionaries, options) => Effect.suspend(() => {
-      const buffer = owned(batch.buffer)
-      return run("compress chunks", { op: "encode", buffer, offsets: batch.offsets, lengths: batch.lengths, items, dictionaries, options }, [buffer.buffer as ArrayBuffer], (r) => {
-        batch.buffer = r.buffer!
-        return r.out!.map((e): Encoded => ({ codec: e.codec, poor: e.poor, payload: (e.inFrames ? r.frames! : r.buffer!).subarray(e.offset, e.offset + e.length) }))
-      })
-    }),
-    decode: (runBytes, chunks, into) => Effect.suspend(() => {
-      const whole = owned(runBytes)
-      const target = into ? owned(into) : undefined
-      return run("decompress chunks", {
-        op: "decode", run: whole, into: target,
-        offsets: chunks.map((c) => c.offset), stored: chunks.map((c) => c.stored), raws: chunks.map((c) => c.raw),
-        codecs: chunks.map((c) => c.codec), dictionaries: chunks.map((c) => c.dictionary)
-      }, target && target.buffer !== whole.buffer ? [whole.buffer as ArrayBuffer, target.buffer as ArrayBuffer] : [whole.buffer as ArrayBuffer], (r) => ({ bytes: r.bytes!, run: r.run! }))
-    })
+    hash: (batch) => run("hash chunks", { op: "hash", offsets: batch.offsets, lengths: batch.lengths }, [], (r) => r.ids!, batch.slot),
+    features: (batch, items) => run("compute super-features", { op: "features", offsets: batch.offsets, lengths: batch.lengths, items }, [], (r) => r.sfs!, batch.slot),
+    encode: (batch, items, dictionaries, options) =>
+      run("compress chunks", { op: "encode", offsets: batch.offsets, lengths: batch.lengths, items, dictionaries, options }, [], (r) =>
+        r.out!.map((e): Encoded => ({ codec: e.codec, poor: e.poor, payload: (e.inOutput ? batch.slot.output : batch.slot.input).subarray(e.offset, e.offset + e.length) })), batch.slot),
+    serve: (slot, job) => run("decompress chunks", { op: "serve", ...job }, [], (r) => r.size!, slot)
   }
 }

@@ -38,11 +38,14 @@ import { makeStoreWrite } from "../../services/write-helpers.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
 import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
 import type { ChunkIndex } from "./chunk-index.ts"
-import { type Batch, chunkWorkers, giveBatchBuffer, takeBatchBuffer } from "./chunk-workers.ts"
+import { type Batch, type BatchSlot, chunkWorkers, giveSlot, takeSlot } from "./chunk-workers.ts"
+import { type FeedMode, feedNar } from "./feed.ts"
 import { makeBaseReader, makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstd, zstdNarStream } from "./packs.ts"
 
 /** Chunks hashed, looked up and encoded together (a message to a chunk worker each, a few in flight). */
 const BATCH_BYTES = 2 << 20
+/** The NAR goes to the cutter in pieces of at most this many bytes. */
+const PIECE = 256 << 10
 
 /** 16/64/256 KiB: see bench/chunks (dedup against size of the index and of manifests). */
 export const defaultChunking: ChunkParams = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
@@ -136,6 +139,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
     const recordFor = (path: StorePath.StorePath) => Effect.flatMap(recordOf(path.hashPart), (r) =>
       Option.isSome(r) && r.value.narInfo.storePath === print(path) ? Effect.succeed(r.value) : Effect.fail(notValid(path)))
 
+    const workers = chunkWorkers(uri)
     const locator = makePackLocator(uri, blobs)
     const bases = makeBaseReader(uri, blobs, locator)
     const readOptions = (manifest: Manifest) => ({
@@ -163,9 +167,13 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         queryAllValidPaths: () => Effect.flatMap(index.publishedPaths(), (paths) =>
           Effect.forEach(paths, (p) => Effect.mapError(Effect.fromResult(StorePath.parse(p, storeDir)), (e) => corrupt(e.message))))
       } : {}),
-      storedNar: (path, prefer) => Effect.map(recordFor(path), (r): StoredNar => prefer === "zstd"
-        ? { compression: "zstd", bytes: Stream.unwrap(Effect.map(locator.places(r.manifest), (places) => zstdNarStream(readOptions(r.manifest), r.manifest, places))) }
-        : { compression: "none", fileHash: r.info.narHash, fileSize: r.info.narSize, bytes: rawNar(r) })
+      storedNar: (path, prefer) => Effect.map(recordFor(path), (r): StoredNar => {
+        const feed = (mode: FeedMode) => (consume: (chunk: Uint8Array) => Promise<"stop" | undefined>) =>
+          Effect.flatMap(locator.places(r.manifest), (places) => feedNar({ ...readOptions(r.manifest), workers }, r.manifest, places, mode, consume))
+        return prefer === "zstd"
+          ? { compression: "zstd", bytes: Stream.unwrap(Effect.map(locator.places(r.manifest), (places) => zstdNarStream(readOptions(r.manifest), r.manifest, places))), feed: feed("zstd") }
+          : { compression: "none", fileHash: r.info.narHash, fileSize: r.info.narSize, bytes: rawNar(r), feed: feed("plain") }
+      })
     }
 
     if (!index) return { read, write: undefined, maintenance: undefined }
@@ -176,7 +184,6 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
     yield* Effect.addFinalizer(() => packWriter.flush)
     const level = options.zstdLevel ?? 3
     const deltas = options.delta ?? true
-    const workers = chunkWorkers(uri)
     const activeWriters = new Set<string>()
     // Ingests that run long say they are alive (for writers on other hosts sharing a PostgreSQL index).
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep("60 seconds"), Effect.ignore(index.heartbeat([...activeWriters], Date.now())))))
@@ -222,7 +229,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       interface EncodedChunk { readonly codec: Codec; readonly payload: Uint8Array; readonly poor: boolean; readonly base?: { id: string; pack: string } | undefined; readonly sfs?: ReadonlyArray<number> | undefined }
       interface Encoded extends Decided { readonly encoded: Map<number, EncodedChunk> }
 
-      const chunkOf = (batch: Batch, i: number) => batch.buffer.subarray(batch.offsets[i]!, batch.offsets[i]! + batch.lengths[i]!)
+      const chunkOf = (batch: Batch, i: number) => batch.slot.input.subarray(batch.offsets[i]!, batch.offsets[i]! + batch.lengths[i]!)
 
       const hashBatch = (batch: Batch): Effect.Effect<Hashed, StoreError> => Effect.map(workers.hash(batch), (ids) => ({ batch, ids }))
 
@@ -281,13 +288,6 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       // In order: the new chunks appended to the open pack, every chunk named in the manifest.
       const append = (batch: Encoded): Effect.Effect<void, StoreError> => Effect.gen(function*() {
         for (const [, e] of batch.encoded) poorRun = e.poor ? poorRun + 1 : 0
-        // raw chunks stay views of the batch's buffer while their pack is open, unless few of the
-        // batch's bytes are kept: then they are copied out (so an open pack never holds whole batches for a few chunks)
-        let kept = 0
-        for (const [, e] of batch.encoded) if (e.codec === CODEC_RAW) kept += e.payload.length
-        const copyRaw = kept * 2 < batch.batch.size
-        /** The packs holding views of the batch's buffer: it is reused once they are all stored. */
-        const holders = new Set<string>()
         const { ids, hexes } = batch
         const lengths = batch.batch.lengths
         for (let i = 0; i < hexes.length; i++) {
@@ -297,70 +297,75 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
           const e = batch.encoded.get(i)
           if (pack === undefined && e !== undefined) {
             const extra = e.base ? { base: { id: fromHex(e.base.id), pack: fromHex(e.base.pack) } } : { superFeatures: e.sfs }
-            const view = e.codec === CODEC_RAW && !copyRaw
-            pack = packWriter.appendNow(writer, id, e.codec === CODEC_RAW && copyRaw ? e.payload.slice() : e.payload, lengths[i]!, e.codec, extra)
-            if (view) holders.add(pack)
+            pack = packWriter.appendNow(writer, id, e.payload, lengths[i]!, e.codec, extra)
           }
           if (e !== undefined) encoding.delete(h)
           if (pack === undefined) return yield* corrupt(`chunk ${h} was neither stored nor encoded`)
           known.set(h, pack)
           chunks.push({ id, idHex: h, length: lengths[i]!, pack })
         }
-        const buffer = batch.batch.buffer
-        let holds = holders.size
-        if (holds === 0) giveBatchBuffer(buffer)
-        for (const pack of holders) packWriter.onStored(pack, () => { if (--holds === 0) giveBatchBuffer(buffer) })
+        // the payloads are copied into the pack: the slot is free
+        held.delete(batch.batch.slot)
+        giveSlot(batch.batch.slot)
         yield* packWriter.sealFull
       })
 
-      // The NAR cut into batches: each chunk copied once, from the cutter's window into its batch.
-      const capacity = BATCH_BYTES + info.chunking.max
-      let buffer = takeBatchBuffer(capacity)
+      // The NAR cut into batches: each chunk copied once, from the cutter's window into its batch's
+      // slot. The NAR goes to the cutter in pieces of at most PIECE bytes, a new batch started before
+      // a piece when the batch has BATCH_BYTES: a piece makes at most PIECE + max bytes of chunks
+      // (what the cutter held back is less than max), so a batch never outgrows its slot.
+      const capacity = BATCH_BYTES + PIECE + info.chunking.max
+      const held = new Set<BatchSlot>()
+      let slot: BatchSlot | undefined
       let offsets: Array<number> = []
       let lengths: Array<number> = []
       let filled = 0
       const take = (view: Uint8Array) => {
-        buffer.set(view, filled)
+        slot!.input.set(view, filled)
         offsets.push(filled)
         lengths.push(view.length)
         filled += view.length
       }
-      const batchesReady = (final: boolean): Array<Batch> => {
-        if (filled < BATCH_BYTES && !(final && filled > 0)) return []
-        const batch: Batch = { buffer, size: filled, offsets, lengths }
-        buffer = takeBatchBuffer(capacity)
-        offsets = []
-        lengths = []
-        filled = 0
-        return [batch]
+      const finish = (out: Array<Batch>) => {
+        if (slot && filled > 0) {
+          out.push({ slot, size: filled, offsets, lengths })
+          slot = undefined
+          offsets = []
+          lengths = []
+          filled = 0
+        }
       }
-      const batches = Stream.concat(
-        Stream.map(verifiedNar(pi, storeDir, nar), (piece): Array<Batch> => {
-          const out: Array<Batch> = []
-          for (const p of normaliser.push(piece)) {
-            chunker.push(p, (view) => {
-              if (filled + view.length > capacity) out.push(...batchesReady(true))
-              take(view)
-            })
-            out.push(...batchesReady(false))
+      const room = (out: Array<Batch>) => Effect.gen(function*() {
+        if (filled >= BATCH_BYTES) finish(out)
+        if (!slot) { slot = yield* takeSlot(capacity); held.add(slot) }
+      })
+      const cutPiece = (piece: Uint8Array) => Effect.gen(function*() {
+        const out: Array<Batch> = []
+        for (const p of normaliser.push(piece)) {
+          for (let at = 0; at < p.length; at += PIECE) {
+            yield* room(out)
+            chunker.push(p.subarray(at, at + PIECE), take)
           }
-          return out
-        }),
-        Stream.suspend(() => {
+        }
+        return out
+      })
+      const batches = Stream.concat(
+        Stream.mapEffect(verifiedNar(pi, storeDir, nar), cutPiece),
+        Stream.unwrap(Effect.gen(function*() {
           const out: Array<Batch> = []
-          const last = (view: Uint8Array) => { if (filled + view.length > capacity) out.push(...batchesReady(true)); take(view) }
-          chunker.push(normaliser.end(), last)
-          chunker.end(last)
-          out.push(...batchesReady(true))
+          yield* room(out)
+          chunker.push(normaliser.end(), take)
+          chunker.end(take)
+          finish(out)
           return Stream.make(out)
-        })
+        }))
       ).pipe(Stream.flattenIterable)
       yield* batches.pipe(
         Stream.mapEffect(hashBatch, { concurrency: 3 }),
         Stream.mapEffect(decide),
         Stream.mapEffect(encode, { concurrency: 3 }),
-        Stream.runForEach(append))
-      if (filled === 0) giveBatchBuffer(buffer)
+        Stream.runForEach(append),
+        Effect.ensuring(Effect.sync(() => { for (const s of held) giveSlot(s); held.clear() })))
 
       const packNames = [...new Set(chunks.map((c) => c.pack))]
       yield* packWriter.awaitSealed(packNames)

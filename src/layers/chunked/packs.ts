@@ -52,11 +52,21 @@ export const putParts = (blobs: BlobStore, key: string, parts: ReadonlyArray<Uin
   return blobs.putBytes(key, body, "application/octet-stream")
 }
 
+/**
+ * Packs are written into segments of a few MiB, reused from pack to pack (a pack's bytes are copies
+ * of its chunks' payloads, so the buffers those came in are free at once).
+ */
+const SEGMENT = 4 << 20
+const freeSegments: Array<Uint8Array> = []
+const takeSegment = (size: number) => size <= SEGMENT && freeSegments.length > 0 ? freeSegments.pop()! : new Uint8Array(Math.max(size, SEGMENT))
+const giveSegments = (segments: ReadonlyArray<{ readonly buffer: Uint8Array }>) => {
+  for (const s of segments) if (s.buffer.length === SEGMENT && freeSegments.length < 16) freeSegments.push(s.buffer)
+}
+
 interface OpenPack {
   readonly name: string
-  readonly parts: Array<Uint8Array>
-  /** Called once the parts are stored (or the seal failed): buffers the parts are views of go back to their owners. */
-  readonly releases: Array<() => void>
+  /** The pack's bytes so far: `used` bytes of each segment. */
+  readonly segments: Array<{ readonly buffer: Uint8Array; used: number }>
   readonly entries: Array<SealEntry>
   size: number
   readonly done: Deferred.Deferred<void, StoreError>
@@ -85,12 +95,10 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
   const pending = new Map<string, string>()
   const uploadSlots = yield* Semaphore.make(options.uploads ?? 2)
 
-  const releaseAll = (pack: OpenPack) => { for (const release of pack.releases.splice(0)) release() }
   const seal = (pack: OpenPack): Effect.Effect<void, StoreError> => Effect.gen(function*() {
     yield* index.beginPack(pack.name, options.owner, Date.now())
-    yield* putParts(blobs, packKey(pack.name, 1), pack.parts)
-    pack.parts.length = 0
-    releaseAll(pack)
+    yield* putParts(blobs, packKey(pack.name, 1), pack.segments.map((s) => s.buffer.subarray(0, s.used)))
+    giveSegments(pack.segments.splice(0))
     yield* blobs.putBytes(packIndexKey(pack.name), encodePackIndex({ name: Buffer.from(pack.name, "hex"), version: 1, entries: pack.entries }), "application/octet-stream")
     yield* index.sealPack(pack.name, pack.size, pack.entries, Date.now())
   })
@@ -109,7 +117,7 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
       Effect.onExit((exit) => Effect.gen(function*() {
         for (const e of pack.entries) if (pending.get(hex(e.id)) === pack.name) pending.delete(hex(e.id))
         unsealed.delete(pack.name)
-        releaseAll(pack)
+        pack.segments.length = 0
         if (Exit.isFailure(exit)) {
           const error = Option.getOrUndefined(Exit.findErrorOption(exit)) ?? new StoreIoError({ store: uri, operation: `store pack ${pack.name}`, reason: "interrupted" })
           failed.set(pack.name, error)
@@ -123,7 +131,8 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
   const full: Array<OpenPack> = []
 
   /**
-   * Appends a chunk to the open pack (a new one when there is none); returns the pack's name. A
+   * Appends a chunk to the open pack (a new one when there is none: the payload is copied, the
+   * caller may reuse its buffer at once); returns the pack's name. A
    * pack that reaches its size is closed (`sealFull` seals it). A delta chunk names its base; a
    * whole one may bring its super-features (indexed when the pack is sealed).
    */
@@ -132,12 +141,18 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
     const already = pending.get(idHex)
     if (already !== undefined) return already
     if (!current) {
-      current = { name: randomBytes(8).toString("hex"), parts: [], releases: [], entries: [], size: 0, done: Deferred.makeUnsafe<void, StoreError>() }
+      current = { name: randomBytes(8).toString("hex"), segments: [], entries: [], size: 0, done: Deferred.makeUnsafe<void, StoreError>() }
       unsealed.set(current.name, current)
     }
     const pack = current
     pack.entries.push({ id, offset: pack.size, stored: payload.length, raw, codec, writer, base: extra.base, superFeatures: extra.superFeatures })
-    pack.parts.push(payload)
+    let segment = pack.segments[pack.segments.length - 1]
+    if (!segment || segment.used + payload.length > segment.buffer.length) {
+      segment = { buffer: takeSegment(payload.length), used: 0 }
+      pack.segments.push(segment)
+    }
+    segment.buffer.set(payload, segment.used)
+    segment.used += payload.length
     pack.size += payload.length
     pending.set(idHex, pack.name)
     if (pack.size >= options.packSize) {
@@ -154,12 +169,6 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
     /** Where a chunk already written here (maybe not yet sealed) is: its pack's name. */
     pendingPack: (id: string) => pending.get(id),
     appendNow,
-    /** Calls `release` once the pack's bytes are stored (or it failed): payloads appended to it may be views of a buffer to reuse then. */
-    onStored: (name: string, release: () => void) => {
-      const pack = unsealed.get(name)
-      if (pack && pack.parts.length > 0) pack.releases.push(release)
-      else release()
-    },
     sealFull,
     /** `appendNow`, then `sealFull`. */
     append: (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec, extra: { readonly base?: BaseRef | undefined; readonly superFeatures?: ReadonlyArray<number> | undefined } = {}) =>
