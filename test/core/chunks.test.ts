@@ -9,6 +9,7 @@ import { createHash } from "node:crypto"
 import { zstdDecompressSync } from "node:zlib"
 import { describe, expect, it } from "vitest"
 import { alphabet } from "../../src/core/nixbase32.ts"
+import { sha256 } from "../../src/core/chunks/sha256.ts"
 import {
   Chunker, chunkLengths, decodeManifest, decodePackIndex, decodePathRecord, Denormaliser, encodeManifest, encodePackIndex,
   encodePathRecord, FILLER, makeJsCutter, makeWasmCutter, type Manifest, Normaliser, type PackEntry, rawZstdFrame, superFeatures,
@@ -280,6 +281,12 @@ describe("resemblance (super-features)", () => {
     // longer than the sampler's window (256 KiB), and runs of one byte (some sample every byte)
     same(pseudoRandom(7, 600 * 1024 + 13))
     for (let b = 0; b < 256; b++) same(new Uint8Array(300 * 1024).fill(b))
+  })
+
+  it("the TypeScript SHA-256 (for the workers' super-features) is SHA-256", () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+      expect(Buffer.from(sha256(bytes)).toString("hex")).toBe(createHash("sha256").update(bytes).digest("hex"))
+    }))
   })
 
   it("a chunk that begins like a zstd dictionary is never a base", () => {

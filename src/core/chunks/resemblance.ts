@@ -16,6 +16,7 @@
  * A chunk too short to have a few samples has no super-features (it is never matched).
  */
 import { createHash } from "node:crypto"
+import { sha256 } from "./sha256.ts"
 import { name, section, uleb, vector } from "./wasm-module.ts"
 
 export const FEATURES = 12
@@ -133,10 +134,11 @@ export interface ResemblanceDeps {
   readonly a: ArrayLike<number>
   readonly b: ArrayLike<number>
   readonly layout: typeof LAYOUT
-  readonly createHash: typeof createHash
+  /** SHA-256 of a short message (sha256.ts: the workers may not load node:crypto). */
+  readonly sha256: (message: Uint8Array) => Uint8Array
 }
 
-export const resemblanceDeps = (): ResemblanceDeps => ({ wasm: wasmBytes(), gear: GEAR, a: A, b: B, layout: LAYOUT, createHash })
+export const resemblanceDeps = (): ResemblanceDeps => ({ wasm: wasmBytes(), gear: GEAR, a: A, b: B, layout: LAYOUT, sha256 })
 
 /**
  * `features` and `superFeatures` over one instance of the module. Self-contained (it uses only its
@@ -172,8 +174,12 @@ export const resemblanceKit = (deps: ResemblanceDeps) => {
     if (samples < 8) return []
     const out: Array<number> = []
     for (let s = 0; s < 3; s++) {
-      const h = deps.createHash("sha256").update(new Uint8Array([s])).update(new Uint8Array(f.buffer, s * 16, 16)).digest()
-      out.push(s * 2 ** 48 + h.readUIntLE(0, 6))
+      const message = new Uint8Array(17)
+      message[0] = s
+      message.set(new Uint8Array(f.buffer, s * 16, 16), 1)
+      const h = deps.sha256(message)
+      // the first 6 bytes, little-endian
+      out.push(s * 2 ** 48 + h[0]! + h[1]! * 2 ** 8 + h[2]! * 2 ** 16 + h[3]! * 2 ** 24 + h[4]! * 2 ** 32 + h[5]! * 2 ** 40)
     }
     return out
   }

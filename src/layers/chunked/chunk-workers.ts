@@ -18,10 +18,12 @@
  * alive. A worker that dies fails the jobs it had (the ingest or read fails, and can be retried).
  */
 import { Effect } from "effect"
+import { createHash } from "node:crypto"
 import { availableParallelism } from "node:os"
 import { looksIncompressible } from "../../core/chunks/fastcdc.ts"
 import type { Codec } from "../../core/chunks/formats.ts"
 import { resemblanceDeps, resemblanceKit, usableAsBase } from "../../core/chunks/resemblance.ts"
+import { sha256 } from "../../core/chunks/sha256.ts"
 import { ThreadPool, type ThreadSlot } from "../../nar/fs/thread-pool.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
 
@@ -113,13 +115,16 @@ export const rawFrameInto = (out: Uint8Array, at: number, bytes: Uint8Array): nu
 const workerSource = (): string => {
   const deps = resemblanceDeps()
   return `
-const crypto = process.getBuiltinModule("node:crypto")
+// node:crypto only when asked to hash chunks: a worker of a process started from a startup
+// snapshot (the CLI) aborts when it loads node:crypto, so such processes hash on their main thread
+let crypto
+const sha256Chunk = (bytes) => (crypto ??= process.getBuiltinModule("node:crypto")).createHash("sha256").update(bytes).digest()
 const zlib = process.getBuiltinModule("node:zlib")
 const { parentPort } = process.getBuiltinModule("node:worker_threads")
 const resemblance = (${resemblanceKit.toString()})({
   wasm: new Uint8Array(${JSON.stringify([...deps.wasm])}),
   gear: ${JSON.stringify(Array.from(deps.gear))}, a: ${JSON.stringify(Array.from(deps.a))}, b: ${JSON.stringify(Array.from(deps.b))},
-  layout: ${JSON.stringify(deps.layout)}, createHash: crypto.createHash
+  layout: ${JSON.stringify(deps.layout)}, sha256: ${sha256.toString()}
 })
 const zstd = (${zstdSync.toString()})(zlib)
 const encode = (${encodeKit.toString()})({ zstd, looksIncompressible: ${looksIncompressible.toString()}, usableAsBase: ${usableAsBase.toString()} })
@@ -135,7 +140,7 @@ parentPort.on("message", (m) => {
     const chunk = (i) => slot.input.subarray(m.offsets[i], m.offsets[i] + m.lengths[i])
     if (m.op === "hash") {
       const ids = new Uint8Array(32 * m.offsets.length)
-      for (let i = 0; i < m.offsets.length; i++) ids.set(crypto.createHash("sha256").update(chunk(i)).digest(), 32 * i)
+      for (let i = 0; i < m.offsets.length; i++) ids.set(sha256Chunk(chunk(i)), 32 * i)
       parentPort.postMessage({ id: m.id, ids }, [ids.buffer])
     } else if (m.op === "features") {
       parentPort.postMessage({ id: m.id, sfs: m.items.map((i) => resemblance.superFeatures(chunk(i))) })
@@ -300,6 +305,12 @@ export interface ChunkWorkers {
   }) => Effect.Effect<number, StoreIoError>
 }
 
+/**
+ * Whether the workers may hash: not in a process started from a startup snapshot (the CLI's), where
+ * a worker that loads node:crypto aborts the process (Node 24); there the chunks are hashed here.
+ */
+const workersHash = !process.execArgv.some((a) => a === "--snapshot-blob" || a.startsWith("--snapshot-blob="))
+
 /** The chunk workers, failures told as StoreIoError of `uri`. */
 export const chunkWorkers = (uri: string): ChunkWorkers => {
   const run = <A>(operation: string, message: object, transfer: ReadonlyArray<ArrayBuffer>, take: (reply: Reply) => A, batch?: BatchSlot) =>
@@ -315,7 +326,13 @@ export const chunkWorkers = (uri: string): ChunkWorkers => {
       ? Effect.fail(new StoreIoError({ store: uri, operation, reason: reply.error }))
       : Effect.succeed(take(reply)))
   return {
-    hash: (batch) => run("hash chunks", { op: "hash", offsets: batch.offsets, lengths: batch.lengths }, [], (r) => r.ids!, batch.slot),
+    hash: (batch) => workersHash
+      ? run("hash chunks", { op: "hash", offsets: batch.offsets, lengths: batch.lengths }, [], (r) => r.ids!, batch.slot)
+      : Effect.sync(() => {
+        const ids = new Uint8Array(32 * batch.offsets.length)
+        batch.offsets.forEach((at, i) => ids.set(createHash("sha256").update(batch.slot.input.subarray(at, at + batch.lengths[i]!)).digest(), 32 * i))
+        return ids
+      }),
     features: (batch, items) => run("compute super-features", { op: "features", offsets: batch.offsets, lengths: batch.lengths, items }, [], (r) => r.sfs!, batch.slot),
     encode: (batch, items, dictionaries, options) =>
       run("compress chunks", { op: "encode", offsets: batch.offsets, lengths: batch.lengths, items, dictionaries, options }, [], (r) =>
