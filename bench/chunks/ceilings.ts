@@ -8,12 +8,13 @@
  *  - zstd of each chunk at level 3 (the store's) and 1, in Node on libuv's threads (both cores),
  *    and `zstd -3 -T2` / `zstd -1 -T2` on the whole file (zstd(1), large windows, both cores);
  *  - zstd decompression of those chunk frames in Node (both cores), and `zstd -d` (one core);
+ *  - writing the file as 32 MiB files, each made durable (fdatasync), as packs are written;
  *  - serving the NAR file over loopback: nginx (bench/support/nginx.ts, sendfile) and a bare
  *    node:http server writing the NAR from memory (Node's own socket ceiling), read by curl.
  *
- * The CPU stages ingest needs for every byte (sha256 of the NAR, the cutter, sha256 of the chunks,
- * super-features, compression) add up: their combined rate on one core, times the two cores, bounds
- * what any ingest here can reach, however well it is spread over the cores.
+ * The stages ingest needs for every byte (sha256 of the NAR, the cutter, sha256 of the chunks,
+ * super-features, writing the packs; zstd for data that compresses) add up: their CPU time per byte,
+ * spread over all the cores with nothing lost, bounds what any ingest here can reach.
  *
  *   node bench/chunks/ceilings.ts [--quick] [--runs N] [FILE…]    (default: bench/chunks' big path,
  *   1 GiB or 128 MiB with --quick, plus corpus (a)'s NARs when they are in the npm cache)
@@ -38,20 +39,24 @@ export interface Ceiling {
   readonly name: string
   /** Bytes of input (uncompressed) per second. */
   readonly rate: number
+  /** CPU seconds (all of this process's threads) per byte of input, where measured. */
+  readonly cpuPerByte?: number
   readonly note?: string
 }
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
-/** Seconds of the median of `runs` runs of `f`. */
-const timed = async (runs: number, f: () => unknown): Promise<number> => {
-  const times: Array<number> = []
+/** The median run of `f`: its seconds and this process's CPU seconds (all threads). */
+const timedCpu = async (runs: number, f: () => unknown): Promise<{ seconds: number; cpu: number }> => {
+  const times: Array<{ seconds: number; cpu: number }> = []
   for (let r = 0; r < runs; r++) {
     const t = performance.now()
+    const c0 = process.cpuUsage()
     await f()
-    times.push((performance.now() - t) / 1000)
+    const c = process.cpuUsage(c0)
+    times.push({ seconds: (performance.now() - t) / 1000, cpu: (c.user + c.system) / 1e6 })
   }
-  return median(times)
+  return [...times].sort((a, b) => a.seconds - b.seconds)[Math.floor(times.length / 2)]!
 }
 
 /** The file in 4 MiB pieces (read once: the CPU stages below are measured without I/O). */
@@ -104,41 +109,50 @@ const curl = (url: string) => new Promise<{ seconds: number; bytes: number }>((r
 export const loadAverage = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
 
 /** The CPU stages (in memory) on `files` taken as one stream of bytes. */
-export const cpuCeilings = async (files: ReadonlyArray<string>, runs: number): Promise<{ rows: Array<Ceiling>; bytes: number; ingestBound: Ceiling }> => {
+export const cpuCeilings = async (files: ReadonlyArray<string>, runs: number): Promise<{ rows: Array<Ceiling>; bytes: number }> => {
   const pieces = files.flatMap(load)
   const bytes = pieces.reduce((n, p) => n + p.length, 0)
   const rows: Array<Ceiling> = []
-  const row = (name: string, seconds: number, note?: string) => {
-    const c: Ceiling = note === undefined ? { name, rate: bytes / seconds } : { name, rate: bytes / seconds, note }
+  const row = (name: string, m: { seconds: number; cpu: number }, note?: string) => {
+    const c: Ceiling = { name, rate: bytes / m.seconds, cpuPerByte: m.cpu / bytes, ...(note === undefined ? {} : { note }) }
     rows.push(c)
     return c
   }
-  const hashNar = row("sha256 of the NAR (Node, 1 core)", await timed(runs, () => { const h = createHash("sha256"); for (const p of pieces) h.update(p); h.digest() }))
+  row("sha256 of the NAR (Node, 1 core)", await timedCpu(runs, () => { const h = createHash("sha256"); for (const p of pieces) h.update(p); h.digest() }))
   let chunks: Array<Uint8Array> = []
-  const cut = row("FastCDC cutter, WebAssembly, 16/64/256 KiB (1 core, chunks copied out)", await timed(runs, () => {
+  row("FastCDC cutter, WebAssembly, 16/64/256 KiB (1 core, chunks copied out)", await timedCpu(runs, () => {
     chunks = []
     const chunker = new Chunker(Result.getOrThrow(makeCutter(defaultChunking)))
     for (const p of pieces) chunker.push(p, (c) => chunks.push(c))
     chunker.end((c) => chunks.push(c))
   }))
-  const hashChunks = row(`sha256 of each chunk (Node, 1 core, ${chunks.length} chunks)`, await timed(runs, () => { for (const c of chunks) createHash("sha256").update(c).digest() }))
-  const features = row("super-features of each chunk (WebAssembly sampler, 1 core)", await timed(runs, () => { for (const c of chunks) superFeatures(c) }))
+  row(`sha256 of each chunk (Node, 1 core, ${chunks.length} chunks)`, await timedCpu(runs, () => { for (const c of chunks) createHash("sha256").update(c).digest() }))
+  row("super-features of each chunk (WebAssembly sampler, 1 core)", await timedCpu(runs, () => { for (const c of chunks) superFeatures(c) }))
   const threads = Math.max(4, cpus().length * 2)
   const frames: Record<number, Array<Buffer>> = {}
-  const compressRows: Record<number, Ceiling> = {}
   for (const level of [3, 1]) {
-    const seconds = await timed(runs, async () => { frames[level] = await pool(chunks, threads, (c) => zstdOne(c, level)) })
+    const m = await timedCpu(runs, async () => { frames[level] = await pool(chunks, threads, (c) => zstdOne(c, level)) })
     const stored = frames[level]!.reduce((n, f, i) => n + Math.min(f.length, chunks[i]!.length), 0)
-    compressRows[level] = row(`zstd -${level} of each chunk (Node, libuv threads, ${cpus().length} cores)`, seconds, `stored ${(stored / bytes).toFixed(3)} of the bytes`)
+    row(`zstd -${level} of each chunk (Node, libuv threads, ${cpus().length} cores)`, m, `stored ${(stored / bytes).toFixed(3)} of the bytes`)
   }
-  row("zstd -d of each level-3 chunk frame (Node, libuv threads, all cores)", await timed(runs, () => pool(frames[3]!, threads, (f) => unzstdOne(f, 1 << 20))))
-  // one core's time per byte for each stage ingest needs, summed; times the cores
-  const perByte = [hashNar, cut, hashChunks, features].reduce((s, c) => s + 1 / c.rate, 0)
+  row("zstd -d of each level-3 chunk frame (Node, libuv threads, all cores)", await timedCpu(runs, () => pool(frames[3]!, threads, (f) => unzstdOne(f, 1 << 20))))
+  return { rows, bytes }
+}
+
+/**
+ * What any ingest here can reach at most: the CPU time per byte of the stages every byte goes
+ * through (sha256 of the NAR, the cutter, sha256 of the chunks, super-features, writing the packs;
+ * and zstd -3 for data that compresses) spread over all the cores with nothing lost.
+ */
+export const ingestBounds = (rows: ReadonlyArray<Ceiling>): Array<Ceiling> => {
   const cores = cpus().length
-  const bound = (withZstd: boolean) => cores / (perByte + (withZstd ? cores / compressRows[3]!.rate : 0))
-  const ingestBound: Ceiling = { name: `ingest bound: sha256 ×2 + cutter + super-features${""} on one core, + zstd -3, spread over ${cores} cores`, rate: bound(true), note: `${(bound(false) / 1e6).toFixed(0)} MB/s without zstd (data stored raw)` }
-  rows.push(ingestBound)
-  return { rows, bytes, ingestBound }
+  const cost = (prefix: string) => rows.find((r) => r.name.startsWith(prefix))?.cpuPerByte ?? 0
+  const base = ["sha256 of the NAR", "FastCDC cutter", "sha256 of each chunk", "super-features", "writing it as 32 MiB files"].reduce((n, k) => n + cost(k), 0)
+  const zstd3 = cost("zstd -3 of each chunk")
+  return [
+    { name: `ingest bound, data stored raw: the CPU time of sha256 ×2, cutter, super-features and writing, over ${cores} cores`, rate: cores / base },
+    { name: `ingest bound, data compressed: the same + zstd -3, over ${cores} cores`, rate: cores / (base + zstd3) }
+  ]
 }
 
 /** zstd(1) on the whole file, and `zstd -d`; nginx and a bare node:http server sending it over loopback. */
@@ -153,6 +167,22 @@ export const fileCeilings = async (file: string, work: string, runs: number): Pr
   shell(`zstd -3 -T2 -q -f -o '${packed}' '${file}'`)
   rows.push({ name: "zstd -d of that (zstd(1), 1 core)", rate: size / median(Array.from({ length: runs }, () => shell(`zstd -d -q -c '${packed}' > /dev/null`))) })
   rmSync(packed, { force: true })
+  // writing it as packs are written: 32 MiB files, each made durable (fdatasync) and renamed into place
+  const pieces32 = load(file)
+  const write = await timedCpu(runs, async () => {
+    const { open, rename, rm } = await import("node:fs/promises")
+    const dir = join(work, "packs")
+    mkdirSync(dir, { recursive: true })
+    for (let i = 0; i < pieces32.length; i += 8) {
+      const handle = await open(join(dir, "tmp"), "w")
+      await handle.writev(pieces32.slice(i, i + 8))
+      await handle.datasync()
+      await handle.close()
+      await rename(join(dir, "tmp"), join(dir, `p${i}`))
+    }
+    await rm(dir, { recursive: true, force: true })
+  })
+  rows.push({ name: "writing it as 32 MiB files, each fdatasync'ed (as packs are written)", rate: size / write.seconds, cpuPerByte: write.cpu / size })
   // nginx serving the file
   const root = join(work, "nginx-root")
   mkdirSync(join(root, "nar"), { recursive: true })
@@ -189,8 +219,8 @@ export const fileCeilings = async (file: string, work: string, runs: number): Pr
 
 export const printCeilings = (title: string, rows: ReadonlyArray<Ceiling>) => {
   console.log(`\n${title}\n`)
-  console.log("| stage alone | MB/s | |\n|---|---|---|")
-  for (const r of rows) console.log(`| ${r.name} | ${(r.rate / 1e6).toFixed(0)} | ${r.note ?? ""} |`)
+  console.log("| stage alone | MB/s | CPU s per GB | |\n|---|---|---|---|")
+  for (const r of rows) console.log(`| ${r.name} | ${(r.rate / 1e6).toFixed(0)} | ${r.cpuPerByte === undefined ? "" : (r.cpuPerByte * 1e9).toFixed(2)} | ${r.note ?? ""} |`)
 }
 
 /** bench/chunks' throughput path: bench/support's big file of `mib` MiB as a NAR file. */
@@ -213,14 +243,15 @@ const main = async () => {
     console.log(`bench/chunks ceilings: load ${loadAverage()} (${cpus().length} cores)`)
     const big = given.length > 0 ? given : [await Effect.runPromise(bigNar(work, quick ? 128 : 1024))]
     const cpu = await cpuCeilings(big, runs)
-    printCeilings(`CPU stages on ${(cpu.bytes / 2 ** 20).toFixed(0)} MiB (${given.length > 0 ? given.join(", ") : "bench/chunks' big path"}), median of ${runs}, load ${loadAverage()}`, cpu.rows)
+    const file = await fileCeilings(big[0]!, work, runs)
+    printCeilings(`CPU stages on ${(cpu.bytes / 2 ** 20).toFixed(0)} MiB (${given.length > 0 ? given.join(", ") : "bench/chunks' big path"}), median of ${runs}, load ${loadAverage()}`, [...cpu.rows, ...ingestBounds([...cpu.rows, ...file])])
+    printCeilings(`the file (${(statSync(big[0]!).size / 2 ** 20).toFixed(0)} MiB): zstd(1), writing, serving over loopback, median of ${runs}, load ${loadAverage()}`, file)
     if (given.length === 0) {
       const { npmCorpus } = await import("./corpus.ts")
       const a = await Effect.runPromise(npmCorpus(join(work, "a"), quick ? [{ name: "typescript", count: 3 }] : [{ name: "typescript", count: 10 }, { name: "@esbuild/linux-x64", count: 10 }]))
       const ca = await cpuCeilings(a.map((p) => p.narFile), runs)
-      printCeilings(`CPU stages on corpus (a), ${a.length} NARs, ${(ca.bytes / 2 ** 20).toFixed(0)} MiB, median of ${runs}, load ${loadAverage()}`, ca.rows)
+      printCeilings(`CPU stages on corpus (a), ${a.length} NARs, ${(ca.bytes / 2 ** 20).toFixed(0)} MiB, median of ${runs}, load ${loadAverage()}`, [...ca.rows, ...ingestBounds([...ca.rows, ...file])])
     }
-    printCeilings(`the file (${(statSync(big[0]!).size / 2 ** 20).toFixed(0)} MiB): zstd(1) and serving over loopback, median of ${runs}, load ${loadAverage()}`, await fileCeilings(big[0]!, work, runs))
   } finally {
     rmSync(work, { recursive: true, force: true })
   }

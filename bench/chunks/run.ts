@@ -16,10 +16,10 @@
  * them takes most of an hour on a shared 2-core machine).
  */
 import { Effect, Stream } from "effect"
-import { spawn, spawnSync, type ChildProcess } from "node:child_process"
+import { spawn, type ChildProcess } from "node:child_process"
 import { createHash } from "node:crypto"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { cpus, tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { constants, zstdCompress } from "node:zlib"
@@ -32,9 +32,9 @@ import { makeBinaryCacheStore } from "../../src/layers/binary-cache/binary-cache
 import { makeFileBlobs } from "../../src/layers/binary-cache/file-blobs.ts"
 import { openFileChunkStore } from "../../src/layers/chunked/opener.ts"
 import { defaultChunking } from "../../src/layers/chunked/chunked-store.ts"
-import { narFromPath } from "../../src/nar/fs/index.ts"
 import type { StoreWriteApi } from "../../src/services/store-write.ts"
-import { bigFile } from "../support/inputs.ts"
+import { startNginx } from "../support/nginx.ts"
+import { bigNar, cpuCeilings, fileCeilings, ingestBounds, loadAverage, printCeilings } from "./ceilings.ts"
 import { npmCorpus, rebuildCorpus, type CorpusPath } from "./corpus.ts"
 
 const quick = process.argv.includes("--quick")
@@ -54,8 +54,6 @@ const dirBytes = (dir: string, skip: (rel: string) => boolean = () => false): nu
   }
   return n
 }
-
-const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 const ingestAll = (write: StoreWriteApi, paths: ReadonlyArray<CorpusPath>) =>
   Effect.forEach(paths, (p) => write.addToStore(p.info, readFileStream(p.narFile, (e) => e)), { discard: true })
@@ -168,9 +166,11 @@ const sizesOfB = (gen1: ReadonlyArray<CorpusPath>, gen2: ReadonlyArray<CorpusPat
   ]
   const rows: Array<Array<string>> = []
   const second: Record<string, number> = {}
+  const firsts: Record<string, number> = {}
   for (const t of targets) {
     const first = yield* t.add(gen1)
     const both = yield* t.add(gen2)
+    firsts[t.name] = first
     second[t.name] = both - first
     rows.push([t.name, fmt(first), fmt(both - first), `${((100 * (both - first)) / first).toFixed(1)}%`])
   }
@@ -178,6 +178,7 @@ const sizesOfB = (gen1: ReadonlyArray<CorpusPath>, gen2: ReadonlyArray<CorpusPat
   const b3 = second[chunkName(defaultChunking, true)]!
   const plain = second["plain FastCDC 16/64/256 KiB"]!
   console.log(`\nb3 (16/64/256, delta) stores the 2nd generation in ${fmt(b3)} MiB; plain FastCDC 16/64/256 in ${fmt(plain)} MiB: ${(plain / b3).toFixed(1)}× less`)
+  return { first: firsts, second }
 }))
 
 // ---- throughput: ingest and serve a 1 GiB path ------------------------------------------------
@@ -193,41 +194,51 @@ const startServer = (args: ReadonlyArray<string>): Promise<{ child: ChildProcess
   child.on("exit", (code) => reject(new Error(`b3 serve exited (${code}): ${seen}`)))
 })
 
-const curlSeconds = (url: string): number => {
-  const r = spawnSync("curl", ["-s", "-o", "/dev/null", "-w", "%{time_total} %{size_download}", url], { encoding: "utf8" })
-  if (r.status !== 0) throw new Error(`curl ${url} failed`)
-  return Number(r.stdout.split(" ")[0])
+/** curl to /dev/null (asynchronously: a server in this process may be answering); seconds and bytes. */
+const curl = (url: string) => new Promise<{ seconds: number; bytes: number }>((resolve, reject) => {
+  const child = spawn("curl", ["-s", "-o", "/dev/null", "-w", "%{time_total} %{size_download}", url], { stdio: ["ignore", "pipe", "ignore"] })
+  let out = ""
+  child.stdout.on("data", (d: Buffer) => { out += d.toString() })
+  child.on("exit", (code) => code === 0 ? resolve({ seconds: Number(out.split(" ")[0]), bytes: Number(out.split(" ")[1]) }) : reject(new Error(`curl ${url}: exit ${code}`)))
+})
+
+/** CPU seconds (user + system, all threads) a process has used so far. */
+const processCpu = (pid: number): number => {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return (Number(f[11]) + Number(f[12])) / 100
 }
 
+const loadNow = () => readFileSync("/proc/loadavg", "utf8").split(" ")[0]!
+
 const throughput = (mib: number) => Effect.scoped(Effect.gen(function*() {
-  const file = bigFile(join(work, "big"), mib)
-  const narFile = join(work, "big.nar")
-  const hasher = Hash.hasher("sha256")
-  let size = 0
-  const { openSync, writeSync, closeSync } = yield* Effect.promise(() => import("node:fs"))
-  const fd = openSync(narFile, "w")
-  yield* Stream.runForEach(narFromPath(file), (c) => Effect.sync(() => { hasher.update(c); size += c.length; writeSync(fd, c) }))
-  closeSync(fd)
-  rmSync(file)
-  const narHash = hasher.digest()
+  const narFile = yield* bigNar(work, mib)
+  const bytes = readFileSync(narFile)
+  const size = bytes.length
+  const narHash = Hash.hashBytes("sha256", bytes)
   const path = StorePath.makeFixedOutput("recursive", narHash, "big", {})
   const big: CorpusPath = { narFile, info: { path, narHash, narSize: size, references: [], signatures: [] } }
   const runs = quick ? 1 : 3
-  const ingest: Record<string, Array<number>> = { b3: [], "b3-no-delta": [], zstd: [], none: [] }
+  const cores = cpus().length
+  type Ingest = { seconds: number; cpu: number; main: number; load: string }
+  const ingest: Record<string, Array<Ingest>> = { b3: [], "b3-no-delta": [], zstd: [], none: [] }
   let chunkDir = ""
   let plainChunkDir = ""
   let cacheDir = ""
   for (let r = 0; r < runs; r++) {
     for (const kind of ["b3", "b3-no-delta", "zstd", "none"] as const) {
       const dir = join(work, `tp-${kind}-${r}`)
-      const seconds = yield* Effect.scoped(Effect.gen(function*() {
+      const measured = yield* Effect.scoped(Effect.gen(function*() {
         const write = kind === "b3" || kind === "b3-no-delta" ? (yield* openFileChunkStore(dir, { delta: kind === "b3" })).write!
           : (yield* makeBinaryCacheStore(makeFileBlobs(`file://${dir}`, dir), { compression: kind, writable: true })).write
         const t = performance.now()
+        const c0 = process.cpuUsage()
+        const m0 = process.threadCpuUsage()
         yield* write.addToStore(big.info, readFileStream(narFile, (e) => e))
-        return (performance.now() - t) / 1000
+        const c = process.cpuUsage(c0)
+        const m = process.threadCpuUsage(m0)
+        return { seconds: (performance.now() - t) / 1000, cpu: (c.user + c.system) / 1e6, main: (m.user + m.system) / 1e6, load: loadNow() }
       }))
-      ingest[kind]!.push(seconds)
+      ingest[kind]!.push(measured)
       if (r === runs - 1 && kind === "b3") chunkDir = dir
       else if (r === runs - 1 && kind === "b3-no-delta") plainChunkDir = dir
       else if (r === runs - 1 && kind === "none") cacheDir = dir
@@ -235,15 +246,33 @@ const throughput = (mib: number) => Effect.scoped(Effect.gen(function*() {
     }
   }
   const rate = (s: number) => `${(size / 1e6 / s).toFixed(0)} MB/s`
-  table(`ingest of one ${mib} MiB path (NAR streamed from a file), median of ${runs}`, ["store", "seconds", "rate"], [
-    ["b3 chunk store (16/64/256, zstd, delta)", median(ingest["b3"]!).toFixed(2), rate(median(ingest["b3"]!))],
-    ["b3 chunk store (16/64/256, zstd, no delta)", median(ingest["b3-no-delta"]!).toFixed(2), rate(median(ingest["b3-no-delta"]!))],
-    ["file cache, zstd", median(ingest["zstd"]!).toFixed(2), rate(median(ingest["zstd"]!))],
-    ["file cache, none", median(ingest["none"]!).toFixed(2), rate(median(ingest["none"]!))]
+  const med = (xs: ReadonlyArray<Ingest>) => [...xs].sort((a, b) => a.seconds - b.seconds)[Math.floor(xs.length / 2)]!
+  const ingestRow = (name: string, kind: string) => {
+    const m = med(ingest[kind]!)
+    // what the same CPU time would take on idle cores: all threads' time spread over them, or the busiest thread's
+    const idle = Math.max(m.main, m.cpu / cores)
+    return [name, m.seconds.toFixed(2), rate(m.seconds), m.cpu.toFixed(2), m.main.toFixed(2), rate(idle), m.load]
+  }
+  table(`ingest of one ${mib} MiB path (NAR streamed from a file), median of ${runs}`, ["store", "seconds", "rate", "CPU s (all threads)", "CPU s (main thread)", `rate if the CPU were idle (${cores} cores)`, "load"], [
+    ingestRow("b3 chunk store (16/64/256, zstd, delta)", "b3"),
+    ingestRow("b3 chunk store (16/64/256, zstd, no delta)", "b3-no-delta"),
+    ingestRow("file cache, zstd", "zstd"),
+    ingestRow("file cache, none", "none")
   ])
-  // serving: b3 serve over each store, curl the NAR the narinfo names
+  // serving: b3 serve over each store and nginx over the file cache, curl the NAR the narinfo names
   const hashPart = path.hashPart
   const serveRows: Array<Array<string>> = []
+  const serveOf = async (name: string, url: string, pid: () => ReadonlyArray<number>) => {
+    await curl(url) // warm
+    const times: Array<{ seconds: number; cpu: number }> = []
+    for (let i = 0; i < runs; i++) {
+      const before = pid().reduce((n, p) => n + processCpu(p), 0)
+      const got = await curl(url)
+      times.push({ seconds: got.seconds, cpu: pid().reduce((n, p) => n + processCpu(p), 0) - before })
+    }
+    const m = [...times].sort((a, b) => a.seconds - b.seconds)[Math.floor(times.length / 2)]!
+    serveRows.push([name, m.seconds.toFixed(2), rate(m.seconds), m.cpu.toFixed(2), loadNow()])
+  }
   for (const [name, uri, compression] of [
     ["b3 serve over the chunk store (plain NAR)", `chunked+file://${chunkDir}`, "none"],
     ["b3 serve over the chunk store (zstd frames as stored)", `chunked+file://${chunkDir}`, "zstd"],
@@ -253,14 +282,22 @@ const throughput = (mib: number) => Effect.scoped(Effect.gen(function*() {
     const server = yield* Effect.promise(() => startServer(["serve", "--store", uri, "--listen", "127.0.0.1:0", "--compression", compression, "--quiet"]))
     try {
       const narinfo = yield* Effect.promise(async () => (await fetch(`${server.url}/${hashPart}.narinfo`)).text())
-      const url = `${server.url}/${/^URL: (.*)$/m.exec(narinfo)![1]}`
-      const times = Array.from({ length: runs }, () => curlSeconds(url))
-      serveRows.push([name, median(times).toFixed(2), rate(median(times))])
+      yield* Effect.promise(() => serveOf(name, `${server.url}/${/^URL: (.*)$/m.exec(narinfo)![1]}`, () => [server.child.pid!]))
     } finally {
       server.child.kill("SIGTERM")
     }
   }
-  table(`serving that path over loopback (curl to /dev/null), median of ${runs}`, ["server", "seconds", "rate (of the NAR's size)"], serveRows)
+  // the same NAR file through nginx (sendfile): the machine's ceiling for serving it
+  const narInCache = readdirSync(join(cacheDir, "nar"))[0]!
+  const nginx = yield* Effect.promise(() => startNginx(cacheDir, work))
+  try {
+    yield* Effect.promise(() => serveOf("nginx over the file cache (the same NAR file, sendfile)", `${nginx.base}/nar/${narInCache}`, nginx.workers))
+  } finally { nginx.stop() }
+  table(`serving that path over loopback (curl to /dev/null), median of ${runs}`, ["server", "seconds", "rate (of the NAR's size)", "server CPU s", "load"], serveRows)
+  // what each stage alone does on this NAR, and the machine's ceilings, in the same run
+  const cpu = yield* Effect.promise(() => cpuCeilings([narFile], runs))
+  const file = yield* Effect.promise(() => fileCeilings(narFile, work, runs))
+  printCeilings(`ceilings on the same NAR (${mib} MiB), each stage alone, median of ${runs}, load ${loadAverage()}`, [...cpu.rows, ...file, ...ingestBounds([...cpu.rows, ...file])])
 }))
 
 // ---- S3: PUTs per GiB --------------------------------------------------------------------------
@@ -325,7 +362,9 @@ const main = Effect.gen(function*() {
   const count = quick ? 12 : 50
   const g1 = yield* rebuildCorpus(join(work, "b"), 1, count)
   const g2 = yield* rebuildCorpus(join(work, "b"), 2, count)
-  yield* sizesOfB(g1.paths, g2.paths)
+  const b = yield* sizesOfB(g1.paths, g2.paths)
+  // the exact sizes (bytes), to compare runs
+  console.log("\n" + JSON.stringify({ benchmark: "bench/chunks sizes", a: sizes.result, b }))
   if (sizesOnly) return
   yield* gcAfterDeleting(a)
   yield* s3Puts(quick ? a : a.filter((p) => !p.label.startsWith("node-linux")))
