@@ -14,15 +14,15 @@
  * the garbage collector and the repacker also use the index (SQLite or PostgreSQL).
  */
 import { Effect, Option, Result, type Scope, Stream } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { readdirSync, rmSync } from "node:fs"
 import { hostname } from "node:os"
 import { dirname, join } from "node:path"
 import { fromHex, hex } from "../../core/chunks/binary.ts"
-import { Chunker, type ChunkParams, looksIncompressible, makeCutter } from "../../core/chunks/fastcdc.ts"
-import { CODEC_DELTA, CODEC_RAW, type Codec, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
+import { Chunker, type ChunkParams, makeCutter } from "../../core/chunks/fastcdc.ts"
+import { CODEC_DELTA, type Codec, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
 import { Normaliser } from "../../core/chunks/normalise.ts"
-import { superFeatures, usableAsBase } from "../../core/chunks/resemblance.ts"
+import { usableAsBase } from "../../core/chunks/resemblance.ts"
 import * as Hash from "../../core/hash.ts"
 import * as NarInfo from "../../core/narinfo.ts"
 import type * as Signature from "../../core/signature.ts"
@@ -40,7 +40,7 @@ import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
 import type { ChunkIndex } from "./chunk-index.ts"
 import { type Batch, type BatchSlot, chunkWorkers, giveSlot, takeSlot } from "./chunk-workers.ts"
 import { type FeedMode, feedNar } from "./feed.ts"
-import { makeBaseReader, makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstd, zstdNarStream } from "./packs.ts"
+import { makeBaseReader, makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstdNarStream } from "./packs.ts"
 
 /** Chunks hashed, looked up and encoded together (a message to a chunk worker each, a few in flight). */
 const BATCH_BYTES = 2 << 20

@@ -60,7 +60,7 @@ const SEGMENT = 4 << 20
 const freeSegments: Array<Uint8Array> = []
 const takeSegment = (size: number) => size <= SEGMENT && freeSegments.length > 0 ? freeSegments.pop()! : new Uint8Array(Math.max(size, SEGMENT))
 const giveSegments = (segments: ReadonlyArray<{ readonly buffer: Uint8Array }>) => {
-  for (const s of segments) if (s.buffer.length === SEGMENT && freeSegments.length < 16) freeSegments.push(s.buffer)
+  for (const s of segments) if (s.buffer.length === SEGMENT && freeSegments.length < 24) freeSegments.push(s.buffer)
 }
 
 interface OpenPack {
