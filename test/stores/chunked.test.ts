@@ -83,6 +83,13 @@ describe("chunk store", () => {
     const info = yield* store.write!.addPath(tree)
     const back = yield* collect(store.read.narFromPath(info.path))
     expect(Hash.equals(Hash.hashBytes("sha256", back), info.narHash)).toBe(true)
+    // text that compresses, no store paths in it: its zstd frames go out as stored
+    const words = Array.from({ length: 40_000 }, (_, k) => ["store", "path", "chunk", "frame", "delta"][(k * 7) % 5] + String(k % 97)).join(" ")
+    const textPath = fakePath("text", "doc")
+    const textNar = Result.getOrThrow(Tree.toNar(Tree.directory({ "doc.txt": Tree.regular(words) })))
+    yield* store.write!.addToStore(infoFor(textPath, textNar, []), Stream.make(textNar))
+    expect(Buffer.compare(unzstd(yield* fed((yield* store.read.storedNar!(textPath, "zstd")).feed)), textNar)).toBe(0)
+    expect(Buffer.compare(yield* fed((yield* store.read.storedNar!(textPath, "none")).feed), textNar)).toBe(0)
 
     const cases = fc.sample(fc.record({ seed: fc.integer(), size: fc.integer({ min: 0, max: 60_000 }), refs: fc.integer({ min: 0, max: 4 }) }), 25)
     for (const [i, c] of cases.entries()) {

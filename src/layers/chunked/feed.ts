@@ -2,8 +2,9 @@
  * Serving a path's NAR from its chunks into buffers that are reused (`StoredNar.feed`, what
  * `b3 serve` sends): the manifest's chunks are planned in runs of neighbouring chunks of one pack
  * (up to 4 MiB), each run read with one read into a slot shared with the chunk workers, a few runs
- * ahead; a run whose chunks are all stored raw goes out as read (the hashes put back in place),
- * any other is decoded by a worker into the slot's other half — zstd frames and deltas
+ * ahead; a run whose chunks are all stored raw goes out as read (the hashes put back in place), as
+ * does, for the zstd stream, a run of zstd frames holding no hash; any other is decoded by a worker
+ * into the slot's other half — zstd frames and deltas
  * decompressed, or for the zstd stream, frames passed on as stored, raw chunks framed as raw
  * blocks and those with hashes or stored as deltas compressed again (level 1). The consumer (the
  * socket) takes one run at a time; the slot goes back once it has. Nothing is allocated per chunk,
@@ -158,18 +159,20 @@ export const feedNar = (options: FeedOptions, manifest: Manifest, places: Readon
         mine = (yield* fresh).slice(run.first, run.first + run.count)
         return yield* readInto(options, slot, mine)
       }))
+      const size = mine.reduce((n, p) => n + p.stored, 0)
+      // what goes out as read: raw chunks of the NAR (the hashes put back in place), or zstd frames without hashes
       if (mode === "plain" && mine.every((p) => p.codec === CODEC_RAW)) {
-        const size = mine.reduce((n, p) => n + p.stored, 0)
         for (const p of patches) slot.input.set(p.bytes, p.at)
         return { slot, bytes: slot.input.subarray(0, size) }
       }
+      if (mode === "zstd" && patches.length === 0 && mine.every((p) => p.codec === CODEC_ZSTD)) return { slot, bytes: slot.input.subarray(0, size) }
       const dictionaries = yield* Effect.forEach(mine, (p) => p.codec === CODEC_DELTA && p.base ? options.bases.bytes(p.base) : Effect.succeed(undefined), { concurrency: 4 })
-      const size = yield* options.workers.serve(slot, {
+      const made = yield* options.workers.serve(slot, {
         mode,
         chunks: mine.map((p, k) => ({ offset: offsets[k]!, stored: p.stored, raw: p.raw, codec: p.codec, dictionary: dictionaries[k] })),
         patches
       })
-      return { slot, bytes: slot.output.subarray(0, size) }
+      return { slot, bytes: slot.output.subarray(0, made) }
     })
 
     const deliver = ({ slot, bytes }: { slot: BatchSlot; bytes: Uint8Array }) =>
