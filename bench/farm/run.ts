@@ -38,6 +38,36 @@ const pct = (xs: ReadonlyArray<number>, p: number) => {
   return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(s.length * p))]!
 }
 
+/**
+ * A runner's builds laid on its `slots` job slots in start order: each build takes the slot that
+ * freed first. A build starting on a freed slot adds the handoff gap (the slot's free time to the
+ * start); the first build of each slot adds its start after the graph's first build start (the
+ * time to fill the farm); what is left after each slot's last build until the runner's last build
+ * end is the tail (no job left for it), which is the graph running out, not scheduling.
+ */
+const handoffGaps = (spans: ReadonlyArray<{ runner: string; from: number; to: number }>, slots: number, graphStart: number) => {
+  const handoff: Array<number> = []
+  const filling: Array<number> = []
+  let tail = 0
+  for (const runner of new Set(spans.map((s) => s.runner))) {
+    const mine = spans.filter((s) => s.runner === runner).sort((a, b) => a.from - b.from)
+    const free: Array<number> = []
+    for (const b of mine) {
+      if (free.length < slots) {
+        filling.push(Math.max(0, b.from - graphStart))
+        free.push(b.to)
+        continue
+      }
+      free.sort((x, y) => x - y)
+      handoff.push(Math.max(0, b.from - free[0]!))
+      free[0] = b.to
+    }
+    const last = Math.max(...free)
+    for (const f of free) tail += last - f
+  }
+  return { handoff, filling, tail }
+}
+
 const farm = await startFarm()
 try {
   await Promise.all(Array.from({ length: runnerCount }, (_, i) => farm.startRunner(`r${i + 1}`, { maxJobs: jobs })))
@@ -93,8 +123,13 @@ try {
       idle += (last - first) * jobs - mine.reduce((t, b) => t + b.to - b.from, 0)
     }
     const inBuilder = median(buildSpans.map((b) => b.to - b.from))
-    console.log(`  slot time between builds (scheduling overhead): ${(idle / buildSpans.length).toFixed(0)} ms per derivation; ` +
+    const gaps = handoffGaps(buildSpans, jobs, firstStart)
+    const gapTotal = gaps.handoff.reduce((t, g) => t + g, 0) + gaps.filling.reduce((t, g) => t + g, 0)
+    console.log(`  slot time between builds: ${(idle / buildSpans.length).toFixed(0)} ms per derivation (each runner's first build start to its last build end); ` +
       `time in the local builder per build: median ${inBuilder} ms for a ${sleep * 1000} ms sleep`)
+    console.log(`  scheduling overhead (a slot freed → its next build started, while jobs were queued; plus each slot's first start after the graph's first build): ` +
+      `${(gapTotal / buildSpans.length).toFixed(1)} ms per derivation; handoffs median ${median(gaps.handoff)} ms, p90 ${pct(gaps.handoff, 0.9)} ms (${gaps.handoff.length}); ` +
+      `first starts median ${median(gaps.filling)} ms; slots idle at the end, no job left: ${(gaps.tail / buildSpans.length).toFixed(0)} ms per derivation`)
     for (const [name, xs] of Object.entries(phases)) console.log(`  per build ${name}: median ${median(xs)} ms, p90 ${pct(xs, 0.9)} ms (${xs.length} builds)`)
     const perRunner = query(`SELECT runner, COUNT(*) FROM farm_builds WHERE status = 'succeeded' AND started_at >= ${started} GROUP BY runner ORDER BY runner`)
     console.log(`  builds per runner: ${perRunner.map(([r, c]) => `${r} ${c}`).join(", ")}`)
