@@ -241,7 +241,11 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         if (ask.length > 0) for (const [h, pack] of yield* index.lookup(ask)) known.set(h, pack)
         const fresh: Array<number> = []
         hexes.forEach((h, i) => {
-          if (known.has(h) || encoding.has(h) || packWriter.pendingPack(h) !== undefined) return
+          if (known.has(h) || encoding.has(h)) return
+          // in a pack another ingest here is writing: named now (the pack writer forgets it once that
+          // pack is sealed, which may be before this batch is appended)
+          const pending = packWriter.pendingPack(h)
+          if (pending !== undefined) { known.set(h, pending); return }
           encoding.add(h)
           fresh.push(i)
         })
