@@ -8,6 +8,10 @@
  *
  *   npm run bench:chunks [-- --quick] [-- --xz] [-- --with-node] [-- --sizes-only] [-- --throughput-only [MiB]]    (bin/b3 must be built: node scripts/bundle.ts)
  *
+ * `npm run bench:chunks` runs Node with `--initial-old-space-size=128`, as bin/b3 runs the commands that
+ * ingest (`copy`, `build`, `store`, `nix-store`): every store here is measured under the V8 settings
+ * b3 ingests with (without it, V8 ran a full mark-compact every ~100 ms during an ingest).
+ *
  * b3 is measured with delta chunks (the default: a new chunk similar to a stored one is kept as a
  * zstd delta against it) and without (`delta=0`). --sizes-only stops after tables (a) and (b);
  * --throughput-only runs only the throughput part (on a path of MiB MiB: default 1024, 128 with --quick),

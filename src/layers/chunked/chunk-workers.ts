@@ -4,7 +4,8 @@
  * on cutting. A batch lives in a slot, a pair of SharedArrayBuffers the workers were given once
  * (nothing is copied, moved or allocated per job). Jobs, each over a batch:
  *
- * - `hash`: each chunk's id (sha256);
+ * - `hash`: each chunk's id (sha256), and whether it looks incompressible (`looksIncompressible`:
+ *   such a chunk without a base is stored as it is, and needs no encoding job);
  * - `features`: each chunk's super-features (resemblance.ts, the same code from its source text);
  * - `encode`: each chunk's stored form — zstd at the store's level, or a zstd delta against a base
  *   given as a dictionary, or the bytes as they are when zstd cannot shrink them (see `encodeKit`),
@@ -127,7 +128,8 @@ const resemblance = (${resemblanceKit.toString()})({
   layout: ${JSON.stringify(deps.layout)}, sha256: ${sha256.toString()}
 })
 const zstd = (${zstdSync.toString()})(zlib)
-const encode = (${encodeKit.toString()})({ zstd, looksIncompressible: ${looksIncompressible.toString()}, usableAsBase: ${usableAsBase.toString()} })
+const looksIncompressible = ${looksIncompressible.toString()}
+const encode = (${encodeKit.toString()})({ zstd, looksIncompressible, usableAsBase: ${usableAsBase.toString()} })
 const decode = (${decodeKit.toString()})(zlib)
 const rawFrameInto = ${rawFrameInto.toString()}
 /** Batch buffers shared with the main thread, by slot number (sent once, with the first job on each). */
@@ -139,8 +141,13 @@ parentPort.on("message", (m) => {
     const slot = slots.get(m.slot)
     const chunk = (i) => slot.input.subarray(m.offsets[i], m.offsets[i] + m.lengths[i])
     if (m.op === "hash") {
-      const ids = new Uint8Array(32 * m.offsets.length)
-      for (let i = 0; i < m.offsets.length; i++) ids.set(sha256Chunk(chunk(i)), 32 * i)
+      const n = m.offsets.length
+      const ids = new Uint8Array(m.ids ? 32 * n + n : n)
+      const at = m.ids ? 32 * n : 0
+      for (let i = 0; i < n; i++) {
+        if (m.ids) ids.set(sha256Chunk(chunk(i)), 32 * i)
+        ids[at + i] = looksIncompressible(chunk(i)) ? 1 : 0
+      }
       parentPort.postMessage({ id: m.id, ids }, [ids.buffer])
     } else if (m.op === "features") {
       parentPort.postMessage({ id: m.id, sfs: m.items.map((i) => resemblance.superFeatures(chunk(i))) })
@@ -288,8 +295,8 @@ export interface Batch {
 }
 
 export interface ChunkWorkers {
-  /** The chunks' ids (sha256), 32 bytes each. */
-  readonly hash: (batch: Batch) => Effect.Effect<Uint8Array, StoreIoError>
+  /** The chunks' ids (sha256), 32 bytes each, and for each whether it looks incompressible (`looksIncompressible`). */
+  readonly hash: (batch: Batch) => Effect.Effect<{ readonly ids: Uint8Array; readonly flat: Uint8Array }, StoreIoError>
   /** Super-features of the chunks `items` (indexes in the batch). */
   readonly features: (batch: Batch, items: ReadonlyArray<number>) => Effect.Effect<Array<Array<number>>, StoreIoError>
   /** The chunks `items` encoded (each with its base's bytes or undefined); payloads are views of the batch's slot (valid until it is given back). */
@@ -326,13 +333,18 @@ export const chunkWorkers = (uri: string): ChunkWorkers => {
       ? Effect.fail(new StoreIoError({ store: uri, operation, reason: reply.error }))
       : Effect.succeed(take(reply)))
   return {
-    hash: (batch) => workersHash
-      ? run("hash chunks", { op: "hash", offsets: batch.offsets, lengths: batch.lengths }, [], (r) => r.ids!, batch.slot)
-      : Effect.sync(() => {
-        const ids = new Uint8Array(32 * batch.offsets.length)
+    hash: (batch) => {
+      const n = batch.offsets.length
+      const job = run("hash chunks", { op: "hash", ids: workersHash, offsets: batch.offsets, lengths: batch.lengths }, [], (r) => r.ids!, batch.slot)
+      if (workersHash) return Effect.map(job, (both) => ({ ids: both.subarray(0, 32 * n), flat: both.subarray(32 * n) }))
+      // hashed here while a worker looks at the chunks (the job is sent first)
+      const here = Effect.sync(() => {
+        const ids = new Uint8Array(32 * n)
         batch.offsets.forEach((at, i) => ids.set(createHash("sha256").update(batch.slot.input.subarray(at, at + batch.lengths[i]!)).digest(), 32 * i))
         return ids
-      }),
+      })
+      return Effect.map(Effect.all([job, here], { concurrency: 2 }), ([flat, ids]) => ({ ids, flat }))
+    },
     features: (batch, items) => run("compute super-features", { op: "features", offsets: batch.offsets, lengths: batch.lengths, items }, [], (r) => r.sfs!, batch.slot),
     encode: (batch, items, dictionaries, options) =>
       run("compress chunks", { op: "encode", offsets: batch.offsets, lengths: batch.lengths, items, dictionaries, options }, [], (r) =>

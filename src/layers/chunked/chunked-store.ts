@@ -20,7 +20,7 @@ import { hostname } from "node:os"
 import { dirname, join } from "node:path"
 import { fromHex, hex } from "../../core/chunks/binary.ts"
 import { Chunker, type ChunkParams, makeCutter } from "../../core/chunks/fastcdc.ts"
-import { CODEC_DELTA, type Codec, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
+import { CODEC_DELTA, CODEC_RAW, type Codec, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
 import { Normaliser } from "../../core/chunks/normalise.ts"
 import { usableAsBase } from "../../core/chunks/resemblance.ts"
 import * as Hash from "../../core/hash.ts"
@@ -224,14 +224,15 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       const encoding = new Set<string>()
       let poorRun = 0
 
-      interface Hashed { readonly batch: Batch; readonly ids: Uint8Array }
+      /** `flat[i]`: chunk i looks incompressible (without a base, stored as it is: no encoding job). */
+      interface Hashed { readonly batch: Batch; readonly ids: Uint8Array; readonly flat: Uint8Array }
       interface Decided extends Hashed { readonly hexes: Array<string>; readonly fresh: Array<number>; readonly probing: boolean }
       interface EncodedChunk { readonly codec: Codec; readonly payload: Uint8Array; readonly poor: boolean; readonly base?: { id: string; pack: string } | undefined; readonly sfs?: ReadonlyArray<number> | undefined }
       interface Encoded extends Decided { readonly encoded: Map<number, EncodedChunk> }
 
       const chunkOf = (batch: Batch, i: number) => batch.slot.input.subarray(batch.offsets[i]!, batch.offsets[i]! + batch.lengths[i]!)
 
-      const hashBatch = (batch: Batch): Effect.Effect<Hashed, StoreError> => Effect.map(workers.hash(batch), (ids) => ({ batch, ids }))
+      const hashBatch = (batch: Batch): Effect.Effect<Hashed, StoreError> => Effect.map(workers.hash(batch), ({ ids, flat }) => ({ batch, ids, flat }))
 
       // In order: which chunks of the batch are new (each encoded once, by the first batch that has it).
       const decide = (hashed: Hashed): Effect.Effect<Decided, StoreError> => Effect.gen(function*() {
@@ -240,16 +241,22 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         if (ask.length > 0) for (const [h, pack] of yield* index.lookup(ask)) known.set(h, pack)
         const fresh: Array<number> = []
         hexes.forEach((h, i) => {
-          if (known.has(h) || encoding.has(h) || packWriter.pendingPack(h) !== undefined) return
+          if (known.has(h) || encoding.has(h)) return
+          // in a pack another ingest here is writing: named now (the pack writer forgets it once that
+          // pack is sealed, which may be before this batch is appended)
+          const pending = packWriter.pendingPack(h)
+          if (pending !== undefined) { known.set(h, pending); return }
           encoding.add(h)
           fresh.push(i)
         })
         return { ...hashed, hexes, fresh, probing: poorRun >= 4 }
       })
 
-      // Concurrently: the new chunks' super-features, their bases, their encoding.
+      // Concurrently: the new chunks' super-features, their bases, their encoding. A chunk that looks
+      // incompressible and has no base is stored as it is here (what a worker's encoding would give:
+      // `encodeKit` stores it raw), without a job.
       const encode = (decided: Decided): Effect.Effect<Encoded, StoreError> => Effect.gen(function*() {
-        const { batch, fresh, hexes } = decided
+        const { batch, fresh, hexes, flat } = decided
         if (fresh.length === 0) return { ...decided, encoded: new Map() }
         const similar = new Map<number, ReadonlyArray<number>>()
         const baseOf = new Map<number, { id: string; pack: string }>()
@@ -257,8 +264,8 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
           const wanted = fresh.filter((i) => usableAsBase(chunkOf(batch, i)))
           const sfs = wanted.length > 0 ? yield* workers.features(batch, wanted) : []
           wanted.forEach((i, k) => similar.set(i, sfs[k]!))
-          const matches = yield* index.similar(sfs.flat())
-          for (const i of fresh) {
+          const matches = sfs.length > 0 ? yield* index.similar(sfs.flat()) : new Map<number, Array<{ id: string; pack: string }>>()
+          if (matches.size > 0) for (const i of fresh) {
             const votes = new Map<string, { ref: { id: string; pack: string }; n: number }>()
             for (const sf of similar.get(i) ?? []) for (const ref of matches.get(sf) ?? []) {
               // the chunk itself, sealed by another writer since the lookup: never its own base
@@ -275,13 +282,17 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         const baseBytes = baseOf.size === 0 ? new Map<string, Uint8Array | undefined>() : new Map(yield* Effect.forEach(new Map([...baseOf.values()].map((r) => [r.id, r])).values(), (ref) =>
           // a base that cannot be read now (gone, or its pack being rewritten) is just not used
           Effect.map(Effect.option(bases.bytes(ref)), (b) => [ref.id, Option.getOrUndefined(b)] as const), { concurrency: 4 }))
-        const dictionaries = fresh.map((i) => { const ref = baseOf.get(i); return ref ? baseBytes.get(ref.id) : undefined })
-        const out = yield* workers.encode(batch, fresh, dictionaries, { level, probing: decided.probing })
-        const encoded = new Map(fresh.map((i, k): readonly [number, EncodedChunk] => [i, {
-          ...out[k]!,
-          base: out[k]!.codec === CODEC_DELTA ? baseOf.get(i) : undefined,
-          sfs: out[k]!.codec === CODEC_DELTA ? undefined : similar.get(i)
-        }]))
+        const dictionaryOf = (i: number) => { const ref = baseOf.get(i); return ref ? baseBytes.get(ref.id) : undefined }
+        const asIs = (i: number) => flat[i] === 1 && dictionaryOf(i) === undefined
+        const jobs = fresh.filter((i) => !asIs(i))
+        const out = jobs.length === 0 ? [] : yield* workers.encode(batch, jobs, jobs.map(dictionaryOf), { level, probing: decided.probing })
+        const done = new Map(jobs.map((i, k) => [i, out[k]!]))
+        // in the batch's order (the run of poor chunks is counted in it)
+        const encoded = new Map(fresh.map((i): readonly [number, EncodedChunk] => {
+          const e = done.get(i)
+          if (e === undefined) return [i, { codec: CODEC_RAW, payload: chunkOf(batch, i), poor: true, sfs: similar.get(i) }]
+          return [i, { ...e, base: e.codec === CODEC_DELTA ? baseOf.get(i) : undefined, sfs: e.codec === CODEC_DELTA ? undefined : similar.get(i) }]
+        }))
         return { ...decided, encoded }
       })
 
