@@ -24,7 +24,7 @@ import { nixSeccompFilter } from "./seccomp.ts"
 import type { BuildUser, RunResult, RunSpec } from "./spec.ts"
 import { startBuild, type Completion } from "./supervisor.ts"
 import { lockBuildUser } from "./user-lock.ts"
-import { buildDirectory, buildParent, chrootTree, scratchDirectory } from "./work-dirs.ts"
+import { buildDirectory, buildParent, chrootStore, chrootTree, scratchDirectory } from "./work-dirs.ts"
 
 /** The C library's wording ("No such file or directory"); libuv's is the same, lower-cased. */
 const strerror = (errno: number) => {
@@ -132,7 +132,7 @@ const chrootOf = (spec: RunSpec, host: HostFacts): Chroot => {
   }
 }
 
-/** Writes the chroot's store directory, the build directory's files and the helper files (as root). */
+/** Writes the build directory's files and the helper files (as root). */
 const prepare = (
   spec: RunSpec, user: BuildUser, host: HostFacts, chroot: Chroot,
   dirs: { readonly workDir: string; readonly rootDir: string; readonly chrootStore: string; readonly hostBuildDir: string },
@@ -141,7 +141,6 @@ const prepare = (
   const { workDir, rootDir, chrootStore, hostBuildDir } = dirs
   const { devices, hostFiles, devPts } = host
   const { inputs, unsandboxed, hostPaths } = chroot
-  createSkeleton(chrootStore, chroot.store, user.gid)
 
   const environment = builderEnvironment({
     storeDir: spec.storeDir, cores: spec.cores, env: spec.env, fixedOutput: spec.fixedOutput, impure: spec.impure,
@@ -238,8 +237,9 @@ export const runInSandbox = (spec: RunSpec): Effect.Effect<RunResult, SandboxErr
       catch: (e) => setupFailed(`preparing the sandbox: ${messageOf(e)}`)
     })
     const rootDir = yield* chrootTree(parent, `${user.gid}:${JSON.stringify(chroot.tree)}`, drvName, (dir) => createSkeleton(dir, chroot.tree, user.gid))
+    const storeDir = yield* chrootStore(parent, chroot.store, user.gid, drvName)
     const prepared = yield* Effect.try({
-      try: () => prepare(spec, user, host, chroot, { workDir, rootDir, chrootStore: `${parent}/store`, hostBuildDir }, seccomp.success),
+      try: () => prepare(spec, user, host, chroot, { workDir, rootDir, chrootStore: storeDir, hostBuildDir }, seccomp.success),
       catch: (e) => setupFailed(`preparing the sandbox: ${messageOf(e)}`)
     })
 

@@ -13,6 +13,7 @@ import { Effect } from "effect"
 import type { Scope } from "effect"
 import { SandboxSetupFailed } from "./errors.ts"
 import { processAlive } from "../../io/process-alive.ts"
+import { createSkeleton, type SkeletonEntry } from "./chroot.ts"
 
 /** Paths under which something is mounted, seen from this process. */
 const mountPointsUnder = (dir: string): Array<string> => {
@@ -270,12 +271,24 @@ interface ChrootPool {
   /** `b3-build-<pid>-chroots` in the temp dir (reclaimed like a build's directory), made on first use. */
   dir: string | undefined
   readonly free: Map<string, Array<string>>
+  /** Chroot store directories left by finished builds (by build group), with the entries each holds (name → signature). */
+  readonly stores: Map<number, Array<{ readonly dir: string; readonly entries: ReadonlyMap<string, string> }>>
   count: number
+}
+
+/** A fresh name in the pool's directory (made on first use). */
+const poolPlace = (pool: ChrootPool): string => {
+  if (pool.dir === undefined) {
+    const poolDir = join(tmpdir(), `${buildPrefix}${process.pid}-chroots`)
+    mkdirSync(poolDir, { mode: 0o700 })
+    pool.dir = poolDir
+  }
+  return join(pool.dir, String(pool.count++))
 }
 let chrootPoolState: ChrootPool | undefined
 
 export const chrootPool: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.sync(() => { chrootPoolState ??= { dir: undefined, free: new Map(), count: 0 } }),
+  Effect.sync(() => { chrootPoolState ??= { dir: undefined, free: new Map(), stores: new Map(), count: 0 } }),
   () => Effect.suspend(() => {
     const pool = chrootPoolState
     chrootPoolState = undefined
@@ -319,12 +332,7 @@ export const chrootTree = (
       try {
         const tmp = join(dir, "tmp")
         for (const name of readdirSync(tmp)) rmSync(join(tmp, name), { recursive: true, force: true })
-        if (pool.dir === undefined) {
-          const poolDir = join(tmpdir(), `${buildPrefix}${process.pid}-chroots`)
-          mkdirSync(poolDir, { mode: 0o700 })
-          pool.dir = poolDir
-        }
-        const to = join(pool.dir, String(pool.count++))
+        const to = poolPlace(pool)
         renameSync(dir, to)
         const free = pool.free.get(key)
         if (free === undefined) pool.free.set(key, [to])
@@ -334,3 +342,71 @@ export const chrootTree = (
       }
     })
   )
+
+/** What makes two store directory entries alike (an entry is kept for the next build only if it is the same). */
+const signature = (e: SkeletonEntry): string => {
+  switch (e.kind) {
+    case "dir": return `dir ${e.mode} ${e.buildGroup === true}`
+    case "file": return `file ${e.mode} ${e.contents}`
+    case "symlink": return `symlink ${e.target}`
+    case "link": return `link ${e.source}`
+  }
+}
+
+/**
+ * The chroot's store directory of a build, at `<parent>/store`, with `entries` (relative to it,
+ * "/" the directory itself: the inputs' mount points and links). Inside a `chrootPool` scope, one
+ * a finished build left is reused: entries this build does not want are removed and the missing
+ * ones made, so consecutive builds with mostly the same inputs (a chain) make and remove a few
+ * entries instead of every input's. When the scope closes (the outputs moved into the store, or
+ * the build failed), whatever the builder left in it is removed and it goes back to the pool; a
+ * builder cannot change the entries themselves (root's, in a sticky directory). Outside a pool,
+ * or with entries below the top level (sandbox-paths in the store), it is made afresh and removed
+ * with the parent.
+ */
+export const chrootStore = (
+  parent: string, entries: ReadonlyArray<SkeletonEntry>, buildGid: number, drvName: string
+): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> => {
+  const dir = join(parent, "store")
+  const wanted = new Map(entries.filter((e) => e.path !== "/").map((e) => [e.path.slice(1), e]))
+  const flat = [...wanted.keys()].every((name) => !name.includes("/"))
+  return Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const free = flat ? chrootPoolState?.stores.get(buildGid)?.pop() : undefined
+        if (free !== undefined) {
+          try {
+            renameSync(free.dir, dir)
+            for (const [name, sig] of free.entries) {
+              const want = wanted.get(name)
+              if (want === undefined || signature(want) !== sig) rmSync(join(dir, name), { recursive: true, force: true })
+            }
+            createSkeleton(dir, [...wanted].filter(([name, e]) => free.entries.get(name) !== signature(e)).map(([, e]) => e), buildGid)
+            return dir
+          } catch {
+            removeTree(dir).pipe(Effect.runSync)
+            removeTree(free.dir).pipe(Effect.runSync)
+          }
+        }
+        createSkeleton(dir, entries, buildGid)
+        return dir
+      },
+      catch: setupError(drvName, "creating the chroot's store directory")
+    }),
+    (dir) => Effect.sync(() => {
+      const pool = chrootPoolState
+      if (pool === undefined || !flat || mountPointsUnder(dir).length > 0) return
+      try {
+        for (const name of readdirSync(dir)) if (!wanted.has(name)) rmSync(join(dir, name), { recursive: true, force: true })
+        const to = poolPlace(pool)
+        renameSync(dir, to)
+        const free = { dir: to, entries: new Map([...wanted].map(([name, e]) => [name, signature(e)])) }
+        const stores = pool.stores.get(buildGid)
+        if (stores === undefined) pool.stores.set(buildGid, [free])
+        else stores.push(free)
+      } catch {
+        // left in the build's directory, removed with it
+      }
+    })
+  )
+}
