@@ -109,7 +109,8 @@ const buildDirMarker = "build-dir"
 /**
  * Removes the directories of builds whose b3 process is gone (killed before it could clean up):
  * only `b3-build-<pid>-…` directories whose pid no process has (in the temp dir and the scratch
- * root), and the build directory each one's marker names. Their mounts lived in namespaces that died with them, so nothing is mounted there
+ * root), the build directory each one's marker names, and such a process's chroot pool
+ * (`b3-chroots-<pid>-…`). Their mounts lived in namespaces that died with them, so nothing is mounted there
  * any more (removeTree checks).
  */
 export const reclaimBuildDirectories: Effect.Effect<void> = Effect.gen(function*() {
@@ -124,6 +125,12 @@ export const reclaimBuildDirectories: Effect.Effect<void> = Effect.gen(function*
     }
   }
   try { names = readdirSync(tmpdir()) } catch { return }
+  for (const name of names) {
+    if (!name.startsWith(chrootsPrefix)) continue
+    const pid = Number(name.slice(chrootsPrefix.length).split("-")[0])
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue
+    yield* removeTree(join(tmpdir(), name))
+  }
   for (const name of names) {
     if (!name.startsWith(buildPrefix)) continue
     const pid = Number(name.slice(buildPrefix.length).split("-")[0])
@@ -264,28 +271,33 @@ export const buildDirectory = (parent: string, drvName: string, uid: number, gid
   )
 
 /**
- * Chroot trees that finished builds left, for the next builds to reuse (see `chrootTree`), for the
- * life of the scope; its end removes them. The sandbox layer opens one for all its builds.
+ * Chroot trees and chroot store directories that finished builds left, for the next builds to
+ * reuse in place (see `chrootTree`, `chrootStore`), for the life of the scope; its end removes
+ * them. The sandbox layer opens one for all its builds.
  */
 interface ChrootPool {
-  /** `b3-build-<pid>-chroots` in the temp dir (reclaimed like a build's directory), made on first use. */
+  /** `b3-chroots-<pid>-…` in the temp dir (reclaimed like a build's directory), made on first use. */
   dir: string | undefined
+  /** Trees not in use, by key. */
   readonly free: Map<string, Array<string>>
-  /** Chroot store directories left by finished builds (by build group), with the entries each holds (name → signature). */
+  /** Store directories not in use (by build group), with the entries each holds (name → signature). */
   readonly stores: Map<number, Array<{ readonly dir: string; readonly entries: ReadonlyMap<string, string> }>>
   count: number
 }
+let chrootPoolState: ChrootPool | undefined
 
-/** A fresh name in the pool's directory (made on first use). */
+/** The prefix of a process's pool directory in the temp dir: `b3-chroots-<pid>-<random>`. */
+const chrootsPrefix = "b3-chroots-"
+
+/** A fresh name in the pool's directory (made, 0755, on first use: the build user walks through it). */
 const poolPlace = (pool: ChrootPool): string => {
   if (pool.dir === undefined) {
-    const poolDir = join(tmpdir(), `${buildPrefix}${process.pid}-chroots`)
-    mkdirSync(poolDir, { mode: 0o700 })
+    const poolDir = mkdtempSync(join(tmpdir(), `${chrootsPrefix}${process.pid}-`))
+    chmodSync(poolDir, 0o755)
     pool.dir = poolDir
   }
   return join(pool.dir, String(pool.count++))
 }
-let chrootPoolState: ChrootPool | undefined
 
 export const chrootPool: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
   Effect.sync(() => { chrootPoolState ??= { dir: undefined, free: new Map(), stores: new Map(), count: 0 } }),
@@ -297,51 +309,51 @@ export const chrootPool: Effect.Effect<void, never, Scope.Scope> = Effect.acquir
 )
 
 /**
- * The chroot tree of a build, at `<parent>/root`. Inside a `chrootPool` scope, a tree that an
- * earlier build with the same `key` (the same entries, group) left is moved there, else `create`
- * makes it; when the scope closes it goes back to the pool (its /tmp emptied: the only place in it
- * a builder can write — the store directory is bound over it from elsewhere, and /dev/shm and
- * /dev/pts are mounts of the build's own namespace), or, outside a pool, is removed with the
- * parent. A tree is ~30 directories, files and links: on a busy disk making and removing them cost
- * 10–45 ms per build.
+ * The chroot tree of a build. Inside a `chrootPool` scope it lies in the pool's directory: one that
+ * an earlier build with the same `key` (the same entries, group) used is taken as it is, else
+ * `create` makes one there; when the scope closes it is free again, its /tmp emptied (the only
+ * place in it a builder can write: the store directory is bound over it from elsewhere, and
+ * /dev/shm and /dev/pts are mounts of the build's own namespace). Outside a pool it is made at
+ * `<parent>/root` and removed with the parent. A tree is ~30 directories, files and links: on a
+ * busy disk, making and removing them cost 10–45 ms per build.
  */
 export const chrootTree = (
   parent: string, key: string, drvName: string, create: (dir: string) => void
-): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> =>
-  Effect.acquireRelease(
+): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> => {
+  let pool: ChrootPool | undefined
+  return Effect.acquireRelease(
     Effect.try({
       try: () => {
-        const dir = join(parent, "root")
-        const free = chrootPoolState?.free.get(key)?.pop()
-        if (free !== undefined) {
-          try {
-            renameSync(free, dir)
-            return dir
-          } catch {
-            removeTree(free).pipe(Effect.runSync)
-          }
+        pool = chrootPoolState
+        if (pool === undefined) {
+          const dir = join(parent, "root")
+          create(dir)
+          return dir
         }
+        const free = pool.free.get(key)?.pop()
+        if (free !== undefined) return free
+        const dir = poolPlace(pool)
         create(dir)
         return dir
       },
       catch: setupError(drvName, "creating the chroot")
     }),
-    (dir) => Effect.sync(() => {
-      const pool = chrootPoolState
-      if (pool === undefined || mountPointsUnder(dir).length > 0) return
+    (dir) => Effect.suspend(() => {
+      if (pool === undefined || pool !== chrootPoolState) return Effect.void // removed with its parent, or with the pool
+      if (mountPointsUnder(dir).length > 0) return Effect.void // (never: the mounts live in the build's namespace)
       try {
         const tmp = join(dir, "tmp")
         for (const name of readdirSync(tmp)) rmSync(join(tmp, name), { recursive: true, force: true })
-        const to = poolPlace(pool)
-        renameSync(dir, to)
-        const free = pool.free.get(key)
-        if (free === undefined) pool.free.set(key, [to])
-        else free.push(to)
       } catch {
-        // left in the build's directory, removed with it
+        return removeLater(dir)
       }
+      const free = pool.free.get(key)
+      if (free === undefined) pool.free.set(key, [dir])
+      else free.push(dir)
+      return Effect.void
     })
   )
+}
 
 /** What makes two store directory entries alike (an entry is kept for the next build only if it is the same). */
 const signature = (e: SkeletonEntry): string => {
@@ -354,59 +366,64 @@ const signature = (e: SkeletonEntry): string => {
 }
 
 /**
- * The chroot's store directory of a build, at `<parent>/store`, with `entries` (relative to it,
- * "/" the directory itself: the inputs' mount points and links). Inside a `chrootPool` scope, one
- * a finished build left is reused: entries this build does not want are removed and the missing
+ * The chroot's store directory of a build, with `entries` (relative to it, "/" the directory
+ * itself: the inputs' mount points and links); the builder makes its outputs there, and they are
+ * renamed into the store from there. Inside a `chrootPool` scope it lies in the pool's directory:
+ * one a finished build used is taken, entries this build does not want removed and the missing
  * ones made, so consecutive builds with mostly the same inputs (a chain) make and remove a few
  * entries instead of every input's. When the scope closes (the outputs moved into the store, or
- * the build failed), whatever the builder left in it is removed and it goes back to the pool; a
- * builder cannot change the entries themselves (root's, in a sticky directory). Outside a pool,
- * or with entries below the top level (sandbox-paths in the store), it is made afresh and removed
- * with the parent.
+ * the build failed), whatever the builder left in it is removed and it is free again; a builder
+ * cannot change the entries themselves (root's, in a sticky directory). Outside a pool, or with
+ * entries below the top level (sandbox-paths in the store), it is made at `<parent>/store` and
+ * removed with the parent.
  */
 export const chrootStore = (
   parent: string, entries: ReadonlyArray<SkeletonEntry>, buildGid: number, drvName: string
 ): Effect.Effect<string, SandboxSetupFailed, Scope.Scope> => {
-  const dir = join(parent, "store")
   const wanted = new Map(entries.filter((e) => e.path !== "/").map((e) => [e.path.slice(1), e]))
   const flat = [...wanted.keys()].every((name) => !name.includes("/"))
+  let pool: ChrootPool | undefined
   return Effect.acquireRelease(
     Effect.try({
       try: () => {
-        const free = flat ? chrootPoolState?.stores.get(buildGid)?.pop() : undefined
+        pool = flat ? chrootPoolState : undefined
+        if (pool === undefined) {
+          const dir = join(parent, "store")
+          createSkeleton(dir, entries, buildGid)
+          return dir
+        }
+        const free = pool.stores.get(buildGid)?.pop()
         if (free !== undefined) {
           try {
-            renameSync(free.dir, dir)
             for (const [name, sig] of free.entries) {
               const want = wanted.get(name)
-              if (want === undefined || signature(want) !== sig) rmSync(join(dir, name), { recursive: true, force: true })
+              if (want === undefined || signature(want) !== sig) rmSync(join(free.dir, name), { recursive: true, force: true })
             }
-            createSkeleton(dir, [...wanted].filter(([name, e]) => free.entries.get(name) !== signature(e)).map(([, e]) => e), buildGid)
-            return dir
+            createSkeleton(free.dir, [...wanted].filter(([name, e]) => free.entries.get(name) !== signature(e)).map(([, e]) => e), buildGid)
+            return free.dir
           } catch {
-            removeTree(dir).pipe(Effect.runSync)
             removeTree(free.dir).pipe(Effect.runSync)
           }
         }
+        const dir = poolPlace(pool)
         createSkeleton(dir, entries, buildGid)
         return dir
       },
       catch: setupError(drvName, "creating the chroot's store directory")
     }),
-    (dir) => Effect.sync(() => {
-      const pool = chrootPoolState
-      if (pool === undefined || !flat || mountPointsUnder(dir).length > 0) return
+    (dir) => Effect.suspend(() => {
+      if (pool === undefined || pool !== chrootPoolState) return Effect.void // removed with its parent, or with the pool
+      if (mountPointsUnder(dir).length > 0) return Effect.void
       try {
         for (const name of readdirSync(dir)) if (!wanted.has(name)) rmSync(join(dir, name), { recursive: true, force: true })
-        const to = poolPlace(pool)
-        renameSync(dir, to)
-        const free = { dir: to, entries: new Map([...wanted].map(([name, e]) => [name, signature(e)])) }
-        const stores = pool.stores.get(buildGid)
-        if (stores === undefined) pool.stores.set(buildGid, [free])
-        else stores.push(free)
       } catch {
-        // left in the build's directory, removed with it
+        return removeLater(dir)
       }
+      const free = { dir, entries: new Map([...wanted].map(([name, e]) => [name, signature(e)])) }
+      const stores = pool.stores.get(buildGid)
+      if (stores === undefined) pool.stores.set(buildGid, [free])
+      else stores.push(free)
+      return Effect.void
     })
   )
 }
