@@ -48,7 +48,37 @@ export interface DerivationBuild {
    * builder ends, then registers the outputs), so the next build starts meanwhile.
    */
   readonly builderDone?: Effect.Effect<void> | undefined
+  /**
+   * The references of store paths known already (base name → references), for a scheduler's run:
+   * the input closure is taken from here where it can be, and the references of paths queried
+   * from the store are added. The references of a valid path never change.
+   */
+  readonly references?: ReferencesCache | undefined
 }
+
+/** Base name → the references of a valid store path (see DerivationBuild.references). */
+export type ReferencesCache = Map<string, ReadonlyArray<StorePath.StorePath>>
+
+/** computeClosure, taking references from `cache` where it has them (each path queried once per cache). */
+const inputClosure = (paths: ReadonlyArray<StorePath.StorePath>, cache: ReferencesCache | undefined) =>
+  cache === undefined ? computeClosure(paths) : Effect.gen(function*() {
+    const store = yield* StoreRead
+    const seen = new Map<string, StorePath.StorePath>()
+    const pending = [...paths]
+    while (pending.length > 0) {
+      const path = pending.pop()!
+      const key = StorePath.baseName(path)
+      if (seen.has(key)) continue
+      seen.set(key, path)
+      let references = cache.get(key)
+      if (references === undefined) {
+        references = (yield* store.queryPathInfo(path)).references
+        cache.set(key, references)
+      }
+      for (const r of references) if (!seen.has(StorePath.baseName(r))) pending.push(r)
+    }
+    return [...seen.values()].sort(StorePath.compare)
+  })
 
 /** Nix 2.8's default `system-features` (with `ca-derivations` on, as b3 always has it). */
 export const defaultSystemFeatures = (): ReadonlyArray<string> =>
@@ -171,7 +201,7 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<ReadonlyM
     const env: Record<string, string> = {}
     for (const [name, value] of drv.env) env[rewrite(name)] = rewrite(value)
 
-    const closure = yield* computeClosure(build.inputs)
+    const closure = yield* inputClosure(build.inputs, build.references)
     yield* host.addTempRoots([build.drvPath, ...closure])
     // exportReferencesGraph: files in the build directory, or JSON in .attrs.json.
     const exports = yield* Effect.mapError(Effect.fromResult(Parsed.exportReferencesGraph(parsed)), attributeError(drvPath))
@@ -221,5 +251,6 @@ export const buildDerivation = (build: DerivationBuild): Effect.Effect<ReadonlyM
     }
     yield* checkOutputs(parsed, registered.infos)
     yield* host.registerBuilt(registered.built)
+    for (const info of registered.infos.values()) build.references?.set(StorePath.baseName(info.path), info.references)
     return registered.infos
   }))

@@ -40,7 +40,7 @@ import type { StoreError } from "../services/store-errors.ts"
 import { StoreRead } from "../services/store-read.ts"
 import { StoreWrite } from "../services/store-write.ts"
 import { addDerivationText } from "./add-derivations.ts"
-import { buildDerivation } from "./build-derivation.ts"
+import { buildDerivation, type ReferencesCache } from "./build-derivation.ts"
 import { runPostBuildHook } from "./post-build-hook.ts"
 import { loadDerivationGraph, type DerivationGraph, type LoadedDerivation } from "./derivation-graph.ts"
 import { byPriority, substituteAll, substituteMissing } from "./substitute.ts"
@@ -172,6 +172,9 @@ export const realise = (
     ({ drvPath: info(key).loaded.path, status, outputs: Object.fromEntries(outputs) })
   for (const key of rootKeySet) if (!planned.has(key)) options.onResult?.(resultOf(key, "already-valid", validity.get(key) ?? new Map()))
 
+  // The references of the paths this run has seen (inputs' closures, outputs just registered):
+  // each build's input closure is then computed without asking the store again.
+  const references: ReferencesCache = new Map()
   const jobs = yield* Semaphore.make(Math.max(1, options.maxJobs ?? 1))
   const hooks = yield* Semaphore.make(1)
   const hookFailed = yield* Deferred.make<void>()
@@ -227,7 +230,8 @@ export const realise = (
         cores: options.cores, timeoutSeconds: options.timeoutSeconds, maxSilentSeconds: options.maxSilentSeconds,
         systemFeatures: options.systemFeatures, hashedMirrors: options.hashedMirrors, sandboxPaths: options.sandboxPaths,
         onLog: options.onLog ? (chunk) => options.onLog!(reportAs, chunk) : undefined,
-        builderDone: freeSlot
+        builderDone: freeSlot,
+        references
       })
       const outputs = new Map([...built].map(([name, i]) => [name, i.path]))
       options.onEvent?.({ type: "built", drvPath: reportAs, outputs: Object.fromEntries([...outputs].map(([name, path]) => [name, print(path)])) })

@@ -259,7 +259,7 @@ wait`))
     const log = running.log()
     const root = /root (\S+)/.exec(log)![1]!
     const build = /build (\S+)/.exec(log)![1]!
-    expect(root).toMatch(/^\/tmp\/b3-build-\d+-[^/]+\/work\/root$/)
+    expect(root).toMatch(/^\/tmp\/b3-build-\d+-[^/]+\/root$/)
     expect(build).toMatch(/^\/tmp\/nix-build-escape\.drv-\d+$/)
     expect(processesMentioning(`sleep\0${marker}`)).toEqual([])
     expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(root.slice(0, -"/root".length))

@@ -143,7 +143,7 @@ describe("chroot and bubblewrap arguments", () => {
     expect(byPath["/etc/nsswitch.conf"]).toMatchObject({ contents: "hosts: files dns\nservices: files\n" })
     expect(byPath["/etc/hosts"]).toMatchObject({ kind: "file", contents: "" }) // a mount point
     const args = (fixedOutput: boolean) => bwrapArguments({
-      rootDir: "/w/root", storeDir: "/gnu/store", hostBuildDir: "/tmp/nix-build-x.drv-0", storeMount: "/w/store",
+      rootDir: "/w/root", chrootStore: "/w/root/gnu/store", storeDir: "/gnu/store", hostBuildDir: "/tmp/nix-build-x.drv-0", storeMount: "/w/store",
       directoryInputs: ["/gnu/store/a-dir"], devices: ["/dev/null"], fixedOutput, hostFiles: ["/etc/hosts"], env: [["A", "1"]]
     })
     expect(args(false)).toContain("--unshare-net")

@@ -19,7 +19,7 @@ import { checkHost } from "./host.ts"
 import { runInSandbox } from "./run.ts"
 import type { BuildUser } from "./spec.ts"
 import { lockBuildUser } from "./user-lock.ts"
-import { backgroundRemovals, buildParent, reclaimBuildDirectories, workDirectory } from "./work-dirs.ts"
+import { backgroundRemovals, buildParent, chrootPool, reclaimBuildDirectories, workDirectory } from "./work-dirs.ts"
 import { runBuiltin } from "./builtins.ts"
 import { runHook } from "./post-build-hook.ts"
 import { existsSync } from "node:fs"
@@ -40,6 +40,8 @@ export const make: Effect.Effect<SandboxApi, never, Scope.Scope> = Effect.gen(fu
   yield* reclaimBuildDirectories
   // finished builds' directories are removed while the next build runs; the layer's end waits for them
   yield* backgroundRemovals
+  // and their chroot trees reused by the next builds alike
+  yield* chrootPool
   let user: BuildUser | undefined
   const once = Semaphore.makeUnsafe(1)
   const buildUser = (drvPath: string) => once.withPermits(1)(Effect.suspend(() => user !== undefined ? Effect.succeed(user) : Effect.gen(function*() {

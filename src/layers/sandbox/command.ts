@@ -27,6 +27,8 @@ export const fds = {
 
 export interface BwrapOptions {
   readonly rootDir: string
+  /** The chroot's store directory, bound over the store dir in the tree. */
+  readonly chrootStore: string
   readonly storeDir: string
   readonly hostBuildDir: string
   /** Where stage 1 binds the real store directory. */
@@ -57,7 +59,7 @@ export const bwrapArguments = (o: BwrapOptions): Array<string> => [
   "--dev-bind", o.rootDir, "/",
   "--bind", o.hostBuildDir, sandboxBuildDir,
   // The store directory is a mount of its own in Nix's sandbox too (bound onto itself there).
-  "--bind", o.rootDir + o.storeDir, o.storeDir,
+  "--bind", o.chrootStore, o.storeDir,
   ...o.directoryInputs.flatMap((path) => ["--ro-bind", `${o.storeMount}/${baseName(path)}`, path]),
   ...o.devices.flatMap((dev) => ["--dev-bind", dev, dev]),
   "--proc", "/proc",

@@ -10,7 +10,7 @@ import type { Scope } from "effect"
 import * as ByteString from "../../core/byte-string.ts"
 import * as StorePath from "../../core/store-path.ts"
 import { ensureBuildUsers } from "./build-user.ts"
-import { createSkeleton, fixedOutputHostFiles, sandboxDevices, skeleton, type HostPath } from "./chroot.ts"
+import { createSkeleton, fixedOutputHostFiles, sandboxDevices, skeleton, type HostPath, type SkeletonEntry } from "./chroot.ts"
 import { bwrapArguments, encodeArgs, sandboxCommand } from "./command.ts"
 import { builderEnvironment, sandboxBuildDir } from "./environment.ts"
 import {
@@ -24,7 +24,7 @@ import { nixSeccompFilter } from "./seccomp.ts"
 import type { BuildUser, RunResult, RunSpec } from "./spec.ts"
 import { startBuild, type Completion } from "./supervisor.ts"
 import { lockBuildUser } from "./user-lock.ts"
-import { buildDirectory, buildParent, workDirectory } from "./work-dirs.ts"
+import { buildDirectory, buildParent, chrootStore, chrootTree, scratchDirectory } from "./work-dirs.ts"
 
 /** The C library's wording ("No such file or directory"); libuv's is the same, lower-cased. */
 const strerror = (errno: number) => {
@@ -86,18 +86,26 @@ const resolveSandboxPaths = (entries: ReadonlyArray<string>): Array<HostPath> =>
 
 interface Prepared {
   readonly rootDir: string
+  /** The chroot's store directory (bound at the store dir inside): where the outputs are built. */
+  readonly chrootStore: string
   readonly helperPath: string
   readonly seccompPath: string
   readonly argsPath: string
   readonly rootStagePath: string
 }
 
-/** Writes the chroot tree, the build directory's files and the helper files (as root). */
-const prepare = (
-  spec: RunSpec, user: BuildUser, host: HostFacts, workDir: string, hostBuildDir: string, seccomp: Uint8Array
-): Prepared => {
-  const rootDir = `${workDir}/root`
-  const { devices, hostFiles, devPts } = host
+/** The chroot of a build: its tree's entries (reusable by builds alike) and its store directory's. */
+interface Chroot {
+  readonly inputs: ReadonlyArray<{ readonly path: string; readonly realPath: string; readonly isDirectory: boolean }>
+  readonly unsandboxed: boolean
+  readonly hostPaths: ReadonlyArray<HostPath>
+  /** The tree without the store directory's contents. */
+  readonly tree: ReadonlyArray<SkeletonEntry>
+  /** The store directory's entries, relative to it ("/" is the directory itself). */
+  readonly store: ReadonlyArray<SkeletonEntry>
+}
+
+const chrootOf = (spec: RunSpec, host: HostFacts): Chroot => {
   // Each input once; an output is never an input (Nix drops outputs from the chroot's paths too).
   const inputs = [...new Set(spec.inputPaths)].filter((path) => !spec.outputPaths.includes(path)).map((path) => {
     const realPath = `${spec.realStoreDir}/${path.slice(spec.storeDir.length + 1)}`
@@ -106,10 +114,33 @@ const prepare = (
   // Fixed-output and impure derivations are not sandboxed from the network (Nix: !isSandboxed()).
   const unsandboxed = spec.fixedOutput || spec.impure === true
   const hostPaths = resolveSandboxPaths(spec.sandboxPaths ?? [])
-  createSkeleton(rootDir, skeleton({
+  const entries = skeleton({
     storeDir: spec.storeDir, buildDir: sandboxBuildDir, fixedOutput: unsandboxed,
-    inputs, devices, hostFiles, devPts, hostPaths
-  }), user.gid)
+    inputs, devices: host.devices, hostFiles: host.hostFiles, devPts: host.devPts, hostPaths
+  })
+  // The store directory (the inputs' mount points and links, and the outputs the builder makes)
+  // lies beside the build directory and is bound over the tree's: the tree itself then holds
+  // nothing of one build, and the next build alike reuses it (chrootTree).
+  const inStore = (path: string) => path.startsWith(spec.storeDir + "/")
+  return {
+    inputs, unsandboxed, hostPaths,
+    tree: entries.filter((e) => !inStore(e.path)),
+    store: [
+      { kind: "dir", path: "/", mode: 0o1775, buildGroup: true },
+      ...entries.filter((e) => inStore(e.path)).map((e) => ({ ...e, path: e.path.slice(spec.storeDir.length) }))
+    ]
+  }
+}
+
+/** Writes the build directory's files and the helper files (as root). */
+const prepare = (
+  spec: RunSpec, user: BuildUser, host: HostFacts, chroot: Chroot,
+  dirs: { readonly workDir: string; readonly rootDir: string; readonly chrootStore: string; readonly hostBuildDir: string },
+  seccomp: Uint8Array
+): Prepared => {
+  const { workDir, rootDir, chrootStore, hostBuildDir } = dirs
+  const { devices, hostFiles, devPts } = host
+  const { inputs, unsandboxed, hostPaths } = chroot
 
   const environment = builderEnvironment({
     storeDir: spec.storeDir, cores: spec.cores, env: spec.env, fixedOutput: spec.fixedOutput, impure: spec.impure,
@@ -132,7 +163,7 @@ const prepare = (
     return `${workDir}/${name}`
   }
   const bwrapOptions = bwrapArguments({
-    rootDir, storeDir: spec.storeDir, hostBuildDir, storeMount: `${workDir}/store`,
+    rootDir, chrootStore, storeDir: spec.storeDir, hostBuildDir, storeMount: `${workDir}/store`,
     directoryInputs: inputs.filter((i) => i.isDirectory).map((i) => i.path),
     devices, fixedOutput: unsandboxed, hostFiles, env: environment.variables,
     hostBinds: hostPaths.filter((p) => p.kind !== "symlink").map((p) => [p.source, p.target] as const)
@@ -145,6 +176,7 @@ const prepare = (
   })
   return {
     rootDir,
+    chrootStore,
     rootStagePath: write("root-stage", rootStage, 0o500),
     helperPath: write("exec-helper", helperElf(), 0o555),
     seccompPath: write("seccomp.bpf", seccomp, 0o444),
@@ -197,11 +229,17 @@ export const runInSandbox = (spec: RunSpec): Effect.Effect<RunResult, SandboxErr
     const user = yield* lockBuildUser(spec.buildUser !== undefined ? [spec.buildUser] : yield* ensureBuildUsers(), tools, drvName)
 
     const parent = yield* buildParent(drvName)
-    const workDir = yield* workDirectory(parent, drvName)
+    const workDir = yield* scratchDirectory(parent, drvName)
     const hostBuildDir = yield* buildDirectory(parent, drvName, user.uid, user.gid)
     const host = hostFacts()
+    const chroot = yield* Effect.try({
+      try: () => chrootOf(spec, host),
+      catch: (e) => setupFailed(`preparing the sandbox: ${messageOf(e)}`)
+    })
+    const rootDir = yield* chrootTree(parent, `${user.gid}:${JSON.stringify(chroot.tree)}`, drvName, (dir) => createSkeleton(dir, chroot.tree, user.gid))
+    const storeDir = yield* chrootStore(parent, chroot.store, user.gid, drvName)
     const prepared = yield* Effect.try({
-      try: () => prepare(spec, user, host, workDir, hostBuildDir, seccomp.success),
+      try: () => prepare(spec, user, host, chroot, { workDir, rootDir, chrootStore: storeDir, hostBuildDir }, seccomp.success),
       catch: (e) => setupFailed(`preparing the sandbox: ${messageOf(e)}`)
     })
 
@@ -220,7 +258,7 @@ export const runInSandbox = (spec: RunSpec): Effect.Effect<RunResult, SandboxErr
 
     const outputs: Record<string, string> = {}
     for (const output of spec.outputPaths) {
-      const physical = prepared.rootDir + output
+      const physical = prepared.chrootStore + output.slice(spec.storeDir.length)
       if (!exists(physical)) return yield* new OutputMissing({ drvName, output, logTail })
       outputs[output] = physical
     }
