@@ -37,7 +37,7 @@ import { readFileStream } from "../../src/io/file-stream.ts"
 import { makeBinaryCacheStore } from "../../src/layers/binary-cache/binary-cache-store.ts"
 import { makeFileBlobs } from "../../src/layers/binary-cache/file-blobs.ts"
 import { openFileChunkStore } from "../../src/layers/chunked/opener.ts"
-import { defaultChunking } from "../../src/layers/chunked/chunked-store.ts"
+import { defaultChunking, defaultDeltaIncompressible } from "../../src/layers/chunked/chunked-store.ts"
 import type { StoreWriteApi } from "../../src/services/store-write.ts"
 import { startNginx } from "../support/nginx.ts"
 import { bigNar, cpuCeilings, fileCeilings, ingestBounds, loadAverage, printCeilings } from "./ceilings.ts"
@@ -82,10 +82,10 @@ const fileCache = (compression: "xz" | "zstd"): Effect.Effect<Target, unknown, i
   return { name: `file cache, ${compression}`, add: (paths) => Effect.map(ingestAll(store.write, paths), () => dirBytes(dir, (rel) => rel.startsWith(".b3-spool"))) }
 })
 
-const chunkStore = (name: string, chunking: ChunkParams = defaultChunking, delta = true): Effect.Effect<Target & { readonly dir: string; readonly store: import("../../src/layers/chunked/chunked-store.ts").ChunkedStore }, unknown, import("effect").Scope.Scope> => Effect.gen(function*() {
+const chunkStore = (name: string, chunking: ChunkParams = defaultChunking, delta = true, deltaIncompressible?: boolean): Effect.Effect<Target & { readonly dir: string; readonly store: import("../../src/layers/chunked/chunked-store.ts").ChunkedStore }, unknown, import("effect").Scope.Scope> => Effect.gen(function*() {
   const dir = join(work, `chunks-${Math.random().toString(36).slice(2)}`)
   yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
-  const store = yield* openFileChunkStore(dir, { chunking, delta })
+  const store = yield* openFileChunkStore(dir, { chunking, delta, ...(deltaIncompressible !== undefined ? { deltaIncompressible } : {}) })
   return { name, dir, store, add: (paths) => Effect.map(ingestAll(store.write!, paths), () => dirBytes(dir, (rel) => rel.startsWith("index/"))) }
 })
 
@@ -134,10 +134,19 @@ const table = (title: string, header: ReadonlyArray<string>, rows: ReadonlyArray
 
 const chunkName = (c: ChunkParams, delta: boolean) => `b3 chunk store ${c.min >> 10}/${c.avg >> 10}/${c.max >> 10} KiB${delta ? ", delta" : ", no delta"}`
 
-/** b3 at each chunk size without deltas (at the default size only in a quick run), then at the default size with them. */
+/** The row of b3 at the default size with deltas, with `delta-incompressible` the other way than its default. */
+const otherIncompressibleName = `${chunkName(defaultChunking, true)}, delta-incompressible=${defaultDeltaIncompressible ? 0 : 1}`
+
+/**
+ * b3 at each chunk size without deltas (at the default size only in a quick run), then at the
+ * default size with them, then with them and `delta-incompressible` the other way.
+ */
 const b3Targets = () => Effect.map(
-  Effect.forEach([...(quick ? [defaultChunking] : sweep).map((c) => [c, false] as const), [defaultChunking, true] as const], ([c, delta]) => chunkStore(chunkName(c, delta), c, delta)),
-  (targets): Array<Target> => targets)
+  Effect.all([
+    Effect.forEach([...(quick ? [defaultChunking] : sweep).map((c) => [c, false] as const), [defaultChunking, true] as const], ([c, delta]) => chunkStore(chunkName(c, delta), c, delta)),
+    chunkStore(otherIncompressibleName, defaultChunking, true, !defaultDeltaIncompressible)
+  ]),
+  ([targets, other]): Array<Target> => [...targets, other])
 
 const sweep: ReadonlyArray<ChunkParams> = [
   { min: 8 << 10, avg: 32 << 10, max: 128 << 10 },
@@ -185,6 +194,8 @@ const sizesOfB = (gen1: ReadonlyArray<CorpusPath>, gen2: ReadonlyArray<CorpusPat
   table(`(b) mass rebuild: ${gen1.length} outputs, ${fmt(logical)} MiB of NARs per generation, every output path changed`, ["store", "1st generation (MiB)", "2nd generation adds (MiB)", "2nd / 1st"], rows)
   const b3 = second[chunkName(defaultChunking, true)]!
   const plain = second["plain FastCDC 16/64/256 KiB"]!
+  const other = second[otherIncompressibleName]!
+  console.log(`\nb3 (16/64/256, delta, delta-incompressible=${defaultDeltaIncompressible ? 0 : 1}): 1st generation ${(firsts[otherIncompressibleName]! / firsts[chunkName(defaultChunking, true)]!).toFixed(4)}×, 2nd ${(other / b3).toFixed(4)}× the default's`)
   console.log(`\nb3 (16/64/256, delta) stores the 2nd generation in ${fmt(b3)} MiB; plain FastCDC 16/64/256 in ${fmt(plain)} MiB: ${(plain / b3).toFixed(1)}× less`)
   return { first: firsts, second }
 }))
@@ -368,6 +379,9 @@ const main = Effect.gen(function*() {
     const b3 = sizes.result[chunkName(defaultChunking, delta)]!
     console.log(`b3 16/64/256 ${delta ? "with" : "without"} deltas stores (a) in ${fmt(b3)} MiB: ${(b3 / zstdCache).toFixed(2)}× the zstd file cache`)
   }
+  const other = sizes.result[otherIncompressibleName]!
+  const dflt = sizes.result[chunkName(defaultChunking, true)]!
+  console.log(`b3 16/64/256 with deltas, delta-incompressible=${defaultDeltaIncompressible ? 0 : 1}, stores (a) in ${fmt(other)} MiB: ${(other / dflt).toFixed(4)}× the default (delta-incompressible=${defaultDeltaIncompressible ? 1 : 0})`)
   const count = quick ? 12 : 50
   const g1 = yield* rebuildCorpus(join(work, "b"), 1, count)
   const g2 = yield* rebuildCorpus(join(work, "b"), 2, count)

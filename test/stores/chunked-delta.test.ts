@@ -21,7 +21,10 @@ import * as StorePath from "../../src/core/store-path.ts"
 import * as Tree from "../../src/nar/tree.ts"
 import { openerLayer } from "../../src/services/registry.ts"
 import { StoreRead, type StoredNar } from "../../src/services/store-read.ts"
-import { openChunkedHttp, openFileChunkStore } from "../../src/layers/chunked/opener.ts"
+import { openChunkedFile, openChunkedHttp, openFileChunkStore } from "../../src/layers/chunked/opener.ts"
+import { StoreMaintenance } from "../../src/services/store-maintenance.ts"
+import { StoreWrite } from "../../src/services/store-write.ts"
+import { looksIncompressible } from "../../src/core/chunks/fastcdc.ts"
 import type { ChunkedStore } from "../../src/layers/chunked/chunked-store.ts"
 import { checkDeltaIndex as checkIndex } from "../support/chunked-index-check.ts"
 import { hex } from "../../src/core/chunks/binary.ts"
@@ -44,6 +47,16 @@ const pseudoRandom = (seed: number, n: number) => {
   let x = seed >>> 0 || 1
   for (let i = 0; i < n; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; out[i] = x & 0xff }
   return out
+}
+
+/** Text of pseudo-random words from a small vocabulary: compressible, varied, well below the incompressible threshold. */
+const pseudoText = (seed: number, n: number) => {
+  const vocabulary = ["store", "path", "chunk", "delta", "base", "nix", "build", "output", "hash", "pack", "index", "lib", "bin", "share", "0x", "{", "}", ";", "\n", "return", "const"]
+  const bytes = pseudoRandom(seed, n)
+  const words: Array<string> = []
+  let length = 0
+  for (let i = 0; length < n; i++) { const w = vocabulary[bytes[i % n]! % vocabulary.length]! + (bytes[(i * 7) % n]! & 1 ? " " : ""); words.push(w); length += w.length }
+  return Buffer.from(words.join("")).subarray(0, n)
 }
 
 /** Version `v` of a payload: the base bytes with `edits` bytes changed and a few bytes inserted, all at places that depend on `v`. */
@@ -255,5 +268,67 @@ describe("chunk store: delta chunks", () => {
     }))
     const off = yield* openFileChunkStore(root, { ...options, delta: false })
     for (const p of made) expect(Buffer.compare(yield* collect(off.read.narFromPath(p.path)), p.nar)).toBe(0)
+  })), 120_000)
+
+  it.effect("delta-incompressible=0 stores incompressible versions whole (compressible ones still as deltas); =1 and the default store them as deltas", () => Effect.scoped(Effect.gen(function*() {
+    const dir = yield* scratchDir
+    const random = pseudoRandom(13, 100_000)
+    const text = pseudoText(17, 100_000)
+    expect(looksIncompressible(random)).toBe(true)
+    expect(looksIncompressible(text)).toBe(false)
+    const open = (name: string, param: string) => Effect.gen(function*() {
+      const root = join(dir, name)
+      const context = yield* Layer.build(openerLayer<StoreRead | StoreWrite | StoreMaintenance>(openChunkedFile, `chunked+file://${root}?chunk-size=4/8/32&pack-size=0.0625${param}`))
+      const read = Context.get(context, StoreRead)
+      const write = Context.get(context, StoreWrite)
+      const maintenance = Context.get(context, StoreMaintenance)
+      const put = (label: string, payload: Uint8Array) => Effect.gen(function*() {
+        const self = fakePath(`${name}-${label}`, label)
+        const nar = narOf(self, payload)
+        yield* write.addToStore(infoFor(self, nar), Stream.make(nar.subarray(0, 3000), nar.subarray(3000)))
+        return { path: self, nar }
+      })
+      const deltaChunks = Effect.map(maintenance.stats!(), (s) => s["deltaChunks"]!)
+      /** Chunks of 4 KiB or more (those that can look incompressible; all but a NAR's last) that are deltas, and that have super-features (can be bases). */
+      const large = () => {
+        const db = new DatabaseSync(join(root, "index", "chunks.sqlite"), { readOnly: true })
+        try {
+          const n = (sql: string) => Number((db.prepare(sql).get() as { n: number }).n)
+          return {
+            deltas: n("select count(*) as n from chunks where codec = 2 and raw >= 4096"),
+            withFeatures: n("select count(distinct f.id) as n from features f join chunks c on c.id = f.id where c.raw >= 4096")
+          }
+        } finally { db.close() }
+      }
+      const readsBack = (made: ReadonlyArray<{ path: StorePath.StorePath; nar: Uint8Array }>) => Effect.gen(function*() {
+        for (const p of made) expect(Buffer.compare(yield* collect(read.narFromPath(p.path)), p.nar)).toBe(0)
+        expect((yield* maintenance.verify()).problems).toEqual([])
+        checkIndex(root)
+      })
+      return { put, deltaChunks, large, readsBack }
+    })
+
+    const skip = yield* open("skip", "&delta-incompressible=0")
+    const skipped = []
+    for (let v = 0; v < 3; v++) skipped.push(yield* skip.put(`r${v}`, version(random, v, 4)))
+    // neither deltas nor bases (a NAR's last chunk, shorter than 4 KiB, never looks incompressible)
+    expect(skip.large()).toEqual({ deltas: 0, withFeatures: 0 })
+    yield* skip.readsBack(skipped)
+    // compressible versions in the same store are still deltas
+    for (let v = 0; v < 3; v++) skipped.push(yield* skip.put(`t${v}`, version(text, v, 4)))
+    expect(yield* skip.deltaChunks).toBeGreaterThan(0)
+    yield* skip.readsBack(skipped)
+
+    for (const [name, param] of [["on", "&delta-incompressible=1"], ["default", ""]] as const) {
+      const store = yield* open(name, param)
+      const made = []
+      for (let v = 0; v < 3; v++) made.push(yield* store.put(`r${v}`, version(random, v, 4)))
+      expect(store.large().deltas).toBeGreaterThan(4)
+      expect(store.large().withFeatures).toBeGreaterThan(4)
+      yield* store.readsBack(made)
+    }
+
+    const bad = yield* Effect.result(Layer.build(openerLayer<StoreRead>(openChunkedFile, `chunked+file://${join(dir, "bad")}?delta-incompressible=2`)))
+    expect(Result.isFailure(bad) && bad.failure._tag).toBe("BadStoreUri")
   })), 120_000)
 })

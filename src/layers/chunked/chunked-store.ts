@@ -49,6 +49,8 @@ const PIECE = 256 << 10
 
 /** 16/64/256 KiB: see bench/chunks (dedup against size of the index and of manifests). */
 export const defaultChunking: ChunkParams = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
+/** Whether delta chunks also cover chunks that look incompressible (the `delta-incompressible` option). */
+export const defaultDeltaIncompressible = true
 
 export interface ChunkedStoreOptions {
   readonly storeDir?: string
@@ -66,6 +68,12 @@ export interface ChunkedStoreOptions {
    * true). Reading delta chunks works either way.
    */
   readonly delta?: boolean
+  /**
+   * With delta chunks on, also compute the super-features of new chunks that look incompressible
+   * (default {@link defaultDeltaIncompressible}), so that they can be deltas and bases. Without it such chunks are stored whole
+   * (as they are), never as deltas nor as bases, and ingest skips their super-features.
+   */
+  readonly deltaIncompressible?: boolean
   /** The index; without one the store is read-only. */
   readonly index?: ChunkIndex
 }
@@ -184,6 +192,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
     yield* Effect.addFinalizer(() => packWriter.flush)
     const level = options.zstdLevel ?? 3
     const deltas = options.delta ?? true
+    const deltaIncompressible = options.deltaIncompressible ?? defaultDeltaIncompressible
     const activeWriters = new Set<string>()
     // Ingests that run long say they are alive (for writers on other hosts sharing a PostgreSQL index).
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep("60 seconds"), Effect.ignore(index.heartbeat([...activeWriters], Date.now())))))
@@ -261,7 +270,8 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         const similar = new Map<number, ReadonlyArray<number>>()
         const baseOf = new Map<number, { id: string; pack: string }>()
         if (deltas) {
-          const wanted = fresh.filter((i) => usableAsBase(chunkOf(batch, i)))
+          // a chunk that looks incompressible: no super-features unless asked (then never a base nor a delta)
+          const wanted = fresh.filter((i) => (deltaIncompressible || flat[i] !== 1) && usableAsBase(chunkOf(batch, i)))
           const sfs = wanted.length > 0 ? yield* workers.features(batch, wanted) : []
           wanted.forEach((i, k) => similar.set(i, sfs[k]!))
           const matches = sfs.length > 0 ? yield* index.similar(sfs.flat()) : new Map<number, Array<{ id: string; pack: string }>>()

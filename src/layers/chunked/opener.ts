@@ -8,7 +8,8 @@
  * Options: `secret-key=FILE` (sign paths written), `store=/nix/store`, `pack-size=MiB` (default 32),
  * `zstd-level=N` (default 3), `repack-threshold=F` (default 0.5), `chunk-size=MIN/AVG/MAX` in KiB
  * (a new store only), `delta=0` (store new chunks whole, never as deltas against similar ones;
- * default 1), `read-only=1`, and for S3 the `s3://` options.
+ * default 1), `delta-incompressible=0` (no super-features for chunks that look incompressible: they
+ * are then stored whole, never deltas nor bases; default 1), `read-only=1`, and for S3 the `s3://` options.
  */
 import { Context, Duration, Effect, Layer, Result, type Scope } from "effect"
 import { StoreMaintenance } from "../../services/store-maintenance.ts"
@@ -31,7 +32,7 @@ import { openPostgres, openSqlite } from "./db.ts"
 
 export { makeChunkedStore, type ChunkedStore, type ChunkedStoreOptions } from "./chunked-store.ts"
 
-const params = ["index", "secret-key", "store", "pack-size", "zstd-level", "repack-threshold", "chunk-size", "read-only", "delta"] as const
+const params = ["index", "secret-key", "store", "pack-size", "zstd-level", "repack-threshold", "chunk-size", "read-only", "delta", "delta-incompressible"] as const
 
 /** The index a store URI names: a PostgreSQL URL, or an SQLite file. */
 export const openIndex = (uri: string, index: string) => Effect.gen(function*() {
@@ -73,6 +74,8 @@ const parseOptions = (uri: StoreUri, extra: ReadonlyArray<string>) => Effect.gen
   const readOnly = uri.params.get("read-only") === "1" || uri.params.get("read-only") === "true"
   const deltaParam = uri.params.get("delta")
   if (deltaParam !== null && !["0", "1", "false", "true"].includes(deltaParam)) return yield* bad(`delta must be 0 or 1, not '${deltaParam}'`)
+  const deltaIncompressibleParam = uri.params.get("delta-incompressible")
+  if (deltaIncompressibleParam !== null && !["0", "1", "false", "true"].includes(deltaIncompressibleParam)) return yield* bad(`delta-incompressible must be 0 or 1, not '${deltaIncompressibleParam}'`)
   return {
     readOnly,
     options: {
@@ -82,7 +85,8 @@ const parseOptions = (uri: StoreUri, extra: ReadonlyArray<string>) => Effect.gen
       ...(zstdLevel !== undefined ? { zstdLevel } : {}),
       ...(repackThreshold !== undefined ? { repackThreshold } : {}),
       ...(chunking ? { chunking } : {}),
-      ...(deltaParam !== null ? { delta: deltaParam === "1" || deltaParam === "true" } : {})
+      ...(deltaParam !== null ? { delta: deltaParam === "1" || deltaParam === "true" } : {}),
+      ...(deltaIncompressibleParam !== null ? { deltaIncompressible: deltaIncompressibleParam === "1" || deltaIncompressibleParam === "true" } : {})
     } satisfies ChunkedStoreOptions
   }
 })
