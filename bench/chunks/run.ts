@@ -13,7 +13,7 @@
  * b3 ingests with (without it, V8 ran a full mark-compact every ~100 ms during an ingest).
  *
  * b3 is measured with delta chunks (the default: a new chunk similar to a stored one is kept as a
- * zstd delta against it) and without (`delta=0`). --sizes-only stops after tables (a) and (b);
+ * zstd delta against it), with delta-incompressible the other way than its default, and without (`delta=0`). --sizes-only stops after tables (a) and (b);
  * --throughput-only runs only the throughput part (on a path of MiB MiB: default 1024, 128 with --quick),
  * with the ceilings of this machine measured on the same NAR (ceilings.ts).
  *
@@ -239,15 +239,17 @@ const throughput = (mib: number) => Effect.scoped(Effect.gen(function*() {
   const runs = quick ? 1 : 3
   const cores = cpus().length
   type Ingest = { seconds: number; cpu: number; main: number; load: string }
-  const ingest: Record<string, Array<Ingest>> = { b3: [], "b3-no-delta": [], zstd: [], none: [] }
+  /** b3-other: delta chunks with `delta-incompressible` the other way than its default. */
+  const ingest: Record<string, Array<Ingest>> = { b3: [], "b3-other": [], "b3-no-delta": [], zstd: [], none: [] }
   let chunkDir = ""
   let plainChunkDir = ""
   let cacheDir = ""
   for (let r = 0; r < runs; r++) {
-    for (const kind of ["b3", "b3-no-delta", "zstd", "none"] as const) {
+    for (const kind of ["b3", "b3-other", "b3-no-delta", "zstd", "none"] as const) {
       const dir = join(work, `tp-${kind}-${r}`)
       const measured = yield* Effect.scoped(Effect.gen(function*() {
-        const write = kind === "b3" || kind === "b3-no-delta" ? (yield* openFileChunkStore(dir, { delta: kind === "b3" })).write!
+        const write = kind === "b3" || kind === "b3-other" || kind === "b3-no-delta"
+          ? (yield* openFileChunkStore(dir, { delta: kind !== "b3-no-delta", ...(kind === "b3-other" ? { deltaIncompressible: !defaultDeltaIncompressible } : {}) })).write!
           : (yield* makeBinaryCacheStore(makeFileBlobs(`file://${dir}`, dir), { compression: kind, writable: true })).write
         const t = performance.now()
         const c0 = process.cpuUsage()
@@ -274,6 +276,7 @@ const throughput = (mib: number) => Effect.scoped(Effect.gen(function*() {
   }
   table(`ingest of one ${mib} MiB path (NAR streamed from a file), median of ${runs}`, ["store", "seconds", "rate", "CPU s (all threads)", "CPU s (main thread)", `rate if the CPU were idle (${cores} cores)`, "load"], [
     ingestRow("b3 chunk store (16/64/256, zstd, delta)", "b3"),
+    ingestRow(`b3 chunk store (16/64/256, zstd, delta, delta-incompressible=${defaultDeltaIncompressible ? 0 : 1})`, "b3-other"),
     ingestRow("b3 chunk store (16/64/256, zstd, no delta)", "b3-no-delta"),
     ingestRow("file cache, zstd", "zstd"),
     ingestRow("file cache, none", "none")
