@@ -9,10 +9,9 @@
  * waited for the lock and then committed the one entry queued since, so batches shrank to one.)
  */
 import { Deferred, Effect } from "effect"
-import type { StoreError } from "../../services/store-errors.ts"
 
-export const makeGroupCommit = <T>(commitAll: (entries: ReadonlyArray<T>) => Effect.Effect<void, StoreError>) => {
-  const waiting: Array<{ readonly entry: T; readonly done: Deferred.Deferred<void, StoreError> }> = []
+export const makeGroupCommit = <T, E>(commitAll: (entries: ReadonlyArray<T>) => Effect.Effect<void, E>) => {
+  const waiting: Array<{ readonly entry: T; readonly done: Deferred.Deferred<void, E> }> = []
   let committing = false
   /** Commits batch after batch while entries are waiting; run by the one committer. */
   const commitWaiting: Effect.Effect<void> = Effect.suspend(() => {
@@ -27,8 +26,8 @@ export const makeGroupCommit = <T>(commitAll: (entries: ReadonlyArray<T>) => Eff
   })
   // Uninterruptible: once queued, an entry's temporary tree must stay until its batch is through.
   // `onQueued` runs once the entry is queued: whatever is queued after it is committed in the same batch or a later one.
-  return (entry: T, onQueued: Effect.Effect<void> = Effect.void): Effect.Effect<void, StoreError> => Effect.uninterruptible(Effect.suspend(() => {
-    const done = Deferred.makeUnsafe<void, StoreError>()
+  return (entry: T, onQueued: Effect.Effect<void> = Effect.void): Effect.Effect<void, E> => Effect.uninterruptible(Effect.suspend(() => {
+    const done = Deferred.makeUnsafe<void, E>()
     waiting.push({ entry, done })
     return onQueued.pipe(
       Effect.andThen(Effect.suspend(() => {
