@@ -308,6 +308,12 @@ class TreeWriter {
     }
   }
 
+  /** Closes the open file at once: only for a writer with nothing in the background (no overlap, no pool). */
+  closeNow(): void {
+    if (this.#fd >= 0) { try { closeSync(this.#fd) } catch { /* already closed */ } }
+    this.#fd = -1
+  }
+
   /** Closes the open file once no background write (or batch) can still use it. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.#writes, this.#flushing, ...this.#batches])
@@ -396,6 +402,27 @@ const restoreVia = <E, R>(target: string, options: WriterOptions & { readonly di
       })
     )
   })
+
+/**
+ * Writes the events of a whole (small) NAR to `target`, which must not exist, with synchronous
+ * calls only (no stream, no thread pool): for NARs of a few KiB, where everything else costs more
+ * than the writes. On failure nothing is left at `target`.
+ */
+export const restoreEventsNow = (events: ReadonlyArray<NarEvent>, target: string, options: RestoreOptions = {}): NarIoError | TargetExists | undefined => {
+  if (existsSync(target) || isDanglingLink(target)) return new TargetExists({ path: target })
+  const temp = options.direct ? target : join(dirname(target), `.${basename(target)}.restore-${process.pid}-${randomBytes(6).toString("hex")}`)
+  const writer = new TreeWriter(temp, { overlapWrites: false, flushBigFiles: false, canonical: options.canonical ?? false })
+  try {
+    for (let i = 0; i < events.length; i++) writer.apply(events[i]!) // without overlap or pool, nothing is left for later
+    writer.closeNow()
+    if (temp !== target) renameSync(temp, target)
+    return undefined
+  } catch (e) {
+    writer.closeNow()
+    removeTree(temp)
+    return fsError(e, "restore", target)
+  }
+}
 
 /** Applies a batch of decoded events, waiting for the writer when it asks to; a file-system failure is the effect's error. */
 const applyEvents = (writer: TreeWriter, events: ReadonlyArray<NarEvent>, target: string): Effect.Effect<void, NarIoError> => {
