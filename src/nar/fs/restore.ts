@@ -23,9 +23,11 @@ const asyncWriteMin = 64 * 1024
 /**
  * Smaller contents chunks (a NAR from a socket comes in pieces of a few KiB) are gathered and
  * written together, on the thread pool, once this many bytes (or `stagedChunksMax` chunks) are
- * gathered; what is left at the end of a file is written at once, here if it is small.
+ * gathered; what is left at the end of a file is written at once, here if it is small. (Gathered
+ * pieces hold on to the socket's buffers until written: 1 MiB at a time took the daemon's peak RSS
+ * on a 1 GiB NAR from 104 to 142 MiB, for no gain in speed.)
  */
-const stagedBytesMax = 1 << 20
+const stagedBytesMax = 128 * 1024
 const stagedChunksMax = 1024
 /** Background writes in flight at most. */
 const maxWritesInFlight = 16
