@@ -411,17 +411,19 @@ const restoreVia = <E, R>(target: string, options: WriterOptions & { readonly di
  * than the writes. On failure nothing is left at `target`.
  */
 export const restoreEventsNow = (events: ReadonlyArray<NarEvent>, target: string, options: RestoreOptions = {}): NarIoError | TargetExists | undefined => {
-  if (existsSync(target) || isDanglingLink(target)) return new TargetExists({ path: target })
+  // (a direct target is the caller's fresh name, and the root is created exclusively anyway)
+  if (!options.direct && (existsSync(target) || isDanglingLink(target))) return new TargetExists({ path: target })
   const temp = options.direct ? target : join(dirname(target), `.${basename(target)}.restore-${process.pid}-${randomBytes(6).toString("hex")}`)
   const writer = new TreeWriter(temp, { overlapWrites: false, flushBigFiles: false, canonical: options.canonical ?? false })
+  let i = 0
   try {
-    for (let i = 0; i < events.length; i++) writer.apply(events[i]!) // without overlap or pool, nothing is left for later
+    for (; i < events.length; i++) writer.apply(events[i]!) // without overlap or pool, nothing is left for later
     writer.closeNow()
     if (temp !== target) renameSync(temp, target)
     return undefined
   } catch (e) {
     writer.closeNow()
-    removeTree(temp)
+    if (i > 0) removeTree(temp) // (the root itself failed: whatever is there is not ours)
     return fsError(e, "restore", target)
   }
 }
