@@ -44,6 +44,10 @@ const batchFilesMax = 256
 /** Batches of one restore in the pool at once. */
 const maxBatchesInFlight = 4
 
+let umaskBits: number | undefined
+/** Whether the process's umask takes bits away from the modes files are created with (0444, 0555): then they are set again. */
+const umaskStrips = (): boolean => ((umaskBits ??= process.umask()) & 0o555) !== 0
+
 const call = <A>(f: (done: (error: NodeJS.ErrnoException | null, value?: A) => void) => void): Promise<A> =>
   new Promise((resolve, reject) => f((error, value) => (error ? reject(error) : resolve(value as A))))
 
@@ -224,7 +228,7 @@ class TreeWriter {
 
   #endFile(): void {
     if (this.#canonical) {
-      fchmodSync(this.#fd, this.#executable ? 0o555 : 0o444) // whatever the umask took away
+      if (umaskStrips()) fchmodSync(this.#fd, this.#executable ? 0o555 : 0o444) // whatever the umask took away
       futimesSync(this.#fd, 1, 1) // after the last write
     }
     closeSync(this.#fd)
