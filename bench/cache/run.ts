@@ -106,18 +106,28 @@ try {
   // durability costs (Nix 2.8 does not fsync store contents).
   const paths = [big, ...small].join(" ")
   const copyRuns = quick ? 2 : 3
-  const runs = (label: string, command: (target: string) => string, env: NodeJS.ProcessEnv) => best(Array.from({ length: copyRuns }, (_, i) => {
+  const once = (label: string, i: number, command: (target: string) => string, env: NodeJS.ProcessEnv) => {
     const target = join(work, `${label}-${i}`)
     const load = loadAverage()
     const t = timed(command(target), env)
     console.error(`${label} run ${i + 1}: ${t.seconds.toFixed(2)} s wall, ${t.cpuSeconds.toFixed(2)} s CPU, ${t.peakRssMiB.toFixed(0)} MiB (load before: ${load})`)
     spawnSync("sh", ["-c", `chmod -R u+w ${target} 2>/dev/null; rm -rf ${target}`])
     return t
-  }))
+  }
   const b3Copy = (target: string) => `${b3} copy --from file://${cache} --to 'local?root=${target}' --no-check-sigs --quiet ${paths}`
-  const b3Timed = runs("b3", b3Copy, process.env)
-  const b3NoSync = runs("b3-nofsync", b3Copy, { ...process.env, B3_BENCH_NO_FSYNC: "1" })
-  const nixTimed = runs("nix", (target) => `nix copy --from file://${cache} --to ${target} --no-check-sigs ${paths}`, nixEnv)
+  const nixCopy = (target: string) => `nix copy --from file://${cache} --to ${target} --no-check-sigs ${paths}`
+  // runs alternate (b3, b3 without fsync, Nix, b3, …): the file system's speed here drifts from minute to minute
+  const all: Array<{ b3: Timed; b3NoSync: Timed; nix: Timed }> = []
+  for (let i = 0; i < copyRuns; i++) {
+    all.push({
+      b3: once("b3", i, b3Copy, process.env),
+      b3NoSync: once("b3-nofsync", i, b3Copy, { ...process.env, B3_BENCH_NO_FSYNC: "1" }),
+      nix: once("nix", i, nixCopy, nixEnv)
+    })
+  }
+  const b3Timed = best(all.map((r) => r.b3))
+  const b3NoSync = best(all.map((r) => r.b3NoSync))
+  const nixTimed = best(all.map((r) => r.nix))
   console.log(`\nbench/cache: b3 copy vs nix copy of ${1 + smallCount} paths (${bigMiB} MiB + small) from a file cache into a fresh chroot store; best of ${copyRuns}; load average at the end ${loadAverage()}\n`)
   console.log("| run | wall (s) | CPU (s) | peak RSS (MiB) | wall b3/Nix | CPU b3/Nix |")
   console.log("|---|---|---|---|---|---|")

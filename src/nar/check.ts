@@ -320,6 +320,19 @@ const withPlan = (p: NarPlan<unknown, unknown>, options: NarCheckOptions): NarCh
   p.expect.length === 0 ? options : { ...options, expect: [...p.expect, ...(options.expect ?? [])] }
 
 /**
+ * A small NAR read whole: its bytes and the checks its stream carries (not run yet: the caller runs
+ * them, with its own, in one pass over the bytes, e.g. `checkNarBytes`). Reading stops once more
+ * than `limit` bytes came (a NAR claimed small that is not is never held whole: its check fails on
+ * the size).
+ */
+export const wholeNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, limit: number): Effect.Effect<{ readonly bytes: Uint8Array; readonly expect: ReadonlyArray<NarExpectation> }, E, R> =>
+  Effect.flatMap(planOf(nar), (plan) => Effect.suspend(() => {
+    let size = 0
+    return Effect.map(Stream.runCollect(Stream.takeUntil(plan.bytes, (chunk) => (size += chunk.length) > limit)), (chunks) =>
+      ({ bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), expect: plan.expect }))
+  }))
+
+/**
  * The events of a NAR stream, decoded once: the structure, the checks the stream carries and
  * `options`' all run in this pass; the stream fails with the first problem, at the latest when
  * the input ends (so a consumer that commits only after the stream completed never commits a bad

@@ -50,6 +50,20 @@ describe("restoreNar", () => {
     }
   })
 
+  it("a big file arriving in small pieces (gathered and written together in the background), mixed with big pieces, comes out whole", async () => {
+    // 5 MiB of varied bytes: more than one gathered write, with pieces of 4 KiB, some of 100 KiB (written at once), odd ones
+    const big = new Uint8Array(5 * 1024 * 1024 + 13)
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31 + (i >>> 11)) & 0xff
+    const nar = Result.getOrThrow(Tree.toNar(Tree.directory({ big: Tree.regular(big), small: Tree.regular("s") })))
+    const cuts: Array<number> = []
+    for (let at = 0, k = 0; at < nar.length; k++) { at += k % 50 === 7 ? 100 * 1024 : k % 13 === 0 ? 777 : 4096; cuts.push(at) }
+    const parent = freshParent()
+    const target = join(parent, "out")
+    expect((await restore(chunked(nar, cuts.filter((c) => c < nar.length)), target))._tag).toBe("Success")
+    expect(readFileSync(join(target, "big")).equals(Buffer.from(big))).toBe(true)
+    expect(readFileSync(join(target, "small"), "utf8")).toBe("s")
+  })
+
   it("restores a single file and a single symlink as the root", async () => {
     const parent = freshParent()
     expect((await restore(Result.getOrThrow(Tree.toNar(Tree.regular("x", true))), join(parent, "f")))._tag).toBe("Success")

@@ -15,10 +15,10 @@ import { Effect, Stream } from "effect"
 import { existsSync, lstatSync } from "node:fs"
 import { join } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
-import { NarChecker, narEvents, type NarCheckResult } from "../../nar/check.ts"
+import { checkNarBytes, NarChecker, narEvents, wholeNar, type NarCheckResult } from "../../nar/check.ts"
 import { decodeNar } from "../../nar/decode.ts"
 import type { NarEvent } from "../../nar/events.ts"
-import { NarIoError, restoreNarEvents, TargetExists } from "../../nar/fs/index.ts"
+import { NarIoError, restoreEventsNow, restoreNarEvents, TargetExists } from "../../nar/fs/index.ts"
 import { NarWriter } from "../../nar/nar-writer.ts"
 import { PathNotValid, StoreIoError } from "../../services/store-errors.ts"
 import type { BuiltPath } from "../../services/build-host.ts"
@@ -26,7 +26,7 @@ import type { PathInfo } from "../../core/path-info.ts"
 import type { AddPathOptions, StoreWriteApi } from "../../services/store-write.ts"
 import { addInDependencyOrder, contentAddressedInfo, contentDigestOptions, narFromFileSystem } from "../../services/write-helpers.ts"
 import type { StoreError } from "../../services/store-errors.ts"
-import { verifiedNarEvents } from "../../services/verified-nar.ts"
+import { expectationOf, verifiedNarEvents } from "../../services/verified-nar.ts"
 import { canonicalise } from "../../io/canonicalise.ts"
 import { copyFileDurably } from "./copy-file.ts"
 import { makeGroupCommit } from "./group-commit.ts"
@@ -82,6 +82,23 @@ const restoreToTemp = <E, R>(ctx: AddContext, events: Stream.Stream<NarEvent, E,
     Effect.mapError((e): StoreError | E => e instanceof NarIoError || e instanceof TargetExists
       ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
       : e))
+
+/** NARs up to this size are read whole, then checked and written in one synchronous pass (no stream machinery per path). */
+const wholeNarMax = 64 * 1024
+
+/**
+ * Restores a path's NAR into a fresh temporary tree, checked against `info` (and whatever checks
+ * the stream carries) in the same pass: a small one read whole first, a bigger one as it streams.
+ */
+const restoreNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, temp: string): Effect.Effect<void, StoreError | E, R> =>
+  info.narSize > wholeNarMax
+    ? restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, nar), temp)
+    : Effect.flatMap(wholeNar(nar, info.narSize), ({ bytes, expect }): Effect.Effect<void, StoreError> => {
+      const { events, error } = checkNarBytes(bytes, { expect: [...expect, expectationOf(info, ctx.layout.storeDir)] })
+      if (error) return Effect.fail(error)
+      const failed = restoreEventsNow(events, temp, { canonical: true, direct: true })
+      return failed ? Effect.fail(new StoreIoError({ store: ctx.uri, operation: "write path", reason: failed.message })) : Effect.void
+    })
 
 /**
  * Makes restored temporary trees the contents of their paths: canonicalise, flush, then in one
@@ -157,7 +174,7 @@ export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.St
     yield* checkReferences(ctx, info)
     // one pass: decoded, hashed and checked (with any checks the stream carries) while it is restored
     yield* withTemp(ctx, "add", (temp) => Effect.andThen(
-      restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, nar), temp),
+      restoreNarToTemp(ctx, info, nar, temp),
       commitTemp(ctx, { info, temp, canonical: true })))
   })
 
@@ -184,7 +201,7 @@ export const addMultipleFromNars = (ctx: AddContext): StoreWriteApi["addMultiple
   yield* addInDependencyOrder(items, options, ctx.layout.storeDir, ({ info, nar }, { limit, referencesAdded, committing }) => Effect.gen(function*() {
     if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return
     yield* withTemp(ctx, "add", (temp) => Effect.gen(function*() {
-      yield* limit(restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, nar), temp))
+      yield* limit(restoreNarToTemp(ctx, info, nar, temp))
       // references queued before this path: registered in an earlier transaction or in the same one
       yield* referencesAdded
       yield* commitTemp(ctx, { info, temp, canonical: true }, committing)

@@ -17,6 +17,7 @@
 import { spawn, type ChildProcess } from "node:child_process"
 import { Effect, Scope, Semaphore } from "effect"
 import { StoreIoError } from "../../services/store-errors.ts"
+import { makeGroupCommit } from "./group-commit.ts"
 
 const script = String.raw`
 use strict; use warnings;
@@ -164,14 +165,21 @@ export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<N
     return request("remove temporary roots", "D").pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => c.stdin!.end())))
   }))
 
+  // A root stays in our roots file until it is dropped: each is sent once (a build adds its whole
+  // input closure, which for a chain of builds is mostly roots added before). Roots asked for while
+  // a request is out go together in the next one (adders of many small paths at once would
+  // otherwise wait for one round trip to the helper each).
+  const sendRoots = makeGroupCommit((batches: ReadonlyArray<ReadonlyArray<string>>) => lock.withPermits(1)(Effect.suspend(() => {
+    const fresh = [...new Set(batches.flat())].filter((root) => !added.has(root))
+    if (fresh.length === 0) return Effect.void
+    return send("add temporary roots", `R ${fresh.join("\t")}`).pipe(Effect.map(() => { for (const root of fresh) added.add(root) }))
+  })))
+
   return {
-    // A root stays in our roots file until it is dropped: each is sent once (a build adds its whole
-    // input closure, which for a chain of builds is mostly roots added before).
-    addTempRoots: (roots) => lock.withPermits(1)(Effect.suspend(() => {
-      const fresh = [...new Set(roots)].filter((root) => !added.has(root))
-      if (fresh.length === 0) return Effect.void
-      return send("add temporary roots", `R ${fresh.join("\t")}`).pipe(Effect.map(() => { for (const root of fresh) added.add(root) }))
-    })),
+    addTempRoots: (roots) => Effect.suspend(() => {
+      const fresh = roots.filter((root) => !added.has(root))
+      return fresh.length === 0 ? Effect.void : sendRoots(fresh)
+    }),
     gcLock: Effect.acquireRelease(request("take the GC lock", "L"), () => Effect.ignore(request("release the GC lock", "U"))).pipe(Effect.asVoid),
     probe: (file) => Effect.map(request("check temporary roots", `P ${file}`), (reply) => reply as "alive" | "dead" | "gone"),
     dropTempRoots: lock.withPermits(1)(Effect.suspend(() => {
