@@ -46,7 +46,13 @@ const startDaemon = async (kind: "b3" | "nix", root: string, socket: string): Pr
       const s = connect(socket)
       s.once("connect", () => { s.destroy(); resolve(true) })
       s.once("error", () => resolve(false))
-    })) return { child, socket, rssFile }
+    })) {
+      // a daemon in use has served clients before: one untimed `nix store ping` each (b3's first connection
+      // also runs code for the first time; nix-daemon forks per connection either way)
+      const ping = spawnSync("nix", ["store", "ping", "--store", `unix://${socket}`], { env: nixEnv, encoding: "utf8" })
+      if (ping.status !== 0) throw new Error(`nix store ping of the ${kind} daemon failed: ${ping.stderr}`)
+      return { child, socket, rssFile }
+    }
     await new Promise((r) => setTimeout(r, 10))
   }
   throw new Error(`${kind} daemon did not start`)

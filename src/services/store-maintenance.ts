@@ -98,6 +98,8 @@ export interface StoreMaintenanceApi {
    * roots end with their connections, as with Nix's daemon).
    */
   readonly releaseTempRoots?: () => Effect.Effect<void, StoreError>
+  /** Starts now what the store would start on its first write (a daemon does before it accepts clients). */
+  readonly prepareForClients?: () => Effect.Effect<void>
   /** The valid derivations that have `path` as an output. */
   readonly validDerivers?: (path: string) => Effect.Effect<ReadonlyArray<string>, StoreError>
 }

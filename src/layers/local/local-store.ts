@@ -174,7 +174,8 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       addIndirectRoot: (link) => trySync(uri, "add an indirect root", () => addIndirectRoot(layout, link)),
       allValidPaths: () => trySync(uri, "list valid paths", () => db.allValidPaths()),
       validDerivers: (path) => trySync(uri, "query derivers", () => db.validDerivers(path)),
-      releaseTempRoots: () => locks.dropTempRoots
+      releaseTempRoots: () => locks.dropTempRoots,
+      prepareForClients: () => locks.start
     }
 
     const buildHost: BuildHostApi = {

@@ -114,6 +114,8 @@ export interface NixLocks {
   readonly probe: (file: string) => Effect.Effect<"alive" | "dead" | "gone", StoreIoError>
   /** Drops all of this process's temporary roots (its file is removed; the next root starts a new one). */
   readonly dropTempRoots: Effect.Effect<void, StoreIoError>
+  /** Starts the helper now rather than on first use (a daemon does, so its first client does not wait for it). */
+  readonly start: Effect.Effect<void>
 }
 
 /** The helper, started on first use and stopped (its locks released, our roots file removed) when the scope closes. */
@@ -182,6 +184,7 @@ export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<N
     }),
     gcLock: Effect.acquireRelease(request("take the GC lock", "L"), () => Effect.ignore(request("release the GC lock", "U"))).pipe(Effect.asVoid),
     probe: (file) => Effect.map(request("check temporary roots", `P ${file}`), (reply) => reply as "alive" | "dead" | "gone"),
+    start: Effect.sync(() => { if (failure === undefined) child ??= start() }),
     dropTempRoots: lock.withPermits(1)(Effect.suspend(() => {
       added.clear()
       return child === undefined ? Effect.void : Effect.asVoid(send("remove temporary roots", "D"))

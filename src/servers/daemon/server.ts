@@ -54,6 +54,9 @@ const makeTempRoots = (): TempRoots => {
 export const listen = (options: ListenOptions): Effect.Effect<void, DaemonError, Scope.Scope | StoreRead> =>
   Effect.gen(function*() {
     const shared = yield* backendFromContext
+    // what the first client's first write would wait for (a local store's lock helper) is started now
+    const prepare = shared.maintenance?.prepareForClients
+    if (prepare) yield* prepare()
     const backends: BackendSource = options.backends ?? Effect.succeed({ backend: shared, release: Effect.void })
     const socketPath = options.socketPath
     const fail = (reason: string) => new DaemonError({ socket: socketPath, reason })
