@@ -414,12 +414,15 @@ export const chrootStore = (
     (dir) => Effect.suspend(() => {
       if (pool === undefined || pool !== chrootPoolState) return Effect.void // removed with its parent, or with the pool
       if (mountPointsUnder(dir).length > 0) return Effect.void
+      // hard links to the inputs' files go too: one kept would hold a store file's inode after the
+      // path is deleted (the collector then leaves its `.links` entry, which has a second link)
+      const kept = new Map([...wanted].filter(([, e]) => e.kind !== "link"))
       try {
-        for (const name of readdirSync(dir)) if (!wanted.has(name)) rmSync(join(dir, name), { recursive: true, force: true })
+        for (const name of readdirSync(dir)) if (!kept.has(name)) rmSync(join(dir, name), { recursive: true, force: true })
       } catch {
         return removeLater(dir)
       }
-      const free = { dir, entries: new Map([...wanted].map(([name, e]) => [name, signature(e)])) }
+      const free = { dir, entries: new Map([...kept].map(([name, e]) => [name, signature(e)])) }
       const stores = pool.stores.get(buildGid)
       if (stores === undefined) pool.stores.set(buildGid, [free])
       else stores.push(free)
