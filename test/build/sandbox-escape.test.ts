@@ -11,6 +11,7 @@ import { createServer, type Server } from "node:net"
 import { join } from "node:path"
 import { Cause, Effect, Exit, Fiber, Option } from "effect"
 import { findBuildUsers, runInSandbox, type SandboxError, type RunSpec } from "../../src/layers/sandbox/index.ts"
+import { chrootPool } from "../../src/layers/sandbox/work-dirs.ts"
 import { addBusybox } from "../support/busybox.ts"
 import { makeScratch, nix, removeScratch } from "../support/nix.ts"
 
@@ -205,6 +206,23 @@ describe("store directory", () => {
     expect(log).toContain("NIX_STORE=/b3/store")
     expect(log).toContain(`/b3/store:\n.\n..\n${input.slice(storeDir.length + 1)}\n`)
     expect(log).not.toMatch(/^nix$/m)
+  })
+
+  // The sandbox layer reuses chroot trees and store directories from one build to the next (a pool).
+  it("reused from build to build: a builder's leftovers are gone for the next one, and no link to an input file stays", async () => {
+    const links = () => statSync(join(storeRoot, secret)).nlink
+    const before = links()
+    const between = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      yield* chrootPool
+      const build = (script: string) => Effect.exit(Effect.scoped(runInSandbox(spec(`$B cat ${secret} > /dev/null && ${script}`, { inputPaths: [bb, secret] }))))
+      expect(Exit.isSuccess(yield* build("$B touch /nix/store/leftover && $B mkdir $out"))).toBe(true)
+      // one kept would hold the store file's inode after the path is deleted (and its `.links` entry)
+      const between = links()
+      expect(Exit.isSuccess(yield* build("[ ! -e /nix/store/leftover ] && $B mkdir $out"))).toBe(true)
+      return between
+    })))
+    expect(between).toBe(before)
+    expect(links()).toBe(before)
   })
 })
 
