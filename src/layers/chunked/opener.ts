@@ -72,10 +72,15 @@ const parseOptions = (uri: StoreUri, extra: ReadonlyArray<string>) => Effect.gen
   }
   const storeDir = uri.params.get("store")
   const readOnly = uri.params.get("read-only") === "1" || uri.params.get("read-only") === "true"
-  const deltaParam = uri.params.get("delta")
-  if (deltaParam !== null && !["0", "1", "false", "true"].includes(deltaParam)) return yield* bad(`delta must be 0 or 1, not '${deltaParam}'`)
-  const deltaIncompressibleParam = uri.params.get("delta-incompressible")
-  if (deltaIncompressibleParam !== null && !["0", "1", "false", "true"].includes(deltaIncompressibleParam)) return yield* bad(`delta-incompressible must be 0 or 1, not '${deltaIncompressibleParam}'`)
+  /** A 0/1 (or false/true) parameter: undefined when absent. */
+  const switchParam = (name: string) => Effect.gen(function*() {
+    const value = uri.params.get(name)
+    if (value === null) return undefined
+    if (!["0", "1", "false", "true"].includes(value)) return yield* bad(`${name} must be 0 or 1, not '${value}'`)
+    return value === "1" || value === "true"
+  })
+  const delta = yield* switchParam("delta")
+  const deltaIncompressible = yield* switchParam("delta-incompressible")
   return {
     readOnly,
     options: {
@@ -85,8 +90,8 @@ const parseOptions = (uri: StoreUri, extra: ReadonlyArray<string>) => Effect.gen
       ...(zstdLevel !== undefined ? { zstdLevel } : {}),
       ...(repackThreshold !== undefined ? { repackThreshold } : {}),
       ...(chunking ? { chunking } : {}),
-      ...(deltaParam !== null ? { delta: deltaParam === "1" || deltaParam === "true" } : {}),
-      ...(deltaIncompressibleParam !== null ? { deltaIncompressible: deltaIncompressibleParam === "1" || deltaIncompressibleParam === "true" } : {})
+      ...(delta !== undefined ? { delta } : {}),
+      ...(deltaIncompressible !== undefined ? { deltaIncompressible } : {})
     } satisfies ChunkedStoreOptions
   }
 })

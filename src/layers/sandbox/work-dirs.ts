@@ -117,24 +117,12 @@ export const reclaimBuildDirectories: Effect.Effect<void> = Effect.gen(function*
   let names: Array<string> = []
   if (scratchRoot() !== tmpdir()) {
     try { names = readdirSync(scratchRoot()) } catch { /* nothing to reclaim there */ }
-    for (const name of names) {
-      if (!name.startsWith(buildPrefix)) continue
-      const pid = Number(name.slice(buildPrefix.length).split("-")[0])
-      if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue
-      yield* removeTree(join(scratchRoot(), name))
-    }
+    for (const name of names) if (ownerGone(name, buildPrefix)) yield* removeTree(join(scratchRoot(), name))
   }
   try { names = readdirSync(tmpdir()) } catch { return }
+  for (const name of names) if (ownerGone(name, chrootsPrefix)) yield* removeTree(join(tmpdir(), name))
   for (const name of names) {
-    if (!name.startsWith(chrootsPrefix)) continue
-    const pid = Number(name.slice(chrootsPrefix.length).split("-")[0])
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue
-    yield* removeTree(join(tmpdir(), name))
-  }
-  for (const name of names) {
-    if (!name.startsWith(buildPrefix)) continue
-    const pid = Number(name.slice(buildPrefix.length).split("-")[0])
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue
+    if (!ownerGone(name, buildPrefix)) continue
     const parent = join(tmpdir(), name)
     let buildDir: string | undefined
     try { buildDir = readFileSync(join(parent, buildDirMarker), "utf8") } catch { /* killed before it made one */ }
@@ -142,6 +130,13 @@ export const reclaimBuildDirectories: Effect.Effect<void> = Effect.gen(function*
     yield* removeTree(parent)
   }
 })
+
+/** Whether `name` is `<prefix><pid>-…` of a process other than this one that is gone. */
+const ownerGone = (name: string, prefix: string): boolean => {
+  if (!name.startsWith(prefix)) return false
+  const pid = Number(name.slice(prefix.length).split("-")[0])
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && !processAlive(pid)
+}
 
 /**
  * A build's own directory in the temp dir, named after this process so that a later b3 can reclaim
