@@ -8,9 +8,9 @@
  *
  *   npm run bench:chunks [-- --quick] [-- --xz] [-- --with-node] [-- --sizes-only] [-- --throughput-only [MiB]]    (bin/b3 must be built: node scripts/bundle.ts)
  *
- * `npm run bench:chunks` runs Node with `--initial-old-space-size=128`, as bin/b3 runs the commands that
- * ingest (`copy`, `build`, `store`, `nix-store`): every store here is measured under the V8 settings
- * b3 ingests with (without it, V8 ran a full mark-compact every ~100 ms during an ingest).
+ * `npm run bench:chunks` runs Node with `--initial-old-space-size=128`, as bin/b3 runs any command that
+ * names a `chunked+` store: every store here is measured under the V8 settings b3 ingests into a chunk
+ * store with (without it, V8 ran a full mark-compact every ~100 ms during an ingest).
  *
  * b3 is measured with delta chunks (the default: a new chunk similar to a stored one is kept as a
  * zstd delta against it), with delta-incompressible the other way than its default, and without (`delta=0`). --sizes-only stops after tables (a) and (b);
@@ -134,8 +134,10 @@ const table = (title: string, header: ReadonlyArray<string>, rows: ReadonlyArray
 
 const chunkName = (c: ChunkParams, delta: boolean) => `b3 chunk store ${c.min >> 10}/${c.avg >> 10}/${c.max >> 10} KiB${delta ? ", delta" : ", no delta"}`
 
+/** `delta-incompressible` the other way than its default, as its URI value. */
+const otherIncompressible = defaultDeltaIncompressible ? 0 : 1
 /** The row of b3 at the default size with deltas, with `delta-incompressible` the other way than its default. */
-const otherIncompressibleName = `${chunkName(defaultChunking, true)}, delta-incompressible=${defaultDeltaIncompressible ? 0 : 1}`
+const otherIncompressibleName = `${chunkName(defaultChunking, true)}, delta-incompressible=${otherIncompressible}`
 
 /**
  * b3 at each chunk size without deltas (at the default size only in a quick run), then at the
@@ -195,7 +197,7 @@ const sizesOfB = (gen1: ReadonlyArray<CorpusPath>, gen2: ReadonlyArray<CorpusPat
   const b3 = second[chunkName(defaultChunking, true)]!
   const plain = second["plain FastCDC 16/64/256 KiB"]!
   const other = second[otherIncompressibleName]!
-  console.log(`\nb3 (16/64/256, delta, delta-incompressible=${defaultDeltaIncompressible ? 0 : 1}): 1st generation ${(firsts[otherIncompressibleName]! / firsts[chunkName(defaultChunking, true)]!).toFixed(4)}×, 2nd ${(other / b3).toFixed(4)}× the default's`)
+  console.log(`\nb3 (16/64/256, delta, delta-incompressible=${otherIncompressible}): 1st generation ${(firsts[otherIncompressibleName]! / firsts[chunkName(defaultChunking, true)]!).toFixed(4)}×, 2nd ${(other / b3).toFixed(4)}× the default's`)
   console.log(`\nb3 (16/64/256, delta) stores the 2nd generation in ${fmt(b3)} MiB; plain FastCDC 16/64/256 in ${fmt(plain)} MiB: ${(plain / b3).toFixed(1)}× less`)
   return { first: firsts, second }
 }))
@@ -276,7 +278,7 @@ const throughput = (mib: number) => Effect.scoped(Effect.gen(function*() {
   }
   table(`ingest of one ${mib} MiB path (NAR streamed from a file), median of ${runs}`, ["store", "seconds", "rate", "CPU s (all threads)", "CPU s (main thread)", `rate if the CPU were idle (${cores} cores)`, "load"], [
     ingestRow("b3 chunk store (16/64/256, zstd, delta)", "b3"),
-    ingestRow(`b3 chunk store (16/64/256, zstd, delta, delta-incompressible=${defaultDeltaIncompressible ? 0 : 1})`, "b3-other"),
+    ingestRow(`b3 chunk store (16/64/256, zstd, delta, delta-incompressible=${otherIncompressible})`, "b3-other"),
     ingestRow("b3 chunk store (16/64/256, zstd, no delta)", "b3-no-delta"),
     ingestRow("file cache, zstd", "zstd"),
     ingestRow("file cache, none", "none")
@@ -384,7 +386,7 @@ const main = Effect.gen(function*() {
   }
   const other = sizes.result[otherIncompressibleName]!
   const dflt = sizes.result[chunkName(defaultChunking, true)]!
-  console.log(`b3 16/64/256 with deltas, delta-incompressible=${defaultDeltaIncompressible ? 0 : 1}, stores (a) in ${fmt(other)} MiB: ${(other / dflt).toFixed(4)}× the default (delta-incompressible=${defaultDeltaIncompressible ? 1 : 0})`)
+  console.log(`b3 16/64/256 with deltas, delta-incompressible=${otherIncompressible}, stores (a) in ${fmt(other)} MiB: ${(other / dflt).toFixed(4)}× the default (delta-incompressible=${1 - otherIncompressible})`)
   const count = quick ? 12 : 50
   const g1 = yield* rebuildCorpus(join(work, "b"), 1, count)
   const g2 = yield* rebuildCorpus(join(work, "b"), 2, count)
