@@ -17,10 +17,11 @@ export const crashStoreOptions = { chunking: { min: 1024, avg: 4096, max: 16384 
 
 const storeDir = StorePath.defaultStoreDir
 
+/** Pseudo-random letters (16 of them: compressible, so that similar chunks are deltas with delta-incompressible off, the default). */
 const bytesOf = (seed: string, n: number) => {
   const out = new Uint8Array(n)
   let x = Hash.hashBytes("sha256", seed).bytes.reduce((a, b) => (a * 31 + b) >>> 0, 7) || 1
-  for (let i = 0; i < n; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; out[i] = x & 0xff }
+  for (let i = 0; i < n; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; out[i] = 0x61 + (x & 15) }
   return out
 }
 

@@ -8,8 +8,8 @@
  * Options: `secret-key=FILE` (sign paths written), `store=/nix/store`, `pack-size=MiB` (default 32),
  * `zstd-level=N` (default 3), `repack-threshold=F` (default 0.5), `chunk-size=MIN/AVG/MAX` in KiB
  * (a new store only), `delta=0` (store new chunks whole, never as deltas against similar ones;
- * default 1), `delta-incompressible=0` (no super-features for chunks that look incompressible: they
- * are then stored whole, never deltas nor bases; default 1), `read-only=1`, and for S3 the `s3://` options.
+ * default 1), `delta-incompressible=1` (super-features also for chunks that look incompressible, so
+ * that they can be deltas and bases; default 0: such chunks are stored whole, never deltas nor bases), `read-only=1`, and for S3 the `s3://` options.
  */
 import { Context, Duration, Effect, Layer, Result, type Scope } from "effect"
 import { StoreMaintenance } from "../../services/store-maintenance.ts"
