@@ -38,7 +38,7 @@ import { makeStoreWrite } from "../../services/write-helpers.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
 import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
 import type { ChunkIndex } from "./chunk-index.ts"
-import { type Batch, type BatchSlot, chunkWorkers, giveSlot, takeSlot } from "./chunk-workers.ts"
+import { type Batch, type BatchSlot, chunkWorkers, giveSlot, slotJob, takeSlot } from "./chunk-workers.ts"
 import { type FeedMode, feedNar } from "./feed.ts"
 import { makeBaseReader, makePackLocator, makePackWriter, narStream, packIndexKey, packKey, pathKey, putParts, zstdNarStream } from "./packs.ts"
 
@@ -211,7 +211,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       const decoded = decodeManifest(manifest)
       if (Result.isFailure(decoded)) return yield* corrupt(`manifest of ${hashPart}: ${decoded.failure.message}`)
       records.delete(hashPart)
-      yield* blobs.putBytes(pathKey(hashPart), encodePathRecord({ narInfo, manifest: decoded.success }), "application/octet-stream")
+      yield* putParts(blobs, pathKey(hashPart), [encodePathRecord({ narInfo, manifest: decoded.success })])
       yield* index.setState(hashPart, 1)
     })
 
@@ -315,6 +315,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         for (const [, e] of batch.encoded) poorRun = e.poor ? poorRun + 1 : 0
         const { ids, hexes } = batch
         const lengths = batch.batch.lengths
+        let lost: string | undefined
         for (let i = 0; i < hexes.length; i++) {
           const h = hexes[i]!
           const id = ids.slice(32 * i, 32 * i + 32)
@@ -322,16 +323,20 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
           const e = batch.encoded.get(i)
           if (pack === undefined && e !== undefined) {
             const extra = e.base ? { base: { id: fromHex(e.base.id), pack: fromHex(e.base.pack) } } : { superFeatures: e.sfs }
-            pack = packWriter.appendNow(writer, id, e.payload, lengths[i]!, e.codec, extra)
+            pack = packWriter.appendNow(writer, id, e.payload, lengths[i]!, e.codec, extra, h)
           }
           if (e !== undefined) encoding.delete(h)
-          if (pack === undefined) return yield* corrupt(`chunk ${h} was neither stored nor encoded`)
+          if (pack === undefined) { lost = h; break }
           known.set(h, pack)
           chunks.push({ id, idHex: h, length: lengths[i]!, pack })
         }
-        // the payloads are copied into the pack: the slot is free
+        // the slot is free once the payloads are in the pack: copied, or written to its file (the
+        // writes start before anything can fail or be interrupted here, so none outlives its bytes)
+        const written = packWriter.writeQueued()
         held.delete(batch.batch.slot)
+        if (written) void slotJob(batch.batch.slot, written)
         giveSlot(batch.batch.slot)
+        if (lost !== undefined) return yield* corrupt(`chunk ${lost} was neither stored nor encoded`)
         yield* packWriter.sealFull
       })
 

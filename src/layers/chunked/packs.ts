@@ -18,6 +18,7 @@ import { Denormaliser } from "../../core/chunks/normalise.ts"
 import { StoreCorrupt, StoreIoError, type StoreError } from "../../services/store-errors.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
 import type { ChunkIndex, SealEntry } from "./chunk-index.ts"
+import { PackFile } from "./pack-file.ts"
 
 export const packKey = (name: string, version: number) => `packs/${name}-${version}.pack`
 export const packIndexKey = (name: string) => `packs/${name}.idx`
@@ -46,6 +47,7 @@ export const unzstd = (uri: string, bytes: Uint8Array, size: number, dictionary?
 /** Stores a blob from parts: written as they are where the blob store can, else joined first (one PUT). */
 export const putParts = (blobs: BlobStore, key: string, parts: ReadonlyArray<Uint8Array>) => {
   if (blobs.putParts) return blobs.putParts(key, parts, "application/octet-stream")
+  if (parts.length === 1) return blobs.putBytes(key, parts[0]!, "application/octet-stream")
   const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
   let at = 0
   for (const part of parts) { body.set(part, at); at += part.length }
@@ -65,8 +67,10 @@ const giveSegments = (segments: ReadonlyArray<{ readonly buffer: Uint8Array }>) 
 
 interface OpenPack {
   readonly name: string
-  /** The pack's bytes so far: `used` bytes of each segment. */
+  /** The pack's bytes so far: `used` bytes of each segment (none when they go straight to `file`). */
   readonly segments: Array<{ readonly buffer: Uint8Array; used: number }>
+  /** Where its bytes are written as they come, when the blobs are local files. */
+  readonly file: PackFile | undefined
   readonly entries: Array<SealEntry>
   size: number
   readonly done: Deferred.Deferred<void, StoreError>
@@ -95,11 +99,17 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
   const pending = new Map<string, string>()
   const uploadSlots = yield* Semaphore.make(options.uploads ?? 2)
 
+  /** Blob files the packs are written into as they fill (a directory store), or undefined (segments, one PUT at the seal). */
+  const localPath = blobs.localPath
+
   const seal = (pack: OpenPack): Effect.Effect<void, StoreError> => Effect.gen(function*() {
     yield* index.beginPack(pack.name, options.owner, Date.now())
-    yield* putParts(blobs, packKey(pack.name, 1), pack.segments.map((s) => s.buffer.subarray(0, s.used)))
+    const file = pack.file
+    if (file && localPath) yield* Effect.tryPromise({ try: () => file.finish(localPath(packKey(pack.name, 1))), catch: io(uri, `write pack ${pack.name}`) })
+    else yield* putParts(blobs, packKey(pack.name, 1), pack.segments.map((s) => s.buffer.subarray(0, s.used)))
     giveSegments(pack.segments.splice(0))
-    yield* blobs.putBytes(packIndexKey(pack.name), encodePackIndex({ name: Buffer.from(pack.name, "hex"), version: 1, entries: pack.entries }), "application/octet-stream")
+    // off this thread where the blobs can (a file's fsync would hold up the ingests)
+    yield* putParts(blobs, packIndexKey(pack.name), [encodePackIndex({ name: Buffer.from(pack.name, "hex"), version: 1, entries: pack.entries })])
     yield* index.sealPack(pack.name, pack.size, pack.entries, Date.now())
   })
 
@@ -118,6 +128,7 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
         for (const e of pack.entries) if (pending.get(hex(e.id)) === pack.name) pending.delete(hex(e.id))
         unsealed.delete(pack.name)
         pack.segments.length = 0
+        if (Exit.isFailure(exit) && pack.file) yield* Effect.promise(() => pack.file!.discard().catch(() => undefined))
         if (Exit.isFailure(exit)) {
           const error = Option.getOrUndefined(Exit.findErrorOption(exit)) ?? new StoreIoError({ store: uri, operation: `store pack ${pack.name}`, reason: "interrupted" })
           failed.set(pack.name, error)
@@ -130,29 +141,38 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
   /** Packs that reached their size, closed to appends, not yet sealing (`sealFull` starts them). */
   const full: Array<OpenPack> = []
 
+  /** Packs with payloads queued for their file (`writeQueued` writes them). */
+  const queued = new Set<OpenPack>()
+
   /**
-   * Appends a chunk to the open pack (a new one when there is none: the payload is copied, the
-   * caller may reuse its buffer at once); returns the pack's name. A
-   * pack that reaches its size is closed (`sealFull` seals it). A delta chunk names its base; a
-   * whole one may bring its super-features (indexed when the pack is sealed).
+   * Appends a chunk to the open pack (a new one when there is none); returns the pack's name. The
+   * payload is copied into the pack's segments, or — when the pack goes straight to its file — queued
+   * for `writeQueued`, and must then stay as it is until that write is done. A pack that reaches
+   * its size is closed (`sealFull` seals it). A delta chunk names its base; a whole one may bring
+   * its super-features (indexed when the pack is sealed). `idHex`: the id in hex, when the caller has it.
    */
-  const appendNow = (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec, extra: { readonly base?: BaseRef | undefined; readonly superFeatures?: ReadonlyArray<number> | undefined } = {}): string => {
-    const idHex = hex(id)
+  const appendNow = (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec, extra: { readonly base?: BaseRef | undefined; readonly superFeatures?: ReadonlyArray<number> | undefined } = {}, idHex = hex(id)): string => {
     const already = pending.get(idHex)
     if (already !== undefined) return already
     if (!current) {
-      current = { name: randomBytes(8).toString("hex"), segments: [], entries: [], size: 0, done: Deferred.makeUnsafe<void, StoreError>() }
+      const name = randomBytes(8).toString("hex")
+      current = { name, segments: [], file: localPath ? new PackFile(localPath(packKey(name, 1))) : undefined, entries: [], size: 0, done: Deferred.makeUnsafe<void, StoreError>() }
       unsealed.set(current.name, current)
     }
     const pack = current
     pack.entries.push({ id, offset: pack.size, stored: payload.length, raw, codec, writer, base: extra.base, superFeatures: extra.superFeatures })
-    let segment = pack.segments[pack.segments.length - 1]
-    if (!segment || segment.used + payload.length > segment.buffer.length) {
-      segment = { buffer: takeSegment(payload.length), used: 0 }
-      pack.segments.push(segment)
+    if (pack.file) {
+      pack.file.queue(payload, pack.size)
+      queued.add(pack)
+    } else {
+      let segment = pack.segments[pack.segments.length - 1]
+      if (!segment || segment.used + payload.length > segment.buffer.length) {
+        segment = { buffer: takeSegment(payload.length), used: 0 }
+        pack.segments.push(segment)
+      }
+      segment.buffer.set(payload, segment.used)
+      segment.used += payload.length
     }
-    segment.buffer.set(payload, segment.used)
-    segment.used += payload.length
     pack.size += payload.length
     pending.set(idHex, pack.name)
     if (pack.size >= options.packSize) {
@@ -165,14 +185,24 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
   /** Starts sealing the packs that are full (may wait for an upload slot). */
   const sealFull: Effect.Effect<void> = Effect.suspend(() => full.length === 0 ? Effect.void : Effect.andThen(startSeal(full[0]!), sealFull))
 
+  /**
+   * Starts writing the payloads `appendNow` queued for pack files; the promise (never rejected: a
+   * failed write fails the pack's seal) settles once they are written and their buffers are free,
+   * undefined when nothing was queued (payloads copied, buffers free at once).
+   */
+  const writeQueued = (): Promise<void> | undefined => {
+    if (queued.size === 0) return undefined
+    const writes = [...queued].map((pack) => pack.file!.write())
+    queued.clear()
+    return writes.length === 1 ? writes[0] : Promise.all(writes).then(() => undefined)
+  }
+
   return {
     /** Where a chunk already written here (maybe not yet sealed) is: its pack's name. */
     pendingPack: (id: string) => pending.get(id),
     appendNow,
+    writeQueued,
     sealFull,
-    /** `appendNow`, then `sealFull`. */
-    append: (writer: string, id: Uint8Array, payload: Uint8Array, raw: number, codec: Codec, extra: { readonly base?: BaseRef | undefined; readonly superFeatures?: ReadonlyArray<number> | undefined } = {}) =>
-      Effect.suspend(() => { const name = appendNow(writer, id, payload, raw, codec, extra); return Effect.as(sealFull, name) }),
     /** Waits until these packs are sealed (sealing the open one now if it is among them). */
     awaitSealed: (names: Iterable<string>) => Effect.gen(function*() {
       for (const name of names) {
