@@ -3,8 +3,8 @@
  *
  * Ingest is one streaming pass: the NAR is validated (structure, hash, size) while the hash parts
  * of the path and its references are replaced with a filler (position table kept), cut by FastCDC,
- * each chunk hashed (sha256) and looked up; only new chunks are compressed (zstd, on libuv's
- * threads) and appended to the shared open pack. When the NAR ends, the packs holding its new
+ * each chunk hashed (sha256) and looked up; only new chunks are compressed (zstd, on the chunk
+ * workers' threads) and appended to the shared open pack. When the NAR ends, the packs holding its new
  * chunks are sealed, the path is committed to the index (reference counts, in one transaction),
  * and its record (narinfo + manifest) is published to the blob store, which is what readers see.
  *

@@ -2,8 +2,10 @@
  * Packs: chunks are appended to one open pack shared by every ingest of the store (so small paths
  * share packs); a pack is sealed — uploaded as one blob, then its index blob, then recorded in the
  * chunk index — when it reaches its target size, or sooner when an ingest that put a chunk in it
- * needs it durable to commit. At most a few packs are held in memory (the open one and those being
- * uploaded), so memory stays flat whatever the size of the NARs.
+ * needs it durable to commit. In a directory store a pack is written into its file as it fills,
+ * straight from the buffers its chunks are in (pack-file.ts), and sealing makes the file durable and
+ * renames it into place; elsewhere (S3) at most a few packs are held in memory (the open one and
+ * those being uploaded). Either way memory stays flat whatever the size of the NARs.
  *
  * Reading: a path's chunks are located through each pack's index blob (cached, and fetched again
  * when a pack was rewritten under us), read with ranged reads that take runs of neighbouring
