@@ -290,6 +290,11 @@ const PlanId: unique symbol = Symbol.for("b3/nar/CheckedNar") as never
 export interface NarPlan<E, R> {
   readonly bytes: Stream.Stream<Uint8Array, E, R>
   readonly expect: ReadonlyArray<NarExpectation>
+  /**
+   * The same bytes in one piece, where the source can fetch a small NAR whole (one request, no
+   * stream): `wholeNar` takes them so. Only for NARs it may hold whole (see there).
+   */
+  readonly whole?: Effect.Effect<Uint8Array, E, R> | undefined
 }
 
 /**
@@ -314,7 +319,7 @@ export const checkedNar = <E, R>(plan: Effect.Effect<NarPlan<E, R>, E, R>): Chec
 
 /** The NAR stream with one more expectation, checked in the same pass as the ones it carries. */
 export const expectNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, expectation: NarExpectation): CheckedNar<E | NarCheckError, R> =>
-  checkedNar(Effect.map(planOf(nar), (p) => ({ bytes: p.bytes, expect: [...p.expect, expectation] })))
+  checkedNar(Effect.map(planOf(nar), (p) => ({ ...p, expect: [...p.expect, expectation] })))
 
 const withPlan = (p: NarPlan<unknown, unknown>, options: NarCheckOptions): NarCheckOptions =>
   p.expect.length === 0 ? options : { ...options, expect: [...p.expect, ...(options.expect ?? [])] }
@@ -326,7 +331,7 @@ const withPlan = (p: NarPlan<unknown, unknown>, options: NarCheckOptions): NarCh
  * the size).
  */
 export const wholeNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, limit: number): Effect.Effect<{ readonly bytes: Uint8Array; readonly expect: ReadonlyArray<NarExpectation> }, E, R> =>
-  Effect.flatMap(planOf(nar), (plan) => Effect.suspend(() => {
+  Effect.flatMap(planOf(nar), (plan) => plan.whole !== undefined ? Effect.map(plan.whole, (bytes) => ({ bytes, expect: plan.expect })) : Effect.suspend(() => {
     let size = 0
     return Effect.map(Stream.runCollect(Stream.takeUntil(plan.bytes, (chunk) => (size += chunk.length) > limit)), (chunks) =>
       ({ bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), expect: plan.expect }))
