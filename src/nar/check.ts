@@ -295,6 +295,11 @@ export interface NarPlan<E, R> {
    * stream): `wholeNar` takes them so. Only for NARs it may hold whole (see there).
    */
   readonly whole?: Effect.Effect<Uint8Array, E, R> | undefined
+  /**
+   * The local file whose bytes these are, where they are a file's as it is (an uncompressed NAR in a
+   * file cache): a consumer may read it itself (e.g. into buffers it reuses), running the checks.
+   */
+  readonly file?: string | undefined
 }
 
 /**
@@ -308,7 +313,7 @@ export interface CheckedNar<E, R> extends Stream.Stream<Uint8Array, E, R> {
 export const isCheckedNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>): nar is CheckedNar<E, R> => PlanId in nar
 
 /** The plan of a NAR stream: its own, or the stream itself with nothing expected yet. */
-const planOf = <E, R>(nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<NarPlan<E, R>, E, R> =>
+export const planOf = <E, R>(nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<NarPlan<E, R>, E, R> =>
   isCheckedNar(nar) ? nar[PlanId] : Effect.succeed({ bytes: nar, expect: [] })
 
 /** A NAR stream of `plan`'s bytes that must pass its checks (made once the plan's effect has run, e.g. after a lookup). */

@@ -171,7 +171,8 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       const bytes = decompress(blobs.getStream(k.url), k.compression).pipe(
         Stream.mapError((e): StoreError => e._tag === "CompressionError" ? new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${k.url})`, reason: e.message }) : e))
       const expect = [expectationOf(k.info, storeDir)]
-      if (k.compression !== "none" || k.info.narSize > wholeNarMax || (k.fileSize ?? k.info.narSize) > wholeNarMax) return Effect.succeed({ bytes, expect })
+      if (k.compression !== "none") return Effect.succeed({ bytes, expect })
+      if (k.info.narSize > wholeNarMax || (k.fileSize ?? k.info.narSize) > wholeNarMax) return Effect.succeed({ bytes, expect, file: blobs.localPath?.(k.url) })
       const whole = Effect.flatMap(blobs.getBytes(k.url), (found) => Option.isSome(found) ? Effect.succeed(found.value)
         : Effect.fail(new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${k.url})`, reason: "not found" })))
       return Effect.succeed({ bytes, expect, whole })
