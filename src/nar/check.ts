@@ -290,6 +290,16 @@ const PlanId: unique symbol = Symbol.for("b3/nar/CheckedNar") as never
 export interface NarPlan<E, R> {
   readonly bytes: Stream.Stream<Uint8Array, E, R>
   readonly expect: ReadonlyArray<NarExpectation>
+  /**
+   * The same bytes in one piece, where the source can fetch a small NAR whole (one request, no
+   * stream): `wholeNar` takes them so. Only for NARs it may hold whole (see there).
+   */
+  readonly whole?: Effect.Effect<Uint8Array, E, R> | undefined
+  /**
+   * The local file whose bytes these are, where they are a file's as it is (an uncompressed NAR in a
+   * file cache): a consumer may read it itself (e.g. into buffers it reuses), running the checks.
+   */
+  readonly file?: string | undefined
 }
 
 /**
@@ -303,7 +313,7 @@ export interface CheckedNar<E, R> extends Stream.Stream<Uint8Array, E, R> {
 export const isCheckedNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>): nar is CheckedNar<E, R> => PlanId in nar
 
 /** The plan of a NAR stream: its own, or the stream itself with nothing expected yet. */
-const planOf = <E, R>(nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<NarPlan<E, R>, E, R> =>
+export const planOf = <E, R>(nar: Stream.Stream<Uint8Array, E, R>): Effect.Effect<NarPlan<E, R>, E, R> =>
   isCheckedNar(nar) ? nar[PlanId] : Effect.succeed({ bytes: nar, expect: [] })
 
 /** A NAR stream of `plan`'s bytes that must pass its checks (made once the plan's effect has run, e.g. after a lookup). */
@@ -314,7 +324,7 @@ export const checkedNar = <E, R>(plan: Effect.Effect<NarPlan<E, R>, E, R>): Chec
 
 /** The NAR stream with one more expectation, checked in the same pass as the ones it carries. */
 export const expectNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, expectation: NarExpectation): CheckedNar<E | NarCheckError, R> =>
-  checkedNar(Effect.map(planOf(nar), (p) => ({ bytes: p.bytes, expect: [...p.expect, expectation] })))
+  checkedNar(Effect.map(planOf(nar), (p) => ({ ...p, expect: [...p.expect, expectation] })))
 
 const withPlan = (p: NarPlan<unknown, unknown>, options: NarCheckOptions): NarCheckOptions =>
   p.expect.length === 0 ? options : { ...options, expect: [...p.expect, ...(options.expect ?? [])] }
@@ -326,7 +336,7 @@ const withPlan = (p: NarPlan<unknown, unknown>, options: NarCheckOptions): NarCh
  * the size).
  */
 export const wholeNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, limit: number): Effect.Effect<{ readonly bytes: Uint8Array; readonly expect: ReadonlyArray<NarExpectation> }, E, R> =>
-  Effect.flatMap(planOf(nar), (plan) => Effect.suspend(() => {
+  Effect.flatMap(planOf(nar), (plan) => plan.whole !== undefined ? Effect.map(plan.whole, (bytes) => ({ bytes, expect: plan.expect })) : Effect.suspend(() => {
     let size = 0
     return Effect.map(Stream.runCollect(Stream.takeUntil(plan.bytes, (chunk) => (size += chunk.length) > limit)), (chunks) =>
       ({ bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), expect: plan.expect }))

@@ -126,12 +126,18 @@ export const copyPaths = (
     }
   }
   options.onEvent?.({ type: "plan", total: infos.length, skipped: present.size, bytes: infos.reduce((n, i) => n + i.narSize, 0) })
+  const signWith = options.signWith ?? []
   const items = infos.map((info) => {
-    const signatures = (options.signWith ?? []).map((k) => Signature.signDetached(k, fingerprint(info, storeDir)))
-    const target: PathInfo = { ...info, signatures: [...new Set([...info.signatures, ...signatures])] }
-    // a content address is checked in the pass that checks the NAR hash (the target's, or the source's own)
-    const nar = byCa.has(StorePath.baseName(info.path)) ? withContentAddressCheck(info, storeDir, from.narFromPath(info.path)) : from.narFromPath(info.path)
-    return { info: target, nar }
+    const target: PathInfo = signWith.length === 0 ? info : {
+      ...info, signatures: [...new Set([...info.signatures, ...signWith.map((k) => Signature.signDetached(k, fingerprint(info, storeDir)))])]
+    }
+    const ca = byCa.has(StorePath.baseName(info.path))
+    // The NAR stream is made when the target reads it (not 10,000 of them up front for a large closure).
+    return {
+      info: target,
+      // a content address is checked in the pass that checks the NAR hash (the target's, or the source's own)
+      get nar() { return ca ? withContentAddressCheck(info, storeDir, from.narFromPath(info.path)) : from.narFromPath(info.path) }
+    }
   })
   yield* to.write.addMultiple(items, {
     concurrency: options.concurrency ?? 16,

@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Hash from "../../src/core/hash.ts"
@@ -103,4 +103,22 @@ describe("copy file cache -> local store: one pass over each NAR", () => {
     expect(seen.hashed).toBeGreaterThanOrEqual(nar.length)
     expect(seen.hashed).toBeLessThan(nar.length + 64 * 1024)
   }))
+
+  it.effect("a damaged NAR file (read from the file into reused buffers): the copy fails, nothing is registered or left", () => Effect.scoped(Effect.gen(function*() {
+    const cacheDir = join(dir, "cache")
+    const nar = Effect.runSync(Effect.fromResult(Tree.toNar(Tree.directory({ big: Tree.regular(randomBytes(3 << 20)) }))))
+    const path = StorePath.makeOutput("out", Hash.hashBytes("sha256", "a damaged one"), "damaged")
+    const writer = yield* fileCache(cacheDir)
+    yield* writer.write.addToStore({ path, narHash: Hash.hashBytes("sha256", nar), narSize: nar.length, references: [], signatures: [] }, Stream.make(nar))
+    const narFile = join(cacheDir, "nar", readdirSync(join(cacheDir, "nar"))[0]!)
+    const damaged = readFileSync(narFile)
+    damaged[damaged.length >> 1]! ^= 0xff
+    writeFileSync(narFile, damaged)
+    const cache = yield* fileCache(cacheDir)
+    const local = yield* LocalStore.make({ root: join(dir, "store") })
+    const failed = yield* Effect.flip(copyPaths(cache.read, { read: local.read, write: local.write }, [path], { checkSigs: false }))
+    expect(failed._tag).toBe("HashMismatch")
+    expect(yield* local.read.isValidPath(path)).toBe(false)
+    expect(readdirSync(join(dir, "store", "nix", "store")).filter((name) => !name.startsWith("."))).toEqual([])
+  })))
 })

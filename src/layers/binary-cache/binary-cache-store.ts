@@ -24,7 +24,7 @@ import type { StoreError } from "../../services/store-errors.ts"
 import type { StoreReadApi } from "../../services/store-read.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
 import { expectationOf, verifiedNar } from "../../services/verified-nar.ts"
-import { checkedNar } from "../../nar/check.ts"
+import { checkedNar, type NarPlan } from "../../nar/check.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
 import { ListingBuilder, listingFile } from "../../nar/listing.ts"
 import type { BlobStore } from "./blob-store.ts"
@@ -58,6 +58,47 @@ export interface BinaryCacheStore {
   readonly cacheInfo: CacheInfo.CacheInfo
 }
 
+/**
+ * What a store keeps of a narinfo it read: the path's info and where its NAR is. Its strings are
+ * copies: V8 makes a substring of 13 or more characters a view of the string it was cut from, so
+ * the fields of a parsed narinfo would keep its whole text alive (a copy of a closure of 10,000
+ * paths holds them all).
+ */
+interface Known {
+  readonly info: PathInfo
+  readonly url: string
+  readonly compression: string
+  readonly fileHash?: Hash.Hash | undefined
+  readonly fileSize?: number | undefined
+  readonly system?: string | undefined
+}
+
+/** `s` in a string of its own (not a view of a larger one). */
+const own = (s: string): string => s.length < 13 ? s : (s + " ").slice(0, -1)
+const ownPath = (p: StorePath.StorePath): StorePath.StorePath => ({ hashPart: own(p.hashPart), name: own(p.name) })
+
+const toKnown = (ni: NarInfo.NarInfo, storeDir: string): Result.Result<Known, NarInfo.InvalidNarInfo> =>
+  Result.map(toPathInfo(ni, storeDir), (info) => ({
+    info: {
+      ...info,
+      path: ownPath(info.path),
+      references: info.references.map(ownPath),
+      deriver: info.deriver && ownPath(info.deriver),
+      signatures: info.signatures.map(own)
+    },
+    url: own(ni.url),
+    compression: own(ni.compression),
+    fileHash: ni.fileHash,
+    fileSize: ni.fileSize,
+    system: ni.system && own(ni.system)
+  }))
+
+const toNarInfo = (k: Known, storeDir: string): NarInfo.NarInfo =>
+  ({ ...fromPathInfo(k.info, k, storeDir), ...(k.system !== undefined ? { system: k.system } : {}) })
+
+/** NARs up to this size, uncompressed, are fetched whole when the consumer reads them whole (see `wholeNar`). */
+const wholeNarMax = 64 * 1024
+
 /** Where a binary cache keeps a realisation. */
 export const realisationKey = (id: Realisation.DrvOutput): string => `realisations/${Realisation.printDrvOutput(id)}.doi`
 
@@ -90,13 +131,13 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       map.set(key, value)
       if (map.size > maxCached) map.delete(map.keys().next().value!)
     }
-    const known = new Map<string, NarInfo.NarInfo>()
+    const known = new Map<string, Known>()
     const missing = new Map<string, number>()
     const negativeTtl = options.negativeTtlMs ?? 60_000
     const print = (path: StorePath.StorePath) => StorePath.print(path, storeDir)
     const notValid = (path: StorePath.StorePath) => new PathNotValid({ path: print(path), store: uri })
 
-    const lookup = (hashPart: string): Effect.Effect<Option.Option<NarInfo.NarInfo>, StoreError> => Effect.gen(function*() {
+    const lookup = (hashPart: string): Effect.Effect<Option.Option<Known>, StoreError> => Effect.gen(function*() {
       const hit = known.get(hashPart)
       if (hit) { remember(known, hashPart, hit); return Option.some(hit) }
       const missedAt = missing.get(hashPart)
@@ -106,26 +147,36 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       if (bytes.value.length > NarInfo.maxNarInfoBytes) return yield* corrupt(`${hashPart}.narinfo is larger than ${NarInfo.maxNarInfoBytes} bytes`)
       const parsed = NarInfo.parse(new TextDecoder().decode(bytes.value), { storeDir, source: `${uri}/${hashPart}.narinfo` })
       if (Result.isFailure(parsed)) return yield* corrupt(parsed.failure.message)
-      const stored = StorePath.parse(parsed.success.storePath, storeDir)
-      if (Result.isFailure(stored) || stored.success.hashPart !== hashPart) {
-        return yield* corrupt(`${hashPart}.narinfo describes ${parsed.success.storePath}`)
-      }
-      remember(known, hashPart, parsed.success)
+      const entry = toKnown(parsed.success, storeDir)
+      if (Result.isFailure(entry)) return yield* corrupt(entry.failure.message)
+      if (entry.success.info.path.hashPart !== hashPart) return yield* corrupt(`${hashPart}.narinfo describes ${parsed.success.storePath}`)
+      remember(known, hashPart, entry.success)
       missing.delete(hashPart)
-      return Option.some(parsed.success)
+      return Option.some(entry.success)
     })
 
-    const narInfoOf = (path: StorePath.StorePath) => Effect.flatMap(lookup(path.hashPart), (found) =>
-      Option.isSome(found) && found.value.storePath === print(path) ? Effect.succeed(found.value) : Effect.fail(notValid(path)))
+    const isPath = (found: Option.Option<Known>, path: StorePath.StorePath): found is Option.Some<Known> =>
+      Option.isSome(found) && found.value.info.path.name === path.name
+    const knownOf = (path: StorePath.StorePath) => Effect.flatMap(lookup(path.hashPart), (found) =>
+      isPath(found, path) ? Effect.succeed(found.value) : Effect.fail(notValid(path)))
 
-    const queryPathInfo = (path: StorePath.StorePath): Effect.Effect<PathInfo, StoreError> =>
-      Effect.flatMap(narInfoOf(path), (ni) => {
-        const info = toPathInfo(ni, storeDir)
-        return Result.isSuccess(info) ? Effect.succeed(info.success) : Effect.fail(corrupt(info.failure.message))
-      })
+    const queryPathInfo = (path: StorePath.StorePath): Effect.Effect<PathInfo, StoreError> => Effect.map(knownOf(path), (k) => k.info)
 
-    const isValidPath = (path: StorePath.StorePath) => Effect.map(lookup(path.hashPart), (found) =>
-      Option.isSome(found) && found.value.storePath === print(path))
+    const isValidPath = (path: StorePath.StorePath) => Effect.map(lookup(path.hashPart), (found) => isPath(found, path))
+
+    /** The NAR file as it is stored, decompressed; a small uncompressed one can also be fetched whole. */
+    const narPlan = (path: StorePath.StorePath, k: Known): Effect.Effect<NarPlan<StoreError, never>, StoreError> => {
+      if (!isCompression(k.compression)) return Effect.fail(corrupt(`${print(path)} uses unknown compression '${k.compression}'`))
+      // Errors name the store path as well as the file: a truncated or damaged NAR says whose it is.
+      const bytes = decompress(blobs.getStream(k.url), k.compression).pipe(
+        Stream.mapError((e): StoreError => e._tag === "CompressionError" ? new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${k.url})`, reason: e.message }) : e))
+      const expect = [expectationOf(k.info, storeDir)]
+      if (k.compression !== "none") return Effect.succeed({ bytes, expect })
+      if (k.info.narSize > wholeNarMax || (k.fileSize ?? k.info.narSize) > wholeNarMax) return Effect.succeed({ bytes, expect, file: blobs.localPath?.(k.url) })
+      const whole = Effect.flatMap(blobs.getBytes(k.url), (found) => Option.isSome(found) ? Effect.succeed(found.value)
+        : Effect.fail(new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${k.url})`, reason: "not found" })))
+      return Effect.succeed({ bytes, expect, whole })
+    }
 
     const priority = options.priority ?? cacheInfo.priority
     const read: StoreReadApi = {
@@ -138,22 +189,11 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
         Effect.forEach(paths, (p) => Effect.map(isValidPath(p), (ok) => (ok ? [p] : [])), { concurrency: 128 }),
         (found) => found.flat()),
       // checked against the narinfo as it is read, or in the pass of a consumer that checks it anyway (check.ts)
-      narFromPath: (path) => checkedNar(Effect.gen(function*() {
-        const ni = yield* narInfoOf(path)
-        const info = yield* queryPathInfo(path)
-        if (!isCompression(ni.compression)) return yield* corrupt(`${print(path)} uses unknown compression '${ni.compression}'`)
-        // Errors name the store path as well as the file: a truncated or damaged NAR says whose it is.
-        const file = decompress(blobs.getStream(ni.url), ni.compression).pipe(
-          Stream.mapError((e): StoreError => e._tag === "CompressionError" ? new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${ni.url})`, reason: e.message }) : e))
-        return { bytes: file, expect: [expectationOf(info, storeDir)] }
-      })),
-      queryPathFromHashPart: (hashPart) => Effect.map(lookup(hashPart), Option.flatMap((ni) => {
-        const p = StorePath.parse(ni.storePath, storeDir)
-        return Result.isSuccess(p) ? Option.some(p.success) : Option.none()
-      })),
+      narFromPath: (path) => checkedNar(Effect.flatMap(knownOf(path), (k) => narPlan(path, k))),
+      queryPathFromHashPart: (hashPart) => Effect.map(lookup(hashPart), Option.map((k) => k.info.path)),
       queryReferrers: () => Effect.fail(new Unsupported({ store: uri, operation: "querying referrers (binary caches do not index them)" })),
-      storedNar: (path) => Effect.map(narInfoOf(path), (ni) =>
-        ({ compression: ni.compression, fileHash: ni.fileHash, fileSize: ni.fileSize, bytes: blobs.getStream(ni.url), file: blobs.localPath?.(ni.url) })),
+      storedNar: (path) => Effect.map(knownOf(path), (k) =>
+        ({ compression: k.compression, fileHash: k.fileHash, fileSize: k.fileSize, bytes: blobs.getStream(k.url), file: blobs.localPath?.(k.url) })),
       queryRealisation: (id) => Effect.gen(function*() {
         const key = realisationKey(id)
         const bytes = yield* blobs.getBytes(key)
@@ -167,7 +207,8 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
     const writeNarInfo = (ni: NarInfo.NarInfo, hashPart: string) => Effect.gen(function*() {
       const signed = (options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, storeDir), ni)
       yield* blobs.putBytes(`${hashPart}.narinfo`, new TextEncoder().encode(NarInfo.print(signed)), "text/x-nix-narinfo")
-      remember(known, hashPart, signed)
+      const entry = toKnown(signed, storeDir)
+      if (Result.isSuccess(entry)) remember(known, hashPart, entry.success)
       missing.delete(hashPart)
     })
 
@@ -250,7 +291,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
     const write = makeStoreWrite(read, {
       addToStore,
       addSignatures: (path, signatures) => Effect.gen(function*() {
-        const ni = yield* narInfoOf(path)
+        const ni = toNarInfo(yield* knownOf(path), storeDir)
         yield* writeNarInfo({ ...ni, sigs: [...new Set([...ni.sigs, ...signatures])] }, path.hashPart)
       })
     }, {

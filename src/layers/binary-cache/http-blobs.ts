@@ -3,7 +3,7 @@
  * the server allows it. Requests are bounded in number (a semaphore) and retried with exponential
  * backoff on 5xx answers, resets and timeouts; 404/403 mean "not there".
  */
-import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Semaphore, Stream } from "effect"
+import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Semaphore, Stream, Tracer } from "effect"
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import { statSync, rmSync } from "node:fs"
 import { readFileStream } from "../../io/file-stream.ts"
@@ -26,51 +26,64 @@ class Retryable extends Error {}
 export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOptions): Effect.Effect<BlobStore, never, Scope.Scope> => Effect.gen(function*() {
   // Loaded on first use: the undici client is large, and most commands never speak HTTP.
   const NodeHttpClient = yield* Effect.promise(() => import("@effect/platform-node/NodeHttpClient"))
-  const client = Context.get(yield* Layer.build(NodeHttpClient.layerUndici), HttpClient.HttpClient)
+  // Every request is tied to a scope (the caller's, or one around it here): its connection is released
+  // when that closes. Unscoped, the client watches each response with a FinalizationRegistry,
+  // which keeps the response, and the body it read, alive until the next full collection: copying a
+  // closure of 10,000 small paths, their NARs piled up (tens of MiB) between collections.
+  const client = HttpClient.withScope(Context.get(yield* Layer.build(NodeHttpClient.layerUndici), HttpClient.HttpClient))
   const semaphore = yield* Semaphore.make(options.concurrency ?? 128)
   const timeout = options.timeout ?? Duration.seconds(60)
   const base = baseUrl.endsWith("/") ? baseUrl : baseUrl + "/"
   const url = (key: string) => base + key.split("/").map(encodeURIComponent).join("/")
   const failure = (operation: string, reason: string) => new StoreIoError({ store: uri, operation, reason })
 
-  /** Runs a request; retries transport errors and 5xx; returns the response for any other status. */
+  const retry = { times: (options.attempts ?? 4) - 1, schedule: Schedule.exponential(Duration.millis(100), 2) }
+  const toRetryable = (e: unknown) => new Retryable(e instanceof Error ? e.message : String(e))
+  const checkStatus = (res: HttpClientResponse.HttpClientResponse): Effect.Effect<HttpClientResponse.HttpClientResponse, Retryable> =>
+    res.status >= 500 ? Effect.fail(new Retryable(`HTTP ${res.status}`)) : Effect.succeed(res)
+
+  /**
+   * Runs a request; retries transport errors and 5xx; returns the response for any other status.
+   * Without a tracing span per request (b3 installs no tracer; a span and its attributes were a
+   * good part of the garbage a request leaves, and a copy of a large closure makes tens of thousands).
+   */
   const send = (operation: string, request: () => HttpClientRequest.HttpClientRequest) =>
     semaphore.withPermits(1)(
       Effect.suspend(() => client.execute(request())).pipe(
         Effect.timeout(timeout),
-        Effect.mapError((e) => new Retryable(e instanceof Error ? e.message : String(e))),
-        Effect.flatMap((res): Effect.Effect<HttpClientResponse.HttpClientResponse, Retryable> =>
-          res.status >= 500 ? Effect.fail(new Retryable(`HTTP ${res.status}`)) : Effect.succeed(res)),
-        Effect.retry({ times: (options.attempts ?? 4) - 1, schedule: Schedule.exponential(Duration.millis(100), 2) }),
-        Effect.mapError((e) => failure(operation, e.message))
+        Effect.mapError(toRetryable),
+        Effect.flatMap(checkStatus),
+        Effect.retry(retry),
+        Effect.mapError((e) => failure(operation, e.message)),
+        Effect.provideService(Tracer.DisablePropagation, true)
       )
     )
 
   const notFound = (status: number) => status === 404 || status === 403
 
   const put = (key: string, body: () => HttpClientRequest.HttpClientRequest) =>
-    Effect.flatMap(send(`PUT ${key}`, body), (res) =>
-      res.status >= 200 && res.status < 300 ? Effect.void : Effect.fail(failure(`PUT ${key}`, `the server answered HTTP ${res.status}`)))
+    Effect.scoped(Effect.flatMap(send(`PUT ${key}`, body), (res) =>
+      res.status >= 200 && res.status < 300 ? Effect.void : Effect.fail(failure(`PUT ${key}`, `the server answered HTTP ${res.status}`))))
 
   return {
     uri,
     spoolDir: options.spoolDir,
-    exists: (key) => Effect.flatMap(send(`HEAD ${key}`, () => HttpClientRequest.head(url(key))), (res) =>
+    exists: (key) => Effect.scoped(Effect.flatMap(send(`HEAD ${key}`, () => HttpClientRequest.head(url(key))), (res) =>
       res.status >= 200 && res.status < 300 ? Effect.succeed(true)
         : notFound(res.status) ? Effect.succeed(false)
-        : Effect.fail(failure(`HEAD ${key}`, `HTTP ${res.status}`))),
-    getBytes: (key) => Effect.flatMap(send(`GET ${key}`, () => HttpClientRequest.get(url(key))), (res) =>
+        : Effect.fail(failure(`HEAD ${key}`, `HTTP ${res.status}`)))),
+    getBytes: (key) => Effect.scoped(Effect.flatMap(send(`GET ${key}`, () => HttpClientRequest.get(url(key))), (res) =>
       notFound(res.status) ? Effect.succeed(Option.none())
         : res.status >= 200 && res.status < 300
           ? Effect.map(Effect.mapError(res.arrayBuffer, (e) => failure(`GET ${key}`, e.message)), (b) => Option.some(new Uint8Array(b)))
-          : Effect.fail(failure(`GET ${key}`, `HTTP ${res.status}`))),
+          : Effect.fail(failure(`GET ${key}`, `HTTP ${res.status}`)))),
     getStream: (key) => Stream.unwrap(Effect.flatMap(send(`GET ${key}`, () => HttpClientRequest.get(url(key))), (res) =>
       res.status >= 200 && res.status < 300
         ? Effect.succeed(res.stream.pipe(
           Stream.timeoutOrElse({ duration: timeout, orElse: () => Stream.fail(new Error(`no data for ${Duration.format(Duration.fromInputUnsafe(timeout))}`)) }),
           Stream.mapError((e) => failure(`GET ${key}`, e instanceof Error ? e.message : String(e)))))
         : Effect.fail(failure(`GET ${key}`, notFound(res.status) ? "not found" : `HTTP ${res.status}`)))),
-    getRange: (key, start, length) => Effect.flatMap(
+    getRange: (key, start, length) => Effect.scoped(Effect.flatMap(
       send(`GET ${key}`, () => HttpClientRequest.get(url(key)).pipe(HttpClientRequest.setHeader("range", `bytes=${start}-${start + length - 1}`))),
       (res) => {
         if (res.status !== 206 && res.status !== 200) return Effect.fail(failure(`GET ${key}`, notFound(res.status) ? "not found" : `HTTP ${res.status}`))
@@ -79,9 +92,9 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
           const bytes = res.status === 200 ? new Uint8Array(body, start, Math.max(0, Math.min(length, body.byteLength - start))) : new Uint8Array(body)
           return bytes.length === length ? Effect.succeed(bytes) : Effect.fail(failure(`GET ${key}`, `got ${bytes.length} of ${length} bytes`))
         })
-      }),
-    remove: (key) => Effect.flatMap(send(`DELETE ${key}`, () => HttpClientRequest.delete(url(key))), (res) =>
-      (res.status >= 200 && res.status < 300) || notFound(res.status) ? Effect.void : Effect.fail(failure(`DELETE ${key}`, `the server answered HTTP ${res.status}`))),
+      })),
+    remove: (key) => Effect.scoped(Effect.flatMap(send(`DELETE ${key}`, () => HttpClientRequest.delete(url(key))), (res) =>
+      (res.status >= 200 && res.status < 300) || notFound(res.status) ? Effect.void : Effect.fail(failure(`DELETE ${key}`, `the server answered HTTP ${res.status}`)))),
     putBytes: (key, bytes, contentType) => put(key, () => HttpClientRequest.put(url(key)).pipe(HttpClientRequest.bodyUint8Array(bytes, contentType))),
     putFile: (key, file, contentType) => Effect.ensuring(
       put(key, () => HttpClientRequest.put(url(key)).pipe(HttpClientRequest.bodyStream(

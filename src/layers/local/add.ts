@@ -12,13 +12,13 @@
  * contents.
  */
 import { Effect, Stream } from "effect"
-import { existsSync, lstatSync } from "node:fs"
+import { closeSync, existsSync, lstatSync, openSync } from "node:fs"
 import { join } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
-import { checkNarBytes, NarChecker, narEvents, wholeNar, type NarCheckResult } from "../../nar/check.ts"
+import { checkedNar, checkNarBytes, NarChecker, narEvents, planOf, wholeNar, type NarCheckResult, type NarExpectation } from "../../nar/check.ts"
 import { decodeNar } from "../../nar/decode.ts"
 import type { NarEvent } from "../../nar/events.ts"
-import { NarIoError, restoreEventsNow, restoreNarEvents, TargetExists } from "../../nar/fs/index.ts"
+import { NarIoError, restoreCheckedFromFd, restoreEventsNow, restoreNarEvents, TargetExists } from "../../nar/fs/index.ts"
 import { NarWriter } from "../../nar/nar-writer.ts"
 import { PathNotValid, StoreIoError } from "../../services/store-errors.ts"
 import type { BuiltPath } from "../../services/build-host.ts"
@@ -83,6 +83,16 @@ const restoreToTemp = <E, R>(ctx: AddContext, events: Stream.Stream<NarEvent, E,
       ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
       : e))
 
+/** A big NAR that is a local file as it is (an uncompressed NAR in a file cache): read into reused buffers, checked as it is restored. */
+const restoreFileToTemp = (ctx: AddContext, info: PathInfo, file: string, expect: ReadonlyArray<NarExpectation>, temp: string): Effect.Effect<void, StoreError> =>
+  Effect.acquireUseRelease(
+    trySync(ctx.uri, `read ${file}`, () => openSync(file, "r")),
+    (fd) => restoreCheckedFromFd(fd, temp, new NarChecker({ expect: [...expect, expectationOf(info, ctx.layout.storeDir)] }), { canonical: true, direct: true }).pipe(
+      Effect.mapError((e): StoreError => e instanceof NarIoError || e instanceof TargetExists
+        ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
+        : e)),
+    (fd) => Effect.sync(() => closeSync(fd)))
+
 /** NARs up to this size are read whole, then checked and written in one synchronous pass (no stream machinery per path). */
 const wholeNarMax = 64 * 1024
 
@@ -92,7 +102,9 @@ const wholeNarMax = 64 * 1024
  */
 const restoreNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, temp: string): Effect.Effect<void, StoreError | E, R> =>
   info.narSize > wholeNarMax
-    ? restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, nar), temp)
+    ? Effect.flatMap(planOf(nar), (plan) => plan.file !== undefined
+      ? restoreFileToTemp(ctx, info, plan.file, plan.expect, temp)
+      : restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, checkedNar(Effect.succeed(plan))), temp))
     : Effect.flatMap(wholeNar(nar, info.narSize), ({ bytes, expect }): Effect.Effect<void, StoreError> => {
       const { events, error } = checkNarBytes(bytes, { expect: [...expect, expectationOf(info, ctx.layout.storeDir)] })
       if (error) return Effect.fail(error)

@@ -465,8 +465,25 @@ const readRing = 8
  * non-blocking descriptor with no data yet is polled.
  */
 export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void, BadNar | NarIoError | TargetExists> =>
-  restoreVia(target, { overlapWrites: true, flushBigFiles: false, canonical: false, pool: fileWriterPool() }, (writer) => Effect.gen(function*() {
-    const decoder = new NarDecoder()
+  restoreFromFd(fd, target, new NarDecoder(), { overlapWrites: true, flushBigFiles: false, canonical: false, pool: fileWriterPool() })
+
+/** What a restore from a descriptor decodes with: the strict decoder, or a checker (nar/check.ts) that also hashes and checks. */
+export interface FdNarDecoder<X> {
+  readonly push: (chunk: Uint8Array, out: Array<NarEvent>) => X | undefined
+  readonly end: () => X | undefined
+}
+
+/**
+ * Restores the NAR in the file `fd` reads (from its current offset) to `target` as `restoreNarFromFd`
+ * does, decoded by `decoder` (e.g. a NarChecker: the NAR is checked in the same pass), for the store:
+ * big files flushed as they grow, store metadata with `canonical`. Its read buffers are reused, where
+ * a stream of the file would allocate a new one per read (1 GiB of garbage for a 1 GiB NAR).
+ */
+export const restoreCheckedFromFd = <X>(fd: number, target: string, decoder: FdNarDecoder<X>, options: RestoreOptions = {}): Effect.Effect<void, X | NarIoError | TargetExists> =>
+  restoreFromFd(fd, target, decoder, { overlapWrites: true, flushBigFiles: true, canonical: options.canonical ?? false, direct: options.direct ?? false, pool: fileWriterPool() })
+
+const restoreFromFd = <X>(fd: number, target: string, decoder: FdNarDecoder<X>, options: WriterOptions & { readonly direct?: boolean }): Effect.Effect<void, X | NarIoError | TargetExists> =>
+  restoreVia(target, options, (writer) => Effect.gen(function*() {
     const events: Array<NarEvent> = []
     const ring = Array.from({ length: readRing }, () => Buffer.allocUnsafeSlow(1 << 20))
     const inUse: Array<Promise<unknown> | undefined> = []
@@ -491,7 +508,7 @@ export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void
       const bad = decoder.push(buffer.subarray(0, n), events)
       yield* applyEvents(writer, events, target)
       events.length = 0 // only once all were applied: the writer may have waited halfway through
-      if (bad) return yield* bad
+      if (bad !== undefined) return yield* Effect.fail(bad)
       inUse[slot] = writer.writesSoFar()
       sinceYield += n
       if (sinceYield >= sliceBytes) {
@@ -500,5 +517,5 @@ export const restoreNarFromFd = (fd: number, target: string): Effect.Effect<void
       }
     }
     const bad = decoder.end()
-    if (bad) return yield* bad
+    if (bad !== undefined) return yield* Effect.fail(bad)
   }))
