@@ -330,6 +330,12 @@ const withPlan = (p: NarPlan<unknown, unknown>, options: NarCheckOptions): NarCh
   p.expect.length === 0 ? options : { ...options, expect: [...p.expect, ...(options.expect ?? [])] }
 
 /**
+ * The size up to which a NAR counts as small: a consumer may read it whole (`wholeNar`) and check
+ * and write it in one synchronous pass, and a source may fetch it whole for that (`NarPlan.whole`).
+ */
+export const wholeNarMax = 64 * 1024
+
+/**
  * A small NAR read whole: its bytes and the checks its stream carries (not run yet: the caller runs
  * them, with its own, in one pass over the bytes, e.g. `checkNarBytes`). Reading stops once more
  * than `limit` bytes came (a NAR claimed small that is not is never held whole: its check fails on

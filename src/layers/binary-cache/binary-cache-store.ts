@@ -24,7 +24,7 @@ import type { StoreError } from "../../services/store-errors.ts"
 import type { StoreReadApi } from "../../services/store-read.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
 import { expectationOf, verifiedNar } from "../../services/verified-nar.ts"
-import { checkedNar, type NarPlan } from "../../nar/check.ts"
+import { checkedNar, wholeNarMax, type NarPlan } from "../../nar/check.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
 import { ListingBuilder, listingFile } from "../../nar/listing.ts"
 import type { BlobStore } from "./blob-store.ts"
@@ -96,9 +96,6 @@ const toKnown = (ni: NarInfo.NarInfo, storeDir: string): Result.Result<Known, Na
 const toNarInfo = (k: Known, storeDir: string): NarInfo.NarInfo =>
   ({ ...fromPathInfo(k.info, k, storeDir), ...(k.system !== undefined ? { system: k.system } : {}) })
 
-/** NARs up to this size, uncompressed, are fetched whole when the consumer reads them whole (see `wholeNar`). */
-const wholeNarMax = 64 * 1024
-
 /** Where a binary cache keeps a realisation. */
 export const realisationKey = (id: Realisation.DrvOutput): string => `realisations/${Realisation.printDrvOutput(id)}.doi`
 
@@ -168,13 +165,13 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
     const narPlan = (path: StorePath.StorePath, k: Known): Effect.Effect<NarPlan<StoreError, never>, StoreError> => {
       if (!isCompression(k.compression)) return Effect.fail(corrupt(`${print(path)} uses unknown compression '${k.compression}'`))
       // Errors name the store path as well as the file: a truncated or damaged NAR says whose it is.
+      const readFailed = (reason: string) => new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${k.url})`, reason })
       const bytes = decompress(blobs.getStream(k.url), k.compression).pipe(
-        Stream.mapError((e): StoreError => e._tag === "CompressionError" ? new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${k.url})`, reason: e.message }) : e))
+        Stream.mapError((e): StoreError => e._tag === "CompressionError" ? readFailed(e.message) : e))
       const expect = [expectationOf(k.info, storeDir)]
       if (k.compression !== "none") return Effect.succeed({ bytes, expect })
       if (k.info.narSize > wholeNarMax || (k.fileSize ?? k.info.narSize) > wholeNarMax) return Effect.succeed({ bytes, expect, file: blobs.localPath?.(k.url) })
-      const whole = Effect.flatMap(blobs.getBytes(k.url), (found) => Option.isSome(found) ? Effect.succeed(found.value)
-        : Effect.fail(new StoreIoError({ store: uri, operation: `read the NAR of ${print(path)} (${k.url})`, reason: "not found" })))
+      const whole = Effect.flatMap(blobs.getBytes(k.url), (found) => Option.isSome(found) ? Effect.succeed(found.value) : Effect.fail(readFailed("not found")))
       return Effect.succeed({ bytes, expect, whole })
     }
 

@@ -7,42 +7,13 @@
  * see a partial pack.
  */
 import { randomBytes } from "node:crypto"
-import { closeSync, fdatasync, mkdirSync, openSync, rename, rmSync, writev } from "node:fs"
+import { closeSync, fdatasync, mkdirSync, openSync, rename, rmSync } from "node:fs"
 import { dirname, join } from "node:path"
-
-/** writev takes at most IOV_MAX (1024) buffers at a time. */
-const IOV_MAX = 1024
-
-/** Writes `views` one after the other at `position` of the file (short writes continued). */
-const writeAt = (fd: number, views: ReadonlyArray<Uint8Array>, position: number): Promise<void> => new Promise((resolve, reject) => {
-  let list = views.slice(0, IOV_MAX)
-  let rest = views.slice(IOV_MAX)
-  let at = position
-  const next = (): void => {
-    if (list.length === 0) {
-      if (rest.length === 0) return resolve()
-      list = rest.slice(0, IOV_MAX)
-      rest = rest.slice(IOV_MAX)
-    }
-    writev(fd, list, at, (error, written) => {
-      if (error) return reject(error)
-      if (written === 0) return reject(new Error("wrote nothing"))
-      at += written
-      // drop what was written (a short write leaves part of a view)
-      let n = written
-      while (n > 0 && list.length > 0) {
-        const first = list[0]!
-        if (first.length <= n) { n -= first.length; list.shift() }
-        else { list[0] = first.subarray(n); n = 0 }
-      }
-      next()
-    })
-  }
-  next()
-})
+import { writevAt } from "../../nar/fs/index.ts"
 
 export class PackFile {
   readonly #fd: number
+  readonly #target: string
   readonly #tmp: string
   readonly #writes: Array<Promise<void>> = []
   #queued: Array<Uint8Array> = []
@@ -52,6 +23,7 @@ export class PackFile {
 
   /** Opens a new temporary file beside `target` (the pack's blob file). */
   constructor(target: string) {
+    this.#target = target
     mkdirSync(dirname(target), { recursive: true })
     this.#tmp = join(dirname(target), `.tmp-${process.pid}-${randomBytes(6).toString("hex")}`)
     this.#fd = openSync(this.#tmp, "w")
@@ -63,26 +35,24 @@ export class PackFile {
     this.#queued.push(payload)
   }
 
-  get hasQueued(): boolean { return this.#queued.length > 0 }
-
   /** Starts writing what was queued; settles (never rejects: a failure is told by `finish`) once it is written. */
   write(): Promise<void> {
     const views = this.#queued
     this.#queued = []
     if (views.length === 0) return Promise.resolve()
-    const done = writeAt(this.#fd, views, this.#queuedAt).catch((e) => { this.#failure ??= e })
+    const done = writevAt(this.#fd, views, this.#queuedAt).catch((e) => { this.#failure ??= e })
     this.#writes.push(done)
     return done
   }
 
-  /** Writes what is left, waits for every write, makes the file durable and renames it to `target`. */
-  async finish(target: string): Promise<void> {
+  /** Writes what is left, waits for every write, makes the file durable and renames it to its target. */
+  async finish(): Promise<void> {
     this.write()
     await Promise.all(this.#writes)
     if (this.#failure !== undefined) throw this.#failure
     await new Promise<void>((resolve, reject) => fdatasync(this.#fd, (e) => e ? reject(e) : resolve()))
     this.#close()
-    await new Promise<void>((resolve, reject) => rename(this.#tmp, target, (e) => e ? reject(e) : resolve()))
+    await new Promise<void>((resolve, reject) => rename(this.#tmp, this.#target, (e) => e ? reject(e) : resolve()))
   }
 
   /** Gives up the file (after a failure): closed and removed once its writes have settled. */

@@ -107,7 +107,7 @@ export const makePackWriter = (options: PackWriterOptions) => Effect.gen(functio
   const seal = (pack: OpenPack): Effect.Effect<void, StoreError> => Effect.gen(function*() {
     yield* index.beginPack(pack.name, options.owner, Date.now())
     const file = pack.file
-    if (file && localPath) yield* Effect.tryPromise({ try: () => file.finish(localPath(packKey(pack.name, 1))), catch: io(uri, `write pack ${pack.name}`) })
+    if (file) yield* Effect.tryPromise({ try: () => file.finish(), catch: io(uri, `write pack ${pack.name}`) })
     else yield* putParts(blobs, packKey(pack.name, 1), pack.segments.map((s) => s.buffer.subarray(0, s.used)))
     giveSegments(pack.segments.splice(0))
     // off this thread where the blobs can (a file's fsync would hold up the ingests)

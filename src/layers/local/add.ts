@@ -15,7 +15,7 @@ import { Effect, Stream } from "effect"
 import { closeSync, existsSync, lstatSync, openSync } from "node:fs"
 import { join } from "node:path"
 import * as StorePath from "../../core/store-path.ts"
-import { checkedNar, checkNarBytes, NarChecker, narEvents, planOf, wholeNar, type NarCheckResult, type NarExpectation } from "../../nar/check.ts"
+import { checkedNar, checkNarBytes, NarChecker, narEvents, planOf, wholeNar, wholeNarMax, type NarCheckResult, type NarExpectation } from "../../nar/check.ts"
 import { decodeNar } from "../../nar/decode.ts"
 import type { NarEvent } from "../../nar/events.ts"
 import { NarIoError, restoreCheckedFromFd, restoreEventsNow, restoreNarEvents, TargetExists } from "../../nar/fs/index.ts"
@@ -76,25 +76,24 @@ const checkReferences = (ctx: AddContext, info: PathInfo) =>
     ? Effect.fail(new PathNotValid({ path: StorePath.print(missing, ctx.layout.storeDir), store: ctx.uri }))
     : Effect.void))
 
+/** A failure to write a path's temporary tree. */
+const writeFailed = (ctx: AddContext, reason: string) => new StoreIoError({ store: ctx.uri, operation: "write path", reason })
+
+/** A restore's file-system failures become StoreIoError; the checks' errors pass as they are. */
+const restoreFailure = (ctx: AddContext) => <E>(e: E | NarIoError | TargetExists): E | StoreIoError =>
+  e instanceof NarIoError || e instanceof TargetExists ? writeFailed(ctx, e.message) : e
+
 /** Restores NAR events (decoded and checked in one pass) into a fresh temporary tree; file-system failures become StoreIoError. */
 const restoreToTemp = <E, R>(ctx: AddContext, events: Stream.Stream<NarEvent, E, R>, temp: string) =>
-  restoreNarEvents(events, temp, { canonical: true, direct: true }).pipe(
-    Effect.mapError((e): StoreError | E => e instanceof NarIoError || e instanceof TargetExists
-      ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
-      : e))
+  restoreNarEvents(events, temp, { canonical: true, direct: true }).pipe(Effect.mapError(restoreFailure(ctx)))
 
 /** A big NAR that is a local file as it is (an uncompressed NAR in a file cache): read into reused buffers, checked as it is restored. */
 const restoreFileToTemp = (ctx: AddContext, info: PathInfo, file: string, expect: ReadonlyArray<NarExpectation>, temp: string): Effect.Effect<void, StoreError> =>
   Effect.acquireUseRelease(
     trySync(ctx.uri, `read ${file}`, () => openSync(file, "r")),
     (fd) => restoreCheckedFromFd(fd, temp, new NarChecker({ expect: [...expect, expectationOf(info, ctx.layout.storeDir)] }), { canonical: true, direct: true }).pipe(
-      Effect.mapError((e): StoreError => e instanceof NarIoError || e instanceof TargetExists
-        ? new StoreIoError({ store: ctx.uri, operation: "write path", reason: e.message })
-        : e)),
+      Effect.mapError(restoreFailure(ctx))),
     (fd) => Effect.sync(() => closeSync(fd)))
-
-/** NARs up to this size are read whole, then checked and written in one synchronous pass (no stream machinery per path). */
-const wholeNarMax = 64 * 1024
 
 /**
  * Restores a path's NAR into a fresh temporary tree, checked against `info` (and whatever checks
@@ -109,7 +108,7 @@ const restoreNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Str
       const { events, error } = checkNarBytes(bytes, { expect: [...expect, expectationOf(info, ctx.layout.storeDir)] })
       if (error) return Effect.fail(error)
       const failed = restoreEventsNow(events, temp, { canonical: true, direct: true })
-      return failed ? Effect.fail(new StoreIoError({ store: ctx.uri, operation: "write path", reason: failed.message })) : Effect.void
+      return failed ? Effect.fail(writeFailed(ctx, failed.message)) : Effect.void
     })
 
 /**

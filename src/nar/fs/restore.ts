@@ -8,10 +8,11 @@
  */
 import { Duration, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
-import { chmodSync, closeSync, existsSync, fchmodSync, fdatasync, futimesSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, symlinkSync, writev, writeSync } from "node:fs"
+import { chmodSync, closeSync, existsSync, fchmodSync, fdatasync, futimesSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, symlinkSync, writeSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
 import { decodeNar, NarDecoder } from "../decode.ts"
 import { fileWriterPool, type FileWriterPool } from "./file-writer-pool.ts"
+import { writevAt } from "./write-at.ts"
 import { type BadNar } from "../errors.ts"
 import { fsError, TargetExists, type NarIoError } from "./errors.ts"
 import type { NarEvent } from "../events.ts"
@@ -249,16 +250,7 @@ class TreeWriter {
     const fd = this.#fd
     let size = 0
     for (const chunk of chunks) size += chunk.length
-    const written = (async () => {
-      let rest = chunks
-      let position = at
-      while (rest.length > 0) {
-        const n = await call<number>((done) => writev(fd, rest, position, done))
-        if (n === 0) throw Object.assign(new Error("short write (no bytes written)"), { code: "EIO" })
-        position += n
-        rest = afterBytes(rest, n)
-      }
-    })()
+    const written = writevAt(fd, chunks, at)
     written.catch(() => undefined) // seen when awaited; never an unhandled rejection
     this.#writes.push(written)
     this.#unflushed += size
@@ -337,15 +329,6 @@ class TreeWriter {
 const writeAllSync = (fd: number, bytes: Uint8Array, position: number): void => {
   let off = 0
   while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off, position + off)
-}
-
-/** What is left of `chunks` once their first `n` bytes are written. */
-const afterBytes = (chunks: Array<Uint8Array>, n: number): Array<Uint8Array> => {
-  let i = 0
-  while (i < chunks.length && n >= chunks[i]!.length) n -= chunks[i++]!.length
-  if (i === chunks.length) return []
-  if (n === 0 && chunks[i]!.length > 0) return chunks.slice(i)
-  return [chunks[i]!.subarray(n), ...chunks.slice(i + 1)]
 }
 
 const makeDirsWritable = (path: string) => {
