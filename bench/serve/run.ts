@@ -112,18 +112,34 @@ const narUrls = async (base: string, hashes: ReadonlyArray<string>) => {
 
 interface Case { readonly name: string; readonly seconds: number; readonly bytes: number; readonly rss: number }
 
-const measureServer = async (name: string, base: string, pid: () => ReadonlyArray<number>, hashes: ReadonlyArray<string>) => {
+/** A server under test: its base URL, the pids whose peak RSS counts, and how to stop it. */
+interface Server { readonly name: string; readonly base: string; readonly pids: () => ReadonlyArray<number>; readonly stop: () => void }
+
+/**
+ * Lookups of every narinfo on each server, in rounds: every round visits every server (in a rotating
+ * order), so a change in the machine's load over the run falls on all of them alike. Median per server.
+ */
+const measureLookups = async (servers: ReadonlyArray<Server>, hashes: ReadonlyArray<string>): Promise<Array<Case>> => {
   const narinfos = hashes.map((h) => `${h}.narinfo`)
-  const lookups: Array<number> = []
-  for (let i = 0; i < runs + 2; i++) lookups.push((await fetchAll(base, narinfos)).seconds)
-  const nars = await narUrls(base, hashes)
-  const downloads: Array<{ seconds: number; bytes: number }> = []
-  for (let i = 0; i < runs; i++) downloads.push(await fetchAll(base, nars))
-  const rss = Math.max(...pid().map(peakRssMiB))
-  return {
-    lookup: { name, seconds: median(lookups), bytes: 0, rss } satisfies Case,
-    download: { name, seconds: median(downloads.map((d) => d.seconds)), bytes: downloads[0]!.bytes, rss } satisfies Case
+  const seconds = servers.map((): Array<number> => [])
+  const rounds = 2 * runs + 1
+  for (let round = 0; round < rounds + 1; round++) {
+    for (let k = 0; k < servers.length; k++) {
+      const i = (round + k) % servers.length
+      const t = (await fetchAll(servers[i]!.base, narinfos)).seconds
+      // the first round fills b3's narinfo cache and warms every server's files: not counted
+      if (round > 0) seconds[i]!.push(t)
+    }
   }
+  return servers.map((s, i) => ({ name: s.name, seconds: median(seconds[i]!), bytes: 0, rss: Math.max(...s.pids().map(peakRssMiB)) }))
+}
+
+/** Every NAR downloaded from one server, `runs` times; the median. */
+const measureDownloads = async (server: Server, hashes: ReadonlyArray<string>): Promise<Case> => {
+  const nars = await narUrls(server.base, hashes)
+  const downloads: Array<{ seconds: number; bytes: number }> = []
+  for (let i = 0; i < runs; i++) downloads.push(await fetchAll(server.base, nars))
+  return { name: server.name, seconds: median(downloads.map((d) => d.seconds)), bytes: downloads[0]!.bytes, rss: Math.max(...server.pids().map(peakRssMiB)) }
 }
 
 try {
@@ -145,30 +161,34 @@ try {
   const narBytes = Number(runOrThrow("du", ["-sb", join(cache, "nar")]).split(/\s/)[0])
   console.log(`corpus: ${paths.length} paths, ${(narBytes / 2 ** 30).toFixed(2)} GiB of NARs; ${concurrency} concurrent clients; ${runs} runs (median)`)
 
-  const results: Array<{ lookup: Case; download: Case }> = []
-  if (wanted("nginx")) {
-    const nginx = await startNginx(cache, work)
-    // The client's own code warms up first (on nginx's nix-cache-info, which changes nothing it measures):
-    // otherwise nginx, measured first, would pay for the client's first, unoptimised rounds.
-    await fetchAll(nginx.base, Array.from({ length: 4 * count }, () => "nix-cache-info"))
-    results.push(await measureServer("nginx, file cache", nginx.base, nginx.workers, hashes))
-    nginx.stop()
-  }
-
-  const startB3 = async (args: ReadonlyArray<string>) => {
+  const startB3 = async (name: string, args: ReadonlyArray<string>): Promise<Server> => {
     const child = spawn(b3, ["serve", "--listen", "127.0.0.1:0", "--quiet", ...args], { stdio: ["ignore", "pipe", "ignore"] })
     const port = await new Promise<number>((resolve) => {
       let seen = ""
       child.stdout.on("data", (c: Buffer) => { seen += c.toString(); const m = /at http:\/\/127\.0\.0\.1:(\d+)/.exec(seen); if (m) resolve(Number(m[1])) })
     })
-    return { child, base: `http://127.0.0.1:${port}` }
+    return { name, base: `http://127.0.0.1:${port}`, pids: () => [child.pid!], stop: () => { child.kill("SIGTERM") } }
   }
-  for (const [key, name, uri] of [["file", "b3, file cache", `file://${cache}`], ["local", "b3, local store", store]] as const) {
-    if (!wanted(key)) continue
-    const { child, base } = await startB3(["--store", uri])
-    results.push(await measureServer(name, base, () => [child.pid!], hashes))
-    child.kill("SIGTERM")
+  const servers: Array<Server> = []
+  let lookups: Array<Case> = []
+  const downloads: Array<Case> = []
+  try {
+    if (wanted("nginx")) {
+      const nginx = await startNginx(cache, work)
+      servers.push({ name: "nginx, file cache", base: nginx.base, pids: nginx.workers, stop: nginx.stop })
+    }
+    for (const [key, name, uri] of [["file", "b3, file cache", `file://${cache}`], ["local", "b3, local store", store]] as const) {
+      if (wanted(key)) servers.push(await startB3(name, ["--store", uri]))
+    }
+    // The client's own code warms up first (on a nix-cache-info, which changes nothing it measures):
+    // otherwise the server measured first would pay for the client's first, unoptimised rounds.
+    if (servers.length > 0) await fetchAll(servers[0]!.base, Array.from({ length: 4 * count }, () => "nix-cache-info"))
+    lookups = await measureLookups(servers, hashes)
+    for (const server of servers) downloads.push(await measureDownloads(server, hashes))
+  } finally {
+    for (const server of servers) server.stop()
   }
+  const results = lookups.map((lookup, i) => ({ lookup, download: downloads[i]! }))
 
   const reference = results[0]
   const ratio = (seconds: number, ref: Case | undefined) => ref ? (seconds / ref.seconds).toFixed(2) : "–"
@@ -184,19 +204,20 @@ try {
   // process per NAR, two at a time, as the two cores allow): the CPU's ceiling on this machine.
   let zstd: object | undefined
   if (wanted("zstd")) {
-    const { child, base } = await startB3(["--store", store, "--compression", "zstd"])
-    const zstdUrls = await narUrls(base, hashes)
+    const server = await startB3("b3 zstd", ["--store", store, "--compression", "zstd"])
+    const zstdUrls = await narUrls(server.base, hashes)
     const zstdRuns: Array<{ seconds: number; bytes: number }> = []
-    for (let i = 0; i < runs; i++) zstdRuns.push(await fetchAll(base, zstdUrls))
-    const rss = peakRssMiB(child.pid!)
-    child.kill("SIGTERM")
     const narDir = join(cache, "nar")
     const cli: Array<number> = []
+    // alternating, so that both see the same machine
     for (let i = 0; i < runs; i++) {
+      zstdRuns.push(await fetchAll(server.base, zstdUrls))
       const started = process.hrtime.bigint()
       runOrThrow("sh", ["-c", `ls ${narDir}/*.nar | xargs -P 2 -n 8 zstd -1 -q -c > /dev/null`])
       cli.push(Number(process.hrtime.bigint() - started) / 1e9)
     }
+    const rss = Math.max(...server.pids().map(peakRssMiB))
+    server.stop()
     const zs = median(zstdRuns.map((r) => r.seconds))
     const cs = median(cli)
     console.log(`| ${count} NAR downloads, zstd on the fly | b3, local store | ${zs.toFixed(3)} | ${ratio(zs, reference?.download)} | ${(narBytes / 1e6 / zs).toFixed(0)} (uncompressed) | ${rss.toFixed(0)} |`)
