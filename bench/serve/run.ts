@@ -115,6 +115,9 @@ interface Case { readonly name: string; readonly seconds: number; readonly bytes
 /** A server under test: its base URL, the pids whose peak RSS counts, and how to stop it. */
 interface Server { readonly name: string; readonly base: string; readonly pids: () => ReadonlyArray<number>; readonly stop: () => void }
 
+/** Uncounted rounds of lookups first: they fill b3's narinfo cache, warm the servers' files and let V8 compile b3's request path (a long-running server's steady state). */
+const warmRounds = 5
+
 /**
  * Lookups of every narinfo on each server, in rounds: every round visits every server (in a rotating
  * order), so a change in the machine's load over the run falls on all of them alike. Median per server.
@@ -123,12 +126,11 @@ const measureLookups = async (servers: ReadonlyArray<Server>, hashes: ReadonlyAr
   const narinfos = hashes.map((h) => `${h}.narinfo`)
   const seconds = servers.map((): Array<number> => [])
   const rounds = 2 * runs + 1
-  for (let round = 0; round < rounds + 1; round++) {
+  for (let round = 0; round < warmRounds + rounds; round++) {
     for (let k = 0; k < servers.length; k++) {
       const i = (round + k) % servers.length
       const t = (await fetchAll(servers[i]!.base, narinfos)).seconds
-      // the first round fills b3's narinfo cache and warms every server's files: not counted
-      if (round > 0) seconds[i]!.push(t)
+      if (round >= warmRounds) seconds[i]!.push(t)
     }
   }
   return servers.map((s, i) => ({ name: s.name, seconds: median(seconds[i]!), bytes: 0, rss: Math.max(...s.pids().map(peakRssMiB)) }))
