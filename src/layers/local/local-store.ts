@@ -124,8 +124,9 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       queryValidPaths: (paths) => trySync(uri, "query paths", () => db.validOf(paths)),
       narFromPath: (path) => Stream.unwrap(Effect.map(query(path), () =>
         Stream.mapError(narFromPath(join(layout.realStoreDir, StorePath.baseName(path))), ioError(uri, `read ${print(path)}`)))),
+      // 128 KiB chunks, as the file cache's (servers/http-cache.ts, the one user): 16 transfers hold 4 x 4 x 128 KiB
       forEachNarChunk: (path, consume) => Effect.flatMap(query(path), () =>
-        forEachNarChunk(join(layout.realStoreDir, StorePath.baseName(path)), consume, { ahead: 4, chunkBytes: 256 * 1024 }).pipe(
+        forEachNarChunk(join(layout.realStoreDir, StorePath.baseName(path)), consume, { ahead: 4, chunkBytes: 128 * 1024 }).pipe(
           Effect.catch((e) => e === "stop" ? Effect.void : Effect.fail(ioError(uri, `read ${print(path)}`)(e))))),
       queryPathFromHashPart: (hashPart) => trySync(uri, "query hash part", () => db.pathFromHashPart(hashPart)).pipe(
         Effect.map((p) => Option.flatMap(Option.fromNullishOr(p), (p) => Option.fromNullishOr(parsePaths([p])[0])))),
