@@ -76,11 +76,24 @@ const presenter = CliOutput.layerPresenter({
 })
 
 /**
+ * bin/b3 gives some commands glibc malloc settings (MALLOC_ARENA_MAX, MALLOC_TRIM_THRESHOLD_: read
+ * when the process started) and names them in B3_MALLOC_SET; they are taken out of the environment
+ * again so that the processes b3 starts (hooks, ssh, helpers) run with what b3 was given.
+ */
+const forgetLauncherMalloc = () => {
+  const set = process.env.B3_MALLOC_SET
+  if (set === undefined) return
+  for (const name of set.split(" ")) if (name.startsWith("MALLOC_")) delete process.env[name]
+  delete process.env.B3_MALLOC_SET
+}
+
+/**
  * Runs the CLI on this process's arguments. A function, not module-level code, so that the V8 startup
  * snapshot (snapshot-entry.ts) can load this module when it is built and run the CLI when it starts.
  */
 export const main = (): void => {
   quietSqliteWarning()
+  forgetLauncherMalloc()
   const argv = process.argv.slice(2)
   /** Read here too: the failure of an invocation is reported outside its handler, where the setting is not provided. */
   const verbose = argv.slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length).includes("--verbose")

@@ -58,7 +58,7 @@ describe("b3 build / b3 log", () => {
     oneLine(result.stderr)
   })
 
-  it("--post-build-hook runs a program after each build with DRV_PATH and OUT_PATHS, shows its output, and its failure fails the build (exit 5)", () => {
+  it("--post-build-hook runs a program after each build with DRV_PATH and OUT_PATHS (and the environment b3 was given), shows its output, and its failure fails the build (exit 5)", () => {
     const root = join(scratch, "hooked")
     const bb = addBusybox(root)
     const store = `local?root=${root}`
@@ -76,7 +76,7 @@ export default Result.getOrThrow(derivation({ name: "top-${salt}", system: "x86_
     }
     const hook = (name: string, status: number) => {
       const path = join(scratch, name)
-      writeFileSync(path, `#!/bin/sh\necho "$DRV_PATH|$OUT_PATHS" >> ${path}.record\necho "pushed $OUT_PATHS"\nexit ${status}\n`, { mode: 0o755 })
+      writeFileSync(path, `#!/bin/sh\necho "$DRV_PATH|$OUT_PATHS" >> ${path}.record\necho "\${MALLOC_ARENA_MAX:-unset}" > ${path}.malloc\necho "pushed $OUT_PATHS"\nexit ${status}\n`, { mode: 0o755 })
       return path
     }
     const records = (path: string) => existsSync(`${path}.record`) ? readFileSync(`${path}.record`, "utf8").trim().split("\n") : []
@@ -90,6 +90,8 @@ export default Result.getOrThrow(derivation({ name: "top-${salt}", system: "x86_
     expect(lines[1]).toBe(`${result!.drvPath}|${result!.outputs.out}`)
     expect(lines[0]).toMatch(/^\/nix\/store\/[a-z0-9]{32}-dep-a\.drv\|\/nix\/store\/[a-z0-9]{32}-dep-a$/)
     expect(built.stderr).toContain(`post-build-hook: pushed ${result!.outputs.out}`)
+    // bin/b3's one malloc arena is b3's own: the hook runs with the environment b3 was given
+    expect(readFileSync(`${good}.malloc`, "utf8").trim()).toBe(process.env.MALLOC_ARENA_MAX ?? "unset")
     // valid already: no hook
     expect(runB3(["build", "--store", store, "--post-build-hook", good, module("a")]).status).toBe(0)
     expect(records(good)).toHaveLength(2)
