@@ -36,7 +36,7 @@ export const tempPlace = (layout: LocalStoreLayout): TempPlace => {
   return statSync(dir).dev === statSync(layout.realStoreDir).dev ? { dir, prefix: "" } : { dir: layout.realStoreDir, prefix: ".b3-tmp-" }
 }
 
-/** A fresh temporary name of this process. */
+/** The random part of this process's temporary names, drawn once, and the count of names given out. */
 let tempSalt: string | undefined
 let tempCount = 0
 /**
