@@ -115,6 +115,9 @@ interface Case { readonly name: string; readonly seconds: number; readonly bytes
 /** A server under test: its base URL, the pids whose peak RSS counts, and how to stop it. */
 interface Server { readonly name: string; readonly base: string; readonly pids: () => ReadonlyArray<number>; readonly stop: () => void }
 
+/** The largest peak RSS among a server's processes so far, MiB. */
+const peakRssOf = (server: Server) => Math.max(...server.pids().map(peakRssMiB))
+
 /** Uncounted rounds of lookups first: they fill b3's narinfo cache, warm the servers' files and let V8 compile b3's request path (a long-running server's steady state). */
 const warmRounds = 5
 
@@ -133,7 +136,7 @@ const measureLookups = async (servers: ReadonlyArray<Server>, hashes: ReadonlyAr
       if (round >= warmRounds) seconds[i]!.push(t)
     }
   }
-  return servers.map((s, i) => ({ name: s.name, seconds: median(seconds[i]!), bytes: 0, rss: Math.max(...s.pids().map(peakRssMiB)) }))
+  return servers.map((s, i) => ({ name: s.name, seconds: median(seconds[i]!), bytes: 0, rss: peakRssOf(s) }))
 }
 
 /** Every NAR downloaded from one server, `runs` times; the median. */
@@ -141,7 +144,7 @@ const measureDownloads = async (server: Server, hashes: ReadonlyArray<string>): 
   const nars = await narUrls(server.base, hashes)
   const downloads: Array<{ seconds: number; bytes: number }> = []
   for (let i = 0; i < runs; i++) downloads.push(await fetchAll(server.base, nars))
-  return { name: server.name, seconds: median(downloads.map((d) => d.seconds)), bytes: downloads[0]!.bytes, rss: Math.max(...server.pids().map(peakRssMiB)) }
+  return { name: server.name, seconds: median(downloads.map((d) => d.seconds)), bytes: downloads[0]!.bytes, rss: peakRssOf(server) }
 }
 
 try {
@@ -218,7 +221,7 @@ try {
       runOrThrow("sh", ["-c", `ls ${narDir}/*.nar | xargs -P 2 -n 8 zstd -1 -q -c > /dev/null`])
       cli.push(Number(process.hrtime.bigint() - started) / 1e9)
     }
-    const rss = Math.max(...server.pids().map(peakRssMiB))
+    const rss = peakRssOf(server)
     server.stop()
     const zs = median(zstdRuns.map((r) => r.seconds))
     const cs = median(cli)

@@ -41,8 +41,8 @@ let tempSalt: string | undefined
 let tempCount = 0
 /**
  * A fresh temporary name of this process: a random part drawn once per process (names of an
- * earlier process with the same pid differ) and a counter (a random draw per name cost ~50 µs, a
- * tenth of the daemon's time per small path).
+ * earlier process with the same pid differ) and a counter (a random draw per name cost ~9 µs in a
+ * loop, more under the daemon's load, for every small path it adds).
  */
 export const tempName = (place: TempPlace, tag: string) =>
   join(place.dir, `${place.prefix}${process.pid}-${tag}-${tempSalt ??= randomBytes(6).toString("hex")}${(tempCount++).toString(36)}`)
