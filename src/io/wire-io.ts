@@ -28,7 +28,8 @@ export interface ChunkSource {
   readonly next: () => Promise<Uint8Array | null>
 }
 
-const toIoError = (e: unknown): WireIoError =>
+/** A failure of reading or decoding as a wire error (one from a decoder passes as it is; anything else closed the wire). */
+export const toIoError = (e: unknown): WireIoError =>
   typeof e === "object" && e !== null && "_tag" in e && ["WireTruncated", "WireTooLarge", "WireMalformed", "WireClosed"].includes((e as { _tag: string })._tag)
     ? e as WireIoError
     : new WireClosed({ reason: e instanceof Error ? e.message : String(e) })
@@ -143,6 +144,15 @@ export class WireReader {
       step = decoder.next(this.take(instr.n))
     }
     return step.value
+  }
+
+  /**
+   * The next `n` bytes in one piece (a view when they arrived in one chunk). Only for a bounded `n`
+   * the caller has checked: the bytes are held until all have come.
+   */
+  async wholeAsync(n: number, what: string): Promise<Uint8Array> {
+    while (this.avail < n) if (!(await this.fill())) throw new WireTruncated({ what })
+    return this.take(n)
   }
 
   /** Runs a decoder on the bytes as they arrive. */

@@ -335,6 +335,10 @@ const withPlan = (p: NarPlan<unknown, unknown>, options: NarCheckOptions): NarCh
  */
 export const wholeNarMax = 64 * 1024
 
+/** A NAR held in memory as a stream whose plan has its bytes whole (`wholeNar` takes them as they are). */
+export const narInMemory = (bytes: Uint8Array): CheckedNar<NarCheckError, never> =>
+  checkedNar(Effect.succeed({ bytes: Stream.make(bytes), expect: [], whole: Effect.succeed(bytes) }))
+
 /**
  * A small NAR read whole: its bytes and the checks its stream carries (not run yet: the caller runs
  * them, with its own, in one pass over the bytes, e.g. `checkNarBytes`). Reading stops once more

@@ -27,6 +27,11 @@ export interface AddPathOptions {
 export interface AddMultipleOptions {
   /** NARs read at once (default 16). */
   readonly concurrency?: number
+  /**
+   * Every item's NAR is already in memory (small, its stream made by `narInMemory`): a layer may
+   * check and write them one after another in one pass, with one flush and one registration.
+   */
+  readonly inMemory?: boolean
   /** Told when a path's NAR starts to be read. */
   readonly onStart?: (info: PathInfo) => void
   /** Told when a path is valid in the store (added, or found already valid). */

@@ -23,7 +23,8 @@ import { NarWriter } from "../../nar/nar-writer.ts"
 import { PathNotValid, StoreIoError } from "../../services/store-errors.ts"
 import type { BuiltPath } from "../../services/build-host.ts"
 import type { PathInfo } from "../../core/path-info.ts"
-import type { AddPathOptions, StoreWriteApi } from "../../services/store-write.ts"
+import type { AddMultipleOptions, AddPathOptions, StoreWriteApi } from "../../services/store-write.ts"
+import { topoSortInfos } from "../../services/closure.ts"
 import { addInDependencyOrder, contentAddressedInfo, contentDigestOptions, narFromFileSystem } from "../../services/write-helpers.ts"
 import type { StoreError } from "../../services/store-errors.ts"
 import { expectationOf, verifiedNarEvents } from "../../services/verified-nar.ts"
@@ -66,7 +67,7 @@ export interface TempEntry {
 const skipFsyncForMeasurement = () => process.env.B3_BENCH_NO_FSYNC === "1"
 
 /** The context with group commit: concurrent adds share one flush to disk and one transaction. */
-export const withGroupCommit = (ctx: AddContext): AddContext => ({ ...ctx, commit: makeGroupCommit((entries) => commitTemps(ctx, entries)) })
+export const withGroupCommit = (ctx: AddContext): AddContext => ({ ...ctx, commit: makeGroupCommit((entries) => Effect.asVoid(commitTemps(ctx, entries))) })
 
 /** Fails with PathNotValid if a reference (other than the path itself) is not valid yet. */
 const checkReferences = (ctx: AddContext, info: PathInfo) =>
@@ -113,10 +114,10 @@ const restoreNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Str
 
 /**
  * Makes restored temporary trees the contents of their paths: canonicalise, flush, then in one
- * write transaction rename them into place and register them all (paths another adder already
- * made valid are skipped; their temporary trees are dropped on release).
+ * write transaction rename them into place and register them all. Paths another adder already
+ * made valid are skipped: their temporary trees are left, and returned, for the caller to drop.
  */
-const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect.Effect<void, StoreError> => Effect.gen(function*() {
+const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect.Effect<ReadonlyArray<string>, StoreError> => Effect.gen(function*() {
   for (const { temp, canonical } of entries) if (!canonical) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
   if (!skipFsyncForMeasurement()) yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
   // Temporary roots before the paths appear in the store: a collector (b3's or Nix's) keeps them.
@@ -126,12 +127,13 @@ const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect
     const own = ctx.derivationOutputsOf?.(info, temp)
     if (own) outputs.set(StorePath.print(info.path, ctx.layout.storeDir), own)
   }
-  const garbage = yield* trySync(ctx.uri, "register paths", () => ctx.db.immediate(() => {
+  const { garbage, unused } = yield* trySync(ctx.uri, "register paths", () => ctx.db.immediate(() => {
     // (two adders of one path may share a batch: the first copy wins, the other's temporary tree is dropped)
     const seen = new Set<string>()
-    const fresh = entries.filter(({ info }) => {
+    const unused: Array<string> = []
+    const fresh = entries.filter(({ info, temp }) => {
       const name = StorePath.baseName(info.path)
-      if (seen.has(name) || ctx.db.isValid(info.path)) return false
+      if (seen.has(name) || ctx.db.isValid(info.path)) { unused.push(temp); return false }
       seen.add(name)
       return true
     })
@@ -148,13 +150,14 @@ const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect
       rename(temp, finalPath)
     }
     if (fresh.length > 0) ctx.db.register(fresh.map((e) => e.info), Math.floor(Date.now() / 1000), outputs)
-    return garbage
+    return { garbage, unused }
   }))
   for (const trash of garbage) yield* trySync(ctx.uri, "remove garbage", () => removeTree(trash))
+  return unused
 })
 
 const commitTemp = (ctx: AddContext, entry: TempEntry, onQueued: Effect.Effect<void> = Effect.void) =>
-  ctx.commit ? ctx.commit(entry, onQueued) : Effect.andThen(onQueued, commitTemps(ctx, [entry]))
+  ctx.commit ? ctx.commit(entry, onQueued) : Effect.andThen(onQueued, Effect.asVoid(commitTemps(ctx, [entry])))
 
 /** A fresh temporary name in the store dir; whatever is left there is removed when the scope closes. */
 const scopedTemp = (ctx: AddContext, tag: string) =>
@@ -209,6 +212,7 @@ export const addMultipleFromNars = (ctx: AddContext): StoreWriteApi["addMultiple
   const missing = yield* outside
   if (missing) return yield* new PathNotValid({ path: StorePath.print(missing, ctx.layout.storeDir), store: ctx.uri })
   yield* rootFirst(ctx, items.map(({ info }) => info.path))
+  if (options.inMemory) return yield* addInMemory(ctx, items, options)
   yield* addInDependencyOrder(items, options, ctx.layout.storeDir, ({ info, nar }, { limit, referencesAdded, committing }) => Effect.gen(function*() {
     if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) return
     yield* withTemp(ctx, "add", (temp) => Effect.gen(function*() {
@@ -219,6 +223,44 @@ export const addMultipleFromNars = (ctx: AddContext): StoreWriteApi["addMultiple
     }))
   }))
 })
+
+/**
+ * `addMultiple` of NARs already in memory (`AddMultipleOptions.inMemory`), one after another without
+ * a fiber each: every NAR is checked and written into its temporary tree in one synchronous pass, and
+ * the batch is made durable and registered with one flush and one transaction. Nothing of the batch is
+ * registered if one of its NARs fails; their temporary trees are removed.
+ */
+const addInMemory = <E, R>(
+  ctx: AddContext,
+  items: ReadonlyArray<{ readonly info: PathInfo; readonly nar: Stream.Stream<Uint8Array, E, R> }>,
+  options: AddMultipleOptions
+): Effect.Effect<void, StoreError | E, R> => {
+  const entries: Array<TempEntry> = []
+  const body = Effect.gen(function*() {
+    const byKey = new Map<string, (typeof items)[number]>()
+    for (const item of items) { const key = StorePath.baseName(item.info.path); if (!byKey.has(key)) byKey.set(key, item) }
+    const ordered = yield* Effect.fromResult(topoSortInfos([...byKey.values()].map((i) => i.info), ctx.layout.storeDir))
+    const already: Array<PathInfo> = []
+    for (const info of ordered) {
+      options.onStart?.(info)
+      if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) { already.push(info); continue }
+      const { bytes, expect } = yield* wholeNar(byKey.get(StorePath.baseName(info.path))!.nar, info.narSize)
+      const { events, error } = checkNarBytes(bytes, { expect: [...expect, expectationOf(info, ctx.layout.storeDir)] })
+      if (error) return yield* error
+      const temp = tempName(ctx.temp, "add")
+      entries.push({ info, temp, canonical: true })
+      const failed = restoreEventsNow(events, temp, { canonical: true, direct: true })
+      if (failed) return yield* writeFailed(ctx, failed.message)
+    }
+    const unused = yield* commitTemps(ctx, entries)
+    for (const temp of unused) yield* trySync(ctx.uri, "remove a temporary tree", () => removeTree(temp))
+    if (options.onAdded) for (const info of [...already, ...entries.map((e) => e.info)]) options.onAdded(info)
+  })
+  // renamed into place when committed; after a failure what is left is removed (after a crash, recovery removes it)
+  return Effect.onError(body, () => Effect.sync(() => {
+    for (const { temp } of entries) { try { removeTree(temp) } catch { /* recovery removes it on the next open */ } }
+  }))
+}
 
 /** The size and executable bit of `path` when it is a regular file (not a link to one), else undefined. */
 const regularFileAt = (path: string): { readonly size: number; readonly executable: boolean } | undefined => {

@@ -2,7 +2,7 @@
  * The worker-protocol ops, each as Nix 2.8's daemon reads its arguments and writes its reply
  * (daemon.cc `performOp`), over whatever services the store offers.
  */
-import { Deferred, Effect, Option, Result, Semaphore, Stream } from "effect"
+import { Effect, Fiber, Option, Result, Stream } from "effect"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -28,6 +28,8 @@ import * as Signature from "../../core/signature.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
 import type { BuildEvent, BuildOptions } from "../../services/store-build.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
+import { toIoError, type FramedReader } from "../../io/wire-io.ts"
+import { narInMemory } from "../../nar/check.ts"
 import { OpFailed, messageOf, type Conn } from "./connection.ts"
 
 type Handler = (c: Conn) => Effect.Effect<void, unknown>
@@ -330,14 +332,30 @@ const framedAll = (c: Conn): Stream.Stream<Uint8Array, unknown> => {
   }))
 }
 
-/** NARs up to this size are read whole and added while the next ones arrive; bigger ones stream. */
+/** NARs up to this size are read whole and added in batches while the next ones arrive; bigger ones stream. */
 const bufferedNar = 1 << 20
-/**
- * KiB of NARs read ahead and being added at once (their flushes and transactions are shared: the
- * local store's group commit); memory stays within it whatever the number of paths.
- */
-const inFlightKiB = 32 * 1024
+/** A batch of NARs read whole ends at this many paths, or once its NARs reach `batchBytes`. */
+const batchPaths = 256
+const batchBytes = 8 << 20
+/** Batches read ahead while earlier ones are written: memory stays within (1 + this) × `batchBytes`. */
+const batchesInFlight = 2
 
+/** A path from AddMultipleToStore: its path string and info, and its NAR when it is small enough to read whole. */
+const readItem = (framed: FramedReader) => Effect.tryPromise({
+  try: async () => {
+    const s = await framed.runAsync(Worker.storePathString())
+    const raw = await framed.runAsync(Worker.rawPathInfo(16))
+    const bytes = raw.narSize <= bufferedNar ? await framed.wholeAsync(raw.narSize, "a NAR") : undefined
+    return { s, raw, bytes }
+  },
+  catch: toIoError
+})
+
+/**
+ * Paths arrive dependencies first. Small NARs are read whole and added in batches (`inMemory`: one
+ * pass per NAR, one flush and one transaction a batch), each batch registered after the one before
+ * while the next is read; a big NAR waits for the batches before it, then streams into the store.
+ */
 const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
   yield* read(c, Wire.bool("the repair flag"))
   const dontCheckSigs = yield* read(c, Wire.bool("the dontCheckSigs flag"))
@@ -346,39 +364,42 @@ const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
   yield* work(c, Effect.scoped(Effect.gen(function*() {
     const write = yield* needWrite(c)
     const count = yield* framed.run(Wire.u64("the number of paths"))
-    // Paths arrive dependencies first; each is added once those it refers to (of this batch) are in.
-    const done = new Map<string, Deferred.Deferred<void, unknown>>()
-    const order: Array<Deferred.Deferred<void, unknown>> = []
-    const budget = yield* Semaphore.make(inFlightKiB)
+    const added: Array<string> = []
+    const inFlight: Array<Fiber.Fiber<void, unknown>> = []
+    let previous: Effect.Effect<void, unknown> = Effect.void
+    let batch: Array<{ readonly info: PathInfo; readonly nar: Stream.Stream<Uint8Array, unknown> }> = []
+    let batchSize = 0
+    const flush = Effect.gen(function*() {
+      if (batch.length === 0) return
+      const items = batch
+      batch = []
+      batchSize = 0
+      if (inFlight.length >= batchesInFlight) yield* Fiber.join(inFlight.shift()!)
+      const fiber = yield* Effect.forkScoped(Effect.andThen(previous, write.addMultiple(items, { inMemory: true })))
+      inFlight.push(fiber)
+      previous = Fiber.join(fiber)
+    })
     for (let i = 0; i < count; i++) {
-      const s = yield* framed.run(Worker.storePathString())
-      const raw = yield* framed.run(Worker.rawPathInfo(16))
+      const { s, raw, bytes } = yield* readItem(framed)
       const path = yield* storePath(c, s)
       const info = yield* admit(c, { ...(yield* valid(Worker.validatePathInfo(path, raw, c.storeDir))), ultimate: false }, dontCheckSigs)
       c.addTempRoot(print(c, path))
-      const key = StorePath.baseName(path)
-      const deps = info.references.flatMap((r) => { const d = StorePath.baseName(r) === key ? undefined : done.get(StorePath.baseName(r)); return d ? [d] : [] })
-      const finished = yield* Deferred.make<void, unknown>()
-      done.set(key, finished)
-      order.push(finished)
-      const add = (nar: Stream.Stream<Uint8Array, unknown>) => Effect.forEach(deps, Deferred.await, { discard: true }).pipe(
-        Effect.andThen(write.addToStore(info, checkedNar(c, info, nar))),
-        Effect.exit,
-        Effect.flatMap((exit) => Deferred.done(finished, exit)))
-      if (info.narSize <= bufferedNar) {
-        const kib = Math.max(1, Math.ceil(info.narSize / 1024))
-        yield* budget.take(kib)
-        const chunks = yield* Stream.runCollect(framed.exact(info.narSize, "a NAR"))
-        yield* Effect.forkScoped(add(Stream.fromIterable(chunks)).pipe(Effect.ensuring(budget.release(kib))))
+      added.push(print(c, path))
+      if (bytes !== undefined) {
+        batch.push({ info, nar: checkedNar(c, info, narInMemory(bytes)) })
+        batchSize += bytes.length
+        if (batch.length >= batchPaths || batchSize >= batchBytes) yield* flush
       } else {
-        // streamed: if it fails, the rest of its NAR is still on the wire: stop here (the frames are drained)
-        yield* add(framed.exact(info.narSize, "a NAR"))
-        yield* Deferred.await(finished)
+        // streamed after every batch before it is in; if it fails, the rest of its NAR is still on the wire: stop here (the frames are drained)
+        yield* flush
+        yield* previous
+        yield* write.addToStore(info, checkedNar(c, info, framed.exact(info.narSize, "a NAR")))
       }
     }
+    yield* flush
     yield* framed.drain()
-    for (const finished of order) yield* Deferred.await(finished)
-    yield* autoOptimise(c, [...done.keys()].map((base) => `${c.storeDir}/${base}`))
+    yield* previous
+    yield* autoOptimise(c, added)
   })))
 })
 
