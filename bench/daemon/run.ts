@@ -49,7 +49,12 @@ const startDaemon = async (kind: "b3" | "nix", root: string, socket: string): Pr
     })) {
       // a daemon in use has served clients before: one untimed `nix store ping` each (b3's first connection
       // also runs code for the first time; nix-daemon forks per connection either way)
-      const ping = spawnSync("nix", ["store", "ping", "--store", `unix://${socket}`], { env: nixEnv, encoding: "utf8" })
+      // (a connection can be reset while a loaded machine starts the daemon: a few tries)
+      let ping = spawnSync("nix", ["store", "ping", "--store", `unix://${socket}`], { env: nixEnv, encoding: "utf8" })
+      for (let attempt = 1; attempt < 5 && ping.status !== 0; attempt++) {
+        await new Promise((r) => setTimeout(r, 100))
+        ping = spawnSync("nix", ["store", "ping", "--store", `unix://${socket}`], { env: nixEnv, encoding: "utf8" })
+      }
       if (ping.status !== 0) throw new Error(`nix store ping of the ${kind} daemon failed: ${ping.stderr}`)
       return { child, socket, rssFile }
     }

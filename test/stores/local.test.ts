@@ -7,6 +7,8 @@ import * as StorePath from "../../src/core/store-path.ts"
 import * as LocalStore from "../../src/layers/local/local-store.ts"
 import * as MemoryStore from "../../src/layers/memory.ts"
 import { removeTree } from "../../src/layers/local/fs-ops.ts"
+import { narInMemory } from "../../src/nar/check.ts"
+import type { PathInfo } from "../../src/core/path-info.ts"
 import { storeConformance, uriStore } from "./store-suite.ts"
 
 const scratchRoot = Effect.acquireRelease(
@@ -36,6 +38,47 @@ describe("local store group commit", () => {
     const report = yield* store.maintenance.verify()
     expect(report.problems).toEqual([])
     expect(readdirSync(join(root, "nix/store")).filter((n) => n.startsWith("."))).toEqual([])
+  })))
+})
+
+describe("local store addMultiple of NARs in memory", () => {
+  /** `count` text paths, each referring to the one before, as items with their NARs in memory (last first). */
+  const chain = (count: number) => Effect.gen(function*() {
+    const mem = MemoryStore.make()
+    const items: Array<{ info: PathInfo; nar: Uint8Array }> = []
+    for (let i = 0; i < count; i++) {
+      const info = yield* mem.write.addText(`c${i}`, `link ${i}\n`, items.length > 0 ? [items[items.length - 1]!.info.path] : [])
+      items.push({ info, nar: Buffer.concat([...yield* Stream.runCollect(mem.read.narFromPath(info.path))]) })
+    }
+    return items.reverse()
+  })
+  /** The NAR with one byte of its file's contents changed (still a well-formed NAR). */
+  const tampered = (nar: Uint8Array) => { const copy = Buffer.from(nar); copy[copy.indexOf("link ")] = 0x4c; return copy }
+  const leftovers = (root: string) => readdirSync(join(root, "nix/var/nix/b3-tmp"))
+
+  it.effect("registers a batch given in any order, one already valid, in one flush (syncfs past 64 entries) with nothing left over", () => Effect.scoped(Effect.gen(function*() {
+    const root = yield* scratchRoot
+    const store = yield* LocalStore.make({ root })
+    const items = yield* chain(100)
+    const first = items[items.length - 1]!
+    yield* store.write.addToStore(first.info, Stream.make(first.nar))
+    const added: Array<string> = []
+    yield* store.write.addMultiple(items.map(({ info, nar }) => ({ info, nar: narInMemory(nar) })), { inMemory: true, onAdded: (info) => added.push(info.path.name) })
+    expect(added.length).toBe(100)
+    for (const { info, nar } of items) expect(Buffer.concat([...yield* Stream.runCollect(store.read.narFromPath(info.path))]).equals(nar)).toBe(true)
+    expect((yield* store.maintenance.verify()).problems).toEqual([])
+    expect(leftovers(root)).toEqual([])
+  })))
+
+  it.effect("a NAR that does not match its info fails the batch: nothing of it is registered or left behind", () => Effect.scoped(Effect.gen(function*() {
+    const root = yield* scratchRoot
+    const store = yield* LocalStore.make({ root })
+    const items = yield* chain(10)
+    const bad = items.map(({ info, nar }, i) => ({ info, nar: narInMemory(i === 3 ? tampered(nar) : nar) }))
+    const failure = yield* Effect.flip(store.write.addMultiple(bad, { inMemory: true }))
+    expect(failure._tag).toBe("HashMismatch")
+    expect(yield* store.read.queryValidPaths(items.map((i) => i.info.path))).toEqual([])
+    expect(leftovers(root)).toEqual([])
   })))
 })
 

@@ -35,6 +35,7 @@ import type { StoreDatabase } from "./database.ts"
 import { ioError, removeTree, rename, syncTrees, trySync } from "./fs-ops.ts"
 import type { LocalStoreLayout } from "./layout.ts"
 import type { NixLocks } from "./nix-locks.ts"
+import type { SyncFileSystem } from "./sync-helper.ts"
 import { tempName, type TempPlace } from "./temp-roots.ts"
 
 export interface AddContext {
@@ -47,6 +48,8 @@ export interface AddContext {
   readonly locks: NixLocks
   /** Derivation outputs to record when a `.drv` is registered (path → output name → output path). */
   readonly derivationOutputsOf?: (info: PathInfo, realPath: string) => Readonly<Record<string, string>> | undefined
+  /** Flushes the store's file system (syncfs) for a batch too big to flush file by file (default: `sync -f`). */
+  readonly syncFileSystem?: SyncFileSystem
   /** Commits one restored tree, sharing the flush and transaction with concurrent adders (see `withGroupCommit`). */
   readonly commit?: (entry: TempEntry, onQueued?: Effect.Effect<void>) => Effect.Effect<void, StoreError>
 }
@@ -119,7 +122,7 @@ const restoreNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Str
  */
 const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect.Effect<ReadonlyArray<string>, StoreError> => Effect.gen(function*() {
   for (const { temp, canonical } of entries) if (!canonical) yield* trySync(ctx.uri, "canonicalise", () => canonicalise(temp))
-  if (!skipFsyncForMeasurement()) yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir)
+  if (!skipFsyncForMeasurement()) yield* syncTrees(ctx.uri, entries.map((e) => e.temp), ctx.layout.realStoreDir, ctx.syncFileSystem)
   // Temporary roots before the paths appear in the store: a collector (b3's or Nix's) keeps them.
   yield* ctx.locks.addTempRoots(entries.map((e) => StorePath.print(e.info.path, ctx.layout.storeDir)))
   const outputs = new Map<string, Readonly<Record<string, string>>>()

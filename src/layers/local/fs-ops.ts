@@ -63,12 +63,17 @@ const fsyncPath = async (path: string): Promise<void> => {
 
 /**
  * Makes the contents of freshly written trees durable before they are registered: an fsync per
- * file and directory for small trees (no process to start), `syncFileSystem` for large ones. The
+ * file and directory for small trees, `syncfs` (default `syncFileSystem`) for large ones. The
  * fsyncs run at once, off this thread (the file system folds them into one journal commit, and
  * other adds go on meanwhile, so the next group commit gathers more).
  */
-export const syncTrees = (store: string, roots: ReadonlyArray<string>, fileSystemDir: string): Effect.Effect<void, StoreIoError> =>
+export const syncTrees = (
+  store: string,
+  roots: ReadonlyArray<string>,
+  fileSystemDir: string,
+  syncfs: (dir: string) => Effect.Effect<void, StoreIoError> = (dir) => syncFileSystem(store, dir)
+): Effect.Effect<void, StoreIoError> =>
   trySync(store, "sync", () => smallTreeEntries(roots, perFileSyncLimit)).pipe(Effect.flatMap((entries) =>
     entries === undefined
-      ? syncFileSystem(store, fileSystemDir)
+      ? syncfs(fileSystemDir)
       : Effect.tryPromise({ try: () => Promise.all(entries.map(fsyncPath)), catch: ioError(store, "sync") }).pipe(Effect.asVoid)))

@@ -28,6 +28,7 @@ import { BuildHost, type BuildHostApi } from "../../services/build-host.ts"
 import { BuildLogs, type BuildLogsApi } from "../../services/build-logs.ts"
 import { buildLogs, openBuildLog } from "./build-logs.ts"
 import { makeNixLocks } from "./nix-locks.ts"
+import { makeSyncHelper } from "./sync-helper.ts"
 import { tempPlace, tempRootsFile } from "./temp-roots.ts"
 import { openDatabase } from "./schema.ts"
 
@@ -138,7 +139,8 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       queryAllValidPaths: () => trySync(uri, "list paths", () => parsePaths(db.allValidPaths()))
     }
 
-    const ctx: AddContext = withGroupCommit({ uri, layout, db, temp, locks, derivationOutputsOf: derivationOutputsOf(storeDir) })
+    const syncFileSystem = yield* makeSyncHelper(uri)
+    const ctx: AddContext = withGroupCommit({ uri, layout, db, temp, locks, syncFileSystem, derivationOutputsOf: derivationOutputsOf(storeDir) })
     const write = makeStoreWrite(read, {
       addToStore: (info, nar) => addFromNar(ctx, info, nar),
       addSignatures: (path, signatures) => Effect.gen(function*() {

@@ -45,7 +45,9 @@ let tempCount = 0
  * loop, more under the daemon's load, for every small path it adds).
  */
 export const tempName = (place: TempPlace, tag: string) =>
-  join(place.dir, `${place.prefix}${process.pid}-${tag}-${tempSalt ??= randomBytes(6).toString("hex")}${(tempCount++).toString(36)}`)
+  // (`place.dir` is normalised, as `tempPlace` makes it: no `join` per name; the pid is read each time, as a
+  // module evaluated into the CLI's startup snapshot must not keep the snapshot builder's)
+  `${place.dir}/${place.prefix}${process.pid}-${tag}-${tempSalt ??= randomBytes(6).toString("hex")}${(tempCount++).toString(36)}`
 
 /** The owner's pid of a temporary name in `place`, if the name is b3's. */
 export const tempOwner = (place: TempPlace, name: string): number | undefined => {
