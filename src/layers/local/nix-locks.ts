@@ -14,10 +14,10 @@
  * and ends when b3 closes its stdin, or dies with it, which releases them, as a crashed Nix
  * process's locks are.
  */
-import { spawn, type ChildProcess } from "node:child_process"
 import { Effect, Scope, Semaphore } from "effect"
 import { StoreIoError } from "../../services/store-errors.ts"
 import { makeGroupCommit } from "./group-commit.ts"
+import { lineHelper } from "./line-helper.ts"
 
 const script = String.raw`
 use strict; use warnings;
@@ -120,52 +120,23 @@ export interface NixLocks {
 
 /** The helper, started on first use and stopped (its locks released, our roots file removed) when the scope closes. */
 export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<NixLocks, never, Scope.Scope> => Effect.gen(function*() {
-  let child: ChildProcess | undefined
-  let failure: string | undefined
-  let buffered = ""
-  const waiting: Array<(reply: string) => void> = []
+  const helper = lineHelper("the lock helper", "perl", ["-e", script, paths.rootsFile, paths.gcLockFile, paths.gcSocket])
   const lock = Semaphore.makeUnsafe(1)
   /** The roots in our roots file (added and not dropped since). */
   const added = new Set<string>()
   const error = (operation: string, reason: string) => new StoreIoError({ store: uri, operation, reason })
 
-  const start = () => {
-    const c = spawn("perl", ["-e", script, paths.rootsFile, paths.gcLockFile, paths.gcSocket], { stdio: ["pipe", "pipe", "pipe"] })
-    let stderr = ""
-    c.stdout!.setEncoding("utf8").on("data", (data: string) => {
-      buffered += data
-      let end: number
-      while ((end = buffered.indexOf("\n")) >= 0) {
-        const reply = buffered.slice(0, end)
-        buffered = buffered.slice(end + 1)
-        waiting.shift()?.(reply)
-      }
-    })
-    c.stderr!.setEncoding("utf8").on("data", (data: string) => { stderr += data })
-    const fail = (reason: string) => {
-      failure = reason
-      for (const resolve of waiting.splice(0)) resolve("")
-    }
-    c.on("error", (e) => fail(`cannot run perl for Nix's store locks: ${e.message}`))
-    c.on("exit", (code) => fail(stderr.trim() || `the lock helper exited (${code})`))
-    c.stdin!.on("error", () => { /* reported through exit */ })
-    return c
-  }
-
   /** One request, one reply line (callers hold `lock`, so replies come in order). */
   const send = (operation: string, line: string) => Effect.callback<string, StoreIoError>((resume) => {
-    if (failure !== undefined) return resume(Effect.fail(error(operation, failure)))
-    child ??= start()
-    waiting.push((reply) => resume(reply === "" ? Effect.fail(error(operation, failure ?? "the lock helper stopped")) : Effect.succeed(reply)))
-    child.stdin!.write(line + "\n")
+    helper.send(line, (reply) => resume(reply === undefined || reply === ""
+      ? Effect.fail(error(operation, helper.failure() ?? "the lock helper stopped"))
+      : Effect.succeed(reply)))
   })
   const request = (operation: string, line: string) => lock.withPermits(1)(send(operation, line))
 
-  yield* Effect.addFinalizer(() => Effect.suspend(() => {
-    if (child === undefined || failure !== undefined) return Effect.void
-    const c = child
-    return request("remove temporary roots", "D").pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => c.stdin!.end())))
-  }))
+  yield* Effect.addFinalizer(() => Effect.suspend(() => helper.started() && helper.failure() === undefined
+    ? request("remove temporary roots", "D").pipe(Effect.ignore, Effect.ensuring(Effect.sync(helper.end)))
+    : Effect.void))
 
   // A root stays in our roots file until it is dropped: each is sent once (a build adds its whole
   // input closure, which for a chain of builds is mostly roots added before). Roots asked for while
@@ -184,10 +155,10 @@ export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<N
     }),
     gcLock: Effect.acquireRelease(request("take the GC lock", "L"), () => Effect.ignore(request("release the GC lock", "U"))).pipe(Effect.asVoid),
     probe: (file) => Effect.map(request("check temporary roots", `P ${file}`), (reply) => reply as "alive" | "dead" | "gone"),
-    start: Effect.sync(() => { if (failure === undefined) child ??= start() }),
+    start: Effect.sync(helper.start),
     dropTempRoots: lock.withPermits(1)(Effect.suspend(() => {
       added.clear()
-      return child === undefined ? Effect.void : Effect.asVoid(send("remove temporary roots", "D"))
+      return helper.started() ? Effect.asVoid(send("remove temporary roots", "D")) : Effect.void
     }))
   }
 })
