@@ -389,8 +389,10 @@ export const chunkWorkers = (uri: string): ChunkWorkers => {
     narDigest: (stream, drop) => run("hash the NAR", { op: "narDigest", stream, drop }, [], (r) => r.ids!, undefined, true),
     hash: (batch, nar) => {
       const n = batch.offsets.length
-      const sent = post({ op: "hash", ids: workersHash, offsets: batch.offsets, lengths: batch.lengths, ...(nar ? { nar: { ...nar, size: batch.size } } : {}) }, [], batch.slot, nar !== undefined)
-      const job = Effect.flatMap(Effect.promise(() => sent), (reply) => answer("hash chunks", reply, (r) => r.ids!))
+      // with the NAR's part, to the one worker that hashes NARs: one message per batch (a separate
+      // one, to any worker, for the chunks took more CPU in all, for the extra thread wake-ups)
+      const hashed = post({ op: "hash", ids: workersHash, offsets: batch.offsets, lengths: batch.lengths, ...(nar ? { nar: { ...nar, size: batch.size } } : {}) }, [], batch.slot, nar !== undefined)
+      const job = Effect.flatMap(Effect.promise(() => hashed), (reply) => answer("hash chunks", reply, (r) => r.ids!))
       if (workersHash) return Effect.map(job, (both) => ({ ids: both.subarray(0, 32 * n), flat: both.subarray(32 * n) }))
       // hashed here while a worker looks at the chunks (the job is sent first)
       const here = Effect.sync(() => {
