@@ -365,6 +365,9 @@ export interface ChunkWorkers {
  */
 const workersHash = !process.execArgv.some((a) => a === "--snapshot-blob" || a.startsWith("--snapshot-blob="))
 
+/** NARs hashed on the workers so far (their numbers: one pool per process, whatever the store). */
+let narStreams = 0
+
 /** The chunk workers, failures told as StoreIoError of `uri`. */
 export const chunkWorkers = (uri: string): ChunkWorkers => {
   /** Sends the message now; `pinned`: to the worker that hashes NARs (the first), which gets a NAR's messages in order. */
@@ -382,7 +385,6 @@ export const chunkWorkers = (uri: string): ChunkWorkers => {
     : Effect.succeed(take(reply))
   const run = <A>(operation: string, message: object, transfer: ReadonlyArray<ArrayBuffer>, take: (reply: Reply) => A, batch?: BatchSlot, pinned = false) =>
     Effect.flatMap(Effect.promise(() => post(message, transfer, batch, pinned)), (reply) => answer(operation, reply, take))
-  let narStreams = 0
   return {
     hashesNar: workersHash,
     narStream: () => narStreams++,
