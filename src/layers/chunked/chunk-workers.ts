@@ -122,10 +122,6 @@ let crypto
 const sha256Chunk = (bytes) => (crypto ??= process.getBuiltinModule("node:crypto")).createHash("sha256").update(bytes).digest()
 const zlib = process.getBuiltinModule("node:zlib")
 const { parentPort } = process.getBuiltinModule("node:worker_threads")
-try {
-  const tid = Number(process.getBuiltinModule("node:fs").readlinkSync("/proc/thread-self").split("/").pop())
-  process.getBuiltinModule("node:os").setPriority(tid, Number(process.env.B3_WORKER_NICE ?? 10))
-} catch {}
 const resemblance = (${resemblanceKit.toString()})({
   wasm: new Uint8Array(${JSON.stringify([...deps.wasm])}),
   gear: ${JSON.stringify(Array.from(deps.gear))}, a: ${JSON.stringify(Array.from(deps.a))}, b: ${JSON.stringify(Array.from(deps.b))},
