@@ -21,7 +21,7 @@ import { dirname, join } from "node:path"
 import { fromHex, hex } from "../../core/chunks/binary.ts"
 import { Chunker, type ChunkParams, makeCutter } from "../../core/chunks/fastcdc.ts"
 import { CODEC_DELTA, CODEC_RAW, type Codec, decodeManifest, decodePathRecord, encodeManifest, encodePackIndex, encodePathRecord, type Manifest, type ManifestChunk, type PackEntry } from "../../core/chunks/formats.ts"
-import { Denormaliser, Normaliser } from "../../core/chunks/normalise.ts"
+import { Denormaliser, HASH_LENGTH, Normaliser } from "../../core/chunks/normalise.ts"
 import { usableAsBase } from "../../core/chunks/resemblance.ts"
 import * as Hash from "../../core/hash.ts"
 import * as NarInfo from "../../core/narinfo.ts"
@@ -362,18 +362,19 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         lengths.push(view.length)
         filled += view.length
       }
-      // The NAR's sha256 on a chunk worker, from the batches (see NarPart), when the workers can hash
+      // The NAR checked but not hashed here (`unhashed`): its sha256 is taken on a chunk worker, from
+      // the batches (see NarPart), when the workers can hash
       // and nothing else hashes this stream anyway; else in the NAR check, on this thread.
-      const narStream = pi.narHash.algorithm === "sha256" && workers.hashesNar ? verifiedNarButHash(pi, storeDir, nar) : undefined
-      const narId = narStream ? workers.narStream() : -1
+      const unhashed = pi.narHash.algorithm === "sha256" && workers.hashesNar ? verifiedNarButHash(pi, storeDir, nar) : undefined
+      const narId = unhashed ? workers.narStream() : -1
       const hashBytes: Array<Uint8Array> = []
       let narAt = 0
       let firstPatch = 0
       const narPart = (size: number): NarPart | undefined => {
-        if (!narStream) return undefined
+        if (!unhashed) return undefined
         for (let i = hashBytes.length; i < normaliser.hashes.length; i++) hashBytes.push(new Uint8Array(Buffer.from(normaliser.hashes[i]!, "latin1")))
         const positions = normaliser.positions
-        while (firstPatch < positions.length && positions[firstPatch]!.offset + 32 <= narAt) firstPatch++
+        while (firstPatch < positions.length && positions[firstPatch]!.offset + HASH_LENGTH <= narAt) firstPatch++
         const patches = Denormaliser.patches(hashBytes, positions, narAt, narAt + size, firstPatch)
         narAt += size
         return { stream: narId, patches }
@@ -403,7 +404,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         return out
       })
       const batches = Stream.concat(
-        Stream.mapEffect(narStream ?? verifiedNar(pi, storeDir, nar), cutPiece),
+        Stream.mapEffect(unhashed ?? verifiedNar(pi, storeDir, nar), cutPiece),
         Stream.unwrap(Effect.gen(function*() {
           const out: Array<Cut> = []
           yield* room(out)
@@ -420,7 +421,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
         Stream.mapEffect(encode, { concurrency: 3 }),
         Stream.runForEach(append),
         Effect.andThen(Effect.gen(function*() {
-          if (!narStream) return
+          if (!unhashed) return
           // the check verifiedNar makes, with the hash from the worker (before anything is committed)
           digested = true
           const actual = Hash.make("sha256", yield* workers.narDigest(narId, false))
@@ -429,7 +430,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
           }
         })),
         Effect.ensuring(Effect.sync(() => { for (const s of held) giveSlot(s); held.clear() })),
-        Effect.ensuring(Effect.suspend(() => narStream && !digested ? Effect.ignore(workers.narDigest(narId, true)) : Effect.void)))
+        Effect.ensuring(Effect.suspend(() => unhashed && !digested ? Effect.ignore(workers.narDigest(narId, true)) : Effect.void)))
 
       const packNames = [...new Set(chunks.map((c) => c.pack))]
       yield* packWriter.awaitSealed(packNames)
