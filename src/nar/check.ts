@@ -46,6 +46,12 @@ export interface NarCheckOptions {
   readonly expect?: ReadonlyArray<NarExpectation>
   /** The algorithm of the result's `narHash` (default sha256). */
   readonly narHash?: Hash.HashAlgorithm
+  /**
+   * Whether to hash the NAR for the result (default true). False only for a consumer that hashes
+   * the bytes itself, elsewhere (the chunk store, on a worker thread): the result's `narHash` is then
+   * empty (zero bytes). A NAR hash named by an expectation is computed and checked either way.
+   */
+  readonly hashNar?: boolean
   /** Compute the hash a content address of this method and algorithm has (the result's `contentHash`). */
   readonly contentHash?: { readonly method: ContentMethod; readonly algorithm: Hash.HashAlgorithm }
   /** Candidate hash parts (32 nix-base32 characters) to look for; those found are the result's `references`. */
@@ -107,7 +113,7 @@ export class NarChecker {
   constructor(options: NarCheckOptions = {}) {
     this.options = options
     this.expect = options.expect ?? []
-    const narAlgorithms = new Set<Hash.HashAlgorithm>([options.narHash ?? "sha256"])
+    const narAlgorithms = new Set<Hash.HashAlgorithm>(options.hashNar === false ? [] : [options.narHash ?? "sha256"])
     const fileAlgorithms = new Set<Hash.HashAlgorithm>()
     const want = (method: ContentMethod, algorithm: Hash.HashAlgorithm) =>
       (isFlat(method) ? fileAlgorithms : narAlgorithms).add(algorithm)
@@ -221,7 +227,7 @@ export class NarChecker {
     }
     const asked = this.options.contentHash
     this.outcome = {
-      narHash: narDigests.get(this.options.narHash ?? "sha256")!,
+      narHash: narDigests.get(this.options.narHash ?? "sha256") ?? Hash.make(this.options.narHash ?? "sha256", new Uint8Array(0)),
       narSize: this.size,
       contentHash: asked ? contentHash(asked.method, asked.algorithm) : undefined,
       root: this.root,

@@ -7,7 +7,7 @@
  */
 import type { Stream } from "effect"
 import * as StorePath from "../core/store-path.ts"
-import { expectNar, narBytes, narEvents, type NarExpectation, type OnResult } from "../nar/check.ts"
+import { expectNar, isCheckedNar, narBytes, narEvents, type NarExpectation, type OnResult } from "../nar/check.ts"
 import type { NarEvent } from "../nar/events.ts"
 import type { PathInfo } from "../core/path-info.ts"
 import type { StoreError } from "./store-errors.ts"
@@ -33,6 +33,19 @@ export const verifiedNar = <E, R>(
   nar: Stream.Stream<Uint8Array, E, R>,
   onEvent?: (event: NarEvent) => void
 ): Stream.Stream<Uint8Array, E | StoreError, R> => narBytes(nar, { expect: [expectationOf(info, storeDir)] }, onEvent)
+
+/**
+ * For a consumer that hashes the NAR's bytes itself, elsewhere (the chunk store, on a worker
+ * thread): the bytes checked against `info` for structure and size only — it must then compare the
+ * hash it computed with `info.narHash` before it commits anything. Undefined when the stream carries
+ * checks of its own (they hash it in this pass anyway: use `verifiedNar`).
+ */
+export const verifiedNarButHash = <E, R>(
+  info: PathInfo,
+  storeDir: string,
+  nar: Stream.Stream<Uint8Array, E, R>
+): Stream.Stream<Uint8Array, E | StoreError, R> | undefined =>
+  isCheckedNar(nar) ? undefined : narBytes(nar, { expect: [{ path: StorePath.print(info.path, storeDir), narSize: info.narSize }], hashNar: false })
 
 /** The NAR's events, decoded once and checked against `info` in the same pass. */
 export const verifiedNarEvents = <E, R>(

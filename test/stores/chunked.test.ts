@@ -110,6 +110,31 @@ describe("chunk store", () => {
     }
   })))
 
+  it.effect("NARs of several batches full of store paths, into two stores at once in one process, are taken whole (NAR hash) and read back byte for byte", () => Effect.scoped(Effect.gen(function*() {
+    const dir = yield* scratchDir
+    const stores = [yield* openFileChunkStore(join(dir, "a"), {}), yield* openFileChunkStore(join(dir, "b"), {})]
+    // ~6 MiB each (three batches and more): random bytes with the path's own and a reference's hash every ~20 KiB
+    const nars = [0, 1].map((k) => {
+      const self = fakePath(`big-self-${k}`, "out")
+      const ref = fakePath(`big-ref-${k}`, "dep")
+      const parts: Array<Uint8Array> = []
+      for (let i = 0; i < 300; i++) {
+        parts.push(pseudoRandom(k * 1000 + i + 1, 20_000 + ((i * 7919) % 997)))
+        parts.push(Buffer.from(StorePath.print(i % 3 === 0 ? ref : self, storeDir)))
+      }
+      const nar = outputNar(self, [ref], Buffer.concat(parts), String(k))
+      return { self, nar, info: infoFor(self, nar, [ref]) }
+    })
+    const pieces = (nar: Uint8Array) => Stream.fromIterable(Array.from({ length: Math.ceil(nar.length / 100_003) }, (_, i) => nar.subarray(i * 100_003, (i + 1) * 100_003)))
+    yield* Effect.forEach([0, 1], (k) => stores[k]!.write!.addToStore(nars[k]!.info, pieces(nars[k]!.nar)), { concurrency: 2 })
+    for (const k of [0, 1]) expect(Buffer.compare(yield* collect(stores[k]!.read.narFromPath(nars[k]!.self)), nars[k]!.nar)).toBe(0)
+    // and a wrong NAR hash is still refused
+    const other = nars[1]!
+    const wrong: PathInfo = { ...nars[0]!.info, path: fakePath("big-wrong", "out"), narHash: other.info.narHash }
+    expect((yield* Effect.flip(stores[0]!.write!.addToStore(wrong, Stream.make(nars[0]!.nar))))._tag).toBe("HashMismatch")
+    expect(yield* stores[0]!.read.isValidPath(wrong.path)).toBe(false)
+  })))
+
   it.effect("a rebuild that only changes store paths stores almost nothing new; a reader without the index reads it", () => Effect.scoped(Effect.gen(function*() {
     const dir = yield* scratchDir
     const root = join(dir, "store")

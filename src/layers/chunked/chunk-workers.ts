@@ -134,13 +134,34 @@ const decode = (${decodeKit.toString()})(zlib)
 const rawFrameInto = ${rawFrameInto.toString()}
 /** Batch buffers shared with the main thread, by slot number (sent once, with the first job on each). */
 const slots = new Map()
+/** The NARs being hashed here, by stream number: their batches come to this worker, in order. */
+const nars = new Map()
 parentPort.on("message", (m) => {
   try {
     if (m.shared) slots.set(m.slot, { input: new Uint8Array(m.shared[0]), output: new Uint8Array(m.shared[1]) })
     if (m.op === "forget") { slots.delete(m.slot); return }
+    if (m.op === "narDigest") {
+      const h = nars.get(m.stream)
+      nars.delete(m.stream)
+      const digest = m.drop || !h ? new Uint8Array(0) : new Uint8Array(h.digest())
+      parentPort.postMessage({ id: m.id, ids: digest }, [digest.buffer])
+      return
+    }
     const slot = slots.get(m.slot)
     const chunk = (i) => slot.input.subarray(m.offsets[i], m.offsets[i] + m.lengths[i])
     if (m.op === "hash") {
+      if (m.nar) {
+        // the NAR's own bytes: the batch's (normalised) bytes with the hashes put back, in order
+        let h = nars.get(m.nar.stream)
+        if (!h) nars.set(m.nar.stream, h = (crypto ??= process.getBuiltinModule("node:crypto")).createHash("sha256"))
+        let at = 0
+        for (const p of m.nar.patches) {
+          if (p.at > at) h.update(slot.input.subarray(at, p.at))
+          h.update(p.bytes)
+          at = p.at + p.bytes.length
+        }
+        if (m.nar.size > at) h.update(slot.input.subarray(at, m.nar.size))
+      }
       const n = m.offsets.length
       const ids = new Uint8Array(m.ids ? 32 * n + n : n)
       const at = m.ids ? 32 * n : 0
@@ -294,9 +315,31 @@ export interface Batch {
   readonly lengths: ReadonlyArray<number>
 }
 
+/**
+ * A NAR hashed on a chunk worker from its batches (the normalised bytes with the hashes put back):
+ * `patches` are the hash bytes to put back at offsets of the batch (Denormaliser.patches).
+ */
+export interface NarPart {
+  readonly stream: number
+  readonly patches: ReadonlyArray<{ readonly at: number; readonly bytes: Uint8Array }>
+}
+
 export interface ChunkWorkers {
-  /** The chunks' ids (sha256), 32 bytes each, and for each whether it looks incompressible (`looksIncompressible`). */
-  readonly hash: (batch: Batch) => Effect.Effect<{ readonly ids: Uint8Array; readonly flat: Uint8Array }, StoreIoError>
+  /**
+   * Whether the workers can hash (not under a startup snapshot): then a NAR's sha256 can be taken
+   * there, from its batches (`hash` with a NarPart, then `narDigest`).
+   */
+  readonly hashesNar: boolean
+  /** A number for a NAR to hash on the workers. */
+  readonly narStream: () => number
+  /**
+   * The chunks' ids (sha256), 32 bytes each, and for each whether it looks incompressible
+   * (`looksIncompressible`). The job is sent at once (call it in the batches' order); with `nar`,
+   * the batch is also hashed into that NAR's sha256, on the one worker that hashes NARs.
+   */
+  readonly hash: (batch: Batch, nar?: NarPart) => Effect.Effect<{ readonly ids: Uint8Array; readonly flat: Uint8Array }, StoreIoError>
+  /** The sha256 of the NAR hashed so far (its batches sent before), or nothing with `drop` (the NAR is given up). */
+  readonly narDigest: (stream: number, drop: boolean) => Effect.Effect<Uint8Array, StoreIoError>
   /** Super-features of the chunks `items` (indexes in the batch). */
   readonly features: (batch: Batch, items: ReadonlyArray<number>) => Effect.Effect<Array<Array<number>>, StoreIoError>
   /** The chunks `items` encoded (each with its base's bytes or undefined); payloads are views of the batch's slot (valid until it is given back). */
@@ -318,24 +361,36 @@ export interface ChunkWorkers {
  */
 const workersHash = !process.execArgv.some((a) => a === "--snapshot-blob" || a.startsWith("--snapshot-blob="))
 
+/** NARs hashed on the workers so far (their numbers: one pool per process, whatever the store). */
+let narStreams = 0
+
 /** The chunk workers, failures told as StoreIoError of `uri`. */
 export const chunkWorkers = (uri: string): ChunkWorkers => {
-  const run = <A>(operation: string, message: object, transfer: ReadonlyArray<ArrayBuffer>, take: (reply: Reply) => A, batch?: BatchSlot) =>
-    Effect.flatMap(Effect.promise(() => {
-      const threads = pool()
-      const worker: ThreadSlot | undefined = threads.pick()
-      if (!worker) return Promise.resolve<Reply>({ id: -1, error: "no chunk worker is alive" })
-      if (!batch) return threads.send(worker, message, transfer)
-      const first = !batch.known.has(worker)
-      batch.known.add(worker)
-      return slotJob(batch, threads.send(worker, { ...message, slot: batch.id, ...(first ? { shared: [batch.input.buffer, batch.output.buffer] } : {}) }, transfer))
-    }), (reply) => reply.error !== undefined
-      ? Effect.fail(new StoreIoError({ store: uri, operation, reason: reply.error }))
-      : Effect.succeed(take(reply)))
+  /** Sends the message now; `pinned`: to the worker that hashes NARs (the first), which gets a NAR's messages in order. */
+  const post = (message: object, transfer: ReadonlyArray<ArrayBuffer>, batch?: BatchSlot, pinned = false): Promise<Reply> => {
+    const threads = pool()
+    const worker: ThreadSlot | undefined = pinned ? threads.first() : threads.pick()
+    if (!worker) return Promise.resolve<Reply>({ id: -1, error: "no chunk worker is alive" })
+    if (!batch) return threads.send(worker, message, transfer)
+    const first = !batch.known.has(worker)
+    batch.known.add(worker)
+    return slotJob(batch, threads.send(worker, { ...message, slot: batch.id, ...(first ? { shared: [batch.input.buffer, batch.output.buffer] } : {}) }, transfer))
+  }
+  const answer = <A>(operation: string, reply: Reply, take: (reply: Reply) => A) => reply.error !== undefined
+    ? Effect.fail(new StoreIoError({ store: uri, operation, reason: reply.error }))
+    : Effect.succeed(take(reply))
+  const run = <A>(operation: string, message: object, transfer: ReadonlyArray<ArrayBuffer>, take: (reply: Reply) => A, batch?: BatchSlot, pinned = false) =>
+    Effect.flatMap(Effect.promise(() => post(message, transfer, batch, pinned)), (reply) => answer(operation, reply, take))
   return {
-    hash: (batch) => {
+    hashesNar: workersHash,
+    narStream: () => narStreams++,
+    narDigest: (stream, drop) => run("hash the NAR", { op: "narDigest", stream, drop }, [], (r) => r.ids!, undefined, true),
+    hash: (batch, nar) => {
       const n = batch.offsets.length
-      const job = run("hash chunks", { op: "hash", ids: workersHash, offsets: batch.offsets, lengths: batch.lengths }, [], (r) => r.ids!, batch.slot)
+      // with the NAR's part, to the one worker that hashes NARs: one message per batch (a separate
+      // one, to any worker, for the chunks took more CPU in all, for the extra thread wake-ups)
+      const hashed = post({ op: "hash", ids: workersHash, offsets: batch.offsets, lengths: batch.lengths, ...(nar ? { nar: { ...nar, size: batch.size } } : {}) }, [], batch.slot, nar !== undefined)
+      const job = Effect.flatMap(Effect.promise(() => hashed), (reply) => answer("hash chunks", reply, (r) => r.ids!))
       if (workersHash) return Effect.map(job, (both) => ({ ids: both.subarray(0, 32 * n), flat: both.subarray(32 * n) }))
       // hashed here while a worker looks at the chunks (the job is sent first)
       const here = Effect.sync(() => {

@@ -35,6 +35,10 @@ export const openSqlite = (uri: string, file: string): Effect.Effect<Db, StoreIo
         const db = new DatabaseSync(file, { timeout: 60_000 })
         db.exec("pragma journal_mode = wal")
         db.exec("pragma synchronous = normal")
+        // checkpoints every 32 MiB of WAL instead of 4: a 1 GiB ingest's seals write ~1,700 pages
+        // each, so with the default every commit ran a checkpoint (and its fsync) on the ingest's
+        // thread (42 fsyncs per GiB, 9 with this; 3 of 3 A/B pairs faster, main thread -3 to -10%)
+        db.exec("pragma wal_autocheckpoint = 8192")
         return db
       },
       catch: failure(`open the index ${file}`)

@@ -100,6 +100,12 @@ export class ThreadPool<Reply extends { readonly id: number }> {
     }))
   }
 
+  /** The first worker, if it is alive (for messages that must all reach one worker, in order). */
+  first(): ThreadSlot | undefined {
+    const s = this.slots[0]
+    return s && !s.dead ? s : undefined
+  }
+
   /**
    * The least busy live worker with fewer than `maxBusy` requests outstanding (only those already
    * online with `onlineOnly`), or undefined.
