@@ -8,6 +8,7 @@ import { basename } from "node:path"
 import * as ContentAddress from "../core/content-address.ts"
 import * as ByteString from "../core/byte-string.ts"
 import * as Hash from "../core/hash.ts"
+import { ownString } from "../core/own-string.ts"
 import * as StorePath from "../core/store-path.ts"
 import * as Tree from "../nar/tree.ts"
 import { checkNar, type NarCheckOptions, type NarCheckResult } from "../nar/check.ts"
@@ -126,7 +127,7 @@ export const addInDependencyOrder = <I extends { readonly info: PathInfo }, E, R
   const unique: Array<I> = []
   for (const item of items) {
     const key = StorePath.baseName(item.info.path)
-    if (!position.has(key)) { position.set(key, unique.length); unique.push(item) }
+    if (!position.has(key)) { position.set(ownString(key), unique.length); unique.push(item) }
   }
   const ordered = yield* Effect.fromResult(topoSortInfos(unique.map((i) => i.info), storeDir))
   const byOrder: Array<I> = []

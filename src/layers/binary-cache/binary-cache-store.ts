@@ -30,7 +30,8 @@ import { ListingBuilder, listingFile } from "../../nar/listing.ts"
 import type { BlobStore } from "./blob-store.ts"
 import { compress, decompress, extension, isCompression, type Compression } from "../../io/compression.ts"
 import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
-import { CompactTable, ownString } from "./compact.ts"
+import { ownString } from "../../core/own-string.ts"
+import { CompactTable } from "./compact.ts"
 
 export interface BinaryCacheOptions {
   readonly storeDir?: string

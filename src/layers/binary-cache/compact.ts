@@ -7,12 +7,14 @@
  * which keeps the whole text alive).
  */
 import type * as Hash from "../../core/hash.ts"
+import { ownString } from "../../core/own-string.ts"
 import type * as StorePath from "../../core/store-path.ts"
 
-/** `s` as a flat string of its own (neither a view of a larger string nor a concatenation). */
-export const ownString = (s: string): string => s.length < 13 ? s : Buffer.from(s, "utf8").toString("utf8")
-
-const slabBytes = 16384
+/**
+ * 64 SHA-256 digests a slab: most of the ArrayBuffer objects and backing stores saved, and a slab
+ * pinned by one digest a long-lived store still uses (the rest evicted) wastes at most 2 KiB.
+ */
+const slabBytes = 2048
 
 export class CompactTable {
   private readonly paths = new Map<string, StorePath.StorePath>()
