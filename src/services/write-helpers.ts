@@ -149,10 +149,11 @@ export const addInDependencyOrder = <I extends { readonly info: PathInfo }, E, R
     for (const resume of resumers) resume()
   }
   /** Resumes once every path at `refs` is added. */
-  const awaitAdded = (refs: ReadonlyArray<number>): Effect.Effect<void> => Effect.suspend(() => {
-    const pending = refs.filter((r) => added[r] === 0)
-    if (pending.length === 0) return Effect.void
-    return Effect.callback<void>((resume) => {
+  const awaitAdded = (refs: ReadonlyArray<number>): Effect.Effect<void> => Effect.suspend(() =>
+    refs.every((r) => added[r] === 1) ? Effect.void : Effect.callback<void>((resume) => {
+      // checked again here: the references added since are not waited for
+      const pending = refs.filter((r) => added[r] === 0)
+      if (pending.length === 0) return resume(Effect.void)
       let left = pending.length
       const one = () => { if (--left === 0) resume(Effect.void) }
       for (const r of pending) {
@@ -162,8 +163,7 @@ export const addInDependencyOrder = <I extends { readonly info: PathInfo }, E, R
       }
       // interrupted: forget this waiter
       return Effect.sync(() => { for (const r of pending) waiting.get(r)?.delete(one) })
-    })
-  })
+    }))
   const concurrency = Math.max(1, options.concurrency ?? 16)
   const reading = yield* Semaphore.make(concurrency)
   const limit = <A, E2, R2>(effect: Effect.Effect<A, E2, R2>) => reading.withPermits(1)(effect)
