@@ -101,6 +101,28 @@ export const resolveInfos = (
 })
 
 /**
+ * One path for the target's `addMultiple`: its NAR stream is made when the target reads it (not
+ * 10,000 of them up front for a large closure), by a getter on the class (no closure per path).
+ */
+class CopyItem {
+  readonly info: PathInfo
+  private readonly source: PathInfo
+  private readonly from: StoreReadApi
+  /** Content-addressed: the address is checked in the pass that checks the NAR hash (the target's, or the source's own). */
+  private readonly ca: boolean
+  constructor(info: PathInfo, source: PathInfo, from: StoreReadApi, ca: boolean) {
+    this.info = info
+    this.source = source
+    this.from = from
+    this.ca = ca
+  }
+  get nar() {
+    const nar = this.from.narFromPath(this.source.path)
+    return this.ca ? withContentAddressCheck(this.source, this.from.storeDir, nar) : nar
+  }
+}
+
+/**
  * Copies `paths` (with their closures, by default) that the target lacks: their infos are resolved
  * from the source first (level by level, many queries in flight), then the target's `addMultiple`
  * takes them all: NARs are fetched several at once, and each path is registered in the target only
@@ -131,13 +153,7 @@ export const copyPaths = (
     const target: PathInfo = signWith.length === 0 ? info : {
       ...info, signatures: [...new Set([...info.signatures, ...signWith.map((k) => Signature.signDetached(k, fingerprint(info, storeDir)))])]
     }
-    const ca = byCa.has(StorePath.baseName(info.path))
-    // The NAR stream is made when the target reads it (not 10,000 of them up front for a large closure).
-    return {
-      info: target,
-      // a content address is checked in the pass that checks the NAR hash (the target's, or the source's own)
-      get nar() { return ca ? withContentAddressCheck(info, storeDir, from.narFromPath(info.path)) : from.narFromPath(info.path) }
-    }
+    return new CopyItem(target, info, from, byCa.has(StorePath.baseName(info.path)))
   })
   yield* to.write.addMultiple(items, {
     concurrency: options.concurrency ?? 16,

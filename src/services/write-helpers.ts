@@ -3,11 +3,12 @@
  * `addSignatures`, this derives `addPath`, `addText` and `addMultiple` from them. A layer can
  * still replace any of them with a faster one of its own.
  */
-import { Deferred, Effect, Semaphore, Stream } from "effect"
+import { Effect, Semaphore, Stream } from "effect"
 import { basename } from "node:path"
 import * as ContentAddress from "../core/content-address.ts"
 import * as ByteString from "../core/byte-string.ts"
 import * as Hash from "../core/hash.ts"
+import { ownString } from "../core/own-string.ts"
 import * as StorePath from "../core/store-path.ts"
 import * as Tree from "../nar/tree.ts"
 import { checkNar, type NarCheckOptions, type NarCheckResult } from "../nar/check.ts"
@@ -119,23 +120,65 @@ export const addInDependencyOrder = <I extends { readonly info: PathInfo }, E, R
   storeDir: string,
   add: (item: I, control: OrderedAddControl) => Effect.Effect<void, E, R>
 ): Effect.Effect<void, E | ReferenceCycle, R> => Effect.gen(function*() {
-  const byKey = new Map<string, I>()
-  for (const item of items) { const key = StorePath.baseName(item.info.path); if (!byKey.has(key)) byKey.set(key, item) }
-  const ordered = yield* Effect.fromResult(topoSortInfos([...byKey.values()].map((i) => i.info), storeDir))
-  const added = new Map<string, Deferred.Deferred<void>>()
-  for (const info of ordered) added.set(StorePath.baseName(info.path), Deferred.makeUnsafe<void>())
+  // Kept per path for the whole add (10,000 paths for a large closure): its base name once, as the
+  // key of its position in dependency order, and one byte for whether it is added (or committing).
+  // Only the paths waiting for references have anything more (their resumers in `waiting`).
+  const position = new Map<string, number>()
+  const unique: Array<I> = []
+  for (const item of items) {
+    const key = StorePath.baseName(item.info.path)
+    if (!position.has(key)) { position.set(ownString(key), unique.length); unique.push(item) }
+  }
+  const ordered = yield* Effect.fromResult(topoSortInfos(unique.map((i) => i.info), storeDir))
+  const byOrder: Array<I> = []
+  for (const info of ordered) {
+    const key = StorePath.baseName(info.path)
+    const item = unique[position.get(key)!]!
+    position.set(key, byOrder.length)
+    byOrder.push(item)
+  }
+  unique.length = 0
+  const added = new Uint8Array(byOrder.length)
+  const waiting = new Map<number, Set<() => void>>()
+  const markAdded = (at: number) => {
+    if (added[at] === 1) return
+    added[at] = 1
+    const resumers = waiting.get(at)
+    if (resumers === undefined) return
+    waiting.delete(at)
+    for (const resume of resumers) resume()
+  }
+  /** Resumes once every path at `refs` is added. */
+  const awaitAdded = (refs: ReadonlyArray<number>): Effect.Effect<void> => Effect.suspend(() =>
+    refs.every((r) => added[r] === 1) ? Effect.void : Effect.callback<void>((resume) => {
+      // checked again here: the references added since are not waited for
+      const pending = refs.filter((r) => added[r] === 0)
+      if (pending.length === 0) return resume(Effect.void)
+      let left = pending.length
+      const one = () => { if (--left === 0) resume(Effect.void) }
+      for (const r of pending) {
+        let set = waiting.get(r)
+        if (set === undefined) { set = new Set(); waiting.set(r, set) }
+        set.add(one)
+      }
+      // interrupted: forget this waiter
+      return Effect.sync(() => { for (const r of pending) waiting.get(r)?.delete(one) })
+    }))
   const concurrency = Math.max(1, options.concurrency ?? 16)
   const reading = yield* Semaphore.make(concurrency)
   const limit = <A, E2, R2>(effect: Effect.Effect<A, E2, R2>) => reading.withPermits(1)(effect)
   // Fibers go in dependency order; a few times `concurrency` of them, so that NARs are read while
   // earlier paths wait for their references (those are always in earlier, running or finished, fibers).
-  yield* Effect.forEach(ordered, (info) => {
-    const key = StorePath.baseName(info.path)
-    const refs = [...new Set(info.references.map(StorePath.baseName))].filter((r) => r !== key && added.has(r))
-    const referencesAdded = Effect.forEach(refs, (r) => Deferred.await(added.get(r)!), { discard: true })
-    const committing = Deferred.succeed(added.get(key)!, undefined).pipe(Effect.asVoid)
+  yield* Effect.forEach(byOrder, (item, at) => {
+    const info = item.info
+    const refs: Array<number> = []
+    for (const ref of info.references) {
+      const r = position.get(StorePath.baseName(ref))
+      if (r !== undefined && r !== at && !refs.includes(r)) refs.push(r)
+    }
+    const committing = Effect.sync(() => markAdded(at))
     return Effect.sync(() => options.onStart?.(info)).pipe(
-      Effect.andThen(add(byKey.get(key)!, { limit, referencesAdded, committing })),
+      Effect.andThen(add(item, { limit, referencesAdded: awaitAdded(refs), committing })),
       Effect.andThen(Effect.sync(() => options.onAdded?.(info))),
       Effect.andThen(committing))
   }, { concurrency: concurrency * 4, discard: true })

@@ -30,6 +30,8 @@ import { ListingBuilder, listingFile } from "../../nar/listing.ts"
 import type { BlobStore } from "./blob-store.ts"
 import { compress, decompress, extension, isCompression, type Compression } from "../../io/compression.ts"
 import { fromPathInfo, toPathInfo } from "../../services/narinfo-convert.ts"
+import { ownString } from "../../core/own-string.ts"
+import { CompactTable } from "./compact.ts"
 
 export interface BinaryCacheOptions {
   readonly storeDir?: string
@@ -73,25 +75,31 @@ interface Known {
   readonly system?: string | undefined
 }
 
-/** `s` in a string of its own (not a view of a larger one). */
-const own = (s: string): string => s.length < 13 ? s : (s + " ").slice(0, -1)
-const ownPath = (p: StorePath.StorePath): StorePath.StorePath => ({ hashPart: own(p.hashPart), name: own(p.name) })
+const noSignatures: ReadonlyArray<string> = []
 
-const toKnown = (ni: NarInfo.NarInfo, storeDir: string): Result.Result<Known, NarInfo.InvalidNarInfo> =>
-  Result.map(toPathInfo(ni, storeDir), (info) => ({
-    info: {
-      ...info,
-      path: ownPath(info.path),
-      references: info.references.map(ownPath),
-      deriver: info.deriver && ownPath(info.deriver),
-      signatures: info.signatures.map(own)
-    },
-    url: own(ni.url),
-    compression: own(ni.compression),
-    fileHash: ni.fileHash,
-    fileSize: ni.fileSize,
-    system: ni.system && own(ni.system)
-  }))
+/** The compact record of a parsed narinfo: interned paths, digests in slabs, strings of their own (see compact.ts). */
+const toKnown = (ni: NarInfo.NarInfo, storeDir: string, table: CompactTable): Result.Result<Known, NarInfo.InvalidNarInfo> =>
+  Result.map(toPathInfo(ni, storeDir), (info) => {
+    const narHash = table.hash(info.narHash)
+    // An uncompressed NAR's file hash is its NAR hash: one digest for both.
+    const fileHash = ni.fileHash === undefined ? undefined : Hash.equals(ni.fileHash, info.narHash) ? narHash : table.hash(ni.fileHash)
+    return {
+      info: {
+        path: table.path(info.path),
+        narHash,
+        narSize: info.narSize,
+        references: info.references.map((r) => table.path(r)),
+        deriver: info.deriver && table.path(info.deriver),
+        signatures: info.signatures.length === 0 ? noSignatures : info.signatures.map(ownString),
+        ca: info.ca
+      },
+      url: ownString(ni.url),
+      compression: ownString(ni.compression),
+      fileHash,
+      fileSize: ni.fileSize,
+      system: ni.system && ownString(ni.system)
+    }
+  })
 
 const toNarInfo = (k: Known, storeDir: string): NarInfo.NarInfo =>
   ({ ...fromPathInfo(k.info, k, storeDir), ...(k.system !== undefined ? { system: k.system } : {}) })
@@ -129,6 +137,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       if (map.size > maxCached) map.delete(map.keys().next().value!)
     }
     const known = new Map<string, Known>()
+    const table = new CompactTable(maxCached * 2)
     const missing = new Map<string, number>()
     const negativeTtl = options.negativeTtlMs ?? 60_000
     const print = (path: StorePath.StorePath) => StorePath.print(path, storeDir)
@@ -144,7 +153,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
       if (bytes.value.length > NarInfo.maxNarInfoBytes) return yield* corrupt(`${hashPart}.narinfo is larger than ${NarInfo.maxNarInfoBytes} bytes`)
       const parsed = NarInfo.parse(new TextDecoder().decode(bytes.value), { storeDir, source: `${uri}/${hashPart}.narinfo` })
       if (Result.isFailure(parsed)) return yield* corrupt(parsed.failure.message)
-      const entry = toKnown(parsed.success, storeDir)
+      const entry = toKnown(parsed.success, storeDir, table)
       if (Result.isFailure(entry)) return yield* corrupt(entry.failure.message)
       if (entry.success.info.path.hashPart !== hashPart) return yield* corrupt(`${hashPart}.narinfo describes ${parsed.success.storePath}`)
       remember(known, hashPart, entry.success)
@@ -204,7 +213,7 @@ export const makeBinaryCacheStore = (blobs: BlobStore, options: BinaryCacheOptio
     const writeNarInfo = (ni: NarInfo.NarInfo, hashPart: string) => Effect.gen(function*() {
       const signed = (options.secretKeys ?? []).reduce((acc, key) => NarInfo.sign(acc, key, storeDir), ni)
       yield* blobs.putBytes(`${hashPart}.narinfo`, new TextEncoder().encode(NarInfo.print(signed)), "text/x-nix-narinfo")
-      const entry = toKnown(signed, storeDir)
+      const entry = toKnown(signed, storeDir, table)
       if (Result.isSuccess(entry)) remember(known, hashPart, entry.success)
       missing.delete(hashPart)
     })

@@ -195,6 +195,16 @@ export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.St
       commitTemp(ctx, { info, temp, canonical: true })))
   })
 
+/** The first reference of `items` that is neither among them nor valid in the store. */
+const missingOutside = (ctx: AddContext, items: ReadonlyArray<{ readonly info: PathInfo }>): StorePath.StorePath | undefined => {
+  const keys = new Set(items.map(({ info }) => StorePath.baseName(info.path)))
+  for (const { info } of items) {
+    const missing = info.references.find((r) => !keys.has(StorePath.baseName(r)) && !ctx.db.isValid(r))
+    if (missing) return missing
+  }
+  return undefined
+}
+
 /**
  * `addMultiple` for the local store: NARs are read, checked and restored into temporary trees
  * several at once, whatever their order; each tree is committed (flushed, renamed into place and
@@ -203,16 +213,8 @@ export const addFromNar = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.St
  * refers to it: the failure interrupts the rest, and unregistered temporary trees are removed.
  */
 export const addMultipleFromNars = (ctx: AddContext): StoreWriteApi["addMultiple"] => (items, options = {}) => Effect.gen(function*() {
-  const keys = new Set(items.map(({ info }) => StorePath.baseName(info.path)))
   // References outside the items must be valid already: checked before any NAR is read.
-  const outside = trySync(ctx.uri, "check references", () => {
-    for (const { info } of items) {
-      const missing = info.references.find((r) => !keys.has(StorePath.baseName(r)) && !ctx.db.isValid(r))
-      if (missing) return missing
-    }
-    return undefined
-  })
-  const missing = yield* outside
+  const missing = yield* trySync(ctx.uri, "check references", () => missingOutside(ctx, items))
   if (missing) return yield* new PathNotValid({ path: StorePath.print(missing, ctx.layout.storeDir), store: ctx.uri })
   yield* rootFirst(ctx, items.map(({ info }) => info.path))
   if (options.inMemory) return yield* addInMemory(ctx, items, options)

@@ -15,6 +15,7 @@
  * process's locks are.
  */
 import { Effect, Scope, Semaphore } from "effect"
+import { ownString } from "../../core/own-string.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
 import { makeGroupCommit } from "./group-commit.ts"
 import { lineHelper } from "./line-helper.ts"
@@ -122,7 +123,7 @@ export interface NixLocks {
 export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<NixLocks, never, Scope.Scope> => Effect.gen(function*() {
   const helper = lineHelper("the lock helper", "perl", ["-e", script, paths.rootsFile, paths.gcLockFile, paths.gcSocket])
   const lock = Semaphore.makeUnsafe(1)
-  /** The roots in our roots file (added and not dropped since). */
+  /** The roots in our roots file (added and not dropped since; flat strings: a copy adds 10,000). */
   const added = new Set<string>()
   const error = (operation: string, reason: string) => new StoreIoError({ store: uri, operation, reason })
 
@@ -145,7 +146,7 @@ export const makeNixLocks = (uri: string, paths: NixLocksPaths): Effect.Effect<N
   const sendRoots = makeGroupCommit((batches: ReadonlyArray<ReadonlyArray<string>>) => lock.withPermits(1)(Effect.suspend(() => {
     const fresh = [...new Set(batches.flat())].filter((root) => !added.has(root))
     if (fresh.length === 0) return Effect.void
-    return send("add temporary roots", `R ${fresh.join("\t")}`).pipe(Effect.map(() => { for (const root of fresh) added.add(root) }))
+    return send("add temporary roots", `R ${fresh.join("\t")}`).pipe(Effect.map(() => { for (const root of fresh) added.add(ownString(root)) }))
   })))
 
   return {
