@@ -129,7 +129,8 @@ const resemblance = (${resemblanceKit.toString()})({
 })
 const zstd = (${zstdSync.toString()})(zlib)
 const looksIncompressible = ${looksIncompressible.toString()}
-const encode = (${encodeKit.toString()})({ zstd, looksIncompressible, usableAsBase: ${usableAsBase.toString()} })
+const usableAsBase = ${usableAsBase.toString()}
+const encode = (${encodeKit.toString()})({ zstd, looksIncompressible, usableAsBase })
 const decode = (${decodeKit.toString()})(zlib)
 const rawFrameInto = ${rawFrameInto.toString()}
 /** Batch buffers shared with the main thread, by slot number (sent once, with the first job on each). */
@@ -165,11 +166,16 @@ parentPort.on("message", (m) => {
       const n = m.offsets.length
       const ids = new Uint8Array(m.ids ? 32 * n + n : n)
       const at = m.ids ? 32 * n : 0
+      // with features (1: of the chunks that do not look incompressible, 2: of all), the super-features
+      // too, in this job (for batches likely to be new: see ChunkWorkers.hash)
+      const sfs = m.features ? [] : undefined
       for (let i = 0; i < n; i++) {
         if (m.ids) ids.set(sha256Chunk(chunk(i)), 32 * i)
-        ids[at + i] = looksIncompressible(chunk(i)) ? 1 : 0
+        const flat = looksIncompressible(chunk(i))
+        ids[at + i] = flat ? 1 : 0
+        if (sfs) sfs.push((m.features === 2 || !flat) && usableAsBase(chunk(i)) ? resemblance.superFeatures(chunk(i)) : null)
       }
-      parentPort.postMessage({ id: m.id, ids }, [ids.buffer])
+      parentPort.postMessage({ id: m.id, ids, sfs }, [ids.buffer])
     } else if (m.op === "features") {
       parentPort.postMessage({ id: m.id, sfs: m.items.map((i) => resemblance.superFeatures(chunk(i))) })
     } else if (m.op === "encode") {
@@ -231,7 +237,7 @@ type Reply = {
   readonly error?: string
   readonly ids?: Uint8Array
   readonly buffer?: Uint8Array
-  readonly sfs?: Array<Array<number>>
+  readonly sfs?: Array<Array<number> | null>
   readonly out?: Array<{ readonly codec: Codec; readonly poor: boolean; readonly inOutput: boolean; readonly offset: number; readonly length: number }>
   readonly size?: number
 }
@@ -335,13 +341,16 @@ export interface ChunkWorkers {
   /**
    * The chunks' ids (sha256), 32 bytes each, and for each whether it looks incompressible
    * (`looksIncompressible`). The job is sent at once (call it in the batches' order); with `nar`,
-   * the batch is also hashed into that NAR's sha256, on the one worker that hashes NARs.
+   * the batch is also hashed into that NAR's sha256, on the one worker that hashes NARs. With
+   * `features` (1: of the chunks that do not look incompressible, 2: of all), the same job also
+   * computes the super-features of those chunks that can be bases (`sfs[i]`, null for the others):
+   * for batches of new chunks, a round trip less than a `features` job after the lookup.
    */
-  readonly hash: (batch: Batch, nar?: NarPart) => Effect.Effect<{ readonly ids: Uint8Array; readonly flat: Uint8Array }, StoreIoError>
+  readonly hash: (batch: Batch, nar?: NarPart, features?: 0 | 1 | 2) => Effect.Effect<{ readonly ids: Uint8Array; readonly flat: Uint8Array; readonly sfs?: ReadonlyArray<ReadonlyArray<number> | null> | undefined }, StoreIoError>
   /** The sha256 of the NAR hashed so far (its batches sent before), or nothing with `drop` (the NAR is given up). */
   readonly narDigest: (stream: number, drop: boolean) => Effect.Effect<Uint8Array, StoreIoError>
   /** Super-features of the chunks `items` (indexes in the batch). */
-  readonly features: (batch: Batch, items: ReadonlyArray<number>) => Effect.Effect<Array<Array<number>>, StoreIoError>
+  readonly features: (batch: Batch, items: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<ReadonlyArray<number>>, StoreIoError>
   /** The chunks `items` encoded (each with its base's bytes or undefined); payloads are views of the batch's slot (valid until it is given back). */
   readonly encode: (batch: Batch, items: ReadonlyArray<number>, dictionaries: ReadonlyArray<Uint8Array | undefined>, options: EncodeOptions) => Effect.Effect<Array<Encoded>, StoreIoError>
   /**
@@ -385,22 +394,22 @@ export const chunkWorkers = (uri: string): ChunkWorkers => {
     hashesNar: workersHash,
     narStream: () => narStreams++,
     narDigest: (stream, drop) => run("hash the NAR", { op: "narDigest", stream, drop }, [], (r) => r.ids!, undefined, true),
-    hash: (batch, nar) => {
+    hash: (batch, nar, features = 0) => {
       const n = batch.offsets.length
       // with the NAR's part, to the one worker that hashes NARs: one message per batch (a separate
       // one, to any worker, for the chunks took more CPU in all, for the extra thread wake-ups)
-      const hashed = post({ op: "hash", ids: workersHash, offsets: batch.offsets, lengths: batch.lengths, ...(nar ? { nar: { ...nar, size: batch.size } } : {}) }, [], batch.slot, nar !== undefined)
-      const job = Effect.flatMap(Effect.promise(() => hashed), (reply) => answer("hash chunks", reply, (r) => r.ids!))
-      if (workersHash) return Effect.map(job, (both) => ({ ids: both.subarray(0, 32 * n), flat: both.subarray(32 * n) }))
+      const hashed = post({ op: "hash", ids: workersHash, features, offsets: batch.offsets, lengths: batch.lengths, ...(nar ? { nar: { ...nar, size: batch.size } } : {}) }, [], batch.slot, nar !== undefined)
+      const job = Effect.flatMap(Effect.promise(() => hashed), (reply) => answer("hash chunks", reply, (r) => ({ both: r.ids!, sfs: r.sfs ?? undefined })))
+      if (workersHash) return Effect.map(job, ({ both, sfs }) => ({ ids: both.subarray(0, 32 * n), flat: both.subarray(32 * n), sfs }))
       // hashed here while a worker looks at the chunks (the job is sent first)
       const here = Effect.sync(() => {
         const ids = new Uint8Array(32 * n)
         batch.offsets.forEach((at, i) => ids.set(createHash("sha256").update(batch.slot.input.subarray(at, at + batch.lengths[i]!)).digest(), 32 * i))
         return ids
       })
-      return Effect.map(Effect.all([job, here], { concurrency: 2 }), ([flat, ids]) => ({ ids, flat }))
+      return Effect.map(Effect.all([job, here], { concurrency: 2 }), ([{ both, sfs }, ids]) => ({ ids, flat: both, sfs }))
     },
-    features: (batch, items) => run("compute super-features", { op: "features", offsets: batch.offsets, lengths: batch.lengths, items }, [], (r) => r.sfs!, batch.slot),
+    features: (batch, items) => run("compute super-features", { op: "features", offsets: batch.offsets, lengths: batch.lengths, items }, [], (r) => r.sfs!.map((f) => f ?? []), batch.slot),
     encode: (batch, items, dictionaries, options) =>
       run("compress chunks", { op: "encode", offsets: batch.offsets, lengths: batch.lengths, items, dictionaries, options }, [], (r) =>
         r.out!.map((e): Encoded => ({ codec: e.codec, poor: e.poor, payload: (e.inOutput ? batch.slot.output : batch.slot.input).subarray(e.offset, e.offset + e.length) })), batch.slot),

@@ -238,7 +238,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       let poorRun = 0
 
       /** `flat[i]`: chunk i looks incompressible (without a base, stored as it is: no encoding job). */
-      interface Hashed { readonly batch: Batch; readonly ids: Uint8Array; readonly flat: Uint8Array }
+      interface Hashed { readonly batch: Batch; readonly ids: Uint8Array; readonly flat: Uint8Array; readonly sfs?: ReadonlyArray<ReadonlyArray<number> | null> | undefined }
       interface Decided extends Hashed { readonly hexes: Array<string>; readonly fresh: Array<number>; readonly probing: boolean }
       interface EncodedChunk { readonly codec: Codec; readonly payload: Uint8Array; readonly poor: boolean; readonly base?: { id: string; pack: string } | undefined; readonly sfs?: ReadonlyArray<number> | undefined }
       interface Encoded extends Decided { readonly encoded: Map<number, EncodedChunk> }
@@ -246,8 +246,16 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       const chunkOf = (batch: Batch, i: number) => batch.slot.input.subarray(batch.offsets[i]!, batch.offsets[i]! + batch.lengths[i]!)
 
       /** A batch cut, its hash job sent (in the batches' order: the NAR may be hashed from them). */
-      interface Cut { readonly batch: Batch; readonly hashed: Effect.Effect<{ readonly ids: Uint8Array; readonly flat: Uint8Array }, StoreError> }
-      const hashBatch = ({ batch, hashed }: Cut): Effect.Effect<Hashed, StoreError> => Effect.map(hashed, ({ ids, flat }) => ({ batch, ids, flat }))
+      interface Cut { readonly batch: Batch; readonly hashed: Effect.Effect<{ readonly ids: Uint8Array; readonly flat: Uint8Array; readonly sfs?: ReadonlyArray<ReadonlyArray<number> | null> | undefined }, StoreError> }
+      const hashBatch = ({ batch, hashed }: Cut): Effect.Effect<Hashed, StoreError> => Effect.map(hashed, ({ ids, flat, sfs }) => ({ batch, ids, flat, sfs }))
+      /**
+       * The share of new chunks in the last batch decided: while it is at least half, the hash jobs
+       * also compute the super-features delta chunks need (one round trip less per batch of new
+       * chunks); a batch of chunks already stored would waste them, so then they are asked for
+       * only for the new chunks, after the lookup. A path's first batches are taken as new.
+       */
+      let freshShare = 1
+      const speculate = (): 0 | 1 | 2 => !deltas || freshShare < 0.5 ? 0 : deltaIncompressible ? 2 : 1
 
       // In order: which chunks of the batch are new (each encoded once, by the first batch that has it).
       const decide = (hashed: Hashed): Effect.Effect<Decided, StoreError> => Effect.gen(function*() {
@@ -264,6 +272,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
           encoding.add(h)
           fresh.push(i)
         })
+        freshShare = hexes.length === 0 ? freshShare : fresh.length / hexes.length
         return { ...hashed, hexes, fresh, probing: poorRun >= 4 }
       })
 
@@ -271,14 +280,18 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       // incompressible and has no base is stored as it is here (what a worker's encoding would give:
       // `encodeKit` stores it raw), without a job.
       const encode = (decided: Decided): Effect.Effect<Encoded, StoreError> => Effect.gen(function*() {
-        const { batch, fresh, hexes, flat } = decided
+        const { batch, fresh, hexes, flat, sfs: early } = decided
         if (fresh.length === 0) return { ...decided, encoded: new Map() }
         const similar = new Map<number, ReadonlyArray<number>>()
         const baseOf = new Map<number, { id: string; pack: string }>()
         if (deltas) {
           // a chunk that looks incompressible: no super-features unless asked (then never a base nor a delta)
           const wanted = fresh.filter((i) => (deltaIncompressible || flat[i] !== 1) && usableAsBase(chunkOf(batch, i)))
-          const sfs = wanted.length > 0 ? yield* workers.features(batch, wanted) : []
+          // computed with the hashes (see `speculate`), or asked for now
+          const missing = wanted.filter((i) => !early?.[i])
+          const asked = missing.length > 0 ? yield* workers.features(batch, missing) : []
+          const got = new Map(missing.map((i, k) => [i, asked[k]!]))
+          const sfs = wanted.map((i) => early?.[i] ?? got.get(i)!)
           wanted.forEach((i, k) => similar.set(i, sfs[k]!))
           const matches = sfs.length > 0 ? yield* index.similar(sfs.flat()) : new Map<number, Array<{ id: string; pack: string }>>()
           if (matches.size > 0) for (const i of fresh) {
@@ -382,7 +395,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
       const finish = (out: Array<Cut>) => {
         if (slot && filled > 0) {
           const batch: Batch = { slot, size: filled, offsets, lengths }
-          out.push({ batch, hashed: workers.hash(batch, narPart(filled)) })
+          out.push({ batch, hashed: workers.hash(batch, narPart(filled), speculate()) })
           slot = undefined
           offsets = []
           lengths = []
