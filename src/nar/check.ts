@@ -81,6 +81,10 @@ export interface NarCheckResult {
 
 export type NarCheckError = BadNar | HashMismatch
 
+/** A NAR whose hash is not the one declared for it (for a consumer that hashes it elsewhere, the same error as the check's). */
+export const narHashMismatch = (path: string, expected: Hash.Hash, actual: Hash.Hash): HashMismatch =>
+  new HashMismatch({ path, what: "NAR hash", expected: Hash.print(expected, "base32"), actual: Hash.print(actual, "base32") })
+
 const isFlat = (method: ContentMethod) => method !== "recursive"
 const caMethod = (ca: ContentAddress.ContentAddress): ContentMethod => ca._tag === "Text" ? "text" : ca.method
 
@@ -210,7 +214,7 @@ export class NarChecker {
       if (e.narHash) {
         const actual = narDigests.get(e.narHash.algorithm)!
         if (!Hash.equals(actual, e.narHash)) {
-          return this.fail(new HashMismatch({ path: e.path, what: "NAR hash", expected: Hash.print(e.narHash, "base32"), actual: Hash.print(actual, "base32") }))
+          return this.fail(narHashMismatch(e.path, e.narHash, actual))
         }
       }
       if (e.ca) {

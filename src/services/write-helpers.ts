@@ -3,7 +3,7 @@
  * `addSignatures`, this derives `addPath`, `addText` and `addMultiple` from them. A layer can
  * still replace any of them with a faster one of its own.
  */
-import { Effect, Semaphore, Stream } from "effect"
+import { Effect, Result, Semaphore, Stream } from "effect"
 import { basename } from "node:path"
 import * as ContentAddress from "../core/content-address.ts"
 import * as ByteString from "../core/byte-string.ts"
@@ -108,6 +108,32 @@ export interface OrderedAddControl {
 }
 
 /**
+ * The items without repeats (the first for each path), dependencies first, with each one's position
+ * in that order by its path's base name (a flat string of its own: kept for a whole add); a
+ * reference cycle fails.
+ */
+export const inDependencyOrder = <I extends { readonly info: PathInfo }>(
+  items: ReadonlyArray<I>,
+  storeDir: string
+): Result.Result<{ readonly ordered: ReadonlyArray<I>; readonly position: Map<string, number> }, ReferenceCycle> => {
+  const position = new Map<string, number>()
+  const unique: Array<I> = []
+  for (const item of items) {
+    const key = StorePath.baseName(item.info.path)
+    if (!position.has(key)) { position.set(ownString(key), unique.length); unique.push(item) }
+  }
+  return Result.map(topoSortInfos(unique.map((i) => i.info), storeDir), (infos) => {
+    const ordered: Array<I> = []
+    for (const info of infos) {
+      const key = StorePath.baseName(info.path)
+      ordered.push(unique[position.get(key)!]!)
+      position.set(key, ordered.length - 1)
+    }
+    return { ordered, position }
+  })
+}
+
+/**
  * The frame of `addMultiple`: items are deduplicated and sorted dependencies first (a reference
  * cycle fails at once), then `add` runs for many of them at once; each `add` decides when to wait
  * for its references (before reading its NAR, or only before registering it). A path is reported
@@ -123,21 +149,7 @@ export const addInDependencyOrder = <I extends { readonly info: PathInfo }, E, R
   // Kept per path for the whole add (10,000 paths for a large closure): its base name once, as the
   // key of its position in dependency order, and one byte for whether it is added (or committing).
   // Only the paths waiting for references have anything more (their resumers in `waiting`).
-  const position = new Map<string, number>()
-  const unique: Array<I> = []
-  for (const item of items) {
-    const key = StorePath.baseName(item.info.path)
-    if (!position.has(key)) { position.set(ownString(key), unique.length); unique.push(item) }
-  }
-  const ordered = yield* Effect.fromResult(topoSortInfos(unique.map((i) => i.info), storeDir))
-  const byOrder: Array<I> = []
-  for (const info of ordered) {
-    const key = StorePath.baseName(info.path)
-    const item = unique[position.get(key)!]!
-    position.set(key, byOrder.length)
-    byOrder.push(item)
-  }
-  unique.length = 0
+  const { ordered: byOrder, position } = yield* Effect.fromResult(inDependencyOrder(items, storeDir))
   const added = new Uint8Array(byOrder.length)
   const waiting = new Map<number, Set<() => void>>()
   const markAdded = (at: number) => {

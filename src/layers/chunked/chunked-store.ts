@@ -28,11 +28,12 @@ import * as NarInfo from "../../core/narinfo.ts"
 import type * as Signature from "../../core/signature.ts"
 import * as StorePath from "../../core/store-path.ts"
 import type { PathInfo } from "../../core/path-info.ts"
-import { BadStoreUri, HashMismatch, PathNotValid, StoreCorrupt, StoreIoError, Unsupported, type StoreError } from "../../services/store-errors.ts"
+import { BadStoreUri, PathNotValid, StoreCorrupt, StoreIoError, Unsupported, type StoreError } from "../../services/store-errors.ts"
 import type { GcResult, RepackResult, StoreMaintenanceApi, VerifyProblem } from "../../services/store-maintenance.ts"
 import type { StoreReadApi, StoredNar } from "../../services/store-read.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
 import { verifiedNar, verifiedNarButHash } from "../../services/verified-nar.ts"
+import { narHashMismatch } from "../../nar/check.ts"
 import { processAlive } from "../../io/process-alive.ts"
 import { makeStoreWrite } from "../../services/write-helpers.ts"
 import type { BlobStore } from "../binary-cache/blob-store.ts"
@@ -439,7 +440,7 @@ export const makeChunkedStore = (blobs: BlobStore, options: ChunkedStoreOptions)
           digested = true
           const actual = Hash.make("sha256", yield* workers.narDigest(narId, false))
           if (!Hash.equals(actual, pi.narHash)) {
-            return yield* new HashMismatch({ path: print(pi.path), what: "NAR hash", expected: Hash.print(pi.narHash, "base32"), actual: Hash.print(actual, "base32") })
+            return yield* narHashMismatch(print(pi.path), pi.narHash, actual)
           }
         })),
         Effect.ensuring(Effect.sync(() => { for (const s of held) giveSlot(s); held.clear() })),

@@ -24,8 +24,7 @@ import { PathNotValid, StoreIoError } from "../../services/store-errors.ts"
 import type { BuiltPath } from "../../services/build-host.ts"
 import type { PathInfo } from "../../core/path-info.ts"
 import type { AddMultipleOptions, AddPathOptions, StoreWriteApi } from "../../services/store-write.ts"
-import { topoSortInfos } from "../../services/closure.ts"
-import { addInDependencyOrder, contentAddressedInfo, contentDigestOptions, narFromFileSystem } from "../../services/write-helpers.ts"
+import { addInDependencyOrder, contentAddressedInfo, inDependencyOrder, contentDigestOptions, narFromFileSystem } from "../../services/write-helpers.ts"
 import type { StoreError } from "../../services/store-errors.ts"
 import { expectationOf, verifiedNarEvents } from "../../services/verified-nar.ts"
 import { canonicalise } from "../../io/canonicalise.ts"
@@ -48,8 +47,8 @@ export interface AddContext {
   readonly locks: NixLocks
   /** Derivation outputs to record when a `.drv` is registered (path → output name → output path). */
   readonly derivationOutputsOf?: (info: PathInfo, realPath: string) => Readonly<Record<string, string>> | undefined
-  /** Flushes the store's file system (syncfs) for a batch too big to flush file by file (default: `sync -f`). */
-  readonly syncFileSystem?: SyncFileSystem
+  /** Flushes the store's file system (syncfs) for a batch too big to flush file by file. */
+  readonly syncFileSystem: SyncFileSystem
   /** Commits one restored tree, sharing the flush and transaction with concurrent adders (see `withGroupCommit`). */
   readonly commit?: (entry: TempEntry, onQueued?: Effect.Effect<void>) => Effect.Effect<void, StoreError>
 }
@@ -108,12 +107,16 @@ const restoreNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Str
     ? Effect.flatMap(planOf(nar), (plan) => plan.file !== undefined
       ? restoreFileToTemp(ctx, info, plan.file, plan.expect, temp)
       : restoreToTemp(ctx, verifiedNarEvents(info, ctx.layout.storeDir, checkedNar(Effect.succeed(plan))), temp))
-    : Effect.flatMap(wholeNar(nar, info.narSize), ({ bytes, expect }): Effect.Effect<void, StoreError> => {
-      const { events, error } = checkNarBytes(bytes, { expect: [...expect, expectationOf(info, ctx.layout.storeDir)] })
-      if (error) return Effect.fail(error)
-      const failed = restoreEventsNow(events, temp, { canonical: true, direct: true })
-      return failed ? Effect.fail(writeFailed(ctx, failed.message)) : Effect.void
-    })
+    : restoreWholeNarToTemp(ctx, info, nar, temp)
+
+/** A small NAR (or one in memory) read whole, then checked against `info` and written in one synchronous pass. */
+const restoreWholeNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, temp: string): Effect.Effect<void, StoreError | E, R> =>
+  Effect.flatMap(wholeNar(nar, info.narSize), ({ bytes, expect }): Effect.Effect<void, StoreError> => {
+    const { events, error } = checkNarBytes(bytes, { expect: [...expect, expectationOf(info, ctx.layout.storeDir)] })
+    if (error) return Effect.fail(error)
+    const failed = restoreEventsNow(events, temp, { canonical: true, direct: true })
+    return failed ? Effect.fail(writeFailed(ctx, failed.message)) : Effect.void
+  })
 
 /**
  * Makes restored temporary trees the contents of their paths: canonicalise, flush, then in one
@@ -242,20 +245,14 @@ const addInMemory = <E, R>(
 ): Effect.Effect<void, StoreError | E, R> => {
   const entries: Array<TempEntry> = []
   const body = Effect.gen(function*() {
-    const byKey = new Map<string, (typeof items)[number]>()
-    for (const item of items) { const key = StorePath.baseName(item.info.path); if (!byKey.has(key)) byKey.set(key, item) }
-    const ordered = yield* Effect.fromResult(topoSortInfos([...byKey.values()].map((i) => i.info), ctx.layout.storeDir))
+    const { ordered } = yield* Effect.fromResult(inDependencyOrder(items, ctx.layout.storeDir))
     const already: Array<PathInfo> = []
-    for (const info of ordered) {
+    for (const { info, nar } of ordered) {
       options.onStart?.(info)
       if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) { already.push(info); continue }
-      const { bytes, expect } = yield* wholeNar(byKey.get(StorePath.baseName(info.path))!.nar, info.narSize)
-      const { events, error } = checkNarBytes(bytes, { expect: [...expect, expectationOf(info, ctx.layout.storeDir)] })
-      if (error) return yield* error
       const temp = tempName(ctx.temp, "add")
       entries.push({ info, temp, canonical: true })
-      const failed = restoreEventsNow(events, temp, { canonical: true, direct: true })
-      if (failed) return yield* writeFailed(ctx, failed.message)
+      yield* restoreWholeNarToTemp(ctx, info, nar, temp)
     }
     const unused = yield* commitTemps(ctx, entries)
     for (const temp of unused) yield* trySync(ctx.uri, "remove a temporary tree", () => removeTree(temp))

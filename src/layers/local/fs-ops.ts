@@ -1,6 +1,5 @@
 /** File-system steps of the local store, each as an effect with a typed error. */
 import { Effect } from "effect"
-import { execFile } from "node:child_process"
 import { constants, existsSync, lstatSync, readdirSync, renameSync, rmSync } from "node:fs"
 import { open } from "node:fs/promises"
 import { join } from "node:path"
@@ -23,15 +22,6 @@ export const removeTree = (path: string): void => {
 }
 
 export const rename = (from: string, to: string): void => renameSync(from, to)
-
-/**
- * Flushes the file system holding `dir` to disk (syncfs through coreutils' `sync -f`): one call
- * makes every file written before it durable, instead of an fsync per file.
- */
-export const syncFileSystem = (store: string, dir: string): Effect.Effect<void, StoreIoError> =>
-  Effect.callback<void, StoreIoError>((resume) => {
-    execFile("sync", ["-f", dir], (error) => resume(error ? Effect.fail(ioError(store, "sync")(error)) : Effect.void))
-  })
 
 /**
  * Trees up to this many entries are flushed entry by entry; larger ones with one syncfs. (Measured
@@ -63,7 +53,7 @@ const fsyncPath = async (path: string): Promise<void> => {
 
 /**
  * Makes the contents of freshly written trees durable before they are registered: an fsync per
- * file and directory for small trees, `syncfs` (default `syncFileSystem`) for large ones. The
+ * file and directory for small trees, one `syncfs` of the file system for large ones. The
  * fsyncs run at once, off this thread (the file system folds them into one journal commit, and
  * other adds go on meanwhile, so the next group commit gathers more).
  */
@@ -71,7 +61,7 @@ export const syncTrees = (
   store: string,
   roots: ReadonlyArray<string>,
   fileSystemDir: string,
-  syncfs: (dir: string) => Effect.Effect<void, StoreIoError> = (dir) => syncFileSystem(store, dir)
+  syncfs: (dir: string) => Effect.Effect<void, StoreIoError>
 ): Effect.Effect<void, StoreIoError> =>
   trySync(store, "sync", () => smallTreeEntries(roots, perFileSyncLimit)).pipe(Effect.flatMap((entries) =>
     entries === undefined

@@ -383,8 +383,9 @@ const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
       const { s, raw, bytes } = yield* readItem(framed)
       const path = yield* storePath(c, s)
       const info = yield* admit(c, { ...(yield* valid(Worker.validatePathInfo(path, raw, c.storeDir))), ultimate: false }, dontCheckSigs)
-      c.addTempRoot(print(c, path))
-      added.push(print(c, path))
+      const printed = print(c, path)
+      c.addTempRoot(printed)
+      added.push(printed)
       if (bytes !== undefined) {
         batch.push({ info, nar: checkedNar(c, info, narInMemory(bytes)) })
         batchSize += bytes.length
