@@ -25,8 +25,12 @@ export const isHashAlgorithm = (s: string): s is HashAlgorithm => s in digestSiz
 
 export const make = (algorithm: HashAlgorithm, bytes: Uint8Array): Hash => ({ algorithm, bytes })
 
-export const equals = (a: Hash, b: Hash): boolean =>
-  a.algorithm === b.algorithm && Buffer.from(a.bytes.buffer, a.bytes.byteOffset, a.bytes.length).equals(b.bytes)
+/** Same algorithm and digest (a loop over at most 64 bytes: no Buffer made per comparison). */
+export const equals = (a: Hash, b: Hash): boolean => {
+  if (a.algorithm !== b.algorithm || a.bytes.length !== b.bytes.length) return false
+  for (let i = 0; i < a.bytes.length; i++) if (a.bytes[i] !== b.bytes[i]) return false
+  return true
+}
 
 // ---------------------------------------------------------------------------------------------
 // Computing

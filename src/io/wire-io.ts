@@ -10,7 +10,7 @@
  */
 import { Effect, Schema, Stream } from "effect"
 import type { Readable, Writable } from "node:stream"
-import { fail as failInstr, u64, type Decoder } from "../core/wire/decoder.ts"
+import { decodeBytes, fail as failInstr, u64, type Decoder, type Instruction } from "../core/wire/decoder.ts"
 import { WireMalformed, WireTruncated, type WireError } from "../core/wire/errors.ts"
 import { NarBoundary } from "../core/wire/nar-boundary.ts"
 
@@ -26,7 +26,13 @@ export type WireIoError = WireError | WireClosed
 /** Where a reader's bytes come from: the next piece, or null at the end. */
 export interface ChunkSource {
   readonly next: () => Promise<Uint8Array | null>
+  /** The next piece if the transport already holds one; undefined when only `next` can tell (nothing yet, the end, an error). */
+  readonly nextNow?: () => Uint8Array | undefined
 }
+
+/** `f` of a value that may still be coming: at once when it is there, else when its promise settles. */
+export const andThenNow = <A, B>(a: A | Promise<A>, f: (a: A) => B | Promise<B>): B | Promise<B> =>
+  a instanceof Promise ? a.then(f) : f(a)
 
 /** A failure of reading or decoding as a wire error (one from a decoder passes as it is; anything else closed the wire). */
 export const toIoError = (e: unknown): WireIoError =>
@@ -45,6 +51,7 @@ export const readableChunkSource = (stream: Readable): ChunkSource => {
   stream.on("close", () => { ended = true; wake() })
   stream.on("error", (e) => { error = e; wake() })
   return {
+    nextNow: () => error || ended ? undefined : (stream.read() as Uint8Array | null) ?? undefined,
     next: () => new Promise<Uint8Array | null>((resolve, reject) => {
       const attempt = () => {
         if (error) return reject(new WireClosed({ reason: error.message }))
@@ -76,6 +83,21 @@ export class WireReader {
     const chunk = await this.source.next()
     if (chunk === null) { this.ended = true; return false }
     if (chunk.length > 0) { this.chunks.push(chunk); this.avail += chunk.length }
+    return true
+  }
+
+  /** Adds a chunk the transport already holds, without waiting; false if it holds none. */
+  private fillNow(): boolean {
+    if (this.ended) return false
+    const chunk = this.source.nextNow?.()
+    if (chunk === undefined) return false
+    if (chunk.length > 0) { this.chunks.push(chunk); this.avail += chunk.length }
+    return true
+  }
+
+  /** Whether `n` bytes are buffered, taking what the transport already holds. */
+  private haveNow(n: number): boolean {
+    while (this.avail < n) if (!this.fillNow()) return false
     return true
   }
 
@@ -130,29 +152,47 @@ export class WireReader {
     return this.take(Math.min(max, first.length - this.head))
   }
 
-  async runAsync<A>(decoder: Decoder<A>): Promise<A> {
-    let step = decoder.next()
+  /**
+   * Runs a decoder on the bytes buffered and those the transport already holds: its value at once
+   * when they suffice (no promise, no turn of the event loop: a daemon sent a thousand small paths
+   * has most of them buffered), else a promise of it. A decoder's failure is thrown, or rejects.
+   */
+  runNow<A>(decoder: Decoder<A>): A | Promise<A> {
+    return this.drive(decoder, decoder.next())
+  }
+
+  private drive<A>(decoder: Decoder<A>, step: IteratorResult<Instruction, A>): A | Promise<A> {
     while (!step.done) {
       const instr = step.value
       if (instr._tag === "Fail") throw instr.error
-      while (this.avail < instr.n) {
-        if (!(await this.fill())) {
-          decoder.return(undefined as never)
-          throw new WireTruncated({ what: instr.what })
-        }
-      }
-      step = decoder.next(this.take(instr.n))
+      const { n, what } = instr
+      if (!this.haveNow(n)) return this.waitFor(n, what, decoder).then(() => this.drive(decoder, decoder.next(this.take(n))))
+      step = decoder.next(this.take(n))
     }
     return step.value
   }
 
+  /** Waits until `n` bytes are buffered; `WireTruncated` (the decoder closed) if the input ends first. */
+  private async waitFor(n: number, what: string, decoder?: Decoder<unknown>): Promise<void> {
+    while (this.avail < n) {
+      if (!(await this.fill())) {
+        decoder?.return(undefined as never)
+        throw new WireTruncated({ what })
+      }
+    }
+  }
+
+  async runAsync<A>(decoder: Decoder<A>): Promise<A> {
+    return this.runNow(decoder)
+  }
+
   /**
-   * The next `n` bytes in one piece (a view when they arrived in one chunk). Only for a bounded `n`
-   * the caller has checked: the bytes are held until all have come.
+   * The next `n` bytes in one piece (a view when they arrived in one chunk), at once when they are
+   * buffered, else a promise of them. Only for a bounded `n` the caller has checked: the bytes are
+   * held until all have come.
    */
-  async wholeAsync(n: number, what: string): Promise<Uint8Array> {
-    while (this.avail < n) if (!(await this.fill())) throw new WireTruncated({ what })
-    return this.take(n)
+  wholeNow(n: number, what: string): Uint8Array | Promise<Uint8Array> {
+    return this.haveNow(n) ? this.take(n) : this.waitFor(n, what).then(() => this.take(n))
   }
 
   /** Runs a decoder on the bytes as they arrive. */
@@ -217,6 +257,21 @@ export class WireReader {
     let done = false
     const parent = this
     const reader = new FramedReader({
+      // a frame's header and (part of) its bytes when they are buffered here already
+      nextNow: () => {
+        if (done) return undefined
+        while (left === 0) {
+          if (!parent.haveNow(8)) return undefined
+          const header = decodeBytes(frameLength(), parent.take(8))
+          if (header._tag === "Failure") throw header.failure
+          if (header.success.value === 0) { done = true; return undefined }
+          left = header.success.value
+        }
+        if (!parent.haveNow(1)) return undefined
+        const piece = parent.take(Math.min(left, parent.chunks[0]!.length - parent.head))
+        left -= piece.length
+        return piece
+      },
       next: async () => {
         if (done) return null
         while (left === 0) {

@@ -71,7 +71,8 @@ export class NarDecoder {
   private lenFill = 0
   private strLen = 0
   private strFill = 0
-  private readonly scratch: Uint8Array
+  /** where a string split across chunks is put together; made on first use (a NAR checked whole never needs it) */
+  private scratchBytes: Uint8Array | undefined
   /** the finished string when it lay whole inside one chunk (no copy) */
   private view: Uint8Array | undefined
   private remaining = 0
@@ -83,7 +84,10 @@ export class NarDecoder {
 
   constructor(limits: Ev.NarLimits = Ev.defaultLimits) {
     this.limits = limits
-    this.scratch = new Uint8Array(Math.max(limits.maxNameLength, limits.maxTargetLength, maxTokenLength))
+  }
+
+  private get scratch(): Uint8Array {
+    return this.scratchBytes ??= new Uint8Array(Math.max(this.limits.maxNameLength, this.limits.maxTargetLength, maxTokenLength))
   }
 
   /** Total bytes consumed so far. */

@@ -70,6 +70,21 @@ describe("local store addMultiple of NARs in memory", () => {
     expect(leftovers(root)).toEqual([])
   })))
 
+  it.effect("whatever is left, not valid, where a path goes (a file, a directory with files, an empty directory) is replaced", () => Effect.scoped(Effect.gen(function*() {
+    const root = yield* scratchRoot
+    const store = yield* LocalStore.make({ root })
+    const items = yield* chain(3)
+    const place = (i: number) => join(root, "nix/store", StorePath.baseName(items[i]!.info.path))
+    writeFileSync(place(0), "junk")
+    mkdirSync(join(place(1), "sub"), { recursive: true })
+    writeFileSync(join(place(1), "sub/file"), "junk")
+    mkdirSync(place(2))
+    yield* store.write.addMultiple(items.map(({ info, nar }) => ({ info, nar: narInMemory(nar) })), { inMemory: true })
+    for (const { info, nar } of items) expect(Buffer.concat([...yield* Stream.runCollect(store.read.narFromPath(info.path))]).equals(nar)).toBe(true)
+    expect((yield* store.maintenance.verify()).problems).toEqual([])
+    expect(leftovers(root)).toEqual([])
+  })))
+
   it.effect("a NAR that does not match its info fails the batch: nothing of it is registered or left behind", () => Effect.scoped(Effect.gen(function*() {
     const root = yield* scratchRoot
     const store = yield* LocalStore.make({ root })

@@ -118,20 +118,25 @@ export function* rawPathInfo(minor: number): Decoder<RawPathInfo> {
   return { deriver, narHash, references, registrationTime, narSize, ultimate, sigs, ca }
 }
 
-/** Turns a sent path info into a PathInfo for `path`. */
-export const validatePathInfo = (path: StorePath.StorePath, raw: RawPathInfo, storeDir: string): Result.Result<PathInfo, WireMalformed> =>
-  Result.gen(function*() {
-    const narHash = yield* Result.mapError(Hash.parse(raw.narHash, "sha256"), (e) => malformed(e.message))
-    const references = yield* parsePaths(raw.references, storeDir)
-    const deriver = raw.deriver === "" ? undefined : yield* parsePath(raw.deriver, storeDir)
-    const ca = raw.ca === "" ? undefined : yield* Result.mapError(ContentAddress.parse(raw.ca), (e) => malformed(e.message))
-    const sorted = [...new Map(references.map((r) => [StorePath.baseName(r), r])).values()].sort(StorePath.compare)
-    return {
-      path, narHash, narSize: raw.narSize, references: sorted, deriver, signatures: [...new Set(raw.sigs)].sort(), ca,
-      ...(raw.registrationTime > 0 ? { registrationTime: raw.registrationTime } : {}),
-      ...(raw.ultimate ? { ultimate: true } : {})
-    }
+/** Turns a sent path info into a PathInfo for `path`. (Plain code, not `Result.gen`: a daemon runs it for every path it is sent.) */
+export const validatePathInfo = (path: StorePath.StorePath, raw: RawPathInfo, storeDir: string): Result.Result<PathInfo, WireMalformed> => {
+  const narHash = Hash.parse(raw.narHash, "sha256")
+  if (Result.isFailure(narHash)) return Result.fail(malformed(narHash.failure.message))
+  const references = parsePaths(raw.references, storeDir)
+  if (Result.isFailure(references)) return Result.fail(references.failure)
+  const deriver = raw.deriver === "" ? undefined : parsePath(raw.deriver, storeDir)
+  if (deriver !== undefined && Result.isFailure(deriver)) return Result.fail(deriver.failure)
+  const ca = raw.ca === "" ? undefined : ContentAddress.parse(raw.ca)
+  if (ca !== undefined && Result.isFailure(ca)) return Result.fail(malformed(ca.failure.message))
+  const refs = references.success
+  const sorted = refs.length === 0 ? refs : [...new Map(refs.map((r) => [StorePath.baseName(r), r])).values()].sort(StorePath.compare)
+  return Result.succeed({
+    path, narHash: narHash.success, narSize: raw.narSize, references: sorted, deriver: deriver?.success,
+    signatures: raw.sigs.length === 0 ? [] : [...new Set(raw.sigs)].sort(), ca: ca?.success,
+    ...(raw.registrationTime > 0 ? { registrationTime: raw.registrationTime } : {}),
+    ...(raw.ultimate ? { ultimate: true } : {})
   })
+}
 
 export const writePaths = (w: WireWriter, paths: ReadonlyArray<StorePath.StorePath>, storeDir: string): WireWriter => {
   const sorted = [...paths].sort(StorePath.compare)

@@ -12,8 +12,7 @@
  * contents.
  */
 import { Effect, Stream } from "effect"
-import { closeSync, existsSync, lstatSync, openSync } from "node:fs"
-import { join } from "node:path"
+import { closeSync, lstatSync, openSync } from "node:fs"
 import * as StorePath from "../../core/store-path.ts"
 import { checkedNar, checkNarBytes, NarChecker, narEvents, planOf, wholeNar, wholeNarMax, type NarCheckResult, type NarExpectation } from "../../nar/check.ts"
 import { decodeNar } from "../../nar/decode.ts"
@@ -135,25 +134,35 @@ const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect
   }
   const { garbage, unused } = yield* trySync(ctx.uri, "register paths", () => ctx.db.immediate(() => {
     // (two adders of one path may share a batch: the first copy wins, the other's temporary tree is dropped)
-    const seen = new Set<string>()
+    // (one query for the batch's paths, not one each)
+    const seen = new Set(ctx.db.validOf(entries.map((e) => e.info.path)).map(StorePath.baseName))
     const unused: Array<string> = []
     const fresh = entries.filter(({ info, temp }) => {
       const name = StorePath.baseName(info.path)
-      if (seen.has(name) || ctx.db.isValid(info.path)) { unused.push(temp); return false }
+      if (seen.has(name)) { unused.push(temp); return false }
       seen.add(name)
       return true
     })
     // A reference must be valid or registered with it: checked before anything is renamed into place.
-    const names = new Set(entries.map(({ info }) => StorePath.baseName(info.path)))
     for (const { info } of fresh) {
-      const missing = info.references.find((r) => !names.has(StorePath.baseName(r)) && !ctx.db.isValid(r))
+      const missing = info.references.find((r) => !seen.has(StorePath.baseName(r)) && !ctx.db.isValid(r))
       if (missing) throw new Error(`cannot register '${StorePath.print(info.path, ctx.layout.storeDir)}': its reference '${StorePath.print(missing, ctx.layout.storeDir)}' is not valid`)
     }
     const garbage: Array<string> = []
     for (const { info, temp } of fresh) {
-      const finalPath = join(ctx.layout.realStoreDir, StorePath.baseName(info.path))
-      if (existsSync(finalPath)) { const trash = tempName(ctx.temp, "trash"); rename(finalPath, trash); garbage.push(trash) }
-      rename(temp, finalPath)
+      // (`realStoreDir` is normalised: no `join` per path)
+      const finalPath = `${ctx.layout.realStoreDir}/${StorePath.baseName(info.path)}`
+      // Something not valid left at the path (by a crash, or by hand): a file or an empty directory is
+      // replaced by the rename itself; anything else is moved aside first. (No existence check per path.)
+      try {
+        rename(temp, finalPath)
+      } catch (e) {
+        if (!replaceRefused(e)) throw e
+        const trash = tempName(ctx.temp, "trash")
+        rename(finalPath, trash)
+        garbage.push(trash)
+        rename(temp, finalPath)
+      }
     }
     if (fresh.length > 0) ctx.db.register(fresh.map((e) => e.info), Math.floor(Date.now() / 1000), outputs)
     return { garbage, unused }
@@ -161,6 +170,10 @@ const commitTemps = (ctx: AddContext, entries: ReadonlyArray<TempEntry>): Effect
   for (const trash of garbage) yield* trySync(ctx.uri, "remove garbage", () => removeTree(trash))
   return unused
 })
+
+/** rename(2)'s refusals to replace what is at the target: a directory that is not empty, or a file by a directory and the reverse. */
+const replaceRefused = (e: unknown): boolean =>
+  ["ENOTEMPTY", "EEXIST", "EISDIR", "ENOTDIR"].includes((e as NodeJS.ErrnoException).code ?? "")
 
 const commitTemp = (ctx: AddContext, entry: TempEntry, onQueued: Effect.Effect<void> = Effect.void) =>
   ctx.commit ? ctx.commit(entry, onQueued) : Effect.andThen(onQueued, Effect.asVoid(commitTemps(ctx, [entry])))
@@ -247,9 +260,10 @@ const addInMemory = <E, R>(
   const body = Effect.gen(function*() {
     const { ordered } = yield* Effect.fromResult(inDependencyOrder(items, ctx.layout.storeDir))
     const already: Array<PathInfo> = []
+    const valid = new Set(yield* trySync(ctx.uri, "query paths", () => ctx.db.validOf(ordered.map(({ info }) => info.path)).map(StorePath.baseName)))
     for (const { info, nar } of ordered) {
       options.onStart?.(info)
-      if (yield* trySync(ctx.uri, "query path", () => ctx.db.isValid(info.path))) { already.push(info); continue }
+      if (valid.has(StorePath.baseName(info.path))) { already.push(info); continue }
       const temp = tempName(ctx.temp, "add")
       entries.push({ info, temp, canonical: true })
       yield* restoreWholeNarToTemp(ctx, info, nar, temp)

@@ -134,10 +134,11 @@ export class StoreDatabase {
     if (paths.length < 16) return paths.filter((p) => this.isValid(p))
     const valid = new Set<string>()
     const chunk = 500
+    // one prepared statement for every chunk: a shorter one is padded with NULLs (which match nothing)
+    const statement = this.#validChunk ??= this.#db.prepare(`select path from ValidPaths where path in (${Array(chunk).fill("?").join(",")})`)
     for (let i = 0; i < paths.length; i += chunk) {
-      const printed = paths.slice(i, i + chunk).map((p) => this.#print(p))
-      const statement = printed.length === chunk ? (this.#validChunk ??= this.#db.prepare(`select path from ValidPaths where path in (${Array(chunk).fill("?").join(",")})`))
-        : this.#db.prepare(`select path from ValidPaths where path in (${printed.map(() => "?").join(",")})`)
+      const printed: Array<string | null> = paths.slice(i, i + chunk).map((p) => this.#print(p))
+      while (printed.length < chunk) printed.push(null)
       for (const row of statement.all(...printed) as Array<{ path: string }>) valid.add(row.path)
     }
     return paths.filter((p) => valid.has(this.#print(p)))

@@ -28,7 +28,7 @@ import * as Signature from "../../core/signature.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
 import type { BuildEvent, BuildOptions } from "../../services/store-build.ts"
 import type { StoreWriteApi } from "../../services/store-write.ts"
-import { toIoError, type FramedReader } from "../../io/wire-io.ts"
+import { andThenNow, toIoError, type FramedReader, type WireIoError } from "../../io/wire-io.ts"
 import { narInMemory } from "../../nar/check.ts"
 import { OpFailed, messageOf, type Conn } from "./connection.ts"
 
@@ -341,14 +341,21 @@ const batchBytes = 8 << 20
 const batchesInFlight = 2
 
 /** A path from AddMultipleToStore: its path string and info, and its NAR when it is small enough to read whole. */
-const readItem = (framed: FramedReader) => Effect.tryPromise({
-  try: async () => {
-    const s = await framed.runAsync(Worker.storePathString())
-    const raw = await framed.runAsync(Worker.rawPathInfo(16))
-    const bytes = raw.narSize <= bufferedNar ? await framed.wholeAsync(raw.narSize, "a NAR") : undefined
-    return { s, raw, bytes }
-  },
-  catch: toIoError
+interface SentPath { readonly s: string; readonly raw: Worker.RawPathInfo; readonly bytes: Uint8Array | undefined }
+
+/** The next path sent, at once when all its bytes are buffered (the common case), else a promise of it. */
+const sentPath = (framed: FramedReader): SentPath | Promise<SentPath> =>
+  andThenNow(framed.runNow(Worker.storePathString()), (s) =>
+    andThenNow(framed.runNow(Worker.rawPathInfo(16)), (raw) =>
+      raw.narSize > bufferedNar ? { s, raw, bytes: undefined } : andThenNow(framed.wholeNow(raw.narSize, "a NAR"), (bytes) => ({ s, raw, bytes }))))
+
+const readItem = (framed: FramedReader): Effect.Effect<SentPath, WireIoError> => Effect.suspend(() => {
+  try {
+    const item = sentPath(framed)
+    return item instanceof Promise ? Effect.tryPromise({ try: () => item, catch: toIoError }) : Effect.succeed(item)
+  } catch (e) {
+    return Effect.fail(toIoError(e))
+  }
 })
 
 /**
