@@ -13,17 +13,22 @@ for (let i = 0; i < alphabet.length; i++) digitOf[alphabet.charCodeAt(i)] = i
 /** Number of characters Nix base-32 uses for `byteLength` bytes. */
 export const encodedLength = (byteLength: number): number => Math.ceil((byteLength * 8) / 5)
 
+const alphabetCodes = Uint8Array.from(alphabet, (c) => c.charCodeAt(0))
+/** The characters of an encoding are put here, then made one string (not one string per character appended). */
+let scratch = new Uint8Array(128)
+const ascii = new TextDecoder()
+
 export const encode = (bytes: Uint8Array): string => {
   const len = encodedLength(bytes.length)
-  let out = ""
-  for (let n = len - 1; n >= 0; n--) {
+  if (scratch.length < len) scratch = new Uint8Array(len)
+  for (let n = len - 1, k = 0; n >= 0; n--, k++) {
     const b = n * 5
     const i = b >> 3
     const j = b & 7
     const c = (bytes[i]! >> j) | (i + 1 < bytes.length ? bytes[i + 1]! << (8 - j) : 0)
-    out += alphabet[c & 0x1f]
+    scratch[k] = alphabetCodes[c & 0x1f]!
   }
-  return out
+  return ascii.decode(scratch.subarray(0, len))
 }
 
 /** Decodes `text` into `byteLength` bytes; the length must be exactly `encodedLength(byteLength)`. */

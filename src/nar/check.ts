@@ -328,13 +328,34 @@ export const planOf = <E, R>(nar: Stream.Stream<Uint8Array, E, R>): Effect.Effec
 
 /** A NAR stream of `plan`'s bytes that must pass its checks (made once the plan's effect has run, e.g. after a lookup). */
 export const checkedNar = <E, R>(plan: Effect.Effect<NarPlan<E, R>, E, R>): CheckedNar<E | NarCheckError, R> => {
-  const stream = Stream.unwrap(Effect.map(plan, (p) => bytesOf(p.bytes, { expect: p.expect })))
+  // (made when read: a NAR whose plan a consumer takes, as most do, never builds its stream)
+  const stream = Stream.suspend(() => Stream.unwrap(Effect.map(plan, (p) => bytesOf(p.bytes, { expect: p.expect }))))
   return Object.assign(stream, { [PlanId]: plan as Effect.Effect<NarPlan<E | NarCheckError, R>, E | NarCheckError, R> })
 }
 
 /** The NAR stream with one more expectation, checked in the same pass as the ones it carries. */
-export const expectNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, expectation: NarExpectation): CheckedNar<E | NarCheckError, R> =>
-  checkedNar(Effect.map(planOf(nar), (p) => ({ ...p, expect: [...p.expect, expectation] })))
+export const expectNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, expectation: NarExpectation): CheckedNar<E | NarCheckError, R> => {
+  const checked = checkedNar(Effect.map(planOf(nar), (p) => ({ ...p, expect: [...p.expect, expectation] })))
+  const inHand = narInHand(nar)
+  return inHand === undefined ? checked : withInHand(checked, { bytes: inHand.bytes, expect: [...inHand.expect, expectation] })
+}
+
+const InHandId: unique symbol = Symbol.for("b3/nar/InHand") as never
+
+/**
+ * A NAR's bytes already in memory, and the checks its stream carries: a consumer may check and use
+ * them at once, without running the stream or its plan (a daemon adding a thousand small paths).
+ */
+export interface NarInHand {
+  readonly bytes: Uint8Array
+  readonly expect: ReadonlyArray<NarExpectation>
+}
+
+/** The bytes in hand of a NAR stream made by `narInMemory` (with expectations added by `expectNar`), else undefined. */
+export const narInHand = <E, R>(nar: Stream.Stream<Uint8Array, E, R>): NarInHand | undefined =>
+  (nar as { readonly [InHandId]?: NarInHand })[InHandId]
+
+const withInHand = <E, R>(nar: CheckedNar<E, R>, inHand: NarInHand): CheckedNar<E, R> => Object.assign(nar, { [InHandId]: inHand })
 
 const withPlan = (p: NarPlan<unknown, unknown>, options: NarCheckOptions): NarCheckOptions =>
   p.expect.length === 0 ? options : { ...options, expect: [...p.expect, ...(options.expect ?? [])] }
@@ -347,7 +368,7 @@ export const wholeNarMax = 64 * 1024
 
 /** A NAR held in memory as a stream whose plan has its bytes whole (`wholeNar` takes them as they are). */
 export const narInMemory = (bytes: Uint8Array): CheckedNar<NarCheckError, never> =>
-  checkedNar(Effect.succeed({ bytes: Stream.make(bytes), expect: [], whole: Effect.succeed(bytes) }))
+  withInHand(checkedNar(Effect.sync(() => ({ bytes: Stream.make(bytes), expect: [], whole: Effect.succeed(bytes) }))), { bytes, expect: [] })
 
 /**
  * A small NAR read whole: its bytes and the checks its stream carries (not run yet: the caller runs

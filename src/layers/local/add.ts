@@ -14,7 +14,7 @@
 import { Effect, Stream } from "effect"
 import { closeSync, lstatSync, openSync } from "node:fs"
 import * as StorePath from "../../core/store-path.ts"
-import { checkedNar, checkNarBytes, NarChecker, narEvents, planOf, wholeNar, wholeNarMax, type NarCheckResult, type NarExpectation } from "../../nar/check.ts"
+import { checkedNar, checkNarBytes, NarChecker, narEvents, planOf, narInHand, wholeNar, wholeNarMax, type NarCheckResult, type NarExpectation, type NarInHand } from "../../nar/check.ts"
 import { decodeNar } from "../../nar/decode.ts"
 import type { NarEvent } from "../../nar/events.ts"
 import { NarIoError, restoreCheckedFromFd, restoreEventsNow, restoreNarEvents, TargetExists } from "../../nar/fs/index.ts"
@@ -110,12 +110,18 @@ const restoreNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Str
 
 /** A small NAR (or one in memory) read whole, then checked against `info` and written in one synchronous pass. */
 const restoreWholeNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Stream.Stream<Uint8Array, E, R>, temp: string): Effect.Effect<void, StoreError | E, R> =>
-  Effect.flatMap(wholeNar(nar, info.narSize), ({ bytes, expect }): Effect.Effect<void, StoreError> => {
-    const { events, error } = checkNarBytes(bytes, { expect: [...expect, expectationOf(info, ctx.layout.storeDir)] })
-    if (error) return Effect.fail(error)
-    const failed = restoreEventsNow(events, temp, { canonical: true, direct: true })
-    return failed ? Effect.fail(writeFailed(ctx, failed.message)) : Effect.void
+  Effect.flatMap(wholeNar(nar, info.narSize), (whole): Effect.Effect<void, StoreError> => {
+    const failed = restoreBytesToTemp(ctx, info, whole, temp)
+    return failed ? Effect.fail(failed) : Effect.void
   })
+
+/** A NAR's bytes checked against `info` (and the checks they carry) and written into `temp`, at once: the failure if any. */
+const restoreBytesToTemp = (ctx: AddContext, info: PathInfo, whole: NarInHand, temp: string): StoreError | undefined => {
+  const { events, error } = checkNarBytes(whole.bytes, { expect: [...whole.expect, expectationOf(info, ctx.layout.storeDir)] })
+  if (error) return error
+  const failed = restoreEventsNow(events, temp, { canonical: true, direct: true })
+  return failed ? writeFailed(ctx, failed.message) : undefined
+}
 
 /**
  * Makes restored temporary trees the contents of their paths: canonicalise, flush, then in one
@@ -266,7 +272,11 @@ const addInMemory = <E, R>(
       if (valid.has(StorePath.baseName(info.path))) { already.push(info); continue }
       const temp = tempName(ctx.temp, "add")
       entries.push({ info, temp, canonical: true })
-      yield* restoreWholeNarToTemp(ctx, info, nar, temp)
+      // (bytes in hand are checked and written here, with no effect run per path)
+      const inHand = narInHand(nar)
+      const failed = inHand && restoreBytesToTemp(ctx, info, inHand, temp)
+      if (failed) return yield* failed
+      if (!inHand) yield* restoreWholeNarToTemp(ctx, info, nar, temp)
     }
     const unused = yield* commitTemps(ctx, entries)
     for (const temp of unused) yield* trySync(ctx.uri, "remove a temporary tree", () => removeTree(temp))

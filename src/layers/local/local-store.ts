@@ -139,8 +139,8 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       queryAllValidPaths: () => trySync(uri, "list paths", () => parsePaths(db.allValidPaths()))
     }
 
-    const syncFileSystem = yield* makeSyncHelper(uri)
-    const ctx: AddContext = withGroupCommit({ uri, layout, db, temp, locks, syncFileSystem, derivationOutputsOf: derivationOutputsOf(storeDir) })
+    const syncHelper = yield* makeSyncHelper(uri)
+    const ctx: AddContext = withGroupCommit({ uri, layout, db, temp, locks, syncFileSystem: syncHelper.sync, derivationOutputsOf: derivationOutputsOf(storeDir) })
     const write = makeStoreWrite(read, {
       addToStore: (info, nar) => addFromNar(ctx, info, nar),
       addSignatures: (path, signatures) => Effect.gen(function*() {
@@ -178,7 +178,7 @@ export const make = (options: LocalStoreOptions = {}): Effect.Effect<LocalStore,
       allValidPaths: () => trySync(uri, "list valid paths", () => db.allValidPaths()),
       validDerivers: (path) => trySync(uri, "query derivers", () => db.validDerivers(path)),
       releaseTempRoots: () => locks.dropTempRoots,
-      prepareForClients: () => locks.start
+      prepareForClients: () => Effect.andThen(locks.start, syncHelper.start)
     }
 
     const buildHost: BuildHostApi = {

@@ -31,13 +31,20 @@ while (my $dir = <STDIN>) {
 /** `syncfs` of the file system holding a directory. */
 export type SyncFileSystem = (dir: string) => Effect.Effect<void, StoreIoError>
 
+export interface SyncHelper {
+  readonly sync: SyncFileSystem
+  /** Starts the helper now rather than on the first flush (a daemon does before it accepts clients). */
+  readonly start: Effect.Effect<void>
+}
+
 /** The helper, started on first use and stopped when the scope closes. */
-export const makeSyncHelper = (store: string): Effect.Effect<SyncFileSystem, never, Scope.Scope> => Effect.gen(function*() {
+export const makeSyncHelper = (store: string): Effect.Effect<SyncHelper, never, Scope.Scope> => Effect.gen(function*() {
   const helper = lineHelper("the sync helper", "perl", ["-e", script])
   yield* Effect.addFinalizer(() => Effect.sync(helper.end))
   const error = (reason: string) => new StoreIoError({ store, operation: "sync", reason })
-  return (dir) => Effect.callback<void, StoreIoError>((resume) => {
+  const start = Effect.sync(helper.start)
+  return { start, sync: (dir) => Effect.callback<void, StoreIoError>((resume) => {
     if (dir.includes("\n")) return resume(Effect.fail(error(`a directory name with a newline: ${JSON.stringify(dir)}`)))
     helper.send(dir, (reply) => resume(reply === "1" ? Effect.void : Effect.fail(error(reply?.slice(2) ?? helper.failure() ?? "the sync helper stopped"))))
-  })
+  }) }
 })

@@ -388,8 +388,11 @@ const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
     })
     for (let i = 0; i < count; i++) {
       const { s, raw, bytes } = yield* readItem(framed)
-      const path = yield* storePath(c, s)
-      const info = yield* admit(c, { ...(yield* valid(Worker.validatePathInfo(path, raw, c.storeDir))), ultimate: false }, dontCheckSigs)
+      // (checked without an effect per path; `admit` runs only where a signature is to be checked)
+      const sent = Result.flatMap(Worker.parsePath(s, c.storeDir), (path) => Worker.validatePathInfo(path, { ...raw, ultimate: false }, c.storeDir))
+      if (Result.isFailure(sent)) return yield* new OpFailed({ message: sent.failure.reason })
+      const path = sent.success.path
+      const info = c.options.trusted && dontCheckSigs ? sent.success : yield* admit(c, sent.success, dontCheckSigs)
       const printed = print(c, path)
       c.addTempRoot(printed)
       added.push(printed)

@@ -54,7 +54,7 @@ const makeTempRoots = (): TempRoots => {
 export const listen = (options: ListenOptions): Effect.Effect<void, DaemonError, Scope.Scope | StoreRead> =>
   Effect.gen(function*() {
     const shared = yield* backendFromContext
-    // what the first client's first write would wait for (a local store's lock helper) is started now
+    // what the first client's first write would wait for (a local store's lock and sync helpers) is started now
     const prepare = shared.maintenance?.prepareForClients
     if (prepare) yield* prepare()
     const backends: BackendSource = options.backends ?? Effect.succeed({ backend: shared, release: Effect.void })
