@@ -2,7 +2,9 @@
  * bench/daemon, in one run: `b3 daemon` against Nix 2.8's `nix-daemon`, each on a private socket
  * over a fresh chroot store (same location, same settings), with Nix's own client:
  *  - `nix copy --to unix://…` of 1,000 small paths, and of one 1 GiB path (time of the client; best of 3,
- *    the two daemons' runs alternating);
+ *    the two daemons' runs alternating); the 1,000 small paths also to a daemon in use, one that has
+ *    just taken a copy of 200 other small paths (untimed): b3's JavaScript is then compiled and
+ *    warm, as in a daemon that has served clients before (nix-daemon forks per connection either way);
  *  - QueryValidPaths of 10,000 paths (1,000 of them valid), one request on one connection, sent by the same
  *    raw client to both daemons (best of 5);
  *  - peak RSS of each daemon over the whole case (its process tree: nix-daemon forks per client).
@@ -106,6 +108,10 @@ try {
   mkdirSync(smallDir)
   for (let i = 0; i < smallCount; i++) writeFileSync(join(smallDir, `s${i}`), `small path ${i}\n`.repeat(1 + (i % 50)))
   const small = run("nix-store", ["--store", source, "--add", ...readdirSync(smallDir).map((f) => join(smallDir, f))]).split("\n")
+  const otherDir = join(work, "other")
+  mkdirSync(otherDir)
+  for (let i = 0; i < 200; i++) writeFileSync(join(otherDir, `o${i}`), `another small path ${i}\n`.repeat(1 + (i % 50)))
+  const other = run("nix-store", ["--store", source, "--add", ...readdirSync(otherDir).map((f) => join(otherDir, f))]).split("\n")
   const big = run("nix-store", ["--store", source, "--add", bigFile(join(work, "big"), bigMiB)])
   rmSync(join(work, "big"))
 
@@ -134,6 +140,10 @@ try {
     Promise.resolve(timed(["nix", "copy", "--no-check-sigs", "--from", source, "--to", `unix://${d.socket}`, ...paths]))
 
   await caseOf(`nix copy --to: ${smallCount} small paths`, copyTo(small))
+  await caseOf(`nix copy --to: ${smallCount} small paths, daemon in use (200 others copied first, untimed)`, (d) => {
+    timed(["nix", "copy", "--no-check-sigs", "--from", source, "--to", `unix://${d.socket}`, ...other])
+    return copyTo(small)(d)
+  })
   await caseOf(`nix copy --to: one ${bigMiB} MiB path`, copyTo([big]))
   await caseOf(`QueryValidPaths of ${queryCount} paths (${small.length} valid)`, async (d) => {
     timed(["nix", "copy", "--no-check-sigs", "--from", source, "--to", `unix://${d.socket}`, ...small])

@@ -234,6 +234,46 @@ describe("framed streams", () => {
     }), { numRuns: 100 })
   })
 
+  it("path infos read at once where their bytes are buffered (runNow) are those decodeBytes reads, whatever the frames, the cuts and which pieces had come", async () => {
+    const pathInfo = function*() { return { path: yield* Worker.storePathString(), raw: yield* Worker.rawPathInfo(34) } }
+    await fc.assert(fc.asyncProperty(
+      fc.array(arbInfo, { minLength: 1, maxLength: 5 }), fc.array(fc.nat({ max: 600 }), { maxLength: 6 }), fc.array(fc.nat(), { maxLength: 10 }), fc.array(fc.boolean(), { maxLength: 40 }),
+      async (infos, frameCuts, cuts, ready) => {
+        const payload = encode((w) => { for (const info of infos) Worker.writePathInfo(w, info, storeDir, 34, true) })
+        const frames = chunked(payload, frameCuts).filter((f) => f.length > 0) // (an empty frame would end the stream)
+        const wire = encode((w) => { for (const f of frames) w.raw(frameHeader(f.length)).raw(f); w.raw(endFrame).u64(42) })
+        const chunks = chunked(wire, cuts)
+        // a piece counts as already buffered (nextNow gives it) where `ready` says so, else it comes later (next)
+        let i = 0
+        const source: ChunkSource = {
+          nextNow: () => i < chunks.length && ready[i % Math.max(1, ready.length)] ? chunks[i++]! : undefined,
+          next: () => Promise.resolve(i < chunks.length ? chunks[i++]! : null)
+        }
+        const reader = new WireReader(source)
+        const framed = reader.framed()
+        let offset = 0
+        for (let k = 0; k < infos.length; k++) {
+          const got = await framed.runNow(pathInfo())
+          const want = Result.getOrThrow(Wire.decodeBytes(pathInfo(), payload.subarray(offset)))
+          expect(got).toEqual(want.value)
+          offset += want.used
+        }
+        await Effect.runPromise(framed.drain())
+        expect(await Effect.runPromise(reader.run(Wire.u64()))).toBe(42)
+      }), { numRuns: 200 })
+  })
+
+  it("a decoder cut short by the end of the input fails with WireTruncated, whether its bytes were buffered or awaited", async () => {
+    const bytes = encode((w) => Worker.writePathInfo(w, { path: { hashPart: "0".repeat(32), name: "x" }, narHash: Hash.make("sha256", new Uint8Array(32)), narSize: 1, references: [], signatures: [] }, storeDir, 34, false))
+    for (const now of [false, true]) {
+      let given = false
+      const piece = bytes.subarray(0, bytes.length - 3)
+      const reader = new WireReader({ nextNow: () => now && !given ? (given = true, piece) : undefined, next: () => Promise.resolve(given ? null : (given = true, piece)) })
+      const failure = await Promise.resolve().then(() => reader.runNow(Worker.rawPathInfo(34))).then(() => undefined, (e: { _tag?: string }) => e._tag)
+      expect(failure).toBe("WireTruncated")
+    }
+  })
+
   it("a frame announced at 2^50 bytes allocates nothing: it ends as a truncated frame", async () => {
     const wire = encode((w) => w.u64(2n ** 50n).raw(new Uint8Array(16)))
     const reader = new WireReader(memorySource([wire]))
