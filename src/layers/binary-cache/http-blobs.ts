@@ -12,7 +12,7 @@ import type { BlobStore } from "./blob-store.ts"
 import { makeSmallRequests } from "./http-small.ts"
 
 export interface HttpBlobOptions {
-  /** Requests in flight at once (default 128: narinfo lookups of a closure go out together; undici keeps the connections alive and reuses them). */
+  /** Requests in flight at once (default 128: narinfo lookups of a closure go out together, over connections kept alive and reused). */
   readonly concurrency?: number
   /** Attempts per request (1 = no retry). */
   readonly attempts?: number
