@@ -9,9 +9,10 @@ import { statSync, rmSync } from "node:fs"
 import { readFileStream } from "../../io/file-stream.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
 import type { BlobStore } from "./blob-store.ts"
+import { makeSmallRequests } from "./http-small.ts"
 
 export interface HttpBlobOptions {
-  /** Requests in flight at once (default 128: narinfo lookups of a closure go out together; undici keeps the connections alive and reuses them). */
+  /** Requests in flight at once (default 128: narinfo lookups of a closure go out together, over connections kept alive and reused). */
   readonly concurrency?: number
   /** Attempts per request (1 = no retry). */
   readonly attempts?: number
@@ -24,15 +25,23 @@ class Retryable extends Error {}
 
 /** The blob store lives as long as the scope: its connection pool is closed with it. */
 export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOptions): Effect.Effect<BlobStore, never, Scope.Scope> => Effect.gen(function*() {
-  // Loaded on first use: the undici client is large, and most commands never speak HTTP.
-  const NodeHttpClient = yield* Effect.promise(() => import("@effect/platform-node/NodeHttpClient"))
+  const scope = yield* Effect.scope
+  const concurrency = options.concurrency ?? 128
+  const timeout = options.timeout ?? Duration.seconds(60)
+  // Whole small bodies (narinfos, small NARs) and HEADs go straight through node:http(s) (http-small.ts).
+  const small = makeSmallRequests(baseUrl.startsWith("https:"), { maxSockets: concurrency, timeoutMs: Duration.toMillis(Duration.fromInputUnsafe(timeout)) })
+  yield* Effect.addFinalizer(() => Effect.sync(small.close))
+  // Streams, ranges and uploads go through Effect's HttpClient over undici, loaded on first use: the
+  // undici client is large (~28 MiB of RSS once loaded), and a copy of small paths never needs it.
   // Every request is tied to a scope (the caller's, or one around it here): its connection is released
   // when that closes. Unscoped, the client watches each response with a FinalizationRegistry,
   // which keeps the response, and the body it read, alive until the next full collection: copying a
   // closure of 10,000 small paths, their NARs piled up (tens of MiB) between collections.
-  const client = HttpClient.withScope(Context.get(yield* Layer.build(NodeHttpClient.layerUndici), HttpClient.HttpClient))
-  const semaphore = yield* Semaphore.make(options.concurrency ?? 128)
-  const timeout = options.timeout ?? Duration.seconds(60)
+  const loadClient = yield* Effect.cached(Effect.gen(function*() {
+    const NodeHttpClient = yield* Effect.promise(() => import("@effect/platform-node/NodeHttpClient"))
+    return HttpClient.withScope(Context.get(yield* Layer.buildWithScope(NodeHttpClient.layerUndici, scope), HttpClient.HttpClient))
+  }))
+  const semaphore = yield* Semaphore.make(concurrency)
   const base = baseUrl.endsWith("/") ? baseUrl : baseUrl + "/"
   const url = (key: string) => base + key.split("/").map(encodeURIComponent).join("/")
   const failure = (operation: string, reason: string) => new StoreIoError({ store: uri, operation, reason })
@@ -49,7 +58,7 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
    */
   const send = (operation: string, request: () => HttpClientRequest.HttpClientRequest) =>
     semaphore.withPermits(1)(
-      Effect.suspend(() => client.execute(request())).pipe(
+      Effect.flatMap(loadClient, (client) => client.execute(request())).pipe(
         Effect.timeout(timeout),
         Effect.mapError(toRetryable),
         Effect.flatMap(checkStatus),
@@ -61,6 +70,16 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
 
   const notFound = (status: number) => status === 404 || status === 403
 
+  /** A whole small body or a HEAD, retried as `send` retries. */
+  const sendSmall = (operation: string, method: "GET" | "HEAD", key: string) =>
+    semaphore.withPermits(1)(
+      small.request(method, url(key)).pipe(
+        Effect.flatMap((res) => res.status >= 500 ? Effect.fail(new Retryable(`HTTP ${res.status}`)) : Effect.succeed(res)),
+        Effect.retry(retry),
+        Effect.mapError((e) => failure(operation, e.message))
+      )
+    )
+
   const put = (key: string, body: () => HttpClientRequest.HttpClientRequest) =>
     Effect.scoped(Effect.flatMap(send(`PUT ${key}`, body), (res) =>
       res.status >= 200 && res.status < 300 ? Effect.void : Effect.fail(failure(`PUT ${key}`, `the server answered HTTP ${res.status}`))))
@@ -68,15 +87,14 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
   return {
     uri,
     spoolDir: options.spoolDir,
-    exists: (key) => Effect.scoped(Effect.flatMap(send(`HEAD ${key}`, () => HttpClientRequest.head(url(key))), (res) =>
+    exists: (key) => Effect.flatMap(sendSmall(`HEAD ${key}`, "HEAD", key), (res) =>
       res.status >= 200 && res.status < 300 ? Effect.succeed(true)
         : notFound(res.status) ? Effect.succeed(false)
-        : Effect.fail(failure(`HEAD ${key}`, `HTTP ${res.status}`)))),
-    getBytes: (key) => Effect.scoped(Effect.flatMap(send(`GET ${key}`, () => HttpClientRequest.get(url(key))), (res) =>
+        : Effect.fail(failure(`HEAD ${key}`, `HTTP ${res.status}`))),
+    getBytes: (key) => Effect.flatMap(sendSmall(`GET ${key}`, "GET", key), (res) =>
       notFound(res.status) ? Effect.succeed(Option.none())
-        : res.status >= 200 && res.status < 300
-          ? Effect.map(Effect.mapError(res.arrayBuffer, (e) => failure(`GET ${key}`, e.message)), (b) => Option.some(new Uint8Array(b)))
-          : Effect.fail(failure(`GET ${key}`, `HTTP ${res.status}`)))),
+        : res.status >= 200 && res.status < 300 ? Effect.succeed(Option.some(res.body))
+        : Effect.fail(failure(`GET ${key}`, `HTTP ${res.status}`))),
     getStream: (key) => Stream.unwrap(Effect.flatMap(send(`GET ${key}`, () => HttpClientRequest.get(url(key))), (res) =>
       res.status >= 200 && res.status < 300
         ? Effect.succeed(res.stream.pipe(
