@@ -3,8 +3,8 @@
  * the server allows it. Requests are bounded in number (a semaphore) and retried with exponential
  * backoff on 5xx answers, resets and timeouts; 404/403 mean "not there".
  */
-import { Context, Duration, Effect, Layer, Option, Schedule, type Scope, Semaphore, Stream, Tracer } from "effect"
-import { HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
+import { Context, Duration, Effect, Layer, Option, Schedule, Schema, type Scope, Semaphore, Stream, Tracer } from "effect"
+import { HttpClient, HttpClientRequest } from "effect/http"
 import { statSync, rmSync } from "node:fs"
 import { readFileStream } from "../../io/file-stream.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
@@ -21,7 +21,10 @@ export interface HttpBlobOptions {
   readonly spoolDir: string
 }
 
-class Retryable extends Error {}
+/** An answer worth asking again for (a 5xx status). */
+class Retryable extends Schema.TaggedError<Retryable>()("Retryable", { reason: Schema.String }) {
+  override get message() { return this.reason }
+}
 
 /** The blob store lives as long as the scope: its connection pool is closed with it. */
 export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOptions): Effect.Effect<BlobStore, never, Scope.Scope> => Effect.gen(function*() {
@@ -47,9 +50,9 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
   const failure = (operation: string, reason: string) => new StoreIoError({ store: uri, operation, reason })
 
   const retry = { times: (options.attempts ?? 4) - 1, schedule: Schedule.exponential(Duration.millis(100), 2) }
-  const toRetryable = (e: unknown) => new Retryable(e instanceof Error ? e.message : String(e))
-  const checkStatus = (res: HttpClientResponse.HttpClientResponse): Effect.Effect<HttpClientResponse.HttpClientResponse, Retryable> =>
-    res.status >= 500 ? Effect.fail(new Retryable(`HTTP ${res.status}`)) : Effect.succeed(res)
+  const toRetryable = (e: unknown) => new Retryable({ reason: e instanceof Error ? e.message : String(e) })
+  const checkStatus = <Res extends { readonly status: number }>(res: Res): Effect.Effect<Res, Retryable> =>
+    res.status >= 500 ? Effect.fail(new Retryable({ reason: `HTTP ${res.status}` })) : Effect.succeed(res)
 
   /**
    * Runs a request; retries transport errors and 5xx; returns the response for any other status.
@@ -74,7 +77,7 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
   const sendSmall = (operation: string, method: "GET" | "HEAD", key: string) =>
     semaphore.withPermits(1)(
       small.request(method, url(key)).pipe(
-        Effect.flatMap((res) => res.status >= 500 ? Effect.fail(new Retryable(`HTTP ${res.status}`)) : Effect.succeed(res)),
+        Effect.flatMap(checkStatus),
         Effect.retry(retry),
         Effect.mapError((e) => failure(operation, e.message))
       )

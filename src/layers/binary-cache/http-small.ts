@@ -7,7 +7,7 @@
  * undici alone takes ~28 MiB of RSS; node:http is in Node's binary already. Streamed bodies, ranges
  * and uploads still go through the HttpClient (http-blobs.ts).
  */
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http"
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https"
 
@@ -18,7 +18,11 @@ export interface SmallResponse {
 }
 
 /** A request that failed in transport (reset, refused, timed out, cut short): worth retrying. */
-export class TransportError extends Error {}
+export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
+  reason: Schema.String
+}) {
+  override get message() { return this.reason }
+}
 
 const empty = new Uint8Array(0)
 
@@ -41,7 +45,7 @@ export const makeSmallRequests = (https: boolean, options: { readonly maxSockets
       if (done) return
       done = true
       req?.destroy()
-      resume(Effect.fail(new TransportError(reason)))
+      resume(Effect.fail(new TransportError({ reason })))
     }
     const succeed = (response: SmallResponse) => {
       if (done) return
@@ -51,36 +55,36 @@ export const makeSmallRequests = (https: boolean, options: { readonly maxSockets
     let req: ClientRequest
     try {
       req = send(url, { method, agent }, (res: IncomingMessage) => {
-      const status = res.statusCode ?? 0
-      if (method === "HEAD" || status < 200 || status >= 300) {
-        res.resume()
-        res.on("end", () => succeed({ status, body: empty }))
+        const status = res.statusCode ?? 0
+        if (method === "HEAD" || status < 200 || status >= 300) {
+          res.resume()
+          res.on("end", () => succeed({ status, body: empty }))
+          res.on("error", (e) => fail(e.message))
+          return
+        }
+        const length = Number(res.headers["content-length"] ?? NaN)
+        // With a Content-Length, the chunks are copied into one buffer of that size as they come.
+        let body: Uint8Array | undefined = Number.isSafeInteger(length) && length >= 0 ? new Uint8Array(length) : undefined
+        let chunks: Array<Buffer> | undefined = body === undefined ? [] : undefined
+        let received = 0
+        res.on("data", (chunk: Buffer) => {
+          if (body !== undefined) {
+            if (received + chunk.length > body.length) return fail(`the server sent more than the ${body.length} bytes it announced`)
+            body.set(chunk, received)
+          } else chunks!.push(chunk)
+          received += chunk.length
+        })
+        res.on("end", () => {
+          if (body === undefined) { body = Buffer.concat(chunks!); chunks = undefined }
+          if (received !== body.length) return fail(`the body ended after ${received} of ${body.length} bytes`)
+          succeed({ status, body })
+        })
+        res.on("close", () => { if (!res.complete) fail(`the connection closed after ${received} bytes of the body`) })
         res.on("error", (e) => fail(e.message))
-        return
-      }
-      const length = Number(res.headers["content-length"] ?? NaN)
-      // With a Content-Length, the chunks are copied into one buffer of that size as they come.
-      let body: Uint8Array | undefined = Number.isSafeInteger(length) && length >= 0 ? new Uint8Array(length) : undefined
-      let chunks: Array<Buffer> | undefined = body === undefined ? [] : undefined
-      let received = 0
-      res.on("data", (chunk: Buffer) => {
-        if (body !== undefined) {
-          if (received + chunk.length > body.length) return fail(`the server sent more than the ${body.length} bytes it announced`)
-          body.set(chunk, received)
-        } else chunks!.push(chunk)
-        received += chunk.length
-      })
-      res.on("end", () => {
-        if (body === undefined) { body = Buffer.concat(chunks!); chunks = undefined }
-        if (received !== body.length) return fail(`the body ended after ${received} of ${body.length} bytes`)
-        succeed({ status, body })
-      })
-      res.on("close", () => { if (!res.complete) fail(`the connection closed after ${received} bytes of the body`) })
-      res.on("error", (e) => fail(e.message))
       })
     } catch (e) {
       done = true
-      return resume(Effect.fail(new TransportError(e instanceof Error ? e.message : String(e))))
+      return resume(Effect.fail(new TransportError({ reason: e instanceof Error ? e.message : String(e) })))
     }
     // Socket inactivity: no answer, or a body that stops moving, for this long.
     req.setTimeout(options.timeoutMs, () => fail(`timed out: no data for ${seconds} s`))
