@@ -2,7 +2,7 @@
  * Decoders for Nix's wire format (little-endian u64 numbers, strings as a u64 length then the bytes
  * padded with zeros to a multiple of 8, lists as a count then the items), written once and run
  * either over bytes in memory (`decodeBytes`, total: any input gives a value or a typed error) or
- * over a connection (src/io/wire-source.ts), which supplies bytes as they arrive.
+ * over a connection (src/io/wire-io.ts), which supplies bytes as they arrive.
  *
  * A decoder is a generator that yields instructions: `Read(n)` (resumed with exactly n bytes) or
  * `Fail(error)` (never resumed). Every length is checked against a limit before bytes are asked
