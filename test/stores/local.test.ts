@@ -55,6 +55,13 @@ describe("local store addMultiple of NARs in memory", () => {
   /** The NAR with one byte of its file's contents changed (still a well-formed NAR). */
   const tampered = (nar: Uint8Array) => { const copy = Buffer.from(nar); copy[copy.indexOf("link ")] = 0x4c; return copy }
   const leftovers = (root: string) => readdirSync(join(root, "nix/var/nix/b3-tmp"))
+  const inMemory = (items: ReadonlyArray<{ info: PathInfo; nar: Uint8Array }>) => items.map(({ info, nar }) => ({ info, nar: narInMemory(nar) }))
+  /** Every item's path reads back its NAR, the store verifies clean, and no temporary tree is left. */
+  const expectAllAdded = (store: LocalStore.LocalStore, root: string, items: ReadonlyArray<{ info: PathInfo; nar: Uint8Array }>) => Effect.gen(function*() {
+    for (const { info, nar } of items) expect(Buffer.concat([...yield* Stream.runCollect(store.read.narFromPath(info.path))]).equals(nar)).toBe(true)
+    expect((yield* store.maintenance.verify()).problems).toEqual([])
+    expect(leftovers(root)).toEqual([])
+  })
 
   it.effect("registers a batch given in any order, one already valid, in one flush (syncfs past 64 entries) with nothing left over", () => Effect.scoped(Effect.gen(function*() {
     const root = yield* scratchRoot
@@ -63,11 +70,9 @@ describe("local store addMultiple of NARs in memory", () => {
     const first = items[items.length - 1]!
     yield* store.write.addToStore(first.info, Stream.make(first.nar))
     const added: Array<string> = []
-    yield* store.write.addMultiple(items.map(({ info, nar }) => ({ info, nar: narInMemory(nar) })), { inMemory: true, onAdded: (info) => added.push(info.path.name) })
+    yield* store.write.addMultiple(inMemory(items), { inMemory: true, onAdded: (info) => added.push(info.path.name) })
     expect(added.length).toBe(100)
-    for (const { info, nar } of items) expect(Buffer.concat([...yield* Stream.runCollect(store.read.narFromPath(info.path))]).equals(nar)).toBe(true)
-    expect((yield* store.maintenance.verify()).problems).toEqual([])
-    expect(leftovers(root)).toEqual([])
+    yield* expectAllAdded(store, root, items)
   })))
 
   it.effect("whatever is left, not valid, where a path goes (a file, a directory with files, an empty directory) is replaced", () => Effect.scoped(Effect.gen(function*() {
@@ -79,10 +84,8 @@ describe("local store addMultiple of NARs in memory", () => {
     mkdirSync(join(place(1), "sub"), { recursive: true })
     writeFileSync(join(place(1), "sub/file"), "junk")
     mkdirSync(place(2))
-    yield* store.write.addMultiple(items.map(({ info, nar }) => ({ info, nar: narInMemory(nar) })), { inMemory: true })
-    for (const { info, nar } of items) expect(Buffer.concat([...yield* Stream.runCollect(store.read.narFromPath(info.path))]).equals(nar)).toBe(true)
-    expect((yield* store.maintenance.verify()).problems).toEqual([])
-    expect(leftovers(root)).toEqual([])
+    yield* store.write.addMultiple(inMemory(items), { inMemory: true })
+    yield* expectAllAdded(store, root, items)
   })))
 
   it.effect("a NAR that does not match its info fails the batch: nothing of it is registered or left behind", () => Effect.scoped(Effect.gen(function*() {

@@ -9,7 +9,7 @@ import { statSync, rmSync } from "node:fs"
 import { readFileStream } from "../../io/file-stream.ts"
 import { StoreIoError } from "../../services/store-errors.ts"
 import type { BlobStore } from "./blob-store.ts"
-import { makeSmallRequests } from "./http-small.ts"
+import { makeSmallRequests, type TransportError } from "./http-small.ts"
 
 export interface HttpBlobOptions {
   /** Requests in flight at once (default 128: narinfo lookups of a closure go out together, over connections kept alive and reused). */
@@ -54,34 +54,31 @@ export const makeHttpBlobs = (uri: string, baseUrl: string, options: HttpBlobOpt
   const checkStatus = <Res extends { readonly status: number }>(res: Res): Effect.Effect<Res, Retryable> =>
     res.status >= 500 ? Effect.fail(new Retryable({ reason: `HTTP ${res.status}` })) : Effect.succeed(res)
 
+  /** One request at a time per permit, retried on transport errors and 5xx; any other status is returned. */
+  const retried = <Res extends { readonly status: number }, R>(operation: string, request: Effect.Effect<Res, Retryable | TransportError, R>) =>
+    semaphore.withPermits(1)(
+      request.pipe(
+        Effect.flatMap(checkStatus),
+        Effect.retry(retry),
+        Effect.mapError((e) => failure(operation, e.message))
+      )
+    )
+
   /**
    * Runs a request; retries transport errors and 5xx; returns the response for any other status.
    * Without a tracing span per request (b3 installs no tracer; a span and its attributes were a
    * good part of the garbage a request leaves, and a copy of a large closure makes tens of thousands).
    */
   const send = (operation: string, request: () => HttpClientRequest.HttpClientRequest) =>
-    semaphore.withPermits(1)(
-      Effect.flatMap(loadClient, (client) => client.execute(request())).pipe(
-        Effect.timeout(timeout),
-        Effect.mapError(toRetryable),
-        Effect.flatMap(checkStatus),
-        Effect.retry(retry),
-        Effect.mapError((e) => failure(operation, e.message)),
-        Effect.provideService(Tracer.DisablePropagation, true)
-      )
-    )
+    retried(operation, Effect.flatMap(loadClient, (client) => client.execute(request())).pipe(
+      Effect.timeout(timeout),
+      Effect.mapError(toRetryable)
+    )).pipe(Effect.provideService(Tracer.DisablePropagation, true))
 
   const notFound = (status: number) => status === 404 || status === 403
 
   /** A whole small body or a HEAD, retried as `send` retries. */
-  const sendSmall = (operation: string, method: "GET" | "HEAD", key: string) =>
-    semaphore.withPermits(1)(
-      small.request(method, url(key)).pipe(
-        Effect.flatMap(checkStatus),
-        Effect.retry(retry),
-        Effect.mapError((e) => failure(operation, e.message))
-      )
-    )
+  const sendSmall = (operation: string, method: "GET" | "HEAD", key: string) => retried(operation, small.request(method, url(key)))
 
   const put = (key: string, body: () => HttpClientRequest.HttpClientRequest) =>
     Effect.scoped(Effect.flatMap(send(`PUT ${key}`, body), (res) =>

@@ -36,8 +36,11 @@ type Handler = (c: Conn) => Effect.Effect<void, unknown>
 
 const read = <A>(c: Conn, d: Decoder<A>) => c.reader.run(d)
 
+/** A malformed value from a client, as the error its op reports. */
+const malformedOp = (e: WireMalformed) => new OpFailed({ message: e.reason })
+
 const valid = <A>(r: Result.Result<A, WireMalformed>): Effect.Effect<A, OpFailed> =>
-  Result.isSuccess(r) ? Effect.succeed(r.success) : Effect.fail(new OpFailed({ message: r.failure.reason }))
+  Result.isSuccess(r) ? Effect.succeed(r.success) : Effect.fail(malformedOp(r.failure))
 
 const storePath = (c: Conn, s: string) => valid(Worker.parsePath(s, c.storeDir))
 const storePaths = (c: Conn, s: ReadonlyArray<string>) => valid(Worker.parsePaths(s, c.storeDir))
@@ -390,7 +393,7 @@ const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
       const { s, raw, bytes } = yield* readItem(framed)
       // (checked without an effect per path; `admit` runs only where a signature is to be checked)
       const sent = Result.flatMap(Worker.parsePath(s, c.storeDir), (path) => Worker.validatePathInfo(path, { ...raw, ultimate: false }, c.storeDir))
-      if (Result.isFailure(sent)) return yield* new OpFailed({ message: sent.failure.reason })
+      if (Result.isFailure(sent)) return yield* malformedOp(sent.failure)
       const path = sent.success.path
       const info = c.options.trusted && dontCheckSigs ? sent.success : yield* admit(c, sent.success, dontCheckSigs)
       const printed = print(c, path)
