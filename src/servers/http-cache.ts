@@ -30,6 +30,7 @@ import * as Realisation from "../core/realisation.ts"
 import type * as Signature from "../core/signature.ts"
 import * as StorePath from "../core/store-path.ts"
 import { compress, compressor, extension, isCompression, type Compression } from "../io/compression.ts"
+import { SpentBuffers } from "../io/spent-buffers.ts"
 import { fromPathInfo } from "../services/narinfo-convert.ts"
 import type { PathInfo } from "../core/path-info.ts"
 import { StoreCorrupt, type StoreError } from "../services/store-errors.ts"
@@ -208,8 +209,10 @@ const sendFedCompressed = (feed: NonNullable<ServedNar["feed"]>, compression: Ex
       z.once("close", () => { for (const stop of pending) stop("stop"); pending.clear(); resolve() })
     })
     z.on("error", () => response.destroy())
+    const spent = compression === "zstd" ? new SpentBuffers() : undefined
+    if (spent) z.once("end", () => spent.end())
     z.on("data", (chunk: Uint8Array) => {
-      if (response.write(chunk)) return
+      if (spent ? response.write(chunk, spent.track(chunk)) : response.write(chunk)) return
       z.pause()
       slot.blocked()
       response.once("drain", () => { slot.unblocked(); z.resume() })
