@@ -7,7 +7,9 @@
  *    warm, as in a daemon that has served clients before (nix-daemon forks per connection either way);
  *  - QueryValidPaths of 10,000 paths (1,000 of them valid), one request on one connection, sent by the same
  *    raw client to both daemons (best of 5);
- *  - peak RSS of each daemon over the whole case (its process tree: nix-daemon forks per client).
+ *  - peak RSS of each daemon over the whole case (its process tree: nix-daemon forks per client);
+ *  - the 1 GiB copy once more with b3 not flushing what it writes (B3_BENCH_NO_FSYNC=1, measurement
+ *    only: Nix 2.8 does not fsync store contents), which shows what durability costs b3 there.
  *   npm run bench:daemon [-- --quick]
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
@@ -34,13 +36,13 @@ const run = runOrThrow
 interface Daemon { readonly child: ChildProcess; readonly socket: string; readonly rssFile: string }
 
 /** Starts a daemon under GNU time (which reports the peak RSS of its whole tree when it exits). */
-const startDaemon = async (kind: "b3" | "nix", root: string, socket: string): Promise<Daemon> => {
+const startDaemon = async (kind: "b3" | "nix", root: string, socket: string, b3Env: Record<string, string> = {}): Promise<Daemon> => {
   const rssFile = `${socket}.rss`
   const command = kind === "b3"
     ? [b3, "--quiet", "daemon", "--store", `local?root=${root}`, "--socket", socket, "--trust", "all"]
     : ["nix-daemon", "--store", root]
   const child = spawn("/usr/bin/time", ["-f", "%M", "-o", rssFile, ...command], {
-    env: { ...nixEnv, NIX_DAEMON_SOCKET_PATH: socket }, stdio: ["ignore", "ignore", "ignore"]
+    env: { ...nixEnv, NIX_DAEMON_SOCKET_PATH: socket, ...(kind === "b3" ? b3Env : {}) }, stdio: ["ignore", "ignore", "ignore"]
   })
   // ready when the socket accepts a connection
   for (let i = 0; i < 3000; i++) {
@@ -116,13 +118,13 @@ try {
   rmSync(join(work, "big"))
 
   const rows: Array<Row> = []
-  const caseOf = async (name: string, body: (d: Daemon) => Promise<number>) => {
+  const caseOf = async (name: string, body: (d: Daemon) => Promise<number>, b3Env: Record<string, string> = {}) => {
     const result: Record<string, { seconds: number; peakRssMiB: number }> = { nix: { seconds: Infinity, peakRssMiB: 0 }, b3: { seconds: Infinity, peakRssMiB: 0 } }
     // runs alternate (nix, b3, nix, b3, …): the file system's speed here drifts from minute to minute
     for (let i = 0; i < (quick ? 1 : 3); i++) {
       for (const kind of ["nix", "b3"] as const) {
         const root = join(work, `${kind}-${rows.length}-${i}`)
-        const d = await startDaemon(kind, root, join(work, `${kind}-${rows.length}-${i}.sock`))
+        const d = await startDaemon(kind, root, join(work, `${kind}-${rows.length}-${i}.sock`), b3Env)
         const r = result[kind]!
         try {
           r.seconds = Math.min(r.seconds, await body(d))
@@ -145,6 +147,7 @@ try {
     return copyTo(small)(d)
   })
   await caseOf(`nix copy --to: one ${bigMiB} MiB path`, copyTo([big]))
+  await caseOf(`nix copy --to: one ${bigMiB} MiB path, b3 without fsync (measurement only)`, copyTo([big]), { B3_BENCH_NO_FSYNC: "1" })
   await caseOf(`QueryValidPaths of ${queryCount} paths (${small.length} valid)`, async (d) => {
     timed(["nix", "copy", "--no-check-sigs", "--from", source, "--to", `unix://${d.socket}`, ...small])
     const paths = [...small]

@@ -67,6 +67,9 @@ export interface TempEntry {
  */
 const skipFsyncForMeasurement = () => process.env.B3_BENCH_NO_FSYNC === "1"
 
+/** How the store restores a path's tree: with store metadata, at its temporary name, big files flushed as they grow. */
+const storeRestore = () => ({ canonical: true, direct: true, flushBigFiles: !skipFsyncForMeasurement() })
+
 /** The context with group commit: concurrent adds share one flush to disk and one transaction. */
 export const withGroupCommit = (ctx: AddContext): AddContext => ({ ...ctx, commit: makeGroupCommit((entries) => Effect.asVoid(commitTemps(ctx, entries))) })
 
@@ -87,13 +90,13 @@ const restoreFailure = (ctx: AddContext) => <E>(e: E | NarIoError | TargetExists
 
 /** Restores NAR events (decoded and checked in one pass) into a fresh temporary tree; file-system failures become StoreIoError. */
 const restoreToTemp = <E, R>(ctx: AddContext, events: Stream.Stream<NarEvent, E, R>, temp: string) =>
-  restoreNarEvents(events, temp, { canonical: true, direct: true }).pipe(Effect.mapError(restoreFailure(ctx)))
+  restoreNarEvents(events, temp, storeRestore()).pipe(Effect.mapError(restoreFailure(ctx)))
 
 /** A big NAR that is a local file as it is (an uncompressed NAR in a file cache): read into reused buffers, checked as it is restored. */
 const restoreFileToTemp = (ctx: AddContext, info: PathInfo, file: string, expect: ReadonlyArray<NarExpectation>, temp: string): Effect.Effect<void, StoreError> =>
   Effect.acquireUseRelease(
     trySync(ctx.uri, `read ${file}`, () => openSync(file, "r")),
-    (fd) => restoreCheckedFromFd(fd, temp, new NarChecker({ expect: [...expect, expectationOf(info, ctx.layout.storeDir)] }), { canonical: true, direct: true }).pipe(
+    (fd) => restoreCheckedFromFd(fd, temp, new NarChecker({ expect: [...expect, expectationOf(info, ctx.layout.storeDir)] }), storeRestore()).pipe(
       Effect.mapError(restoreFailure(ctx))),
     (fd) => Effect.sync(() => closeSync(fd)))
 
@@ -119,7 +122,7 @@ const restoreWholeNarToTemp = <E, R>(ctx: AddContext, info: PathInfo, nar: Strea
 const restoreBytesToTemp = (ctx: AddContext, info: PathInfo, whole: NarInHand, temp: string): StoreError | undefined => {
   const { events, error } = checkNarBytes(whole.bytes, { expect: [...whole.expect, expectationOf(info, ctx.layout.storeDir)] })
   if (error) return error
-  const failed = restoreEventsNow(events, temp, { canonical: true, direct: true })
+  const failed = restoreEventsNow(events, temp, storeRestore())
   return failed ? writeFailed(ctx, failed.message) : undefined
 }
 
