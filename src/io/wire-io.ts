@@ -148,8 +148,12 @@ export class WireReader {
   /** Up to `max` bytes (at least one), or null at the end. */
   async takeUpTo(max: number): Promise<Uint8Array | null> {
     while (this.avail === 0) if (!(await this.fill())) return null
-    const first = this.chunks[0]!
-    return this.take(Math.min(max, first.length - this.head))
+    return this.takeFromFirst(max)
+  }
+
+  /** Up to `max` of the bytes left in the first buffered chunk (a view; at least one byte must be buffered). */
+  private takeFromFirst(max: number): Uint8Array {
+    return this.take(Math.min(max, this.chunks[0]!.length - this.head))
   }
 
   /**
@@ -268,7 +272,7 @@ export class WireReader {
           left = header.success.value
         }
         if (!parent.haveNow(1)) return undefined
-        const piece = parent.take(Math.min(left, parent.chunks[0]!.length - parent.head))
+        const piece = parent.takeFromFirst(left)
         left -= piece.length
         return piece
       },

@@ -277,9 +277,11 @@ const addInMemory = <E, R>(
       entries.push({ info, temp, canonical: true })
       // (bytes in hand are checked and written here, with no effect run per path)
       const inHand = narInHand(nar)
-      const failed = inHand && restoreBytesToTemp(ctx, info, inHand, temp)
-      if (failed) return yield* failed
-      if (!inHand) yield* restoreWholeNarToTemp(ctx, info, nar, temp)
+      if (inHand === undefined) yield* restoreWholeNarToTemp(ctx, info, nar, temp)
+      else {
+        const failed = restoreBytesToTemp(ctx, info, inHand, temp)
+        if (failed) return yield* failed
+      }
     }
     const unused = yield* commitTemps(ctx, entries)
     for (const temp of unused) yield* trySync(ctx.uri, "remove a temporary tree", () => removeTree(temp))

@@ -376,6 +376,10 @@ export interface RestoreOptions {
   readonly flushBigFiles?: boolean
 }
 
+/** A writer whose big contents chunks are written in the background (on the thread pool), as `options` ask. */
+const overlappedWriter = (options: RestoreOptions): WriterOptions & { readonly direct: boolean } =>
+  ({ overlapWrites: true, flushBigFiles: options.flushBigFiles ?? true, canonical: options.canonical ?? false, direct: options.direct ?? false, pool: fileWriterPool() })
+
 const restoreVia = <E, R>(target: string, options: WriterOptions & { readonly direct?: boolean }, fill: (writer: TreeWriter) => Effect.Effect<void, E, R>): Effect.Effect<void, E | NarIoError | TargetExists, R> =>
   Effect.gen(function*() {
     if (existsSync(target) || isDanglingLink(target)) return yield* new TargetExists({ path: target })
@@ -430,7 +434,7 @@ const applyEvents = (writer: TreeWriter, events: ReadonlyArray<NarEvent>, target
  * was written. Contents chunks are the writer's to keep: big ones are written in the background.
  */
 export const restoreNarEvents = <E, R>(events: Stream.Stream<NarEvent, E, R>, target: string, options: RestoreOptions = {}): Effect.Effect<void, E | NarIoError | TargetExists, R> =>
-  restoreVia(target, { overlapWrites: true, flushBigFiles: options.flushBigFiles ?? true, canonical: options.canonical ?? false, direct: options.direct ?? false, pool: fileWriterPool() }, (writer) => Stream.runForEachArray(events, (batch) => applyEvents(writer, batch, target)))
+  restoreVia(target, overlappedWriter(options), (writer) => Stream.runForEachArray(events, (batch) => applyEvents(writer, batch, target)))
 
 /** Restores `nar` to `target`, which must not exist (big contents chunks are written in the background). */
 export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: string, options: RestoreOptions = {}): Effect.Effect<void, E | BadNar | NarIoError | TargetExists, R> =>
@@ -469,7 +473,7 @@ export interface FdNarDecoder<X> {
  * a stream of the file would allocate a new one per read (1 GiB of garbage for a 1 GiB NAR).
  */
 export const restoreCheckedFromFd = <X>(fd: number, target: string, decoder: FdNarDecoder<X>, options: RestoreOptions = {}): Effect.Effect<void, X | NarIoError | TargetExists> =>
-  restoreFromFd(fd, target, decoder, { overlapWrites: true, flushBigFiles: options.flushBigFiles ?? true, canonical: options.canonical ?? false, direct: options.direct ?? false, pool: fileWriterPool() })
+  restoreFromFd(fd, target, decoder, overlappedWriter(options))
 
 const restoreFromFd = <X>(fd: number, target: string, decoder: FdNarDecoder<X>, options: WriterOptions & { readonly direct?: boolean }): Effect.Effect<void, X | NarIoError | TargetExists> =>
   restoreVia(target, options, (writer) => Effect.gen(function*() {
