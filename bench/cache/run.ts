@@ -14,8 +14,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { bigFile } from "../support/inputs.ts"
-import { measure, nixEnv, printTable, runOrThrow, type Measurement, type Row } from "../support/measure.ts"
-import { best, loadAverage, timed, type Timed } from "../support/timed.ts"
+import { compareCopies } from "../support/copy-compare.ts"
+import { measure, printTable, runOrThrow, type Measurement, type Row } from "../support/measure.ts"
 
 const quick = process.argv.includes("--quick")
 const copyOnly = process.argv.includes("--copy-only")
@@ -101,43 +101,7 @@ try {
   printTable("bench/cache: b3 serve vs python3 -m http.server (the 'Nix' column) on the same cache files", rows)
   }
 
-  // Copy: wall and CPU time (user + system) of b3 and of Nix, each run into a fresh chroot store; b3
-  // once more without flushing to disk (B3_BENCH_NO_FSYNC, for measurement only) to show what
-  // durability costs (Nix 2.8 does not fsync store contents).
-  const paths = [big, ...small].join(" ")
-  const copyRuns = quick ? 2 : 3
-  const once = (label: string, i: number, command: (target: string) => string, env: NodeJS.ProcessEnv) => {
-    const target = join(work, `${label}-${i}`)
-    const load = loadAverage()
-    const t = timed(command(target), env)
-    console.error(`${label} run ${i + 1}: ${t.seconds.toFixed(2)} s wall, ${t.cpuSeconds.toFixed(2)} s CPU, ${t.peakRssMiB.toFixed(0)} MiB (load before: ${load})`)
-    spawnSync("sh", ["-c", `chmod -R u+w ${target} 2>/dev/null; rm -rf ${target}`])
-    return t
-  }
-  const b3Copy = (target: string) => `${b3} copy --from file://${cache} --to 'local?root=${target}' --no-check-sigs --quiet ${paths}`
-  const nixCopy = (target: string) => `nix copy --from file://${cache} --to ${target} --no-check-sigs ${paths}`
-  // runs alternate (b3, b3 without fsync, Nix, b3, …): the file system's speed here drifts from minute to minute
-  const all: Array<{ b3: Timed; b3NoSync: Timed; nix: Timed }> = []
-  for (let i = 0; i < copyRuns; i++) {
-    all.push({
-      b3: once("b3", i, b3Copy, process.env),
-      b3NoSync: once("b3-nofsync", i, b3Copy, { ...process.env, B3_BENCH_NO_FSYNC: "1" }),
-      nix: once("nix", i, nixCopy, nixEnv)
-    })
-  }
-  const b3Timed = best(all.map((r) => r.b3))
-  const b3NoSync = best(all.map((r) => r.b3NoSync))
-  const nixTimed = best(all.map((r) => r.nix))
-  console.log(`\nbench/cache: b3 copy vs nix copy of ${1 + smallCount} paths (${bigMiB} MiB + small) from a file cache into a fresh chroot store; best of ${copyRuns}; load average at the end ${loadAverage()}\n`)
-  console.log("| run | wall (s) | CPU (s) | peak RSS (MiB) | wall b3/Nix | CPU b3/Nix |")
-  console.log("|---|---|---|---|---|---|")
-  const line = (label: string, t: Timed) =>
-    console.log(`| ${label} | ${t.seconds.toFixed(2)} | ${t.cpuSeconds.toFixed(2)} | ${t.peakRssMiB.toFixed(0)} | ${(t.seconds / nixTimed.seconds).toFixed(2)} | ${(t.cpuSeconds / nixTimed.cpuSeconds).toFixed(2)} |`)
-  line("b3 copy (durable: fsync before registering)", b3Timed)
-  line("b3 copy without fsync (measurement only)", b3NoSync)
-  line("nix copy (no fsync)", nixTimed)
-  console.log(`\nfsync share of b3's wall time: ${(100 * (1 - b3NoSync.seconds / b3Timed.seconds)).toFixed(0)}%`)
-  console.log("\n" + JSON.stringify({ benchmark: "bench/cache copy", b3: b3Timed, b3NoFsync: b3NoSync, nix: nixTimed }))
+  compareCopies({ work, cache, paths: [big, ...small], runs: quick ? 2 : 3, title: `bench/cache: ${1 + smallCount} paths (${bigMiB} MiB + small)` })
 } finally {
   spawnSync("chmod", ["-R", "u+w", work])
   rmSync(work, { recursive: true, force: true })

@@ -5,7 +5,9 @@
  * clients. Cases:
  *  - all narinfos looked up: nginx serving the file cache, b3 serving the file cache and the local store;
  *  - all NARs downloaded: the same three;
- *  - on-the-fly zstd from the local store (`--compression zstd`): throughput and ratio.
+ *  - on-the-fly zstd from the local store (`--compression zstd`): throughput and ratio;
+ *  - the closure copied from the file cache into a fresh chroot store: `b3 copy` against `nix copy`
+ *    (wall and CPU time, peak RSS, and b3 without fsync for the share durability costs).
  * Median of several runs each; peak RSS of the server process (nginx: its largest worker).
  *   npm run bench:serve [-- --quick]
  */
@@ -15,6 +17,7 @@ import { Agent, request } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { compareCopies } from "../support/copy-compare.ts"
 import { runOrThrow } from "../support/measure.ts"
 import { startNginx } from "../support/nginx.ts"
 
@@ -27,7 +30,7 @@ const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
 /** `--keep DIR`: make the corpus in DIR once and reuse it on later runs (for iterating); default: a fresh temp dir, removed. */
 const keepAt = process.argv.indexOf("--keep")
 const kept = keepAt >= 0 ? process.argv[keepAt + 1]! : undefined
-/** `--only NAME,…`: run only these cases (nginx, file, local, zstd). */
+/** `--only NAME,…`: run only these cases (nginx, file, local, zstd, copy). */
 const onlyAt = process.argv.indexOf("--only")
 const only = onlyAt >= 0 ? new Set(process.argv[onlyAt + 1]!.split(",")) : undefined
 const wanted = (name: string) => only === undefined || only.has(name)
@@ -231,6 +234,8 @@ try {
     zstd = { seconds: zs, bytes: zstdRuns[0]!.bytes, narBytes, rss, zstdCliSeconds: cs }
   }
   console.log("\n" + JSON.stringify({ benchmark: "bench/serve", load: readFileSync("/proc/loadavg", "utf8").trim(), results, zstd }))
+
+  if (wanted("copy")) compareCopies({ work, cache, paths, runs, title: `bench/serve: the closure of ${paths.length} paths (${(narBytes / 2 ** 30).toFixed(2)} GiB)` })
 } finally {
   if (kept === undefined) {
     spawnSync("chmod", ["-R", "u+w", work])
