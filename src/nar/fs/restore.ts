@@ -8,10 +8,11 @@
  */
 import { Duration, Effect, Stream } from "effect"
 import { randomBytes } from "node:crypto"
-import { chmodSync, closeSync, existsSync, fchmodSync, fdatasync, futimesSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, symlinkSync, writeSync } from "node:fs"
+import { chmodSync, closeSync, existsSync, fchmodSync, fdatasync, fstatSync, futimesSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, symlinkSync, writeSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
 import { decodeNar, NarDecoder } from "../decode.ts"
 import { fileWriterPool, type FileWriterPool } from "./file-writer-pool.ts"
+import { ReadBuffers } from "./read-buffers.ts"
 import { writevAt } from "./write-at.ts"
 import { type BadNar } from "../errors.ts"
 import { fsError, TargetExists, type NarIoError } from "./errors.ts"
@@ -444,11 +445,13 @@ export const restoreNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, target: s
 const sliceBytes = 16 << 20
 
 /**
- * Read buffers the fd restore cycles through (big contents chunks are written from them in the
- * background). 4 x 1 MiB: a 1 GiB path from a file cache was restored as fast as with 8 (1.47-1.72
- * against 1.43-1.73 s, alternating), and bench/cache's copy peaked at 109-110 MiB instead of 115.
+ * Read buffers one fd restore cycles through at most (big contents chunks are written from them in
+ * the background while the next are read). Twice that many are lent beyond each restore's first, and
+ * kept between restores (read-buffers.ts).
  */
 const readRing = 4
+/** The pool every fd restore of the process reads from (exported for tests). */
+export const fdReadBuffers = new ReadBuffers(2 * readRing)
 
 /**
  * Restores the NAR read from a file descriptor (a file or a pipe, e.g. 0 for stdin) to `target`:
@@ -475,40 +478,61 @@ export interface FdNarDecoder<X> {
 export const restoreCheckedFromFd = <X>(fd: number, target: string, decoder: FdNarDecoder<X>, options: RestoreOptions = {}): Effect.Effect<void, X | NarIoError | TargetExists> =>
   restoreFromFd(fd, target, decoder, overlappedWriter(options))
 
+const isRegularFile = (fd: number): boolean => {
+  try {
+    return fstatSync(fd).isFile()
+  } catch {
+    return false // the read says what is wrong
+  }
+}
+
 const restoreFromFd = <X>(fd: number, target: string, decoder: FdNarDecoder<X>, options: WriterOptions & { readonly direct?: boolean }): Effect.Effect<void, X | NarIoError | TargetExists> =>
-  restoreVia(target, options, (writer) => Effect.gen(function*() {
-    const events: Array<NarEvent> = []
-    const ring = Array.from({ length: readRing }, () => Buffer.allocUnsafeSlow(1 << 20))
-    const inUse: Array<Promise<unknown> | undefined> = []
-    let sinceYield = 0
-    for (let turn = 0; ; turn++) {
-      const slot = turn % readRing
-      const busy = inUse[slot]
-      if (busy) yield* Effect.promise(() => busy)
-      const buffer = ring[slot]!
-      let n: number
-      try {
-        n = readSync(fd, buffer, 0, buffer.length, null)
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === "EAGAIN") {
-          yield* Effect.sleep(Duration.millis(2))
-          continue
+  Effect.acquireUseRelease(
+    Effect.sync((): Array<Buffer> => []),
+    (ring) => restoreVia(target, options, (writer) => Effect.gen(function*() {
+      const events: Array<NarEvent> = []
+      const inUse: Array<Promise<unknown> | undefined> = []
+      let sinceYield = 0
+      let slot = -1
+      // more to read ahead, as far as we know (a short read from a file means its end is next; from a pipe it means nothing)
+      let filled = true
+      const isFile = isRegularFile(fd)
+      for (;;) {
+        // another buffer while the ring is short and the NAR is not all read (the pool may say no), else the ring's next
+        const fresh = filled && ring.length < readRing ? fdReadBuffers.take(ring.length === 0) : undefined
+        if (fresh) {
+          ring.push(fresh)
+          slot = ring.length - 1
+        } else slot = (slot + 1) % ring.length
+        const busy = inUse[slot]
+        if (busy) yield* Effect.promise(() => busy)
+        const buffer = ring[slot]!
+        let n = -1
+        while (n < 0) {
+          try {
+            n = readSync(fd, buffer, 0, buffer.length, null)
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== "EAGAIN") return yield* fsError(e, "reading the NAR from", `file descriptor ${fd}`)
+            yield* Effect.sleep(Duration.millis(2)) // a non-blocking descriptor with nothing yet
+          }
         }
-        return yield* fsError(e, "reading the NAR from", `file descriptor ${fd}`)
+        if (n === 0) break
+        filled = !isFile || n === buffer.length
+        // contents events are views of `buffer`: small ones are written before the next read, big ones in the background
+        const bad = decoder.push(buffer.subarray(0, n), events)
+        yield* applyEvents(writer, events, target)
+        events.length = 0 // only once all were applied: the writer may have waited halfway through
+        if (bad !== undefined) return yield* Effect.fail(bad)
+        inUse[slot] = writer.writesSoFar()
+        sinceYield += n
+        if (sinceYield >= sliceBytes) {
+          sinceYield = 0
+          yield* Effect.yieldNow
+        }
       }
-      if (n === 0) break
-      // contents events are views of `buffer`: small ones are written before the next read, big ones in the background
-      const bad = decoder.push(buffer.subarray(0, n), events)
-      yield* applyEvents(writer, events, target)
-      events.length = 0 // only once all were applied: the writer may have waited halfway through
+      const bad = decoder.end()
       if (bad !== undefined) return yield* Effect.fail(bad)
-      inUse[slot] = writer.writesSoFar()
-      sinceYield += n
-      if (sinceYield >= sliceBytes) {
-        sinceYield = 0
-        yield* Effect.yieldNow
-      }
-    }
-    const bad = decoder.end()
-    if (bad !== undefined) return yield* Effect.fail(bad)
-  }))
+    })),
+    // restoreVia has closed its writer (every write from these buffers settled), failed or not
+    (ring) => Effect.sync(() => fdReadBuffers.give(ring))
+  )
