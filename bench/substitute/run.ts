@@ -10,6 +10,8 @@
  * like a package set's (each path refers to a few paths of the layers below, most often the one just
  * below, and to a handful of "stdenv-like" hubs at the bottom), and one root referring to every path
  * nothing else refers to. Uncompressed NARs (compression=none), unsigned (both sides --no-check-sigs).
+ * Beside them, bare Node doing the same fetches (node-floor.ts), and `node -e 0` and `b3 --version`:
+ * the peak RSS no copy in Node can go below, and b3's fixed cost on top of Node's.
  *
  *   npm run bench:substitute [-- --quick] [-- --paths N] [-- --latency MS] [-- --runs N]
  */
@@ -35,6 +37,12 @@ const generateOnly = arg("generate")
 const b3 = fileURLToPath(new URL("../../bin/b3", import.meta.url))
 const node = fileURLToPath(new URL("../../node_modules/.bin/node", import.meta.url))
 const proxyScript = fileURLToPath(new URL("../support/latency-proxy.ts", import.meta.url))
+const floorScript = fileURLToPath(new URL("./node-floor.ts", import.meta.url))
+/** V8 flags for the floor: those bin/b3 gives an HTTP copy, and the tightest (slowest) ones. */
+const floorFlags = {
+  "b3's": "--heap-growing-percent=50 --max-opt=2 --no-concurrent-recompilation --max-semi-space-size=8",
+  tightest: "--heap-growing-percent=50 --max-opt=1 --max-semi-space-size=2"
+}
 const work = mkdtempSync(join(tmpdir(), "b3-bench-subst-"))
 const storeDir = StorePath.defaultStoreDir
 
@@ -147,6 +155,14 @@ try {
       console.error(`nix run ${i + 1}: ${fmt(nixRuns.at(-1)!)} (load before: ${nixLoad})`)
       spawnSync("rm", ["-rf", nixTarget, cacheHome])
     }
+    // bare Node doing the same fetches (node-floor.ts): what a copy's peak RSS cannot go below in Node
+    const floors = Object.entries(floorFlags).map(([name, flags]) => {
+      const t = timed(`${node} ${flags} ${floorScript} ${proxy.url} ${root}`, { ...process.env, MALLOC_ARENA_MAX: "1" })
+      console.error(`bare Node, ${name} flags: ${fmt(t)}`)
+      return { name, flags, ...t }
+    })
+    const nodeAlone = timed(`${node} -e 0`)
+    const b3Alone = timed(`${b3} --version`)
     const b = best(b3Runs)
     console.log(`\nbench/substitute: ${count + 1} paths (${(bytes / 1048576).toFixed(1)} MiB of uncompressed NARs) over HTTP with ${latency} ms added per request; best of ${runs}; load average at the end ${loadAverage()}\n`)
     console.log("| tool | wall (s) | CPU (s) | peak RSS (MiB) | wall ratio Nix/b3 |")
@@ -159,6 +175,9 @@ try {
     } else {
       console.log(`| b3 copy | ${b.seconds.toFixed(2)} | ${b.cpuSeconds.toFixed(2)} | ${b.peakRssMiB.toFixed(0)} | |`)
     }
+    for (const f of floors) console.log(`| bare Node fetching the same (no store, no checks), ${f.name} V8 flags | ${f.seconds.toFixed(2)} | ${f.cpuSeconds.toFixed(2)} | ${f.peakRssMiB.toFixed(0)} | |`)
+    console.log(`\nstarting: \`node -e 0\` ${nodeAlone.peakRssMiB.toFixed(0)} MiB, \`b3 --version\` ${b3Alone.peakRssMiB.toFixed(0)} MiB (b3's fixed cost: ${(b3Alone.peakRssMiB - nodeAlone.peakRssMiB).toFixed(0)} MiB)`)
+    console.log(JSON.stringify({ benchmark: "bench/substitute floor", floors, nodeAlone, b3Alone }))
   } finally {
     proxy.child.kill("SIGTERM")
   }
