@@ -1,32 +1,33 @@
 /**
- * The buffers that restores from a descriptor read NARs into, shared by every restore of the
- * process. A restore takes its first buffer whatever happens (it cannot progress without one) and
- * more only while few are lent out, so one big restore alone reads ahead into several while many at
- * once make do with one each; buffers come back when the restore's writes are done and are kept for
- * the next. Before, every restore allocated a ring of four fresh 1 MiB buffers, memory outside the
- * JS heap that only a full collection frees: copying bench/serve's closure (373 NARs of 1 KiB–100 MiB)
- * from a file cache, 16 at a time, peaked at 184–215 MiB and faulted in fresh pages for every NAR;
- * pooled 1 MiB buffers 108 MiB, pooled 256 KiB buffers 93 MiB (128 KiB: 91, for 10% more user CPU).
- * The 1 GiB path of bench/cache took 0.83–0.99 s of user CPU with 256 KiB against 0.67–0.89 with
- * 1 MiB, and less system time (0.6–1.4 s against 2.0–2.7), alternating.
+ * Buffers that restores from a descriptor read NARs into, shared by every restore of the process and
+ * kept between restores: a restore reads into its first buffer from one pool, which always gives one
+ * (a restore cannot progress without it), and reads ahead into more from another only while few of
+ * those are lent out, so one big restore alone reads ahead while many at once make do with one each.
+ *
+ * Before, every restore allocated a ring of four fresh 1 MiB buffers, memory outside the JS heap that
+ * only a full collection frees: copying bench/serve's closure (373 NARs of 1 KiB–100 MiB) from a
+ * file cache, 16 at a time, peaked at 184–215 MiB. Pooled,
+ * that copy peaked at 108 MiB with 1 MiB buffers and 93 MiB with 256 KiB ones, but one big restore
+ * alone (`b3 nar restore` of 1 GiB) took more CPU with 256 KiB reads: hence small first buffers and
+ * big read-ahead ones.
  */
-export const readBufferSize = 256 << 10
-
 export class ReadBuffers {
   readonly #free: Array<Buffer> = []
   #lent = 0
+  readonly #size: number
   readonly #spare: number
 
-  /** `spare`: buffers lent beyond each restore's first, at most, and kept free at most. */
-  constructor(spare: number) {
+  /** Buffers of `size` bytes; `spare`: buffers kept free at most, and lent at most unless asked with `always`. */
+  constructor(size: number, spare: number) {
+    this.#size = size
     this.#spare = spare
   }
 
-  /** A buffer (free or new): always when `first`, otherwise only while fewer than `spare` are lent. */
-  take(first: boolean): Buffer | undefined {
-    if (!first && this.#lent >= this.#spare) return undefined
+  /** A buffer (free or new): always when `always`, otherwise only while fewer than `spare` are lent. */
+  take(always: boolean): Buffer | undefined {
+    if (!always && this.#lent >= this.#spare) return undefined
     this.#lent++
-    return this.#free.pop() ?? Buffer.allocUnsafeSlow(readBufferSize)
+    return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.#size)
   }
 
   /** Takes back buffers that no read or write uses any more. */
