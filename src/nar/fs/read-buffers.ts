@@ -6,10 +6,9 @@
  *
  * Before, every restore allocated a ring of four fresh 1 MiB buffers, memory outside the JS heap that
  * only a full collection frees: copying bench/serve's closure (373 NARs of 1 KiB–100 MiB) from a
- * file cache, 16 at a time, peaked at 184–215 MiB. Pooled,
- * that copy peaked at 108 MiB with 1 MiB buffers and 93 MiB with 256 KiB ones, but one big restore
- * alone (`b3 nar restore` of 1 GiB) took more CPU with 256 KiB reads: hence small first buffers and
- * big read-ahead ones.
+ * file cache, 16 at a time, peaked at 184–215 MiB. Pooled, that copy peaked at 108 MiB with 1 MiB
+ * buffers and 93 MiB with 256 KiB ones, but one big restore alone (`b3 nar restore` of 1 GiB) took
+ * more CPU with 256 KiB reads: hence small first buffers and big read-ahead ones (95 MiB).
  */
 export class ReadBuffers {
   readonly #free: Array<Buffer> = []
