@@ -19,6 +19,7 @@ import { setImporter } from "../io/import-module.ts"
 import { main } from "./main.ts"
 import { setSnapshotUrl } from "./snapshot-runtime.ts"
 import { runTimeImporter, snapshotBlob } from "./snapshot-support.ts"
+import { warmUpDaemon } from "./snapshot-warmup.ts"
 
 restoreIntl()
 
@@ -30,3 +31,8 @@ startupSnapshot.setDeserializeMainFunction(() => {
   process.argv.splice(1, 0, bundle)
   main()
 })
+
+// While the snapshot is built only: a daemon session in this process, so that the code a fresh
+// `b3 daemon`'s first client runs is compiled in the snapshot (snapshot-warmup.ts). The snapshot is
+// taken once it has ended (Node runs the event loop until nothing is left).
+void warmUpDaemon()

@@ -8,7 +8,8 @@ import { WireWriter } from "../../core/wire/encoder.ts"
 import type { WireSink } from "../../io/wire-io.ts"
 
 let nextActivity = 1
-const activityBase = (process.pid & 0xfffff) * 0x1_0000_0000
+/** Read on first use, not when the module is evaluated: the startup snapshot evaluates it (src/cli/snapshot-warmup.ts). */
+let activityBase: number | undefined
 
 export class Tunnel {
   private canSend = false
@@ -54,7 +55,7 @@ export class Tunnel {
 
   /** Starts an activity; returns its id (0 when the client is too old for activities). */
   startActivity(type: number, text: string, fields: ReadonlyArray<Worker.Field> = [], level: number = Worker.Verbosity.Info, parent = 0): number {
-    const id = activityBase + nextActivity++
+    const id = (activityBase ??= (process.pid & 0xfffff) * 0x1_0000_0000) + nextActivity++
     if (this.minor < 20) {
       if (text !== "") this.log(text + "...", level)
       return id
