@@ -131,12 +131,13 @@ export const warmUpDaemon = async (): Promise<number> => {
     const session = serveConnection(new WireReader(readableChunkSource(toDaemon)), new WireSink(fromDaemon), backend,
       { trusted: true, requireSigs: false, trustedKeys: [], version: "warm-up" }, tempRoots, "warm-up")
     const done = Effect.runPromise(session)
-    for (const bytes of clientBytes(samplePaths(storeDir), storeDir)) toDaemon.write(bytes)
+    const paths = samplePaths(storeDir)
+    for (const bytes of clientBytes(paths, storeDir)) toDaemon.write(bytes)
     toDaemon.end()
     await done
     fromDaemon.destroy()
     toDaemon.destroy()
-    return (await Effect.runPromise(store.read.queryAllValidPaths())).length
+    return (await Effect.runPromise(store.read.queryValidPaths(paths.map(({ info }) => info.path)))).length
   } finally {
     rmSync(scratch, { recursive: true, force: true })
   }
