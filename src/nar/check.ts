@@ -335,9 +335,11 @@ export const checkedNar = <E, R>(plan: Effect.Effect<NarPlan<E, R>, E, R>): Chec
 
 /** The NAR stream with one more expectation, checked in the same pass as the ones it carries. */
 export const expectNar = <E, R>(nar: Stream.Stream<Uint8Array, E, R>, expectation: NarExpectation): CheckedNar<E | NarCheckError, R> => {
-  const checked = checkedNar(Effect.map(planOf(nar), (p) => ({ ...p, expect: [...p.expect, expectation] })))
   const inHand = narInHand(nar)
-  return inHand === undefined ? checked : withInHand(checked, { bytes: inHand.bytes, expect: [...inHand.expect, expectation] })
+  // (bytes in hand come from `narInMemory`, whose plan is just them and the expectations in hand: made
+  // afresh, not as a plan mapped from the old one, which a daemon adding small paths did once per path)
+  if (inHand !== undefined) return narInMemory(inHand.bytes, [...inHand.expect, expectation])
+  return checkedNar(Effect.map(planOf(nar), (p) => ({ ...p, expect: [...p.expect, expectation] })))
 }
 
 const InHandId: unique symbol = Symbol.for("b3/nar/InHand") as never
@@ -366,9 +368,12 @@ const withPlan = (p: NarPlan<unknown, unknown>, options: NarCheckOptions): NarCh
  */
 export const wholeNarMax = 64 * 1024
 
-/** A NAR held in memory as a stream whose plan has its bytes whole (`wholeNar` takes them as they are). */
-export const narInMemory = (bytes: Uint8Array): CheckedNar<NarCheckError, never> =>
-  withInHand(checkedNar(Effect.sync(() => ({ bytes: Stream.make(bytes), expect: [], whole: Effect.succeed(bytes) }))), { bytes, expect: [] })
+/**
+ * A NAR held in memory as a stream whose plan has its bytes whole (`wholeNar` takes them as they
+ * are), and the checks it must pass (none unless given).
+ */
+export const narInMemory = (bytes: Uint8Array, expect: ReadonlyArray<NarExpectation> = []): CheckedNar<NarCheckError, never> =>
+  withInHand(checkedNar(Effect.sync(() => ({ bytes: Stream.make(bytes), expect, whole: Effect.succeed(bytes) }))), { bytes, expect })
 
 /**
  * A small NAR read whole: its bytes and the checks its stream carries (not run yet: the caller runs
