@@ -70,7 +70,7 @@ export const u64At = (b: Uint8Array, offset = 0): bigint => {
 
 /** A u64 that must fit in a JS number (below 2^53). */
 export function* u64(what = "a number"): Decoder<number> {
-  const b = yield* read(8, what)
+  const b: Uint8Array = yield reading(8, what) // (not `yield* read(…)`: no nested decoder for the commonest read)
   const lo = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0
   const hi = (b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24)) >>> 0
   if (hi > 0x1f_ffff) return yield* fail(new WireTooLarge({ what, length: u64At(b).toString(), max: Number.MAX_SAFE_INTEGER }))
@@ -79,7 +79,7 @@ export function* u64(what = "a number"): Decoder<number> {
 
 /** A u64 where values beyond 2^53 mean "no limit" (e.g. GC's maxFreed): clamped to MAX_SAFE_INTEGER. */
 export function* u64Clamped(what = "a number"): Decoder<number> {
-  const b = yield* read(8, what)
+  const b: Uint8Array = yield reading(8, what)
   const v = u64At(b)
   return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v)
 }
@@ -92,12 +92,29 @@ export function* uint(what: string, max = 0xffff_ffff): Decoder<number> {
 }
 
 export function* bool(what = "a flag"): Decoder<boolean> {
-  const b = yield* read(8, what)
+  const b: Uint8Array = yield reading(8, what)
   for (let i = 0; i < 8; i++) if (b[i] !== 0) return true
   return false
 }
 
 export const paddingOf = (n: number): number => (8 - (n % 8)) % 8
+
+/** The length a byte string's 8-byte prefix `l` gives, or -1 when it is over `max` (or 2^53). */
+const lengthOf = (l: Uint8Array, max: number): number => {
+  const lo = (l[0]! | (l[1]! << 8) | (l[2]! << 16) | (l[3]! << 24)) >>> 0
+  const hi = (l[4]! | (l[5]! << 8) | (l[6]! << 16) | (l[7]! << 24)) >>> 0
+  const n = hi * two32 + lo
+  return hi > 0x1f_ffff || n > max ? -1 : n
+}
+
+const tooLong = (l: Uint8Array, what: string, max: number) =>
+  new WireTooLarge({ what: `the length of ${what}`, length: u64At(l).toString(), max })
+
+/** Whether the `pad` bytes after the first `n` of `b` are zero. */
+const zeroPadded = (b: Uint8Array, n: number, pad: number): boolean => {
+  for (let i = n; i < n + pad; i++) if (b[i] !== 0) return false
+  return true
+}
 
 /**
  * A length-prefixed, zero-padded byte string of at most `max` bytes. The result may be a view of
@@ -105,20 +122,23 @@ export const paddingOf = (n: number): number => (8 - (n % 8)) % 8
  */
 export function* bytes(what: string, max: number): Decoder<Uint8Array> {
   const l: Uint8Array = yield reading(8, what)
-  const lo = (l[0]! | (l[1]! << 8) | (l[2]! << 16) | (l[3]! << 24)) >>> 0
-  const hi = (l[4]! | (l[5]! << 8) | (l[6]! << 16) | (l[7]! << 24)) >>> 0
-  const n = hi * two32 + lo
-  if (hi > 0x1f_ffff || n > max) return yield* fail(new WireTooLarge({ what: `the length of ${what}`, length: u64At(l).toString(), max }))
+  const n = lengthOf(l, max)
+  if (n < 0) return yield* fail(tooLong(l, what, max))
   const pad = (8 - (n % 8)) % 8
   const b: Uint8Array = yield reading(n + pad, what)
-  for (let i = n; i < n + pad; i++) {
-    if (b[i] !== 0) return yield* fail(new WireMalformed({ reason: `non-zero padding after ${what}` }))
-  }
+  if (!zeroPadded(b, n, pad)) return yield* fail(new WireMalformed({ reason: `non-zero padding after ${what}` }))
   return b.subarray(0, n)
 }
 
+/** A byte string as text (UTF-8). Flat as `bytes` is, not a decoder around it: a daemon reads several for every path it is sent. */
 export function* string(what: string, max: number = limits.shortString): Decoder<string> {
-  return text(yield* bytes(what, max))
+  const l: Uint8Array = yield reading(8, what)
+  const n = lengthOf(l, max)
+  if (n < 0) return yield* fail(tooLong(l, what, max))
+  const pad = (8 - (n % 8)) % 8
+  const b: Uint8Array = yield reading(n + pad, what)
+  if (!zeroPadded(b, n, pad)) return yield* fail(new WireMalformed({ reason: `non-zero padding after ${what}` }))
+  return text(b.subarray(0, n))
 }
 
 /** A count-prefixed list of at most `max` items. */

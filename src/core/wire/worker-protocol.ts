@@ -69,12 +69,13 @@ export const GcAction = { ReturnLive: 0, ReturnDead: 1, DeleteDead: 2, DeleteSpe
 
 export const maxPathLength = 4096
 
-export function* storePathString(what = "a store path"): Decoder<string> {
-  return yield* string(what, maxPathLength)
+// (the decoders themselves, not decoders around them: one generator less per path read)
+export function storePathString(what = "a store path"): Decoder<string> {
+  return string(what, maxPathLength)
 }
 
-export function* storePathStrings(what = "store paths"): Decoder<Array<string>> {
-  return yield* strings(what, limits.listLength, maxPathLength)
+export function storePathStrings(what = "store paths"): Decoder<Array<string>> {
+  return strings(what, limits.listLength, maxPathLength)
 }
 
 const malformed = (reason: string) => new WireMalformed({ reason })
