@@ -32,7 +32,11 @@ export const parse = (input: string): Result.Result<ContentAddress, InvalidConte
     return Result.flatMap(hashOf(input.slice(5)), (hash) =>
       hash.algorithm === "sha256" ? Result.succeed(text(hash)) : fail(input, "text content addresses use sha256"))
   }
-  if (input.startsWith("fixed:r:")) return Result.map(hashOf(input.slice(8)), (hash) => fixed("recursive", hash))
+  if (input.startsWith("fixed:r:")) {
+    // (plain code, not Result.map: every path `nix-store --add` made and a daemon is sent comes this way)
+    const hash = Hash.parse(input.slice(8))
+    return Result.isFailure(hash) ? fail(input, hash.failure.reason) : Result.succeed(fixed("recursive", hash.success))
+  }
   if (input.startsWith("fixed:")) return Result.map(hashOf(input.slice(6)), (hash) => fixed("flat", hash))
   return fail(input, "expected 'text:sha256:…', 'fixed:<algo>:…' or 'fixed:r:<algo>:…'")
 }

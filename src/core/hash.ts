@@ -134,8 +134,8 @@ export const decodeDigest = (input: string, digest: string, algorithm: HashAlgor
     return Result.succeed(make(algorithm, new Uint8Array(Buffer.from(digest, "hex"))))
   }
   if (digest.length === lengths.base32) {
-    return Result.mapError(NixBase32.decode(digest, digestSize[algorithm]), (e) => new InvalidHash({ input, reason: e.reason }))
-      .pipe(Result.map((bytes) => make(algorithm, bytes)))
+    const bytes = NixBase32.decode(digest, digestSize[algorithm])
+    return Result.isFailure(bytes) ? fail(input, bytes.failure.reason) : Result.succeed(make(algorithm, bytes.success))
   }
   if (digest.length === lengths.base64) return decodeBase64(input, digest, algorithm, false)
   return fail(input, `a ${algorithm} digest has ${lengths.base16} (base16), ${lengths.base32} (nix-base32) or ${lengths.base64} (base64) characters, not ${digest.length}`)
@@ -152,10 +152,12 @@ const parseAlgorithm = (input: string, name: string): Result.Result<HashAlgorith
 export const parse = (input: string, algorithm?: HashAlgorithm): Result.Result<Hash, InvalidHash> => {
   const colon = input.indexOf(":")
   if (colon >= 0) {
-    return Result.flatMap(parseAlgorithm(input, input.slice(0, colon)), (algo) =>
-      algorithm !== undefined && algo !== algorithm
-        ? fail(input, `expected a ${algorithm} hash, got ${algo}`)
-        : decodeDigest(input, input.slice(colon + 1), algo))
+    // (plain code, not Result.flatMap: content addresses of paths sent to a daemon come this way)
+    const algo = parseAlgorithm(input, input.slice(0, colon))
+    if (Result.isFailure(algo)) return Result.fail(algo.failure)
+    return algorithm !== undefined && algo.success !== algorithm
+      ? fail(input, `expected a ${algorithm} hash, got ${algo.success}`)
+      : decodeDigest(input, input.slice(colon + 1), algo.success)
   }
   const dash = input.indexOf("-")
   if (dash >= 0) {

@@ -64,7 +64,9 @@ export const parseBaseName = (baseName: string, input: string = baseName): Resul
   }
   const hashPart = baseName.slice(0, hashPartLength)
   if (!NixBase32.isNixBase32(hashPart)) return fail(input, "the hash part is not nix-base32")
-  return Result.map(validateName(baseName.slice(hashPartLength + 1), input), (name) => ({ hashPart, name }))
+  // (plain code, not Result.map: a daemon parses every path it is sent)
+  const name = validateName(baseName.slice(hashPartLength + 1), input)
+  return Result.isFailure(name) ? Result.fail(name.failure) : Result.succeed({ hashPart, name: name.success })
 }
 
 /** Parses a full path `<storeDir>/<hash>-<name>`; the path must lie directly in `storeDir`. */

@@ -80,8 +80,10 @@ export function storePathStrings(what = "store paths"): Decoder<Array<string>> {
 
 const malformed = (reason: string) => new WireMalformed({ reason })
 
-export const parsePath = (s: string, storeDir: string): Result.Result<StorePath.StorePath, WireMalformed> =>
-  Result.mapError(StorePath.parse(s, storeDir), (e) => malformed(e.message))
+export const parsePath = (s: string, storeDir: string): Result.Result<StorePath.StorePath, WireMalformed> => {
+  const path = StorePath.parse(s, storeDir)
+  return Result.isFailure(path) ? Result.fail(malformed(path.failure.message)) : Result.succeed(path.success)
+}
 
 export const parsePaths = (list: ReadonlyArray<string>, storeDir: string): Result.Result<Array<StorePath.StorePath>, WireMalformed> => {
   const out: Array<StorePath.StorePath> = []

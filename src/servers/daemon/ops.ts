@@ -392,7 +392,8 @@ const addMultipleToStore: Handler = (c) => Effect.gen(function*() {
     for (let i = 0; i < count; i++) {
       const { s, raw, bytes } = yield* readItem(framed)
       // (checked without an effect per path; `admit` runs only where a signature is to be checked)
-      const sent = Result.flatMap(Worker.parsePath(s, c.storeDir), (path) => Worker.validatePathInfo(path, { ...raw, ultimate: false }, c.storeDir))
+      const parsed = Worker.parsePath(s, c.storeDir)
+      const sent = Result.isFailure(parsed) ? Result.fail(parsed.failure) : Worker.validatePathInfo(parsed.success, { ...raw, ultimate: false }, c.storeDir)
       if (Result.isFailure(sent)) return yield* malformedOp(sent.failure)
       const path = sent.success.path
       const info = c.options.trusted && dontCheckSigs ? sent.success : yield* admit(c, sent.success, dontCheckSigs)
