@@ -8,7 +8,7 @@
  * transport pauses when nobody reads), strings are capped by the decoders, and frames and NARs
  * are passed on in the pieces they arrive in, whatever their announced size.
  */
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Option, Schema, Stream } from "effect"
 import type { Readable, Writable } from "node:stream"
 import { decodeBytes, fail as failInstr, u64, type Decoder, type Instruction } from "../core/wire/decoder.ts"
 import { WireMalformed, WireTruncated, type WireError } from "../core/wire/errors.ts"
@@ -164,6 +164,18 @@ export class WireReader {
     return this.take(Math.min(max, this.chunks[0]!.length - this.head))
   }
 
+  /** Up to `max` more bytes among those buffered and those the transport already holds, as views pushed to `out`; how many. */
+  private takeBufferedNow(max: number, out: Array<Uint8Array>): number {
+    let got = 0
+    while (got < max) {
+      if (this.avail === 0 && (!this.fillNow() || this.avail === 0)) break
+      const piece = this.takeFromFirst(max - got)
+      out.push(piece)
+      got += piece.length
+    }
+    return got
+  }
+
   /**
    * Runs a decoder on the bytes buffered and those the transport already holds: its value at once
    * when they suffice (no promise, no turn of the event loop: a daemon sent a thousand small paths
@@ -223,13 +235,20 @@ export class WireReader {
     })
   }
 
-  /** The next `n` bytes as a stream of the pieces they arrive in. */
+  /**
+   * The next `n` bytes as a stream of the pieces they arrive in: each step waits for one piece, then
+   * takes all that is buffered already with it (up to `exactStepMax` bytes), so a big NAR read while
+   * the consumer is busy goes through the stream in few steps, not one per socket read or frame.
+   */
   exact(n: number, what: string): Stream.Stream<Uint8Array, WireIoError> {
-    return Stream.unfold(n, (left) => left === 0 ? Effect.succeed(undefined) : Effect.tryPromise({
+    if (n === 0) return Stream.empty
+    return Stream.paginate(n, (left) => Effect.tryPromise({
       try: async () => {
-        const piece = await this.takeUpTo(Math.min(left, 1 << 20))
-        if (piece === null) throw new WireTruncated({ what })
-        return [piece, left - piece.length] as const
+        const first = await this.takeUpTo(Math.min(left, exactStepMax))
+        if (first === null) throw new WireTruncated({ what })
+        const pieces = [first]
+        const rest = left - first.length - this.takeBufferedNow(Math.min(left, exactStepMax) - first.length, pieces)
+        return [pieces, rest === 0 ? Option.none() : Option.some(rest)] as const
       },
       catch: toIoError
     }))
@@ -303,6 +322,9 @@ export class WireReader {
 }
 
 const frameLength = (): Decoder<number> => u64("a frame length")
+
+/** Bytes one step of `exact` passes on at most (views of buffers already received: nothing is copied). */
+const exactStepMax = 1 << 20
 
 export class FramedReader extends WireReader {
   finished: () => boolean = () => false

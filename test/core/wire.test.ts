@@ -234,6 +234,31 @@ describe("framed streams", () => {
     }), { numRuns: 100 })
   })
 
+  it("exact: n bytes in steps that take what is buffered with them, whatever the frames, cuts and pieces already held; the rest stays; too few is WireTruncated", async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.uint8Array({ minLength: 1, maxLength: 3000 }), fc.array(fc.nat({ max: 3000 }), { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 12 }), fc.array(fc.boolean(), { maxLength: 30 }), fc.nat(),
+      async (payload, frameCuts, cuts, ready, cut) => {
+        const frames = chunked(payload, frameCuts).filter((f) => f.length > 0)
+        const wire = encode((w) => { for (const f of frames) w.raw(frameHeader(f.length)).raw(f); w.raw(endFrame).u64(42) })
+        const chunks = chunked(wire, cuts)
+        let i = 0
+        const source: ChunkSource = {
+          nextNow: () => i < chunks.length && ready[i % Math.max(1, ready.length)] ? chunks[i++]! : undefined,
+          next: () => Promise.resolve(i < chunks.length ? chunks[i++]! : null)
+        }
+        const reader = new WireReader(source)
+        const framed = reader.framed()
+        const n = cut % (payload.length + 1)
+        const got = await Effect.runPromise(Stream.runCollect(framed.exact(n, "the bytes")))
+        expect(Buffer.concat([...got])).toEqual(Buffer.from(payload.subarray(0, n)))
+        const rest = await Effect.runPromise(Stream.runCollect(framed.exact(payload.length - n, "the rest")))
+        expect(Buffer.concat([...rest])).toEqual(Buffer.from(payload.subarray(n)))
+        const tooMany = await Effect.runPromise(Effect.result(Stream.runCollect(framed.exact(1, "one more byte"))))
+        expect(tooMany._tag === "Failure" && tooMany.failure._tag).toBe("WireTruncated")
+        expect(await Effect.runPromise(reader.run(Wire.u64()))).toBe(42)
+      }), { numRuns: 200 })
+  })
+
   it("path infos read at once where their bytes are buffered (runNow) are those decodeBytes reads, whatever the frames, the cuts and which pieces had come", async () => {
     const pathInfo = function*() { return { path: yield* Worker.storePathString(), raw: yield* Worker.rawPathInfo(34) } }
     await fc.assert(fc.asyncProperty(
