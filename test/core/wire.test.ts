@@ -221,6 +221,24 @@ const memorySource = (chunks: ReadonlyArray<Uint8Array>): ChunkSource => {
   return { next: () => Promise.resolve(i < chunks.length ? chunks[i++]! : null) }
 }
 
+/**
+ * `payload` framed (cut at `frameCuts`) and followed by the end frame and a u64 42, arriving cut at
+ * `cuts`: a piece counts as already buffered (nextNow gives it) where `ready` says so, else it comes
+ * later (next). The reader of the whole and the framed reader over it.
+ */
+const framedOver = (payload: Uint8Array, frameCuts: ReadonlyArray<number>, cuts: ReadonlyArray<number>, ready: ReadonlyArray<boolean>) => {
+  const frames = chunked(payload, frameCuts).filter((f) => f.length > 0) // (an empty frame would end the stream)
+  const wire = encode((w) => { for (const f of frames) w.raw(frameHeader(f.length)).raw(f); w.raw(endFrame).u64(42) })
+  const chunks = chunked(wire, cuts)
+  let i = 0
+  const source: ChunkSource = {
+    nextNow: () => i < chunks.length && ready[i % Math.max(1, ready.length)] ? chunks[i++]! : undefined,
+    next: () => Promise.resolve(i < chunks.length ? chunks[i++]! : null)
+  }
+  const reader = new WireReader(source)
+  return { reader, framed: reader.framed() }
+}
+
 describe("framed streams", () => {
   it("read back what was framed, for any framing and any cuts, and leave the rest of the input in place", async () => {
     await fc.assert(fc.asyncProperty(fc.array(fc.uint8Array({ minLength: 1, maxLength: 50 }), { maxLength: 6 }), fc.array(fc.nat(), { maxLength: 8 }), async (frames, cuts) => {
@@ -238,16 +256,7 @@ describe("framed streams", () => {
     await fc.assert(fc.asyncProperty(
       fc.uint8Array({ minLength: 1, maxLength: 3000 }), fc.array(fc.nat({ max: 3000 }), { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 12 }), fc.array(fc.boolean(), { maxLength: 30 }), fc.nat(),
       async (payload, frameCuts, cuts, ready, cut) => {
-        const frames = chunked(payload, frameCuts).filter((f) => f.length > 0)
-        const wire = encode((w) => { for (const f of frames) w.raw(frameHeader(f.length)).raw(f); w.raw(endFrame).u64(42) })
-        const chunks = chunked(wire, cuts)
-        let i = 0
-        const source: ChunkSource = {
-          nextNow: () => i < chunks.length && ready[i % Math.max(1, ready.length)] ? chunks[i++]! : undefined,
-          next: () => Promise.resolve(i < chunks.length ? chunks[i++]! : null)
-        }
-        const reader = new WireReader(source)
-        const framed = reader.framed()
+        const { reader, framed } = framedOver(payload, frameCuts, cuts, ready)
         const n = cut % (payload.length + 1)
         const got = await Effect.runPromise(Stream.runCollect(framed.exact(n, "the bytes")))
         expect(Buffer.concat([...got])).toEqual(Buffer.from(payload.subarray(0, n)))
@@ -265,17 +274,7 @@ describe("framed streams", () => {
       fc.array(arbInfo, { minLength: 1, maxLength: 5 }), fc.array(fc.nat({ max: 600 }), { maxLength: 6 }), fc.array(fc.nat(), { maxLength: 10 }), fc.array(fc.boolean(), { maxLength: 40 }),
       async (infos, frameCuts, cuts, ready) => {
         const payload = encode((w) => { for (const info of infos) Worker.writePathInfo(w, info, storeDir, 34, true) })
-        const frames = chunked(payload, frameCuts).filter((f) => f.length > 0) // (an empty frame would end the stream)
-        const wire = encode((w) => { for (const f of frames) w.raw(frameHeader(f.length)).raw(f); w.raw(endFrame).u64(42) })
-        const chunks = chunked(wire, cuts)
-        // a piece counts as already buffered (nextNow gives it) where `ready` says so, else it comes later (next)
-        let i = 0
-        const source: ChunkSource = {
-          nextNow: () => i < chunks.length && ready[i % Math.max(1, ready.length)] ? chunks[i++]! : undefined,
-          next: () => Promise.resolve(i < chunks.length ? chunks[i++]! : null)
-        }
-        const reader = new WireReader(source)
-        const framed = reader.framed()
+        const { reader, framed } = framedOver(payload, frameCuts, cuts, ready)
         let offset = 0
         for (let k = 0; k < infos.length; k++) {
           const got = await framed.runNow(pathInfo())

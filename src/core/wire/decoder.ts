@@ -117,29 +117,27 @@ const zeroPadded = (b: Uint8Array, n: number, pad: number): boolean => {
 }
 
 /**
- * A length-prefixed, zero-padded byte string of at most `max` bytes. The result may be a view of
- * the input. (Written out flat, without nested decoders: lists of thousands of paths go through here.)
+ * A length-prefixed, zero-padded byte string of at most `max` bytes, as `as` makes it of its bytes
+ * (which may be a view of the input). Written out flat, without nested decoders: lists of thousands
+ * of paths go through here, and a daemon reads several strings for every path it is sent.
  */
-export function* bytes(what: string, max: number): Decoder<Uint8Array> {
+function* lengthPrefixed<A>(what: string, max: number, as: (b: Uint8Array) => A): Decoder<A> {
   const l: Uint8Array = yield reading(8, what)
   const n = lengthOf(l, max)
   if (n < 0) return yield* fail(tooLong(l, what, max))
   const pad = (8 - (n % 8)) % 8
   const b: Uint8Array = yield reading(n + pad, what)
   if (!zeroPadded(b, n, pad)) return yield* fail(new WireMalformed({ reason: `non-zero padding after ${what}` }))
-  return b.subarray(0, n)
+  return as(b.subarray(0, n))
 }
 
-/** A byte string as text (UTF-8). Flat as `bytes` is, not a decoder around it: a daemon reads several for every path it is sent. */
-export function* string(what: string, max: number = limits.shortString): Decoder<string> {
-  const l: Uint8Array = yield reading(8, what)
-  const n = lengthOf(l, max)
-  if (n < 0) return yield* fail(tooLong(l, what, max))
-  const pad = (8 - (n % 8)) % 8
-  const b: Uint8Array = yield reading(n + pad, what)
-  if (!zeroPadded(b, n, pad)) return yield* fail(new WireMalformed({ reason: `non-zero padding after ${what}` }))
-  return text(b.subarray(0, n))
-}
+const asBytes = (b: Uint8Array): Uint8Array => b
+
+/** A byte string of at most `max` bytes (the result may be a view of the input). */
+export const bytes = (what: string, max: number): Decoder<Uint8Array> => lengthPrefixed(what, max, asBytes)
+
+/** A byte string as text (UTF-8). */
+export const string = (what: string, max: number = limits.shortString): Decoder<string> => lengthPrefixed(what, max, text)
 
 /** A count-prefixed list of at most `max` items. */
 export function* list<A>(what: string, max: number, item: () => Decoder<A>): Decoder<Array<A>> {
