@@ -16,7 +16,7 @@
  * (see snapshot-entry.ts). Modules it evaluates must not read per-process state when evaluated
  * (the pid, the time, the environment): src/servers/daemon/tunnel.ts reads the pid on first use.
  */
-import { Effect } from "effect"
+import { Effect, Result } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -31,7 +31,7 @@ import { readableChunkSource, WireReader, WireSink } from "../io/wire-io.ts"
 import * as MemoryStore from "../layers/memory.ts"
 import { checkNarBytes, narInHand } from "../nar/check.ts"
 import { restoreEventsNow } from "../nar/fs/index.ts"
-import { NarWriter } from "../nar/nar-writer.ts"
+import * as Tree from "../nar/tree.ts"
 import type { DaemonBackend } from "../servers/daemon/backend.ts"
 import { serveConnection } from "../servers/daemon/connection.ts"
 import { expectationOf } from "../services/verified-nar.ts"
@@ -40,23 +40,11 @@ import type { StoreWriteApi } from "../services/store-write.ts"
 /** Paths sent: more than one of the daemon's batches (256), so that a batch is written while the next is read. */
 const pathCount = 300
 
-/** A NAR of one regular file. */
-const fileNar = (contents: Uint8Array): Uint8Array => {
-  const w = new NarWriter(4096)
-  w.raw(NarWriter.seq.magic)
-  w.raw(NarWriter.seq.regular)
-  w.u64(contents.length)
-  w.raw(contents)
-  w.pad(contents.length)
-  w.raw(NarWriter.seq.close)
-  return Buffer.concat(w.take())
-}
-
 /** Paths as `nix-store --add` makes them: one small file each, content-addressed (`fixed:r:sha256`). */
 const samplePaths = (storeDir: string): Array<{ readonly info: PathInfo; readonly nar: Uint8Array }> => {
   const out: Array<{ info: PathInfo; nar: Uint8Array }> = []
   for (let i = 0; i < pathCount; i++) {
-    const nar = fileNar(Buffer.from(`warm-up path ${i}\n`.repeat(1 + (i % 50))))
+    const nar = Result.getOrThrow(Tree.toNar(Tree.regular(`warm-up path ${i}\n`.repeat(1 + (i % 50))))) // (a single file: never BadNar)
     const narHash = Hash.hashBytes("sha256", nar)
     const path = StorePath.makeFixedOutput("recursive", narHash, `s${i}`, { storeDir })
     out.push({ info: { path, narHash, narSize: nar.length, references: [], signatures: [], ca: ContentAddress.fixed("recursive", narHash) }, nar })

@@ -99,23 +99,6 @@ export function* bool(what = "a flag"): Decoder<boolean> {
 
 export const paddingOf = (n: number): number => (8 - (n % 8)) % 8
 
-/** The length a byte string's 8-byte prefix `l` gives, or -1 when it is over `max` (or 2^53). */
-const lengthOf = (l: Uint8Array, max: number): number => {
-  const lo = (l[0]! | (l[1]! << 8) | (l[2]! << 16) | (l[3]! << 24)) >>> 0
-  const hi = (l[4]! | (l[5]! << 8) | (l[6]! << 16) | (l[7]! << 24)) >>> 0
-  const n = hi * two32 + lo
-  return hi > 0x1f_ffff || n > max ? -1 : n
-}
-
-const tooLong = (l: Uint8Array, what: string, max: number) =>
-  new WireTooLarge({ what: `the length of ${what}`, length: u64At(l).toString(), max })
-
-/** Whether the `pad` bytes after the first `n` of `b` are zero. */
-const zeroPadded = (b: Uint8Array, n: number, pad: number): boolean => {
-  for (let i = n; i < n + pad; i++) if (b[i] !== 0) return false
-  return true
-}
-
 /**
  * A length-prefixed, zero-padded byte string of at most `max` bytes, as `as` makes it of its bytes
  * (which may be a view of the input). Written out flat, without nested decoders: lists of thousands
@@ -123,11 +106,15 @@ const zeroPadded = (b: Uint8Array, n: number, pad: number): boolean => {
  */
 function* lengthPrefixed<A>(what: string, max: number, as: (b: Uint8Array) => A): Decoder<A> {
   const l: Uint8Array = yield reading(8, what)
-  const n = lengthOf(l, max)
-  if (n < 0) return yield* fail(tooLong(l, what, max))
-  const pad = (8 - (n % 8)) % 8
+  const lo = (l[0]! | (l[1]! << 8) | (l[2]! << 16) | (l[3]! << 24)) >>> 0
+  const hi = (l[4]! | (l[5]! << 8) | (l[6]! << 16) | (l[7]! << 24)) >>> 0
+  const n = hi * two32 + lo
+  if (hi > 0x1f_ffff || n > max) return yield* fail(new WireTooLarge({ what: `the length of ${what}`, length: u64At(l).toString(), max }))
+  const pad = paddingOf(n)
   const b: Uint8Array = yield reading(n + pad, what)
-  if (!zeroPadded(b, n, pad)) return yield* fail(new WireMalformed({ reason: `non-zero padding after ${what}` }))
+  for (let i = n; i < n + pad; i++) {
+    if (b[i] !== 0) return yield* fail(new WireMalformed({ reason: `non-zero padding after ${what}` }))
+  }
   return as(b.subarray(0, n))
 }
 
